@@ -1,0 +1,32 @@
+//! faultline: a Jepsen-style fault-injection test harness for consensus systems.
+//!
+//! # Vocabulary
+//!
+//! - **target**: the system under test (how to install, start, stop, kill it, and how a
+//!   client talks to it).
+//! - **node**: one member of the target's cluster (n1 … nN), on a **host**.
+//! - **host**: where a node runs: a network namespace on this machine or a machine over SSH.
+//! - **workload**: what clients do and which checker judges it.
+//! - **nemesis**: what faults are injected and when; every fault has a named inverse.
+//! - **op**: one event in the history: an invoke and later its completion ok / fail / info.
+//! - **process**: a logical single-threaded client; retired after an info.
+//! - **history**: the append-only list of ops of one run, streamed to `history.jsonl`.
+//! - **checker** / **model**: turn a history into a verdict valid / invalid / unknown.
+//! - **run** / **campaign**: one test execution / a matrix of runs.
+//!
+//! # Module map
+//!
+//! - [`history`]: the [`history::Op`] type, the JSONL journal, importers and exporters.
+//! - [`checker`]: models and the linearizability search.
+//! - [`cli`]: the command-line surface.
+//!
+//! # Error policy
+//!
+//! Library code returns typed results where a caller branches (verdicts are values, never
+//! errors) and `anyhow::Result` with `.context()` naming the file, node or command at the
+//! edges. `main` maps the outcome to an exit code: 0 valid, 1 invalid, 2 unknown, 3 bad
+//! input or harness error.
+
+pub mod checker;
+pub mod cli;
+pub mod history;

@@ -1,0 +1,2 @@
+//! raftkv: faultline's reference target (work in progress).
+fn main() {}
