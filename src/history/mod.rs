@@ -14,6 +14,12 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 use std::fmt;
 
+/// The `error` of a `fail` cas whose comparison did not match: the op certainly had no
+/// effect, *and* it observed that the register did not hold the expected value. Checkers
+/// keep such ops as observations instead of dropping them like other `fail`s (Porcupine's
+/// reading of Jepsen's etcd logs; our own clients record it the same way).
+pub const COMPARE_FAILED: &str = "compare-failed";
+
 /// Who performed an op: a logical single-threaded client, or the nemesis.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Process {
