@@ -30,3 +30,4 @@
 pub mod checker;
 pub mod cli;
 pub mod history;
+pub mod spec;

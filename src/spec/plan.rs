@@ -1,0 +1,303 @@
+//! The resolved plan: everything a run needs, decided once, written to `plan.yaml` before
+//! the first node starts so the run can be reproduced from it (with seed and revision).
+
+use super::nemesis::NemesisSpec;
+use super::target::TargetSpec;
+use super::test::TestSpec;
+use super::workload::WorkloadSpec;
+use super::{SpecKind, SpecRoots};
+use anyhow::{anyhow, bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Most nodes a run may have (a local subnet slice holds the bridge plus the nodes).
+pub const MAX_NODES: u32 = 29;
+
+/// Where the nodes run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum HostsChoice {
+    /// One network namespace per node on this machine, addresses from `subnet`.
+    Local { subnet: String },
+    /// Every node on its own 127.x.y.z address, no namespaces: no partitions or loss.
+    Loopback,
+}
+
+/// What the user asked for on the command line; every field overrides the test file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub test_file: Option<PathBuf>,
+    pub target: Option<String>,
+    pub workload: Option<String>,
+    pub nemesis: Option<String>,
+    pub nodes: Option<u32>,
+    pub concurrency: Option<u32>,
+    pub time_limit: Option<Duration>,
+    pub rate: Option<f64>,
+    pub seed: Option<u64>,
+    pub target_args: Vec<String>,
+    pub leave_running: bool,
+    pub store: Option<PathBuf>,
+    /// `None` = decide from what this machine allows.
+    pub hosts: Option<HostsChoice>,
+    pub subnet: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResolvedTarget {
+    pub file: PathBuf,
+    /// Directory of target.yaml; relative paths in the spec are relative to it.
+    pub dir: PathBuf,
+    pub binary: PathBuf,
+    pub spec: TargetSpec,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub name: String,
+    pub seed: u64,
+    pub faultline_version: String,
+    pub git_revision: Option<String>,
+    pub target: ResolvedTarget,
+    pub workload_file: PathBuf,
+    pub workload: WorkloadSpec,
+    pub nemesis_file: PathBuf,
+    pub nemesis: NemesisSpec,
+    pub nodes: Vec<String>,
+    pub concurrency: u32,
+    #[serde(with = "humantime_serde")]
+    pub time_limit: Duration,
+    pub rate: Option<f64>,
+    pub target_args: Vec<String>,
+    pub hosts: HostsChoice,
+    pub leave_running: bool,
+    pub store: PathBuf,
+}
+
+/// Defaults of a run with no arguments at all: the README's run command.
+pub const DEFAULT_TARGET: &str = "raftkv";
+pub const DEFAULT_WORKLOAD: &str = "register";
+pub const DEFAULT_NEMESIS: &str = "none";
+pub const DEFAULT_NODES: u32 = 5;
+pub const DEFAULT_CONCURRENCY: u32 = 10;
+pub const DEFAULT_TIME_LIMIT: Duration = Duration::from_secs(30);
+pub const DEFAULT_SUBNET: &str = "10.213.0.0/24";
+
+impl Plan {
+    /// Merge test file and flags, load and validate every spec, and resolve paths.
+    /// `hosts` is what the caller decided when the user did not say.
+    pub fn resolve(roots: &SpecRoots, o: &Overrides, auto_hosts: HostsChoice) -> Result<Plan> {
+        let test = match &o.test_file {
+            Some(p) => TestSpec::load(p)?,
+            None => TestSpec::default(),
+        };
+        let test_path = o
+            .test_file
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("(command line)"));
+
+        let target_name = o
+            .target
+            .clone()
+            .or(test.target.clone())
+            .unwrap_or_else(|| DEFAULT_TARGET.into());
+        let workload_name = o
+            .workload
+            .clone()
+            .or(test.workload.clone())
+            .unwrap_or_else(|| DEFAULT_WORKLOAD.into());
+        let nemesis_name = o
+            .nemesis
+            .clone()
+            .or(test.nemesis.clone())
+            .unwrap_or_else(|| DEFAULT_NEMESIS.into());
+
+        let target_file = roots.resolve(SpecKind::Target, &target_name)?;
+        let target_spec = TargetSpec::load(&target_file)?;
+        let target_dir = target_file
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let target_dir = target_dir
+            .canonicalize()
+            .with_context(|| format!("cannot resolve {}", target_dir.display()))?;
+        let binary = resolve_binary(&target_dir, &target_spec.binary);
+
+        let workload_file = roots.resolve(SpecKind::Workload, &workload_name)?;
+        let workload = WorkloadSpec::load(&workload_file)?;
+        let nemesis_file = roots.resolve(SpecKind::Nemesis, &nemesis_name)?;
+        let nemesis = NemesisSpec::load(&nemesis_file)?;
+
+        let nodes = o.nodes.or(test.nodes).unwrap_or(DEFAULT_NODES);
+        let concurrency = o
+            .concurrency
+            .or(test.concurrency)
+            .unwrap_or(DEFAULT_CONCURRENCY);
+        let time_limit = o
+            .time_limit
+            .or(test.time_limit)
+            .unwrap_or(DEFAULT_TIME_LIMIT);
+        let rate = o.rate.or(test.rate);
+        let mut v = super::Violations::new(&test_path);
+        v.check(
+            (1..=MAX_NODES).contains(&nodes),
+            "nodes",
+            format!("must be between 1 and {MAX_NODES}"),
+        );
+        v.check(
+            (1..=1000).contains(&concurrency),
+            "concurrency",
+            "must be between 1 and 1000",
+        );
+        v.check(
+            time_limit >= Duration::from_secs(1) && time_limit <= Duration::from_secs(86_400),
+            "time_limit",
+            "must be between 1s and 24h",
+        );
+        v.check(
+            rate.is_none_or(|r| r.is_finite() && r > 0.0 && r <= 1_000_000.0),
+            "rate",
+            "must be a number of ops/s above 0 and at most 1000000",
+        );
+        v.into_result()?;
+
+        let subnet = o
+            .subnet
+            .clone()
+            .or(test.subnet.clone())
+            .unwrap_or_else(|| DEFAULT_SUBNET.into());
+        parse_subnet(&subnet).with_context(|| format!("{}: subnet", test_path.display()))?;
+        let hosts = match o.hosts.clone().unwrap_or(auto_hosts) {
+            HostsChoice::Local { .. } => HostsChoice::Local { subnet },
+            HostsChoice::Loopback => HostsChoice::Loopback,
+        };
+
+        let mut target_args = test.target_args.clone();
+        target_args.extend(o.target_args.iter().cloned());
+        let name = test
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("{}-{}-{}", target_spec.name, workload.name, nemesis.name));
+        if !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            bail!(
+                "{}: name: {name:?} may only contain letters, digits, '-', '_' and '.' (it names a directory)",
+                test_path.display()
+            );
+        }
+        Ok(Plan {
+            name,
+            seed: o.seed.or(test.seed).unwrap_or_else(rand::random),
+            faultline_version: env!("CARGO_PKG_VERSION").to_string(),
+            git_revision: git_revision(),
+            target: ResolvedTarget {
+                file: target_file,
+                dir: target_dir,
+                binary,
+                spec: target_spec,
+            },
+            workload_file,
+            workload,
+            nemesis_file,
+            nemesis,
+            nodes: (1..=nodes).map(|i| format!("n{i}")).collect(),
+            concurrency,
+            time_limit,
+            rate,
+            target_args,
+            hosts,
+            leave_running: o.leave_running,
+            store: o.store.clone().unwrap_or_else(|| PathBuf::from("reports")),
+        })
+    }
+
+    /// The plan as YAML, as written to `plan.yaml`.
+    pub fn to_yaml(&self) -> Result<String> {
+        serde_yaml::to_string(self).context("cannot serialise the plan")
+    }
+}
+
+fn resolve_binary(target_dir: &Path, binary: &str) -> PathBuf {
+    let p = PathBuf::from(binary);
+    if p.is_absolute() {
+        p
+    } else {
+        target_dir.join(p)
+    }
+}
+
+/// Parse `a.b.c.d/len` into (network address, prefix length).
+pub fn parse_subnet(s: &str) -> Result<(Ipv4Addr, u8)> {
+    let (addr, len) = s
+        .split_once('/')
+        .ok_or_else(|| anyhow!("{s:?} is not of the form a.b.c.d/len"))?;
+    let addr: Ipv4Addr = addr
+        .parse()
+        .map_err(|_| anyhow!("{addr:?} is not an IPv4 address"))?;
+    let len: u8 = len
+        .parse()
+        .map_err(|_| anyhow!("{len:?} is not a prefix length"))?;
+    if !(16..=27).contains(&len) {
+        bail!("prefix length /{len} must be between /16 and /27 (room for a bridge and nodes)");
+    }
+    let mask = u32::MAX << (32 - len);
+    if u32::from(addr) & !mask != 0 {
+        bail!(
+            "{s} has host bits set; did you mean {}/{len}?",
+            Ipv4Addr::from(u32::from(addr) & mask)
+        );
+    }
+    if !addr.is_private() {
+        bail!("{s} is not a private (RFC 1918) range; faultline only uses private subnets inside its own namespaces");
+    }
+    Ok((addr, len))
+}
+
+/// The git revision of the checkout this binary was built from, with `-dirty` when it has
+/// uncommitted changes; `None` outside a checkout.
+fn git_revision() -> Option<String> {
+    let dir = env!("CARGO_MANIFEST_DIR");
+    let out = std::process::Command::new("git")
+        .args(["-C", dir, "rev-parse", "HEAD"])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let mut rev = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let dirty = std::process::Command::new("git")
+        .args(["-C", dir, "status", "--porcelain", "--untracked-files=no"])
+        .output()
+        .ok()
+        .is_some_and(|o| !o.stdout.is_empty());
+    if dirty {
+        rev.push_str("-dirty");
+    }
+    Some(rev)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subnet_must_be_private_and_aligned() {
+        assert_eq!(
+            parse_subnet("10.213.0.0/24").unwrap(),
+            (Ipv4Addr::new(10, 213, 0, 0), 24)
+        );
+        assert!(parse_subnet("10.213.0.5/24")
+            .unwrap_err()
+            .to_string()
+            .contains("host bits"));
+        assert!(parse_subnet("8.8.8.0/24")
+            .unwrap_err()
+            .to_string()
+            .contains("private"));
+        assert!(parse_subnet("10.0.0.0/30").is_err());
+    }
+}

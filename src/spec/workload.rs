@@ -1,0 +1,196 @@
+//! `workloads/<name>.yaml`: what clients do, and which model judges the history.
+//!
+//! A register is the special case of independent keys with one key in flight forever; the
+//! `kv` workload keeps a bounded number of keys in flight and retires each after a bounded
+//! number of ops, so every per-key history stays short enough to check (Jepsen's
+//! independent keys).
+
+use super::{load_yaml, Violations};
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+/// Client operations a workload can mix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OpKind {
+    Read,
+    Write,
+    Cas,
+}
+
+impl OpKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OpKind::Read => "read",
+            OpKind::Write => "write",
+            OpKind::Cas => "cas",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadSpec {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// Relative weights of the operations.
+    pub mix: BTreeMap<OpKind, u32>,
+    /// Written and compared values are drawn from `0..values`; few values make conflicts
+    /// (and so anomalies) likely.
+    #[serde(default = "default_values")]
+    pub values: u32,
+    #[serde(default)]
+    pub keys: KeySpec,
+    /// The model the checker replays (a name from `faultline check --help`).
+    pub model: String,
+    /// A request without an answer after this long is recorded as info.
+    #[serde(with = "humantime_serde", default = "default_op_timeout")]
+    pub op_timeout: Duration,
+    /// After faults are healed, read every key once more.
+    #[serde(default = "yes")]
+    pub final_reads: bool,
+}
+
+fn default_values() -> u32 {
+    5
+}
+
+fn default_op_timeout() -> Duration {
+    Duration::from_secs(2)
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeySpec {
+    /// Keys open for operations at once.
+    #[serde(default = "one")]
+    pub in_flight: u32,
+    /// Retire a key after this many ops and open a fresh one; absent = never.
+    #[serde(default)]
+    pub ops_per_key: Option<u64>,
+    /// How an op picks among the keys in flight.
+    #[serde(default)]
+    pub distribution: KeyDistribution,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl Default for KeySpec {
+    fn default() -> Self {
+        KeySpec {
+            in_flight: 1,
+            ops_per_key: None,
+            distribution: KeyDistribution::Uniform,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeyDistribution {
+    #[default]
+    Uniform,
+    /// The first key in flight is hit most (weight halves with each further key): hot keys.
+    Exponential,
+}
+
+impl WorkloadSpec {
+    pub fn load(path: &Path) -> Result<WorkloadSpec> {
+        let spec: WorkloadSpec = load_yaml(path)?;
+        spec.validate(path)?;
+        Ok(spec)
+    }
+
+    pub fn validate(&self, path: &Path) -> Result<()> {
+        let mut v = Violations::new(path);
+        v.check(!self.name.is_empty(), "name", "must not be empty");
+        v.check(
+            self.mix.values().any(|w| *w > 0),
+            "mix",
+            "needs at least one operation with a weight above 0",
+        );
+        v.check(
+            (1..=1_000_000).contains(&self.values),
+            "values",
+            "must be between 1 and 1000000",
+        );
+        v.check(
+            (1..=10_000).contains(&self.keys.in_flight),
+            "keys.in_flight",
+            "must be between 1 and 10000",
+        );
+        v.check(
+            self.keys.ops_per_key.is_none_or(|n| n >= 1),
+            "keys.ops_per_key",
+            "must be at least 1 when set",
+        );
+        v.check(
+            self.op_timeout >= Duration::from_millis(10)
+                && self.op_timeout <= Duration::from_secs(600),
+            "op_timeout",
+            "must be between 10ms and 10m",
+        );
+        v.check(!self.model.is_empty(), "model", "must name a model");
+        v.into_result()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::parse_yaml;
+
+    #[test]
+    fn a_register_needs_only_mix_and_model() {
+        let p = Path::new("w.yaml");
+        let w: WorkloadSpec = parse_yaml(
+            p,
+            "name: register\nmix: {read: 2, write: 1, cas: 1}\nmodel: cas-register\n",
+        )
+        .unwrap();
+        w.validate(p).unwrap();
+        assert_eq!(w.keys.in_flight, 1);
+        assert_eq!(w.op_timeout, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn rejects_an_all_zero_mix_and_names_every_broken_rule() {
+        let p = Path::new("workloads/bad.yaml");
+        let w: WorkloadSpec = parse_yaml(
+            p,
+            "name: bad\nmix: {read: 0}\nmodel: kv\nkeys: {in_flight: 0}\n",
+        )
+        .unwrap();
+        let err = w.validate(p).unwrap_err().to_string();
+        assert!(
+            err.contains("workloads/bad.yaml: mix: needs at least one"),
+            "{err}"
+        );
+        assert!(
+            err.contains("workloads/bad.yaml: keys.in_flight: must be between"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn rejects_an_unknown_operation() {
+        let err = parse_yaml::<WorkloadSpec>(
+            Path::new("w.yaml"),
+            "name: x\nmix: {read: 1, delete: 1}\nmodel: kv\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("w.yaml:2:"), "{err}");
+        assert!(err.contains("delete"), "{err}");
+    }
+}
