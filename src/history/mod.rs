@@ -10,9 +10,57 @@
 //! (it certainly did not happen) or `info` (unknown: it may take effect at any time after
 //! its invocation, or never). A process is single-threaded: it has at most one op open.
 
+pub mod edn;
+mod export;
+mod import;
+mod jsonl;
+
+pub use export::{export_file, write_edn, write_jsonl, EdnWriter, ExportFormat, ExportSummary};
+pub use import::{open, open_detect, read_all, Format};
+pub use jsonl::{HistoryWriter, JsonlReader};
+
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// A history that cannot be read: which file, which line (1-based; 0 when the problem is
+/// the file as a whole) and what rule the input broke.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryError {
+    pub path: PathBuf,
+    pub line: usize,
+    pub message: String,
+}
+
+impl HistoryError {
+    pub fn new(path: &Path, line: usize, message: impl Into<String>) -> Self {
+        HistoryError {
+            path: path.to_path_buf(),
+            line,
+            message: message.into(),
+        }
+    }
+}
+
+/// `path:line: message`, or `path: message` for whole-file problems, so editors and
+/// terminals can jump to the spot.
+impl fmt::Display for HistoryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}: {}", self.path.display(), self.message)
+        } else {
+            write!(f, "{}:{}: {}", self.path.display(), self.line, self.message)
+        }
+    }
+}
+
+impl std::error::Error for HistoryError {}
+
+/// The ops of a history in file order, each with the 1-based source line on which it
+/// starts. Streams: nothing but the current op is held. After the first error the stream
+/// ends.
+pub type OpStream = Box<dyn Iterator<Item = Result<(usize, Op), HistoryError>> + Send>;
 
 /// The `error` of a `fail` cas whose comparison did not match: the op certainly had no
 /// effect, *and* it observed that the register did not hold the expected value. Checkers

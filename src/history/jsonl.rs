@@ -1,0 +1,354 @@
+//! `history.jsonl`: the journal a run writes and the streaming reader for it.
+//!
+//! Owns [`HistoryWriter`], the single journaling point of a run (it stamps `index` and
+//! `time_ns` and writes each op as one line straight to the file), and [`JsonlReader`],
+//! which streams a journal back line by line and tolerates the one defect a killed harness
+//! can leave: a torn last line.
+
+use super::{HistoryError, Op, OpType, Process};
+use serde_json::Value;
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Read buffer for journals; large enough that reading is one syscall per few thousand ops.
+const READ_BUFFER_BYTES: usize = 256 * 1024;
+
+/// Appends ops to `history.jsonl` so that a harness killed at any moment leaves every op
+/// it journaled readable, except possibly a torn last line.
+///
+/// Each op is serialised into a reused buffer and handed to the kernel with one
+/// `write_all` on the unbuffered [`File`]: there is no userspace buffer that a SIGKILL
+/// could lose, and readers see every completed line while the run is still going.
+#[derive(Debug)]
+pub struct HistoryWriter {
+    file: File,
+    path: PathBuf,
+    /// The index the next stamped op gets; one past the highest index journaled.
+    next_index: u64,
+    /// Origin of `time_ns`: the start of the run.
+    start: Instant,
+    /// Reused serialisation buffer (one line), so journaling does not allocate per op.
+    line: Vec<u8>,
+}
+
+impl HistoryWriter {
+    /// Create (or truncate) the journal at `path`; `time_ns` counts from now.
+    pub fn create(path: &Path) -> io::Result<Self> {
+        Self::create_at(path, Instant::now())
+    }
+
+    /// Like [`HistoryWriter::create`], with `time_ns` counted from `run_start` so that op
+    /// times line up with the other clocks of the run (nemesis schedule, plots).
+    pub fn create_at(path: &Path, run_start: Instant) -> io::Result<Self> {
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)?;
+        Ok(HistoryWriter {
+            file,
+            path: path.to_path_buf(),
+            next_index: 0,
+            start: run_start,
+            line: Vec::with_capacity(256),
+        })
+    }
+
+    /// The journal's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// How many index values have been handed out (the next stamped op's index).
+    pub fn next_index(&self) -> u64 {
+        self.next_index
+    }
+
+    /// Journal `op` as it is (index and time already set by the caller).
+    pub fn append(&mut self, op: &Op) -> io::Result<()> {
+        self.line.clear();
+        serde_json::to_writer(&mut self.line, op)?;
+        self.line.push(b'\n');
+        self.file.write_all(&self.line)?;
+        self.next_index = self.next_index.max(op.index.saturating_add(1));
+        Ok(())
+    }
+
+    /// Stamp `op` with the next index and the time since the run started, journal it and
+    /// return the stamped op. This is the one place a run assigns `index` and `time_ns`,
+    /// so the journal order, the indices and the times agree.
+    pub fn append_stamped(&mut self, mut op: Op) -> io::Result<Op> {
+        op.index = self.next_index;
+        op.time_ns = u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.append(&op)?;
+        Ok(op)
+    }
+
+    /// Force the journal to stable storage (end of run); appends are already visible to
+    /// readers without this.
+    pub fn sync(&self) -> io::Result<()> {
+        self.file.sync_all()
+    }
+}
+
+/// Streams the ops of a `history.jsonl`, one line at a time.
+///
+/// Blank lines are skipped. A last line without a trailing newline that does not parse is
+/// a write torn by a killed harness: it is skipped with a warning on stderr (also
+/// available from [`JsonlReader::torn_line`]). Any other line that is not an op is an
+/// error naming the file, the line and the broken rule; the stream ends after it.
+pub struct JsonlReader {
+    path: PathBuf,
+    reader: BufReader<File>,
+    /// Reused line buffer: the reader never holds more than one line of text.
+    buf: Vec<u8>,
+    line_no: usize,
+    done: bool,
+    torn_line: Option<usize>,
+}
+
+impl JsonlReader {
+    pub fn open(path: &Path) -> Result<Self, HistoryError> {
+        let file = File::open(path)
+            .map_err(|e| HistoryError::new(path, 0, format!("cannot open: {e}")))?;
+        Ok(JsonlReader {
+            path: path.to_path_buf(),
+            reader: BufReader::with_capacity(READ_BUFFER_BYTES, file),
+            buf: Vec::with_capacity(256),
+            line_no: 0,
+            done: false,
+            torn_line: None,
+        })
+    }
+
+    /// The line number of a torn last line that was skipped, once the stream has reached
+    /// it.
+    pub fn torn_line(&self) -> Option<usize> {
+        self.torn_line
+    }
+
+    fn fail(&mut self, message: String) -> Option<Result<(usize, Op), HistoryError>> {
+        self.done = true;
+        Some(Err(HistoryError::new(&self.path, self.line_no, message)))
+    }
+}
+
+impl Iterator for JsonlReader {
+    type Item = Result<(usize, Op), HistoryError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while !self.done {
+            self.buf.clear();
+            match self.reader.read_until(b'\n', &mut self.buf) {
+                Ok(0) => self.done = true,
+                Ok(_) => {
+                    self.line_no += 1;
+                    let complete = self.buf.last() == Some(&b'\n');
+                    let text = self.buf.trim_ascii();
+                    if text.is_empty() {
+                        continue;
+                    }
+                    match serde_json::from_slice::<Op>(text) {
+                        Ok(op) => return Some(Ok((self.line_no, op))),
+                        Err(_) if !complete => {
+                            self.done = true;
+                            self.torn_line = Some(self.line_no);
+                            eprintln!(
+                                "warning: {}:{}: skipping a torn last line (no newline at the end; \
+                                 the writer was probably killed mid-write)",
+                                self.path.display(),
+                                self.line_no
+                            );
+                        }
+                        Err(e) => {
+                            let message = diagnose(text, &e);
+                            return self.fail(message);
+                        }
+                    }
+                }
+                Err(e) => {
+                    self.line_no += 1;
+                    return self.fail(format!("read error: {e}"));
+                }
+            }
+        }
+        None
+    }
+}
+
+/// Explain why a line is not an op, in terms of the documented format rather than serde's
+/// internals. Only runs on the error path, so it may re-parse.
+fn diagnose(text: &[u8], serde_err: &serde_json::Error) -> String {
+    let value: Value = match serde_json::from_slice(text) {
+        Ok(v) => v,
+        Err(e) => return format!("not valid JSON: {}", strip_position(&e)),
+    };
+    let Value::Object(map) = &value else {
+        return format!(
+            "expected a JSON object (one op per line), found {}",
+            json_kind(&value)
+        );
+    };
+    for field in ["index", "time_ns", "process", "type", "f"] {
+        if !map.contains_key(field) {
+            return format!("missing field \"{field}\"");
+        }
+    }
+    for field in ["index", "time_ns"] {
+        if !map[field].is_u64() {
+            return format!(
+                "\"{field}\" must be a non-negative integer, got {}",
+                map[field]
+            );
+        }
+    }
+    if serde_json::from_value::<Process>(map["process"].clone()).is_err() {
+        return format!(
+            "\"process\" must be a non-negative integer or \"nemesis\", got {}",
+            map["process"]
+        );
+    }
+    if serde_json::from_value::<OpType>(map["type"].clone()).is_err() {
+        return format!(
+            "\"type\" must be one of invoke/ok/fail/info, got {}",
+            map["type"]
+        );
+    }
+    if !map["f"].is_string() {
+        return format!("\"f\" must be a string, got {}", map["f"]);
+    }
+    for field in ["key", "node", "error"] {
+        if let Some(v) = map.get(field) {
+            if !(v.is_string() || v.is_null()) {
+                return format!("\"{field}\" must be a string, got {v}");
+            }
+        }
+    }
+    strip_position(serde_err)
+}
+
+/// serde_json appends "at line 1 column N"; on a one-line input only the column matters.
+fn strip_position(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    match text.rsplit_once(" at line ") {
+        Some((msg, _)) => format!("{msg} (column {})", e.column()),
+        None => text,
+    }
+}
+
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn op(index: u64, process: u64, kind: OpType, value: Value) -> Op {
+        Op {
+            index,
+            time_ns: index * 10,
+            process: Process::Client(process),
+            kind,
+            f: "write".into(),
+            key: None,
+            value,
+            node: None,
+            error: None,
+        }
+    }
+
+    fn read_all(path: &Path) -> Result<Vec<(usize, Op)>, HistoryError> {
+        JsonlReader::open(path)?.collect()
+    }
+
+    fn message_for(line: &str) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.jsonl");
+        let good = serde_json::to_string(&op(0, 1, OpType::Invoke, json!(1))).unwrap();
+        std::fs::write(&path, format!("{good}\n{line}\n")).unwrap();
+        let err = read_all(&path).unwrap_err();
+        assert_eq!(err.line, 2, "{err}");
+        err.message
+    }
+
+    #[test]
+    fn explains_each_broken_rule_in_format_terms() {
+        let base = r#""index":1,"time_ns":2,"process":1,"type":"ok","f":"read""#;
+        assert_eq!(
+            message_for(r#"{"index":1,"time_ns":2,"process":1,"type":"ok"}"#),
+            "missing field \"f\""
+        );
+        assert_eq!(
+            message_for(r#"{"index":1,"time_ns":2,"process":1,"type":"done","f":"read"}"#),
+            "\"type\" must be one of invoke/ok/fail/info, got \"done\""
+        );
+        assert_eq!(
+            message_for(r#"{"index":1,"time_ns":2,"process":-4,"type":"ok","f":"read"}"#),
+            "\"process\" must be a non-negative integer or \"nemesis\", got -4"
+        );
+        assert_eq!(
+            message_for(r#"{"index":"1","time_ns":2,"process":1,"type":"ok","f":"read"}"#),
+            "\"index\" must be a non-negative integer, got \"1\""
+        );
+        assert_eq!(
+            message_for(&format!("{{{base},\"key\":7}}")),
+            "\"key\" must be a string, got 7"
+        );
+        assert_eq!(
+            message_for("[1,2]"),
+            "expected a JSON object (one op per line), found an array"
+        );
+        assert!(message_for("{\"index\":1,").starts_with("not valid JSON: EOF"));
+    }
+
+    #[test]
+    fn skips_blank_lines_and_reports_true_line_numbers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.jsonl");
+        let a = serde_json::to_string(&op(0, 1, OpType::Invoke, json!(1))).unwrap();
+        let b = serde_json::to_string(&op(1, 1, OpType::Ok, json!(1))).unwrap();
+        std::fs::write(&path, format!("\n{a}\n   \n{b}\r\n")).unwrap();
+        let ops = read_all(&path).unwrap();
+        assert_eq!(ops.iter().map(|(l, _)| *l).collect::<Vec<_>>(), [2, 4]);
+    }
+
+    #[test]
+    fn append_stamped_assigns_consecutive_indices_and_monotonic_times() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.jsonl");
+        let mut w = HistoryWriter::create(&path).unwrap();
+        let a = w
+            .append_stamped(op(99, 1, OpType::Invoke, json!(3)))
+            .unwrap();
+        let b = w.append_stamped(op(99, 1, OpType::Ok, json!(3))).unwrap();
+        assert_eq!((a.index, b.index), (0, 1));
+        assert!(a.time_ns <= b.time_ns);
+        let back: Vec<Op> = read_all(&path)
+            .unwrap()
+            .into_iter()
+            .map(|(_, o)| o)
+            .collect();
+        assert_eq!(back, vec![a, b]);
+    }
+
+    #[test]
+    fn append_keeps_the_next_index_past_explicit_indices() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = HistoryWriter::create(&dir.path().join("h.jsonl")).unwrap();
+        w.append(&op(7, 1, OpType::Invoke, json!(1))).unwrap();
+        assert_eq!(w.next_index(), 8);
+        let s = w.append_stamped(op(0, 1, OpType::Ok, json!(1))).unwrap();
+        assert_eq!(s.index, 8);
+    }
+}
