@@ -7,5 +7,35 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {}
+    match cli.command {
+        Command::Export(args) => export(args),
+    }
+}
+
+/// `faultline export`: 0 on success, 3 with `path:line: message` on bad input.
+fn export(args: faultline::cli::ExportArgs) -> ExitCode {
+    match faultline::history::export_file(
+        &args.history,
+        args.format,
+        args.to,
+        args.output.as_deref(),
+    ) {
+        Ok(summary) => {
+            if let Some(out) = &summary.output {
+                eprintln!(
+                    "exported {} ops from {} ({}) to {} ({})",
+                    summary.ops,
+                    args.history.display(),
+                    summary.input_format,
+                    out.display(),
+                    args.to
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(3)
+        }
+    }
 }

@@ -239,11 +239,16 @@ pub fn export_file(
                 Err(e) => {
                     // Best effort: the temporary file is ours and useless now.
                     let _ = fs::remove_file(&tmp);
-                    Err(e.context(format!(
-                        "exporting {} to {}",
-                        input.display(),
-                        out_path.display()
-                    )))
+                    if e.is::<HistoryError>() {
+                        // Already says `path:line: what is wrong`.
+                        Err(e)
+                    } else {
+                        Err(e.context(format!(
+                            "exporting {} to {}",
+                            input.display(),
+                            out_path.display()
+                        )))
+                    }
                 }
             }
         }
