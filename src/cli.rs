@@ -15,6 +15,14 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run one test against a real cluster: start nodes, drive clients and faults, record
+    /// the history, check it, write the report. With no arguments: raftkv, 5 nodes, the
+    /// register workload, 30 s.
+    Run(RunArgs),
+    /// Remove what a run left behind (after --leave-running, or a SIGKILLed controller):
+    /// node processes, network namespaces, bridges. Without RUN_ID: every run whose
+    /// controller is gone.
+    Cleanup(CleanupArgs),
     /// Convert a history (any readable format) to Jepsen EDN or to faultline's JSONL.
     Export(ExportArgs),
 }
@@ -54,4 +62,67 @@ impl clap::ValueEnum for crate::history::ExportFormat {
     fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
         Some(clap::builder::PossibleValue::new(self.name()))
     }
+}
+
+/// `faultline run [TEST.yaml] [flags]`: flags override the test file.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// A test file naming target, workload, nemesis and parameters.
+    pub test: Option<std::path::PathBuf>,
+    /// Target name (targets/NAME/target.yaml) or path to a target.yaml.
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Workload name (workloads/NAME.yaml) or path.
+    #[arg(long)]
+    pub workload: Option<String>,
+    /// Nemesis name (nemesis/NAME.yaml) or path.
+    #[arg(long)]
+    pub nemesis: Option<String>,
+    /// Number of nodes (n1 … nN).
+    #[arg(long)]
+    pub nodes: Option<u32>,
+    /// Number of concurrent client workers.
+    #[arg(long)]
+    pub concurrency: Option<u32>,
+    /// How long clients run, e.g. 30s, 2m.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub time_limit: Option<std::time::Duration>,
+    /// Ops per second over all workers (default: as fast as the target answers).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Seed of the generators and the nemesis schedule (default: random, recorded in plan.yaml).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Extra argument for every node's start command (repeatable), e.g. --target-arg=--bug --target-arg=stale-read.
+    #[arg(long = "target-arg", allow_hyphen_values = true)]
+    pub target_args: Vec<String>,
+    /// Keep the cluster running after the run (remove it later with `faultline cleanup`).
+    #[arg(long)]
+    pub leave_running: bool,
+    /// Directory runs are stored under.
+    #[arg(long, default_value = "reports")]
+    pub store: std::path::PathBuf,
+    /// Where nodes run: `local` (a network namespace per node; needs root) or `loopback`.
+    /// Default: local when this machine allows it.
+    #[arg(long)]
+    pub hosts: Option<HostsArg>,
+    /// Subnet for local hosts (each run takes a free /27 of it).
+    #[arg(long)]
+    pub subnet: Option<String>,
+    /// Print only the verdict line, not the run log.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum HostsArg {
+    Local,
+    Loopback,
+}
+
+/// `faultline cleanup [RUN_ID]`.
+#[derive(Debug, clap::Args)]
+pub struct CleanupArgs {
+    /// The run id printed by `faultline run --leave-running`.
+    pub run_id: Option<String>,
 }

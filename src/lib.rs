@@ -29,5 +29,10 @@
 
 pub mod checker;
 pub mod cli;
+pub mod generator;
 pub mod history;
+pub mod hosts;
+pub mod runner;
 pub mod spec;
+pub mod store;
+pub mod target;

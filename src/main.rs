@@ -22,6 +22,8 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Export(args) => export(args),
+        Command::Run(args) => faultline::runner::command::run(args),
+        Command::Cleanup(args) => faultline::runner::command::cleanup(args),
     }
 }
 

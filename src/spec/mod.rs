@@ -7,7 +7,7 @@
 //! not this module's business.
 
 pub mod nemesis;
-mod plan;
+pub mod plan;
 pub mod target;
 pub mod test;
 pub mod workload;

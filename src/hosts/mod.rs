@@ -1,0 +1,107 @@
+//! Hosts: where nodes run, and the operations the controller performs on them.
+//!
+//! Owns creating and tearing down the places nodes live (network namespaces joined by a
+//! bridge, or bare loopback addresses), spawning a node's process inside its host, running
+//! a command there (e.g. `nft`), and the registry that makes sure nothing outlives a run.
+//! What a node *is* (its start command, readiness) belongs to [`crate::target`].
+//!
+//! The set of host kinds is closed, so it is an enum ([`Hosts`]), not a trait object.
+
+pub mod cleanup;
+pub mod local;
+pub mod loopback;
+
+use anyhow::Result;
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::process::Output;
+
+pub use cleanup::Registry;
+
+/// One node's place: its name and the address the controller and its peers reach it at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeHost {
+    pub node: String,
+    pub ip: Ipv4Addr,
+    /// The network namespace the node lives in, if any.
+    pub netns: Option<String>,
+}
+
+/// A command to start as a node process.
+#[derive(Debug, Clone)]
+pub struct SpawnSpec {
+    pub argv: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub cwd: PathBuf,
+    pub stdout: PathBuf,
+    pub stderr: PathBuf,
+    /// Kill the node when the controller dies (off for `--leave-running`).
+    pub die_with_controller: bool,
+}
+
+/// What this machine allows, decided once before planning.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Capability {
+    /// Root with working network namespaces, veth and a bridge.
+    Namespaces,
+    /// Only loopback; the reason says what is missing.
+    LoopbackOnly { reason: String },
+}
+
+/// Detect whether local namespaces can be used here.
+pub fn detect() -> Capability {
+    local::probe()
+}
+
+/// The hosts of one run.
+#[derive(Debug)]
+pub enum Hosts {
+    Local(local::LocalHosts),
+    Loopback(loopback::LoopbackHosts),
+}
+
+impl Hosts {
+    pub fn nodes(&self) -> &[NodeHost] {
+        match self {
+            Hosts::Local(h) => &h.nodes,
+            Hosts::Loopback(h) => &h.nodes,
+        }
+    }
+
+    pub fn node(&self, name: &str) -> Option<&NodeHost> {
+        self.nodes().iter().find(|n| n.node == name)
+    }
+
+    /// Whether network faults (partitions, loss) can be applied on these hosts.
+    pub fn network_faults(&self) -> Result<(), String> {
+        match self {
+            Hosts::Local(_) => Ok(()),
+            Hosts::Loopback(_) => Err(
+                "nodes run on loopback addresses without network namespaces (not root, or namespaces unavailable), so partitions and packet loss cannot be applied"
+                    .into(),
+            ),
+        }
+    }
+
+    /// Start a node's process inside its host; returns the child (its own process group).
+    pub fn spawn(&self, node: &NodeHost, spec: &SpawnSpec) -> Result<tokio::process::Child> {
+        local::spawn_in(node.netns.as_deref(), spec)
+    }
+
+    /// Run a command inside a node's host and wait for it, feeding `stdin`.
+    pub async fn exec(&self, node: &NodeHost, argv: &[&str], stdin: &[u8]) -> Result<Output> {
+        local::exec_in(node.netns.as_deref(), argv, stdin).await
+    }
+
+    /// A short description for the run log.
+    pub fn describe(&self) -> String {
+        match self {
+            Hosts::Local(h) => format!(
+                "local network namespaces on bridge {} ({}/{})",
+                h.bridge, h.gateway, h.prefix_len
+            ),
+            Hosts::Loopback(_) => "loopback addresses (no namespaces)".into(),
+        }
+    }
+}

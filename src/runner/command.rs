@@ -1,0 +1,109 @@
+//! `faultline run` and `faultline cleanup`: turn what the user typed into a plan, execute
+//! it on a tokio runtime, and map the outcome to an exit code.
+
+use super::{auto_hosts, execute};
+use crate::cli::{CleanupArgs, HostsArg, RunArgs};
+use crate::spec::{HostsChoice, Overrides, Plan, SpecRoots};
+use std::process::ExitCode;
+
+/// Exit code for bad input or a harness error.
+const HARNESS_ERROR: u8 = 3;
+
+pub fn run(args: RunArgs) -> ExitCode {
+    let (auto, warning) = auto_hosts();
+    let overrides = Overrides {
+        test_file: args.test.clone(),
+        target: args.target.clone(),
+        workload: args.workload.clone(),
+        nemesis: args.nemesis.clone(),
+        nodes: args.nodes,
+        concurrency: args.concurrency,
+        time_limit: args.time_limit,
+        rate: args.rate,
+        seed: args.seed,
+        target_args: args.target_args.clone(),
+        leave_running: args.leave_running,
+        store: Some(args.store.clone()),
+        hosts: args.hosts.map(|h| match h {
+            HostsArg::Local => HostsChoice::Local {
+                subnet: String::new(),
+            },
+            HostsArg::Loopback => HostsChoice::Loopback,
+        }),
+        subnet: args.subnet.clone(),
+    };
+    let plan = match Plan::resolve(&SpecRoots::default_roots(), &overrides, auto) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(HARNESS_ERROR);
+        }
+    };
+    if let (Some(w), HostsChoice::Loopback) = (&warning, &plan.hosts) {
+        eprintln!("note: {w}");
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(HARNESS_ERROR);
+        }
+    };
+    match rt.block_on(execute(plan, args.quiet)) {
+        Ok(outcome) => {
+            let verdict = outcome
+                .verdict
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| "none".into());
+            println!(
+                "{}: {}{}",
+                outcome.run_dir.display(),
+                verdict,
+                if outcome.interrupted {
+                    " (interrupted)"
+                } else {
+                    ""
+                }
+            );
+            ExitCode::from(outcome.exit_code())
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(HARNESS_ERROR)
+        }
+    }
+}
+
+pub fn cleanup(args: CleanupArgs) -> ExitCode {
+    match args.run_id {
+        Some(id) => match crate::hosts::cleanup::remove_run(&id) {
+            Ok(problems) if problems.is_empty() => {
+                println!("removed everything run {id} had left");
+                ExitCode::SUCCESS
+            }
+            Ok(problems) => {
+                for p in problems {
+                    eprintln!("error: {p}");
+                }
+                ExitCode::from(HARNESS_ERROR)
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(HARNESS_ERROR)
+            }
+        },
+        None => {
+            let report = crate::hosts::cleanup::sweep_stale();
+            if report.is_empty() {
+                println!("nothing left behind");
+            }
+            for line in report {
+                println!("{line}");
+            }
+            ExitCode::SUCCESS
+        }
+    }
+}

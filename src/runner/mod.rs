@@ -1,0 +1,653 @@
+//! The runner: the one async loop of a run — workers, the nemesis, per-op timeouts,
+//! journaling, the final phase and a clean shutdown on every exit path.
+//!
+//! Lifecycle (DESIGN.md): plan written → hosts prepared → target installed and started →
+//! clients (and the nemesis) until the time limit → heal, recover, final reads → nodes
+//! stopped, logs collected, hosts torn down → history checked, results and page written.
+
+mod check;
+pub mod command;
+pub mod log;
+mod page;
+
+use crate::checker::Verdict;
+use crate::generator::Generator;
+use crate::history::{HistoryWriter, Op, OpType, Process};
+use crate::hosts::{self, Capability, Hosts, Registry};
+use crate::spec::{HostsChoice, Plan};
+use crate::store;
+use crate::target::client::{Completion, Invocation};
+use crate::target::Cluster;
+use anyhow::{anyhow, bail, Context, Result};
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// Read attempts per key in the final phase before giving up on that key.
+const FINAL_READ_ATTEMPTS: u32 = 10;
+
+/// How a run ended, for `main` to map to an exit code.
+#[derive(Debug)]
+pub struct RunOutcome {
+    pub run_dir: PathBuf,
+    pub verdict: Option<Verdict>,
+    pub interrupted: bool,
+}
+
+impl RunOutcome {
+    pub fn exit_code(&self) -> u8 {
+        match (self.interrupted, self.verdict) {
+            (true, _) | (_, None) => 3,
+            (false, Some(v)) => v.exit_code(),
+        }
+    }
+}
+
+/// The journal: the single point where ops get their index and time.
+#[derive(Debug)]
+pub struct Journal {
+    writer: Mutex<HistoryWriter>,
+}
+
+impl Journal {
+    fn create(path: &Path, start: std::time::Instant) -> Result<Journal> {
+        let writer = HistoryWriter::create_at(path, start)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        Ok(Journal {
+            writer: Mutex::new(writer),
+        })
+    }
+
+    /// Stamp and append; a journal that cannot be written ends the run (a history with
+    /// holes would be checked wrongly).
+    pub fn record(&self, op: Op) -> Result<Op> {
+        let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        w.append_stamped(op)
+            .context("cannot append to history.jsonl")
+    }
+
+    fn sync(&self) {
+        let w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = w.sync();
+    }
+}
+
+/// Counters shown on the progress line and written to results.json.
+#[derive(Debug, Default)]
+struct Stats {
+    invoked: AtomicU64,
+    ok: AtomicU64,
+    fail: AtomicU64,
+    info: AtomicU64,
+}
+
+impl Stats {
+    fn count(&self, kind: OpType) {
+        let c = match kind {
+            OpType::Invoke => &self.invoked,
+            OpType::Ok => &self.ok,
+            OpType::Fail => &self.fail,
+            OpType::Info => &self.info,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn line(&self) -> String {
+        format!(
+            "ops {} ok {} fail {} info {}",
+            self.invoked.load(Ordering::Relaxed),
+            self.ok.load(Ordering::Relaxed),
+            self.fail.load(Ordering::Relaxed),
+            self.info.load(Ordering::Relaxed)
+        )
+    }
+}
+
+/// Spreads ops evenly at the planned rate over all workers.
+#[derive(Debug)]
+struct Rate {
+    interval: Option<Duration>,
+    next: Mutex<Instant>,
+}
+
+impl Rate {
+    fn new(rate: Option<f64>) -> Rate {
+        Rate {
+            interval: rate.map(|r| Duration::from_secs_f64(1.0 / r)),
+            next: Mutex::new(Instant::now()),
+        }
+    }
+
+    /// The instant this worker may issue its next op.
+    fn slot(&self) -> Option<Instant> {
+        let iv = self.interval?;
+        let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
+        let slot = (*next).max(Instant::now());
+        *next = slot + iv;
+        Some(slot)
+    }
+}
+
+/// What every worker shares.
+struct Ctx {
+    plan: Arc<Plan>,
+    cluster: Arc<Cluster>,
+    journal: Arc<Journal>,
+    gen: Mutex<Generator>,
+    stats: Stats,
+    rate: Rate,
+    /// Fresh process ids: a worker whose op ended in info continues under a new id.
+    next_process: AtomicU64,
+}
+
+impl Ctx {
+    fn invoke_op(&self, process: u64, inv: &Invocation, node: &str) -> Result<()> {
+        self.stats.count(OpType::Invoke);
+        self.journal.record(Op {
+            index: 0,
+            time_ns: 0,
+            process: Process::Client(process),
+            kind: OpType::Invoke,
+            f: inv.f.as_str().to_string(),
+            key: Some(inv.key.clone()),
+            value: match inv.f {
+                crate::spec::workload::OpKind::Read => Value::Null,
+                _ => inv.value.clone(),
+            },
+            node: Some(node.to_string()),
+            error: None,
+        })?;
+        Ok(())
+    }
+
+    fn complete_op(&self, process: u64, inv: &Invocation, c: &Completion) -> Result<()> {
+        self.stats.count(c.kind);
+        self.journal.record(Op {
+            index: 0,
+            time_ns: 0,
+            process: Process::Client(process),
+            kind: c.kind,
+            f: inv.f.as_str().to_string(),
+            key: Some(inv.key.clone()),
+            value: c.value.clone(),
+            node: Some(c.node.clone()),
+            error: c.error.clone(),
+        })?;
+        Ok(())
+    }
+}
+
+/// Resolve the hosts choice for this machine and say what it means for faults.
+pub fn auto_hosts() -> (HostsChoice, Option<String>) {
+    match hosts::detect() {
+        Capability::Namespaces => (
+            HostsChoice::Local {
+                subnet: crate::spec::plan::DEFAULT_SUBNET.to_string(),
+            },
+            None,
+        ),
+        Capability::LoopbackOnly { reason } => (
+            HostsChoice::Loopback,
+            Some(format!(
+                "{reason}: nodes run on loopback addresses; partitions and packet loss are unavailable (pauses, kills and clock faults still work)"
+            )),
+        ),
+    }
+}
+
+/// Execute a resolved plan end to end.
+pub async fn execute(plan: Plan, quiet: bool) -> Result<RunOutcome> {
+    let plan = Arc::new(plan);
+    let run_dir = store::create_run_dir(&plan.store, &plan.name)?;
+    store::write_atomic(&run_dir.join("plan.yaml"), plan.to_yaml()?.as_bytes())?;
+    log::open(&run_dir.join("faultline.log"), quiet)
+        .with_context(|| format!("cannot create {}/faultline.log", run_dir.display()))?;
+    log::line(&format!("run directory {}", run_dir.display()));
+    for line in hosts::cleanup::sweep_stale() {
+        log::line(&line);
+    }
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let signals = tokio::spawn(watch_signals(stop_tx));
+
+    let result = run_phases(plan.clone(), &run_dir, stop_rx.clone()).await;
+    signals.abort();
+    let interrupted = *stop_rx.borrow();
+
+    let outcome = match result {
+        Ok(verdict) => RunOutcome {
+            run_dir: run_dir.clone(),
+            verdict,
+            interrupted,
+        },
+        Err(e) => {
+            log::line(&format!("run failed: {e:#}"));
+            let results = serde_json::json!({
+                "verdict": Value::Null,
+                "error": format!("{e:#}"),
+                "interrupted": interrupted,
+            });
+            let _ = store::write_atomic(
+                &run_dir.join("results.json"),
+                serde_json::to_vec_pretty(&results)?.as_slice(),
+            );
+            let _ = store::update_latest(&plan.store, &run_dir);
+            log::close();
+            return Err(e.context(format!("run directory {}", run_dir.display())));
+        }
+    };
+    store::update_latest(&plan.store, &run_dir)?;
+    log::close();
+    Ok(outcome)
+}
+
+/// SIGINT/SIGTERM → orderly stop; the run then heals, tears down and still checks what
+/// it recorded.
+async fn watch_signals(stop: watch::Sender<bool>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return;
+    };
+    tokio::select! {
+        _ = int.recv() => log::line("interrupted (SIGINT): stopping and cleaning up"),
+        _ = term.recv() => log::line("terminated (SIGTERM): stopping and cleaning up"),
+    }
+    let _ = stop.send(true);
+}
+
+async fn stopped(rx: &mut watch::Receiver<bool>) {
+    while !*rx.borrow() {
+        if rx.changed().await.is_err() {
+            // Sender gone: no signal can arrive any more.
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// Run `fut` unless the run is interrupted first.
+async fn unless_stopped<T>(
+    rx: &mut watch::Receiver<bool>,
+    what: &str,
+    fut: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    tokio::select! {
+        r = fut => r,
+        _ = stopped(rx) => bail!("interrupted while {what}"),
+    }
+}
+
+async fn run_phases(
+    plan: Arc<Plan>,
+    run_dir: &Path,
+    mut stop: watch::Receiver<bool>,
+) -> Result<Option<Verdict>> {
+    let run_start = std::time::Instant::now();
+    let run_id = format!("{:06x}", rand::random::<u32>() & 0xff_ffff);
+    log::line(&format!("run id {run_id}"));
+    log::line(&format!(
+        "plan: target {} ({} nodes), workload {}, nemesis {}, concurrency {}, time limit {}, seed {}",
+        plan.target.spec.name,
+        plan.nodes.len(),
+        plan.workload.name,
+        plan.nemesis.name,
+        plan.concurrency,
+        humantime::format_duration(plan.time_limit),
+        plan.seed
+    ));
+
+    unless_stopped(&mut stop, "installing the target", install(&plan)).await?;
+
+    let reg = Registry::new(&run_id)?;
+    let hosts = match &plan.hosts {
+        HostsChoice::Local { subnet } => {
+            let subnet = crate::spec::plan::parse_subnet(subnet)?;
+            Hosts::Local(crate::hosts::local::LocalHosts::create(
+                &reg,
+                subnet,
+                &plan.nodes,
+            )?)
+        }
+        HostsChoice::Loopback => Hosts::Loopback(crate::hosts::loopback::LoopbackHosts::create(
+            &run_id,
+            &plan.nodes,
+        )),
+    };
+    log::line(&format!("hosts: {}", hosts.describe()));
+    for n in hosts.nodes() {
+        log::line(&format!("  {} at {}", n.node, n.ip));
+    }
+    let hosts = Arc::new(hosts);
+    let cluster = Arc::new(Cluster::new(
+        plan.clone(),
+        hosts.clone(),
+        reg.clone(),
+        run_dir,
+        BTreeMap::new(),
+    )?);
+
+    let body = run_cluster(
+        plan.clone(),
+        cluster.clone(),
+        run_dir,
+        run_start,
+        stop.clone(),
+    )
+    .await;
+
+    // Teardown on every path: stop nodes, collect logs, remove hosts.
+    if plan.leave_running && body.is_ok() {
+        reg.keep();
+        log::line(&format!(
+            "leaving the cluster running (--leave-running); remove it with `faultline cleanup {run_id}`"
+        ));
+    } else {
+        for p in cluster.stop_all().await {
+            log::line(&format!("stop: {p}"));
+        }
+        for p in cluster.collect_logs() {
+            log::line(&format!("logs: {p}"));
+        }
+        let problems = reg.teardown();
+        for p in &problems {
+            log::line(&format!("cleanup: {p}"));
+        }
+        if problems.is_empty() {
+            log::line("teardown complete: no node process, namespace or bridge left");
+        }
+    }
+    let summary = body?;
+
+    let check = page::check_and_report(&plan, run_dir, &summary)?;
+    Ok(Some(check))
+}
+
+/// Facts about the run that results.json and the page show.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    pub ops: u64,
+    pub ok: u64,
+    pub fail: u64,
+    pub info: u64,
+    pub elapsed_s: f64,
+    pub interrupted: bool,
+}
+
+async fn run_cluster(
+    plan: Arc<Plan>,
+    cluster: Arc<Cluster>,
+    run_dir: &Path,
+    run_start: std::time::Instant,
+    mut stop: watch::Receiver<bool>,
+) -> Result<RunSummary> {
+    let t0 = Instant::now();
+    unless_stopped(&mut stop, "starting the cluster", cluster.start_all()).await?;
+    log::line(&format!(
+        "cluster ready after {:.1}s",
+        t0.elapsed().as_secs_f64()
+    ));
+
+    let journal = Arc::new(Journal::create(&run_dir.join("history.jsonl"), run_start)?);
+    let ctx = Arc::new(Ctx {
+        plan: plan.clone(),
+        cluster: cluster.clone(),
+        journal: journal.clone(),
+        gen: Mutex::new(Generator::new(&plan.workload, plan.seed)),
+        stats: Stats::default(),
+        rate: Rate::new(plan.rate),
+        next_process: AtomicU64::new(u64::from(plan.concurrency)),
+    });
+
+    let deadline = Instant::now() + plan.time_limit;
+    let bar = progress_bar(&plan);
+    log::set_bar(bar.clone());
+    let ticker = {
+        let ctx = ctx.clone();
+        let bar = bar.clone();
+        let limit = plan.time_limit;
+        tokio::spawn(async move {
+            let start = Instant::now();
+            let mut last_log = Instant::now();
+            loop {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                let el = start.elapsed().min(limit);
+                let msg = format!(
+                    "{:>5.1}s/{}s  {}",
+                    el.as_secs_f64(),
+                    limit.as_secs(),
+                    ctx.stats.line()
+                );
+                match &bar {
+                    Some(b) => {
+                        b.set_position(el.as_millis() as u64);
+                        b.set_message(ctx.stats.line());
+                    }
+                    None if last_log.elapsed() >= Duration::from_secs(5) => {
+                        log::line(&msg);
+                        last_log = Instant::now();
+                    }
+                    None => {}
+                }
+            }
+        })
+    };
+
+    let mut workers = tokio::task::JoinSet::new();
+    for slot in 0..plan.concurrency {
+        let ctx = ctx.clone();
+        let stop = stop.clone();
+        workers.spawn(async move { worker(slot, ctx, deadline, stop).await });
+    }
+    let mut first_error = None;
+    while let Some(r) = workers.join_next().await {
+        let r = r
+            .map_err(|e| anyhow!("a worker panicked: {e}"))
+            .and_then(|r| r);
+        if let Err(e) = r {
+            first_error.get_or_insert(e);
+        }
+    }
+    ticker.abort();
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    log::set_bar(None);
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    let interrupted = *stop.borrow();
+    log::line(&format!("main phase over: {}", ctx.stats.line()));
+
+    if !interrupted && plan.workload.final_reads {
+        final_phase(&ctx, &mut stop).await?;
+    }
+    journal.sync();
+    Ok(RunSummary {
+        ops: ctx.stats.invoked.load(Ordering::Relaxed),
+        ok: ctx.stats.ok.load(Ordering::Relaxed),
+        fail: ctx.stats.fail.load(Ordering::Relaxed),
+        info: ctx.stats.info.load(Ordering::Relaxed),
+        elapsed_s: t0.elapsed().as_secs_f64(),
+        interrupted,
+    })
+}
+
+fn progress_bar(plan: &Plan) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(plan.time_limit.as_millis() as u64);
+    let style =
+        indicatif::ProgressStyle::with_template("{elapsed:>4} [{bar:30}] {percent:>3}%  {msg}")
+            .ok()?
+            .progress_chars("=> ");
+    bar.set_style(style);
+    Some(bar)
+}
+
+async fn worker(
+    slot: u32,
+    ctx: Arc<Ctx>,
+    deadline: Instant,
+    mut stop: watch::Receiver<bool>,
+) -> Result<()> {
+    let nodes = &ctx.plan.nodes;
+    let node = nodes[slot as usize % nodes.len()].clone();
+    let mut process = u64::from(slot);
+    let mut client = ctx.cluster.client(&node)?;
+    let timeout = ctx.plan.workload.op_timeout;
+    loop {
+        if *stop.borrow() || Instant::now() >= deadline {
+            return Ok(());
+        }
+        if let Some(slot) = ctx.rate.slot() {
+            if slot >= deadline {
+                return Ok(());
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until(slot) => {}
+                _ = stopped(&mut stop) => return Ok(()),
+            }
+        }
+        let inv = ctx.gen.lock().unwrap_or_else(|p| p.into_inner()).next_op();
+        ctx.invoke_op(process, &inv, &node)?;
+        let completion = tokio::select! {
+            c = client.invoke(&inv, timeout) => c,
+            _ = stopped(&mut stop) => Completion {
+                kind: crate::target::client::indefinite(inv.f),
+                value: inv.value.clone(),
+                error: Some("interrupted".into()),
+                node: node.clone(),
+            },
+        };
+        ctx.complete_op(process, &inv, &completion)?;
+        if completion.kind == OpType::Info {
+            // Jepsen's rule: the process that may still have an op in flight is retired.
+            process = ctx.next_process.fetch_add(1, Ordering::Relaxed);
+            client = ctx.cluster.client(&node)?;
+        }
+    }
+}
+
+/// After the main phase: wait for the cluster to serve again, then read every key.
+async fn final_phase(ctx: &Ctx, stop: &mut watch::Receiver<bool>) -> Result<()> {
+    let ready = ctx.plan.target.spec.ready.timeout;
+    match unless_stopped(stop, "waiting for recovery", ctx.cluster.wait_ready(ready)).await {
+        Ok(()) => {}
+        Err(e) => log::line(&format!("final phase: the cluster did not recover: {e:#}")),
+    }
+    let keys: Vec<String> = ctx
+        .gen
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .keys_used()
+        .to_vec();
+    log::line(&format!("final reads of {} key(s)", keys.len()));
+    let nodes = ctx.plan.nodes.clone();
+    let timeout = ctx.plan.workload.op_timeout;
+    let mut unread = Vec::new();
+    for (i, key) in keys.iter().enumerate() {
+        let node = &nodes[i % nodes.len()];
+        let mut process = ctx.next_process.fetch_add(1, Ordering::Relaxed);
+        let mut client = ctx.cluster.client(node)?;
+        let inv = Invocation {
+            f: crate::spec::workload::OpKind::Read,
+            key: key.clone(),
+            value: Value::Null,
+        };
+        let mut done = false;
+        for _ in 0..FINAL_READ_ATTEMPTS {
+            if *stop.borrow() {
+                return Ok(());
+            }
+            ctx.invoke_op(process, &inv, node)?;
+            let c = client.invoke(&inv, timeout).await;
+            ctx.complete_op(process, &inv, &c)?;
+            if c.kind == OpType::Ok {
+                done = true;
+                break;
+            }
+            if c.kind == OpType::Info {
+                process = ctx.next_process.fetch_add(1, Ordering::Relaxed);
+                client = ctx.cluster.client(node)?;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        if !done {
+            unread.push(key.clone());
+        }
+    }
+    if !unread.is_empty() {
+        log::line(&format!(
+            "final phase: {} key(s) could not be read: {}",
+            unread.len(),
+            unread.join(", ")
+        ));
+    }
+    Ok(())
+}
+
+/// Run the target's install step (e.g. build raftkv) unless its binary is there already.
+async fn install(plan: &Plan) -> Result<()> {
+    let t = &plan.target;
+    let Some(inst) = &t.spec.install else {
+        if !t.binary.exists() {
+            bail!(
+                "{}: binary {} does not exist and the target has no install step",
+                t.file.display(),
+                t.binary.display()
+            );
+        }
+        return Ok(());
+    };
+    if t.binary.exists() && !inst.always {
+        return Ok(());
+    }
+    let workdir = match &inst.workdir {
+        Some(w) => t.dir.join(w),
+        None => t.dir.clone(),
+    };
+    let (prog, args) = inst
+        .command
+        .split_first()
+        .ok_or_else(|| anyhow!("{}: install.command is empty", t.file.display()))?;
+    log::line(&format!(
+        "installing {}: {} (in {})",
+        t.spec.name,
+        inst.command.join(" "),
+        workdir.display()
+    ));
+    let out = tokio::process::Command::new(prog)
+        .args(args)
+        .current_dir(&workdir)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .with_context(|| format!("cannot run install command `{}`", inst.command.join(" ")))?;
+    if !out.status.success() {
+        bail!(
+            "install of {} failed ({}): `{}`\n{}",
+            t.spec.name,
+            out.status,
+            inst.command.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    if !t.binary.exists() {
+        bail!(
+            "install of {} succeeded but {} does not exist",
+            t.spec.name,
+            t.binary.display()
+        );
+    }
+    Ok(())
+}

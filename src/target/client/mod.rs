@@ -1,0 +1,71 @@
+//! Clients: how a worker performs one op against a node and classifies the answer.
+//!
+//! The classification rule is the heart of a sound history: `ok` = it happened, `fail` =
+//! it certainly did not happen, `info` = unknown. A read has no effect, so a read that got
+//! no answer may be recorded as `fail` (which keeps the checker's search small); a write or
+//! cas without a definite answer is always `info`.
+
+pub mod raftkv;
+
+use crate::history::OpType;
+use crate::spec::workload::OpKind;
+use serde_json::Value;
+use std::time::Duration;
+
+/// One operation a worker performs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Invocation {
+    pub f: OpKind,
+    pub key: String,
+    /// write: the value; cas: `[from, to]`; read: null.
+    pub value: Value,
+}
+
+/// How an op ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completion {
+    pub kind: OpType,
+    /// read: the value read; write/cas: the invocation's value.
+    pub value: Value,
+    pub error: Option<String>,
+    /// The node that gave the answer (after following leader hints), or the node tried.
+    pub node: String,
+}
+
+/// The built-in client protocols (closed set).
+#[derive(Debug)]
+pub enum Client {
+    Raftkv(raftkv::RaftkvClient),
+}
+
+impl Client {
+    pub async fn invoke(&mut self, inv: &Invocation, timeout: Duration) -> Completion {
+        match self {
+            Client::Raftkv(c) => c.invoke(inv, timeout).await,
+        }
+    }
+
+    /// Whether this client's nodes agree that the cluster serves requests (used to decide
+    /// readiness and recovery).
+    pub async fn cluster_ready(&mut self, timeout: Duration) -> Result<(), String> {
+        match self {
+            Client::Raftkv(c) => c.cluster_ready(timeout).await,
+        }
+    }
+
+    /// The nodes that currently believe they lead (for the `primaries` fault).
+    pub async fn leaders(&mut self, timeout: Duration) -> Vec<String> {
+        match self {
+            Client::Raftkv(c) => c.leaders(timeout).await,
+        }
+    }
+}
+
+/// A read without a definite answer had no effect: record it as fail. Anything else is
+/// unknown.
+pub(crate) fn indefinite(f: OpKind) -> OpType {
+    match f {
+        OpKind::Read => OpType::Fail,
+        OpKind::Write | OpKind::Cas => OpType::Info,
+    }
+}

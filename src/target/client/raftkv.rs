@@ -1,0 +1,256 @@
+//! The built-in client for raftkv's JSON-lines protocol (targets/raftkv/README.md).
+//!
+//! A worker is bound to a home node; a `not-leader` answer is definite (nothing was
+//! applied), so the client follows the leader hint for at most [`MAX_HOPS`] more nodes
+//! within the op's timeout — as a real client library would. Connections are per node and
+//! reused; after a timeout the connection is dropped, because a late answer on it would
+//! otherwise be read as the answer to the next request.
+
+use super::{indefinite, Completion, Invocation};
+use crate::history::{OpType, COMPARE_FAILED};
+use crate::spec::workload::OpKind;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+/// Redirects followed per op after the first node said `not-leader`.
+const MAX_HOPS: usize = 2;
+/// Longest response line accepted; a target sending more is broken.
+const MAX_LINE_BYTES: usize = 64 * 1024;
+
+#[derive(Debug)]
+pub struct RaftkvClient {
+    home: String,
+    addrs: BTreeMap<String, SocketAddr>,
+    conns: BTreeMap<String, BufReader<TcpStream>>,
+    next_id: u64,
+}
+
+/// Why one exchange did not produce an answer.
+#[derive(Debug)]
+enum Exchange {
+    /// Could not connect or send: the request never reached the node.
+    NotSent(String),
+    /// Sent, but no (complete) answer: unknown.
+    NoAnswer(String),
+}
+
+impl RaftkvClient {
+    pub fn new(home: String, addrs: BTreeMap<String, SocketAddr>) -> RaftkvClient {
+        RaftkvClient {
+            home,
+            addrs,
+            conns: BTreeMap::new(),
+            next_id: 0,
+        }
+    }
+
+    async fn exchange(
+        &mut self,
+        node: &str,
+        mut req: Value,
+        deadline: Instant,
+    ) -> Result<Value, Exchange> {
+        let addr = *self
+            .addrs
+            .get(node)
+            .ok_or_else(|| Exchange::NotSent(format!("unknown node {node}")))?;
+        if !self.conns.contains_key(node) {
+            let stream = tokio::time::timeout_at(deadline, TcpStream::connect(addr))
+                .await
+                .map_err(|_| Exchange::NotSent(format!("connect to {node} timed out")))?
+                .map_err(|e| Exchange::NotSent(format!("connect to {node}: {e}")))?;
+            let _ = stream.set_nodelay(true);
+            self.conns.insert(node.to_string(), BufReader::new(stream));
+        }
+        self.next_id += 1;
+        let id = self.next_id;
+        req["id"] = json!(id);
+        let mut line = req.to_string();
+        line.push('\n');
+        let result = {
+            let Some(conn) = self.conns.get_mut(node) else {
+                return Err(Exchange::NotSent(format!("no connection to {node}")));
+            };
+            tokio::time::timeout_at(deadline, async {
+                conn.get_mut()
+                    .write_all(line.as_bytes())
+                    .await
+                    .map_err(|e| Exchange::NoAnswer(format!("send to {node}: {e}")))?;
+                loop {
+                    let mut buf = String::new();
+                    let n = (&mut *conn)
+                        .take(MAX_LINE_BYTES as u64)
+                        .read_line(&mut buf)
+                        .await
+                        .map_err(|e| Exchange::NoAnswer(format!("read from {node}: {e}")))?;
+                    if n == 0 {
+                        return Err(Exchange::NoAnswer(format!("{node} closed the connection")));
+                    }
+                    let v: Value = serde_json::from_str(buf.trim()).map_err(|e| {
+                        Exchange::NoAnswer(format!("{node} sent a malformed answer: {e}"))
+                    })?;
+                    // An answer to an earlier request on this connection (cannot happen
+                    // after a timeout since we drop those connections, but be strict).
+                    if v.get("id").and_then(Value::as_u64) == Some(id) {
+                        return Ok(v);
+                    }
+                }
+            })
+            .await
+            .unwrap_or_else(|_| Err(Exchange::NoAnswer(format!("{node}: timed out"))))
+        };
+        if result.is_err() {
+            self.conns.remove(node);
+        }
+        result
+    }
+
+    pub async fn invoke(&mut self, inv: &Invocation, timeout: Duration) -> Completion {
+        let deadline = Instant::now() + timeout;
+        let req = match inv.f {
+            OpKind::Read => json!({"op": "read", "key": inv.key}),
+            OpKind::Write => json!({"op": "write", "key": inv.key, "value": inv.value}),
+            OpKind::Cas => json!({
+                "op": "cas", "key": inv.key,
+                "from": inv.value.get(0).cloned().unwrap_or(Value::Null),
+                "to": inv.value.get(1).cloned().unwrap_or(Value::Null),
+            }),
+        };
+        let mut node = self.home.clone();
+        let mut hops = 0;
+        loop {
+            let answer = match self.exchange(&node, req.clone(), deadline).await {
+                Ok(a) => a,
+                Err(Exchange::NotSent(e)) => {
+                    return Completion {
+                        kind: OpType::Fail,
+                        value: inv.value.clone(),
+                        error: Some(e),
+                        node,
+                    }
+                }
+                Err(Exchange::NoAnswer(e)) => {
+                    return Completion {
+                        kind: indefinite(inv.f),
+                        value: inv.value.clone(),
+                        error: Some(e),
+                        node,
+                    }
+                }
+            };
+            let kind = answer.get("type").and_then(Value::as_str).unwrap_or("");
+            let error = answer
+                .get("error")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            match kind {
+                "ok" => {
+                    let value = match inv.f {
+                        OpKind::Read => answer.get("value").cloned().unwrap_or(Value::Null),
+                        _ => inv.value.clone(),
+                    };
+                    return Completion {
+                        kind: OpType::Ok,
+                        value,
+                        error: None,
+                        node,
+                    };
+                }
+                "fail" if error.as_deref() == Some("not-leader") => {
+                    let hint = answer
+                        .get("leader")
+                        .and_then(Value::as_str)
+                        .filter(|l| *l != node && self.addrs.contains_key(*l))
+                        .map(str::to_string);
+                    match hint {
+                        Some(leader) if hops < MAX_HOPS => {
+                            hops += 1;
+                            node = leader;
+                        }
+                        _ => {
+                            return Completion {
+                                kind: OpType::Fail,
+                                value: inv.value.clone(),
+                                error,
+                                node,
+                            }
+                        }
+                    }
+                }
+                "fail" => {
+                    // A failed comparison is an observation the checker uses; keep the
+                    // protocol's error name as the history's convention.
+                    let error = match error.as_deref() {
+                        Some("compare-failed") => Some(COMPARE_FAILED.to_string()),
+                        _ => error,
+                    };
+                    return Completion {
+                        kind: OpType::Fail,
+                        value: inv.value.clone(),
+                        error,
+                        node,
+                    };
+                }
+                "info" => {
+                    return Completion {
+                        kind: indefinite(inv.f),
+                        value: inv.value.clone(),
+                        error,
+                        node,
+                    }
+                }
+                other => {
+                    return Completion {
+                        kind: indefinite(inv.f),
+                        value: inv.value.clone(),
+                        error: Some(format!("{node} answered with unknown type {other:?}")),
+                        node,
+                    }
+                }
+            }
+        }
+    }
+
+    async fn status(&mut self, node: &str, timeout: Duration) -> Result<Value, String> {
+        let deadline = Instant::now() + timeout;
+        match self.exchange(node, json!({"op": "status"}), deadline).await {
+            Ok(v) if v.get("type").and_then(Value::as_str) == Some("ok") => Ok(v),
+            Ok(v) => Err(format!("{node} answered status with {v}")),
+            Err(Exchange::NotSent(e) | Exchange::NoAnswer(e)) => Err(e),
+        }
+    }
+
+    /// Every node answers status and one of them leads.
+    pub async fn cluster_ready(&mut self, timeout: Duration) -> Result<(), String> {
+        let nodes: Vec<String> = self.addrs.keys().cloned().collect();
+        let mut leaders = 0;
+        for n in &nodes {
+            let s = self.status(n, timeout).await?;
+            if s.get("leader").and_then(Value::as_bool) == Some(true) {
+                leaders += 1;
+            }
+        }
+        if leaders == 0 {
+            return Err("no node is leader yet".into());
+        }
+        Ok(())
+    }
+
+    pub async fn leaders(&mut self, timeout: Duration) -> Vec<String> {
+        let nodes: Vec<String> = self.addrs.keys().cloned().collect();
+        let mut out = Vec::new();
+        for n in nodes {
+            if let Ok(s) = self.status(&n, timeout).await {
+                if s.get("leader").and_then(Value::as_bool) == Some(true) {
+                    out.push(n);
+                }
+            }
+        }
+        out
+    }
+}

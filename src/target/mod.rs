@@ -1,0 +1,435 @@
+//! Targets: the lifecycle of a target's nodes as target.yaml describes it — install, start
+//! (templates filled per node), readiness, graceful stop, kill, pause/resume, log
+//! collection — and the built-in [`client`]s that speak to them.
+//!
+//! Hosts decide *where* a process runs; this module decides *what* runs and tracks each
+//! node's process so that faults (kill, pause) and teardown act on exactly it.
+
+pub mod client;
+
+use crate::hosts::cleanup::ProcId;
+use crate::hosts::{Hosts, NodeHost, Registry, SpawnSpec};
+use crate::spec::target::{fill, signal_by_name, Protocol};
+use crate::spec::Plan;
+use anyhow::{anyhow, bail, Context, Result};
+use client::Client;
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+/// Lines of a node's stderr quoted when it fails to start.
+const STDERR_TAIL_LINES: usize = 15;
+
+/// A running (or stopped) node process.
+#[derive(Debug)]
+struct NodeProc {
+    child: tokio::process::Child,
+    id: ProcId,
+}
+
+/// The nodes of one run and what the controller knows about their processes.
+#[derive(Debug)]
+pub struct Cluster {
+    plan: Arc<Plan>,
+    hosts: Arc<Hosts>,
+    reg: Registry,
+    run_dir: PathBuf,
+    /// Where node data dirs live: outside the run directory, because targets preallocate
+    /// large files (etcd's WAL) that do not belong in a report; removed at teardown.
+    data_root: PathBuf,
+    procs: Mutex<BTreeMap<String, NodeProc>>,
+    /// Extra environment for every node (the clock nemesis adds libfaketime here).
+    extra_env: BTreeMap<String, String>,
+    cluster_token: String,
+}
+
+impl Cluster {
+    pub fn new(
+        plan: Arc<Plan>,
+        hosts: Arc<Hosts>,
+        reg: Registry,
+        run_dir: &Path,
+        extra_env: BTreeMap<String, String>,
+    ) -> Result<Cluster> {
+        let data_root = std::env::temp_dir().join(format!("faultline-data-{}", reg.run_id()));
+        reg.add_dir(&data_root)?;
+        Ok(Cluster {
+            cluster_token: format!("faultline-{}", reg.run_id()),
+            plan,
+            hosts,
+            reg,
+            run_dir: run_dir.to_path_buf(),
+            data_root,
+            procs: Mutex::new(BTreeMap::new()),
+            extra_env,
+        })
+    }
+
+    pub fn nodes(&self) -> Vec<String> {
+        self.plan.nodes.clone()
+    }
+
+    pub fn hosts(&self) -> &Hosts {
+        &self.hosts
+    }
+
+    fn host(&self, node: &str) -> Result<&NodeHost> {
+        self.hosts
+            .node(node)
+            .ok_or_else(|| anyhow!("no host for node {node}"))
+    }
+
+    pub fn node_dir(&self, node: &str) -> PathBuf {
+        self.run_dir.join("nodes").join(node)
+    }
+
+    pub fn data_dir(&self, node: &str) -> PathBuf {
+        self.data_root.join(node)
+    }
+
+    /// Template variables for one node.
+    fn vars(&self, node: &str) -> Result<BTreeMap<String, String>> {
+        let spec = &self.plan.target.spec;
+        let host = self.host(node)?;
+        let mut base = BTreeMap::new();
+        base.insert(
+            "binary".into(),
+            self.plan.target.binary.display().to_string(),
+        );
+        base.insert(
+            "target_dir".into(),
+            self.plan.target.dir.display().to_string(),
+        );
+        base.insert("cluster_token".into(), self.cluster_token.clone());
+        for (name, port) in &spec.ports {
+            base.insert(format!("port.{name}"), port.to_string());
+        }
+        let entry = |h: &NodeHost| -> Result<String> {
+            let mut v = base.clone();
+            v.insert("node".into(), h.node.clone());
+            v.insert("ip".into(), h.ip.to_string());
+            match &spec.peer {
+                Some(t) => fill(t, &v),
+                None => Ok(String::new()),
+            }
+        };
+        let mut peers = Vec::new();
+        let mut cluster = Vec::new();
+        for h in self.hosts.nodes() {
+            let e = entry(h)?;
+            if h.node != node {
+                peers.push(e.clone());
+            }
+            cluster.push(e);
+        }
+        let mut v = base;
+        v.insert("node".into(), node.to_string());
+        v.insert("ip".into(), host.ip.to_string());
+        v.insert("peers".into(), peers.join(&spec.peer_separator));
+        v.insert("cluster".into(), cluster.join(&spec.peer_separator));
+        v.insert("data_dir".into(), self.data_dir(node).display().to_string());
+        Ok(v)
+    }
+
+    /// The address a client reaches `node` at.
+    pub fn client_addr(&self, node: &str) -> Result<SocketAddr> {
+        let spec = &self.plan.target.spec;
+        let port = spec
+            .ports
+            .get(&spec.client.port)
+            .ok_or_else(|| anyhow!("client port {} is not declared", spec.client.port))?;
+        Ok(SocketAddr::new(self.host(node)?.ip.into(), *port))
+    }
+
+    /// A fresh client bound to `home`.
+    pub fn client(&self, home: &str) -> Result<Client> {
+        let addrs = self
+            .plan
+            .nodes
+            .iter()
+            .map(|n| Ok((n.clone(), self.client_addr(n)?)))
+            .collect::<Result<BTreeMap<_, _>>>()?;
+        Ok(match self.plan.target.spec.client.protocol {
+            Protocol::Raftkv => {
+                Client::Raftkv(client::raftkv::RaftkvClient::new(home.to_string(), addrs))
+            }
+        })
+    }
+
+    /// Start one node (its data dir is kept across restarts).
+    pub async fn start_node(&self, node: &str) -> Result<()> {
+        let spec = &self.plan.target.spec;
+        let vars = self.vars(node)?;
+        let mut argv = spec
+            .start
+            .iter()
+            .map(|t| fill(t, &vars))
+            .collect::<Result<Vec<_>>>()?;
+        argv.extend(self.plan.target_args.iter().cloned());
+        let mut env = BTreeMap::new();
+        for (k, t) in &spec.env {
+            env.insert(k.clone(), fill(t, &vars)?);
+        }
+        env.extend(self.extra_env.clone());
+        let dir = self.node_dir(node);
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        let data = self.data_dir(node);
+        std::fs::create_dir_all(&data)
+            .with_context(|| format!("cannot create {}", data.display()))?;
+        let restarts = {
+            let procs = self.procs.lock().await;
+            if procs.contains_key(node) {
+                bail!("node {node} is already running");
+            }
+            count_files(&dir, "stderr")
+        };
+        // Each start gets its own log files so a restart does not overwrite the evidence.
+        let suffix = if restarts == 0 {
+            String::new()
+        } else {
+            format!(".{restarts}")
+        };
+        let spawn = SpawnSpec {
+            argv: argv.clone(),
+            env,
+            cwd: data.clone(),
+            stdout: dir.join(format!("stdout{suffix}.log")),
+            stderr: dir.join(format!("stderr{suffix}.log")),
+            die_with_controller: !self.plan.leave_running,
+        };
+        let host = self.host(node)?.clone();
+        let child = self
+            .hosts
+            .spawn(&host, &spawn)
+            .with_context(|| format!("node {node}: cannot start `{}`", argv.join(" ")))?;
+        let pid = child
+            .id()
+            .ok_or_else(|| anyhow!("node {node}: exited before it could be recorded"))?
+            as i32;
+        let id = ProcId::of(pid)
+            .ok_or_else(|| anyhow!("node {node}: process {pid} vanished at once"))?;
+        self.reg.add_group(id)?;
+        self.procs
+            .lock()
+            .await
+            .insert(node.to_string(), NodeProc { child, id });
+        tracing_line(&format!("started {node} (pid {pid}): {}", argv.join(" ")));
+        Ok(())
+    }
+
+    /// If `node` has exited, a start-failure error with its command and stderr tail.
+    async fn check_exited(&self, node: &str) -> Result<()> {
+        let mut procs = self.procs.lock().await;
+        if let Some(p) = procs.get_mut(node) {
+            if let Some(status) = p.child.try_wait()? {
+                let pid = p.id.pid;
+                procs.remove(node);
+                self.reg.remove_group(pid)?;
+                let tail = stderr_tail(&self.node_dir(node));
+                bail!(
+                    "node {node} exited during start-up ({status}); last lines of its stderr:\n{tail}"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Start every node and wait until the cluster answers.
+    pub async fn start_all(&self) -> Result<()> {
+        for n in self.plan.nodes.clone() {
+            self.start_node(&n).await?;
+        }
+        self.wait_ready(self.plan.target.spec.ready.timeout).await
+    }
+
+    /// Wait until every node is up and the cluster serves, or fail naming what is missing.
+    pub async fn wait_ready(&self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            for n in self.plan.nodes.clone() {
+                self.check_exited(&n).await?;
+            }
+            let probe = match self.plan.target.spec.ready.check {
+                crate::spec::target::ReadyCheck::Client => {
+                    let first = self.plan.nodes.first().cloned().unwrap_or_default();
+                    let mut c = self.client(&first)?;
+                    c.cluster_ready(Duration::from_millis(500)).await
+                }
+                crate::spec::target::ReadyCheck::Tcp => self.tcp_ready().await,
+            };
+            let last = match probe {
+                Ok(()) => return Ok(()),
+                Err(e) => e,
+            };
+            if Instant::now() >= deadline {
+                let mut tails = String::new();
+                for n in &self.plan.nodes {
+                    tails.push_str(&format!(
+                        "--- {n} stderr (last lines) ---\n{}\n",
+                        stderr_tail(&self.node_dir(n))
+                    ));
+                }
+                bail!(
+                    "the cluster was not ready within {}: {last}\n{tails}",
+                    humantime::format_duration(timeout)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn tcp_ready(&self) -> Result<(), String> {
+        for n in &self.plan.nodes {
+            let addr = self.client_addr(n).map_err(|e| e.to_string())?;
+            tokio::time::timeout(
+                Duration::from_millis(500),
+                tokio::net::TcpStream::connect(addr),
+            )
+            .await
+            .map_err(|_| format!("{n}: connect timed out"))?
+            .map_err(|e| format!("{n}: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// Send `sig` to a node's process group.
+    pub async fn signal(&self, node: &str, sig: Signal) -> Result<()> {
+        let procs = self.procs.lock().await;
+        let p = procs
+            .get(node)
+            .ok_or_else(|| anyhow!("node {node} is not running"))?;
+        if p.id.alive() {
+            killpg(Pid::from_raw(p.id.pid), sig)
+                .with_context(|| format!("cannot send {sig} to node {node}"))?;
+        }
+        Ok(())
+    }
+
+    pub async fn running(&self, node: &str) -> bool {
+        self.procs.lock().await.contains_key(node)
+    }
+
+    /// SIGKILL the node's group and wait until the process is really gone (some targets
+    /// hold their ports until then, so a restart would fail).
+    pub async fn kill_node(&self, node: &str) -> Result<()> {
+        self.end_node(node, Signal::SIGKILL, Duration::ZERO).await
+    }
+
+    /// Graceful stop: the target's stop signal, then SIGKILL after its grace period.
+    pub async fn stop_node(&self, node: &str) -> Result<()> {
+        let stop = &self.plan.target.spec.stop;
+        let sig = signal_by_name(&stop.signal).unwrap_or(Signal::SIGTERM);
+        self.end_node(node, sig, stop.grace).await
+    }
+
+    async fn end_node(&self, node: &str, sig: Signal, grace: Duration) -> Result<()> {
+        let Some(mut p) = self.procs.lock().await.remove(node) else {
+            return Ok(());
+        };
+        let pg = Pid::from_raw(p.id.pid);
+        if p.id.alive() {
+            // A paused node cannot act on SIGTERM; let it run so it can exit.
+            let _ = killpg(pg, Signal::SIGCONT);
+            let _ = killpg(pg, sig);
+        }
+        let exited = if grace.is_zero() {
+            false
+        } else {
+            tokio::time::timeout(grace, p.child.wait()).await.is_ok()
+        };
+        if !exited {
+            let _ = killpg(pg, Signal::SIGKILL);
+            tokio::time::timeout(Duration::from_secs(10), p.child.wait())
+                .await
+                .map_err(|_| anyhow!("node {node} (pid {}) did not exit after SIGKILL", p.id.pid))?
+                .with_context(|| format!("waiting for node {node}"))?;
+        }
+        // The group may hold other processes the node started; wait for the leader only,
+        // then kill the rest of the group for good measure.
+        let _ = killpg(pg, Signal::SIGKILL);
+        self.reg.remove_group(p.id.pid)?;
+        tracing_line(&format!("{node} ended ({sig})"));
+        Ok(())
+    }
+
+    /// Stop every node (gracefully, in parallel).
+    pub async fn stop_all(&self) -> Vec<String> {
+        let nodes = self.plan.nodes.clone();
+        let results = futures::future::join_all(nodes.iter().map(|n| self.stop_node(n))).await;
+        results
+            .into_iter()
+            .zip(nodes)
+            .filter_map(|(r, n)| r.err().map(|e| format!("{n}: {e:#}")))
+            .collect()
+    }
+
+    /// Copy the target's declared log files into `nodes/<node>/`.
+    pub fn collect_logs(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        for node in &self.plan.nodes {
+            let Ok(vars) = self.vars(node) else { continue };
+            for t in &self.plan.target.spec.logs {
+                let Ok(src) = fill(t, &vars) else { continue };
+                let src = PathBuf::from(src);
+                let Some(name) = src.file_name() else {
+                    continue;
+                };
+                let dst = self.node_dir(node).join(name);
+                if let Err(e) = std::fs::copy(&src, &dst) {
+                    problems.push(format!("{node}: cannot collect {}: {e}", src.display()));
+                }
+            }
+        }
+        problems
+    }
+}
+
+fn count_files(dir: &Path, prefix: &str) -> usize {
+    std::fs::read_dir(dir)
+        .map(|it| {
+            it.flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// The last lines of the newest stderr log of a node.
+pub fn stderr_tail(dir: &Path) -> String {
+    let mut newest: Option<(std::time::SystemTime, PathBuf)> = None;
+    if let Ok(it) = std::fs::read_dir(dir) {
+        for e in it.flatten() {
+            if e.file_name().to_string_lossy().starts_with("stderr") {
+                let t = e
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .unwrap_or(std::time::UNIX_EPOCH);
+                if newest.as_ref().is_none_or(|(nt, _)| t >= *nt) {
+                    newest = Some((t, e.path()));
+                }
+            }
+        }
+    }
+    let Some((_, path)) = newest else {
+        return "(no stderr captured)".into();
+    };
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines.len().saturating_sub(STDERR_TAIL_LINES);
+    if lines.is_empty() {
+        "(stderr is empty)".into()
+    } else {
+        lines[start..].join("\n")
+    }
+}
+
+fn tracing_line(msg: &str) {
+    crate::runner::log::line(msg);
+}
