@@ -1,2 +1,1 @@
-//! raftkv: faultline's reference target (work in progress).
 fn main() {}

@@ -1,0 +1,23 @@
+//! raftkv: faultline's reference target, a Raft-replicated key-value store whose
+//! consensus bugs can be switched on one by one (`--bug NAME`).
+//!
+//! Module map, from the pure core outwards:
+//! - [`kv`]: the state machine (string keys, `i64` values, write and compare-and-set).
+//! - [`raft`]: the deterministic Raft core — messages and ticks in; persistence, messages
+//!   and committed entries out. No I/O.
+//! - [`replica`]: core + state machine + waiting client requests; still deterministic.
+//! - [`bugs`]: the switchable bugs.
+//! - [`storage`]: the data dir (hard state, log, snapshot), fsynced.
+//! - [`protocol`]: the client protocol, one JSON object per line.
+//! - [`transport`]: peer TCP connections (timeouts, reconnect with back-off).
+//! - [`server`]: the tokio event loop that wires all of the above to sockets and disk.
+//! - [`cli`]: command-line flags and their validation.
+
+pub mod bugs;
+pub mod kv;
+pub mod raft;
+pub mod replica;
+pub mod storage;
+
+#[cfg(test)]
+mod sim;
