@@ -31,6 +31,7 @@ pub mod checker;
 pub mod cli;
 pub mod generator;
 pub mod history;
+pub mod nemesis;
 pub mod hosts;
 pub mod runner;
 pub mod spec;

@@ -14,6 +14,7 @@ use crate::checker::Verdict;
 use crate::generator::Generator;
 use crate::history::{HistoryWriter, Op, OpType, Process};
 use crate::hosts::{self, Capability, Hosts, Registry};
+use crate::nemesis::Nemesis;
 use crate::spec::{HostsChoice, Plan};
 use crate::store;
 use crate::target::client::{Completion, Invocation};
@@ -21,7 +22,6 @@ use crate::target::Cluster;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Serialize;
 use serde_json::Value;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -326,17 +326,24 @@ async fn run_phases(
         log::line(&format!("  {} at {}", n.node, n.ip));
     }
     let hosts = Arc::new(hosts);
+    let clocks = if plan.nemesis.kinds().iter().any(|k| k.is_clock()) {
+        let dir = crate::target::data_root(&run_id).join("clocks");
+        Some(Arc::new(crate::nemesis::clock::Clocks::new(&dir)?))
+    } else {
+        None
+    };
     let cluster = Arc::new(Cluster::new(
         plan.clone(),
         hosts.clone(),
         reg.clone(),
         run_dir,
-        BTreeMap::new(),
+        clocks.clone(),
     )?);
 
     let body = run_cluster(
         plan.clone(),
         cluster.clone(),
+        clocks,
         run_dir,
         run_start,
         stop.clone(),
@@ -384,6 +391,7 @@ pub struct RunSummary {
 async fn run_cluster(
     plan: Arc<Plan>,
     cluster: Arc<Cluster>,
+    clocks: Option<Arc<crate::nemesis::clock::Clocks>>,
     run_dir: &Path,
     run_start: std::time::Instant,
     mut stop: watch::Receiver<bool>,
@@ -406,11 +414,19 @@ async fn run_cluster(
         next_process: AtomicU64::new(u64::from(plan.concurrency)),
     });
 
-    let deadline = Instant::now() + plan.time_limit;
+    let nemesis = Arc::new(Nemesis::new(cluster.clone(), journal.clone(), clocks));
+    let start = Instant::now();
+    let deadline = start + plan.time_limit;
+    let nemesis_task = {
+        let nemesis = nemesis.clone();
+        let steps = plan.nemesis_schedule.clone();
+        tokio::spawn(async move { nemesis.run(&steps, start, deadline).await })
+    };
     let bar = progress_bar(&plan);
     log::set_bar(bar.clone());
     let ticker = {
         let ctx = ctx.clone();
+        let nemesis = nemesis.clone();
         let bar = bar.clone();
         let limit = plan.time_limit;
         tokio::spawn(async move {
@@ -419,8 +435,9 @@ async fn run_cluster(
             loop {
                 tokio::time::sleep(Duration::from_millis(250)).await;
                 let el = start.elapsed().min(limit);
+                let faults = nemesis.describe().await;
                 let msg = format!(
-                    "{:>5.1}s/{}s  {}",
+                    "{:>5.1}s/{}s  {}  [{faults}]",
                     el.as_secs_f64(),
                     limit.as_secs(),
                     ctx.stats.line()
@@ -428,7 +445,7 @@ async fn run_cluster(
                 match &bar {
                     Some(b) => {
                         b.set_position(el.as_millis() as u64);
-                        b.set_message(ctx.stats.line());
+                        b.set_message(format!("{}  [{faults}]", ctx.stats.line()));
                     }
                     None if last_log.elapsed() >= Duration::from_secs(5) => {
                         log::line(&msg);
@@ -460,11 +477,27 @@ async fn run_cluster(
         b.finish_and_clear();
     }
     log::set_bar(None);
+    // The schedule stops at the deadline; a fault still in force is healed below.
+    if !nemesis_task.is_finished() {
+        nemesis_task.abort();
+    }
+    match nemesis_task.await {
+        Ok(Err(e)) => {
+            first_error.get_or_insert(e.context("nemesis"));
+        }
+        Err(e) if e.is_panic() => {
+            first_error.get_or_insert(anyhow!("the nemesis panicked: {e}"));
+        }
+        _ => {}
+    }
     if let Some(e) = first_error {
         return Err(e);
     }
     let interrupted = *stop.borrow();
     log::line(&format!("main phase over: {}", ctx.stats.line()));
+    if !interrupted {
+        nemesis.heal_all().await.context("healing faults")?;
+    }
 
     if !interrupted && plan.workload.final_reads {
         final_phase(&ctx, &mut stop).await?;

@@ -1,12 +1,17 @@
 //! `nemesis/<name>.yaml`: which faults are injected and when.
 //!
-//! A nemesis with no faults (`nemesis/none.yaml`) is a real, useful plan: it tests the
-//! target's behaviour under concurrency alone.
+//! Two ways to say "when", combinable: a random schedule (`interval`, `duration`, a list of
+//! `faults` to draw from, seeded) and an explicit `timeline` of steps. Both compile, with
+//! the run's seed, into one deterministic list of steps ([`crate::nemesis::schedule`]) that
+//! is written into plan.yaml. A nemesis with no faults (`nemesis/none.yaml`) tests the
+//! target under concurrency alone.
 
 use super::{load_yaml, Violations};
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -14,14 +19,375 @@ pub struct NemesisSpec {
     pub name: String,
     #[serde(default)]
     pub description: String,
+    /// Random schedule: quiet time before each fault starts.
+    #[serde(default, with = "humantime_serde")]
+    pub interval: Option<Duration>,
+    /// Random schedule: how long each fault holds before its inverse heals it.
+    #[serde(default, with = "humantime_serde")]
+    pub duration: Option<Duration>,
+    /// Random schedule: the faults drawn from (uniformly, with the run's seed).
+    #[serde(default)]
+    pub faults: Vec<FaultSpec>,
+    /// Instead of drawing one fault at a time, inject every listed fault together in each
+    /// window (start in list order, heal together): e.g. skew the leader's clock and then
+    /// isolate it. The faults must have distinct inverses.
+    #[serde(default)]
+    pub concurrent: bool,
+    /// Explicit steps at fixed times.
+    #[serde(default)]
+    pub timeline: Vec<TimelineStep>,
+}
+
+/// The kinds of fault; each has a named inverse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FaultKind {
+    /// Drop packets between nodes (nftables); inverse: heal.
+    Partition,
+    /// SIGSTOP the node's process group; inverse: SIGCONT.
+    Pause,
+    /// SIGKILL the node; inverse: start it again on the same data dir.
+    Kill,
+    /// Offset the node's wall clock; inverse: reset it.
+    ClockBump,
+    /// Flip the node's wall clock between +0 and an offset every period; inverse: reset.
+    ClockStrobe,
+    /// Drop a percentage of the node's packets; inverse: stop dropping.
+    Loss,
+}
+
+impl FaultKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FaultKind::Partition => "partition",
+            FaultKind::Pause => "pause",
+            FaultKind::Kill => "kill",
+            FaultKind::ClockBump => "clock-bump",
+            FaultKind::ClockStrobe => "clock-strobe",
+            FaultKind::Loss => "loss",
+        }
+    }
+
+    /// Whether the fault needs network namespaces (nftables inside the node).
+    pub fn is_network(self) -> bool {
+        matches!(self, FaultKind::Partition | FaultKind::Loss)
+    }
+
+    /// Faults healed by the same inverse share a group.
+    pub fn heal_group(self) -> &'static str {
+        match self {
+            FaultKind::ClockBump | FaultKind::ClockStrobe => "clock",
+            k => k.as_str(),
+        }
+    }
+
+    pub fn is_clock(self) -> bool {
+        matches!(self, FaultKind::ClockBump | FaultKind::ClockStrobe)
+    }
+}
+
+/// Who cannot hear whom.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum GrudgeSpec {
+    Named(GrudgeName),
+    /// node → the nodes whose packets it drops (`{n1: [n2, n3]}`).
+    Explicit(BTreeMap<String, Vec<String>>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GrudgeName {
+    /// Isolate one random node.
+    One,
+    /// Random halves: a minority and a majority.
+    Majority,
+    /// Every node sees a majority, but no two nodes see the same one.
+    MajoritiesRing,
+    /// Two halves joined only through one bridge node.
+    Bridge,
+    /// Isolate the node(s) that believe they lead (asked from the target at fault time).
+    Primaries,
+}
+
+/// Which nodes a process or clock fault hits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum NodeSelector {
+    Named(SelectorName),
+    Nodes(Vec<String>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SelectorName {
+    One,
+    Minority,
+    Majority,
+    Primaries,
+    All,
+}
+
+/// One fault with its parameters (which ones apply depends on `fault`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultSpec {
+    pub fault: FaultKind,
+    #[serde(flatten)]
+    pub params: FaultParams,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultParams {
+    /// partition: the topology.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grudge: Option<GrudgeSpec>,
+    /// partition: drop only incoming packets on the grudging node (the other side still
+    /// hears it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub one_way: bool,
+    /// pause, kill, clock, loss: which nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<NodeSelector>,
+    /// clock-bump: the largest offset (a random offset of up to ± this); clock-strobe: the
+    /// offset flipped to.
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub offset: Option<Duration>,
+    /// clock-bump: only move clocks backwards (or forwards with `false`); absent = either.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backwards: Option<bool>,
+    /// clock-strobe: time between flips.
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub period: Option<Duration>,
+    /// loss: percentage of packets dropped (1–100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percent: Option<u8>,
+}
+
+/// `- at: 5s\n  start: partition\n  grudge: majorities-ring` or `- at: 15s\n  stop: partition`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimelineStep {
+    #[serde(with = "humantime_serde")]
+    pub at: Duration,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<FaultKind>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop: Option<FaultKind>,
+    #[serde(flatten)]
+    pub params: FaultParams,
 }
 
 impl NemesisSpec {
     pub fn load(path: &Path) -> Result<NemesisSpec> {
         let spec: NemesisSpec = load_yaml(path)?;
-        let mut v = Violations::new(path);
-        v.check(!spec.name.is_empty(), "name", "must not be empty");
-        v.into_result()?;
+        spec.validate(path)?;
         Ok(spec)
+    }
+
+    /// Every fault kind this nemesis may inject.
+    pub fn kinds(&self) -> Vec<FaultKind> {
+        let mut k: Vec<FaultKind> = self
+            .faults
+            .iter()
+            .map(|f| f.fault)
+            .chain(self.timeline.iter().filter_map(|s| s.start))
+            .collect();
+        k.sort();
+        k.dedup();
+        k
+    }
+
+    pub fn validate(&self, path: &Path) -> Result<()> {
+        let mut v = Violations::new(path);
+        v.check(!self.name.is_empty(), "name", "must not be empty");
+        let random = self.interval.is_some() || self.duration.is_some() || !self.faults.is_empty();
+        if random {
+            v.check(
+                self.interval
+                    .is_some_and(|d| d >= Duration::from_millis(100)),
+                "interval",
+                "a random schedule needs an interval of at least 100ms",
+            );
+            v.check(
+                self.duration
+                    .is_some_and(|d| d >= Duration::from_millis(100)),
+                "duration",
+                "a random schedule needs a fault duration of at least 100ms",
+            );
+            v.check(
+                !self.faults.is_empty(),
+                "faults",
+                "a random schedule needs at least one fault to draw from",
+            );
+        }
+        for (i, f) in self.faults.iter().enumerate() {
+            check_params(&mut v, &format!("faults[{i}]"), f.fault, &f.params);
+        }
+        if self.concurrent {
+            let mut heals: Vec<&str> = self.faults.iter().map(|f| f.fault.heal_group()).collect();
+            heals.sort();
+            let n = heals.len();
+            heals.dedup();
+            v.check(
+                heals.len() == n,
+                "faults",
+                "with `concurrent: true` every fault must have its own inverse (one partition, one clock fault, …)",
+            );
+        }
+        for (i, s) in self.timeline.iter().enumerate() {
+            let field = format!("timeline[{i}]");
+            match (s.start, s.stop) {
+                (Some(k), None) => check_params(&mut v, &field, k, &s.params),
+                (None, Some(_)) => v.check(
+                    s.params == FaultParams::default(),
+                    &field,
+                    "a stop step takes no parameters besides `at`",
+                ),
+                _ => v.check(false, &field, "needs exactly one of `start` or `stop`"),
+            }
+        }
+        v.into_result()
+    }
+}
+
+fn check_params(v: &mut Violations<'_>, field: &str, kind: FaultKind, p: &FaultParams) {
+    let has_target = p.target.is_some();
+    match kind {
+        FaultKind::Partition => {
+            v.check(p.grudge.is_some(), format!("{field}.grudge"), "a partition needs a grudge (one, majority, majorities-ring, bridge, primaries, or {node: [nodes]})");
+            v.check(
+                !has_target,
+                format!("{field}.target"),
+                "a partition takes a grudge, not a target",
+            );
+        }
+        FaultKind::Pause | FaultKind::Kill => {
+            v.check(
+                has_target,
+                format!("{field}.target"),
+                "needs a target (one, minority, majority, primaries, all, or [nodes])",
+            );
+        }
+        FaultKind::ClockBump => {
+            v.check(has_target, format!("{field}.target"), "needs a target");
+            v.check(
+                p.offset
+                    .is_some_and(|d| d > Duration::ZERO && d <= Duration::from_secs(24 * 3600)),
+                format!("{field}.offset"),
+                "needs an offset between 1ms and 24h",
+            );
+        }
+        FaultKind::ClockStrobe => {
+            v.check(has_target, format!("{field}.target"), "needs a target");
+            v.check(
+                p.offset
+                    .is_some_and(|d| d > Duration::ZERO && d <= Duration::from_secs(24 * 3600)),
+                format!("{field}.offset"),
+                "needs an offset between 1ms and 24h",
+            );
+            v.check(
+                p.period.is_some_and(|d| d >= Duration::from_millis(10)),
+                format!("{field}.period"),
+                "needs a period of at least 10ms",
+            );
+        }
+        FaultKind::Loss => {
+            v.check(has_target, format!("{field}.target"), "needs a target");
+            v.check(
+                p.percent.is_some_and(|x| (1..=100).contains(&x)),
+                format!("{field}.percent"),
+                "needs a percentage between 1 and 100",
+            );
+        }
+    }
+    if kind != FaultKind::Partition {
+        v.check(
+            p.grudge.is_none(),
+            format!("{field}.grudge"),
+            "only a partition takes a grudge",
+        );
+        v.check(
+            !p.one_way,
+            format!("{field}.one_way"),
+            "only a partition can be one-way",
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::parse_yaml;
+
+    #[test]
+    fn reads_the_timeline_form_of_the_issue() {
+        let p = Path::new("n.yaml");
+        let n: NemesisSpec = parse_yaml(
+            p,
+            "name: t\ntimeline:\n  - at: 5s\n    start: partition\n    grudge: majorities-ring\n  - at: 15s\n    stop: partition\n",
+        )
+        .unwrap();
+        n.validate(p).unwrap();
+        assert_eq!(
+            n.timeline[0].params.grudge,
+            Some(GrudgeSpec::Named(GrudgeName::MajoritiesRing))
+        );
+        assert_eq!(n.kinds(), vec![FaultKind::Partition]);
+    }
+
+    #[test]
+    fn reads_a_random_schedule_with_explicit_grudges_and_node_lists() {
+        let p = Path::new("n.yaml");
+        let n: NemesisSpec = parse_yaml(
+            p,
+            "name: r\ninterval: 5s\nduration: 5s\nfaults:\n  - {fault: partition, grudge: {n1: [n2, n3]}, one_way: true}\n  - {fault: pause, target: [n1, n2]}\n  - {fault: clock-strobe, target: one, offset: 200ms, period: 50ms}\n",
+        )
+        .unwrap();
+        n.validate(p).unwrap();
+        assert_eq!(
+            n.faults[1].params.target,
+            Some(NodeSelector::Nodes(vec!["n1".into(), "n2".into()]))
+        );
+    }
+
+    #[test]
+    fn names_every_missing_parameter() {
+        let p = Path::new("nemesis/bad.yaml");
+        let n: NemesisSpec = parse_yaml(
+            p,
+            "name: b\ninterval: 5s\nduration: 5s\nfaults:\n  - {fault: partition}\n  - {fault: loss, target: all, percent: 0}\n",
+        )
+        .unwrap();
+        let err = n.validate(p).unwrap_err().to_string();
+        assert!(
+            err.contains("nemesis/bad.yaml: faults[0].grudge: a partition needs a grudge"),
+            "{err}"
+        );
+        assert!(
+            err.contains("faults[1].percent: needs a percentage"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn rejects_an_unknown_fault_with_its_line() {
+        let err = parse_yaml::<NemesisSpec>(
+            Path::new("n.yaml"),
+            "name: x\ninterval: 1s\nduration: 1s\nfaults:\n  - {fault: meteor}\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("n.yaml:"), "{err}");
+        assert!(err.contains("meteor"), "{err}");
     }
 }

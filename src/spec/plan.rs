@@ -65,6 +65,8 @@ pub struct Plan {
     pub workload: WorkloadSpec,
     pub nemesis_file: PathBuf,
     pub nemesis: NemesisSpec,
+    /// The nemesis spec compiled with the seed: exactly what the run will do, and when.
+    pub nemesis_schedule: Vec<crate::nemesis::schedule::Step>,
     pub nodes: Vec<String>,
     pub concurrency: u32,
     #[serde(with = "humantime_serde")]
@@ -174,6 +176,27 @@ impl Plan {
             HostsChoice::Loopback => HostsChoice::Loopback,
         };
 
+        let kinds = nemesis.kinds();
+        if let (Some(k), HostsChoice::Loopback) = (kinds.iter().find(|k| k.is_network()), &hosts) {
+            bail!(
+                "{}: nemesis {} injects {} faults, which need network namespaces (root); these hosts are loopback addresses, so they cannot be applied. Run as root, or pick a nemesis without partition/loss.",
+                nemesis_file.display(),
+                nemesis.name,
+                k.as_str()
+            );
+        }
+        if let Some(k) = kinds.iter().find(|k| k.is_clock()) {
+            if let super::target::ClockSupport::Unsupported { reason } = &target_spec.clock {
+                bail!(
+                    "{}: nemesis {} injects {} faults, but they cannot reach target {}'s nodes: {reason}",
+                    nemesis_file.display(),
+                    nemesis.name,
+                    k.as_str(),
+                    target_spec.name
+                );
+            }
+        }
+
         let mut target_args = test.target_args.clone();
         target_args.extend(o.target_args.iter().cloned());
         let name = test
@@ -189,9 +212,14 @@ impl Plan {
                 test_path.display()
             );
         }
+        let seed = o.seed.or(test.seed).unwrap_or_else(rand::random);
+        let node_names: Vec<String> = (1..=nodes).map(|i| format!("n{i}")).collect();
+        let nemesis_schedule =
+            crate::nemesis::schedule::compile(&nemesis, &node_names, seed, time_limit)
+                .with_context(|| format!("{}", nemesis_file.display()))?;
         Ok(Plan {
             name,
-            seed: o.seed.or(test.seed).unwrap_or_else(rand::random),
+            seed,
             faultline_version: env!("CARGO_PKG_VERSION").to_string(),
             git_revision: git_revision(),
             target: ResolvedTarget {
@@ -204,7 +232,8 @@ impl Plan {
             workload,
             nemesis_file,
             nemesis,
-            nodes: (1..=nodes).map(|i| format!("n{i}")).collect(),
+            nemesis_schedule,
+            nodes: node_names,
             concurrency,
             time_limit,
             rate,

@@ -143,14 +143,21 @@ pub enum Protocol {
 }
 
 /// How a node's view of time can be moved.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub enum ClockSupport {
     /// Dynamically linked, reads time through libc: libfaketime preloaded works.
     Libfaketime,
-    /// Clock faults cannot reach this target's nodes; the reason is shown when asked.
-    #[default]
-    Unsupported,
+    /// Clock faults cannot reach this target's nodes; `reason` is shown when asked for.
+    Unsupported { reason: String },
+}
+
+impl Default for ClockSupport {
+    fn default() -> Self {
+        ClockSupport::Unsupported {
+            reason: "the target does not declare how clock faults reach its nodes (`clock:` in target.yaml)".into(),
+        }
+    }
 }
 
 impl TargetSpec {

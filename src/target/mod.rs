@@ -44,8 +44,8 @@ pub struct Cluster {
     /// large files (etcd's WAL) that do not belong in a report; removed at teardown.
     data_root: PathBuf,
     procs: Mutex<BTreeMap<String, NodeProc>>,
-    /// Extra environment for every node (the clock nemesis adds libfaketime here).
-    extra_env: BTreeMap<String, String>,
+    /// Per-node clock offset files when the run plans clock faults.
+    clocks: Option<Arc<crate::nemesis::clock::Clocks>>,
     cluster_token: String,
 }
 
@@ -55,9 +55,9 @@ impl Cluster {
         hosts: Arc<Hosts>,
         reg: Registry,
         run_dir: &Path,
-        extra_env: BTreeMap<String, String>,
+        clocks: Option<Arc<crate::nemesis::clock::Clocks>>,
     ) -> Result<Cluster> {
-        let data_root = std::env::temp_dir().join(format!("faultline-data-{}", reg.run_id()));
+        let data_root = data_root(&reg.run_id());
         reg.add_dir(&data_root)?;
         Ok(Cluster {
             cluster_token: format!("faultline-{}", reg.run_id()),
@@ -67,7 +67,7 @@ impl Cluster {
             run_dir: run_dir.to_path_buf(),
             data_root,
             procs: Mutex::new(BTreeMap::new()),
-            extra_env,
+            clocks,
         })
     }
 
@@ -176,7 +176,9 @@ impl Cluster {
         for (k, t) in &spec.env {
             env.insert(k.clone(), fill(t, &vars)?);
         }
-        env.extend(self.extra_env.clone());
+        if let Some(c) = &self.clocks {
+            env.extend(c.env_for(node)?);
+        }
         let dir = self.node_dir(node);
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
@@ -389,6 +391,12 @@ impl Cluster {
         }
         problems
     }
+}
+
+/// Where a run's node data dirs (and clock files) live: outside the run directory, removed
+/// at teardown.
+pub fn data_root(run_id: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("faultline-data-{run_id}"))
 }
 
 fn count_files(dir: &Path, prefix: &str) -> usize {

@@ -1,0 +1,132 @@
+//! Clock faults on one node's view of time, never this machine's clock.
+//!
+//! libfaketime is preloaded into every node of a run that plans clock faults, reading its
+//! offset from a per-node file that we rewrite at run time (`FAKETIME_TIMESTAMP_FILE` with
+//! `FAKETIME_NO_CACHE=1`, so each time call sees the current offset).
+//!
+//! Decision: `DONT_FAKE_MONOTONIC=1`. Only the wall clock (`CLOCK_REALTIME`, Rust's
+//! `SystemTime`) moves. Raft's election and heartbeat timers rightly run on the monotonic
+//! clock; letting it jump — even backwards — would test the kernel's promise that it never
+//! does, not the target. What real clock faults break is code that trusts the wall clock
+//! across nodes (leases, TTLs, timestamps), and that is what this exercises. Programs that
+//! bypass libc for time (Go: etcd) or are statically linked are not affected; such targets
+//! declare `clock: unsupported` and faultline refuses clock faults for them.
+
+use anyhow::{bail, Context, Result};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Where Debian's libfaketime lives; the multi-threaded variant, since targets are.
+const LIBFAKETIME_CANDIDATES: &[&str] = &[
+    "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
+    "/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1",
+    "/usr/lib/faketime/libfaketimeMT.so.1",
+    "/usr/local/lib/faketime/libfaketimeMT.so.1",
+];
+
+/// The per-node offset files of one run.
+#[derive(Debug)]
+pub struct Clocks {
+    dir: PathBuf,
+    lib: PathBuf,
+}
+
+/// Find libfaketime, or say how to get it.
+pub fn find_libfaketime() -> Result<PathBuf> {
+    if let Ok(p) = std::env::var("FAULTLINE_LIBFAKETIME") {
+        return Ok(PathBuf::from(p));
+    }
+    for c in LIBFAKETIME_CANDIDATES {
+        if Path::new(c).is_file() {
+            return Ok(PathBuf::from(c));
+        }
+    }
+    bail!("clock faults need libfaketime, which is not installed (Debian: apt-get install libfaketime faketime)")
+}
+
+/// libfaketime's syntax for an offset: `+1.500` / `-60.000` seconds.
+pub fn offset_text(offset_ms: i64) -> String {
+    let sign = if offset_ms < 0 { '-' } else { '+' };
+    let a = offset_ms.unsigned_abs();
+    format!("{sign}{}.{:03}", a / 1000, a % 1000)
+}
+
+impl Clocks {
+    pub fn new(dir: &Path) -> Result<Clocks> {
+        let lib = find_libfaketime()?;
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        Ok(Clocks {
+            dir: dir.to_path_buf(),
+            lib,
+        })
+    }
+
+    fn file(&self, node: &str) -> PathBuf {
+        self.dir.join(format!("{node}.faketime"))
+    }
+
+    /// Environment that makes `node` read its wall clock through its offset file. Creates
+    /// the file at +0 if it does not exist (a restarted node keeps its current offset).
+    pub fn env_for(&self, node: &str) -> Result<BTreeMap<String, String>> {
+        let f = self.file(node);
+        if !f.exists() {
+            self.set(node, 0)?;
+        }
+        let mut env = BTreeMap::new();
+        env.insert("LD_PRELOAD".into(), self.lib.display().to_string());
+        env.insert("FAKETIME_TIMESTAMP_FILE".into(), f.display().to_string());
+        env.insert("FAKETIME_NO_CACHE".into(), "1".into());
+        env.insert("DONT_FAKE_MONOTONIC".into(), "1".into());
+        Ok(env)
+    }
+
+    /// Set a node's offset; atomic, so the node never reads a half-written file.
+    pub fn set(&self, node: &str, offset_ms: i64) -> Result<()> {
+        let f = self.file(node);
+        let tmp = f.with_extension("tmp");
+        std::fs::write(&tmp, format!("{}\n", offset_text(offset_ms)))
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::rename(&tmp, &f).with_context(|| format!("cannot write {}", f.display()))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_use_libfaketimes_seconds_syntax() {
+        assert_eq!(offset_text(0), "+0.000");
+        assert_eq!(offset_text(1500), "+1.500");
+        assert_eq!(offset_text(-60_000), "-60.000");
+        assert_eq!(offset_text(-5), "-0.005");
+    }
+
+    #[test]
+    fn a_preloaded_program_sees_the_offset_and_the_machine_clock_does_not_move() {
+        if find_libfaketime().is_err() {
+            eprintln!("skipped: libfaketime is not installed");
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("fl-clock-{}", std::process::id()));
+        let clocks = Clocks::new(&dir).unwrap();
+        let env = clocks.env_for("n1").unwrap();
+        clocks.set("n1", -3_600_000).unwrap();
+        let out = std::process::Command::new("date")
+            .arg("+%s")
+            .envs(&env)
+            .output()
+            .unwrap();
+        let seen: i64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+        let real = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        assert!(
+            (real - seen - 3600).abs() <= 2,
+            "node saw {seen}, machine {real}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,373 @@
+//! Compile a nemesis spec, the run's nodes and seed into one deterministic list of steps.
+//!
+//! Everything random is decided here (which node is "one", the halves of a "majority",
+//! each clock offset), so the same seed reproduces the same schedule and the schedule can
+//! be written into plan.yaml before the run starts. Only `primaries` is left to fault
+//! time: who leads is a fact of the running cluster.
+
+use super::partition::{grudge_for, Grudge};
+use crate::spec::nemesis::{
+    FaultKind, FaultParams, FaultSpec, GrudgeSpec, NemesisSpec, NodeSelector, SelectorName,
+};
+use anyhow::{anyhow, bail, Result};
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Nodes a fault acts on: fixed at compile time, or the leaders at fault time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Targets {
+    Nodes(Vec<String>),
+    Primaries,
+}
+
+/// One thing the nemesis does. Every start has a named inverse that heals all faults of
+/// its kind.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "do")]
+pub enum Action {
+    StartPartition {
+        grudge: Grudge,
+        one_way: bool,
+    },
+    StopPartition,
+    Pause {
+        targets: Targets,
+    },
+    Resume,
+    Kill {
+        targets: Targets,
+    },
+    /// Start every killed node again on its data dir (history f: `start`).
+    Restart,
+    /// Offsets in milliseconds per node (negative = behind); `primaries` get `offset_ms`.
+    BumpClock {
+        targets: Targets,
+        offsets_ms: BTreeMap<String, i64>,
+        offset_ms: i64,
+    },
+    StrobeClock {
+        targets: Targets,
+        offset_ms: i64,
+        period_ms: u64,
+    },
+    ResetClock,
+    StartLoss {
+        targets: Targets,
+        percent: u8,
+    },
+    StopLoss,
+}
+
+impl Action {
+    /// The `f` this action is journaled under.
+    pub fn f(&self) -> &'static str {
+        match self {
+            Action::StartPartition { .. } => "start-partition",
+            Action::StopPartition => "stop-partition",
+            Action::Pause { .. } => "pause",
+            Action::Resume => "resume",
+            Action::Kill { .. } => "kill",
+            Action::Restart => "start",
+            Action::BumpClock { .. } => "bump-clock",
+            Action::StrobeClock { .. } => "strobe-clock",
+            Action::ResetClock => "reset-clock",
+            Action::StartLoss { .. } => "start-loss",
+            Action::StopLoss => "stop-loss",
+        }
+    }
+
+    /// The inverse that heals a fault of `kind`.
+    pub fn heal(kind: FaultKind) -> Action {
+        match kind {
+            FaultKind::Partition => Action::StopPartition,
+            FaultKind::Pause => Action::Resume,
+            FaultKind::Kill => Action::Restart,
+            FaultKind::ClockBump | FaultKind::ClockStrobe => Action::ResetClock,
+            FaultKind::Loss => Action::StopLoss,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Step {
+    /// Time since the clients started.
+    #[serde(with = "humantime_serde")]
+    pub at: Duration,
+    #[serde(flatten)]
+    pub action: Action,
+}
+
+/// Compile `spec` for these nodes. Steps come out sorted by time.
+pub fn compile(
+    spec: &NemesisSpec,
+    nodes: &[String],
+    seed: u64,
+    time_limit: Duration,
+) -> Result<Vec<Step>> {
+    // A stream of its own, so changing the workload does not change the fault schedule.
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6e65_6d65_7369_7321);
+    let mut steps = Vec::new();
+    if let (Some(interval), Some(duration)) = (spec.interval, spec.duration) {
+        let mut t = interval;
+        while t < time_limit && !spec.faults.is_empty() {
+            let window: Vec<&FaultSpec> = if spec.concurrent {
+                spec.faults.iter().collect()
+            } else {
+                vec![&spec.faults[rng.random_range(0..spec.faults.len())]]
+            };
+            let end = t + duration;
+            for f in &window {
+                steps.push(Step {
+                    at: t,
+                    action: start_action(f.fault, &f.params, nodes, &mut rng)
+                        .map_err(|e| anyhow!("nemesis {}: {e}", spec.name))?,
+                });
+            }
+            if end < time_limit {
+                // Heal in reverse order of injection.
+                for f in window.iter().rev() {
+                    steps.push(Step {
+                        at: end,
+                        action: Action::heal(f.fault),
+                    });
+                }
+            }
+            t = end + interval;
+        }
+    }
+    for (i, s) in spec.timeline.iter().enumerate() {
+        let action = match (s.start, s.stop) {
+            (Some(k), _) => start_action(k, &s.params, nodes, &mut rng)
+                .map_err(|e| anyhow!("nemesis {}: timeline[{i}]: {e}", spec.name))?,
+            (None, Some(k)) => Action::heal(k),
+            (None, None) => bail!(
+                "nemesis {}: timeline[{i}] has neither start nor stop",
+                spec.name
+            ),
+        };
+        steps.push(Step { at: s.at, action });
+    }
+    steps.sort_by_key(|s| s.at);
+    Ok(steps)
+}
+
+fn start_action(
+    kind: FaultKind,
+    p: &FaultParams,
+    nodes: &[String],
+    rng: &mut ChaCha8Rng,
+) -> Result<Action> {
+    let targets = |rng: &mut ChaCha8Rng| -> Result<Targets> {
+        select(
+            p.target
+                .as_ref()
+                .ok_or_else(|| anyhow!("{} needs a target", kind.as_str()))?,
+            nodes,
+            rng,
+        )
+    };
+    Ok(match kind {
+        FaultKind::Partition => {
+            let spec = p
+                .grudge
+                .as_ref()
+                .ok_or_else(|| anyhow!("a partition needs a grudge"))?;
+            if let GrudgeSpec::Explicit(map) = spec {
+                for n in map.keys().chain(map.values().flatten()) {
+                    known(n, nodes)?;
+                }
+            }
+            Action::StartPartition {
+                grudge: grudge_for(spec, nodes, rng),
+                one_way: p.one_way,
+            }
+        }
+        FaultKind::Pause => Action::Pause {
+            targets: targets(rng)?,
+        },
+        FaultKind::Kill => Action::Kill {
+            targets: targets(rng)?,
+        },
+        FaultKind::ClockBump => {
+            let max_ms = p.offset.map(|d| d.as_millis() as i64).unwrap_or(0).max(1);
+            let t = targets(rng)?;
+            let draw = |rng: &mut ChaCha8Rng| -> i64 {
+                let mag = rng.random_range(max_ms / 2..=max_ms);
+                let back = p.backwards.unwrap_or_else(|| rng.random_bool(0.5));
+                if back {
+                    -mag
+                } else {
+                    mag
+                }
+            };
+            let offsets_ms = match &t {
+                Targets::Nodes(ns) => ns.iter().map(|n| (n.clone(), draw(rng))).collect(),
+                Targets::Primaries => BTreeMap::new(),
+            };
+            Action::BumpClock {
+                targets: t,
+                offsets_ms,
+                offset_ms: draw(rng),
+            }
+        }
+        FaultKind::ClockStrobe => Action::StrobeClock {
+            targets: targets(rng)?,
+            offset_ms: p.offset.map(|d| d.as_millis() as i64).unwrap_or(0),
+            period_ms: p.period.map(|d| d.as_millis() as u64).unwrap_or(100),
+        },
+        FaultKind::Loss => Action::StartLoss {
+            targets: targets(rng)?,
+            percent: p.percent.unwrap_or(50),
+        },
+    })
+}
+
+fn known(n: &str, nodes: &[String]) -> Result<()> {
+    if nodes.iter().any(|x| x == n) {
+        Ok(())
+    } else {
+        bail!("unknown node {n} (this run has {})", nodes.join(", "))
+    }
+}
+
+/// Resolve a selector to nodes (or to primaries, decided at fault time).
+fn select(sel: &NodeSelector, nodes: &[String], rng: &mut ChaCha8Rng) -> Result<Targets> {
+    let n = nodes.len();
+    let mut shuffled = nodes.to_vec();
+    shuffled.shuffle(rng);
+    let take = |k: usize| -> Targets {
+        let mut v: Vec<String> = shuffled[..k.min(n)].to_vec();
+        v.sort();
+        Targets::Nodes(v)
+    };
+    Ok(match sel {
+        NodeSelector::Named(SelectorName::One) => take(1),
+        NodeSelector::Named(SelectorName::Minority) => take((n.saturating_sub(1) / 2).max(1)),
+        NodeSelector::Named(SelectorName::Majority) => take(n / 2 + 1),
+        NodeSelector::Named(SelectorName::All) => take(n),
+        NodeSelector::Named(SelectorName::Primaries) => Targets::Primaries,
+        NodeSelector::Nodes(list) => {
+            for x in list {
+                known(x, nodes)?;
+            }
+            Targets::Nodes(list.clone())
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::parse_yaml;
+    use std::path::Path;
+
+    fn nodes(n: usize) -> Vec<String> {
+        (1..=n).map(|i| format!("n{i}")).collect()
+    }
+
+    fn spec(text: &str) -> NemesisSpec {
+        let p = Path::new("n.yaml");
+        let s: NemesisSpec = parse_yaml(p, text).unwrap();
+        s.validate(p).unwrap();
+        s
+    }
+
+    const MIXED: &str = "name: all\ninterval: 3s\nduration: 4s\nfaults:\n  - {fault: partition, grudge: majority}\n  - {fault: pause, target: one}\n  - {fault: kill, target: minority}\n  - {fault: clock-bump, target: all, offset: 60s}\n";
+
+    #[test]
+    fn the_same_seed_reproduces_the_same_schedule() {
+        let s = spec(MIXED);
+        let a = compile(&s, &nodes(5), 42, Duration::from_secs(60)).unwrap();
+        let b = compile(&s, &nodes(5), 42, Duration::from_secs(60)).unwrap();
+        let c = compile(&s, &nodes(5), 43, Duration::from_secs(60)).unwrap();
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert!(a.len() >= 16, "a fault every 7s over 60s: {}", a.len());
+    }
+
+    #[test]
+    fn every_fault_is_followed_by_its_inverse_within_the_run() {
+        let s = spec(MIXED);
+        let steps = compile(&s, &nodes(5), 7, Duration::from_secs(60)).unwrap();
+        for pair in steps.chunks(2) {
+            if let [start, stop] = pair {
+                let expected = match start.action {
+                    Action::StartPartition { .. } => Action::StopPartition,
+                    Action::Pause { .. } => Action::Resume,
+                    Action::Kill { .. } => Action::Restart,
+                    Action::BumpClock { .. } => Action::ResetClock,
+                    ref other => panic!("unexpected start {other:?}"),
+                };
+                assert_eq!(stop.action, expected);
+                assert_eq!(stop.at - start.at, Duration::from_secs(4));
+            }
+        }
+    }
+
+    #[test]
+    fn the_timeline_keeps_its_times_and_rejects_unknown_nodes() {
+        let s = spec("name: t\ntimeline:\n  - {at: 5s, start: pause, target: [n2]}\n  - {at: 1s, start: partition, grudge: one}\n  - {at: 9s, stop: pause}\n");
+        let steps = compile(&s, &nodes(3), 1, Duration::from_secs(30)).unwrap();
+        let times: Vec<u64> = steps.iter().map(|s| s.at.as_secs()).collect();
+        assert_eq!(times, vec![1, 5, 9]);
+        assert_eq!(
+            steps[1].action,
+            Action::Pause {
+                targets: Targets::Nodes(vec!["n2".into()])
+            }
+        );
+        let bad = spec("name: t\ntimeline:\n  - {at: 5s, start: kill, target: [n9]}\n");
+        let err = compile(&bad, &nodes(3), 1, Duration::from_secs(30))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("timeline[0]: unknown node n9"), "{err}");
+    }
+
+    #[test]
+    fn concurrent_faults_share_their_windows_and_heal_in_reverse() {
+        let s = spec("name: cp\ninterval: 2s\nduration: 3s\nconcurrent: true\nfaults:\n  - {fault: clock-bump, target: primaries, offset: 60s, backwards: true}\n  - {fault: partition, grudge: primaries}\n");
+        let steps = compile(&s, &nodes(5), 9, Duration::from_secs(12)).unwrap();
+        let fs: Vec<(u64, &str)> = steps
+            .iter()
+            .map(|s| (s.at.as_secs(), s.action.f()))
+            .collect();
+        assert_eq!(
+            fs,
+            vec![
+                (2, "bump-clock"),
+                (2, "start-partition"),
+                (5, "stop-partition"),
+                (5, "reset-clock"),
+                (7, "bump-clock"),
+                (7, "start-partition"),
+                (10, "stop-partition"),
+                (10, "reset-clock"),
+            ]
+        );
+        let p = Path::new("n.yaml");
+        let dup: NemesisSpec = parse_yaml(p, "name: d\ninterval: 1s\nduration: 1s\nconcurrent: true\nfaults:\n  - {fault: partition, grudge: one}\n  - {fault: partition, grudge: majority}\n").unwrap();
+        assert!(dup
+            .validate(p)
+            .unwrap_err()
+            .to_string()
+            .contains("its own inverse"));
+    }
+
+    #[test]
+    fn clock_bumps_stay_within_the_offset() {
+        let s = spec("name: c\ninterval: 1s\nduration: 1s\nfaults:\n  - {fault: clock-bump, target: all, offset: 2m}\n");
+        for step in compile(&s, &nodes(5), 3, Duration::from_secs(30)).unwrap() {
+            if let Action::BumpClock { offsets_ms, .. } = step.action {
+                assert_eq!(offsets_ms.len(), 5);
+                assert!(offsets_ms
+                    .values()
+                    .all(|o| (60_000..=120_000).contains(&o.abs())));
+            }
+        }
+    }
+}

@@ -1,0 +1,240 @@
+//! `faultline run` end to end: real node processes, real sockets, real namespaces.
+//!
+//! Tests that need root (network namespaces) say so and skip when run unprivileged; CI
+//! runs as root, so there they run.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn faultline() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_faultline"));
+    c.current_dir(env!("CARGO_MANIFEST_DIR"));
+    c
+}
+
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// A fresh directory for a test's runs.
+pub fn store(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("fl-it-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+const LAZY: &str = "tests/fixtures/lazykv/target.yaml";
+
+/// The run directory a finished run printed as the first field of its verdict line.
+pub fn run_dir_of(out: &Output) -> PathBuf {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().unwrap_or_default();
+    PathBuf::from(line.rsplit_once(": ").map(|(d, _)| d).unwrap_or(line))
+}
+
+pub fn results(run_dir: &Path) -> Value {
+    let text = std::fs::read_to_string(run_dir.join("results.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// Resources of run `id` still present on this machine.
+pub fn leftovers(run_id: &str, pids: &[i32]) -> Vec<String> {
+    let mut found = Vec::new();
+    if let Ok(out) = Command::new("ip").args(["netns", "list"]).output() {
+        for l in String::from_utf8_lossy(&out.stdout).lines() {
+            if l.starts_with(&format!("fl-{run_id}-")) {
+                found.push(format!("netns {l}"));
+            }
+        }
+    }
+    if let Ok(it) = std::fs::read_dir("/sys/class/net") {
+        for e in it.flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if n == format!("flbr{run_id}") || n.starts_with(&format!("fl{run_id}")) {
+                found.push(format!("link {n}"));
+            }
+        }
+    }
+    for pid in pids {
+        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            if !stat.contains(") Z") {
+                found.push(format!("process {pid}"));
+            }
+        }
+    }
+    found
+}
+
+/// Run id and node pids from a run's faultline.log.
+pub fn ids_from_log(run_dir: &Path) -> (String, Vec<i32>) {
+    let log = std::fs::read_to_string(run_dir.join("faultline.log")).unwrap_or_default();
+    let id = log
+        .lines()
+        .find_map(|l| l.split("run id ").nth(1))
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let pids = log
+        .lines()
+        .filter_map(|l| l.split("(pid ").nth(1))
+        .filter_map(|r| r.split(')').next()?.parse().ok())
+        .collect();
+    (id, pids)
+}
+
+fn newest_run_dir(store: &Path) -> Option<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(store)
+        .ok()?
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .flat_map(|t| std::fs::read_dir(t.path()).into_iter().flatten().flatten())
+        .map(|e| e.path())
+        .filter(|p| p.is_dir() && !p.ends_with("latest"))
+        .collect();
+    dirs.sort();
+    dirs.pop()
+}
+
+/// Start a run in the background and wait until its history has at least `ops` lines.
+fn start_and_wait(store: &Path, extra: &[&str], ops: usize) -> (std::process::Child, PathBuf) {
+    let mut cmd = faultline();
+    cmd.args(["run", "--target", LAZY, "--nodes", "3", "--time-limit", "60s", "--quiet"])
+        .arg("--store")
+        .arg(store)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(dir) = newest_run_dir(store) {
+            let lines = std::fs::read_to_string(dir.join("history.jsonl"))
+                .map(|t| t.lines().count())
+                .unwrap_or(0);
+            if lines >= ops {
+                return (child, dir);
+            }
+        }
+        assert!(Instant::now() < deadline, "the run never produced {ops} ops");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_lazily_replicating_target_is_found_non_linearizable() {
+    let store = store("lazy");
+    let hosts = if is_root() { "local" } else { "loopback" };
+    let out = faultline()
+        .args(["run", "--target", LAZY, "--nodes", "3", "--time-limit", "5s", "--quiet", "--seed", "1"])
+        .args(["--hosts", hosts])
+        .arg("--store")
+        .arg(&store)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    let dir = run_dir_of(&out);
+    let r = results(&dir);
+    assert_eq!(r["verdict"], "invalid");
+    let ce = &r["check"]["counterexample"];
+    assert!(ce.is_object(), "an invalid run must carry a counterexample: {r}");
+    assert!(dir.join("index.html").is_file());
+    assert!(std::fs::read_to_string(dir.join("index.html"))
+        .unwrap()
+        .contains("INVALID"));
+    assert!(dir.join("plan.yaml").is_file());
+    let plan = std::fs::read_to_string(dir.join("plan.yaml")).unwrap();
+    assert!(plan.contains("seed: 1"), "{plan}");
+    std::fs::remove_dir_all(&store).ok();
+}
+
+#[test]
+fn sigint_mid_run_tears_everything_down() {
+    if !is_root() {
+        eprintln!("skipped: needs root for network namespaces");
+        return;
+    }
+    let store = store("sigint");
+    let (child, dir) = start_and_wait(&store, &[], 200);
+    let (id, pids) = ids_from_log(&dir);
+    assert!(!id.is_empty() && pids.len() == 3, "log lacks run id or pids");
+    assert!(!leftovers(&id, &pids).is_empty(), "the run should be up");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "an interrupted run exits 3");
+    assert_eq!(leftovers(&id, &pids), Vec::<String>::new());
+    // What it recorded up to the interrupt was still checked.
+    assert!(results(&dir)["verdict"].is_string());
+    std::fs::remove_dir_all(&store).ok();
+}
+
+#[test]
+fn a_sigkilled_controller_leaves_a_checkable_history_and_cleanup_removes_the_rest() {
+    if !is_root() {
+        eprintln!("skipped: needs root for network namespaces");
+        return;
+    }
+    let store = store("sigkill");
+    let (mut child, dir) = start_and_wait(&store, &[], 200);
+    let (id, pids) = ids_from_log(&dir);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Nodes die with the controller (PDEATHSIG); namespaces need a sweep.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pids.iter().any(|p| !leftovers("-", &[*p]).is_empty()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let check = faultline()
+        .arg("check")
+        .arg(dir.join("history.jsonl"))
+        .output()
+        .unwrap();
+    assert!(
+        matches!(check.status.code(), Some(0..=2)),
+        "check must accept a killed run's history: {}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let out = faultline().arg("cleanup").output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(leftovers(&id, &pids), Vec::<String>::new());
+    std::fs::remove_dir_all(&store).ok();
+}
+
+#[test]
+fn bad_specs_fail_before_anything_starts_naming_file_and_rule() {
+    let store = store("badspec");
+    let out = faultline()
+        .args(["run", "--target", "no-such-target"])
+        .arg("--store")
+        .arg(&store)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown target \"no-such-target\""), "{err}");
+    assert!(err.contains("raftkv"), "lists the known targets: {err}");
+
+    let bad = store.join("bad-workload.yaml");
+    std::fs::write(&bad, "name: w\nmix: {read: 1}\nmodel: cas-register\ncolour: red\n").unwrap();
+    let out = faultline()
+        .args(["run", "--workload"])
+        .arg(&bad)
+        .arg("--store")
+        .arg(&store)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad-workload.yaml:4:"), "{err}");
+    assert!(err.contains("unknown field `colour`"), "{err}");
+    // Nothing ran: no run directory was created.
+    assert!(newest_run_dir(&store).is_none());
+    std::fs::remove_dir_all(&store).ok();
+}
