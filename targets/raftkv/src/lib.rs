@@ -14,10 +14,27 @@
 //! - [`cli`]: command-line flags and their validation.
 
 pub mod bugs;
+pub mod cli;
 pub mod kv;
+pub mod protocol;
 pub mod raft;
 pub mod replica;
+pub mod server;
 pub mod storage;
+pub mod transport;
 
 #[cfg(test)]
 mod sim;
+
+/// Writes one log line to stderr: wall-clock time (as the node sees it, so clock faults
+/// show), node id, message. faultline collects node stderr into the run directory.
+pub fn log_line(node: &str, msg: &str) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    eprintln!(
+        "{}.{:03} raftkv {node}: {msg}",
+        now.as_secs(),
+        now.subsec_millis()
+    );
+}

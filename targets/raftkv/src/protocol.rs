@@ -1,0 +1,215 @@
+//! The client protocol: one JSON object per line over TCP, documented in
+//! targets/raftkv/README.md. Requests carry a client-chosen integer `id` that the
+//! response repeats, so a connection may pipeline requests and get answers out of order.
+//!
+//! This module owns parsing (with a reason for every rejection) and rendering; the
+//! meaning of each answer (ok / fail = certainly not applied / info = unknown) is decided
+//! by [`crate::replica`].
+
+use crate::replica::{Reply, Request};
+use serde_json::{json, Map, Value};
+
+/// A line that could not be turned into a request, with the id to answer under (if the
+/// line had a usable one) and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BadRequest {
+    pub id: Value,
+    pub why: String,
+}
+
+/// Parses one request line into its id and request.
+pub fn parse_request(line: &str) -> Result<(Value, Request), BadRequest> {
+    let bad = |id: &Value, why: String| BadRequest {
+        id: id.clone(),
+        why,
+    };
+    let v: Value = serde_json::from_str(line)
+        .map_err(|e| bad(&Value::Null, format!("not valid JSON ({e})")))?;
+    let Value::Object(obj) = v else {
+        return Err(bad(&Value::Null, "expected a JSON object".into()));
+    };
+    let id = match obj.get("id") {
+        Some(Value::Number(n)) if n.is_i64() || n.is_u64() => Value::Number(n.clone()),
+        Some(other) => {
+            return Err(bad(
+                &Value::Null,
+                format!("\"id\" must be an integer, got {other}"),
+            ))
+        }
+        None => return Err(bad(&Value::Null, "missing \"id\"".into())),
+    };
+    let op = match obj.get("op") {
+        Some(Value::String(s)) => s.as_str(),
+        Some(other) => return Err(bad(&id, format!("\"op\" must be a string, got {other}"))),
+        None => return Err(bad(&id, "missing \"op\"".into())),
+    };
+    let key = |obj: &Map<String, Value>| match obj.get("key") {
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(other) => Err(bad(&id, format!("\"key\" must be a string, got {other}"))),
+        None => Err(bad(&id, format!("missing \"key\" for {op}"))),
+    };
+    let int = |obj: &Map<String, Value>, field: &str| match obj.get(field) {
+        Some(Value::Number(n)) if n.is_i64() => Ok(n.as_i64().unwrap_or_default()),
+        Some(other) => Err(bad(
+            &id,
+            format!("\"{field}\" must be a 64-bit signed integer, got {other}"),
+        )),
+        None => Err(bad(&id, format!("missing \"{field}\" for {op}"))),
+    };
+    let req = match op {
+        "read" => Request::Read { key: key(&obj)? },
+        "write" => Request::Write {
+            key: key(&obj)?,
+            value: int(&obj, "value")?,
+        },
+        "cas" => Request::Cas {
+            key: key(&obj)?,
+            from: int(&obj, "from")?,
+            to: int(&obj, "to")?,
+        },
+        "status" => Request::Status,
+        other => {
+            return Err(bad(
+                &id,
+                format!("unknown op {other:?} (expected read, write, cas or status)"),
+            ))
+        }
+    };
+    Ok((id, req))
+}
+
+/// The response line (without the newline) for `reply` to request `id`.
+pub fn render_reply(id: &Value, reply: &Reply) -> String {
+    let v = match reply {
+        Reply::Value(v) => json!({"id": id, "type": "ok", "value": v}),
+        Reply::Done => json!({"id": id, "type": "ok"}),
+        Reply::CompareFailed(v) => {
+            json!({"id": id, "type": "fail", "error": "compare-failed", "value": v})
+        }
+        Reply::NotLeader(l) => {
+            json!({"id": id, "type": "fail", "error": "not-leader", "leader": l})
+        }
+        Reply::Fail(e) => json!({"id": id, "type": "fail", "error": e}),
+        Reply::Unknown(e) => json!({"id": id, "type": "info", "error": e}),
+        Reply::Status(s) => json!({
+            "id": id, "type": "ok", "node": s.node, "leader": s.leader,
+            "leader_id": s.leader_id, "term": s.term,
+            "commit_index": s.commit_index, "applied_index": s.applied_index,
+        }),
+    };
+    v.to_string()
+}
+
+/// The response line for a request that could not be parsed.
+pub fn render_bad_request(bad: &BadRequest) -> String {
+    json!({"id": bad.id, "type": "fail", "error": format!("bad-request: {}", bad.why)}).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::replica::Status;
+
+    #[test]
+    fn parses_every_op() {
+        let (id, r) = parse_request(r#"{"id":1,"op":"read","key":"k"}"#).unwrap();
+        assert_eq!((id, r), (json!(1), Request::Read { key: "k".into() }));
+        let (_, r) = parse_request(r#"{"id":2,"op":"write","key":"k","value":-5}"#).unwrap();
+        assert_eq!(
+            r,
+            Request::Write {
+                key: "k".into(),
+                value: -5
+            }
+        );
+        let (_, r) = parse_request(r#"{"id":3,"op":"cas","key":"k","from":1,"to":2}"#).unwrap();
+        assert_eq!(
+            r,
+            Request::Cas {
+                key: "k".into(),
+                from: 1,
+                to: 2
+            }
+        );
+        let (_, r) = parse_request(r#"{"id":4,"op":"status"}"#).unwrap();
+        assert_eq!(r, Request::Status);
+    }
+
+    #[test]
+    fn rejects_malformed_requests_with_a_reason() {
+        let cases = [
+            ("nonsense", Value::Null, "not valid JSON"),
+            ("[1,2]", Value::Null, "expected a JSON object"),
+            (r#"{"op":"read","key":"k"}"#, Value::Null, "missing \"id\""),
+            (
+                r#"{"id":"x","op":"read"}"#,
+                Value::Null,
+                "must be an integer",
+            ),
+            (
+                r#"{"id":7,"op":"delete","key":"k"}"#,
+                json!(7),
+                "unknown op",
+            ),
+            (
+                r#"{"id":8,"op":"write","key":"k"}"#,
+                json!(8),
+                "missing \"value\"",
+            ),
+            (
+                r#"{"id":9,"op":"write","key":"k","value":1.5}"#,
+                json!(9),
+                "64-bit",
+            ),
+            (
+                r#"{"id":10,"op":"read","key":3}"#,
+                json!(10),
+                "\"key\" must be a string",
+            ),
+        ];
+        for (line, id, why) in cases {
+            let err = parse_request(line).unwrap_err();
+            assert_eq!(err.id, id, "{line}");
+            assert!(err.why.contains(why), "{line}: {}", err.why);
+            let out: Value = serde_json::from_str(&render_bad_request(&err)).unwrap();
+            assert_eq!(out["type"], "fail");
+            assert!(out["error"].as_str().unwrap().starts_with("bad-request: "));
+        }
+    }
+
+    #[test]
+    fn renders_the_documented_shapes() {
+        let id = json!(5);
+        let r = |reply| serde_json::from_str::<Value>(&render_reply(&id, &reply)).unwrap();
+        assert_eq!(
+            r(Reply::Value(None)),
+            json!({"id":5,"type":"ok","value":null})
+        );
+        assert_eq!(r(Reply::Done), json!({"id":5,"type":"ok"}));
+        assert_eq!(
+            r(Reply::CompareFailed(Some(3))),
+            json!({"id":5,"type":"fail","error":"compare-failed","value":3})
+        );
+        assert_eq!(
+            r(Reply::NotLeader(Some("n2".into()))),
+            json!({"id":5,"type":"fail","error":"not-leader","leader":"n2"})
+        );
+        assert_eq!(
+            r(Reply::Unknown("timeout".into())),
+            json!({"id":5,"type":"info","error":"timeout"})
+        );
+        let status = Status {
+            node: "n1".into(),
+            leader: true,
+            leader_id: Some("n1".into()),
+            term: 7,
+            commit_index: 123,
+            applied_index: 120,
+        };
+        assert_eq!(
+            r(Reply::Status(status)),
+            json!({"id":5,"type":"ok","node":"n1","leader":true,"leader_id":"n1",
+                   "term":7,"commit_index":123,"applied_index":120})
+        );
+    }
+}

@@ -1,0 +1,234 @@
+//! Peer-to-peer transport: one outgoing TCP connection per peer, carrying JSON-lines
+//! [`Envelope`]s one way, and a listener for the peers' connections to us.
+//!
+//! Raft tolerates lost messages but not a stuck event loop, so nothing here ever blocks
+//! the core: the core hands messages over with `try_send` into a bounded queue per peer
+//! (a full queue drops, like a lossy network), and each peer's own task connects with a
+//! timeout, reconnects with exponential back-off and discards what queued up while the
+//! peer was unreachable. A connection that silently stalls — packets dropped by a
+//! partition, a SIGSTOPped peer — is noticed because the receiver acknowledges frames
+//! (a count on the reverse direction): unacknowledged frames for longer than the stall
+//! timeout make the sender drop the connection and dial again, instead of waiting for
+//! TCP's retransmission back-off after the partition heals.
+
+use crate::log_line;
+use crate::raft::{Envelope, NodeId};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio::time::{sleep, timeout, Instant};
+
+/// Messages queued per peer before new ones are dropped.
+pub const PEER_QUEUE: usize = 4096;
+/// Largest frame accepted (a snapshot travels in one frame).
+const MAX_FRAME_BYTES: u64 = 256 << 20;
+/// Most bytes written in one go, so one big batch does not delay the stall check forever.
+const MAX_WRITE_BYTES: usize = 4 << 20;
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+const MIN_BACKOFF: Duration = Duration::from_millis(20);
+const MAX_BACKOFF: Duration = Duration::from_millis(1000);
+
+/// Starts the task that owns the connection to `peer`; returns the queue feeding it.
+pub fn spawn_peer(
+    me: NodeId,
+    peer: NodeId,
+    addr: String,
+    stall: Duration,
+) -> mpsc::Sender<Envelope> {
+    let (tx, rx) = mpsc::channel(PEER_QUEUE);
+    tokio::spawn(outbound(me, peer, addr, rx, stall));
+    tx
+}
+
+enum End {
+    /// The core is gone: stop.
+    Shutdown,
+    /// The connection broke or stalled: reconnect.
+    Broken(String),
+}
+
+async fn outbound(
+    me: NodeId,
+    peer: NodeId,
+    addr: String,
+    mut rx: mpsc::Receiver<Envelope>,
+    stall: Duration,
+) {
+    let mut backoff = MIN_BACKOFF;
+    let mut reported_down = false;
+    loop {
+        let why = match timeout(CONNECT_TIMEOUT, TcpStream::connect(&addr)).await {
+            Ok(Ok(stream)) => {
+                let _ = stream.set_nodelay(true);
+                log_line(&me, &format!("connected to peer {peer} at {addr}"));
+                reported_down = false;
+                backoff = MIN_BACKOFF;
+                match run_connection(stream, &mut rx, stall).await {
+                    End::Shutdown => return,
+                    End::Broken(why) => why,
+                }
+            }
+            Ok(Err(e)) => format!("connect failed: {e}"),
+            Err(_) => format!("connect timed out after {CONNECT_TIMEOUT:?}"),
+        };
+        if !reported_down {
+            log_line(
+                &me,
+                &format!("peer {peer} at {addr} unreachable ({why}); retrying"),
+            );
+            reported_down = true;
+        }
+        // What queued up meanwhile is stale; Raft resends what still matters.
+        loop {
+            match rx.try_recv() {
+                Ok(_) => {}
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => return,
+            }
+        }
+        sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// Aborts the acknowledgement reader when the connection ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn run_connection(
+    stream: TcpStream,
+    rx: &mut mpsc::Receiver<Envelope>,
+    stall: Duration,
+) -> End {
+    let (rd, mut wr) = stream.into_split();
+    let acked = Arc::new(AtomicU64::new(0));
+    let acked_w = acked.clone();
+    let reader = AbortOnDrop(tokio::spawn(async move {
+        let mut lines = BufReader::new(rd).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Ok(n) = line.trim().parse::<u64>() {
+                acked_w.fetch_max(n, Ordering::Relaxed);
+            }
+        }
+    }));
+    let mut sent = 0u64;
+    let mut last_acked = 0u64;
+    let mut waiting_since: Option<Instant> = None;
+    let mut buf = Vec::with_capacity(64 << 10);
+    loop {
+        let first = tokio::select! {
+            m = rx.recv() => match m {
+                Some(m) => Some(m),
+                None => return End::Shutdown,
+            },
+            _ = sleep(stall / 4) => None,
+        };
+        if let Some(m) = first {
+            buf.clear();
+            let mut next = Some(m);
+            while let Some(m) = next.take() {
+                if serde_json::to_writer(&mut buf, &m).is_ok() {
+                    buf.push(b'\n');
+                    sent += 1;
+                }
+                if buf.len() < MAX_WRITE_BYTES {
+                    next = rx.try_recv().ok();
+                }
+            }
+            match timeout(stall, wr.write_all(&buf)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return End::Broken(format!("write failed: {e}")),
+                Err(_) => return End::Broken("write stalled".into()),
+            }
+        }
+        if reader.0.is_finished() {
+            return End::Broken("peer closed the connection".into());
+        }
+        let a = acked.load(Ordering::Relaxed);
+        if a >= sent {
+            waiting_since = None;
+        } else if waiting_since.is_none() || a != last_acked {
+            waiting_since = Some(Instant::now());
+        }
+        last_acked = a;
+        if waiting_since.is_some_and(|t| t.elapsed() > stall) {
+            return End::Broken(format!("no acknowledgement for {stall:?}"));
+        }
+    }
+}
+
+/// Accepts peers' connections and forwards their messages to the core.
+pub async fn serve_peers(me: NodeId, listener: TcpListener, to_core: mpsc::Sender<Envelope>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                tokio::spawn(inbound(me.clone(), stream, to_core.clone()));
+            }
+            Err(e) => {
+                log_line(&me, &format!("accepting a peer connection failed: {e}"));
+                sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn inbound(me: NodeId, stream: TcpStream, to_core: mpsc::Sender<Envelope>) {
+    let _ = stream.set_nodelay(true);
+    let (rd, mut wr) = stream.into_split();
+    // Acknowledgements go out from their own task so a peer that stopped reading them
+    // never stalls our reading of its messages.
+    let (ack_tx, mut ack_rx) = watch::channel(0u64);
+    let _acker = AbortOnDrop(tokio::spawn(async move {
+        while ack_rx.changed().await.is_ok() {
+            let n = *ack_rx.borrow_and_update();
+            let line = format!("{n}\n");
+            match timeout(Duration::from_secs(5), wr.write_all(line.as_bytes())).await {
+                Ok(Ok(())) => {}
+                _ => return,
+            }
+        }
+    }));
+    let mut rd = BufReader::with_capacity(256 << 10, rd);
+    let mut line = Vec::new();
+    let mut count = 0u64;
+    loop {
+        line.clear();
+        match (&mut rd)
+            .take(MAX_FRAME_BYTES)
+            .read_until(b'\n', &mut line)
+            .await
+        {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        if line.last() != Some(&b'\n') {
+            if line.len() as u64 >= MAX_FRAME_BYTES {
+                log_line(&me, "peer sent a frame over the size limit; closing");
+            }
+            return;
+        }
+        match serde_json::from_slice::<Envelope>(&line) {
+            Ok(env) => {
+                if to_core.send(env).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                log_line(&me, &format!("peer sent a malformed frame ({e}); closing"));
+                return;
+            }
+        }
+        count += 1;
+        if rd.buffer().is_empty() {
+            let _ = ack_tx.send(count);
+        }
+    }
+}
