@@ -81,7 +81,10 @@ pub struct Plan {
 /// Defaults of a run with no arguments at all: the README's run command.
 pub const DEFAULT_TARGET: &str = "raftkv";
 pub const DEFAULT_WORKLOAD: &str = "register";
-pub const DEFAULT_NEMESIS: &str = "none";
+/// The default nemesis where namespaces exist (partitions are what Raft must survive).
+pub const DEFAULT_NEMESIS: &str = "partition";
+/// The default nemesis on loopback hosts, which cannot partition.
+pub const DEFAULT_NEMESIS_LOOPBACK: &str = "kill";
 pub const DEFAULT_NODES: u32 = 5;
 pub const DEFAULT_CONCURRENCY: u32 = 10;
 pub const DEFAULT_TIME_LIMIT: Duration = Duration::from_secs(30);
@@ -110,11 +113,15 @@ impl Plan {
             .clone()
             .or(test.workload.clone())
             .unwrap_or_else(|| DEFAULT_WORKLOAD.into());
+        let hosts_kind = o.hosts.clone().unwrap_or(auto_hosts.clone());
         let nemesis_name = o
             .nemesis
             .clone()
             .or(test.nemesis.clone())
-            .unwrap_or_else(|| DEFAULT_NEMESIS.into());
+            .unwrap_or_else(|| match hosts_kind {
+                HostsChoice::Loopback => DEFAULT_NEMESIS_LOOPBACK.into(),
+                HostsChoice::Local { .. } => DEFAULT_NEMESIS.into(),
+            });
 
         let target_file = roots.resolve(SpecKind::Target, &target_name)?;
         let target_spec = TargetSpec::load(&target_file)?;
@@ -171,7 +178,7 @@ impl Plan {
             .or(test.subnet.clone())
             .unwrap_or_else(|| DEFAULT_SUBNET.into());
         parse_subnet(&subnet).with_context(|| format!("{}: subnet", test_path.display()))?;
-        let hosts = match o.hosts.clone().unwrap_or(auto_hosts) {
+        let hosts = match hosts_kind {
             HostsChoice::Local { .. } => HostsChoice::Local { subnet },
             HostsChoice::Loopback => HostsChoice::Loopback,
         };

@@ -1,3 +1,5 @@
 //! The one integration-test binary: one module per area.
 
 mod history;
+mod run;
+mod nemesis;

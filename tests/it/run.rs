@@ -101,12 +101,21 @@ fn newest_run_dir(store: &Path) -> Option<PathBuf> {
 /// Start a run in the background and wait until its history has at least `ops` lines.
 fn start_and_wait(store: &Path, extra: &[&str], ops: usize) -> (std::process::Child, PathBuf) {
     let mut cmd = faultline();
-    cmd.args(["run", "--target", LAZY, "--nodes", "3", "--time-limit", "60s", "--quiet"])
-        .arg("--store")
-        .arg(store)
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.args([
+        "run",
+        "--target",
+        LAZY,
+        "--nodes",
+        "3",
+        "--time-limit",
+        "60s",
+        "--quiet",
+    ])
+    .arg("--store")
+    .arg(store)
+    .args(extra)
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     let child = cmd.spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -118,7 +127,10 @@ fn start_and_wait(store: &Path, extra: &[&str], ops: usize) -> (std::process::Ch
                 return (child, dir);
             }
         }
-        assert!(Instant::now() < deadline, "the run never produced {ops} ops");
+        assert!(
+            Instant::now() < deadline,
+            "the run never produced {ops} ops"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -128,7 +140,18 @@ fn a_lazily_replicating_target_is_found_non_linearizable() {
     let store = store("lazy");
     let hosts = if is_root() { "local" } else { "loopback" };
     let out = faultline()
-        .args(["run", "--target", LAZY, "--nodes", "3", "--time-limit", "5s", "--quiet", "--seed", "1"])
+        .args([
+            "run",
+            "--target",
+            LAZY,
+            "--nodes",
+            "3",
+            "--time-limit",
+            "5s",
+            "--quiet",
+            "--seed",
+            "1",
+        ])
         .args(["--hosts", hosts])
         .arg("--store")
         .arg(&store)
@@ -140,7 +163,10 @@ fn a_lazily_replicating_target_is_found_non_linearizable() {
     let r = results(&dir);
     assert_eq!(r["verdict"], "invalid");
     let ce = &r["check"]["counterexample"];
-    assert!(ce.is_object(), "an invalid run must carry a counterexample: {r}");
+    assert!(
+        ce.is_object(),
+        "an invalid run must carry a counterexample: {r}"
+    );
     assert!(dir.join("index.html").is_file());
     assert!(std::fs::read_to_string(dir.join("index.html"))
         .unwrap()
@@ -160,7 +186,10 @@ fn sigint_mid_run_tears_everything_down() {
     let store = store("sigint");
     let (child, dir) = start_and_wait(&store, &[], 200);
     let (id, pids) = ids_from_log(&dir);
-    assert!(!id.is_empty() && pids.len() == 3, "log lacks run id or pids");
+    assert!(
+        !id.is_empty() && pids.len() == 3,
+        "log lacks run id or pids"
+    );
     assert!(!leftovers(&id, &pids).is_empty(), "the run should be up");
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
@@ -222,7 +251,11 @@ fn bad_specs_fail_before_anything_starts_naming_file_and_rule() {
     assert!(err.contains("raftkv"), "lists the known targets: {err}");
 
     let bad = store.join("bad-workload.yaml");
-    std::fs::write(&bad, "name: w\nmix: {read: 1}\nmodel: cas-register\ncolour: red\n").unwrap();
+    std::fs::write(
+        &bad,
+        "name: w\nmix: {read: 1}\nmodel: cas-register\ncolour: red\n",
+    )
+    .unwrap();
     let out = faultline()
         .args(["run", "--workload"])
         .arg(&bad)

@@ -1,0 +1,200 @@
+//! The nemesis on real processes: faults really happen, are journaled, and nothing
+//! outlives a run — including one interrupted in the middle of its faults.
+
+use crate::run::{faultline, ids_from_log, is_root, leftovers, store};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+const LAZY: &str = "tests/fixtures/lazykv/target.yaml";
+
+/// Every fault at once, held until the run is interrupted.
+const ALL_AT_ONCE: &str = "name: all-at-once
+timeline:
+  - {at: 300ms, start: partition, grudge: {n1: [n2, n3]}}
+  - {at: 300ms, start: pause, target: [n2]}
+  - {at: 300ms, start: clock-bump, target: [n3], offset: 60s, backwards: true}
+  - {at: 300ms, start: loss, target: [n3], percent: 50}
+";
+
+fn nemesis_ops(history: &str) -> Vec<String> {
+    history
+        .lines()
+        .filter(|l| l.contains("\"process\":\"nemesis\""))
+        .filter_map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).ok()?;
+            Some(v["f"].as_str()?.to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn sigint_in_the_middle_of_every_fault_leaves_a_clean_machine() {
+    if !is_root() {
+        eprintln!("skipped: needs root for network namespaces and nftables");
+        return;
+    }
+    let store = store("midfault");
+    let nem = store.join("all-at-once.yaml");
+    std::fs::write(&nem, ALL_AT_ONCE).unwrap();
+    let child = faultline()
+        .args([
+            "run",
+            "--target",
+            LAZY,
+            "--nodes",
+            "3",
+            "--time-limit",
+            "60s",
+            "--quiet",
+        ])
+        .arg("--nemesis")
+        .arg(&nem)
+        .arg("--store")
+        .arg(&store)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let dir = loop {
+        let found = std::fs::read_dir(store.join("lazykv-register-all-at-once"))
+            .ok()
+            .and_then(|it| {
+                it.flatten()
+                    .map(|e| e.path())
+                    .find(|p| !p.ends_with("latest"))
+            });
+        if let Some(d) = found {
+            let h = std::fs::read_to_string(d.join("history.jsonl")).unwrap_or_default();
+            if nemesis_ops(&h).len() >= 4 {
+                break d;
+            }
+        }
+        assert!(Instant::now() < deadline, "the faults never started");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let (id, pids) = ids_from_log(&dir);
+    // The faults are really in force: n2 is stopped, n3's clock file is set back.
+    let n2 = pids[1];
+    let stat = std::fs::read_to_string(format!("/proc/{n2}/stat")).unwrap();
+    assert!(stat.contains(") T"), "n2 should be SIGSTOPped: {stat}");
+    let clock = std::env::temp_dir()
+        .join(format!("faultline-data-{id}"))
+        .join("clocks/n3.faketime");
+    assert!(std::fs::read_to_string(&clock).unwrap().starts_with('-'));
+    let ruleset = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &format!("fl-{id}-n1"),
+            "nft",
+            "list",
+            "ruleset",
+        ])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&ruleset.stdout).contains("faultline_partition"));
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(leftovers(&id, &pids), Vec::<String>::new());
+    assert!(
+        !std::env::temp_dir()
+            .join(format!("faultline-data-{id}"))
+            .exists(),
+        "clock files and data dirs must be gone"
+    );
+    // The root namespace's ruleset never had our tables.
+    let root = std::process::Command::new("nft")
+        .args(["list", "ruleset"])
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&root.stdout).contains("faultline_"));
+    std::fs::remove_dir_all(&store).ok();
+}
+
+#[test]
+fn network_faults_are_refused_on_loopback_hosts_not_skipped() {
+    let store = store("loopnet");
+    let out = faultline()
+        .args([
+            "run",
+            "--target",
+            LAZY,
+            "--hosts",
+            "loopback",
+            "--nemesis",
+            "partition",
+        ])
+        .arg("--store")
+        .arg(&store)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("partition faults, which need network namespaces"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&store).ok();
+}
+
+#[test]
+fn a_timeline_partition_is_journaled_and_healed_before_the_final_reads() {
+    if !is_root() {
+        eprintln!("skipped: needs root for network namespaces and nftables");
+        return;
+    }
+    let store = store("timeline");
+    let nem = store.join("t.yaml");
+    std::fs::write(
+        &nem,
+        "name: t\ntimeline:\n  - {at: 1s, start: partition, grudge: majority}\n  - {at: 2s, start: kill, target: [n1]}\n",
+    )
+    .unwrap();
+    let out = faultline()
+        .args([
+            "run",
+            "--target",
+            LAZY,
+            "--nodes",
+            "3",
+            "--time-limit",
+            "4s",
+            "--quiet",
+        ])
+        .arg("--nemesis")
+        .arg(&nem)
+        .arg("--store")
+        .arg(&store)
+        .output()
+        .unwrap();
+    assert!(
+        matches!(out.status.code(), Some(0..=2)),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = crate::run::run_dir_of(&out);
+    let h = std::fs::read_to_string(dir.join("history.jsonl")).unwrap();
+    // Faults in order, then the heals of the final phase, then the final reads.
+    assert_eq!(
+        nemesis_ops(&h),
+        vec!["start-partition", "kill", "stop-partition", "start"]
+    );
+    let last_nemesis = h.lines().rposition(|l| l.contains("\"nemesis\"")).unwrap();
+    assert!(h
+        .lines()
+        .skip(last_nemesis)
+        .any(|l| l.contains("\"f\":\"read\"")));
+    std::fs::remove_dir_all(&store).ok();
+}
