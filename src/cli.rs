@@ -25,6 +25,9 @@ pub enum Command {
     Cleanup(CleanupArgs),
     /// Convert a history (any readable format) to Jepsen EDN or to faultline's JSONL.
     Export(ExportArgs),
+    /// Check a history file for linearizability: verdict, summary and, if invalid, a
+    /// counterexample. Exit 0 valid, 1 invalid, 2 unknown, 3 bad input.
+    Check(CheckArgs),
 }
 
 /// `faultline export HISTORY [--format F] [--to edn|jsonl] [-o OUT]`.
@@ -41,6 +44,57 @@ pub struct ExportArgs {
     /// Write here (atomically: nothing is left half-written) instead of stdout.
     #[arg(short, long)]
     pub output: Option<std::path::PathBuf>,
+}
+
+/// `faultline check HISTORY [--model M] [--format F] [--init V] [--time-limit D]
+/// [--memory-limit SIZE] [--nil-read-unknown] [--json OUT]`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = crate::checker::command::AFTER_HELP)]
+pub struct CheckArgs {
+    /// The history file to check.
+    pub history: std::path::PathBuf,
+    /// The model to check against (default: by format, see below).
+    #[arg(long)]
+    pub model: Option<crate::checker::model::ModelKind>,
+    /// Format of HISTORY; detected from its content when omitted.
+    #[arg(long)]
+    pub format: Option<crate::history::Format>,
+    /// Initial state as JSON: a register value (0, "a", null) or a multi-register map.
+    #[arg(long)]
+    pub init: Option<String>,
+    /// Give up with verdict unknown after this long, e.g. 30s, 500ms, 2m.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub time_limit: std::time::Duration,
+    /// Give up with verdict unknown when the search would hold more memory than this,
+    /// e.g. 2GiB, 512MiB.
+    #[arg(long, default_value = "2GiB", value_parser = crate::checker::budget::parse_bytes)]
+    pub memory_limit: u64,
+    /// Treat a completed read of null as unknown (Knossos' rule). Default: on for edn
+    /// histories, off otherwise.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub nil_read_unknown: Option<bool>,
+    /// Check all ops as one history instead of key by key.
+    #[arg(long)]
+    pub no_partition: bool,
+    /// Search threads (default: one per core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Also write the results as JSON to this file (atomically).
+    #[arg(long, value_name = "OUT")]
+    pub json: Option<std::path::PathBuf>,
+    /// Print only the verdict.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+impl clap::ValueEnum for crate::checker::model::ModelKind {
+    fn value_variants<'a>() -> &'a [Self] {
+        &crate::checker::model::ModelKind::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.name()).help(self.summary()))
+    }
 }
 
 /// Lets any subcommand take `--format F` with the formats listed in `--help`.

@@ -22,6 +22,7 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Export(args) => export(args),
+        Command::Check(args) => faultline::checker::command::run(&args),
         Command::Run(args) => faultline::runner::command::run(args),
         Command::Cleanup(args) => faultline::runner::command::cleanup(args),
     }

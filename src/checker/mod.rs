@@ -2,9 +2,36 @@
 //!
 //! Owns the sequential models and the linearizability search. Verdicts are values, never
 //! errors: a checker that runs out of time or memory says [`Verdict::Unknown`].
+//!
+//! The pipeline of [`check`]: [`prepare`] pairs the op stream into calls, encoded by a
+//! [`model`] and grouped per key; [`search`] decides each key (keys in parallel, the
+//! worst verdict wins — P-compositionality: a history is linearizable iff each key's
+//! sub-history is); for an invalid key [`counterexample`] explains why. [`budget`]
+//! bounds time and memory throughout. [`simulate`] and [`brute`] exist to test all this;
+//! [`command`] is the `faultline check` subcommand.
 
+pub mod brute;
+pub mod budget;
+pub mod command;
+pub mod counterexample;
+pub mod model;
+pub mod prepare;
+pub mod search;
+pub mod simulate;
+pub mod value;
+
+use crate::history::{HistoryError, Op};
+use budget::{Budget, Exhausted};
+use counterexample::Counterexample;
+use model::{Kv, Model, ModelKind, ModelSpec, MultiRegister, Mutex, Register};
+use prepare::{HistoryStats, Partition, Prepared};
+use search::{Failure, SearchResult, SearchStats, Transitions};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use std::fmt;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 /// The outcome of checking a history. When verdicts are composed, the worst wins
 /// (invalid > unknown > valid).
@@ -44,5 +71,356 @@ impl fmt::Display for Verdict {
             Verdict::Invalid => "invalid",
             Verdict::Unknown => "unknown",
         })
+    }
+}
+
+/// Limits and switches of one check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckOptions {
+    pub time_limit: Duration,
+    pub memory_limit_bytes: u64,
+    /// Check each key on its own (P-compositionality). Off = one search over all ops.
+    pub partition_by_key: bool,
+    /// Worker threads for the per-key searches; 0 = one per core.
+    pub threads: usize,
+    /// Build a counterexample for an invalid verdict (shrinking takes extra time).
+    pub counterexample: bool,
+}
+
+impl Default for CheckOptions {
+    fn default() -> CheckOptions {
+        CheckOptions {
+            time_limit: Duration::from_secs(60),
+            memory_limit_bytes: 2 << 30,
+            partition_by_key: true,
+            threads: 0,
+            counterexample: true,
+        }
+    }
+}
+
+/// A key that did not come out valid.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyProblem {
+    pub key: Option<String>,
+    pub calls: usize,
+    pub verdict: Verdict,
+    /// Why the key is unknown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Search effort summed over keys.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SearchTotals {
+    pub steps: u64,
+    pub configurations: u64,
+    /// The largest number of calls placed at once on any key.
+    pub max_depth: u32,
+}
+
+/// The result of checking a history for linearizability.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckReport {
+    pub verdict: Verdict,
+    pub model: String,
+    /// Why the verdict is unknown (time or memory budget).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub history: HistoryStats,
+    pub keys: usize,
+    pub keys_invalid: usize,
+    pub keys_unknown: usize,
+    /// Keys not searched because the verdict was already decided.
+    pub keys_skipped: usize,
+    /// The keys that were not valid (at most [`MAX_PROBLEMS_LISTED`]).
+    pub problems: Vec<KeyProblem>,
+    pub search: SearchTotals,
+    pub elapsed_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub counterexample: Option<Counterexample>,
+}
+
+/// How many non-valid keys a report lists.
+pub const MAX_PROBLEMS_LISTED: usize = 100;
+
+/// Why a check could not run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckError {
+    /// The history is malformed or breaks a pairing or model rule.
+    History(HistoryError),
+    /// The model parameters are wrong (e.g. a multi-register `--init` that is not a map).
+    Model(String),
+}
+
+impl fmt::Display for CheckError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CheckError::History(e) => e.fmt(f),
+            CheckError::Model(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for CheckError {}
+
+impl From<HistoryError> for CheckError {
+    fn from(e: HistoryError) -> CheckError {
+        CheckError::History(e)
+    }
+}
+
+/// Check the ops of a history (read from `path`, named in messages) for linearizability
+/// under `spec`.
+pub fn check<I>(
+    ops: I,
+    path: &Path,
+    spec: &ModelSpec,
+    opts: &CheckOptions,
+) -> Result<CheckReport, CheckError>
+where
+    I: IntoIterator<Item = Result<(usize, Op), HistoryError>>,
+{
+    let started = Instant::now();
+    let mut values = value::Values::new();
+    let name = spec.to_string();
+    let report = match spec.kind {
+        ModelKind::Register | ModelKind::CasRegister => {
+            let cas = spec.kind == ModelKind::CasRegister;
+            let model = Register::new(cas, &spec.init, spec.nil_read_unknown, &mut values);
+            run(model, values, ops, path, opts, name)?
+        }
+        ModelKind::MultiRegister => {
+            let model = MultiRegister::new(&spec.init, spec.nil_read_unknown, &mut values)
+                .map_err(CheckError::Model)?;
+            run(model, values, ops, path, opts, name)?
+        }
+        ModelKind::Mutex => run(Mutex, values, ops, path, opts, name)?,
+        ModelKind::Kv => run(Kv::default(), values, ops, path, opts, name)?,
+    };
+    Ok(CheckReport {
+        elapsed_ms: started.elapsed().as_millis() as u64,
+        ..report
+    })
+}
+
+/// The outcome of one key's search.
+enum KeyOutcome {
+    Valid,
+    /// With the blocked states rendered while the search's state table was alive.
+    Invalid(Failure, Vec<Value>),
+    Unknown(Exhausted),
+}
+
+fn search_key<M: Model>(
+    model: &M,
+    values: &value::Values,
+    part: &Partition<M::Call>,
+    budget: &Budget,
+) -> (KeyOutcome, SearchStats) {
+    let twins = search::open_twins(&part.calls, &part.spans);
+    let mut steps = model.steps(&part.calls);
+    let (result, stats) = search::search(&part.spans, &twins, &mut steps, budget);
+    let outcome = match result {
+        SearchResult::Linearizable => KeyOutcome::Valid,
+        SearchResult::NotLinearizable(failure) => {
+            let states = failure
+                .blocked_states
+                .iter()
+                .filter_map(|&id| steps.state(id))
+                .map(|s| model.state_json(&s, values))
+                .collect();
+            KeyOutcome::Invalid(failure, states)
+        }
+        SearchResult::Exhausted(e) => KeyOutcome::Unknown(e),
+    };
+    (outcome, stats)
+}
+
+fn run<M, I>(
+    model: M,
+    values: value::Values,
+    ops: I,
+    path: &Path,
+    opts: &CheckOptions,
+    name: String,
+) -> Result<CheckReport, HistoryError>
+where
+    M: Model,
+    I: IntoIterator<Item = Result<(usize, Op), HistoryError>>,
+{
+    let budget = Budget::new(opts.time_limit, opts.memory_limit_bytes);
+    let prepared: Prepared<M> = prepare::prepare(model, values, ops, path, opts.partition_by_key)?;
+    let mut base = budget.meter();
+    let parts = &prepared.partitions;
+    let mut outcomes: Vec<Option<(KeyOutcome, SearchStats)>> =
+        (0..parts.len()).map(|_| None).collect();
+    match base.update(prepared.heap_bytes() as u64) {
+        Err(e) => {
+            for slot in outcomes.iter_mut() {
+                *slot = Some((KeyOutcome::Unknown(e), SearchStats::default()));
+            }
+        }
+        Ok(()) => search_all(&prepared, &budget, opts.threads, &mut outcomes),
+    }
+
+    let mut report = CheckReport {
+        verdict: Verdict::Valid,
+        model: name,
+        reason: None,
+        history: prepared.stats,
+        keys: parts.len(),
+        keys_invalid: 0,
+        keys_unknown: 0,
+        keys_skipped: 0,
+        problems: Vec::new(),
+        search: SearchTotals::default(),
+        elapsed_ms: 0,
+        counterexample: None,
+    };
+    let mut first_invalid: Option<usize> = None;
+    for (i, slot) in outcomes.iter().enumerate() {
+        let Some((outcome, stats)) = slot else {
+            report.keys_skipped += 1;
+            continue;
+        };
+        report.search.steps += stats.steps;
+        report.search.configurations += stats.configurations;
+        report.search.max_depth = report.search.max_depth.max(stats.max_depth);
+        let (verdict, reason) = match outcome {
+            KeyOutcome::Valid => continue,
+            KeyOutcome::Unknown(Exhausted::Cancelled) => {
+                report.keys_skipped += 1;
+                continue;
+            }
+            KeyOutcome::Invalid(..) => {
+                report.keys_invalid += 1;
+                if first_invalid.is_none_or(|f| parts[i].len() < parts[f].len()) {
+                    first_invalid = Some(i);
+                }
+                (Verdict::Invalid, None)
+            }
+            KeyOutcome::Unknown(e) => {
+                report.keys_unknown += 1;
+                let reason = match &parts[i].key {
+                    Some(k) => format!("{e} on key {k:?} ({} calls)", parts[i].len()),
+                    None => format!("{e} ({} calls)", parts[i].len()),
+                };
+                report.reason.get_or_insert_with(|| reason.clone());
+                (Verdict::Unknown, Some(reason))
+            }
+        };
+        report.verdict = report.verdict.worst(verdict);
+        if report.problems.len() < MAX_PROBLEMS_LISTED {
+            report.problems.push(KeyProblem {
+                key: parts[i].key.clone(),
+                calls: parts[i].len(),
+                verdict,
+                reason,
+            });
+        }
+    }
+    if report.verdict == Verdict::Invalid {
+        report.reason = None;
+    }
+    if let (Some(i), true) = (first_invalid, opts.counterexample) {
+        if let Some((KeyOutcome::Invalid(failure, states), _)) = &outcomes[i] {
+            let cx = counterexample::Context {
+                model: &prepared.model,
+                values: &prepared.values,
+                f_names: &prepared.f_names,
+                partition: &parts[i],
+            };
+            let shrink_time = budget
+                .remaining()
+                .clamp(Duration::from_millis(200), Duration::from_secs(5));
+            let limit = budget
+                .memory_limit_bytes()
+                .saturating_sub(prepared.heap_bytes() as u64);
+            report.counterexample = Some(counterexample::build(
+                &cx,
+                failure,
+                states.clone(),
+                shrink_time,
+                limit,
+            ));
+        }
+    }
+    Ok(report)
+}
+
+/// Search every key, largest first, on `threads` workers; stop the rest once a key is
+/// invalid (the verdict is decided).
+fn search_all<M: Model>(
+    prepared: &Prepared<M>,
+    budget: &Budget,
+    threads: usize,
+    outcomes: &mut [Option<(KeyOutcome, SearchStats)>],
+) {
+    let parts = &prepared.partitions;
+    let mut order: Vec<usize> = (0..parts.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(parts[i].len()));
+    let threads = match threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
+    .min(order.len())
+    .max(1);
+    let next = AtomicUsize::new(0);
+    let work = || {
+        let mut done = Vec::new();
+        while let Some(&i) = order.get(next.fetch_add(1, Ordering::Relaxed)) {
+            let (outcome, stats) = search_key(&prepared.model, &prepared.values, &parts[i], budget);
+            if matches!(outcome, KeyOutcome::Invalid(..)) {
+                budget.cancel();
+            }
+            let stop = matches!(outcome, KeyOutcome::Unknown(Exhausted::Cancelled));
+            done.push((i, outcome, stats));
+            if stop {
+                break;
+            }
+        }
+        done
+    };
+    let results: Vec<Vec<(usize, KeyOutcome, SearchStats)>> = if threads == 1 {
+        vec![work()]
+    } else {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..threads).map(|_| s.spawn(work)).collect();
+            handles.into_iter().filter_map(|h| h.join().ok()).collect()
+        })
+    };
+    for (i, outcome, stats) in results.into_iter().flatten() {
+        outcomes[i] = Some((outcome, stats));
+    }
+}
+
+impl fmt::Display for CheckReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let h = &self.history;
+        writeln!(f, "verdict: {}", self.verdict.to_string().to_uppercase())?;
+        writeln!(f, "model: {}", self.model)?;
+        writeln!(
+            f,
+            "history: {} ops, {} calls checked ({} ok, {} compare-failed, {} info, {} pending; {} failed and {} unconstraining dropped)",
+            h.ops, h.calls, h.ok, h.compare_failed, h.info, h.pending, h.failed_dropped, h.unconstraining_dropped
+        )?;
+        writeln!(
+            f,
+            "keys: {} ({} invalid, {} unknown, {} not searched)",
+            self.keys, self.keys_invalid, self.keys_unknown, self.keys_skipped
+        )?;
+        writeln!(
+            f,
+            "search: {} steps, {} configurations, {} ms",
+            self.search.steps, self.search.configurations, self.elapsed_ms
+        )?;
+        if let Some(reason) = &self.reason {
+            writeln!(f, "unknown because: {reason}")?;
+        }
+        if let Some(cx) = &self.counterexample {
+            write!(f, "\n{cx}")?;
+        }
+        Ok(())
     }
 }

@@ -1,0 +1,160 @@
+//! The `faultline check` subcommand: read a history file, check it for linearizability,
+//! print the verdict (and counterexample), optionally write the results as JSON.
+//!
+//! Exit codes: 0 valid, 1 invalid, 2 unknown (a budget ran out), 3 bad input (a
+//! malformed history, an unknown model or format, a bad `--init`) — in which case
+//! nothing is written.
+
+use super::model::{ModelKind, ModelSpec};
+use super::{check, CheckOptions, CheckReport};
+use crate::cli::CheckArgs;
+use crate::history::{self, Format, HistoryError, Op, OpStream};
+use anyhow::{Context, Result};
+use serde::Serialize;
+use serde_json::Value;
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+/// Shown after the options in `faultline check --help`.
+pub const AFTER_HELP: &str = "\
+Default model, when --model is not given:
+  jepsen-log  cas-register, init null (Porcupine's reading of Jepsen's etcd logs)
+  kv-lines    kv
+  edn         from the first client op's f: txn → multi-register, acquire/release → mutex,
+              get/put/append → kv, otherwise cas-register with Knossos' rule that a read
+              returning null is unknown (--nil-read-unknown=false turns it off)
+  jsonl       from the first client op's f, as for edn, but null reads are values
+--init takes JSON: a register's initial value (default null) or a multi-register map
+such as '{\"x\":0,\"y\":0}' (default: every register null).
+
+Exit status: 0 valid, 1 invalid, 2 unknown (time or memory budget exhausted), 3 bad input.";
+
+/// The results file `--json` writes (and a run directory's `results.json` embeds).
+#[derive(Debug, Serialize)]
+pub struct Results<'a> {
+    pub checker: &'static str,
+    pub history: String,
+    pub format: String,
+    #[serde(flatten)]
+    pub report: &'a CheckReport,
+}
+
+/// Run `faultline check`; returns the process exit code.
+pub fn run(args: &CheckArgs) -> ExitCode {
+    match execute(args) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(3)
+        }
+    }
+}
+
+fn execute(args: &CheckArgs) -> Result<u8> {
+    let path = args.history.as_path();
+    let (format, stream) = history::open_detect(path, args.format)?;
+    let (first, stream) = peek_first_client_op(stream)?;
+    let spec = model_spec(args, format, first.as_ref())?;
+    let opts = CheckOptions {
+        time_limit: args.time_limit,
+        memory_limit_bytes: args.memory_limit,
+        partition_by_key: !args.no_partition,
+        threads: args.threads.unwrap_or(0),
+        counterexample: true,
+    };
+    let report = check(stream, path, &spec, &opts)?;
+    if let Some(out) = &args.json {
+        let results = Results {
+            checker: "linearizability",
+            history: path.display().to_string(),
+            format: format.to_string(),
+            report: &report,
+        };
+        write_json_atomically(out, &results)
+            .with_context(|| format!("cannot write results to {}", out.display()))?;
+    }
+    if args.quiet {
+        println!("{}", report.verdict);
+    } else {
+        println!("history: {} ({format})", path.display());
+        print!("{report}");
+    }
+    Ok(report.verdict.exit_code())
+}
+
+/// Read ahead to the first client op (its `f` picks the default model), then hand back
+/// a stream that still yields every op.
+fn peek_first_client_op(mut stream: OpStream) -> Result<(Option<Op>, OpStream), HistoryError> {
+    let mut seen = Vec::new();
+    let mut first = None;
+    for item in stream.by_ref() {
+        let (line, op) = item?;
+        let client = op.is_client();
+        seen.push(Ok((line, op)));
+        if client {
+            first = seen
+                .last()
+                .and_then(|r| r.as_ref().ok())
+                .map(|(_, op)| op.clone());
+            break;
+        }
+    }
+    Ok((first, Box::new(seen.into_iter().chain(stream))))
+}
+
+/// The model for a history: `--model` if given, else the format's default.
+fn model_spec(args: &CheckArgs, format: Format, first: Option<&Op>) -> Result<ModelSpec> {
+    let inferred = match first.map(|op| op.f.as_str()) {
+        Some("txn") => ModelKind::MultiRegister,
+        Some("acquire" | "release") => ModelKind::Mutex,
+        Some("get" | "put" | "append") => ModelKind::Kv,
+        _ => ModelKind::CasRegister,
+    };
+    let kind = args.model.unwrap_or(match format {
+        Format::JepsenLog => ModelKind::CasRegister,
+        Format::KvLines => ModelKind::Kv,
+        Format::Edn | Format::Jsonl => inferred,
+    });
+    let init = match &args.init {
+        Some(text) => serde_json::from_str::<Value>(text).with_context(|| {
+            format!("--init {text:?} is not JSON (a string needs quotes: '\"x\"')")
+        })?,
+        None => Value::Null,
+    };
+    if !init.is_null() && matches!(kind, ModelKind::Mutex | ModelKind::Kv) {
+        anyhow::bail!("--init does not apply to model {kind} (it has a fixed initial state)");
+    }
+    let nil_read_unknown = args.nil_read_unknown.unwrap_or(format == Format::Edn);
+    Ok(ModelSpec::new(kind)
+        .with_init(init)
+        .with_nil_read_unknown(nil_read_unknown))
+}
+
+/// Write `value` as pretty JSON to `path` via a temporary file in the same directory and
+/// a rename, so a reader never sees half a file.
+pub fn write_json_atomically<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+    let result = (|| -> Result<()> {
+        let mut file = std::fs::File::create(&tmp)
+            .with_context(|| format!("cannot create {}", tmp.display()))?;
+        let mut text = serde_json::to_vec_pretty(value)?;
+        text.push(b'\n');
+        file.write_all(&text)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}

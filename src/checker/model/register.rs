@@ -1,0 +1,295 @@
+//! The `register` and `cas-register` models: one value, read and written (and, for
+//! `cas-register`, compared-and-set).
+//!
+//! States are interned values ([`ValueId`]), so a step is a couple of integer compares.
+
+use super::{show, Model, Outcome, RawCall};
+use crate::checker::search::Transitions;
+use crate::checker::value::{ValueId, Values};
+use serde_json::Value;
+
+/// A read/write register, optionally with compare-and-set.
+#[derive(Debug, Clone)]
+pub struct Register {
+    cas: bool,
+    init: ValueId,
+    nil_read_unknown: bool,
+}
+
+/// One register call in compact form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RegisterCall {
+    /// A read that returned this value.
+    Read(ValueId),
+    Write(ValueId),
+    /// A cas that succeeded (or may have, if open): the register held `from`, now `to`.
+    Cas {
+        from: ValueId,
+        to: ValueId,
+    },
+    /// A cas whose comparison failed: the register did not hold `from`; nothing changed.
+    CasFailed {
+        from: ValueId,
+    },
+}
+
+impl Register {
+    /// A `register` (`cas == false`) or `cas-register` starting at `init`.
+    pub fn new(cas: bool, init: &Value, nil_read_unknown: bool, values: &mut Values) -> Register {
+        Register {
+            cas,
+            init: values.intern(init),
+            nil_read_unknown,
+        }
+    }
+}
+
+impl Model for Register {
+    type State = ValueId;
+    type Call = RegisterCall;
+
+    fn name(&self) -> &'static str {
+        if self.cas {
+            "cas-register"
+        } else {
+            "register"
+        }
+    }
+
+    fn init(&self) -> ValueId {
+        self.init
+    }
+
+    fn encode(
+        &mut self,
+        call: &RawCall<'_>,
+        values: &mut Values,
+    ) -> Result<Option<RegisterCall>, String> {
+        match call.f {
+            "read" => match (call.outcome, call.output) {
+                (Outcome::Ok, Some(v)) if !(v.is_null() && self.nil_read_unknown) => {
+                    Ok(Some(RegisterCall::Read(values.intern(v))))
+                }
+                (Outcome::Ok, None) if !self.nil_read_unknown => {
+                    Ok(Some(RegisterCall::Read(Values::NULL)))
+                }
+                // An unknown result constrains nothing and a read changes nothing.
+                _ => Ok(None),
+            },
+            "write" => match call.outcome {
+                Outcome::CompareFailed => Ok(None),
+                _ => Ok(Some(RegisterCall::Write(values.intern(call.input)))),
+            },
+            "cas" if self.cas => {
+                let (from, to) = match call.input.as_array().map(Vec::as_slice) {
+                    Some([from, to]) => (values.intern(from), values.intern(to)),
+                    _ => {
+                        return Err(format!(
+                            "cas value must be [from, to], got {}",
+                            show(call.input)
+                        ))
+                    }
+                };
+                Ok(Some(match call.outcome {
+                    Outcome::CompareFailed => RegisterCall::CasFailed { from },
+                    _ => RegisterCall::Cas { from, to },
+                }))
+            }
+            "cas" => Err("model register has no cas (use --model cas-register)".to_string()),
+            f => Err(format!(
+                "model {} does not know f {f:?} (it knows read, write{})",
+                self.name(),
+                if self.cas { ", cas" } else { "" }
+            )),
+        }
+    }
+
+    fn step(&self, state: &ValueId, call: &RegisterCall) -> Option<ValueId> {
+        step(*state, *call)
+    }
+
+    fn relax(&self, call: &RegisterCall) -> Option<RegisterCall> {
+        match call {
+            RegisterCall::Read(_) | RegisterCall::CasFailed { .. } => None,
+            RegisterCall::Write(_) | RegisterCall::Cas { .. } => Some(*call),
+        }
+    }
+
+    fn state_json(&self, state: &ValueId, values: &Values) -> Value {
+        values.get(*state).clone()
+    }
+
+    type Steps<'a> = RegisterSteps<'a>;
+
+    fn steps<'a>(&'a self, calls: &'a [RegisterCall]) -> RegisterSteps<'a> {
+        RegisterSteps {
+            init: self.init,
+            calls,
+        }
+    }
+
+    fn describe(&self, call: &RegisterCall, values: &Values) -> String {
+        let v = |id: &ValueId| show(values.get(*id));
+        match call {
+            RegisterCall::Read(x) => format!("read → {}", v(x)),
+            RegisterCall::Write(x) => format!("write {}", v(x)),
+            RegisterCall::Cas { from, to } => format!("cas {} → {}", v(from), v(to)),
+            RegisterCall::CasFailed { from } => {
+                format!("cas from {} (compare failed)", v(from))
+            }
+        }
+    }
+}
+
+/// Register states are interned values already: the search steps them directly, with no
+/// state table.
+pub struct RegisterSteps<'a> {
+    init: ValueId,
+    calls: &'a [RegisterCall],
+}
+
+impl Transitions for RegisterSteps<'_> {
+    type State = ValueId;
+
+    fn init(&mut self) -> u32 {
+        self.init.0
+    }
+
+    #[inline]
+    fn step(&mut self, state: u32, call: u32) -> Option<u32> {
+        let call = *self.calls.get(call as usize)?;
+        step(ValueId(state), call).map(|v| v.0)
+    }
+
+    fn state(&self, id: u32) -> Option<ValueId> {
+        Some(ValueId(id))
+    }
+
+    fn heap_bytes(&self) -> usize {
+        0
+    }
+}
+
+/// The register's transition, on interned values. Kept free so the search can call it
+/// without going through a state table.
+#[inline]
+pub fn step(state: ValueId, call: RegisterCall) -> Option<ValueId> {
+    match call {
+        RegisterCall::Read(v) => (state == v).then_some(state),
+        RegisterCall::Write(v) => Some(v),
+        RegisterCall::Cas { from, to } => (state == from).then_some(to),
+        RegisterCall::CasFailed { from } => (state != from).then_some(state),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn encode(
+        m: &mut Register,
+        v: &mut Values,
+        f: &str,
+        input: Value,
+        out: Option<Value>,
+        outcome: Outcome,
+    ) -> Result<Option<RegisterCall>, String> {
+        m.encode(
+            &RawCall {
+                f,
+                key: None,
+                input: &input,
+                output: out.as_ref(),
+                outcome,
+            },
+            v,
+        )
+    }
+
+    #[test]
+    fn cas_succeeds_only_from_the_expected_value() {
+        let mut v = Values::new();
+        let mut m = Register::new(true, &json!(1), false, &mut v);
+        let cas = encode(&mut m, &mut v, "cas", json!([1, 2]), None, Outcome::Ok)
+            .unwrap()
+            .unwrap();
+        let two = m.step(&m.init(), &cas).unwrap();
+        assert_eq!(v.get(two), &json!(2));
+        assert_eq!(m.step(&two, &cas), None);
+    }
+
+    #[test]
+    fn compare_failed_cas_is_legal_only_when_the_register_differs() {
+        let mut v = Values::new();
+        let mut m = Register::new(true, &json!(1), false, &mut v);
+        let failed = encode(
+            &mut m,
+            &mut v,
+            "cas",
+            json!([1, 2]),
+            None,
+            Outcome::CompareFailed,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(m.step(&m.init(), &failed), None);
+        let three = v.intern(&json!(3));
+        assert_eq!(m.step(&three, &failed), Some(three));
+    }
+
+    #[test]
+    fn nil_read_is_a_wildcard_only_under_the_knossos_rule() {
+        let mut v = Values::new();
+        let mut strict = Register::new(true, &json!(0), false, &mut v);
+        let read = encode(
+            &mut strict,
+            &mut v,
+            "read",
+            Value::Null,
+            Some(Value::Null),
+            Outcome::Ok,
+        )
+        .unwrap();
+        assert_eq!(read, Some(RegisterCall::Read(Values::NULL)));
+        let mut knossos = Register::new(true, &json!(0), true, &mut v);
+        let read = encode(
+            &mut knossos,
+            &mut v,
+            "read",
+            Value::Null,
+            Some(Value::Null),
+            Outcome::Ok,
+        )
+        .unwrap();
+        assert_eq!(read, None);
+    }
+
+    #[test]
+    fn reads_with_unknown_results_are_dropped() {
+        let mut v = Values::new();
+        let mut m = Register::new(false, &Value::Null, false, &mut v);
+        assert_eq!(
+            encode(&mut m, &mut v, "read", Value::Null, None, Outcome::Info).unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn rejects_cas_on_a_plain_register_and_unknown_fs() {
+        let mut v = Values::new();
+        let mut m = Register::new(false, &Value::Null, false, &mut v);
+        let err = encode(&mut m, &mut v, "cas", json!([1, 2]), None, Outcome::Ok).unwrap_err();
+        assert!(err.contains("cas-register"), "{err}");
+        let err = encode(&mut m, &mut v, "incr", json!(1), None, Outcome::Ok).unwrap_err();
+        assert!(err.contains("\"incr\""), "{err}");
+    }
+
+    #[test]
+    fn rejects_a_malformed_cas_value() {
+        let mut v = Values::new();
+        let mut m = Register::new(true, &Value::Null, false, &mut v);
+        let err = encode(&mut m, &mut v, "cas", json!(3), None, Outcome::Ok).unwrap_err();
+        assert!(err.contains("[from, to]"), "{err}");
+    }
+}

@@ -1,0 +1,591 @@
+//! The linearizability search for one key: Wing & Gong's depth-first search in Lowe's
+//! just-in-time form, with memoisation of configurations (Lowe; Horn & Kroening).
+//!
+//! A configuration is the set of calls linearized so far plus the model state they
+//! lead to. From a configuration, the calls that may go next are those invoked before the
+//! earliest return among the calls not yet linearized. The search tries them in order,
+//! skips configurations it has already explored ([`visited::Visited`]), and backtracks
+//! when it reaches a return whose call it could not place.
+//!
+//! Three choices keep it fast:
+//! - Completed calls live in one doubly-linked list of call and return events (Lowe), so
+//!   placing a call and undoing it are O(1) unlinks and relinks.
+//! - Open calls (`info` or never completed; they may take effect at any time after their
+//!   invocation, or never) live in a second list and are tried only after every completed
+//!   candidate: most open writes never need to happen, so the search does not start by
+//!   assuming they did. The search succeeds as soon as every *completed* call is placed.
+//! - Among open calls that are equal (same model call, e.g. two crashed `write 3`s) only
+//!   the earliest-invoked unplaced one is tried: any linearization using a later twin can
+//!   use the earlier one instead, because an open call has no return bound.
+//!
+//! States are small integers handed out by a [`Transitions`] implementation; the set of
+//! placed calls is a bitset with an incrementally maintained Zobrist hash.
+
+mod interned;
+pub mod visited;
+
+pub use interned::Interned;
+
+use super::budget::{Budget, Exhausted};
+use visited::Visited;
+
+/// `ret` of a call that never returned (info or pending).
+pub const OPEN: u64 = u64::MAX;
+/// "No call": the end of a list, or an open call with no earlier twin.
+pub const NONE: u32 = u32::MAX;
+
+/// When a call was invoked and when it returned, as positions in the history (any
+/// strictly increasing numbering of events; [`OPEN`] for no return).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    pub invoke: u64,
+    pub ret: u64,
+}
+
+impl Span {
+    pub fn is_open(self) -> bool {
+        self.ret == OPEN
+    }
+}
+
+/// A model's transitions over interned states: `step` answers "in state `s`, may call
+/// `c` happen, and what state follows?". Calls are indexes into the key's call list.
+pub trait Transitions {
+    /// The model state an id stands for.
+    type State;
+    fn init(&mut self) -> u32;
+    fn step(&mut self, state: u32, call: u32) -> Option<u32>;
+    /// The state behind an id this table handed out.
+    fn state(&self, id: u32) -> Option<Self::State>;
+    /// Heap bytes held (state tables, memos), for the memory budget.
+    fn heap_bytes(&self) -> usize;
+}
+
+/// What the search found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SearchResult {
+    Linearizable,
+    NotLinearizable(Failure),
+    Exhausted(Exhausted),
+}
+
+/// Where a failed search got furthest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// The calls of the deepest partial linearization found, in linearization order.
+    pub deepest: Vec<u32>,
+    /// The completed call whose return the deepest partial linearization could not get
+    /// past: it could not be placed before it returned.
+    pub failing: u32,
+    /// Distinct states (at most [`MAX_BLOCKED_STATES`]) the search was in when it had to
+    /// give up because `failing` returned without having been placed.
+    pub blocked_states: Vec<u32>,
+}
+
+/// How many states [`Failure::blocked_states`] keeps per call.
+pub const MAX_BLOCKED_STATES: usize = 8;
+
+/// Counters of one search, for reports and benchmarks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SearchStats {
+    pub steps: u64,
+    pub configurations: u64,
+    pub max_depth: u32,
+}
+
+/// How often (in loop iterations) the search looks at the clock and its memory.
+const CHECK_EVERY: u64 = 4096;
+
+/// The previous open call equal to each open call (or [`NONE`]): the "twins" the search
+/// deduplicates. `calls[i]` is the model call of `spans[i]`.
+pub fn open_twins<C: Eq + std::hash::Hash>(calls: &[C], spans: &[Span]) -> Vec<u32> {
+    let mut order: Vec<u32> = (0..spans.len() as u32)
+        .filter(|&i| spans[i as usize].is_open())
+        .collect();
+    order.sort_by_key(|&i| spans[i as usize].invoke);
+    let mut last: rustc_hash::FxHashMap<&C, u32> = rustc_hash::FxHashMap::default();
+    let mut twins = vec![NONE; spans.len()];
+    for i in order {
+        if let Some(prev) = last.insert(&calls[i as usize], i) {
+            twins[i as usize] = prev;
+        }
+    }
+    twins
+}
+
+/// Decide whether the calls of one key can be linearized.
+///
+/// `twins` comes from [`open_twins`] (or is all [`NONE`] to disable the deduplication).
+/// Stops with [`SearchResult::Exhausted`] when `budget` runs out.
+pub fn search<T: Transitions>(
+    spans: &[Span],
+    twins: &[u32],
+    transitions: &mut T,
+    budget: &Budget,
+) -> (SearchResult, SearchStats) {
+    let mut s = Searcher::new(spans, twins);
+    let result = s.run(transitions, budget);
+    let stats = SearchStats {
+        steps: s.steps,
+        configurations: s.visited.len() as u64,
+        max_depth: s.max_depth,
+    };
+    (result, stats)
+}
+
+/// One stack frame: the call placed, the state before it, and (for an open call) the
+/// completed call whose return bounded the candidates when it was placed.
+#[derive(Clone, Copy)]
+struct Frame {
+    call: u32,
+    state: u32,
+    frontier: u32,
+}
+
+#[derive(Clone, Copy)]
+enum Cursor {
+    /// Scanning the event list of completed calls at this node.
+    Main(u32),
+    /// Scanning open calls at `node`; candidates must be invoked before `frontier` returns.
+    Open { node: u32, frontier: u32 },
+}
+
+struct Searcher<'a> {
+    spans: &'a [Span],
+    twins: &'a [u32],
+    /// Event list of completed calls: node `2c` is the invocation of call `c`, `2c + 1`
+    /// its return; `head` and `tail` are sentinels.
+    next: Vec<u32>,
+    prev: Vec<u32>,
+    head: u32,
+    /// List of open calls by invocation: node `c` is call `c`.
+    open_next: Vec<u32>,
+    open_prev: Vec<u32>,
+    open_head: u32,
+    open_tail: u32,
+    placed: Vec<u64>,
+    placed_hash: u64,
+    zobrist: Vec<u64>,
+    visited: Visited,
+    stack: Vec<Frame>,
+    /// Completed calls not yet placed; zero means success.
+    remaining: usize,
+    blocked: Vec<[u32; MAX_BLOCKED_STATES]>,
+    blocked_len: Vec<u8>,
+    best: Option<(Vec<u32>, u32)>,
+    steps: u64,
+    max_depth: u32,
+}
+
+/// SplitMix64: a cheap, well-mixed 64-bit key per call for the Zobrist hash.
+fn splitmix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+impl<'a> Searcher<'a> {
+    fn new(spans: &'a [Span], twins: &'a [u32]) -> Searcher<'a> {
+        let n = spans.len();
+        let head = 2 * n as u32;
+        let tail = head + 1;
+        let mut events: Vec<(u64, u32)> = Vec::with_capacity(2 * n);
+        let mut open: Vec<(u64, u32)> = Vec::new();
+        for (c, span) in spans.iter().enumerate() {
+            let c = c as u32;
+            if span.is_open() {
+                open.push((span.invoke, c));
+            } else {
+                events.push((span.invoke, 2 * c));
+                events.push((span.ret, 2 * c + 1));
+            }
+        }
+        events.sort_unstable();
+        open.sort_unstable();
+        let mut next = vec![tail; 2 * n + 2];
+        let mut prev = vec![head; 2 * n + 2];
+        let mut last = head;
+        for &(_, node) in &events {
+            next[last as usize] = node;
+            prev[node as usize] = last;
+            last = node;
+        }
+        next[last as usize] = tail;
+        prev[tail as usize] = last;
+
+        let open_head = n as u32;
+        let open_tail = open_head + 1;
+        let mut open_next = vec![open_tail; n + 2];
+        let mut open_prev = vec![open_head; n + 2];
+        let mut last = open_head;
+        for &(_, c) in &open {
+            open_next[last as usize] = c;
+            open_prev[c as usize] = last;
+            last = c;
+        }
+        open_next[last as usize] = open_tail;
+        open_prev[open_tail as usize] = last;
+
+        let words = n.div_ceil(64).max(1);
+        Searcher {
+            spans,
+            twins,
+            next,
+            prev,
+            head,
+            open_next,
+            open_prev,
+            open_head,
+            open_tail,
+            placed: vec![0; words],
+            placed_hash: 0,
+            zobrist: (0..n as u64).map(splitmix).collect(),
+            visited: Visited::new(words),
+            stack: Vec::new(),
+            remaining: events.len() / 2,
+            blocked: Vec::new(),
+            blocked_len: Vec::new(),
+            best: None,
+            steps: 0,
+            max_depth: 0,
+        }
+    }
+
+    fn bytes(&self) -> u64 {
+        let lists = (self.next.capacity()
+            + self.prev.capacity()
+            + self.open_next.capacity()
+            + self.open_prev.capacity())
+            * 4;
+        let stack = self.stack.capacity() * std::mem::size_of::<Frame>();
+        let blocked = self.blocked.capacity() * (MAX_BLOCKED_STATES * 4 + 1);
+        (self.visited.heap_bytes() + lists + stack + blocked + self.zobrist.capacity() * 8) as u64
+    }
+
+    #[inline]
+    fn is_placed(&self, c: u32) -> bool {
+        self.placed[(c >> 6) as usize] & (1 << (c & 63)) != 0
+    }
+
+    #[inline]
+    fn flip(&mut self, c: u32) {
+        self.placed[(c >> 6) as usize] ^= 1 << (c & 63);
+        self.placed_hash ^= self.zobrist[c as usize];
+    }
+
+    #[inline]
+    fn unlink(next: &mut [u32], prev: &mut [u32], x: u32) {
+        let (p, n) = (prev[x as usize], next[x as usize]);
+        next[p as usize] = n;
+        prev[n as usize] = p;
+    }
+
+    #[inline]
+    fn relink(next: &mut [u32], prev: &mut [u32], x: u32) {
+        let (p, n) = (prev[x as usize], next[x as usize]);
+        next[p as usize] = x;
+        prev[n as usize] = x;
+    }
+
+    /// Try to place call `c` next; on success push a frame and descend.
+    #[inline]
+    fn place<T: Transitions>(&mut self, t: &mut T, state: &mut u32, c: u32, frontier: u32) -> bool {
+        let Some(after) = t.step(*state, c) else {
+            return false;
+        };
+        self.flip(c);
+        if !self.visited.insert(&self.placed, self.placed_hash, after) {
+            self.flip(c);
+            return false;
+        }
+        self.stack.push(Frame {
+            call: c,
+            state: *state,
+            frontier,
+        });
+        self.max_depth = self.max_depth.max(self.stack.len() as u32);
+        *state = after;
+        if self.spans[c as usize].is_open() {
+            Self::unlink(&mut self.open_next, &mut self.open_prev, c);
+        } else {
+            Self::unlink(&mut self.next, &mut self.prev, 2 * c);
+            Self::unlink(&mut self.next, &mut self.prev, 2 * c + 1);
+            self.remaining -= 1;
+        }
+        true
+    }
+
+    /// Undo the top frame; returns where the scan resumes.
+    fn unplace(&mut self, frame: Frame, state: &mut u32) -> Cursor {
+        let c = frame.call;
+        self.flip(c);
+        *state = frame.state;
+        if self.spans[c as usize].is_open() {
+            Self::relink(&mut self.open_next, &mut self.open_prev, c);
+            Cursor::Open {
+                node: self.open_next[c as usize],
+                frontier: frame.frontier,
+            }
+        } else {
+            Self::relink(&mut self.next, &mut self.prev, 2 * c + 1);
+            Self::relink(&mut self.next, &mut self.prev, 2 * c);
+            self.remaining += 1;
+            Cursor::Main(self.next[2 * c as usize])
+        }
+    }
+
+    /// Remember `state` as one in which `c` returned unplaced.
+    fn note_blocked(&mut self, c: u32, state: u32) {
+        if self.blocked.is_empty() {
+            self.blocked = vec![[0; MAX_BLOCKED_STATES]; self.spans.len()];
+            self.blocked_len = vec![0; self.spans.len()];
+        }
+        let len = self.blocked_len[c as usize] as usize;
+        let seen = &mut self.blocked[c as usize];
+        if len < MAX_BLOCKED_STATES && !seen[..len].contains(&state) {
+            seen[len] = state;
+            self.blocked_len[c as usize] += 1;
+        }
+        if self
+            .best
+            .as_ref()
+            .is_none_or(|(path, _)| self.stack.len() > path.len())
+        {
+            self.best = Some((self.stack.iter().map(|f| f.call).collect(), c));
+        }
+    }
+
+    fn failure(&mut self) -> Failure {
+        let (deepest, failing) = self.best.take().unwrap_or_default();
+        let len = self.blocked_len.get(failing as usize).copied().unwrap_or(0) as usize;
+        let blocked_states = self
+            .blocked
+            .get(failing as usize)
+            .map(|s| s[..len].to_vec())
+            .unwrap_or_default();
+        Failure {
+            deepest,
+            failing,
+            blocked_states,
+        }
+    }
+
+    fn run<T: Transitions>(&mut self, t: &mut T, budget: &Budget) -> SearchResult {
+        if self.remaining == 0 {
+            return SearchResult::Linearizable;
+        }
+        let mut meter = budget.meter();
+        let mut state = t.init();
+        let mut cursor = Cursor::Main(self.next[self.head as usize]);
+        loop {
+            self.steps += 1;
+            if self.steps.is_multiple_of(CHECK_EVERY) {
+                let bytes = self.bytes() + t.heap_bytes() as u64;
+                if let Err(e) = meter.update(bytes) {
+                    return SearchResult::Exhausted(e);
+                }
+            }
+            match cursor {
+                Cursor::Main(node) => {
+                    let c = node >> 1;
+                    if node & 1 == 0 && node < self.head {
+                        cursor = if self.place(t, &mut state, c, NONE) {
+                            if self.remaining == 0 {
+                                return SearchResult::Linearizable;
+                            }
+                            Cursor::Main(self.next[self.head as usize])
+                        } else {
+                            Cursor::Main(self.next[node as usize])
+                        };
+                    } else {
+                        // The earliest return among unplaced completed calls: only open
+                        // calls invoked before it may still go first. (`node` cannot be
+                        // the tail while completed calls remain: each one's return
+                        // follows its invocation in the list.)
+                        cursor = Cursor::Open {
+                            node: self.open_next[self.open_head as usize],
+                            frontier: c,
+                        };
+                    }
+                }
+                Cursor::Open { node, frontier } => {
+                    let bound = self.spans.get(frontier as usize).map_or(OPEN, |s| s.ret);
+                    if node == self.open_tail || self.spans[node as usize].invoke > bound {
+                        self.note_blocked(frontier, state);
+                        let Some(frame) = self.stack.pop() else {
+                            return SearchResult::NotLinearizable(self.failure());
+                        };
+                        cursor = self.unplace(frame, &mut state);
+                    } else {
+                        let twin = self.twins[node as usize];
+                        let canonical = twin == NONE || self.is_placed(twin);
+                        cursor = if canonical && self.place(t, &mut state, node, frontier) {
+                            Cursor::Main(self.next[self.head as usize])
+                        } else {
+                            Cursor::Open {
+                                node: self.open_next[node as usize],
+                                frontier,
+                            }
+                        };
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// A register over small integers, with calls given directly: `(kind, a, b)`.
+    struct Reg<'a> {
+        calls: &'a [(char, u32, u32)],
+    }
+
+    impl Transitions for Reg<'_> {
+        type State = u32;
+        fn state(&self, id: u32) -> Option<u32> {
+            Some(id)
+        }
+        fn init(&mut self) -> u32 {
+            0
+        }
+        fn step(&mut self, s: u32, c: u32) -> Option<u32> {
+            match self.calls[c as usize] {
+                ('r', v, _) => (s == v).then_some(s),
+                ('w', v, _) => Some(v),
+                ('c', from, to) => (s == from).then_some(to),
+                _ => None,
+            }
+        }
+        fn heap_bytes(&self) -> usize {
+            0
+        }
+    }
+
+    fn span(invoke: u64, ret: u64) -> Span {
+        Span { invoke, ret }
+    }
+
+    fn run(calls: &[(char, u32, u32)], spans: &[Span]) -> SearchResult {
+        let budget = Budget::new(Duration::from_secs(10), 1 << 30);
+        let twins = open_twins(calls, spans);
+        search(spans, &twins, &mut Reg { calls }, &budget).0
+    }
+
+    #[test]
+    fn accepts_concurrent_write_and_read_of_the_new_value() {
+        let calls = [('w', 1, 0), ('r', 1, 0)];
+        assert_eq!(
+            run(&calls, &[span(0, 3), span(1, 2)]),
+            SearchResult::Linearizable
+        );
+    }
+
+    #[test]
+    fn rejects_a_stale_read_after_a_completed_write() {
+        let calls = [('w', 1, 0), ('r', 0, 0)];
+        let result = run(&calls, &[span(0, 1), span(2, 3)]);
+        let SearchResult::NotLinearizable(f) = result else {
+            panic!("{result:?}")
+        };
+        assert_eq!(f.failing, 1, "the read could not be placed");
+        assert_eq!(f.deepest, vec![0]);
+        assert_eq!(f.blocked_states, vec![1]);
+    }
+
+    #[test]
+    fn an_open_write_may_take_effect_late() {
+        // write 1 never returns; a read much later sees 1.
+        let calls = [('w', 1, 0), ('r', 0, 0), ('r', 1, 0)];
+        let spans = [span(0, OPEN), span(1, 2), span(3, 4)];
+        assert_eq!(run(&calls, &spans), SearchResult::Linearizable);
+    }
+
+    #[test]
+    fn an_open_write_may_never_take_effect() {
+        let calls = [('w', 1, 0), ('r', 0, 0)];
+        assert_eq!(
+            run(&calls, &[span(0, OPEN), span(5, 6)]),
+            SearchResult::Linearizable
+        );
+    }
+
+    #[test]
+    fn an_open_write_cannot_take_effect_before_its_invocation() {
+        let calls = [('r', 1, 0), ('w', 1, 0)];
+        let result = run(&calls, &[span(0, 1), span(2, OPEN)]);
+        assert!(
+            matches!(result, SearchResult::NotLinearizable(_)),
+            "{result:?}"
+        );
+    }
+
+    #[test]
+    fn twin_open_writes_are_interchangeable_but_each_happens_at_most_once() {
+        // Two crashed `write 1`s and a cas 0→2 between them; reads 1, 2, 1 need both.
+        let calls = [
+            ('w', 1, 0),
+            ('w', 1, 0),
+            ('r', 1, 0),
+            ('c', 1, 2),
+            ('r', 2, 0),
+            ('r', 1, 0),
+        ];
+        let spans = [
+            span(0, OPEN),
+            span(1, OPEN),
+            span(2, 3),
+            span(4, 5),
+            span(6, 7),
+            span(8, 9),
+        ];
+        assert_eq!(run(&calls, &spans), SearchResult::Linearizable);
+        // A third read of 1 after another overwrite needs a third write: impossible.
+        let calls = [
+            ('w', 1, 0),
+            ('w', 1, 0),
+            ('r', 1, 0),
+            ('c', 1, 2),
+            ('r', 2, 0),
+            ('r', 1, 0),
+            ('c', 1, 3),
+            ('r', 3, 0),
+            ('r', 1, 0),
+        ];
+        let spans = [
+            span(0, OPEN),
+            span(1, OPEN),
+            span(2, 3),
+            span(4, 5),
+            span(6, 7),
+            span(8, 9),
+            span(10, 11),
+            span(12, 13),
+            span(14, 15),
+        ];
+        assert!(matches!(
+            run(&calls, &spans),
+            SearchResult::NotLinearizable(_)
+        ));
+    }
+
+    #[test]
+    fn reports_exhaustion_instead_of_running_past_its_deadline() {
+        // Many concurrent open writes and an impossible read: exponential without budget.
+        let mut calls: Vec<(char, u32, u32)> = (0..60).map(|i| ('w', i + 1, 0)).collect();
+        calls.push(('r', 1000, 0));
+        let mut spans: Vec<Span> = (0..60).map(|i| span(i, OPEN)).collect();
+        spans.push(span(100, 101));
+        let budget = Budget::new(Duration::from_millis(50), 1 << 30);
+        let twins = vec![NONE; spans.len()];
+        let (result, _) = search(&spans, &twins, &mut Reg { calls: &calls }, &budget);
+        assert!(
+            matches!(result, SearchResult::Exhausted(Exhausted::Time { .. })),
+            "{result:?}"
+        );
+    }
+}
