@@ -5,7 +5,7 @@
 //! clients (and the nemesis) until the time limit → heal, recover, final reads → nodes
 //! stopped, logs collected, hosts torn down → history checked, results and page written.
 
-mod check;
+pub mod check;
 pub mod command;
 pub mod log;
 mod page;

@@ -140,7 +140,8 @@ impl WorkloadSpec {
             "op_timeout",
             "must be between 10ms and 10m",
         );
-        v.check(!self.model.is_empty(), "model", "must name a model");
+        let model: Result<crate::checker::model::ModelKind, String> = self.model.parse();
+        v.check(model.is_ok(), "model", model.err().unwrap_or_default());
         v.into_result()
     }
 }
