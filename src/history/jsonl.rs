@@ -150,7 +150,16 @@ impl Iterator for JsonlReader {
                     if text.is_empty() {
                         continue;
                     }
-                    match serde_json::from_slice::<Op>(text) {
+                    // Validate UTF-8 once for the line: serde_json's slice reader would
+                    // re-validate every string and field name it meets.
+                    let parsed = match std::str::from_utf8(text) {
+                        Ok(line) => match parse_fast(line) {
+                            Some(op) => Ok(op),
+                            None => serde_json::from_str::<Op>(line),
+                        },
+                        Err(_) => serde_json::from_slice::<Op>(text),
+                    };
+                    match parsed {
                         Ok(op) => return Some(Ok((self.line_no, op))),
                         Err(_) if !complete => {
                             self.done = true;
@@ -175,6 +184,158 @@ impl Iterator for JsonlReader {
             }
         }
         None
+    }
+}
+
+/// How deeply [`parse_fast`] follows nested arrays before leaving a value to serde.
+const FAST_VALUE_DEPTH: usize = 4;
+
+/// Parse a line of exactly the shape [`HistoryWriter`] writes — fields in declaration
+/// order, no whitespace, no escapes in strings, values made of integers, strings, booleans,
+/// null and arrays of those — several times faster than serde's general path. Anything
+/// else (another field order, an unknown field, an escape, a float, an object) returns
+/// `None` and the caller falls back to serde, so the result is always what serde would
+/// give; the tests check that on many shapes.
+fn parse_fast(line: &str) -> Option<Op> {
+    let mut c = Cursor {
+        s: line.as_bytes(),
+        i: 0,
+    };
+    c.lit(b"{\"index\":")?;
+    let index = c.u64()?;
+    c.lit(b",\"time_ns\":")?;
+    let time_ns = c.u64()?;
+    c.lit(b",\"process\":")?;
+    let process = if c.eat(b"\"nemesis\"") {
+        Process::Nemesis
+    } else {
+        Process::Client(c.u64()?)
+    };
+    c.lit(b",\"type\":\"")?;
+    let kind = match c.plain_str(line)? {
+        "invoke" => OpType::Invoke,
+        "ok" => OpType::Ok,
+        "fail" => OpType::Fail,
+        "info" => OpType::Info,
+        _ => return None,
+    };
+    c.lit(b",\"f\":\"")?;
+    let f = c.plain_str(line)?.to_owned();
+    let mut op = Op {
+        index,
+        time_ns,
+        process,
+        kind,
+        f,
+        key: None,
+        value: Value::Null,
+        node: None,
+        error: None,
+    };
+    if c.eat(b",\"key\":\"") {
+        op.key = Some(c.plain_str(line)?.to_owned());
+    }
+    if c.eat(b",\"value\":") {
+        op.value = c.value(line, 0)?;
+    }
+    if c.eat(b",\"node\":\"") {
+        op.node = Some(c.plain_str(line)?.to_owned());
+    }
+    if c.eat(b",\"error\":\"") {
+        op.error = Some(c.plain_str(line)?.to_owned());
+    }
+    c.lit(b"}")?;
+    (c.i == c.s.len()).then_some(op)
+}
+
+/// A read position in one line, for [`parse_fast`].
+struct Cursor<'a> {
+    s: &'a [u8],
+    i: usize,
+}
+
+impl Cursor<'_> {
+    fn eat(&mut self, lit: &[u8]) -> bool {
+        if self.s[self.i..].starts_with(lit) {
+            self.i += lit.len();
+            true
+        } else {
+            false
+        }
+    }
+
+    fn lit(&mut self, lit: &[u8]) -> Option<()> {
+        self.eat(lit).then_some(())
+    }
+
+    /// Digits of a JSON non-negative integer that fits in u64 (no leading zeros).
+    fn u64(&mut self) -> Option<u64> {
+        let start = self.i;
+        let mut v: u64 = 0;
+        while let Some(d) = self.s.get(self.i).filter(|b| b.is_ascii_digit()) {
+            v = v.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+            self.i += 1;
+        }
+        let digits = self.i - start;
+        if digits == 0 || (digits > 1 && self.s[start] == b'0') {
+            return None;
+        }
+        // A fraction or exponent makes it a float: serde's business.
+        match self.s.get(self.i) {
+            Some(b'.' | b'e' | b'E') => None,
+            _ => Some(v),
+        }
+    }
+
+    /// The body of a string whose opening quote was consumed, if it has no escapes or
+    /// control characters; consumes the closing quote. `line` is the same text as `s`.
+    fn plain_str<'l>(&mut self, line: &'l str) -> Option<&'l str> {
+        let start = self.i;
+        let len = self.s[start..]
+            .iter()
+            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+        let end = start + len;
+        if self.s[end] != b'"' {
+            return None;
+        }
+        self.i = end + 1;
+        // Quotes are ASCII, so both ends are character boundaries.
+        line.get(start..end)
+    }
+
+    fn value(&mut self, line: &str, depth: usize) -> Option<Value> {
+        match *self.s.get(self.i)? {
+            b'"' => {
+                self.i += 1;
+                Some(Value::String(self.plain_str(line)?.to_owned()))
+            }
+            b'-' => {
+                self.i += 1;
+                let v = self.u64()?;
+                // -0 and values below i64::MIN are left to serde (it reads them as floats).
+                let neg = i64::try_from(v).ok().filter(|v| *v != 0)?;
+                Some(Value::from(-neg))
+            }
+            b'0'..=b'9' => Some(Value::from(self.u64()?)),
+            b'n' => self.eat(b"null").then_some(Value::Null),
+            b't' => self.eat(b"true").then_some(Value::Bool(true)),
+            b'f' => self.eat(b"false").then_some(Value::Bool(false)),
+            b'[' if depth < FAST_VALUE_DEPTH => {
+                self.i += 1;
+                let mut items = Vec::new();
+                if self.eat(b"]") {
+                    return Some(Value::Array(items));
+                }
+                loop {
+                    items.push(self.value(line, depth + 1)?);
+                    if self.eat(b"]") {
+                        return Some(Value::Array(items));
+                    }
+                    self.lit(b",")?;
+                }
+            }
+            _ => None,
+        }
     }
 }
 
@@ -310,6 +471,73 @@ mod tests {
             "expected a JSON object (one op per line), found an array"
         );
         assert!(message_for("{\"index\":1,").starts_with("not valid JSON: EOF"));
+    }
+
+    /// Many op shapes as the writer serialises them: the fast path must take them and
+    /// agree with serde.
+    #[test]
+    fn fast_path_takes_writer_output_and_agrees_with_serde() {
+        let values = [
+            json!(null),
+            json!(0),
+            json!(7),
+            json!(-3),
+            json!(u64::MAX),
+            json!(i64::MIN + 1),
+            json!(true),
+            json!("x 0 1 y"),
+            json!("é ☃"),
+            json!([]),
+            json!([1, 2]),
+            json!([["read", "x", null], ["write", "y", 3]]),
+        ];
+        let mut n = 0;
+        for (i, value) in values.iter().enumerate() {
+            for kind in [OpType::Invoke, OpType::Ok, OpType::Fail, OpType::Info] {
+                let mut o = op(i as u64 * 1000, i as u64, kind, value.clone());
+                if i % 2 == 0 {
+                    o.key = Some(format!("k{i}"));
+                    o.process = Process::Nemesis;
+                }
+                if i % 3 == 0 {
+                    o.node = Some("n2".into());
+                    o.error = Some("timed-out".into());
+                }
+                let line = serde_json::to_string(&o).unwrap();
+                let fast = parse_fast(&line).unwrap_or_else(|| panic!("fast path refused {line}"));
+                assert_eq!(fast, o, "{line}");
+                assert_eq!(fast, serde_json::from_str::<Op>(&line).unwrap(), "{line}");
+                n += 1;
+            }
+        }
+        assert_eq!(n, values.len() * 4);
+    }
+
+    #[test]
+    fn fast_path_leaves_every_other_shape_to_serde() {
+        let base = r#"{"index":1,"time_ns":2,"process":3,"type":"ok","f":"read""#;
+        for line in [
+            format!("{base},\"value\":1.5}}"),
+            format!("{base},\"value\":1e3}}"),
+            format!("{base},\"value\":-0}}"),
+            format!("{base},\"value\":{{\"a\":1}}}}"),
+            format!("{base},\"value\":[[[[[1]]]]]}}"),
+            format!("{base},\"value\":99999999999999999999}}"),
+            format!("{base},\"key\":\"a\\\"b\"}}"),
+            format!("{base},\"extra\":1}}"),
+            format!("{base},\"value\":1,\"key\":\"k\"}}"),
+            format!("{base} }}"),
+            format!("{base}}} "),
+            format!("{base},\"value\":01}}"),
+            r#"{"time_ns":2,"index":1,"process":3,"type":"ok","f":"read"}"#.to_owned(),
+            r#"{"index":1,"time_ns":2,"process":3,"type":"done","f":"read"}"#.to_owned(),
+        ] {
+            assert!(parse_fast(&line).is_none(), "fast path took {line}");
+        }
+        // …and serde reads the valid ones among them exactly.
+        let line = format!("{base},\"value\":1,\"key\":\"k\"}}");
+        let o: Op = serde_json::from_str(&line).unwrap();
+        assert_eq!((o.key.as_deref(), o.value), (Some("k"), json!(1)));
     }
 
     #[test]

@@ -305,24 +305,24 @@ fn sample_op(i: u64) -> Op {
         } else {
             Process::Client(i % 5)
         },
-        kind: if i % 2 == 0 {
+        kind: if i.is_multiple_of(2) {
             OpType::Invoke
         } else {
             OpType::Ok
         },
-        f: if i % 3 == 0 {
+        f: if i.is_multiple_of(3) {
             "cas".into()
         } else {
             "write".into()
         },
-        key: (i % 4 == 0).then(|| format!("k{i}")),
-        value: if i % 3 == 0 {
+        key: (i.is_multiple_of(4)).then(|| format!("k{i}")),
+        value: if i.is_multiple_of(3) {
             json!([i, i + 1])
         } else {
             json!(i)
         },
-        node: (i % 5 == 0).then(|| "n1".into()),
-        error: (i % 11 == 0).then(|| "timed \"out\"\n".into()),
+        node: (i.is_multiple_of(5)).then(|| "n1".into()),
+        error: (i.is_multiple_of(11)).then(|| "timed \"out\"\n".into()),
     }
 }
 
