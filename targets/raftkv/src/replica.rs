@@ -78,6 +78,21 @@ pub struct ReplicaReady {
     /// (index, term) of every entry applied in this batch; the simulation checks that
     /// all replicas apply the same entry at each index.
     pub applied: Vec<(u64, u64)>,
+    /// See [`raft::Ready::send_before_persist`].
+    pub send_before_persist: bool,
+    /// Report to [`Replica::persisted`] once `persist` is durable.
+    pub last_index: u64,
+}
+
+impl ReplicaReady {
+    /// True when there is nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.persist.is_empty()
+            && self.messages.is_empty()
+            && self.replies.is_empty()
+            && self.events.is_empty()
+            && self.applied.is_empty()
+    }
 }
 
 #[derive(Debug)]
@@ -256,6 +271,11 @@ impl Replica {
         }
     }
 
+    /// The host finished persisting a batch whose `last_index` was `index`.
+    pub fn persisted(&mut self, index: u64) {
+        self.raft.persisted(index);
+    }
+
     /// Everything to do now: see [`ReplicaReady`].
     pub fn ready(&mut self) -> ReplicaReady {
         let r = self.raft.take_ready();
@@ -265,6 +285,8 @@ impl Replica {
             replies: Vec::new(),
             events: std::mem::take(&mut self.events),
             applied: Vec::new(),
+            send_before_persist: r.send_before_persist,
+            last_index: r.last_index,
         };
         out.events.extend(r.events);
         for a in r.apply {

@@ -168,27 +168,45 @@ pub async fn run(s: Settings, shutdown: impl Future<Output = ()>) -> Result<()> 
             }
         }
 
-        let ready = replica.ready();
-        for ev in &ready.events {
-            log_line(&s.id, ev);
-        }
-        if !ready.persist.is_empty() {
-            tokio::task::block_in_place(|| storage.persist(&ready.persist)).with_context(|| {
-                format!(
-                    "cannot persist to data dir {}; stopping rather than answer without durable state",
-                    s.data_dir.display()
-                )
-            })?;
-        }
-        for m in ready.messages {
-            if let Some(tx) = senders.get(&m.to) {
-                // A full queue means the peer is not keeping up: drop, like the network would.
-                let _ = tx.try_send(m);
+        // Persisting can let the leader commit (it now counts itself): go round again
+        // until there is nothing left, a bounded number of times.
+        for _ in 0..8 {
+            let ready = replica.ready();
+            if ready.is_empty() {
+                break;
             }
-        }
-        for (token, reply) in ready.replies {
-            if let Some(tx) = calls.waiting.remove(&token) {
-                let _ = tx.send(reply);
+            for ev in &ready.events {
+                log_line(&s.id, ev);
+            }
+            let send = |messages: Vec<Envelope>| {
+                for m in messages {
+                    if let Some(tx) = senders.get(&m.to) {
+                        // A full queue means the peer is not keeping up: drop, like a
+                        // lossy network would.
+                        let _ = tx.try_send(m);
+                    }
+                }
+            };
+            let mut messages = Some(ready.messages);
+            if ready.send_before_persist {
+                send(messages.take().unwrap_or_default());
+            }
+            if !ready.persist.is_empty() {
+                tokio::task::block_in_place(|| storage.persist(&ready.persist)).with_context(
+                    || {
+                        format!(
+                            "cannot persist to data dir {}; stopping rather than answer without durable state",
+                            s.data_dir.display()
+                        )
+                    },
+                )?;
+            }
+            replica.persisted(ready.last_index);
+            send(messages.take().unwrap_or_default());
+            for (token, reply) in ready.replies {
+                if let Some(tx) = calls.waiting.remove(&token) {
+                    let _ = tx.send(reply);
+                }
             }
         }
     }

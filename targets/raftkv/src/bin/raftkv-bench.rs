@@ -124,7 +124,11 @@ impl Conn {
     }
 
     fn call(&mut self, req: &Value) -> Result<Value> {
-        writeln!(self.wr, "{req}")?;
+        // One write per request: Value's Display writes piecewise, and with TCP_NODELAY
+        // each piece would be its own packet.
+        let mut line = req.to_string();
+        line.push('\n');
+        self.wr.write_all(line.as_bytes())?;
         self.line.clear();
         if self.rd.read_line(&mut self.line)? == 0 {
             bail!("connection closed");

@@ -149,6 +149,13 @@ pub struct Ready {
     /// Set when this node stopped being leader: proposals still pending have an unknown
     /// outcome.
     pub lost_leadership: bool,
+    /// The messages depend on nothing being persisted in this batch (a leader's
+    /// AppendEntries and heartbeats): send them first and fsync meanwhile, as the Raft
+    /// thesis (§10.2.1) allows — the leader counts itself towards a majority only once
+    /// [`RaftNode::persisted`](super::RaftNode::persisted) says its entries are durable.
+    pub send_before_persist: bool,
+    /// The log's last index when this batch was taken; durable once `persist` is done.
+    pub last_index: u64,
 }
 
 impl Ready {

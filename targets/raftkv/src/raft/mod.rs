@@ -139,6 +139,8 @@ pub struct RaftNode {
     commit: u64,
     /// Highest index handed out for applying.
     applied: u64,
+    /// Highest index known to be fsynced here; a leader counts itself only up to it.
+    durable: u64,
 
     role: Role,
     leader: Option<NodeId>,
@@ -208,6 +210,7 @@ impl RaftNode {
             snapshot: recovered.snapshot,
             commit: snap_index,
             applied: snap_index,
+            durable: 0,
             role: Role::Follower,
             leader: None,
             ticks: 0,
@@ -229,6 +232,7 @@ impl RaftNode {
             cfg,
             out: Ready::default(),
         };
+        node.durable = node.log.last_index();
         node.reset_election_timeout();
         node.event(format!(
             "starting at term {} with log up to {} (snapshot at {})",
@@ -535,6 +539,16 @@ impl RaftNode {
         }
     }
 
+    /// The host finished persisting a [`Ready`] whose `last_index` was `index`.
+    pub fn persisted(&mut self, index: u64) {
+        if index > self.durable {
+            self.durable = index;
+            if self.role == Role::Leader {
+                self.maybe_commit();
+            }
+        }
+    }
+
     /// Everything produced since the last call. See [`Ready`] for the order to act in.
     pub fn take_ready(&mut self) -> Ready {
         if self.role == Role::Leader {
@@ -555,6 +569,14 @@ impl RaftNode {
             self.out.apply.push(Apply::Entry(e.clone()));
             self.applied += 1;
         }
+        self.out.last_index = self.log.last_index();
+        self.out.send_before_persist = self.role == Role::Leader
+            && !self.out.persist.iter().any(|p| {
+                matches!(
+                    p,
+                    Persist::HardState(_) | Persist::Truncate { .. } | Persist::Install(_)
+                )
+            });
         std::mem::take(&mut self.out)
     }
 
@@ -692,9 +714,6 @@ impl RaftNode {
         let index = entry.index;
         self.log.push(entry.clone());
         self.persist_entry(entry);
-        if self.peers.is_empty() {
-            self.maybe_commit();
-        }
         index
     }
 
@@ -900,7 +919,7 @@ impl RaftNode {
 
     fn maybe_commit(&mut self) {
         let mut matched: Vec<u64> = self.progress.values().map(|p| p.matched).collect();
-        matched.push(self.log.last_index());
+        matched.push(self.durable.min(self.log.last_index()));
         matched.sort_unstable_by(|a, b| b.cmp(a));
         let n = matched[self.quorum() - 1];
         if n <= self.commit {
@@ -991,6 +1010,7 @@ impl RaftNode {
                             self.log.last_index() + 1 - e.index
                         ));
                         self.log.truncate_from(e.index);
+                        self.durable = self.durable.min(e.index - 1);
                         self.out.persist.push(Persist::Truncate { from: e.index });
                     }
                     None if e.index <= self.log.snap_index() => continue,
@@ -1027,6 +1047,7 @@ impl RaftNode {
             snapshot.index, snapshot.term
         ));
         self.log.reset(snapshot.index, snapshot.term);
+        self.durable = self.durable.min(snapshot.index);
         self.commit = snapshot.index;
         self.applied = snapshot.index;
         let match_index = snapshot.index;
