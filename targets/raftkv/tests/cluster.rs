@@ -264,6 +264,48 @@ fn five_nodes_survive_leader_kill_and_restart() {
     leader_failover(5);
 }
 
+fn signal(c: &Cluster, i: usize, sig: &str) {
+    let pid = c.nodes[i].child.as_ref().expect("running").id();
+    let ok = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .expect("kill runs")
+        .success();
+    assert!(ok, "kill {sig} {pid}");
+}
+
+#[test]
+fn paused_leader_is_replaced_and_rejoins_as_follower() {
+    let fast = ["--election-timeout-ms", "300", "--heartbeat-ms", "30"];
+    let c = Cluster::start("pause", 3, &fast);
+    let l = c.wait_leader(None, Duration::from_secs(15));
+    write_ok(&c, l, "x", 1);
+    signal(&c, l, "-STOP");
+    let l2 = c.wait_leader(Some(l), Duration::from_secs(15));
+    write_ok(&c, l2, "x", 2);
+    signal(&c, l, "-CONT");
+    // The old leader learns of the new term and follows; no stale value is served by it.
+    let start = Instant::now();
+    loop {
+        let s = c.status(l);
+        if s.as_ref()
+            .is_some_and(|s| s["leader"] == false && s["leader_id"] == c.nodes[l2].id.as_str())
+        {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "old leader follows: {s:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let r = c
+        .request(l, json!({"id": 9, "op": "read", "key": "x"}))
+        .expect("an answer");
+    assert_eq!(r["error"], "not-leader", "{r}");
+    assert_eq!(read_ok(&c, l2, "x"), json!(2));
+}
+
 #[test]
 fn single_node_serves_pipelined_requests_and_bad_input() {
     let c = Cluster::start("single", 1, &[]);
