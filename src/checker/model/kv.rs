@@ -6,7 +6,7 @@
 //! unpartitioned.
 
 use super::{show, Model, Outcome, RawCall};
-use crate::checker::search::Interned;
+use crate::checker::search::Transitions;
 use crate::checker::value::Values;
 use rustc_hash::FxHashMap;
 use serde_json::Value;
@@ -131,6 +131,10 @@ impl Model for Kv {
         }
     }
 
+    fn is_read_only(&self, call: &KvCall) -> bool {
+        matches!(call.op, KvOp::Get(_))
+    }
+
     fn relax(&self, call: &KvCall) -> Option<KvCall> {
         match call.op {
             KvOp::Get(_) => None,
@@ -162,10 +166,10 @@ impl Model for Kv {
         std::mem::size_of::<KvState>() + state.0.iter().map(|(_, v)| 40 + v.len()).sum::<usize>()
     }
 
-    type Steps<'a> = Interned<'a, Kv>;
+    type Steps<'a> = KvSteps<'a>;
 
-    fn steps<'a>(&'a self, calls: &'a [KvCall]) -> Interned<'a, Kv> {
-        Interned::new(self, calls)
+    fn steps<'a>(&'a self, calls: &'a [KvCall]) -> KvSteps<'a> {
+        KvSteps::new(calls)
     }
 
     fn describe(&self, call: &KvCall, _: &Values) -> String {
@@ -179,6 +183,208 @@ impl Model for Kv {
             KvOp::Put(v) => format!("put {key:?} {v:?}"),
             KvOp::Append(v) => format!("append {key:?} {v:?}"),
         }
+    }
+}
+
+/// The search's view of kv: strings interned to integers in one byte arena.
+///
+/// A kv state is a map of strings, and an `append` makes a new string: done naively,
+/// every step would allocate, hash and free a state. Here every distinct string is
+/// stored once in an arena (the `put` and `get` values up front), so equal strings have
+/// equal ids and a `get` is an integer compare. A new string is built in a scratch
+/// buffer and added only if it was never seen. On one key (the usual, partitioned case)
+/// a state *is* a string id; over several keys a state is an interned list of
+/// `(key, string id)`.
+pub struct KvSteps<'a> {
+    calls: &'a [KvCall],
+    /// String id of each call's value (`get` result, `put`/`append` argument).
+    arg: Vec<u32>,
+    strings: Strings,
+    /// The key every call is on, when there is only one: states are then string ids.
+    single_key: Option<u32>,
+    /// Over several keys: state id → its sorted `(key, string id)` entries.
+    maps: Vec<Box<[(u32, u32)]>>,
+    map_ids: FxHashMap<Box<[(u32, u32)]>, u32>,
+    scratch: Vec<u8>,
+    entries: Vec<(u32, u32)>,
+}
+
+/// Distinct strings, back to back in one buffer, found by content through a table of ids.
+#[derive(Default)]
+struct Strings {
+    bytes: Vec<u8>,
+    spans: Vec<(usize, usize)>,
+    hashes: Vec<u64>,
+    table: hashbrown::HashTable<u32>,
+}
+
+impl Strings {
+    fn get(&self, id: u32) -> &[u8] {
+        let (start, len) = self.spans[id as usize];
+        &self.bytes[start..start + len]
+    }
+
+    fn intern(&mut self, text: &[u8]) -> u32 {
+        let hash = std::hash::BuildHasher::hash_one(&rustc_hash::FxBuildHasher, text);
+        let Strings {
+            bytes,
+            spans,
+            hashes,
+            table,
+        } = self;
+        let entry = table.entry(
+            hash,
+            |&id| {
+                let (start, len) = spans[id as usize];
+                &bytes[start..start + len] == text
+            },
+            |&id| hashes[id as usize],
+        );
+        match entry {
+            hashbrown::hash_table::Entry::Occupied(e) => *e.get(),
+            hashbrown::hash_table::Entry::Vacant(v) => {
+                let id = spans.len() as u32;
+                spans.push((bytes.len(), text.len()));
+                bytes.extend_from_slice(text);
+                hashes.push(hash);
+                v.insert(id);
+                id
+            }
+        }
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.bytes.capacity()
+            + self.spans.capacity() * 16
+            + self.hashes.capacity() * 8
+            + self.table.capacity() * 5
+    }
+}
+
+impl<'a> KvSteps<'a> {
+    fn new(calls: &'a [KvCall]) -> KvSteps<'a> {
+        let mut strings = Strings::default();
+        strings.intern(b"");
+        let arg = calls
+            .iter()
+            .map(|call| {
+                let (KvOp::Get(v) | KvOp::Put(v) | KvOp::Append(v)) = &call.op;
+                strings.intern(v.as_bytes())
+            })
+            .collect();
+        let single_key = match calls.first() {
+            None => Some(0),
+            Some(first) => calls
+                .iter()
+                .all(|c| c.key == first.key)
+                .then_some(first.key),
+        };
+        KvSteps {
+            calls,
+            arg,
+            strings,
+            single_key,
+            maps: Vec::new(),
+            map_ids: FxHashMap::default(),
+            scratch: Vec::new(),
+            entries: Vec::new(),
+        }
+    }
+
+    /// The string id of `key` in `state`.
+    fn value(&self, state: u32, key: u32) -> u32 {
+        if self.single_key.is_some() {
+            return state;
+        }
+        let entries = &self.maps[state as usize];
+        match entries.binary_search_by_key(&key, |e| e.0) {
+            Ok(i) => entries[i].1,
+            Err(_) => 0,
+        }
+    }
+
+    /// The id of `state` with `key` set to string `value`.
+    fn with(&mut self, state: u32, key: u32, value: u32) -> u32 {
+        if self.single_key.is_some() {
+            return value;
+        }
+        self.entries.clear();
+        self.entries.extend_from_slice(&self.maps[state as usize]);
+        match self.entries.binary_search_by_key(&key, |e| e.0) {
+            Ok(i) if value == 0 => {
+                self.entries.remove(i);
+            }
+            Ok(i) => self.entries[i].1 = value,
+            Err(_) if value == 0 => {}
+            Err(i) => self.entries.insert(i, (key, value)),
+        }
+        if let Some(id) = self.map_ids.get(self.entries.as_slice()) {
+            return *id;
+        }
+        let id = self.maps.len() as u32;
+        let entries: Box<[(u32, u32)]> = self.entries.as_slice().into();
+        self.map_ids.insert(entries.clone(), id);
+        self.maps.push(entries);
+        id
+    }
+}
+
+impl Transitions for KvSteps<'_> {
+    type State = KvState;
+
+    fn init(&mut self) -> u32 {
+        if self.single_key.is_none() && self.maps.is_empty() {
+            self.maps.push(Box::new([]));
+            self.map_ids.insert(Box::new([]), 0);
+        }
+        0
+    }
+
+    #[inline]
+    fn step(&mut self, state: u32, call: u32) -> Option<u32> {
+        let c = self.calls.get(call as usize)?;
+        let arg = self.arg[call as usize];
+        match c.op {
+            KvOp::Get(_) => (self.value(state, c.key) == arg).then_some(state),
+            KvOp::Put(_) => Some(self.with(state, c.key, arg)),
+            KvOp::Append(_) if arg == 0 => Some(state),
+            KvOp::Append(_) => {
+                let current = self.value(state, c.key);
+                let mut text = std::mem::take(&mut self.scratch);
+                text.clear();
+                text.extend_from_slice(self.strings.get(current));
+                text.extend_from_slice(self.strings.get(arg));
+                let joined = self.strings.intern(&text);
+                self.scratch = text;
+                Some(self.with(state, c.key, joined))
+            }
+        }
+    }
+
+    fn state(&self, id: u32) -> Option<KvState> {
+        let text = |v: u32| Arc::from(String::from_utf8_lossy(self.strings.get(v)).as_ref());
+        let entries = match self.single_key {
+            Some(_) if id == 0 => Vec::new(),
+            Some(key) => vec![(key, text(id))],
+            None => self
+                .maps
+                .get(id as usize)?
+                .iter()
+                .map(|&(k, v)| (k, text(v)))
+                .collect(),
+        };
+        Some(KvState(entries))
+    }
+
+    fn heap_bytes(&self) -> usize {
+        let maps: usize = self.maps.iter().map(|m| 2 * (m.len() * 8 + 32)).sum();
+        self.strings.heap_bytes() + maps + self.arg.capacity() * 4 + self.scratch.capacity()
+    }
+
+    fn read_only(&self, call: u32) -> bool {
+        self.calls
+            .get(call as usize)
+            .is_some_and(|c| matches!(c.op, KvOp::Get(_)))
     }
 }
 

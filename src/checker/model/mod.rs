@@ -114,6 +114,12 @@ pub trait Model: Send + Sync {
     /// A short human rendering of a call: `write 3`, `read → 3`, `cas 1 → 2`.
     fn describe(&self, call: &Self::Call, values: &Values) -> String;
 
+    /// Whether `call` leaves every state unchanged (a read). Such calls are placed
+    /// greedily by the search; `false` is always safe.
+    fn is_read_only(&self, _call: &Self::Call) -> bool {
+        false
+    }
+
     /// Heap and inline bytes of a state, for the memory budget.
     fn state_bytes(&self, _state: &Self::State) -> usize {
         std::mem::size_of::<Self::State>()

@@ -161,6 +161,10 @@ impl Model for MultiRegister {
         Some(next.unwrap_or_else(|| state.clone()))
     }
 
+    fn is_read_only(&self, call: &Txn) -> bool {
+        call.0.iter().all(|m| matches!(m, Micro::Read(..)))
+    }
+
     fn relax(&self, call: &Txn) -> Option<Txn> {
         let writes: Vec<Micro> = call
             .0

@@ -108,6 +108,10 @@ impl Model for Register {
         step(*state, *call)
     }
 
+    fn is_read_only(&self, call: &RegisterCall) -> bool {
+        read_only(*call)
+    }
+
     fn relax(&self, call: &RegisterCall) -> Option<RegisterCall> {
         match call {
             RegisterCall::Read(_) | RegisterCall::CasFailed { .. } => None,
@@ -167,6 +171,18 @@ impl Transitions for RegisterSteps<'_> {
 
     fn heap_bytes(&self) -> usize {
         0
+    }
+
+    fn read_only(&self, call: u32) -> bool {
+        self.calls.get(call as usize).is_some_and(|c| read_only(*c))
+    }
+}
+
+fn read_only(call: RegisterCall) -> bool {
+    match call {
+        RegisterCall::Read(_) | RegisterCall::CasFailed { .. } => true,
+        RegisterCall::Cas { from, to } => from == to,
+        RegisterCall::Write(_) => false,
     }
 }
 

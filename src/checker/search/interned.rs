@@ -72,6 +72,12 @@ impl<M: Model> Transitions for Interned<'_, M> {
         self.states.get(id as usize).cloned()
     }
 
+    fn read_only(&self, call: u32) -> bool {
+        self.calls
+            .get(call as usize)
+            .is_some_and(|c| self.model.is_read_only(c))
+    }
+
     fn heap_bytes(&self) -> usize {
         self.state_bytes
             + self.states.capacity() * std::mem::size_of::<M::State>()

@@ -17,6 +17,12 @@
 //! - Among open calls that are equal (same model call, e.g. two crashed `write 3`s) only
 //!   the earliest-invoked unplaced one is tried: any linearization using a later twin can
 //!   use the earlier one instead, because an open call has no return bound.
+//! - A read-only call (a read, a compare-failed cas) that may go next and is legal in the
+//!   current state is placed at once, and the configuration is not explored any other
+//!   way: moving a read earlier, to a point where it is legal and allowed by real time,
+//!   keeps any linearization a linearization, since it changes no state. So if placing
+//!   it leads nowhere (or to a configuration already known to fail), neither does
+//!   anything else from here.
 //!
 //! States are small integers handed out by a [`Transitions`] implementation; the set of
 //! placed calls is a bitset with an incrementally maintained Zobrist hash.
@@ -59,6 +65,11 @@ pub trait Transitions {
     fn state(&self, id: u32) -> Option<Self::State>;
     /// Heap bytes held (state tables, memos), for the memory budget.
     fn heap_bytes(&self) -> usize;
+    /// Whether `call` never changes the state, whatever the state (a read). The search
+    /// places such a call as soon as it is legal and never tries it later instead.
+    fn read_only(&self, _call: u32) -> bool {
+        false
+    }
 }
 
 /// What the search found.
@@ -140,6 +151,8 @@ struct Frame {
     call: u32,
     state: u32,
     frontier: u32,
+    /// Placed as a legal read: its configuration has no other way forward.
+    forced: bool,
 }
 
 #[derive(Clone, Copy)]
@@ -163,6 +176,7 @@ struct Searcher<'a> {
     open_prev: Vec<u32>,
     open_head: u32,
     open_tail: u32,
+    read_only: Vec<bool>,
     placed: Vec<u64>,
     placed_hash: u64,
     zobrist: Vec<u64>,
@@ -238,6 +252,7 @@ impl<'a> Searcher<'a> {
             open_prev,
             open_head,
             open_tail,
+            read_only: Vec::new(),
             placed: vec![0; words],
             placed_hash: 0,
             zobrist: (0..n as u64).map(splitmix).collect(),
@@ -303,6 +318,7 @@ impl<'a> Searcher<'a> {
             call: c,
             state: *state,
             frontier,
+            forced: false,
         });
         self.max_depth = self.max_depth.max(self.stack.len() as u32);
         *state = after;
@@ -332,6 +348,33 @@ impl<'a> Searcher<'a> {
             Self::relink(&mut self.next, &mut self.prev, 2 * c);
             self.remaining += 1;
             Cursor::Main(self.next[2 * c as usize])
+        }
+    }
+
+    /// A read-only call that may go next and is legal in `state`, with the state after it.
+    fn legal_read<T: Transitions>(&self, t: &mut T, state: u32) -> Option<(u32, u32)> {
+        let mut node = self.next[self.head as usize];
+        while node & 1 == 0 && node < self.head {
+            let c = node >> 1;
+            if self.read_only[c as usize] {
+                if let Some(after) = t.step(state, c) {
+                    return Some((c, after));
+                }
+            }
+            node = self.next[node as usize];
+        }
+        None
+    }
+
+    /// Pop frames until one whose configuration has other candidates left; `None` when
+    /// the stack runs out (nothing is linearizable).
+    fn backtrack(&mut self, state: &mut u32) -> Option<Cursor> {
+        loop {
+            let frame = self.stack.pop()?;
+            let cursor = self.unplace(frame, state);
+            if !frame.forced {
+                return Some(cursor);
+            }
         }
     }
 
@@ -377,7 +420,13 @@ impl<'a> Searcher<'a> {
         }
         let mut meter = budget.meter();
         let mut state = t.init();
+        self.read_only = (0..self.spans.len() as u32)
+            .map(|c| !self.spans[c as usize].is_open() && t.read_only(c))
+            .collect();
         let mut cursor = Cursor::Main(self.next[self.head as usize]);
+        // Whether the search just entered a new configuration (and should first look for
+        // a legal read to force).
+        let mut fresh = true;
         loop {
             self.steps += 1;
             if self.steps.is_multiple_of(CHECK_EVERY) {
@@ -385,6 +434,38 @@ impl<'a> Searcher<'a> {
                 if let Err(e) = meter.update(bytes) {
                     return SearchResult::Exhausted(e);
                 }
+            }
+            if std::mem::take(&mut fresh) {
+                if let Some((c, after)) = self.legal_read(t, state) {
+                    self.flip(c);
+                    if self.visited.insert(&self.placed, self.placed_hash, after) {
+                        self.stack.push(Frame {
+                            call: c,
+                            state,
+                            frontier: NONE,
+                            forced: true,
+                        });
+                        self.max_depth = self.max_depth.max(self.stack.len() as u32);
+                        state = after;
+                        Self::unlink(&mut self.next, &mut self.prev, 2 * c);
+                        Self::unlink(&mut self.next, &mut self.prev, 2 * c + 1);
+                        self.remaining -= 1;
+                        if self.remaining == 0 {
+                            return SearchResult::Linearizable;
+                        }
+                        fresh = true;
+                    } else {
+                        // Placing the read leads to a configuration known to fail, so
+                        // this one fails too.
+                        self.flip(c);
+                        match self.backtrack(&mut state) {
+                            Some(next) => cursor = next,
+                            None => return SearchResult::NotLinearizable(self.failure()),
+                        }
+                    }
+                    continue;
+                }
+                cursor = Cursor::Main(self.next[self.head as usize]);
             }
             match cursor {
                 Cursor::Main(node) => {
@@ -394,7 +475,8 @@ impl<'a> Searcher<'a> {
                             if self.remaining == 0 {
                                 return SearchResult::Linearizable;
                             }
-                            Cursor::Main(self.next[self.head as usize])
+                            fresh = true;
+                            cursor
                         } else {
                             Cursor::Main(self.next[node as usize])
                         };
@@ -413,15 +495,16 @@ impl<'a> Searcher<'a> {
                     let bound = self.spans.get(frontier as usize).map_or(OPEN, |s| s.ret);
                     if node == self.open_tail || self.spans[node as usize].invoke > bound {
                         self.note_blocked(frontier, state);
-                        let Some(frame) = self.stack.pop() else {
-                            return SearchResult::NotLinearizable(self.failure());
-                        };
-                        cursor = self.unplace(frame, &mut state);
+                        match self.backtrack(&mut state) {
+                            Some(next) => cursor = next,
+                            None => return SearchResult::NotLinearizable(self.failure()),
+                        }
                     } else {
                         let twin = self.twins[node as usize];
                         let canonical = twin == NONE || self.is_placed(twin);
                         cursor = if canonical && self.place(t, &mut state, node, frontier) {
-                            Cursor::Main(self.next[self.head as usize])
+                            fresh = true;
+                            cursor
                         } else {
                             Cursor::Open {
                                 node: self.open_next[node as usize],
