@@ -28,6 +28,34 @@ pub enum Command {
     /// Check a history file for linearizability: verdict, summary and, if invalid, a
     /// counterexample. Exit 0 valid, 1 invalid, 2 unknown, 3 bad input.
     Check(CheckArgs),
+    /// Re-render a run's report (index.html, timeline.html, plots) from its files; with
+    /// --recheck, check its history again first. Exit 0 valid, 1 invalid, 2 unknown, 3 error.
+    Report(ReportArgs),
+    /// Browse a reports tree over HTTP (loopback only by default); a run downloads as
+    /// /download/<test>/<run>.tar.gz.
+    Serve(ServeArgs),
+}
+
+/// `faultline report RUN_DIR [--recheck]`.
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    /// The run directory (reports/<test>/<timestamp>, or a `latest` link).
+    pub run_dir: std::path::PathBuf,
+    /// Check history.jsonl again with the run's plan and rewrite results.json.
+    #[arg(long)]
+    pub recheck: bool,
+}
+
+/// `faultline serve [DIR] [--bind ADDR]`.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// The reports directory to serve.
+    #[arg(default_value = "reports")]
+    pub dir: std::path::PathBuf,
+    /// Address to listen on; anything but loopback makes the reports reachable from
+    /// other machines.
+    #[arg(long, default_value = crate::report::serve::DEFAULT_BIND)]
+    pub bind: String,
 }
 
 /// `faultline export HISTORY [--format F] [--to edn|jsonl] [-o OUT]`.

@@ -19,6 +19,7 @@
 //! - [`history`]: the [`history::Op`] type, the JSONL journal, importers and exporters.
 //! - [`checker`]: models and the linearizability search.
 //! - [`cli`]: the command-line surface.
+//! - [`report`]: plots, the run page, the timeline, the reports index and `serve`.
 //!
 //! # Error policy
 //!
@@ -32,6 +33,7 @@ pub mod cli;
 pub mod generator;
 pub mod history;
 pub mod nemesis;
+pub mod report;
 pub mod hosts;
 pub mod runner;
 pub mod spec;

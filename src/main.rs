@@ -23,6 +23,8 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Export(args) => export(args),
         Command::Check(args) => faultline::checker::command::run(&args),
+        Command::Report(args) => faultline::report::command::report(&args),
+        Command::Serve(args) => faultline::report::command::serve(&args),
         Command::Run(args) => faultline::runner::command::run(args),
         Command::Cleanup(args) => faultline::runner::command::cleanup(args),
     }

@@ -1,0 +1,115 @@
+//! The `faultline report` and `faultline serve` subcommands.
+//!
+//! `report RUN_DIR [--recheck]` re-renders a run from its files; with `--recheck` it first
+//! checks `history.jsonl` again with the run's plan, through the same function the runner
+//! uses ([`crate::runner::check::check_history`]), and rewrites `results.json`. The exit
+//! code is the verdict's (0 valid, 1 invalid, 2 unknown), 3 on error.
+
+use super::run::{read_results, RunData};
+use crate::checker::Verdict;
+use crate::cli::{ReportArgs, ServeArgs};
+use crate::history::{OpType, Process};
+use crate::spec::Plan;
+use crate::store;
+use anyhow::{Context, Result};
+use serde_json::{json, Value};
+use std::path::Path;
+use std::process::ExitCode;
+
+/// `faultline report`.
+pub fn report(args: &ReportArgs) -> ExitCode {
+    match report_run(&args.run_dir, args.recheck) {
+        Ok(verdict) => ExitCode::from(verdict.exit_code()),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(3)
+        }
+    }
+}
+
+/// Re-render (and optionally re-check) the run in `dir`; returns its verdict.
+pub fn report_run(dir: &Path, recheck: bool) -> Result<Verdict> {
+    let results = if recheck {
+        Some(recheck_run(dir)?)
+    } else {
+        None
+    };
+    let run = RunData::load(dir, results)?;
+    let rendered = super::render(&run)?;
+    if let Err(e) = super::update_store_index(dir) {
+        eprintln!("warning: cannot update the reports index: {e:#}");
+    }
+    println!(
+        "{}: {} ({} calls; timeline: {})",
+        rendered.verdict,
+        rendered.index_html.display(),
+        rendered.calls,
+        rendered.timeline_html.display()
+    );
+    Ok(rendered.verdict)
+}
+
+/// Check the run's history again and rewrite its results.json; returns the new results.
+fn recheck_run(dir: &Path) -> Result<Value> {
+    let plan_path = dir.join("plan.yaml");
+    let text = std::fs::read_to_string(&plan_path).with_context(|| {
+        format!(
+            "cannot read {} (--recheck needs the run's plan)",
+            plan_path.display()
+        )
+    })?;
+    let plan: Plan = crate::spec::parse_yaml(&plan_path, &text)?;
+    let history = dir.join("history.jsonl");
+    let (verdict, check) = crate::runner::check::check_history(&plan, &history)?;
+    let results = match read_results(dir)? {
+        Some(mut r) => {
+            r["verdict"] = json!(verdict);
+            r["check"] = check;
+            r
+        }
+        None => {
+            let summary = summary_from_history(&history)?;
+            super::results_json(&plan, summary, verdict, check)
+        }
+    };
+    store::write_atomic(
+        &dir.join("results.json"),
+        serde_json::to_vec_pretty(&results)?.as_slice(),
+    )?;
+    Ok(results)
+}
+
+/// The run summary of a run that never wrote results.json, counted from its history.
+/// Whether it was interrupted is not known from the history alone (`null`).
+fn summary_from_history(history: &Path) -> Result<Value> {
+    let ops = super::run::read_ops(history)?;
+    let mut n = [0u64; 4];
+    for op in ops
+        .iter()
+        .filter(|o| matches!(o.process, Process::Client(_)))
+    {
+        n[match op.kind {
+            OpType::Invoke => 0,
+            OpType::Ok => 1,
+            OpType::Fail => 2,
+            OpType::Info => 3,
+        }] += 1;
+    }
+    let end_ns = ops.iter().map(|o| o.time_ns).max().unwrap_or(0);
+    Ok(json!({
+        "ops": n[0], "ok": n[1], "fail": n[2], "info": n[3],
+        "elapsed_s": end_ns as f64 / 1e9,
+        "interrupted": Value::Null,
+    }))
+}
+
+/// `faultline serve`.
+pub fn serve(args: &ServeArgs) -> ExitCode {
+    match super::serve::run_until_interrupted(&args.dir, &args.bind) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(3)
+        }
+    }
+}

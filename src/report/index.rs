@@ -1,0 +1,292 @@
+//! `reports/index.html`: every run under a store, newest first, with its verdict colour,
+//! target, workload and nemesis, and filters (verdict, target, workload, nemesis, free
+//! text). Rebuilt from the run directories after each run and each `faultline report`, so
+//! it never drifts from what is on disk.
+//!
+//! A run without `results.json` (still running, or its controller died before checking)
+//! is listed as "not checked", with what `plan.yaml` says about it.
+
+use super::escape::{html, value_text};
+use super::page::{href, run_time, CSS};
+use super::run::{read_plan, read_results};
+use crate::store;
+use anyhow::Result;
+use serde_json::Value;
+use std::fmt::Write as _;
+use std::path::Path;
+
+/// Most runs listed (the newest); older ones are counted, not listed.
+pub const MAX_RUNS_LISTED: usize = 5_000;
+
+/// What the index shows of one run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunEntry {
+    pub test: String,
+    pub run: String,
+    /// `valid` / `invalid` / `unknown` / `not checked`.
+    pub verdict: String,
+    pub target: String,
+    pub workload: String,
+    pub nemesis: String,
+    pub nodes: usize,
+    pub ops: Option<u64>,
+    pub elapsed_s: Option<f64>,
+    pub seed: String,
+}
+
+fn str_of(v: Option<&Value>) -> String {
+    match v {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => value_text(other, 60),
+    }
+}
+
+fn is_dir_not_link(p: &Path) -> bool {
+    std::fs::symlink_metadata(p).is_ok_and(|m| m.is_dir())
+}
+
+/// Every run directory under `store` (`<store>/<test>/<run>/` holding a plan.yaml or
+/// results.json), newest first. Symlinks (`latest`) are skipped, unreadable runs listed
+/// as not checked.
+pub fn scan(store: &Path) -> Result<Vec<RunEntry>> {
+    let mut runs = Vec::new();
+    let Ok(tests) = std::fs::read_dir(store) else {
+        return Ok(runs);
+    };
+    for test in tests.filter_map(|e| e.ok()) {
+        let test_dir = test.path();
+        if !is_dir_not_link(&test_dir) {
+            continue;
+        }
+        let Ok(entries) = std::fs::read_dir(&test_dir) else {
+            continue;
+        };
+        for run in entries.filter_map(|e| e.ok()) {
+            let dir = run.path();
+            if !is_dir_not_link(&dir)
+                || !(dir.join("plan.yaml").exists() || dir.join("results.json").exists())
+            {
+                continue;
+            }
+            let (Some(test), Some(leaf)) = (
+                test.file_name().to_str().map(String::from),
+                run.file_name().to_str().map(String::from),
+            ) else {
+                continue;
+            };
+            runs.push(entry(&dir, test, leaf));
+        }
+    }
+    runs.sort_by(|a, b| b.run.cmp(&a.run).then_with(|| a.test.cmp(&b.test)));
+    Ok(runs)
+}
+
+fn entry(dir: &Path, test: String, run: String) -> RunEntry {
+    let results = read_results(dir).ok().flatten();
+    let plan = read_plan(dir).unwrap_or(Value::Null);
+    match results {
+        Some(r) => RunEntry {
+            test,
+            run,
+            verdict: str_of(r.get("verdict")),
+            target: str_of(r.get("target")),
+            workload: str_of(r.get("workload")),
+            nemesis: str_of(r.get("nemesis")),
+            nodes: r.get("nodes").and_then(Value::as_array).map_or(0, Vec::len),
+            ops: r.pointer("/run/ops").and_then(Value::as_u64),
+            elapsed_s: r.pointer("/run/elapsed_s").and_then(Value::as_f64),
+            seed: str_of(r.get("seed")),
+        },
+        None => RunEntry {
+            test,
+            run,
+            verdict: "not checked".into(),
+            target: str_of(plan.pointer("/target/spec/name")),
+            workload: str_of(plan.pointer("/workload/name")),
+            nemesis: str_of(plan.pointer("/nemesis/name")),
+            nodes: plan
+                .get("nodes")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len),
+            ops: None,
+            elapsed_s: None,
+            seed: str_of(plan.get("seed")),
+        },
+    }
+}
+
+fn options(out: &mut String, id: &str, label: &str, values: &mut Vec<String>) {
+    values.sort();
+    values.dedup();
+    let _ = write!(
+        out,
+        "<label>{label} <select id=\"{id}\"><option value=\"\">all</option>"
+    );
+    for v in values.iter() {
+        let _ = write!(out, "<option>{}</option>", html(v));
+    }
+    out.push_str("</select></label> ");
+}
+
+/// Render the index page for `runs`.
+pub fn render(runs: &[RunEntry]) -> String {
+    let mut out = String::with_capacity(64 * 1024 + runs.len() * 600);
+    let count = |v: &str| runs.iter().filter(|r| r.verdict == v).count();
+    let _ = write!(
+        out,
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><link rel=\"icon\" href=\"data:,\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>faultline runs</title>\n<style>{CSS}\n#filters {{ margin: 1em 0; display: flex; flex-wrap: wrap; gap: .6em 1.4em; }}\n#runs tbody tr:hover td {{ background: #f6f8fa; }}\n</style></head>\n<body><header class=\"banner\" style=\"background:#24292f\"><div class=\"inner\"><div class=\"verdict\">faultline runs</div><div class=\"sub\" id=\"counts\">{} runs: {} valid, {} invalid, {} unknown, {} not checked</div></div></header><main>\n",
+        runs.len(),
+        count("valid"),
+        count("invalid"),
+        count("unknown"),
+        count("not checked")
+    );
+    out.push_str("<div id=\"filters\">");
+    let mut verdicts: Vec<String> = runs.iter().map(|r| r.verdict.clone()).collect();
+    options(&mut out, "f-verdict", "verdict", &mut verdicts);
+    options(
+        &mut out,
+        "f-target",
+        "target",
+        &mut runs.iter().map(|r| r.target.clone()).collect(),
+    );
+    options(
+        &mut out,
+        "f-workload",
+        "workload",
+        &mut runs.iter().map(|r| r.workload.clone()).collect(),
+    );
+    options(
+        &mut out,
+        "f-nemesis",
+        "nemesis",
+        &mut runs.iter().map(|r| r.nemesis.clone()).collect(),
+    );
+    out.push_str("<label>search <input id=\"f-text\" type=\"search\" placeholder=\"test, seed …\"></label> <span class=\"muted\" id=\"shown\"></span></div>\n");
+    out.push_str("<table class=\"grid\" id=\"runs\"><thead><tr><th>started</th><th>test</th><th>verdict</th><th>target</th><th>workload</th><th>nemesis</th><th class=\"num\">nodes</th><th class=\"num\">ops</th><th class=\"num\">duration</th><th class=\"num\">seed</th><th></th></tr></thead><tbody>\n");
+    for r in runs.iter().take(MAX_RUNS_LISTED) {
+        let link = href(&[&r.test, &r.run, "index.html"]);
+        let class = match r.verdict.as_str() {
+            "valid" | "invalid" | "unknown" => r.verdict.as_str(),
+            _ => "",
+        };
+        let _ = write!(
+            out,
+            "<tr data-verdict=\"{v}\" data-target=\"{t}\" data-workload=\"{w}\" data-nemesis=\"{n}\"><td><a href=\"{link}\">{time}</a></td><td>{test}</td><td><span class=\"badge {class}\" style=\"{style}\">{v}</span></td><td>{t}</td><td>{w}</td><td>{n}</td><td class=\"num\">{nodes}</td><td class=\"num\">{ops}</td><td class=\"num\">{dur}</td><td class=\"num mono\">{seed}</td><td><a href=\"{tl}\">timeline</a> <a class=\"download\" hidden href=\"/download/{dl}.tar.gz\">.tar.gz</a></td></tr>\n",
+            v = html(&r.verdict),
+            t = html(&r.target),
+            w = html(&r.workload),
+            n = html(&r.nemesis),
+            link = html(&link),
+            time = html(&run_time(&r.run)),
+            test = html(&r.test),
+            class = class,
+            style = if class.is_empty() { "background:#8c959f" } else { "" },
+            nodes = r.nodes,
+            ops = r.ops.map_or(String::new(), |o| o.to_string()),
+            dur = r.elapsed_s.map_or(String::new(), |e| format!("{e:.1} s")),
+            seed = html(&r.seed),
+            tl = html(&href(&[&r.test, &r.run, "timeline.html"])),
+            dl = html(&href(&[&r.test, &r.run])),
+        );
+    }
+    out.push_str("</tbody></table>\n");
+    if runs.len() > MAX_RUNS_LISTED {
+        let _ = write!(
+            out,
+            "<p class=\"muted\">{} older runs are not listed.</p>\n",
+            runs.len() - MAX_RUNS_LISTED
+        );
+    }
+    if runs.is_empty() {
+        out.push_str(
+            "<p class=\"muted\">No runs yet: <code>faultline run</code> writes one here.</p>\n",
+        );
+    }
+    out.push_str(INDEX_JS);
+    out.push_str("</main></body></html>\n");
+    out
+}
+
+/// Filtering by the row's data attributes and text; download links only under `serve`.
+const INDEX_JS: &str = r##"<script>
+(function () {
+  var rows = Array.prototype.slice.call(document.querySelectorAll("#runs tbody tr"));
+  var ids = ["verdict", "target", "workload", "nemesis"];
+  var selects = ids.map(function (id) { return document.getElementById("f-" + id); });
+  var text = document.getElementById("f-text"), shown = document.getElementById("shown");
+  var texts = rows.map(function (r) { return r.textContent.toLowerCase(); });
+  function apply() {
+    var q = text.value.trim().toLowerCase(), n = 0;
+    rows.forEach(function (r, i) {
+      var ok = ids.every(function (id, k) { return !selects[k].value || r.dataset[id] === selects[k].value; })
+        && (!q || texts[i].indexOf(q) >= 0);
+      r.hidden = !ok; if (ok) n++;
+    });
+    shown.textContent = n + " of " + rows.length + " shown";
+  }
+  selects.forEach(function (s) { s.addEventListener("change", apply); });
+  text.addEventListener("input", apply);
+  if (/^https?:$/.test(location.protocol)) {
+    document.querySelectorAll("a.download").forEach(function (a) { a.hidden = false; });
+  }
+  apply();
+})();
+</script>
+"##;
+
+/// Rewrite `<store>/index.html` from the run directories; returns how many runs it lists.
+pub fn write(store: &Path) -> Result<usize> {
+    let runs = scan(store)?;
+    store::write_atomic(&store.join("index.html"), render(&runs).as_bytes())?;
+    Ok(runs.len().min(MAX_RUNS_LISTED))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_runs_newest_first_and_skips_latest_links() {
+        let store = std::env::temp_dir().join(format!("fl-index-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&store);
+        for (test, run, verdict) in [
+            ("a", "20261101T000000Z", "valid"),
+            ("b", "20261102T000000Z", "invalid"),
+            ("a", "20261103T000000Z", "unknown"),
+        ] {
+            let dir = store.join(test).join(run);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(
+                dir.join("results.json"),
+                format!(r#"{{"verdict":"{verdict}","target":"raftkv","workload":"register","nemesis":"<all>","nodes":["n1"],"run":{{"ops":5,"elapsed_s":1.5}}}}"#),
+            )
+            .unwrap();
+        }
+        let unchecked = store.join("b").join("20261104T000000Z");
+        std::fs::create_dir_all(&unchecked).unwrap();
+        std::fs::write(unchecked.join("plan.yaml"), "seed: 9\nnodes: [n1, n2]\n").unwrap();
+        std::os::unix::fs::symlink("20261103T000000Z", store.join("a").join("latest")).unwrap();
+        let runs = scan(&store).unwrap();
+        let order: Vec<(&str, &str)> = runs
+            .iter()
+            .map(|r| (r.test.as_str(), r.verdict.as_str()))
+            .collect();
+        assert_eq!(
+            order,
+            vec![
+                ("b", "not checked"),
+                ("a", "unknown"),
+                ("b", "invalid"),
+                ("a", "valid")
+            ]
+        );
+        assert_eq!(runs[0].seed, "9");
+        assert_eq!(write(&store).unwrap(), 4);
+        let page = std::fs::read_to_string(store.join("index.html")).unwrap();
+        assert!(page.contains("&lt;all&gt;") && !page.contains("<all>"));
+        assert!(page.contains("href=\"a/20261101T000000Z/index.html\""));
+        std::fs::remove_dir_all(&store).unwrap();
+    }
+}

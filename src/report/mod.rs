@@ -1,0 +1,119 @@
+//! Reports: what a person reads after a run — "what happened, when, and why is it wrong".
+//!
+//! Owns everything rendered from a run directory's files: the plots ([`plots`], with the
+//! bundled [`font`]), the run page `index.html` ([`page`]) with its counterexample view
+//! ([`counterexample`]), `timeline.html` ([`timeline`]), the store's `index.html` listing
+//! every run ([`index`]), and `faultline serve` ([`serve`]) to browse and download runs.
+//! [`command`] holds the `report` and `serve` subcommands. It does not check histories
+//! (that is [`crate::checker`], reached through [`crate::runner::check`] on `--recheck`)
+//! and does not write `results.json` during a run (the runner does, with [`results_json`]).
+//!
+//! Pages are self-contained (no CDN, no external file needed) so they work from `file://`
+//! and from `serve`; every string from a target is escaped ([`escape`]).
+
+pub mod command;
+pub mod counterexample;
+pub mod escape;
+pub mod font;
+pub mod index;
+pub mod page;
+pub mod plots;
+pub mod run;
+pub mod sample;
+pub mod serve;
+pub mod timeline;
+
+use crate::checker::Verdict;
+use crate::spec::Plan;
+use crate::store;
+use anyhow::{anyhow, Result};
+use run::RunData;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+
+/// What rendering a run produced.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    pub verdict: Verdict,
+    pub index_html: PathBuf,
+    pub timeline_html: PathBuf,
+    /// PNG files written beside the page.
+    pub png_files: Vec<PathBuf>,
+    /// Client calls drawn.
+    pub calls: usize,
+}
+
+/// The `results.json` of a checked run. The runner writes it after checking; `report
+/// --recheck` rebuilds it the same way for a run that has none.
+pub fn results_json(plan: &Plan, run: Value, verdict: Verdict, check: Value) -> Value {
+    json!({
+        "verdict": verdict,
+        "name": plan.name,
+        "target": plan.target.spec.name,
+        "workload": plan.workload.name,
+        "nemesis": plan.nemesis.name,
+        "nodes": plan.nodes,
+        "concurrency": plan.concurrency,
+        "seed": plan.seed,
+        "faultline_version": plan.faultline_version,
+        "git_revision": plan.git_revision,
+        "run": run,
+        "check": check,
+    })
+}
+
+/// Render every page and plot of the run in `dir` from its files.
+pub fn render_run(dir: &Path) -> Result<Rendered> {
+    render(&RunData::load(dir, None)?)
+}
+
+/// Render a loaded run: plots and the run page on one thread, the timeline on another
+/// (they share nothing but the read-only run).
+pub fn render(run: &RunData) -> Result<Rendered> {
+    let dir = &run.dir;
+    let (page, timeline) = std::thread::scope(|s| {
+        let timeline = s.spawn(|| -> Result<PathBuf> {
+            let html = timeline::render(run)?;
+            let path = dir.join("timeline.html");
+            store::write_atomic(&path, html.as_bytes())?;
+            Ok(path)
+        });
+        let page = (|| -> Result<(PathBuf, Vec<PathBuf>)> {
+            let plots = plots::render_all(run, dir)?;
+            let html = page::render(run, &plots);
+            let path = dir.join("index.html");
+            store::write_atomic(&path, html.as_bytes())?;
+            Ok((path, plots.iter().map(|p| dir.join(&p.png_file)).collect()))
+        })();
+        let timeline = timeline
+            .join()
+            .map_err(|_| anyhow!("rendering the timeline panicked"))
+            .and_then(|r| r);
+        (page, timeline)
+    });
+    let (index_html, png_files) = page?;
+    Ok(Rendered {
+        verdict: run.verdict(),
+        index_html,
+        timeline_html: timeline?,
+        png_files,
+        calls: run.calls.len(),
+    })
+}
+
+/// The store a run directory belongs to (`<store>/<test>/<run>`), if `dir` is laid out
+/// that way: its grandparent, when that holds `latest` or an `index.html` of ours.
+pub fn store_of(dir: &Path) -> Option<PathBuf> {
+    let dir = dir.canonicalize().ok()?;
+    let store = dir.parent()?.parent()?;
+    (store.join("latest").exists() || store.join("index.html").exists())
+        .then(|| store.to_path_buf())
+}
+
+/// Rewrite the reports index of the store `dir` belongs to; `None` when it has none.
+pub fn update_store_index(dir: &Path) -> Result<Option<usize>> {
+    match store_of(dir) {
+        Some(store) => index::write(&store).map(Some),
+        None => Ok(None),
+    }
+}

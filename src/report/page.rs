@@ -1,0 +1,571 @@
+//! The run page, `index.html` of a run directory: verdict banner, why it is invalid (the
+//! counterexample view), test parameters with the command that reproduces the run, op
+//! counts and latencies per `f`, the fault windows, the plots, the checker's summary and
+//! links to every file of the run, node logs included.
+//!
+//! The page is one self-contained file (styles inlined, plots as inline SVG; the PNG
+//! files beside it are for sharing), so it works from `file://` and from `serve` alike.
+//! Every string that came from the target or from a file passes through
+//! [`super::escape::html`].
+
+use super::counterexample;
+use super::escape::{html, push_html, truncate, value_text};
+use super::plots::Plot;
+use super::run::{FaultKind, Outcome, RunData};
+use crate::checker::Verdict;
+use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
+use serde_json::Value;
+use std::fmt::Write as _;
+use std::path::Path;
+
+pub const CSS: &str = include_str!("assets/report.css");
+
+/// Characters escaped in one segment of a relative link.
+pub const SEGMENT: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'/')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'\\')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}')
+    .add(b'\'');
+
+/// Most node log files linked per node (a target writing thousands is cut, and says so).
+const MAX_LOG_LINKS_PER_NODE: usize = 50;
+
+/// A relative link to `segments` joined by `/`, each percent-encoded.
+pub fn href(segments: &[&str]) -> String {
+    segments
+        .iter()
+        .map(|s| utf8_percent_encode(s, SEGMENT).to_string())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// `20261123T221542Z` → `2026-11-23 22:15:42 UTC`; anything else unchanged.
+pub fn run_time(stamp: &str) -> String {
+    let b = stamp.as_bytes();
+    if b.len() >= 16 && b[8] == b'T' && b[15] == b'Z' && stamp.is_ascii() {
+        format!(
+            "{}-{}-{} {}:{}:{} UTC{}",
+            &stamp[0..4],
+            &stamp[4..6],
+            &stamp[6..8],
+            &stamp[9..11],
+            &stamp[11..13],
+            &stamp[13..15],
+            &stamp[16..]
+        )
+    } else {
+        stamp.to_string()
+    }
+}
+
+pub fn verdict_class(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Valid => "valid",
+        Verdict::Invalid => "invalid",
+        Verdict::Unknown => "unknown",
+    }
+}
+
+fn plan_str(plan: &Value, path: &[&str]) -> Option<String> {
+    let mut v = plan;
+    for p in path {
+        v = v.get(p)?;
+    }
+    match v {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+/// Quote a word for a POSIX shell when it needs it.
+fn sh(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
+}
+
+/// The `faultline run` command that repeats this run (same specs, sizes and seed).
+fn reproduce(run: &RunData) -> Option<String> {
+    let p = &run.plan;
+    if p.is_null() {
+        return None;
+    }
+    let mut cmd = vec!["faultline".to_string(), "run".to_string()];
+    let mut flag = |name: &str, v: Option<String>| {
+        if let Some(v) = v {
+            cmd.push(format!("--{name}"));
+            cmd.push(sh(&v));
+        }
+    };
+    flag("target", plan_str(p, &["target", "file"]));
+    flag("workload", plan_str(p, &["workload_file"]));
+    flag("nemesis", plan_str(p, &["nemesis_file"]));
+    flag(
+        "nodes",
+        p.get("nodes")
+            .and_then(Value::as_array)
+            .map(|n| n.len().to_string()),
+    );
+    flag("concurrency", plan_str(p, &["concurrency"]));
+    flag("time-limit", plan_str(p, &["time_limit"]));
+    flag("rate", plan_str(p, &["rate"]));
+    flag("seed", plan_str(p, &["seed"]));
+    if let Some(args) = p.get("target_args").and_then(Value::as_array) {
+        for a in args.iter().filter_map(Value::as_str) {
+            cmd.push(sh(&format!("--target-arg={a}")));
+        }
+    }
+    Some(cmd.join(" "))
+}
+
+/// Test parameters as (label, text) rows.
+fn parameters(run: &RunData) -> Vec<(&'static str, String)> {
+    let p = &run.plan;
+    let mut rows = vec![
+        ("test", run.result_str("name")),
+        ("target", run.result_str("target")),
+        (
+            "workload",
+            match plan_str(p, &["workload", "model"]) {
+                Some(m) => format!("{} (model {m})", run.result_str("workload")),
+                None => run.result_str("workload"),
+            },
+        ),
+        (
+            "nemesis",
+            match plan_str(p, &["nemesis", "description"]).filter(|d| !d.is_empty()) {
+                Some(d) => format!("{}: {d}", run.result_str("nemesis")),
+                None => run.result_str("nemesis"),
+            },
+        ),
+        (
+            "nodes",
+            run.results
+                .get("nodes")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .map(|n| value_text(n, 40))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+                .unwrap_or_default(),
+        ),
+        ("concurrency", run.result_str("concurrency")),
+        (
+            "time limit",
+            plan_str(p, &["time_limit"]).unwrap_or_default(),
+        ),
+        (
+            "rate",
+            plan_str(p, &["rate"]).map_or("as fast as the target answers".into(), |r| {
+                format!("{r} ops/s")
+            }),
+        ),
+        ("seed", run.result_str("seed")),
+        ("hosts", plan_str(p, &["hosts", "kind"]).unwrap_or_default()),
+        (
+            "target args",
+            p.get("target_args")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .map(|x| value_text(x, 200))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .unwrap_or_default(),
+        ),
+        (
+            "faultline",
+            format!(
+                "{} ({})",
+                run.result_str("faultline_version"),
+                match run.result_str("git_revision") {
+                    r if r.is_empty() => "unknown revision".to_string(),
+                    r => r,
+                }
+            ),
+        ),
+    ];
+    if let Some(leaf) = run.dir.file_name().and_then(|n| n.to_str()) {
+        rows.push(("started", run_time(leaf)));
+    }
+    rows.retain(|(_, v)| !v.is_empty());
+    rows
+}
+
+/// Per-f counts and latencies.
+fn per_f(out: &mut String, run: &RunData) {
+    #[derive(Default)]
+    struct Row {
+        n: [u64; 4],
+        lat: Vec<u64>,
+    }
+    let mut rows: Vec<Row> = (0..run.fs.len()).map(|_| Row::default()).collect();
+    let mut total = Row::default();
+    for c in &run.calls {
+        let Some(r) = rows.get_mut(c.f as usize) else {
+            continue;
+        };
+        r.n[c.outcome.code() as usize] += 1;
+        total.n[c.outcome.code() as usize] += 1;
+        if c.outcome == Outcome::Ok {
+            if let Some(l) = c.latency_ns() {
+                r.lat.push(l);
+                total.lat.push(l);
+            }
+        }
+    }
+    out.push_str(
+        "<table class=\"grid\" id=\"per-f\"><thead><tr><th>f</th><th class=\"num\">invoked</th>",
+    );
+    for o in Outcome::ALL {
+        let _ = write!(out, "<th class=\"num {0}\">{0}</th>", o.name());
+    }
+    out.push_str("<th class=\"num\">ok latency p50</th><th class=\"num\">p99</th><th class=\"num\">max</th></tr></thead><tbody>\n");
+    let line = |out: &mut String, name: &str, r: &mut Row, bold: bool| {
+        r.lat.sort_unstable();
+        let q = |p: f64| -> String {
+            if r.lat.is_empty() {
+                return "—".into();
+            }
+            let rank = ((p * r.lat.len() as f64).ceil() as usize).clamp(1, r.lat.len());
+            format!("{:.1} ms", r.lat[rank - 1] as f64 / 1e6)
+        };
+        let _ = write!(
+            out,
+            "<tr{}><td>{}</td><td class=\"num\">{}</td>",
+            if bold {
+                " style=\"font-weight:600\""
+            } else {
+                ""
+            },
+            html(name),
+            r.n.iter().sum::<u64>()
+        );
+        for n in r.n {
+            let _ = write!(out, "<td class=\"num\">{n}</td>");
+        }
+        let _ = write!(
+            out,
+            "<td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>\n",
+            q(0.5),
+            q(0.99),
+            q(1.0)
+        );
+    };
+    for (i, r) in rows.iter_mut().enumerate() {
+        line(out, &run.fs[i], r, false);
+    }
+    if run.fs.len() > 1 {
+        line(out, "all", &mut total, true);
+    }
+    out.push_str("</tbody></table>\n");
+}
+
+fn faults_table(out: &mut String, run: &RunData) {
+    if run.faults.is_empty() {
+        out.push_str("<p class=\"muted\">No fault was injected.</p>\n");
+        return;
+    }
+    out.push_str("<table class=\"grid\" id=\"faults\"><thead><tr><th>fault</th><th class=\"num\">from</th><th class=\"num\">to</th><th>nodes</th><th>what</th></tr></thead><tbody>\n");
+    for w in &run.faults {
+        let (r, g, b) = w.kind.colour();
+        let _ = write!(
+            out,
+            "<tr><td><span class=\"swatch\" style=\"background:rgb({r},{g},{b})\"></span>{}</td><td class=\"num\">{:.2} s</td><td class=\"num\">{}</td><td>{}</td><td>{}</td></tr>\n",
+            html(&w.f),
+            w.start_ns as f64 / 1e9,
+            w.end_ns.map_or("never healed".into(), |e| format!("{:.2} s", e as f64 / 1e9)),
+            html(&w.nodes.join(", ")),
+            html(&truncate(&w.detail, 300))
+        );
+    }
+    out.push_str("</tbody></table>\n");
+}
+
+/// Links to the run's files; node logs as found on disk.
+fn files(out: &mut String, run: &RunData) {
+    out.push_str("<p class=\"files\">");
+    for (f, label) in [
+        ("timeline.html", "timeline"),
+        ("history.jsonl", "history.jsonl"),
+        ("plan.yaml", "plan.yaml"),
+        ("results.json", "results.json"),
+        ("faultline.log", "faultline.log"),
+    ] {
+        if run.dir.join(f).exists() || f == "timeline.html" {
+            let _ = write!(out, "<a href=\"{f}\">{label}</a>");
+        }
+    }
+    out.push_str("<a href=\"../../index.html\">all runs</a><a class=\"download\" hidden href=\"\">download .tar.gz</a></p>\n");
+    let nodes_dir = run.dir.join("nodes");
+    let mut nodes: Vec<String> = read_names(&nodes_dir);
+    nodes.sort();
+    if nodes.is_empty() {
+        return;
+    }
+    out.push_str("<table id=\"node-logs\"><tbody>\n");
+    for node in nodes {
+        let _ = write!(out, "<tr><th>{}</th><td class=\"files\">", html(&node));
+        let mut logs = read_names(&nodes_dir.join(&node));
+        logs.sort();
+        let more = logs.len().saturating_sub(MAX_LOG_LINKS_PER_NODE);
+        for log in logs.iter().take(MAX_LOG_LINKS_PER_NODE) {
+            let size = std::fs::metadata(nodes_dir.join(&node).join(log)).map_or(0, |m| m.len());
+            let _ = write!(
+                out,
+                "<a href=\"{}\">{}</a> <span class=\"muted\">{}</span> ",
+                html(&href(&["nodes", &node, log])),
+                html(log),
+                human_bytes(size)
+            );
+        }
+        if more > 0 {
+            let _ = write!(out, "<span class=\"muted\">and {more} more</span>");
+        }
+        out.push_str("</td></tr>\n");
+    }
+    out.push_str("</tbody></table>\n");
+}
+
+fn read_names(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter_map(|e| e.file_name().to_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub fn human_bytes(n: u64) -> String {
+    match n {
+        n if n >= 1 << 30 => format!("{:.1} GiB", n as f64 / (1u64 << 30) as f64),
+        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / (1u64 << 20) as f64),
+        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
+        n => format!("{n} B"),
+    }
+}
+
+/// The checker's summary lines.
+fn checker(out: &mut String, run: &RunData) {
+    let check = run.results.get("check").cloned().unwrap_or(Value::Null);
+    let get = |k: &str| check.get(k).map(|v| value_text(v, 200));
+    out.push_str("<table>");
+    for (label, v) in [
+        ("model", get("model")),
+        ("keys", get("keys")),
+        ("keys invalid", get("keys_invalid")),
+        ("keys unknown", get("keys_unknown")),
+        (
+            "search",
+            check.get("search").map(|s| {
+                format!(
+                    "{} steps, {} configurations",
+                    value_text(&s["steps"], 30),
+                    value_text(&s["configurations"], 30)
+                )
+            }),
+        ),
+        ("checked in", get("elapsed_ms").map(|m| format!("{m} ms"))),
+        ("unknown because", get("reason")),
+    ] {
+        if let Some(v) = v {
+            let _ = write!(out, "<tr><th>{label}</th><td>{}</td></tr>", html(&v));
+        }
+    }
+    out.push_str("</table>\n");
+    if let Some(problems) = check
+        .get("problems")
+        .and_then(Value::as_array)
+        .filter(|p| !p.is_empty())
+    {
+        out.push_str("<h3>Keys that were not valid</h3><table class=\"grid\"><thead><tr><th>key</th><th class=\"num\">calls</th><th>verdict</th><th>why</th></tr></thead><tbody>");
+        for p in problems.iter().take(100) {
+            let _ =
+                write!(
+                out,
+                "<tr><td><code>{}</code></td><td class=\"num\">{}</td><td>{}</td><td>{}</td></tr>",
+                html(&value_text(&p["key"], 80)),
+                html(&value_text(&p["calls"], 20)),
+                html(&value_text(&p["verdict"], 20)),
+                html(&p.get("reason").map(|r| value_text(r, 300)).unwrap_or_default())
+            );
+        }
+        out.push_str("</tbody></table>\n");
+    }
+    let pretty = serde_json::to_string_pretty(&run.results).unwrap_or_default();
+    out.push_str("<details><summary>results.json</summary><pre>");
+    push_html(out, &truncate(&pretty, 200_000));
+    out.push_str("</pre></details>\n");
+}
+
+/// The one-line summary under the verdict.
+pub fn summary_line(run: &RunData) -> String {
+    let invoked = run.calls.len();
+    let elapsed = run
+        .results
+        .get("run")
+        .and_then(|r| r.get("elapsed_s"))
+        .and_then(Value::as_f64)
+        .unwrap_or(run.end_ns as f64 / 1e9);
+    let interrupted = run
+        .results
+        .get("run")
+        .and_then(|r| r.get("interrupted"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    format!(
+        "{} on {} · nemesis {} · {} ops in {:.1} s{}",
+        run.result_str("workload"),
+        run.result_str("target"),
+        run.result_str("nemesis"),
+        invoked,
+        elapsed,
+        if interrupted { " · interrupted" } else { "" }
+    )
+}
+
+/// Render `index.html` of a run.
+pub fn render(run: &RunData, plots: &[Plot]) -> String {
+    let verdict = run.verdict();
+    let class = verdict_class(verdict);
+    let name = run.result_str("name");
+    let mut out =
+        String::with_capacity(256 * 1024 + plots.iter().map(|p| p.svg.len()).sum::<usize>());
+    let _ = write!(
+        out,
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><link rel=\"icon\" href=\"data:,\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>{} · {} — faultline</title>\n<style>{CSS}</style></head>\n<body data-verdict=\"{class}\">\n<header class=\"banner {class}\"><div class=\"inner\"><div class=\"verdict\" id=\"verdict\">{}</div><div class=\"sub\">{}</div>\n<nav><a href=\"../../index.html\">all runs</a><a href=\"timeline.html\">timeline</a><a href=\"#plots\">plots</a><a href=\"#files\">files and logs</a></nav></div></header>\n<main>\n",
+        verdict.to_string().to_uppercase(),
+        html(&name),
+        verdict.to_string().to_uppercase(),
+        html(&format!("{name} — {}", summary_line(run)))
+    );
+    let check = run.results.get("check").cloned().unwrap_or(Value::Null);
+    if verdict == Verdict::Invalid {
+        match counterexample::section(&check) {
+            Some(s) => out.push_str(&s),
+            None => out.push_str("<div class=\"why\" id=\"counterexample\"><h2>Why it is invalid</h2><p>The checker found the history invalid but recorded no counterexample; see the keys listed under Checker.</p></div>\n"),
+        }
+    }
+    if verdict == Verdict::Unknown {
+        let reason = check
+            .get("reason")
+            .map(|r| value_text(r, 500))
+            .unwrap_or_else(|| "the checker gave no reason".into());
+        let _ = write!(
+            out,
+            "<p class=\"note\" id=\"unknown-reason\">The checker could not decide: {}</p>\n",
+            html(&reason)
+        );
+    }
+
+    out.push_str("<div class=\"cols\"><div><h2>Test</h2><table id=\"parameters\">");
+    for (k, v) in parameters(run) {
+        let _ = write!(out, "<tr><th>{}</th><td>{}</td></tr>", html(k), html(&v));
+    }
+    out.push_str("</table>\n");
+    if let Some(cmd) = reproduce(run) {
+        let _ = write!(
+            out,
+            "<h3>Reproduce</h3><pre id=\"reproduce\">{}</pre>\n",
+            html(&cmd)
+        );
+    }
+    out.push_str("</div><div><h2>Operations</h2>\n");
+    per_f(&mut out, run);
+    out.push_str("<h2>Faults</h2>\n");
+    faults_table(&mut out, run);
+    out.push_str("</div></div>\n<h2 id=\"plots\">Plots</h2>\n");
+    if !run.faults.is_empty() {
+        out.push_str("<p class=\"muted\">Shaded bands are fault windows: ");
+        for k in run.fault_kinds() {
+            let (r, g, b) = FaultKind::colour(k);
+            let _ = write!(
+                out,
+                "<span class=\"swatch\" style=\"background:rgba({r},{g},{b},.35)\"></span>{} ",
+                k.name()
+            );
+        }
+        out.push_str("</p>\n");
+    }
+    for p in plots {
+        let _ = write!(
+            out,
+            "<figure id=\"plot-{}\">{}<figcaption>{} · <a href=\"{}\">PNG</a></figcaption></figure>\n",
+            p.name,
+            p.svg,
+            html(&p.title),
+            html(&p.png_file)
+        );
+    }
+    out.push_str("<h2>Checker</h2>\n");
+    checker(&mut out, run);
+    out.push_str("<h2 id=\"files\">Files and logs</h2>\n");
+    files(&mut out, run);
+    out.push_str(DOWNLOAD_JS);
+    out.push_str("</main></body></html>\n");
+    out
+}
+
+/// Under `serve`, offer the run as a .tar.gz (the link means nothing from `file://`).
+const DOWNLOAD_JS: &str = r#"<script>
+(function () {
+  if (!/^https?:$/.test(location.protocol)) return;
+  var parts = location.pathname.replace(/\/(index\.html)?$/, "").split("/").filter(Boolean);
+  if (parts.length < 2) return;
+  var a = document.querySelector("a.download");
+  a.href = "/download/" + parts.slice(-2).join("/") + ".tar.gz";
+  a.hidden = false;
+})();
+</script>
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_time_reads_the_run_directory_stamp() {
+        assert_eq!(run_time("20261123T221542Z"), "2026-11-23 22:15:42 UTC");
+        assert_eq!(run_time("20261123T221542Z-2"), "2026-11-23 22:15:42 UTC-2");
+        assert_eq!(run_time("odd"), "odd");
+    }
+
+    #[test]
+    fn links_encode_every_segment() {
+        assert_eq!(
+            href(&["nodes", "n1", "std out?.log"]),
+            "nodes/n1/std%20out%3F.log"
+        );
+        assert_eq!(href(&["a/b", "..", "x\"y"]), "a%2Fb/../x%22y");
+    }
+
+    #[test]
+    fn shell_words_are_quoted_when_needed() {
+        assert_eq!(
+            sh("targets/raftkv/target.yaml"),
+            "targets/raftkv/target.yaml"
+        );
+        assert_eq!(sh("--target-arg=--bug stale"), "'--target-arg=--bug stale'");
+        assert_eq!(sh("it's"), "'it'\\''s'");
+    }
+}

@@ -1,0 +1,600 @@
+//! `faultline serve`: browse a reports tree over HTTP and download a run as `.tar.gz`.
+//!
+//! A deliberately small HTTP/1.1 server on tokio (already the runtime of the crate):
+//! GET and HEAD only, one request per connection (`Connection: close`), request heads
+//! parsed by `httparse`. That is all a browser needs to read static pages, and it keeps
+//! the attack surface to one function, [`resolve`], which maps a URL path to a file
+//! *inside* the root: the path is percent-decoded first, any `..` segment, backslash or
+//! NUL is refused, and the canonical result (symlinks resolved) must still lie under the
+//! canonical root — so neither `/../`, `%2e%2e`, `..%2f` nor a symlink pointing outside
+//! can reach another file.
+//!
+//! `/download/<test>/<run>.tar.gz` streams the run directory through `tar` and `flate2`
+//! on a blocking thread into a bounded channel, sent with chunked encoding, so a large
+//! run is never held in memory and a truncated download is detectable.
+//!
+//! Limits: request head ≤ 16 KiB, read within 10 s, each write within 30 s, at most 64
+//! connections at once. Default bind is loopback only.
+
+use super::escape::html;
+use super::page::{href, CSS};
+use anyhow::{Context, Result};
+use percent_encoding::percent_decode_str;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch, Semaphore};
+
+pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
+const MAX_HEAD_BYTES: usize = 16 * 1024;
+const MAX_HEADERS: usize = 64;
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+const MAX_CONNECTIONS: usize = 64;
+/// Most entries a directory listing shows.
+const MAX_LISTING: usize = 10_000;
+const CHUNK_BYTES: usize = 64 * 1024;
+/// Chunks buffered between the tar thread and the socket (bounded: a slow client slows
+/// the archiver instead of growing memory).
+const DOWNLOAD_QUEUE_CHUNKS: usize = 8;
+
+/// Headers on every response: no sniffing a log into HTML, no caching of pages that are
+/// rewritten after each run, and scripts/styles only from the page itself.
+const COMMON_HEADERS: &str = "Connection: close\r\nX-Content-Type-Options: nosniff\r\nCache-Control: no-cache\r\nReferrer-Policy: no-referrer\r\nContent-Security-Policy: default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'none'; frame-ancestors 'none'\r\n";
+
+/// Why a request path is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Malformed or forbidden path (400).
+    BadPath,
+    /// Nothing there, or outside the root (404: do not tell which).
+    NotFound,
+}
+
+/// Map a URL path (`/test/run/index.html`, still percent-encoded, query removed) to a
+/// canonical path inside `root` (itself canonical).
+pub fn resolve(root: &Path, url_path: &str) -> Result<PathBuf, Refusal> {
+    if !url_path.starts_with('/') {
+        return Err(Refusal::BadPath);
+    }
+    let decoded = percent_decode_str(url_path)
+        .decode_utf8()
+        .map_err(|_| Refusal::BadPath)?;
+    if decoded.contains('\0') || decoded.contains('\\') {
+        return Err(Refusal::BadPath);
+    }
+    let mut path = root.to_path_buf();
+    for seg in decoded.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => return Err(Refusal::BadPath),
+            s => path.push(s),
+        }
+    }
+    let canon = path.canonicalize().map_err(|_| Refusal::NotFound)?;
+    if canon.starts_with(root) {
+        Ok(canon)
+    } else {
+        Err(Refusal::NotFound)
+    }
+}
+
+fn content_type(path: &Path, root: &Path) -> &'static str {
+    // Node logs are the target's output: always plain text, whatever they are named, so
+    // a log file can never run as a page of ours.
+    let rel = path.strip_prefix(root).unwrap_or(path);
+    if rel
+        .components()
+        .nth(2)
+        .is_some_and(|c| c.as_os_str() == "nodes")
+    {
+        return "text/plain; charset=utf-8";
+    }
+    match path.extension().and_then(|e| e.to_str()).unwrap_or("") {
+        "html" | "htm" => "text/html; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "js" => "text/javascript; charset=utf-8",
+        "json" => "application/json",
+        "svg" => "image/svg+xml",
+        "png" => "image/png",
+        "gz" => "application/gzip",
+        "jsonl" | "log" | "txt" | "yaml" | "yml" | "edn" | "md" | "out" | "err" | "" => {
+            "text/plain; charset=utf-8"
+        }
+        _ => "application/octet-stream",
+    }
+}
+
+/// A running server (for tests and embedding): stops when dropped.
+pub struct Handle {
+    pub addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Start serving `root` on `bind` in a background thread with its own runtime.
+pub fn spawn(root: &Path, bind: &str) -> Result<Handle> {
+    let root = canonical_root(root)?;
+    let std_listener =
+        std::net::TcpListener::bind(bind).with_context(|| format!("cannot listen on {bind}"))?;
+    std_listener.set_nonblocking(true)?;
+    let addr = std_listener.local_addr()?;
+    let (stop, stopped) = watch::channel(false);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the server runtime")?;
+    let thread = std::thread::Builder::new()
+        .name("faultline-serve".into())
+        .spawn(move || {
+            rt.block_on(async move {
+                if let Ok(listener) = TcpListener::from_std(std_listener) {
+                    serve(listener, root, stopped).await;
+                }
+            })
+        })
+        .context("cannot start the server thread")?;
+    Ok(Handle {
+        addr,
+        stop,
+        thread: Some(thread),
+    })
+}
+
+fn canonical_root(root: &Path) -> Result<PathBuf> {
+    let root = root
+        .canonicalize()
+        .with_context(|| format!("cannot serve {}: no such directory", root.display()))?;
+    if !root.is_dir() {
+        anyhow::bail!("cannot serve {}: not a directory", root.display());
+    }
+    Ok(root)
+}
+
+/// `faultline serve`: serve until Ctrl-C.
+pub fn run_until_interrupted(root: &Path, bind: &str) -> Result<()> {
+    let root = canonical_root(root)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the server runtime")?;
+    rt.block_on(async move {
+        let listener = TcpListener::bind(bind)
+            .await
+            .with_context(|| format!("cannot listen on {bind}"))?;
+        let addr = listener.local_addr()?;
+        if !addr.ip().is_loopback() {
+            eprintln!("warning: serving on {addr}, which is reachable from other machines");
+        }
+        eprintln!(
+            "serving {} at http://{addr}/ (Ctrl-C stops)",
+            root.display()
+        );
+        let (stop, stopped) = watch::channel(false);
+        tokio::spawn(async move {
+            let _ = tokio::signal::ctrl_c().await;
+            let _ = stop.send(true);
+        });
+        serve(listener, root, stopped).await;
+        Ok(())
+    })
+}
+
+async fn serve(listener: TcpListener, root: PathBuf, mut stopped: watch::Receiver<bool>) {
+    let root = Arc::new(root);
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            _ = stopped.changed() => return,
+        };
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stopped.changed() => return,
+        };
+        let Ok((stream, _)) = accepted else { continue };
+        let root = root.clone();
+        tokio::spawn(async move {
+            let _ = handle(stream, &root).await;
+            drop(permit);
+        });
+    }
+}
+
+/// The request line and headers that matter.
+struct Request {
+    method: String,
+    path: String,
+}
+
+async fn read_request(stream: &mut TcpStream) -> Result<Option<Request>> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 2048];
+    loop {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut headers);
+        match req.parse(&buf) {
+            Ok(httparse::Status::Complete(_)) => {
+                return Ok(Some(Request {
+                    method: req.method.unwrap_or("").to_string(),
+                    path: req.path.unwrap_or("").to_string(),
+                }))
+            }
+            Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD_BYTES => continue,
+            Ok(httparse::Status::Partial) => anyhow::bail!("request head too large"),
+            Err(e) => anyhow::bail!("bad request: {e}"),
+        }
+    }
+}
+
+async fn write_timed(stream: &mut TcpStream, bytes: &[u8]) -> Result<()> {
+    tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(bytes))
+        .await
+        .context("client too slow")??;
+    Ok(())
+}
+
+async fn simple(
+    stream: &mut TcpStream,
+    status: &str,
+    body: &str,
+    extra: &str,
+    head_only: bool,
+) -> Result<()> {
+    let head = format!(
+        "HTTP/1.1 {status}\r\n{COMMON_HEADERS}{extra}Content-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    write_timed(stream, head.as_bytes()).await?;
+    if !head_only {
+        write_timed(stream, body.as_bytes()).await?;
+    }
+    Ok(())
+}
+
+async fn handle(mut stream: TcpStream, root: &Path) -> Result<()> {
+    let req = match tokio::time::timeout(READ_TIMEOUT, read_request(&mut stream)).await {
+        Ok(Ok(Some(r))) => r,
+        Ok(Ok(None)) => return Ok(()),
+        Ok(Err(e)) => {
+            return simple(&mut stream, "400 Bad Request", &format!("{e}\n"), "", false).await
+        }
+        Err(_) => {
+            return simple(
+                &mut stream,
+                "408 Request Timeout",
+                "request timeout\n",
+                "",
+                false,
+            )
+            .await
+        }
+    };
+    let head_only = match req.method.as_str() {
+        "GET" => false,
+        "HEAD" => true,
+        _ => {
+            return simple(
+                &mut stream,
+                "405 Method Not Allowed",
+                "only GET and HEAD\n",
+                "Allow: GET, HEAD\r\n",
+                false,
+            )
+            .await
+        }
+    };
+    let path = req.path.split(['?', '#']).next().unwrap_or("");
+    if let Some(rest) = path.strip_prefix("/download/") {
+        return download(&mut stream, root, rest, head_only).await;
+    }
+    let file = match resolve(root, path) {
+        Ok(f) => f,
+        Err(Refusal::BadPath) => {
+            return simple(&mut stream, "400 Bad Request", "bad path\n", "", head_only).await
+        }
+        Err(Refusal::NotFound) => {
+            return simple(&mut stream, "404 Not Found", "not found\n", "", head_only).await
+        }
+    };
+    if file.is_dir() {
+        if !path.ends_with('/') {
+            // Relative links in a directory's page need the trailing slash.
+            let location = format!("Location: {path}/\r\n");
+            return simple(
+                &mut stream,
+                "301 Moved Permanently",
+                "moved\n",
+                &location,
+                head_only,
+            )
+            .await;
+        }
+        let index = file.join("index.html");
+        if index.is_file() {
+            return send_file(&mut stream, &index, root, head_only).await;
+        }
+        let page = listing(root, &file);
+        let head = format!(
+            "HTTP/1.1 200 OK\r\n{COMMON_HEADERS}Content-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\n\r\n",
+            page.len()
+        );
+        write_timed(&mut stream, head.as_bytes()).await?;
+        if !head_only {
+            write_timed(&mut stream, page.as_bytes()).await?;
+        }
+        return Ok(());
+    }
+    send_file(&mut stream, &file, root, head_only).await
+}
+
+async fn send_file(
+    stream: &mut TcpStream,
+    path: &Path,
+    root: &Path,
+    head_only: bool,
+) -> Result<()> {
+    let mut file = match tokio::fs::File::open(path).await {
+        Ok(f) => f,
+        Err(_) => return simple(stream, "404 Not Found", "not found\n", "", head_only).await,
+    };
+    let len = file.metadata().await?.len();
+    let head = format!(
+        "HTTP/1.1 200 OK\r\n{COMMON_HEADERS}Content-Type: {}\r\nContent-Length: {len}\r\n\r\n",
+        content_type(path, root)
+    );
+    write_timed(stream, head.as_bytes()).await?;
+    if head_only {
+        return Ok(());
+    }
+    // Send exactly the length announced, even if the file grows meanwhile (a live
+    // history.jsonl); a file that shrank ends the connection early.
+    let mut left = len;
+    let mut buf = vec![0u8; CHUNK_BYTES];
+    while left > 0 {
+        let want = (left as usize).min(buf.len());
+        let n = file.read(&mut buf[..want]).await?;
+        if n == 0 {
+            anyhow::bail!("{} shrank while being sent", path.display());
+        }
+        write_timed(stream, &buf[..n]).await?;
+        left -= n as u64;
+    }
+    Ok(())
+}
+
+/// A directory listing (for directories without index.html, e.g. `nodes/n1/`).
+fn listing(root: &Path, dir: &Path) -> String {
+    let rel = dir.strip_prefix(root).unwrap_or(Path::new(""));
+    let title = format!("/{}", rel.display());
+    let mut entries: Vec<(bool, String)> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter_map(|e| {
+                    let name = e.file_name().to_str()?.to_string();
+                    Some((e.path().is_dir(), name))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    entries.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    let mut out = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><link rel=\"icon\" href=\"data:,\"><title>{t}</title><style>{CSS}</style></head><body><main><h2>{t}</h2><ul><li><a href=\"../\">../</a></li>",
+        t = html(&title)
+    );
+    for (is_dir, name) in entries.iter().take(MAX_LISTING) {
+        let slash = if *is_dir { "/" } else { "" };
+        out.push_str(&format!(
+            "<li><a href=\"{}{slash}\">{}{slash}</a></li>",
+            html(&href(&[name])),
+            html(name)
+        ));
+    }
+    if entries.len() > MAX_LISTING {
+        out.push_str(&format!("<li>… {} more</li>", entries.len() - MAX_LISTING));
+    }
+    out.push_str("</ul></main></body></html>\n");
+    out
+}
+
+/// A single path segment a download may name: no separators, not `.`/`..`.
+fn plain_segment(s: &str) -> bool {
+    !s.is_empty() && s != "." && s != ".." && !s.contains(['/', '\\', '\0'])
+}
+
+/// Sends a blocking writer's output to the socket task in bounded chunks.
+struct ChannelWriter {
+    tx: mpsc::Sender<Vec<u8>>,
+    buf: Vec<u8>,
+}
+
+impl ChannelWriter {
+    fn send(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK_BYTES));
+        self.tx
+            .blocking_send(chunk)
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client went away"))
+    }
+}
+
+impl Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= CHUNK_BYTES {
+            self.send()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.send()
+    }
+}
+
+/// Write the run directory `dir` as a gzipped tar under the top-level name `top`.
+fn archive(dir: &Path, top: &str, out: ChannelWriter) -> std::io::Result<()> {
+    let gz = flate2::write::GzEncoder::new(out, flate2::Compression::fast());
+    let mut tar = tar::Builder::new(gz);
+    // Symlinks stay links: following them could pull in files from outside the run.
+    tar.follow_symlinks(false);
+    tar.append_dir_all(top, dir)?;
+    let gz = tar.into_inner()?;
+    let mut out = gz.finish()?;
+    out.flush()
+}
+
+async fn download(stream: &mut TcpStream, root: &Path, rest: &str, head_only: bool) -> Result<()> {
+    let decoded = percent_decode_str(rest)
+        .decode_utf8()
+        .map(|s| s.to_string())
+        .unwrap_or_default();
+    let parsed = decoded
+        .strip_suffix(".tar.gz")
+        .and_then(|s| s.split_once('/'))
+        .filter(|(t, r)| plain_segment(t) && plain_segment(r));
+    let Some((test, run)) = parsed else {
+        return simple(
+            stream,
+            "400 Bad Request",
+            "expected /download/<test>/<run>.tar.gz\n",
+            "",
+            head_only,
+        )
+        .await;
+    };
+    let dir = match resolve(root, &format!("/{}", href(&[test, run]))) {
+        Ok(d)
+            if d.is_dir() && (d.join("plan.yaml").exists() || d.join("results.json").exists()) =>
+        {
+            d
+        }
+        _ => return simple(stream, "404 Not Found", "no such run\n", "", head_only).await,
+    };
+    // The archive's folder is named after the real run (`latest` resolved).
+    let leaf = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or(run)
+        .to_string();
+    let top: String = format!("{test}-{leaf}")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let head = format!(
+        "HTTP/1.1 200 OK\r\n{COMMON_HEADERS}Content-Type: application/gzip\r\nContent-Disposition: attachment; filename=\"{top}.tar.gz\"\r\nTransfer-Encoding: chunked\r\n\r\n"
+    );
+    write_timed(stream, head.as_bytes()).await?;
+    if head_only {
+        return Ok(());
+    }
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(DOWNLOAD_QUEUE_CHUNKS);
+    let writer = ChannelWriter {
+        tx,
+        buf: Vec::with_capacity(CHUNK_BYTES),
+    };
+    let job = tokio::task::spawn_blocking(move || archive(&dir, &top, writer));
+    while let Some(chunk) = rx.recv().await {
+        write_timed(stream, format!("{:x}\r\n", chunk.len()).as_bytes()).await?;
+        write_timed(stream, &chunk).await?;
+        write_timed(stream, b"\r\n").await?;
+    }
+    match job.await {
+        // Only a complete archive gets the final chunk: a client can tell a cut one.
+        Ok(Ok(())) => write_timed(stream, b"0\r\n\r\n").await,
+        Ok(Err(e)) => Err(e).context("archiving the run failed"),
+        Err(e) => Err(anyhow::anyhow!("archiving the run panicked: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn root() -> (PathBuf, PathBuf) {
+        let base = std::env::temp_dir().join(format!("fl-serve-unit-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let root = base.join("reports");
+        std::fs::create_dir_all(root.join("t/r")).unwrap();
+        std::fs::write(root.join("t/r/index.html"), "x").unwrap();
+        std::fs::write(base.join("secret.txt"), "s").unwrap();
+        std::os::unix::fs::symlink(base.join("secret.txt"), root.join("t/r/escape")).unwrap();
+        (base, root.canonicalize().unwrap())
+    }
+
+    #[test]
+    fn resolve_refuses_every_way_out_of_the_root() {
+        let (base, root) = root();
+        assert_eq!(
+            resolve(&root, "/t/r/index.html").unwrap(),
+            root.join("t/r/index.html")
+        );
+        assert_eq!(
+            resolve(&root, "/t/./r/%69ndex.html").unwrap(),
+            root.join("t/r/index.html")
+        );
+        for bad in [
+            "/../secret.txt",
+            "/t/../../secret.txt",
+            "/%2e%2e/secret.txt",
+            "/t/..%2f..%2fsecret.txt",
+            "/t\\..\\x",
+            "/a%00b",
+            "relative",
+        ] {
+            assert_eq!(resolve(&root, bad), Err(Refusal::BadPath), "{bad}");
+        }
+        assert_eq!(
+            resolve(&root, "/t/r/escape"),
+            Err(Refusal::NotFound),
+            "symlink out of the root"
+        );
+        assert_eq!(resolve(&root, "/nothing"), Err(Refusal::NotFound));
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn node_logs_are_always_plain_text() {
+        let root = Path::new("/r");
+        assert_eq!(
+            content_type(Path::new("/r/t/run/nodes/n1/page.html"), root),
+            "text/plain; charset=utf-8"
+        );
+        assert_eq!(
+            content_type(Path::new("/r/t/run/index.html"), root),
+            "text/html; charset=utf-8"
+        );
+        assert_eq!(
+            content_type(Path::new("/r/t/run/latency.png"), root),
+            "image/png"
+        );
+    }
+}
