@@ -286,9 +286,16 @@ async fn client_conn(stream: TcpStream, to_core: mpsc::Sender<Call>, call_timeou
                 let Ok(permit) = inflight.clone().acquire_owned().await else {
                     break;
                 };
-                let (to_core, out_tx) = (to_core.clone(), out_tx.clone());
+                // Handed to the core here, in the order the lines arrived, so pipelined
+                // requests of one connection are proposed in order; only the wait for
+                // the answer runs concurrently.
+                let answer = submit(&to_core, req, call_timeout).await;
+                let out_tx = out_tx.clone();
                 tokio::spawn(async move {
-                    let reply = call(&to_core, req, call_timeout).await;
+                    let reply = match answer {
+                        Ok(rx) => wait(rx, call_timeout).await,
+                        Err(reply) => reply,
+                    };
                     let _ = out_tx.send(render_reply(&id, &reply)).await;
                     drop(permit);
                 });
@@ -299,14 +306,22 @@ async fn client_conn(stream: TcpStream, to_core: mpsc::Sender<Call>, call_timeou
     let _ = writer.await;
 }
 
-async fn call(to_core: &mpsc::Sender<Call>, req: Request, call_timeout: Duration) -> Reply {
+/// Hands a request to the core; the error is the answer when it never got there.
+async fn submit(
+    to_core: &mpsc::Sender<Call>,
+    req: Request,
+    call_timeout: Duration,
+) -> Result<oneshot::Receiver<Reply>, Reply> {
     let (tx, rx) = oneshot::channel();
     match timeout(call_timeout, to_core.send(Call { req, reply: tx })).await {
-        Ok(Ok(())) => {}
+        Ok(Ok(())) => Ok(rx),
         // Never reached the core: certainly not applied.
-        Ok(Err(_)) => return Reply::Fail("shutting down".into()),
-        Err(_) => return Reply::Fail("overloaded: request queue full".into()),
+        Ok(Err(_)) => Err(Reply::Fail("shutting down".into())),
+        Err(_) => Err(Reply::Fail("overloaded: request queue full".into())),
     }
+}
+
+async fn wait(rx: oneshot::Receiver<Reply>, call_timeout: Duration) -> Reply {
     match timeout(call_timeout, rx).await {
         Ok(Ok(reply)) => reply,
         Ok(Err(_)) => Reply::Unknown("server shut down before answering".into()),

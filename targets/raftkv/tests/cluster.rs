@@ -12,11 +12,24 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_raftkv");
 
+/// A port no other test of this process got, free right now. Taken from below the
+/// kernel's ephemeral range so outgoing connections do not grab it meanwhile.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let _ = NEXT.compare_exchange(
+        0,
+        20_000 + (std::process::id() % 1000) as u16 * 10,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    loop {
+        let port = NEXT.fetch_add(1, Ordering::SeqCst);
+        assert!(port < 32_000, "ran out of test ports");
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 struct Node {
@@ -155,51 +168,72 @@ fn request(port: u16, req: Value) -> Option<Value> {
     Some(v)
 }
 
-/// Writes through node `i`, retrying briefly while a leader is being elected.
-fn write_ok(c: &Cluster, i: usize, key: &str, value: i64) {
-    let r = c
-        .request(
-            i,
-            json!({"id": value, "op": "write", "key": key, "value": value}),
-        )
-        .expect("an answer");
-    assert_eq!(r["type"], "ok", "write {key}={value}: {r}");
+/// The node a `not-leader` answer points to, if any.
+fn redirect(c: &Cluster, r: &Value) -> Option<usize> {
+    let hint = r["leader"].as_str()?;
+    c.nodes.iter().position(|n| n.id == hint)
 }
 
-/// Reads through node `i` until it answers ok (a fresh leader may need a moment).
-fn read_ok(c: &Cluster, i: usize, key: &str) -> Value {
+/// Sends `req` starting at node `i`, following not-leader hints and retrying unknown
+/// outcomes (the same write again is harmless here: no other writer races it) until an
+/// ok; returns the answer and the node that gave it.
+fn until_ok(c: &Cluster, mut i: usize, req: Value) -> (Value, usize) {
     let start = Instant::now();
     loop {
-        if let Some(r) = c.request(i, json!({"id": 1, "op": "read", "key": key})) {
-            if r["type"] == "ok" {
-                return r["value"].clone();
+        let r = c.request(i, req.clone());
+        match &r {
+            Some(r) if r["type"] == "ok" => return (r.clone(), i),
+            Some(r) if r["error"] == "not-leader" => {
+                if let Some(j) = redirect(c, r) {
+                    i = j;
+                }
             }
-            assert!(start.elapsed() < Duration::from_secs(10), "read {key}: {r}");
+            _ => {}
         }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{req} never succeeded; last answer {r:?}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Writes `key`=`value` starting at node `i`; returns the node that acknowledged it.
+fn write_ok(c: &Cluster, i: usize, key: &str, value: i64) -> usize {
+    until_ok(
+        c,
+        i,
+        json!({"id": value, "op": "write", "key": key, "value": value}),
+    )
+    .1
+}
+
+/// Reads `key` starting at node `i` (a fresh leader may need a moment).
+fn read_ok(c: &Cluster, i: usize, key: &str) -> Value {
+    until_ok(c, i, json!({"id": 1, "op": "read", "key": key})).0["value"].clone()
 }
 
 fn leader_failover(n: usize) {
     let fast = [
         "--election-timeout-ms",
-        "300",
+        "1000",
         "--heartbeat-ms",
-        "30",
+        "50",
         "--snapshot-threshold",
         "50",
     ];
     let mut c = Cluster::start(&format!("failover{n}"), n, &fast);
-    let l = c.wait_leader(None, Duration::from_secs(15));
-    let leader_id = c.nodes[l].id.clone();
+    let mut l = c.wait_leader(None, Duration::from_secs(15));
     let mut acked = BTreeMap::new();
     for v in 0..120 {
         let key = format!("k{}", v % 10);
-        write_ok(&c, l, &key, v);
+        l = write_ok(&c, l, &key, v);
         acked.insert(key, v);
     }
+    let leader_id = c.nodes[l].id.clone();
     // A follower redirects, and says who leads.
     let f = (l + 1) % n;
+    assert_eq!(c.status(l).expect("leader answers")["leader"], true);
     let r = c
         .request(f, json!({"id": 5, "op": "read", "key": "k1"}))
         .expect("an answer");
@@ -211,7 +245,7 @@ fn leader_failover(n: usize) {
     }
 
     c.kill(l);
-    let l2 = c.wait_leader(Some(l), Duration::from_secs(15));
+    let mut l2 = c.wait_leader(Some(l), Duration::from_secs(15));
     for (k, v) in &acked {
         assert_eq!(
             read_ok(&c, l2, k),
@@ -221,7 +255,7 @@ fn leader_failover(n: usize) {
     }
     for v in 120..300 {
         let key = format!("k{}", v % 10);
-        write_ok(&c, l2, &key, v);
+        l2 = write_ok(&c, l2, &key, v);
         acked.insert(key, v);
     }
 
@@ -276,13 +310,13 @@ fn signal(c: &Cluster, i: usize, sig: &str) {
 
 #[test]
 fn paused_leader_is_replaced_and_rejoins_as_follower() {
-    let fast = ["--election-timeout-ms", "300", "--heartbeat-ms", "30"];
+    let fast = ["--election-timeout-ms", "1000", "--heartbeat-ms", "50"];
     let c = Cluster::start("pause", 3, &fast);
     let l = c.wait_leader(None, Duration::from_secs(15));
-    write_ok(&c, l, "x", 1);
+    let l = write_ok(&c, l, "x", 1);
     signal(&c, l, "-STOP");
     let l2 = c.wait_leader(Some(l), Duration::from_secs(15));
-    write_ok(&c, l2, "x", 2);
+    let l2 = write_ok(&c, l2, "x", 2);
     signal(&c, l, "-CONT");
     // The old leader learns of the new term and follows; no stale value is served by it.
     let start = Instant::now();

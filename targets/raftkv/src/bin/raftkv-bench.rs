@@ -67,14 +67,19 @@ impl Drop for Cluster {
     }
 }
 
-fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+/// `n` distinct free ports (the listeners are held until all are chosen, so the kernel
+/// cannot hand out one twice).
+fn free_ports(n: usize) -> Result<Vec<u16>> {
+    let held: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0"))
+        .collect::<std::io::Result<_>>()?;
+    held.iter().map(|l| Ok(l.local_addr()?.port())).collect()
 }
 
 fn start(bin: &PathBuf, root: PathBuf, n: usize, extra: &[String]) -> Result<Cluster> {
     std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
-    let peer_ports: Vec<u16> = (0..n).map(|_| free_port()).collect::<Result<_>>()?;
-    let client_ports: Vec<u16> = (0..n).map(|_| free_port()).collect::<Result<_>>()?;
+    let ports = free_ports(2 * n)?;
+    let (peer_ports, client_ports) = (ports[..n].to_vec(), ports[n..].to_vec());
     let mut cluster = Cluster {
         children: Vec::new(),
         client_ports: client_ports.clone(),
