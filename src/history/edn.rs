@@ -92,40 +92,54 @@ impl Edn {
     /// become objects (keys rendered as names where they have one, else as EDN text), tags
     /// are dropped. Fails only for numbers JSON cannot carry (NaN, infinities).
     pub fn to_json(&self) -> Result<Value, String> {
+        self.clone().into_json()
+    }
+
+    /// [`Edn::to_json`], moving strings instead of copying them.
+    pub fn into_json(self) -> Result<Value, String> {
         Ok(match self {
             Edn::Nil => Value::Null,
-            Edn::Bool(b) => Value::Bool(*b),
-            Edn::Int(i) => Value::Number(if let Ok(i) = i64::try_from(*i) {
+            Edn::Bool(b) => Value::Bool(b),
+            Edn::Int(i) => Value::Number(if let Ok(i) = i64::try_from(i) {
                 i.into()
             } else {
-                u64::try_from(*i)
+                u64::try_from(i)
                     .map_err(|_| format!("integer {i} does not fit in 64 bits"))?
                     .into()
             }),
             Edn::Float(f) => Value::Number(
-                Number::from_f64(*f).ok_or_else(|| format!("{f} cannot be represented in JSON"))?,
+                Number::from_f64(f).ok_or_else(|| format!("{f} cannot be represented in JSON"))?,
             ),
-            Edn::Str(s) | Edn::Keyword(s) | Edn::Symbol(s) => Value::String(s.clone()),
+            Edn::Str(s) | Edn::Keyword(s) | Edn::Symbol(s) => Value::String(s),
             Edn::Char(c) => Value::String(c.to_string()),
             Edn::List(items) | Edn::Vector(items) | Edn::Set(items) => Value::Array(
                 items
-                    .iter()
-                    .map(Edn::to_json)
+                    .into_iter()
+                    .map(Edn::into_json)
                     .collect::<Result<Vec<_>, _>>()?,
             ),
             Edn::Map(entries) => {
-                let mut map = Map::with_capacity(entries.len());
+                let mut map = Map::new();
                 for (k, v) in entries {
-                    let key = match k.as_name() {
-                        Some(name) => name.to_owned(),
-                        None => k.to_string(),
+                    let key = match k.into_untagged() {
+                        Edn::Keyword(s) | Edn::Symbol(s) | Edn::Str(s) => s,
+                        other => other.to_string(),
                     };
-                    map.insert(key, v.to_json()?);
+                    map.insert(key, v.into_json()?);
                 }
                 Value::Object(map)
             }
-            Edn::Tagged(_, inner) => inner.to_json()?,
+            Edn::Tagged(_, inner) => inner.into_json()?,
         })
+    }
+
+    /// The value under a tag chain, by value.
+    pub fn into_untagged(self) -> Edn {
+        let mut v = self;
+        while let Edn::Tagged(_, inner) = v {
+            v = *inner;
+        }
+        v
     }
 }
 
@@ -244,6 +258,8 @@ pub struct Reader<R> {
     eof: bool,
     line: usize,
     column: usize,
+    /// Reused token buffer for atoms.
+    scratch: Vec<u8>,
 }
 
 impl<'a> Reader<&'a [u8]> {
@@ -261,6 +277,11 @@ fn is_delimiter(b: u8) -> bool {
     ) || b == 0x0c
 }
 
+/// Characters, not bytes: UTF-8 continuation bytes do not start a column.
+fn count_chars(bytes: &[u8]) -> usize {
+    bytes.iter().filter(|&&b| b & 0xC0 != 0x80).count()
+}
+
 fn is_whitespace(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r' | b',' | 0x0c)
 }
@@ -275,6 +296,7 @@ impl<R: Read> Reader<R> {
             eof: false,
             line: 1,
             column: 1,
+            scratch: Vec::with_capacity(64),
         }
     }
 
@@ -298,60 +320,93 @@ impl<R: Read> Reader<R> {
     }
 
     /// The next byte without consuming it; `None` at end of input.
+    #[inline]
     pub fn peek(&mut self) -> Result<Option<u8>, EdnError> {
-        if self.start == self.end {
-            if self.eof {
-                return Ok(None);
-            }
-            loop {
-                match self.src.read(&mut self.buf) {
-                    Ok(0) => {
-                        self.eof = true;
-                        return Ok(None);
-                    }
-                    Ok(n) => {
-                        self.start = 0;
-                        self.end = n;
-                        break;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(self.io_err(e)),
+        if self.start < self.end {
+            Ok(Some(self.buf[self.start]))
+        } else {
+            self.refill()
+        }
+    }
+
+    /// Read the next chunk once the current one is used up.
+    #[cold]
+    fn refill(&mut self) -> Result<Option<u8>, EdnError> {
+        if self.eof {
+            return Ok(None);
+        }
+        loop {
+            match self.src.read(&mut self.buf) {
+                Ok(0) => {
+                    self.eof = true;
+                    return Ok(None);
                 }
+                Ok(n) => {
+                    self.start = 0;
+                    self.end = n;
+                    return Ok(Some(self.buf[0]));
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(self.io_err(e)),
             }
         }
-        Ok(Some(self.buf[self.start]))
     }
 
     /// Consume one byte (which the caller has peeked), keeping line and column current.
+    #[inline]
     pub fn bump(&mut self) -> Result<Option<u8>, EdnError> {
         let b = self.peek()?;
-        if let Some(b) = b {
-            self.start += 1;
-            if b == b'\n' {
-                self.line += 1;
-                self.column = 1;
-            } else if b & 0xC0 != 0x80 {
-                // Continuation bytes of a UTF-8 character do not start a new column.
-                self.column += 1;
-            }
+        if b.is_some() {
+            self.advance(1);
         }
         Ok(b)
+    }
+
+    /// Consume `n` buffered bytes, keeping line and column current.
+    #[inline]
+    fn advance(&mut self, n: usize) {
+        let chunk = &self.buf[self.start..self.start + n];
+        match chunk.iter().rposition(|&b| b == b'\n') {
+            Some(last) => {
+                self.line += chunk.iter().filter(|&&b| b == b'\n').count();
+                self.column = 1 + count_chars(&chunk[last + 1..]);
+            }
+            None => self.column += count_chars(chunk),
+        }
+        self.start += n;
+    }
+
+    /// Consume bytes while `keep` holds for them (appending them to `out`), scanning whole
+    /// buffered chunks at a time; stops before the first other byte or at end of input.
+    #[inline]
+    fn take_while(
+        &mut self,
+        keep: impl Fn(u8) -> bool,
+        mut out: Option<&mut Vec<u8>>,
+    ) -> Result<(), EdnError> {
+        loop {
+            if self.start == self.end && self.refill()?.is_none() {
+                return Ok(());
+            }
+            let avail = &self.buf[self.start..self.end];
+            let n = avail.iter().position(|&b| !keep(b)).unwrap_or(avail.len());
+            if let Some(out) = out.as_deref_mut() {
+                out.extend_from_slice(&avail[..n]);
+            }
+            let all = n == avail.len();
+            self.advance(n);
+            if !all {
+                return Ok(());
+            }
+        }
     }
 
     /// Skip whitespace, commas, `;` comments and `#_` discarded forms; then peek.
     pub fn peek_significant(&mut self) -> Result<Option<u8>, EdnError> {
         loop {
             match self.peek()? {
-                Some(b) if is_whitespace(b) => {
-                    self.bump()?;
-                }
-                Some(b';') => {
-                    while let Some(b) = self.bump()? {
-                        if b == b'\n' {
-                            break;
-                        }
-                    }
-                }
+                Some(b) if is_whitespace(b) => self.take_while(is_whitespace, None)?,
+                Some(b';') => self.take_while(|b| b != b'\n', None)?,
                 Some(b'#') => {
                     // `#_` discards the next form; any other `#` starts a form.
                     if !self.try_discard(0)? {
@@ -450,21 +505,25 @@ impl<R: Read> Reader<R> {
                 }
                 Edn::Keyword(token)
             }
-            _ => {
-                let token = self.read_token()?;
-                if token.is_empty() {
-                    return Err(
-                        self.err_at(pos, format!("unexpected character '{}'", b.escape_ascii()))
-                    );
-                }
-                self.parse_atom(pos, token)?
-            }
+            _ => self.read_atom(pos)?,
         };
         Ok(Some((pos, value)))
     }
 
     fn read_seq(&mut self, open: Pos, close: u8, depth: usize) -> Result<Vec<Edn>, EdnError> {
         let mut items = Vec::new();
+        self.read_items(open, close, depth, |v| items.push(v))?;
+        Ok(items)
+    }
+
+    /// Read the elements of a collection up to `close`, handing each to `push`.
+    fn read_items(
+        &mut self,
+        open: Pos,
+        close: u8,
+        depth: usize,
+        mut push: impl FnMut(Edn),
+    ) -> Result<(), EdnError> {
         loop {
             match self.peek_significant()? {
                 None => {
@@ -478,7 +537,7 @@ impl<R: Read> Reader<R> {
                 }
                 Some(b) if b == close => {
                     self.bump()?;
-                    return Ok(items);
+                    return Ok(());
                 }
                 Some(b @ (b')' | b']' | b'}')) => {
                     return Err(self.err_at(
@@ -491,7 +550,7 @@ impl<R: Read> Reader<R> {
                 }
                 Some(_) => {
                     if let Some((_, v)) = self.read_at(depth + 1)? {
-                        items.push(v);
+                        push(v);
                     }
                 }
             }
@@ -499,20 +558,21 @@ impl<R: Read> Reader<R> {
     }
 
     fn read_map(&mut self, open: Pos, depth: usize) -> Result<Edn, EdnError> {
-        let items = self.read_seq(open, b'}', depth)?;
-        if items.len() % 2 != 0 {
+        let mut entries = Vec::new();
+        let mut key = None;
+        let mut forms = 0;
+        self.read_items(open, b'}', depth, |v| {
+            forms += 1;
+            match key.take() {
+                None => key = Some(v),
+                Some(k) => entries.push((k, v)),
+            }
+        })?;
+        if key.is_some() {
             return Err(self.err_at(
                 open,
-                format!(
-                    "map has an odd number of forms ({}): a key without a value",
-                    items.len()
-                ),
+                format!("map has an odd number of forms ({forms}): a key without a value"),
             ));
-        }
-        let mut entries = Vec::with_capacity(items.len() / 2);
-        let mut it = items.into_iter();
-        while let (Some(k), Some(v)) = (it.next(), it.next()) {
-            entries.push((k, v));
         }
         Ok(Edn::Map(entries))
     }
@@ -554,19 +614,29 @@ impl<R: Read> Reader<R> {
     fn read_token(&mut self) -> Result<String, EdnError> {
         let pos = self.pos();
         let mut bytes = Vec::new();
-        while let Some(b) = self.peek()? {
-            if is_delimiter(b) {
-                break;
-            }
-            bytes.push(b);
-            self.bump()?;
-        }
+        self.take_while(|b| !is_delimiter(b), Some(&mut bytes))?;
         String::from_utf8(bytes).map_err(|_| self.err_at(pos, "invalid UTF-8 in a symbol"))
+    }
+
+    /// A symbol-like token (number, `nil`, symbol), parsed from a reused scratch buffer so
+    /// that numbers, the most common atoms, allocate nothing.
+    fn read_atom(&mut self, pos: Pos) -> Result<Edn, EdnError> {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.clear();
+        let result = self
+            .take_while(|b| !is_delimiter(b), Some(&mut scratch))
+            .and_then(|()| match std::str::from_utf8(&scratch) {
+                Ok(token) => self.parse_atom(pos, token),
+                Err(_) => Err(self.err_at(pos, "invalid UTF-8 in a symbol")),
+            });
+        self.scratch = scratch;
+        result
     }
 
     fn read_string(&mut self, open: Pos) -> Result<String, EdnError> {
         let mut bytes = Vec::new();
         loop {
+            self.take_while(|b| b != b'"' && b != b'\\', Some(&mut bytes))?;
             let esc_pos = self.pos();
             match self.bump()? {
                 None => {
@@ -664,18 +734,21 @@ impl<R: Read> Reader<R> {
         Ok(Edn::Char(c))
     }
 
-    fn parse_atom(&self, pos: Pos, token: String) -> Result<Edn, EdnError> {
+    fn parse_atom(&self, pos: Pos, token: &str) -> Result<Edn, EdnError> {
         let bytes = token.as_bytes();
+        if bytes.is_empty() {
+            return Err(self.err_at(pos, "expected a form"));
+        }
         let numeric = bytes[0].is_ascii_digit()
             || (matches!(bytes[0], b'+' | b'-') && bytes.len() > 1 && bytes[1].is_ascii_digit());
         if numeric {
-            return parse_number(&token).map_err(|m| self.err_at(pos, m));
+            return parse_number(token).map_err(|m| self.err_at(pos, m));
         }
-        Ok(match token.as_str() {
+        Ok(match token {
             "nil" => Edn::Nil,
             "true" => Edn::Bool(true),
             "false" => Edn::Bool(false),
-            _ => Edn::Symbol(token),
+            _ => Edn::Symbol(token.to_owned()),
         })
     }
 }

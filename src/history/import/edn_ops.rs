@@ -129,7 +129,7 @@ impl EdnOpReader {
             self.state = State::Done;
             return Ok(None);
         };
-        let op = op_from_edn(&form, self.next_index)
+        let op = op_from_edn(form, self.next_index)
             .map_err(|m| HistoryError::new(&self.path, pos.line, m))?;
         self.next_index += 1;
         Ok(Some((pos.line, op)))
@@ -152,13 +152,19 @@ impl Iterator for EdnOpReader {
 }
 
 /// The op an EDN op map describes; `index` is its position in the stream.
-pub(crate) fn op_from_edn(form: &Edn, index: u64) -> Result<Op, String> {
-    let Edn::Map(entries) = form.untagged() else {
-        return Err(format!(
-            "expected an op map {{:process … :type … :f …}}, found {}",
-            form.kind()
-        ));
+pub(crate) fn op_from_edn(form: Edn, index: u64) -> Result<Op, String> {
+    let entries = match form.into_untagged() {
+        Edn::Map(entries) => entries,
+        other => {
+            return Err(format!(
+                "expected an op map {{:process … :type … :f …}}, found {}",
+                other.kind()
+            ))
+        }
     };
+    const KNOWN: [&str; 8] = [
+        "process", "type", "f", "value", "time", "key", "node", "error",
+    ];
     let mut process = None;
     let mut kind = None;
     let mut f = None;
@@ -173,20 +179,24 @@ pub(crate) fn op_from_edn(form: &Edn, index: u64) -> Result<Op, String> {
         node: None,
         error: None,
     };
-    let mut seen: Vec<&str> = Vec::with_capacity(entries.len());
+    // Bit i set: KNOWN[i] was seen (a duplicate known key is ambiguous, so an error).
+    let mut seen = 0u8;
     for (k, v) in entries {
         let Edn::Keyword(name) = k.untagged() else {
             // Op maps are keyed by keywords; other keys are foreign annotations.
             continue;
         };
-        if seen.contains(&name.as_str()) {
+        let Some(slot) = KNOWN.iter().position(|known| known == name) else {
+            continue;
+        };
+        if seen & (1 << slot) != 0 {
             return Err(format!("duplicate key :{name}"));
         }
-        seen.push(name);
-        let v = v.untagged();
-        match name.as_str() {
+        seen |= 1 << slot;
+        let v = v.into_untagged();
+        match KNOWN[slot] {
             "process" => {
-                process = Some(match v {
+                process = Some(match &v {
                     Edn::Int(p) => u64::try_from(*p).map(Process::Client).map_err(|_| {
                         format!(":process must be a non-negative integer or :nemesis, got {v}")
                     })?,
@@ -212,24 +222,22 @@ pub(crate) fn op_from_edn(form: &Edn, index: u64) -> Result<Op, String> {
                 })
             }
             "f" => {
-                f = Some(
-                    v.as_name()
-                        .ok_or_else(|| format!(":f must be a keyword, got {v}"))?
-                        .to_owned(),
-                )
+                f = Some(match v {
+                    Edn::Keyword(s) | Edn::Symbol(s) | Edn::Str(s) => s,
+                    other => return Err(format!(":f must be a keyword, got {other}")),
+                })
             }
-            "value" => op.value = v.to_json().map_err(|e| format!(":value: {e}"))?,
+            "value" => op.value = v.into_json().map_err(|e| format!(":value: {e}"))?,
             "time" => {
                 op.time_ns = match v {
-                    Edn::Int(t) => u64::try_from(*t).ok(),
+                    Edn::Int(t) => u64::try_from(t).ok(),
                     _ => None,
                 }
                 .ok_or_else(|| format!(":time must be a non-negative integer (ns), got {v}"))?
             }
             "key" => op.key = name_or_text(v),
             "node" => op.node = name_or_text(v),
-            "error" => op.error = name_or_text(v),
-            _ => {}
+            _ => op.error = name_or_text(v),
         }
     }
     op.process = process.ok_or("missing key :process")?;
@@ -240,15 +248,12 @@ pub(crate) fn op_from_edn(form: &Edn, index: u64) -> Result<Op, String> {
 
 /// `nil` → none; a keyword, symbol or string → its name; an integer → its digits; anything
 /// else → its EDN text.
-fn name_or_text(v: &Edn) -> Option<String> {
+fn name_or_text(v: Edn) -> Option<String> {
     match v {
         Edn::Nil => None,
         Edn::Int(i) => Some(i.to_string()),
-        other => Some(
-            other
-                .as_name()
-                .map_or_else(|| other.to_string(), str::to_owned),
-        ),
+        Edn::Keyword(s) | Edn::Symbol(s) | Edn::Str(s) => Some(s),
+        other => Some(other.to_string()),
     }
 }
 
@@ -259,7 +264,7 @@ mod tests {
     use serde_json::json;
 
     fn op(text: &str) -> Result<Op, String> {
-        op_from_edn(&parse_one(text).unwrap(), 5)
+        op_from_edn(parse_one(text).unwrap(), 5)
     }
 
     #[test]
