@@ -3,3 +3,4 @@
 mod history;
 mod run;
 mod nemesis;
+mod corpus;
