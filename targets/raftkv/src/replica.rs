@@ -82,6 +82,7 @@ pub struct ReplicaReady {
     pub send_before_persist: bool,
     /// Report to [`Replica::persisted`] once `persist` is durable.
     pub last_index: u64,
+    pub log_epoch: u64,
 }
 
 impl ReplicaReady {
@@ -271,9 +272,10 @@ impl Replica {
         }
     }
 
-    /// The host finished persisting a batch whose `last_index` was `index`.
-    pub fn persisted(&mut self, index: u64) {
-        self.raft.persisted(index);
+    /// The host finished persisting a batch; `index` and `epoch` are its `last_index`
+    /// and `log_epoch`.
+    pub fn persisted(&mut self, index: u64, epoch: u64) {
+        self.raft.persisted(index, epoch);
     }
 
     /// Everything to do now: see [`ReplicaReady`].
@@ -287,6 +289,7 @@ impl Replica {
             applied: Vec::new(),
             send_before_persist: r.send_before_persist,
             last_index: r.last_index,
+            log_epoch: r.log_epoch,
         };
         out.events.extend(r.events);
         for a in r.apply {

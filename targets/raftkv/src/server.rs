@@ -1,12 +1,20 @@
 //! The node's event loop: wires the deterministic [`Replica`] to sockets, timers and the
 //! data dir.
 //!
-//! One task owns the replica. It wakes for a tick, a peer message or a client request,
-//! then drains everything else already queued (so one turn handles a whole batch), and
-//! carries out the replica's [`ReplicaReady`](crate::replica::ReplicaReady) in the order
-//! Raft needs: persist and fsync once for the batch (group commit), then send messages,
-//! then answer clients. The fsync runs under `block_in_place`, so the network tasks keep
-//! accepting and parsing on the other worker meanwhile — those requests form the next batch.
+//! One task owns the replica. It wakes for a tick, a peer message, a client request or a
+//! report from the disk thread, drains everything else already queued (one turn handles
+//! a whole batch), and hands the replica's output on in the order Raft needs:
+//! - the durable changes go to the **disk thread**, which writes them in order and fsyncs
+//!   once for every batch waiting (group commit), and only then sends the messages and
+//!   answers that depended on them (votes, AppendEntries answers), and reports back;
+//! - a leader's AppendEntries and heartbeats go out at once, in parallel with its own
+//!   fsync (Raft thesis §10.2.1); the core counts the leader towards a majority only
+//!   when the disk thread reports its entries durable;
+//! - client answers go out at once: they rest on commitment (a durable majority) or on
+//!   nothing — except under `ack-before-commit`, whose answers wait for the disk.
+//!
+//! The event loop therefore never waits for the disk, and keeps a bounded number of
+//! batches queued for it.
 //!
 //! Timers use the monotonic clock (tokio's `Instant`); only the `lease-read` bug looks at
 //! the wall clock, which is what libfaketime moves in faultline's clock faults.
@@ -14,7 +22,7 @@
 use crate::cli::Settings;
 use crate::log_line;
 use crate::protocol::{parse_request, render_bad_request, render_reply};
-use crate::raft::{Envelope, NodeId};
+use crate::raft::{Envelope, NodeId, Persist};
 use crate::replica::{Replica, Reply, Request};
 use crate::storage::DiskStorage;
 use crate::transport::{serve_peers, spawn_peer, PEER_QUEUE};
@@ -68,7 +76,7 @@ fn wall_ms() -> u64 {
 
 /// Runs the node until `shutdown` completes or the data dir fails.
 pub async fn run(s: Settings, shutdown: impl Future<Output = ()>) -> Result<()> {
-    let (mut storage, recovered) = DiskStorage::open(&s.data_dir)?;
+    let (storage, recovered) = DiskStorage::open(&s.data_dir)?;
     let peer_listener = TcpListener::bind(s.peer_listen)
         .await
         .with_context(|| format!("cannot listen for peers on {}", s.peer_listen))?;
@@ -126,6 +134,20 @@ pub async fn run(s: Settings, shutdown: impl Future<Output = ()>) -> Result<()> 
     );
     let mut calls = Calls::default();
 
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<DiskDone>();
+    let (jobs_tx, jobs_rx) = std::sync::mpsc::channel::<DiskJob>();
+    let disk_senders = senders.clone();
+    std::thread::Builder::new()
+        .name("raftkv-disk".into())
+        .spawn(move || disk_thread(storage, jobs_rx, disk_senders, done_tx))
+        .context("starting the disk thread")?;
+    // Jobs handed to the disk thread and not yet reported back; at the bound the loop
+    // stops taking input until the disk catches up.
+    let mut jobs_in_flight = 0usize;
+    // Of those, jobs carrying messages: while any is queued, later messages must queue
+    // behind it to keep each link in order.
+    let mut jobs_with_messages = 0usize;
+
     let tick = Duration::from_millis(s.tick_ms);
     let mut interval = tokio::time::interval(tick);
     interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -134,10 +156,17 @@ pub async fn run(s: Settings, shutdown: impl Future<Output = ()>) -> Result<()> 
     let max_catch_up = 2 * s.raft.election_ticks + 1;
     tokio::pin!(shutdown);
     loop {
+        let room = jobs_in_flight < MAX_DISK_JOBS;
         tokio::select! {
             _ = &mut shutdown => {
                 log_line(&s.id, "shutting down");
                 return Ok(());
+            }
+            Some(done) = done_rx.recv() => {
+                let Persisted { last_index, log_epoch, had_messages } = done?;
+                replica.persisted(last_index, log_epoch);
+                jobs_in_flight -= 1;
+                jobs_with_messages -= usize::from(had_messages);
             }
             _ = interval.tick() => {
                 let due = (last_tick.elapsed().as_millis() / tick.as_millis().max(1)) as u64;
@@ -146,12 +175,12 @@ pub async fn run(s: Settings, shutdown: impl Future<Output = ()>) -> Result<()> 
                     replica.tick(wall_ms());
                 }
             }
-            Some(env) = peer_rx.recv() => replica.step(env),
-            Some(call) = client_rx.recv() => calls.admit(&mut replica, call),
+            Some(env) = peer_rx.recv(), if room => replica.step(env),
+            Some(call) = client_rx.recv(), if room => calls.admit(&mut replica, call),
         }
         // Drain what else is queued: one batch, one fsync.
         let mut n = 0;
-        while n < MAX_BATCH {
+        while n < MAX_BATCH && jobs_in_flight < MAX_DISK_JOBS {
             let mut progressed = false;
             if let Ok(env) = peer_rx.try_recv() {
                 replica.step(env);
@@ -168,45 +197,117 @@ pub async fn run(s: Settings, shutdown: impl Future<Output = ()>) -> Result<()> 
             }
         }
 
-        // Persisting can let the leader commit (it now counts itself): go round again
-        // until there is nothing left, a bounded number of times.
-        for _ in 0..8 {
-            let ready = replica.ready();
-            if ready.is_empty() {
-                break;
-            }
-            for ev in &ready.events {
-                log_line(&s.id, ev);
-            }
-            let send = |messages: Vec<Envelope>| {
-                for m in messages {
-                    if let Some(tx) = senders.get(&m.to) {
-                        // A full queue means the peer is not keeping up: drop, like a
-                        // lossy network would.
-                        let _ = tx.try_send(m);
-                    }
-                }
-            };
-            let mut messages = Some(ready.messages);
-            if ready.send_before_persist {
-                send(messages.take().unwrap_or_default());
-            }
-            if !ready.persist.is_empty() {
-                tokio::task::block_in_place(|| storage.persist(&ready.persist)).with_context(
-                    || {
-                        format!(
-                            "cannot persist to data dir {}; stopping rather than answer without durable state",
-                            s.data_dir.display()
-                        )
-                    },
-                )?;
-            }
-            replica.persisted(ready.last_index);
-            send(messages.take().unwrap_or_default());
-            for (token, reply) in ready.replies {
-                if let Some(tx) = calls.waiting.remove(&token) {
+        let ready = replica.ready();
+        if ready.is_empty() {
+            continue;
+        }
+        for ev in &ready.events {
+            log_line(&s.id, ev);
+        }
+        let mut job = DiskJob {
+            persist: ready.persist,
+            last_index: ready.last_index,
+            log_epoch: ready.log_epoch,
+            messages: Vec::new(),
+            replies: Vec::new(),
+        };
+        if ready.send_before_persist && jobs_with_messages == 0 {
+            send_all(&senders, ready.messages);
+        } else {
+            job.messages = ready.messages;
+        }
+        for (token, reply) in ready.replies {
+            if let Some(tx) = calls.waiting.remove(&token) {
+                if s.bugs.ack_before_commit {
+                    // Its "ok" may rest on this very batch reaching our disk.
+                    job.replies.push((tx, reply));
+                } else {
+                    // Answers rest on commitment (a durable majority) or on nothing.
                     let _ = tx.send(reply);
                 }
+            }
+        }
+        if job.persist.is_empty() && job.messages.is_empty() && job.replies.is_empty() {
+            continue;
+        }
+        jobs_with_messages += usize::from(!job.messages.is_empty());
+        jobs_in_flight += 1;
+        if jobs_tx.send(job).is_err() {
+            anyhow::bail!("the disk thread stopped");
+        }
+    }
+}
+
+/// Most batches waiting for the disk at once.
+const MAX_DISK_JOBS: usize = 64;
+
+/// One batch's durable changes, and what may only happen once they are durable.
+struct DiskJob {
+    persist: Vec<Persist>,
+    last_index: u64,
+    log_epoch: u64,
+    messages: Vec<Envelope>,
+    replies: Vec<(oneshot::Sender<Reply>, Reply)>,
+}
+
+/// A job done: report for [`Replica::persisted`]. An error stops the node.
+type DiskDone = Result<Persisted>;
+
+struct Persisted {
+    last_index: u64,
+    log_epoch: u64,
+    had_messages: bool,
+}
+
+fn send_all(senders: &HashMap<NodeId, mpsc::Sender<Envelope>>, messages: Vec<Envelope>) {
+    for m in messages {
+        if let Some(tx) = senders.get(&m.to) {
+            // A full queue means the peer is not keeping up: drop, like a lossy network.
+            let _ = tx.try_send(m);
+        }
+    }
+}
+
+/// Writes batches in order, one fsync for all the batches waiting (group commit across
+/// batches too), then sends what depended on them. Runs on its own thread so the event
+/// loop keeps handling answers and requests while the disk works.
+fn disk_thread(
+    mut storage: DiskStorage,
+    jobs: std::sync::mpsc::Receiver<DiskJob>,
+    senders: HashMap<NodeId, mpsc::Sender<Envelope>>,
+    done: mpsc::UnboundedSender<DiskDone>,
+) {
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_DISK_JOBS {
+            match jobs.try_recv() {
+                Ok(j) => batch.push(j),
+                Err(_) => break,
+            }
+        }
+        let persist: Vec<Persist> = batch
+            .iter_mut()
+            .flat_map(|j| std::mem::take(&mut j.persist))
+            .collect();
+        if let Err(e) = storage.persist(&persist) {
+            let _ = done.send(Err(e.context(
+                "cannot persist to the data dir; stopping rather than answer without durable state",
+            )));
+            return;
+        }
+        for job in batch {
+            let had_messages = !job.messages.is_empty();
+            send_all(&senders, job.messages);
+            for (tx, reply) in job.replies {
+                let _ = tx.send(reply);
+            }
+            let report = Persisted {
+                last_index: job.last_index,
+                log_epoch: job.log_epoch,
+                had_messages,
+            };
+            if done.send(Ok(report)).is_err() {
+                return;
             }
         }
     }

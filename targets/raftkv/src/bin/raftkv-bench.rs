@@ -5,7 +5,8 @@
 //! next to this one unless `--raftkv` says otherwise) in a temporary directory, waits for
 //! a leader, runs that many closed-loop clients — each with its own connection, one write
 //! outstanding at a time — against the leader for `--duration-s`, prints one line of
-//! figures, and kills the cluster. Nothing outlives it: the processes are killed by a
+//! figures (`not_ok` counts answers other than ok: not-leader, unknown, overloaded; a
+//! client follows a not-leader hint to the new leader), and kills the cluster. Nothing outlives it: the processes are killed by a
 //! drop guard, also on error or panic.
 //!
 //! ```text
@@ -45,6 +46,9 @@ struct Args {
     /// Where the nodes' data dirs go (default: the system temp dir).
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// Keep the nodes' data dirs and logs (printed) instead of deleting them.
+    #[arg(long)]
+    keep: bool,
     /// Extra flags for every node (e.g. --extra=--max-batch=512).
     #[arg(long, allow_hyphen_values = true)]
     extra: Vec<String>,
@@ -55,6 +59,7 @@ struct Cluster {
     children: Vec<Child>,
     client_ports: Vec<u16>,
     root: PathBuf,
+    keep: bool,
 }
 
 impl Drop for Cluster {
@@ -63,7 +68,11 @@ impl Drop for Cluster {
             let _ = c.kill();
             let _ = c.wait();
         }
-        let _ = std::fs::remove_dir_all(&self.root);
+        if self.keep {
+            eprintln!("kept {}", self.root.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.root);
+        }
     }
 }
 
@@ -76,7 +85,7 @@ fn free_ports(n: usize) -> Result<Vec<u16>> {
     held.iter().map(|l| Ok(l.local_addr()?.port())).collect()
 }
 
-fn start(bin: &PathBuf, root: PathBuf, n: usize, extra: &[String]) -> Result<Cluster> {
+fn start(bin: &PathBuf, root: PathBuf, n: usize, extra: &[String], keep: bool) -> Result<Cluster> {
     std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
     let ports = free_ports(2 * n)?;
     let (peer_ports, client_ports) = (ports[..n].to_vec(), ports[n..].to_vec());
@@ -84,6 +93,7 @@ fn start(bin: &PathBuf, root: PathBuf, n: usize, extra: &[String]) -> Result<Clu
         children: Vec::new(),
         client_ports: client_ports.clone(),
         root: root.clone(),
+        keep,
     };
     for i in 0..n {
         let peers: Vec<String> = (0..n)
@@ -165,13 +175,20 @@ struct Figures {
     latencies_us: Vec<u64>,
 }
 
-fn run_clients(port: u16, clients: usize, keys: usize, duration: Duration) -> Result<Figures> {
+fn run_clients(
+    ports: &[u16],
+    leader: u16,
+    clients: usize,
+    keys: usize,
+    duration: Duration,
+) -> Result<Figures> {
     let stop = Arc::new(AtomicBool::new(false));
     let mut handles = Vec::new();
     for c in 0..clients {
         let stop = stop.clone();
+        let ports = ports.to_vec();
         handles.push(std::thread::spawn(move || -> Result<Figures> {
-            let mut conn = Conn::open(port)?;
+            let mut conn = Conn::open(leader)?;
             let mut f = Figures {
                 ok: 0,
                 other: 0,
@@ -189,6 +206,17 @@ fn run_clients(port: u16, clients: usize, keys: usize, duration: Duration) -> Re
                     f.latencies_us.push(t.elapsed().as_micros() as u64);
                 } else {
                     f.other += 1;
+                    // Leadership moved: follow the hint (node n<k> listens on ports[k-1]),
+                    // or wait for an election to finish.
+                    let hinted = r["leader"]
+                        .as_str()
+                        .and_then(|l| l.strip_prefix('n'))
+                        .and_then(|k| k.parse::<usize>().ok())
+                        .and_then(|k| ports.get(k.wrapping_sub(1)).copied());
+                    match hinted {
+                        Some(p) => conn = Conn::open(p)?,
+                        None => std::thread::sleep(Duration::from_millis(10)),
+                    }
                 }
             }
             Ok(f)
@@ -245,11 +273,12 @@ fn main() -> Result<()> {
     for &n in &args.nodes {
         for &clients in &args.clients {
             let root = base.join(format!("{n}n-{clients}c"));
-            let cluster = start(&bin, root, n, &args.extra)?;
+            let cluster = start(&bin, root, n, &args.extra, args.keep)?;
             let port = wait_leader(&cluster)?;
             // Warm-up: connections, the leader's first fsyncs.
-            run_clients(port, clients, args.keys, Duration::from_millis(500))?;
-            let f = run_clients(port, clients, args.keys, duration)?;
+            let ports = &cluster.client_ports;
+            run_clients(ports, port, clients, args.keys, Duration::from_millis(500))?;
+            let f = run_clients(ports, port, clients, args.keys, duration)?;
             let secs = duration.as_secs_f64();
             println!(
                 "nodes={n} clients={clients} duration_s={secs:.0} acked_writes={} writes_per_s={:.0} p50_ms={:.2} p99_ms={:.2} not_ok={}",
@@ -262,6 +291,8 @@ fn main() -> Result<()> {
             drop(cluster);
         }
     }
-    let _ = std::fs::remove_dir_all(&base);
+    if !args.keep {
+        let _ = std::fs::remove_dir_all(&base);
+    }
     Ok(())
 }

@@ -156,6 +156,8 @@ pub struct Ready {
     pub send_before_persist: bool,
     /// The log's last index when this batch was taken; durable once `persist` is done.
     pub last_index: u64,
+    /// Pass back to [`RaftNode::persisted`](super::RaftNode::persisted) with `last_index`.
+    pub log_epoch: u64,
 }
 
 impl Ready {

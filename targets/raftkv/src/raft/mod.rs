@@ -141,6 +141,9 @@ pub struct RaftNode {
     applied: u64,
     /// Highest index known to be fsynced here; a leader counts itself only up to it.
     durable: u64,
+    /// Bumped whenever entries are removed from the log, so that a persistence report
+    /// for a batch taken before the removal cannot vouch for entries written after it.
+    log_epoch: u64,
 
     role: Role,
     leader: Option<NodeId>,
@@ -211,6 +214,7 @@ impl RaftNode {
             commit: snap_index,
             applied: snap_index,
             durable: 0,
+            log_epoch: 0,
             role: Role::Follower,
             leader: None,
             ticks: 0,
@@ -539,9 +543,10 @@ impl RaftNode {
         }
     }
 
-    /// The host finished persisting a [`Ready`] whose `last_index` was `index`.
-    pub fn persisted(&mut self, index: u64) {
-        if index > self.durable {
+    /// The host finished persisting a [`Ready`] whose `last_index` was `index` and whose
+    /// `log_epoch` was `epoch` (reports may arrive after later batches were taken).
+    pub fn persisted(&mut self, index: u64, epoch: u64) {
+        if epoch == self.log_epoch && index > self.durable {
             self.durable = index;
             if self.role == Role::Leader {
                 self.maybe_commit();
@@ -570,6 +575,7 @@ impl RaftNode {
             self.applied += 1;
         }
         self.out.last_index = self.log.last_index();
+        self.out.log_epoch = self.log_epoch;
         self.out.send_before_persist = self.role == Role::Leader
             && !self.out.persist.iter().any(|p| {
                 matches!(
@@ -1011,6 +1017,7 @@ impl RaftNode {
                         ));
                         self.log.truncate_from(e.index);
                         self.durable = self.durable.min(e.index - 1);
+                        self.log_epoch += 1;
                         self.out.persist.push(Persist::Truncate { from: e.index });
                     }
                     None if e.index <= self.log.snap_index() => continue,
@@ -1048,6 +1055,7 @@ impl RaftNode {
         ));
         self.log.reset(snapshot.index, snapshot.term);
         self.durable = self.durable.min(snapshot.index);
+        self.log_epoch += 1;
         self.commit = snapshot.index;
         self.applied = snapshot.index;
         let match_index = snapshot.index;

@@ -365,7 +365,7 @@ impl Sim {
         for p in &ready.persist {
             node.disk.apply(p);
         }
-        r.persisted(ready.last_index);
+        r.persisted(ready.last_index, ready.log_epoch);
         for m in ready.messages {
             if let Message::VoteResp { granted: true } = m.msg {
                 let set = self.votes.entry((m.term, m.from.clone())).or_default();
