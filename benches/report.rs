@@ -32,7 +32,7 @@ fn main() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("bench dir");
 
-    let ops = report::sample::history(calls, 10, 8, 11);
+    let ops = report::sample::history(calls, 10, 200, 11);
     let lines = ops.len();
     faultline::history::write_jsonl(
         &ops,

@@ -101,11 +101,19 @@ fn render(out: &mut String, cx: &Counterexample) {
             push_html(out, &state_text(s));
             out.push_str("</span>");
         }
-        let _ = write!(
-            out,
-            " — and from none of them can <code>{}</code> happen.",
-            html(&failing.call)
-        );
+        if cx.states_before.len() == 1 {
+            let _ = write!(
+                out,
+                " — and from it, <code>{}</code> cannot happen.",
+                html(&failing.call)
+            );
+        } else {
+            let _ = write!(
+                out,
+                " — and from none of them can <code>{}</code> happen.",
+                html(&failing.call)
+            );
+        }
     }
     out.push_str("</p>\n");
 
@@ -225,26 +233,25 @@ fn diagram(out: &mut String, calls: &[&CallView], failing: &CallView) {
     events.sort_unstable();
     events.dedup();
     let slot = |index: u64| events.partition_point(|&e| e < index);
-    let (left, top, lane_h, slot_w) = (110.0, 34.0, 46.0, 58.0);
+    let (left, top, lane_h, slot_w) = (100.0, 30.0, 50.0, 64.0);
     let open_tail = 1.5;
     let width = left + (events.len() as f64 + open_tail + 0.5) * slot_w + 20.0;
-    let height = top + lanes.len() as f64 * lane_h + 20.0;
+    let height = top + lanes.len() as f64 * lane_h + 10.0;
     let x = |s: usize| left + (s as f64 + 0.5) * slot_w;
+    // Never wider than drawn: a three-call window should not fill the screen.
     let _ = write!(
         out,
-        "<svg viewBox=\"0 0 {width:.0} {height:.0}\" xmlns=\"http://www.w3.org/2000/svg\" font-family=\"system-ui, sans-serif\" font-size=\"13\" role=\"img\" aria-label=\"per-process timeline of the window\">\
+        "<svg style=\"max-width:{width:.0}px\" viewBox=\"0 0 {width:.0} {height:.0}\" xmlns=\"http://www.w3.org/2000/svg\" font-family=\"system-ui, sans-serif\" font-size=\"13\" role=\"img\" aria-label=\"per-process timeline of the window\">\
 <defs><linearGradient id=\"fade\" x1=\"0\" x2=\"1\"><stop offset=\"0\" stop-color=\"#f08c00\" stop-opacity=\".85\"/><stop offset=\"1\" stop-color=\"#f08c00\" stop-opacity=\"0\"/></linearGradient></defs>\
 <text x=\"{left}\" y=\"18\" fill=\"#57606a\" font-size=\"12\">history order →</text>"
     );
     for (i, p) in order.iter().enumerate() {
-        let y = top + i as f64 * lane_h;
+        let y = top + i as f64 * lane_h + 32.0;
         let _ = write!(
             out,
-            "<line x1=\"{left}\" x2=\"{:.0}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"#eaeef2\"/><text x=\"8\" y=\"{:.1}\" fill=\"#24292f\">process {p}</text>",
+            "<line x1=\"{left}\" x2=\"{:.0}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"#d0d7de\"/><text x=\"8\" y=\"{:.1}\" fill=\"#24292f\">process {p}</text>",
             width - 10.0,
-            y + lane_h / 2.0,
-            y + lane_h / 2.0,
-            y + lane_h / 2.0 + 4.0
+            y + 4.0
         );
     }
     for c in &calls {
@@ -252,8 +259,9 @@ fn diagram(out: &mut String, calls: &[&CallView], failing: &CallView) {
             continue;
         };
         let is_failing = same_call(c, failing);
-        let y = top + lane as f64 * lane_h + 8.0;
-        let h = lane_h - 16.0;
+        // The label sits above its bar, so it may be longer than the bar is wide.
+        let y = top + lane as f64 * lane_h + 24.0;
+        let h = 16.0;
         let x0 = x(slot(c.invoke.index)) - 6.0;
         let x1 = match c.complete {
             Some(e) => x(slot(e.index)) + 6.0,
@@ -290,8 +298,8 @@ fn diagram(out: &mut String, calls: &[&CallView], failing: &CallView) {
             (x1 - x0).max(8.0),
             if is_failing { 3 } else { 1 },
             if open { " stroke-dasharray=\"5 3\"" } else { "" },
-            x0 + 6.0,
-            y + h / 2.0 + 4.5,
+            x0 + 1.0,
+            y - 5.0,
             if is_failing { "#a40e26" } else { "#24292f" },
             if is_failing { 700 } else { 400 },
             html(&format!("{}{}", c.call, if is_failing { "  ✗" } else { "" }))

@@ -100,6 +100,16 @@ fn sh(word: &str) -> String {
     }
 }
 
+/// A spec on the command line: its name when the file is where a name resolves to
+/// (`targets/NAME/target.yaml` …), else the file's path.
+fn spec_arg(plan: &Value, file: &[&str], name: &[&str], layout: &str) -> Option<String> {
+    let path = plan_str(plan, file)?;
+    match plan_str(plan, name) {
+        Some(n) if path.ends_with(&layout.replace("{}", &n)) => Some(n),
+        _ => Some(path),
+    }
+}
+
 /// The `faultline run` command that repeats this run (same specs, sizes and seed).
 fn reproduce(run: &RunData) -> Option<String> {
     let p = &run.plan;
@@ -113,9 +123,33 @@ fn reproduce(run: &RunData) -> Option<String> {
             cmd.push(sh(&v));
         }
     };
-    flag("target", plan_str(p, &["target", "file"]));
-    flag("workload", plan_str(p, &["workload_file"]));
-    flag("nemesis", plan_str(p, &["nemesis_file"]));
+    flag(
+        "target",
+        spec_arg(
+            p,
+            &["target", "file"],
+            &["target", "spec", "name"],
+            "targets/{}/target.yaml",
+        ),
+    );
+    flag(
+        "workload",
+        spec_arg(
+            p,
+            &["workload_file"],
+            &["workload", "name"],
+            "workloads/{}.yaml",
+        ),
+    );
+    flag(
+        "nemesis",
+        spec_arg(
+            p,
+            &["nemesis_file"],
+            &["nemesis", "name"],
+            "nemesis/{}.yaml",
+        ),
+    );
     flag(
         "nodes",
         p.get("nodes")

@@ -241,10 +241,54 @@ pub fn read_plan(dir: &Path) -> Result<Value> {
         return Ok(Value::Null);
     }
     let text = read_small(&path)?;
-    serde_yaml::from_str(&text).map_err(|e| {
+    let yaml: serde_yaml::Value = serde_yaml::from_str(&text).map_err(|e| {
         let line = e.location().map_or(0, |l| l.line());
         anyhow::anyhow!("{}:{line}: not valid YAML: {e}", path.display())
-    })
+    })?;
+    Ok(yaml_to_json(yaml))
+}
+
+/// YAML to JSON for display. Enum variants (YAML tags such as `!one`, as serde writes
+/// them) become `{"one": value}`; non-string keys are written as YAML text.
+fn yaml_to_json(v: serde_yaml::Value) -> Value {
+    use serde_yaml::Value as Y;
+    match v {
+        Y::Null => Value::Null,
+        Y::Bool(b) => Value::Bool(b),
+        Y::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                Value::from(i)
+            } else if let Some(u) = n.as_u64() {
+                Value::from(u)
+            } else {
+                n.as_f64().map_or(Value::Null, Value::from)
+            }
+        }
+        Y::String(s) => Value::String(s),
+        Y::Sequence(seq) => Value::Array(seq.into_iter().map(yaml_to_json).collect()),
+        Y::Mapping(m) => Value::Object(
+            m.into_iter()
+                .map(|(k, v)| {
+                    let key = match k {
+                        Y::String(s) => s,
+                        other => serde_yaml::to_string(&other)
+                            .map(|s| s.trim_end().to_string())
+                            .unwrap_or_default(),
+                    };
+                    (key, yaml_to_json(v))
+                })
+                .collect(),
+        ),
+        Y::Tagged(t) => {
+            let tag = t.tag.to_string();
+            let mut m = serde_json::Map::new();
+            m.insert(
+                tag.trim_start_matches('!').to_string(),
+                yaml_to_json(t.value),
+            );
+            Value::Object(m)
+        }
+    }
 }
 
 impl RunData {
@@ -717,6 +761,22 @@ mod tests {
         );
         let n2: Vec<i64> = run.clocks["n2"].steps.iter().map(|s| s.1).collect();
         assert_eq!(n2, vec![200, 0, 200, 0, 0]);
+    }
+
+    #[test]
+    fn plan_yaml_with_enum_tags_reads_as_json() {
+        let dir = std::env::temp_dir().join(format!("fl-plan-yaml-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("plan.yaml"),
+            "seed: 7\nsteps:\n- targets: !one\n  at: 1s\nhosts:\n  kind: local\n",
+        )
+        .unwrap();
+        let plan = read_plan(&dir).unwrap();
+        assert_eq!(plan["seed"], 7);
+        assert_eq!(plan["steps"][0]["targets"], json!({"one": null}));
+        assert_eq!(plan["hosts"]["kind"], "local");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

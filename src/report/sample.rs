@@ -6,6 +6,7 @@
 use crate::checker::simulate::{self, SimConfig, Workload};
 use crate::history::{Op, OpType, Process};
 use serde_json::{json, Value};
+use std::collections::HashMap;
 
 /// A cas-register history of `calls` invocations over `keys` keys by `processes`
 /// workers, with a partition, a pause, a kill, a clock bump, a clock strobe and packet
@@ -69,7 +70,27 @@ pub fn history(calls: usize, processes: usize, keys: usize, seed: u64) -> Vec<Op
         ),
         nemesis(at(0.90), "stop-loss", json!({"nodes": ["n5"]})),
     ];
-    let mut ops: Vec<Op> = client.into_iter().chain(faults).collect();
+    // The simulator leaves some crashed calls without a completion; a faultline run
+    // records a timed-out call as info instead (a pending call only ever appears at the
+    // end of a cut run). Complete them as the runner would, one timeout later: info may
+    // take effect at any time after its invocation, so the history stays linearizable.
+    let mut open: HashMap<Process, &Op> = HashMap::new();
+    for op in &client {
+        match op.kind {
+            OpType::Invoke => open.insert(op.process, op),
+            _ => open.remove(&op.process),
+        };
+    }
+    let timeouts: Vec<Op> = open
+        .into_values()
+        .map(|inv| Op {
+            kind: OpType::Info,
+            time_ns: (inv.time_ns + 2 * 10_000_000).min(end),
+            error: Some("timeout".into()),
+            ..inv.clone()
+        })
+        .collect();
+    let mut ops: Vec<Op> = client.into_iter().chain(timeouts).chain(faults).collect();
     // Stable: client ops keep their order; a nemesis op goes after client ops at its time.
     ops.sort_by_key(|o| o.time_ns);
     for (i, op) in ops.iter_mut().enumerate() {

@@ -1,5 +1,5 @@
-//! `timeline.html`: every op of the run on a canvas, one row per process, time flowing
-//! right, bars coloured by outcome, fault windows as bands; hover for details, click to
+//! `timeline.html`: every op of the run on a canvas, one row per process (or, when infos
+//! made many short-lived processes, processes packed into lanes), time flowing right, bars coloured by outcome, fault windows as bands; hover for details, click to
 //! pin them, Ctrl+wheel or the buttons to zoom, drag to pan.
 //!
 //! It stays usable at 100,000 ops and more because nothing per op lives in the DOM: the
@@ -257,7 +257,7 @@ body {{ display: flex; flex-direction: column; }}
 <body data-verdict="{class}">
 <div id="bar"><b>{name}</b><span class="badge {class}">{verdict_up}</span><a href="index.html">run page</a>
 <span>{legend}</span>
-<span><button id="zoom-in" title="zoom in (+)">+</button> <button id="zoom-out" title="zoom out (−)">−</button> <button id="fit" title="whole run (0)">fit</button></span>
+<span><button id="zoom-in" title="zoom in (+)">+</button> <button id="zoom-out" title="zoom out (−)">−</button> <button id="fit" title="whole run (0)">fit</button> <button id="rows" title="one row per process, or processes packed into lanes (a worker continues as a new process after an info)">rows</button></span>
 <label>op index <input id="goto" type="number" min="0" placeholder="e.g. 1234"></label>
 <span class="muted" id="status"></span></div>
 <div id="wrap"><div id="scroll"><canvas id="canvas"></canvas><div id="spacer"></div></div>

@@ -3,4 +3,5 @@
 mod history;
 mod run;
 mod nemesis;
+mod report;
 mod corpus;

@@ -14,15 +14,45 @@
   var statusEl = document.getElementById("status");
   var endUs = Math.max(D.end_us, 1);
 
-  // Ops grouped by row, each row in invocation order (counting sort keeps call order).
-  var rowStart = new Int32Array(R + 1), rowOps = new Int32Array(N), fill = new Int32Array(R);
+  // Ops grouped by process, each in invocation order (counting sort keeps call order).
+  var procStart = new Int32Array(R + 1), procOps = new Int32Array(N), fill = new Int32Array(R);
   var i, j;
-  for (i = 0; i < N; i++) rowStart[D.p[i] + 1]++;
-  for (i = 0; i < R; i++) rowStart[i + 1] += rowStart[i];
-  for (i = 0; i < N; i++) { var r0 = D.p[i]; rowOps[rowStart[r0] + fill[r0]++] = i; }
+  for (i = 0; i < N; i++) procStart[D.p[i] + 1]++;
+  for (i = 0; i < R; i++) procStart[i + 1] += procStart[i];
+  for (i = 0; i < N; i++) { var r0 = D.p[i]; procOps[procStart[r0] + fill[r0]++] = i; }
   // End of each bar: completion, or the end of the run for a call that never completed.
   var E = new Float64Array(N);
   for (i = 0; i < N; i++) E[i] = D.e[i] < 0 ? endUs : D.e[i];
+
+  // Rows: one per process, or "lanes" packing processes whose lifetimes do not overlap
+  // (after an info a worker goes on as a new process, so a run with many infos has far
+  // more processes than workers). Within a row, ops stay in invocation order and their
+  // ends grow, which the binary searches rely on.
+  var rowOf = new Int32Array(R), rows = R, rowStart, rowOps, packed = false;
+  function layout(pack) {
+    packed = pack;
+    var laneEnd = [];
+    for (var p = 0; p < R; p++) {
+      if (!pack) { rowOf[p] = p; continue; }
+      var first = D.s[procOps[procStart[p]]], last = E[procOps[procStart[p + 1] - 1]];
+      var lane = 0;
+      while (lane < laneEnd.length && laneEnd[lane] >= first) lane++;
+      laneEnd[lane] = last;
+      rowOf[p] = lane;
+    }
+    rows = pack ? laneEnd.length : R;
+    rowStart = new Int32Array(rows + 1); rowOps = new Int32Array(N);
+    var count = new Int32Array(rows);
+    for (p = 0; p < R; p++) rowStart[rowOf[p] + 1] += procStart[p + 1] - procStart[p];
+    for (var r = 0; r < rows; r++) rowStart[r + 1] += rowStart[r];
+    // Processes in order of first invocation, so a lane's ops come out sorted.
+    for (p = 0; p < R; p++) {
+      var l = rowOf[p];
+      for (var k = procStart[p]; k < procStart[p + 1]; k++) rowOps[rowStart[l] + count[l]++] = procOps[k];
+    }
+    document.getElementById("rows").textContent = pack ? "rows: lanes (" + rows + ")" : "rows: processes (" + rows + ")";
+  }
+  function rowOfOp(op) { return rowOf[D.p[op]]; }
   var byIndex = new Map();
   for (i = 0; i < N; i++) { byIndex.set(D.i[i], i); if (D.c[i] >= 0) byIndex.set(D.c[i], i); }
   var inWindow = new Set();
@@ -49,7 +79,7 @@
     W = scroll.clientWidth; H = scroll.clientHeight; dpr = window.devicePixelRatio || 1;
     canvas.width = Math.round(W * dpr); canvas.height = Math.round(H * dpr);
     canvas.style.width = W + "px"; canvas.style.height = H + "px";
-    spacer.style.height = Math.max(0, AXIS + R * ROW + 24 - H) + "px";
+    spacer.style.height = Math.max(0, AXIS + rows * ROW + 24 - H) + "px";
     draw();
   }
   function schedule() { if (!frame) frame = requestAnimationFrame(function () { frame = 0; draw(); }); }
@@ -60,7 +90,7 @@
   }
 
   function outline(op, colour, width) {
-    var r = D.p[op], y = AXIS + r * ROW - scroll.scrollTop;
+    var r = rowOfOp(op), y = AXIS + r * ROW - scroll.scrollTop;
     if (y < AXIS - ROW || y > H) return;
     var x0 = X(D.s[op]), x1 = Math.max(X(E[op]), x0 + 1);
     ctx.strokeStyle = colour; ctx.lineWidth = width;
@@ -72,7 +102,7 @@
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     ctx.fillStyle = "#fff"; ctx.fillRect(0, 0, W, H);
     var top = scroll.scrollTop;
-    var rFirst = Math.max(0, Math.floor(top / ROW)), rLast = Math.min(R, Math.ceil((top + H - AXIS) / ROW) + 1);
+    var rFirst = Math.max(0, Math.floor(top / ROW)), rLast = Math.min(rows, Math.ceil((top + H - AXIS) / ROW) + 1);
     ctx.save();
     ctx.beginPath(); ctx.rect(GUTTER, AXIS, W - GUTTER - RIGHT, H - AXIS); ctx.clip();
     // Row stripes, then fault bands, then bars.
@@ -89,12 +119,17 @@
     var bars = 0, pxPerUs = (W - GUTTER - RIGHT) / (view.t1 - view.t0);
     for (r = rFirst; r < rLast; r++) {
       var y = AXIS + r * ROW - top, a = rowStart[r], b = rowStart[r + 1];
-      var lastX = -1e9, lastO = -1;
+      var lastX = -1e9, lastO = -1, lastTick = -1e9;
       for (j = firstEndingAfter(a, b, view.t0); j < b; j++) {
         var op = rowOps[j];
         if (D.s[op] > view.t1) break;
         var x0 = X(D.s[op]), x1 = X(E[op]), o = D.o[op];
         if (x1 - x0 < 1) x1 = x0 + 1;
+        if (packed && x1 - x0 >= 4 && j > a && D.p[rowOps[j - 1]] !== D.p[op] && x0 - lastTick > 8) {
+          // A new process takes over this lane (marked once ops are wide enough to see).
+          ctx.fillStyle = "#24292f"; ctx.fillRect(x0 - 2, y, 1.5, ROW);
+          lastTick = x0;
+        }
         if (x1 <= lastX + 0.5 && o === lastO) continue;
         ctx.globalAlpha = o === 3 ? 0.45 : 0.9;
         ctx.fillStyle = D.colours[o];
@@ -120,7 +155,16 @@
     // Gutter: process labels.
     ctx.fillStyle = "#fff"; ctx.fillRect(0, AXIS, GUTTER, H - AXIS);
     ctx.fillStyle = "#57606a"; ctx.font = "11px system-ui, sans-serif"; ctx.textBaseline = "middle";
-    for (r = rFirst; r < rLast; r++) ctx.fillText("process " + D.procs[r], 6, AXIS + r * ROW - top + ROW / 2);
+    for (r = rFirst; r < rLast; r++) {
+      // In lanes, name the process at the left edge of the view.
+      var shown = r;
+      if (packed) {
+        var at = firstEndingAfter(rowStart[r], rowStart[r + 1], view.t0);
+        if (at >= rowStart[r + 1]) at = rowStart[r + 1] - 1;
+        shown = at >= rowStart[r] ? D.p[rowOps[at]] : -1;
+      }
+      if (shown >= 0) ctx.fillText("process " + D.procs[shown], 6, AXIS + r * ROW - top + ROW / 2);
+    }
     ctx.strokeStyle = "#d0d7de"; ctx.lineWidth = 1;
     ctx.beginPath(); ctx.moveTo(GUTTER - 0.5, AXIS); ctx.lineTo(GUTTER - 0.5, H); ctx.stroke();
 
@@ -163,7 +207,7 @@
   function opAt(x, y) {
     if (y < AXIS || x < GUTTER) return -1;
     var r = Math.floor((y - AXIS + scroll.scrollTop) / ROW);
-    if (r < 0 || r >= R) return -1;
+    if (r < 0 || r >= rows) return -1;
     var tol = 3 * (view.t1 - view.t0) / (W - GUTTER - RIGHT), t = T(x);
     var a = rowStart[r], b = rowStart[r + 1], best = -1, bestD = Infinity;
     for (j = firstEndingAfter(a, b, t - tol); j < b; j++) {
@@ -234,7 +278,7 @@
     var span = Math.max((E[op] - D.s[op]) * 8, 2000);
     var mid = (D.s[op] + E[op]) / 2;
     view.t0 = mid - span / 2; view.t1 = mid + span / 2; clampView();
-    scroll.scrollTop = Math.max(0, D.p[op] * ROW - (H - AXIS) / 2);
+    scroll.scrollTop = Math.max(0, rowOfOp(op) * ROW - (H - AXIS) / 2);
     pin(op);
     draw();
   }
@@ -284,6 +328,7 @@
   document.getElementById("zoom-in").onclick = function () { zoomAt((W + GUTTER) / 2, 0.5); };
   document.getElementById("zoom-out").onclick = function () { zoomAt((W + GUTTER) / 2, 2); };
   document.getElementById("fit").onclick = fit;
+  document.getElementById("rows").onclick = function () { layout(!packed); resize(); };
   document.getElementById("goto").addEventListener("change", function (e) {
     var ix = parseInt(e.target.value, 10);
     if (byIndex.has(ix)) focusOn(byIndex.get(ix));
@@ -306,11 +351,14 @@
       if (!byIndex.has(index)) return null;
       var op = byIndex.get(index), b = canvas.getBoundingClientRect();
       var x0 = Math.max(X(D.s[op]), GUTTER), x1 = Math.min(Math.max(X(E[op]), x0 + 1), W - RIGHT);
-      return { x: b.left + (x0 + x1) / 2, y: b.top + AXIS + D.p[op] * ROW - scroll.scrollTop + ROW / 2 };
+      return { x: b.left + (x0 + x1) / 2, y: b.top + AXIS + rowOfOp(op) * ROW - scroll.scrollTop + ROW / 2 };
     },
     drawnBars: function () { return drawnBars; }
   };
 
+  // Lanes by default when processes far outnumber the lanes they pack into.
+  layout(true);
+  if (rows * 2 > R) layout(false);
   resize();
   var m = /^#op=(\d+)$/.exec(location.hash);
   if (m && byIndex.has(+m[1])) focusOn(byIndex.get(+m[1]));

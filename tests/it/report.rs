@@ -1,0 +1,631 @@
+//! Reports end to end on fixture runs built here (no cluster): a valid run with every fault
+//! kind, an invalid register run written by hand and checked by the real checker, and a
+//! 100,000-call run. Pages are rendered, served by `faultline serve` and loaded in
+//! headless Chromium (skipped, with the reason printed, when Chromium is not installed).
+//!
+//! Fixture stores live under `target/tmp/report-it/<test>/` and are kept after the test,
+//! so the screenshots saved into each run directory can be looked at.
+
+use faultline::checker::Verdict;
+use faultline::history::{Op, OpType, Process};
+use faultline::report;
+use faultline::spec::{HostsChoice, Overrides, Plan};
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+#[path = "../support/webdriver.rs"]
+mod webdriver;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A fresh store for one test, kept after it (screenshots are artifacts).
+fn store(test: &str) -> PathBuf {
+    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("report-it")
+        .join(test);
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A real plan resolved from the repository's specs.
+fn plan(name: &str, nemesis: &str, store: &Path) -> Plan {
+    let roots = faultline::spec::SpecRoots { dirs: vec![repo()] };
+    let o = Overrides {
+        nemesis: Some(nemesis.into()),
+        seed: Some(42),
+        nodes: Some(5),
+        store: Some(store.to_path_buf()),
+        ..Default::default()
+    };
+    let mut plan = Plan::resolve(
+        &roots,
+        &o,
+        HostsChoice::Local {
+            subnet: "10.213.0.0/24".into(),
+        },
+    )
+    .unwrap();
+    plan.name = name.into();
+    plan.store = store.to_path_buf();
+    plan
+}
+
+/// Write a run directory as `faultline run` leaves it: plan, history, results from the
+/// real checker (through the runner's own function), node logs, `latest` links.
+fn write_run(store: &Path, plan: &Plan, ops: &[Op]) -> (PathBuf, Verdict) {
+    let dir = faultline::store::create_run_dir(store, &plan.name).unwrap();
+    std::fs::write(dir.join("plan.yaml"), plan.to_yaml().unwrap()).unwrap();
+    let history = dir.join("history.jsonl");
+    faultline::history::write_jsonl(ops, std::fs::File::create(&history).unwrap()).unwrap();
+    let (verdict, check) = faultline::runner::check::check_history(plan, &history).unwrap();
+    let client: Vec<&Op> = ops.iter().filter(|o| o.is_client()).collect();
+    let count = |k: OpType| client.iter().filter(|o| o.kind == k).count();
+    let summary = json!({
+        "ops": count(OpType::Invoke), "ok": count(OpType::Ok), "fail": count(OpType::Fail),
+        "info": count(OpType::Info),
+        "elapsed_s": ops.last().map_or(0.0, |o| o.time_ns as f64 / 1e9), "interrupted": false,
+    });
+    let results = report::results_json(plan, summary, verdict, check);
+    std::fs::write(
+        dir.join("results.json"),
+        serde_json::to_vec_pretty(&results).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(dir.join("faultline.log"), "run log\n").unwrap();
+    for node in &plan.nodes {
+        let d = dir.join("nodes").join(node);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(
+            d.join("stdout.log"),
+            format!("{node} started\n<script>alert('log')</script>\n"),
+        )
+        .unwrap();
+        std::fs::write(d.join("stderr.log"), "").unwrap();
+    }
+    faultline::store::update_latest(store, &dir).unwrap();
+    (dir, verdict)
+}
+
+fn op(index: u64, t_ms: f64, process: u64, kind: OpType, f: &str, value: Value) -> Op {
+    Op {
+        index,
+        time_ns: (t_ms * 1e6) as u64,
+        process: Process::Client(process),
+        kind,
+        f: f.into(),
+        key: Some("r1".into()),
+        value,
+        node: Some(format!("n{}", 1 + process % 5)),
+        error: None,
+    }
+}
+
+/// A register history with a stale read: process 2 reads 1 after `write 2` completed.
+fn stale_read_history() -> Vec<Op> {
+    use OpType::*;
+    let mut ops = vec![
+        op(0, 0.0, 0, Invoke, "write", json!(1)),
+        op(1, 1.0, 0, Ok, "write", json!(1)),
+        op(2, 2.0, 1, Invoke, "write", json!(2)),
+        op(3, 3.0, 1, Ok, "write", json!(2)),
+        op(4, 4.0, 2, Invoke, "read", Value::Null),
+        op(5, 4.5, 0, Invoke, "read", Value::Null),
+        op(6, 5.0, 2, Ok, "read", json!(1)),
+        op(7, 6.0, 0, Ok, "read", json!(2)),
+        op(8, 7.0, 1, Invoke, "cas", json!([2, 3])),
+        op(9, 8.0, 3, Invoke, "write", json!(4)),
+        op(10, 9.0, 1, Ok, "cas", json!([2, 3])),
+        op(11, 12.0, 3, Info, "write", json!(4)),
+    ];
+    ops[11].error = Some("timeout </script><b>".into());
+    ops.insert(
+        4,
+        Op {
+            index: 0,
+            time_ns: 3_500_000,
+            process: Process::Nemesis,
+            kind: Info,
+            f: "start-partition".into(),
+            key: None,
+            value: json!({"nodes": ["n1", "n2", "n3"], "grudge": {"n1": ["n2", "n3"]}}),
+            node: None,
+            error: None,
+        },
+    );
+    for (i, o) in ops.iter_mut().enumerate() {
+        o.index = i as u64;
+    }
+    ops
+}
+
+fn valid_run(store: &Path) -> PathBuf {
+    let plan = plan("register-all", "all", store);
+    let (dir, verdict) = write_run(store, &plan, &report::sample::history(3_000, 6, 1, 7));
+    assert_eq!(
+        verdict,
+        Verdict::Valid,
+        "the simulated history is linearizable by construction"
+    );
+    report::render_run(&dir).unwrap();
+    dir
+}
+
+fn invalid_run(store: &Path) -> PathBuf {
+    let plan = plan("register-stale", "partition", store);
+    let (dir, verdict) = write_run(store, &plan, &stale_read_history());
+    assert_eq!(verdict, Verdict::Invalid);
+    report::render_run(&dir).unwrap();
+    dir
+}
+
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+#[test]
+fn valid_run_page_shows_verdict_parameters_plots_and_links() {
+    let store = store("valid-page");
+    let dir = valid_run(&store);
+    let page = read(&dir.join("index.html"));
+    assert!(page.contains("id=\"verdict\">VALID<"));
+    for plot in ["latency", "latency-quantiles", "throughput", "clock"] {
+        assert!(
+            page.contains(&format!("<figure id=\"plot-{plot}\"><svg")),
+            "{plot} plot embedded"
+        );
+        let png = std::fs::read(dir.join(format!("{plot}.png"))).unwrap();
+        assert_eq!(&png[1..4], b"PNG", "{plot}.png");
+    }
+    for text in [
+        "register-all",
+        "raftkv",
+        "cas-register",
+        "seed</th><td>42",
+        "faultline run --target",
+        "start-partition",
+        "bump-clock",
+    ] {
+        assert!(page.contains(text), "page shows {text:?}");
+    }
+    for link in [
+        "history.jsonl",
+        "plan.yaml",
+        "results.json",
+        "faultline.log",
+        "timeline.html",
+        "nodes/n3/stdout.log",
+    ] {
+        assert!(page.contains(&format!("href=\"{link}\"")), "link to {link}");
+    }
+    assert!(!page.contains("id=\"counterexample\""));
+    assert!(dir.join("timeline.html").exists());
+}
+
+#[test]
+fn invalid_run_page_draws_the_counterexample_and_escapes_target_strings() {
+    let store = store("invalid-page");
+    let dir = invalid_run(&store);
+    let page = read(&dir.join("index.html"));
+    assert!(page.contains("id=\"verdict\">INVALID<"));
+    assert!(page.contains("id=\"counterexample\""));
+    assert!(page.contains("Key <code>r1</code> cannot be linearized"));
+    assert_eq!(
+        page.matches("class=\"call failing\"").count(),
+        1,
+        "one highlighted call"
+    );
+    assert!(page.contains("Longest linearizable prefix"));
+    assert!(page.contains("class=\"state\""));
+    assert!(page.contains("timeline.html#op="));
+    let timeline = read(&dir.join("timeline.html"));
+    assert!(
+        timeline.contains("timeout \\u003c/script\\u003e\\u003cb\\u003e"),
+        "error escaped in the data"
+    );
+    assert_eq!(timeline.matches("<script").count(), 2);
+}
+
+#[test]
+fn report_command_rechecks_and_exits_with_the_verdict() {
+    let store = store("report-command");
+    let dir = invalid_run(&store);
+    std::fs::remove_file(dir.join("results.json")).unwrap();
+    std::fs::remove_file(dir.join("index.html")).unwrap();
+
+    let bin = env!("CARGO_BIN_EXE_faultline");
+    let out = Command::new(bin).arg("report").arg(&dir).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "no results.json and no --recheck"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("use --recheck"));
+
+    let out = Command::new(bin)
+        .args(["report", "--recheck"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let results: Value = serde_json::from_str(&read(&dir.join("results.json"))).unwrap();
+    assert_eq!(results["verdict"], "invalid");
+    assert_eq!(results["run"]["ops"], 6);
+    assert!(read(&dir.join("index.html")).contains("class=\"call failing\""));
+    assert!(
+        read(&store.join("index.html")).contains("register-stale"),
+        "store index rebuilt"
+    );
+
+    let missing = Command::new(bin)
+        .args(["report", "/nonexistent/run"])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(3));
+}
+
+#[test]
+fn reports_index_lists_every_run_newest_first() {
+    let store = store("index");
+    let valid = valid_run(&store);
+    std::thread::sleep(Duration::from_millis(1100));
+    let invalid = invalid_run(&store);
+    report::index::write(&store).unwrap();
+    let page = read(&store.join("index.html"));
+    let leaf = |d: &Path| d.file_name().unwrap().to_str().unwrap().to_string();
+    let (a, b) = (
+        page.find(&leaf(&invalid)).unwrap(),
+        page.find(&leaf(&valid)).unwrap(),
+    );
+    assert!(a < b, "newest first");
+    assert!(page.contains("2 runs: 1 valid, 1 invalid"));
+}
+
+/// Send one raw request (paths exactly as written: no client-side normalisation).
+fn raw(addr: std::net::SocketAddr, request: &str) -> (u16, String, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).unwrap();
+    let split = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&buf[..split]).to_string();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, head, buf[split + 4..].to_vec())
+}
+
+fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String, Vec<u8>) {
+    raw(addr, &format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n"))
+}
+
+fn dechunk(mut body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = body.windows(2).position(|w| w == b"\r\n").unwrap();
+        let len =
+            usize::from_str_radix(std::str::from_utf8(&body[..line_end]).unwrap(), 16).unwrap();
+        body = &body[line_end + 2..];
+        if len == 0 {
+            return out;
+        }
+        out.extend_from_slice(&body[..len]);
+        body = &body[len + 2..];
+    }
+}
+
+#[test]
+fn serve_refuses_every_path_out_of_the_reports_tree() {
+    let base = store("serve-traversal");
+    let root = base.join("reports");
+    std::fs::create_dir_all(root.join("t/r")).unwrap();
+    std::fs::write(root.join("t/r/index.html"), "inside").unwrap();
+    std::fs::write(base.join("secret.txt"), "SECRET").unwrap();
+    std::os::unix::fs::symlink(base.join("secret.txt"), root.join("t/r/link")).unwrap();
+    let server = report::serve::spawn(&root, "127.0.0.1:0").unwrap();
+    let addr = server.addr;
+    assert_eq!(get(addr, "/t/r/index.html").0, 200);
+    for path in [
+        "/../secret.txt",
+        "/t/../../secret.txt",
+        "/%2e%2e/secret.txt",
+        "/%2E%2E/%2E%2E/secret.txt",
+        "/t/..%2f..%2fsecret.txt",
+        "/t/r/link",
+        "//secret.txt",
+        "/t/r/..\\..\\..\\secret.txt",
+        "/download/t/..%2f...tar.gz",
+        "/download/../reports.tar.gz",
+        "http://x/../secret.txt",
+    ] {
+        let (status, _, body) = get(addr, path);
+        assert!(matches!(status, 400 | 404), "{path}: {status}");
+        assert!(
+            !String::from_utf8_lossy(&body).contains("SECRET"),
+            "{path} leaked"
+        );
+    }
+    assert_eq!(
+        raw(
+            addr,
+            "POST /t/r/index.html HTTP/1.1\r\nContent-Length: 0\r\n\r\n"
+        )
+        .0,
+        405
+    );
+    assert_eq!(raw(addr, "garbage\r\n\r\n").0, 400);
+}
+
+#[test]
+fn serve_serves_pages_logs_and_a_run_as_tar_gz() {
+    let store = store("serve-download");
+    let dir = valid_run(&store);
+    report::index::write(&store).unwrap();
+    let server = report::serve::spawn(&store, "127.0.0.1:0").unwrap();
+    let addr = server.addr;
+    let test = "register-all";
+    let run = dir.file_name().unwrap().to_str().unwrap();
+
+    let (status, head, body) = get(addr, "/");
+    assert_eq!(status, 200);
+    assert!(head.contains("text/html") && String::from_utf8_lossy(&body).contains(run));
+    let (status, head, _) = get(addr, &format!("/{test}/{run}"));
+    assert_eq!(status, 301);
+    assert!(head.contains(&format!("Location: /{test}/{run}/")));
+    let (status, _, body) = get(addr, &format!("/{test}/latest/"));
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&body).contains("id=\"verdict\">VALID<"));
+    let (status, head, body) = get(addr, &format!("/{test}/{run}/nodes/n1/stdout.log"));
+    assert_eq!(status, 200);
+    assert!(
+        head.contains("text/plain") && head.contains("nosniff"),
+        "a log never renders as HTML"
+    );
+    assert!(String::from_utf8_lossy(&body).contains("<script>alert('log')"));
+    let (status, head, body) = raw(
+        addr,
+        &format!("HEAD /{test}/{run}/latency.png HTTP/1.1\r\n\r\n"),
+    );
+    assert_eq!((status, body.len()), (200, 0));
+    assert!(head.contains("image/png"));
+    let (status, _, body) = get(addr, &format!("/{test}/{run}/nodes/n1/"));
+    assert_eq!(status, 200);
+    assert!(
+        String::from_utf8_lossy(&body).contains("stdout.log"),
+        "directory listing"
+    );
+
+    let (status, head, body) = get(addr, &format!("/download/{test}/{run}.tar.gz"));
+    assert_eq!(status, 200, "{head}");
+    assert!(head.contains("application/gzip") && head.contains("chunked"));
+    let gz = dechunk(&body);
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(gz.as_slice()));
+    let names: Vec<String> = archive
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect();
+    let top = format!("{test}-{run}");
+    for f in [
+        "index.html",
+        "timeline.html",
+        "history.jsonl",
+        "plan.yaml",
+        "results.json",
+        "latency.png",
+        "nodes/n2/stdout.log",
+    ] {
+        assert!(names.contains(&format!("{top}/{f}")), "{f} in {names:?}");
+    }
+    assert_eq!(get(addr, &format!("/download/{test}/latest.tar.gz")).0, 200);
+    assert_eq!(get(addr, "/download/nope/none.tar.gz").0, 404);
+}
+
+/// 100,000 client calls (about 200,000 history lines) over 200 keys, with every fault kind.
+const BIG_CALLS: usize = 100_000;
+
+fn big_run(store: &Path) -> PathBuf {
+    let plan = plan("register-100k", "all", store);
+    let (dir, verdict) = write_run(store, &plan, &report::sample::history(BIG_CALLS, 10, 200, 11));
+    assert_eq!(verdict, Verdict::Valid);
+    report::render_run(&dir).unwrap();
+    dir
+}
+
+fn no_errors(b: &webdriver::Browser, page: &str) {
+    let errors = b.errors();
+    assert!(errors.is_empty(), "{page}: console errors {errors:?}");
+}
+
+#[test]
+fn pages_load_in_headless_chromium_without_console_errors() {
+    if let Some(why) = webdriver::unavailable() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let store = store("browser");
+    let valid = valid_run(&store);
+    let invalid = invalid_run(&store);
+    let big = big_run(&store);
+    report::index::write(&store).unwrap();
+    let b = webdriver::Browser::start(1400, 1000);
+    let url = |p: PathBuf| webdriver::Browser::file_url(&p);
+    let wait = Duration::from_secs(30);
+
+    // A valid run page from file://: verdict, four plots laid out, no errors.
+    b.goto(&url(valid.join("index.html")));
+    assert_eq!(
+        b.exec(
+            "return document.getElementById('verdict').textContent",
+            json!([])
+        ),
+        "VALID"
+    );
+    let plots = b.exec(
+        "return Array.from(document.querySelectorAll('figure svg.plot')).map(s => s.getBoundingClientRect().height)",
+        json!([]),
+    );
+    let heights: Vec<f64> = plots
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h.as_f64().unwrap())
+        .collect();
+    assert_eq!(heights.len(), 4, "latency, quantiles, throughput, clock");
+    assert!(
+        heights.iter().all(|&h| h > 150.0),
+        "plots drawn at a readable size: {heights:?}"
+    );
+    no_errors(&b, "valid run page");
+    b.screenshot(&valid.join("screenshot-index.png"));
+    b.exec(
+        "document.getElementById('plots').scrollIntoView()",
+        json!([]),
+    );
+    b.screenshot(&valid.join("screenshot-plots.png"));
+
+    // An invalid run page: the counterexample is drawn, the failing call highlighted.
+    b.goto(&url(invalid.join("index.html")));
+    assert_eq!(
+        b.exec(
+            "return document.getElementById('verdict').textContent",
+            json!([])
+        ),
+        "INVALID"
+    );
+    let failing = b.exec(
+        "const g = document.querySelectorAll('#counterexample g.call.failing'); \
+         return g.length === 1 ? g[0].querySelector('rect').getBoundingClientRect().width : 0",
+        json!([]),
+    );
+    assert!(
+        failing.as_f64().unwrap() > 10.0,
+        "highlighted failing call is visible: {failing}"
+    );
+    let calls = b.exec(
+        "return document.querySelectorAll('#counterexample g.call').length",
+        json!([]),
+    );
+    assert!(calls.as_u64().unwrap() >= 2);
+    assert!(
+        b.exec(
+            "return document.querySelectorAll('#counterexample .state').length",
+            json!([])
+        )
+        .as_u64()
+        .unwrap()
+            >= 1
+    );
+    no_errors(&b, "invalid run page");
+    b.exec(
+        "document.getElementById('counterexample').scrollIntoView()",
+        json!([]),
+    );
+    b.screenshot(&invalid.join("screenshot-counterexample.png"));
+
+    // Its timeline, opened at the failing call as the counterexample's link does.
+    let focus = b.exec("return document.querySelector('#counterexample a[href^=\"timeline.html#op=\"]').getAttribute('href')", json!([]));
+    b.goto(&format!(
+        "{}{}",
+        url(invalid.join("timeline.html")),
+        &focus.as_str().unwrap()["timeline.html".len()..]
+    ));
+    b.wait_for("document.body.dataset.readyMs", wait);
+    let details = b.exec(
+        "return document.getElementById('details').textContent",
+        json!([]),
+    );
+    assert!(
+        details.as_str().unwrap().contains("cannot be linearized"),
+        "pinned: {details}"
+    );
+    no_errors(&b, "invalid run timeline");
+    b.screenshot(&invalid.join("screenshot-timeline.png"));
+
+    // The 100,000-call timeline: draws, and hovering an op shows its details.
+    b.goto(&url(big.join("timeline.html")));
+    b.wait_for("document.body.dataset.readyMs", wait);
+    assert_eq!(
+        b.exec("return window.faultlineTimeline.ops", json!([])),
+        BIG_CALLS
+    );
+    let bars = b
+        .exec("return window.faultlineTimeline.drawnBars()", json!([]))
+        .as_u64()
+        .unwrap();
+    assert!(bars > 100, "bars drawn: {bars}");
+    let ready_ms = b.exec("return +document.body.dataset.readyMs", json!([]));
+    eprintln!("100,000-call timeline ready {ready_ms} ms after navigation (file://)");
+    b.screenshot(&big.join("screenshot-timeline.png"));
+    let index = b.exec(
+        "return JSON.parse(document.getElementById('data').textContent).i[50000]",
+        json!([]),
+    );
+    assert_eq!(
+        b.exec(
+            "return window.faultlineTimeline.focus(arguments[0])",
+            json!([index])
+        ),
+        true
+    );
+    let at = b.exec(
+        "return window.faultlineTimeline.locate(arguments[0])",
+        json!([index]),
+    );
+    b.hover(at["x"].as_f64().unwrap(), at["y"].as_f64().unwrap());
+    let tip = b.wait_for(
+        "!document.getElementById('tip').hidden && document.getElementById('tip').textContent",
+        wait,
+    );
+    assert!(tip.as_str().unwrap().contains("process"), "tooltip: {tip}");
+    no_errors(&b, "100,000-call timeline");
+    b.screenshot(&big.join("screenshot-timeline-zoomed.png"));
+
+    // The reports index through `faultline serve`: every run listed, filters work.
+    let server = report::serve::spawn(&store, "127.0.0.1:0").unwrap();
+    b.goto(&format!("http://{}/", server.addr));
+    assert_eq!(
+        b.exec(
+            "return document.querySelectorAll('#runs tbody tr').length",
+            json!([])
+        ),
+        3
+    );
+    let shown = b.exec(
+        "const s = document.getElementById('f-verdict'); s.value = 'invalid'; s.dispatchEvent(new Event('change')); \
+         return Array.from(document.querySelectorAll('#runs tbody tr')).filter(r => !r.hidden).length",
+        json!([]),
+    );
+    assert_eq!(shown, 1);
+    assert_eq!(
+        b.exec(
+            "return document.querySelector('a.download').hidden",
+            json!([])
+        ),
+        false
+    );
+    no_errors(&b, "reports index (served)");
+    b.exec("const s = document.getElementById('f-verdict'); s.value = ''; s.dispatchEvent(new Event('change'))", json!([]));
+    b.screenshot(&store.join("screenshot-index.png"));
+    let run = invalid.file_name().unwrap().to_str().unwrap();
+    b.goto(&format!("http://{}/register-stale/{run}/", server.addr));
+    assert_eq!(
+        b.exec(
+            "return document.getElementById('verdict').textContent",
+            json!([])
+        ),
+        "INVALID"
+    );
+    no_errors(&b, "invalid run page (served)");
+    eprintln!("screenshots in {}", store.display());
+}
