@@ -28,11 +28,12 @@ pub enum Format {
     /// Jepsen log lines `INFO  jepsen.util - <process> :<type> :<f> <value>` (Porcupine's
     /// `test_data/jepsen/etcd_*.log`); other log lines are ignored.
     JepsenLog,
-    /// One EDN op map per line (Porcupine's `test_data/kv/*.txt`; also how newer Jepsen
-    /// writes `history.edn`).
+    /// One EDN op map per line (Porcupine's `test_data/kv/*.txt`).
     KvLines,
     /// An EDN vector or list of op maps (Knossos `data/**.edn`, Jepsen `history.edn`).
-    /// Top-level maps without an enclosing collection are accepted too.
+    /// Loose top-level maps (newer Jepsen writes `history.edn` one op per line, possibly
+    /// as `#jepsen.history.Op{…}`) are read too; detection picks this over kv-lines for
+    /// a `.edn` file.
     Edn,
 }
 
@@ -94,7 +95,15 @@ impl Format {
             if text.is_empty() || text.starts_with(';') {
                 continue;
             }
-            return sniff(&text).ok_or_else(|| {
+            // Loose EDN maps are Porcupine kv lines, except in a `.edn` file: that is a
+            // newer Jepsen `history.edn` (one op per line), whatever its workload.
+            let sniffed = match sniff(&text) {
+                Some(Format::KvLines) if by_extension(path) == Some(Format::Edn) => {
+                    Some(Format::Edn)
+                }
+                other => other,
+            };
+            return sniffed.ok_or_else(|| {
                 HistoryError::new(
                     path,
                     line_no,
@@ -238,12 +247,16 @@ mod tests {
     }
 
     #[test]
-    fn detect_skips_blank_and_comment_lines_and_uses_the_extension_only_for_empty_files() {
+    fn detect_skips_blank_and_comment_lines_and_uses_the_extension_only_as_a_hint() {
         let dir = tempfile::tempdir().unwrap();
         let p = write(dir.path(), "a.txt", "\n; a comment\n\n[{:process 0}]\n");
         assert_eq!(Format::detect(&p).unwrap(), Format::Edn);
         let p = write(dir.path(), "b.edn", "{\"index\":0}\n");
         assert_eq!(Format::detect(&p).unwrap(), Format::Jsonl);
+        let p = write(dir.path(), "c.txt", "{:process 0, :type :invoke}\n");
+        assert_eq!(Format::detect(&p).unwrap(), Format::KvLines);
+        let p = write(dir.path(), "history.edn", "{:process 0, :type :invoke}\n");
+        assert_eq!(Format::detect(&p).unwrap(), Format::Edn);
         let p = write(dir.path(), "empty.jsonl", "");
         assert_eq!(Format::detect(&p).unwrap(), Format::Jsonl);
         let p = write(dir.path(), "empty", "\n\n");
