@@ -92,7 +92,9 @@ fn cpu_time() -> Duration {
     tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
-fn read_case(path: &std::path::Path, format: Format) -> (u64, Duration, Duration) {
+type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+fn read_case(path: &std::path::Path, format: Format) -> BenchResult<(u64, Duration, Duration)> {
     let mut wall = Vec::new();
     let mut cpu = Vec::new();
     let mut count = 0;
@@ -100,17 +102,17 @@ fn read_case(path: &std::path::Path, format: Format) -> (u64, Duration, Duration
         let start = Instant::now();
         let cpu_start = cpu_time();
         count = 0;
-        for item in open(path, format).expect("open") {
-            black_box(item.expect("valid history"));
+        for item in open(path, format)? {
+            black_box(item?);
             count += 1;
         }
         wall.push(start.elapsed());
         cpu.push(cpu_time() - cpu_start);
     }
-    (count, median(wall), median(cpu))
+    Ok((count, median(wall), median(cpu)))
 }
 
-fn main() {
+fn main() -> BenchResult<()> {
     // `cargo bench` passes --bench; `cargo test --benches` runs benches without it: then
     // only check that the bench works on a tiny history.
     let benching = std::env::args().any(|a| a == "--bench");
@@ -120,27 +122,27 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(if benching { 2_000_000 } else { 1_000 });
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = tempfile::tempdir()?;
     let ops = generate(n);
 
     let jsonl = dir.path().join("history.jsonl");
-    write_jsonl(&ops, File::create(&jsonl).expect("create")).expect("write jsonl");
-    let jsonl_bytes = std::fs::metadata(&jsonl).expect("stat").len();
+    write_jsonl(&ops, File::create(&jsonl)?)?;
+    let jsonl_bytes = std::fs::metadata(&jsonl)?.len();
     let edn = dir.path().join("history.edn");
     let start = Instant::now();
-    write_edn(&ops, File::create(&edn).expect("create")).expect("write edn");
+    write_edn(&ops, File::create(&edn)?)?;
     let export_time = start.elapsed();
-    let edn_bytes = std::fs::metadata(&edn).expect("stat").len();
+    let edn_bytes = std::fs::metadata(&edn)?.len();
 
     println!("history I/O, {n} ops, median of {RUNS} runs");
-    let (count, d, cpu) = read_case(&jsonl, Format::Jsonl);
+    let (count, d, cpu) = read_case(&jsonl, Format::Jsonl)?;
     assert_eq!(count, n);
     report("read history.jsonl", n, jsonl_bytes, d);
     report("read history.jsonl (CPU time)", n, jsonl_bytes, cpu);
     if only_jsonl {
-        return;
+        return Ok(());
     }
-    let (count, d, cpu) = read_case(&edn, Format::Edn);
+    let (count, d, cpu) = read_case(&edn, Format::Edn)?;
     assert_eq!(count, n);
     report("read history.edn", n, edn_bytes, d);
     report("read history.edn (CPU time)", n, edn_bytes, cpu);
@@ -151,18 +153,19 @@ fn main() {
     let journal = dir.path().join("journal.jsonl");
     let mut samples = Vec::new();
     for _ in 0..RUNS {
-        let mut w = HistoryWriter::create(&journal).expect("create journal");
+        let mut w = HistoryWriter::create(&journal)?;
         let start = Instant::now();
         for op in ops.iter().take(journal_ops as usize) {
-            w.append_stamped(op.clone()).expect("append");
+            w.append_stamped(op.clone())?;
         }
         samples.push(start.elapsed());
     }
-    let journal_bytes = std::fs::metadata(&journal).expect("stat").len();
+    let journal_bytes = std::fs::metadata(&journal)?.len();
     report(
         "journal via HistoryWriter",
         journal_ops,
         journal_bytes,
         median(samples),
     );
+    Ok(())
 }
