@@ -290,7 +290,6 @@ async fn run_phases(
     run_dir: &Path,
     mut stop: watch::Receiver<bool>,
 ) -> Result<Option<Verdict>> {
-    let run_start = std::time::Instant::now();
     let run_id = format!("{:06x}", rand::random::<u32>() & 0xff_ffff);
     log::line(&format!("run id {run_id}"));
     log::line(&format!(
@@ -340,15 +339,7 @@ async fn run_phases(
         clocks.clone(),
     )?);
 
-    let body = run_cluster(
-        plan.clone(),
-        cluster.clone(),
-        clocks,
-        run_dir,
-        run_start,
-        stop.clone(),
-    )
-    .await;
+    let body = run_cluster(plan.clone(), cluster.clone(), clocks, run_dir, stop.clone()).await;
 
     // Teardown on every path: stop nodes, collect logs, remove hosts.
     if plan.leave_running && body.is_ok() {
@@ -393,7 +384,6 @@ async fn run_cluster(
     cluster: Arc<Cluster>,
     clocks: Option<Arc<crate::nemesis::clock::Clocks>>,
     run_dir: &Path,
-    run_start: std::time::Instant,
     mut stop: watch::Receiver<bool>,
 ) -> Result<RunSummary> {
     let t0 = Instant::now();
@@ -403,7 +393,13 @@ async fn run_cluster(
         t0.elapsed().as_secs_f64()
     ));
 
-    let journal = Arc::new(Journal::create(&run_dir.join("history.jsonl"), run_start)?);
+    // time_ns in the history and the nemesis schedule share one origin: the moment the
+    // clients start (not the install step or cluster start-up before it).
+    let start = Instant::now();
+    let journal = Arc::new(Journal::create(
+        &run_dir.join("history.jsonl"),
+        start.into_std(),
+    )?);
     let ctx = Arc::new(Ctx {
         plan: plan.clone(),
         cluster: cluster.clone(),
@@ -415,7 +411,6 @@ async fn run_cluster(
     });
 
     let nemesis = Arc::new(Nemesis::new(cluster.clone(), journal.clone(), clocks));
-    let start = Instant::now();
     let deadline = start + plan.time_limit;
     let nemesis_task = {
         let nemesis = nemesis.clone();

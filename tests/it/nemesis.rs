@@ -198,3 +198,74 @@ fn a_timeline_partition_is_journaled_and_healed_before_the_final_reads() {
         .any(|l| l.contains("\"f\":\"read\"")));
     std::fs::remove_dir_all(&store).ok();
 }
+
+/// The README's run command (shortened): raftkv, 5 nodes, register, the default nemesis.
+#[test]
+fn the_default_run_against_correct_raftkv_is_valid() {
+    if !is_root() {
+        eprintln!("skipped: needs root for network namespaces (the default nemesis partitions)");
+        return;
+    }
+    let store = store("default");
+    let out = faultline()
+        .args(["run", "--time-limit", "15s", "--quiet", "--seed", "3"])
+        .arg("--store")
+        .arg(&store)
+        .output()
+        .unwrap();
+    let dir = crate::run::run_dir_of(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        std::fs::read_to_string(dir.join("faultline.log")).unwrap_or_default()
+    );
+    let plan = std::fs::read_to_string(dir.join("plan.yaml")).unwrap();
+    assert!(plan.contains("name: raftkv") && plan.contains("name: partition"));
+    let h = std::fs::read_to_string(dir.join("history.jsonl")).unwrap();
+    assert!(nemesis_ops(&h).contains(&"start-partition".to_string()));
+    std::fs::remove_dir_all(&store).ok();
+}
+
+/// A seeded bug is found: the deposed leader of `--bug stale-read` serves old values.
+#[test]
+fn a_stale_read_bug_is_caught_under_leader_partitions() {
+    if !is_root() {
+        eprintln!("skipped: needs root for network namespaces");
+        return;
+    }
+    let store = store("staleread");
+    let out = faultline()
+        .args([
+            "run",
+            "--nemesis",
+            "partition-primaries",
+            "--time-limit",
+            "20s",
+            "--quiet",
+        ])
+        .args([
+            "--seed",
+            "1",
+            "--target-arg=--bug",
+            "--target-arg=stale-read",
+        ])
+        .arg("--store")
+        .arg(&store)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = crate::run::results(&crate::run::run_dir_of(&out));
+    assert_eq!(r["verdict"], "invalid");
+    assert!(
+        r["check"]["counterexample"]["failing_call"].is_object(),
+        "{r}"
+    );
+    std::fs::remove_dir_all(&store).ok();
+}
