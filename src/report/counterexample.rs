@@ -74,9 +74,9 @@ fn render(out: &mut String, cx: &Counterexample) {
         }
         None => out.push_str("The history cannot be linearized: "),
     }
-    let _ = write!(
+    let _ = writeln!(
         out,
-        "no order of its calls that respects real time explains what the clients saw. The call that could not be placed is <b class=\"failing-call\">process {} · <code>{}</code></b> ({}, history indexes {}–{}).</p>\n",
+        "no order of its calls that respects real time explains what the clients saw. The call that could not be placed is <b class=\"failing-call\">process {} · <code>{}</code></b> ({}, history indexes {}–{}).</p>",
         failing.process,
         html(&failing.call),
         outcome_text(failing.outcome),
@@ -147,26 +147,26 @@ fn render(out: &mut String, cx: &Counterexample) {
     out.push_str("</div>\n");
     calls_table(out, &calls, Some(failing), false);
 
-    let _ = write!(
+    let _ = writeln!(
         out,
-        "<h3>Longest linearizable prefix: {} call{}</h3>\n",
+        "<h3>Longest linearizable prefix: {} call{}</h3>",
         cx.prefix_len,
         if cx.prefix_len == 1 { "" } else { "s" }
     );
     if cx.prefix.is_empty() {
         out.push_str("<p>Not even the first call could be linearized.</p>\n");
     } else {
-        let _ = write!(
+        let _ = writeln!(
             out,
-            "<p class=\"muted\">The search linearized this many calls before it got stuck; the last {} of them in the order they took effect:</p>\n",
+            "<p class=\"muted\">The search linearized this many calls before it got stuck; the last {} of them in the order they took effect:</p>",
             cx.prefix.len()
         );
         let refs: Vec<&CallView> = cx.prefix.iter().collect();
         calls_table(out, &refs, None, true);
     }
-    let _ = write!(
+    let _ = writeln!(
         out,
-        "<p><a href=\"timeline.html#op={}\">See the failing call in the timeline</a></p></div>\n",
+        "<p><a href=\"timeline.html#op={}\">See the failing call in the timeline</a></p></div>",
         failing.invoke.index
     );
 }
@@ -196,9 +196,9 @@ fn calls_table(out: &mut String, calls: &[&CallView], failing: Option<&CallView>
         if numbered {
             let _ = write!(out, "<td class=\"num\">{}</td>", i + 1);
         }
-        let _ = write!(
+        let _ = writeln!(
             out,
-            "<td>{}</td><td><code>{}</code>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}–{}</td><td class=\"num\">{}</td></tr>\n",
+            "<td>{}</td><td><code>{}</code>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}–{}</td><td class=\"num\">{}</td></tr>",
             c.process,
             html(&c.call),
             if is_failing { " ← cannot be linearized" } else { "" },

@@ -171,9 +171,9 @@ pub fn render(runs: &[RunEntry]) -> String {
             "valid" | "invalid" | "unknown" => r.verdict.as_str(),
             _ => "",
         };
-        let _ = write!(
+        let _ = writeln!(
             out,
-            "<tr data-verdict=\"{v}\" data-target=\"{t}\" data-workload=\"{w}\" data-nemesis=\"{n}\"><td><a href=\"{link}\">{time}</a></td><td>{test}</td><td><span class=\"badge {class}\" style=\"{style}\">{v}</span></td><td>{t}</td><td>{w}</td><td>{n}</td><td class=\"num\">{nodes}</td><td class=\"num\">{ops}</td><td class=\"num\">{dur}</td><td class=\"num mono\">{seed}</td><td><a href=\"{tl}\">timeline</a> <a class=\"download\" hidden href=\"/download/{dl}.tar.gz\">.tar.gz</a></td></tr>\n",
+            "<tr data-verdict=\"{v}\" data-target=\"{t}\" data-workload=\"{w}\" data-nemesis=\"{n}\"><td><a href=\"{link}\">{time}</a></td><td>{test}</td><td><span class=\"badge {class}\" style=\"{style}\">{v}</span></td><td>{t}</td><td>{w}</td><td>{n}</td><td class=\"num\">{nodes}</td><td class=\"num\">{ops}</td><td class=\"num\">{dur}</td><td class=\"num mono\">{seed}</td><td><a href=\"{tl}\">timeline</a> <a class=\"download\" hidden href=\"/download/{dl}.tar.gz\">.tar.gz</a></td></tr>",
             v = html(&r.verdict),
             t = html(&r.target),
             w = html(&r.workload),
@@ -193,9 +193,9 @@ pub fn render(runs: &[RunEntry]) -> String {
     }
     out.push_str("</tbody></table>\n");
     if runs.len() > MAX_RUNS_LISTED {
-        let _ = write!(
+        let _ = writeln!(
             out,
-            "<p class=\"muted\">{} older runs are not listed.</p>\n",
+            "<p class=\"muted\">{} older runs are not listed.</p>",
             runs.len() - MAX_RUNS_LISTED
         );
     }

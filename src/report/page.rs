@@ -297,9 +297,9 @@ fn per_f(out: &mut String, run: &RunData) {
         for n in r.n {
             let _ = write!(out, "<td class=\"num\">{n}</td>");
         }
-        let _ = write!(
+        let _ = writeln!(
             out,
-            "<td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>\n",
+            "<td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
             q(0.5),
             q(0.99),
             q(1.0)
@@ -322,9 +322,9 @@ fn faults_table(out: &mut String, run: &RunData) {
     out.push_str("<table class=\"grid\" id=\"faults\"><thead><tr><th>fault</th><th class=\"num\">from</th><th class=\"num\">to</th><th>nodes</th><th>what</th></tr></thead><tbody>\n");
     for w in &run.faults {
         let (r, g, b) = w.kind.colour();
-        let _ = write!(
+        let _ = writeln!(
             out,
-            "<tr><td><span class=\"swatch\" style=\"background:rgb({r},{g},{b})\"></span>{}</td><td class=\"num\">{:.2} s</td><td class=\"num\">{}</td><td>{}</td><td>{}</td></tr>\n",
+            "<tr><td><span class=\"swatch\" style=\"background:rgb({r},{g},{b})\"></span>{}</td><td class=\"num\">{:.2} s</td><td class=\"num\">{}</td><td>{}</td><td>{}</td></tr>",
             html(&w.f),
             w.start_ns as f64 / 1e9,
             w.end_ns.map_or("never healed".into(), |e| format!("{:.2} s", e as f64 / 1e9)),
@@ -505,9 +505,9 @@ pub fn render(run: &RunData, plots: &[Plot]) -> String {
             .get("reason")
             .map(|r| value_text(r, 500))
             .unwrap_or_else(|| "the checker gave no reason".into());
-        let _ = write!(
+        let _ = writeln!(
             out,
-            "<p class=\"note\" id=\"unknown-reason\">The checker could not decide: {}</p>\n",
+            "<p class=\"note\" id=\"unknown-reason\">The checker could not decide: {}</p>",
             html(&reason)
         );
     }
@@ -518,9 +518,9 @@ pub fn render(run: &RunData, plots: &[Plot]) -> String {
     }
     out.push_str("</table>\n");
     if let Some(cmd) = reproduce(run) {
-        let _ = write!(
+        let _ = writeln!(
             out,
-            "<h3>Reproduce</h3><pre id=\"reproduce\">{}</pre>\n",
+            "<h3>Reproduce</h3><pre id=\"reproduce\">{}</pre>",
             html(&cmd)
         );
     }
@@ -542,9 +542,9 @@ pub fn render(run: &RunData, plots: &[Plot]) -> String {
         out.push_str("</p>\n");
     }
     for p in plots {
-        let _ = write!(
+        let _ = writeln!(
             out,
-            "<figure id=\"plot-{}\">{}<figcaption>{} · <a href=\"{}\">PNG</a></figcaption></figure>\n",
+            "<figure id=\"plot-{}\">{}<figcaption>{} · <a href=\"{}\">PNG</a></figcaption></figure>",
             p.name,
             p.svg,
             html(&p.title),

@@ -436,7 +436,11 @@ const BIG_CALLS: usize = 100_000;
 
 fn big_run(store: &Path) -> PathBuf {
     let plan = plan("register-100k", "all", store);
-    let (dir, verdict) = write_run(store, &plan, &report::sample::history(BIG_CALLS, 10, 200, 11));
+    let (dir, verdict) = write_run(
+        store,
+        &plan,
+        &report::sample::history(BIG_CALLS, 10, 200, 11),
+    );
     assert_eq!(verdict, Verdict::Valid);
     report::render_run(&dir).unwrap();
     dir
