@@ -17,7 +17,7 @@ import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FAULTLINE = os.path.join(ROOT, "target", "release", "faultline")
+FAULTLINE = os.environ.get("FAULTLINE_BIN", os.path.join(ROOT, "target", "release", "faultline"))
 
 # bug -> the nemesis that should expose it (targets/raftkv/README.md, "Bug switches")
 BUGS = [

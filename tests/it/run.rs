@@ -99,6 +99,8 @@ fn newest_run_dir(store: &Path) -> Option<PathBuf> {
 }
 
 /// Start a run in the background and wait until its history has at least `ops` lines.
+/// The child is handed to the caller, who signals and waits for it.
+#[allow(clippy::zombie_processes)]
 fn start_and_wait(store: &Path, extra: &[&str], ops: usize) -> (std::process::Child, PathBuf) {
     let mut cmd = faultline();
     cmd.args([
@@ -116,7 +118,7 @@ fn start_and_wait(store: &Path, extra: &[&str], ops: usize) -> (std::process::Ch
     .args(extra)
     .stdout(Stdio::piped())
     .stderr(Stdio::piped());
-    let child = cmd.spawn().unwrap();
+    let mut child = cmd.spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Some(dir) = newest_run_dir(store) {
@@ -127,10 +129,11 @@ fn start_and_wait(store: &Path, extra: &[&str], ops: usize) -> (std::process::Ch
                 return (child, dir);
             }
         }
-        assert!(
-            Instant::now() < deadline,
-            "the run never produced {ops} ops"
-        );
+        if Instant::now() >= deadline {
+            child.kill().ok();
+            child.wait().ok();
+            panic!("the run never produced {ops} ops");
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
 }
