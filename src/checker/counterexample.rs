@@ -23,7 +23,7 @@ use super::value::Values;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How many calls of the longest linearizable prefix a counterexample lists (the last
 /// ones, nearest the failure).
@@ -101,8 +101,7 @@ pub fn build<M: Model>(
     shrink_time: Duration,
     memory_limit_bytes: u64,
 ) -> Counterexample {
-    let budget = Budget::new(shrink_time, memory_limit_bytes);
-    let shrunk = shrink(cx, failure.failing, &budget);
+    let shrunk = shrink(cx, failure.failing, shrink_time, memory_limit_bytes);
     let skip = failure.deepest.len().saturating_sub(PREFIX_SHOWN);
     Counterexample {
         key: cx.partition.key.clone(),
@@ -162,7 +161,86 @@ fn unlinearizable<M: Model>(
     }
 }
 
-fn shrink<M: Model>(cx: &Context<'_, M>, failing: u32, budget: &Budget) -> Shrunk {
+/// Runs the shrinking tests: each gets a slice of the shrink time, so that one hard
+/// sub-search (relaxed calls can make the search much wider) cannot eat the rest.
+struct Tester<'c, 'a, M: Model> {
+    cx: &'c Context<'a, M>,
+    deadline: Instant,
+    per_test: Duration,
+    memory_limit_bytes: u64,
+    /// Some test ran out of budget: a call was kept without proof that it is needed.
+    inconclusive: bool,
+}
+
+impl<M: Model> Tester<'_, '_, M> {
+    fn out_of_time(&self) -> bool {
+        Instant::now() >= self.deadline
+    }
+
+    /// Whether the history stays provably non-linearizable with only `core` kept.
+    fn still_fails(&mut self, members: &[u32], core: &[u32]) -> bool {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        let budget = Budget::new(self.per_test.min(left), self.memory_limit_bytes);
+        match unlinearizable(self.cx, members, core, &budget) {
+            Some(fails) => fails,
+            None => {
+                self.inconclusive = true;
+                false
+            }
+        }
+    }
+
+    /// Delta debugging (complements only): relax chunks of the `removable` calls of
+    /// `core`, halving the chunks down to single calls, while the history still fails.
+    fn ddmin(&mut self, members: &[u32], core: &mut Vec<u32>, removable: &dyn Fn(u32) -> bool) {
+        let mut granularity = 2usize;
+        loop {
+            let candidates: Vec<u32> = core.iter().copied().filter(|&c| removable(c)).collect();
+            if candidates.is_empty() || self.out_of_time() {
+                return;
+            }
+            let granularity_now = granularity.min(candidates.len());
+            let chunk = candidates.len().div_ceil(granularity_now);
+            let mut reduced = false;
+            for group in candidates.chunks(chunk) {
+                let candidate: Vec<u32> = core
+                    .iter()
+                    .copied()
+                    .filter(|c| !group.contains(c))
+                    .collect();
+                if self.still_fails(members, &candidate) {
+                    *core = candidate;
+                    granularity = granularity_now.saturating_sub(1).max(2);
+                    reduced = true;
+                    break;
+                }
+                if self.out_of_time() {
+                    return;
+                }
+            }
+            if !reduced {
+                if chunk == 1 {
+                    return;
+                }
+                granularity = (granularity_now * 2).min(candidates.len());
+            }
+        }
+    }
+}
+
+fn shrink<M: Model>(
+    cx: &Context<'_, M>,
+    failing: u32,
+    time: Duration,
+    memory_limit_bytes: u64,
+) -> Shrunk {
+    let mut t = Tester {
+        cx,
+        deadline: Instant::now() + time,
+        per_test: (time / 16).max(Duration::from_millis(10)),
+        memory_limit_bytes,
+        inconclusive: false,
+    };
     let spans = &cx.partition.spans;
     let all: Vec<u32> = (0..spans.len() as u32).collect();
     let completed = |members: &[u32], cut: u64| -> Vec<u32> {
@@ -173,7 +251,7 @@ fn shrink<M: Model>(cx: &Context<'_, M>, failing: u32, budget: &Budget) -> Shrun
             .collect()
     };
     // Cut at the failing call's return; fall back to the whole key if the cut history
-    // turns out linearizable (the failure point is a heuristic, not a proof).
+    // is not shown to fail (the failure point is a heuristic, not a proof).
     let cut = spans.get(failing as usize).map_or(OPEN, |s| s.ret);
     let members: Vec<u32> = all
         .iter()
@@ -181,38 +259,20 @@ fn shrink<M: Model>(cx: &Context<'_, M>, failing: u32, budget: &Budget) -> Shrun
         .filter(|&i| spans[i as usize].invoke < cut)
         .collect();
     let mut core = completed(&members, cut);
-    let members = if unlinearizable(cx, &members, &core, budget) == Some(true) {
+    let members = if t.still_fails(&members, &core) {
         members
     } else {
         core = completed(&all, OPEN - 1);
         all
     };
-    let mut minimal = false;
-    let mut granularity = 2usize;
-    'shrink: while core.len() >= 2 {
-        let chunk = core.len().div_ceil(granularity);
-        for start in (0..core.len()).step_by(chunk) {
-            let end = (start + chunk).min(core.len());
-            let candidate: Vec<u32> = core[..start].iter().chain(&core[end..]).copied().collect();
-            match unlinearizable(cx, &members, &candidate, budget) {
-                Some(true) => {
-                    core = candidate;
-                    granularity = (granularity - 1).max(2);
-                    continue 'shrink;
-                }
-                Some(false) => {}
-                None => break 'shrink,
-            }
-        }
-        if granularity >= core.len() {
-            minimal = true;
-            break;
-        }
-        granularity = (granularity * 2).min(core.len());
-    }
-    if core.len() < 2 {
-        minimal = true;
-    }
+    t.inconclusive = false;
+    // Reads first: dropping them is cheap and shrinks every later test.
+    let calls = &cx.partition.calls;
+    t.ddmin(&members, &mut core, &|c| {
+        cx.model.is_read_only(&calls[c as usize])
+    });
+    t.ddmin(&members, &mut core, &|_| true);
+    let minimal = core.len() < 2 || !(t.inconclusive || t.out_of_time());
     Shrunk {
         core,
         members: members.len(),

@@ -141,6 +141,12 @@ pub struct CheckReport {
     pub counterexample: Option<Counterexample>,
 }
 
+/// Time a counterexample's shrinking may take: what is left of the time limit, but at
+/// least [`SHRINK_MIN`] (an invalid verdict found at the deadline still gets a window)
+/// and at most [`SHRINK_MAX`] (an answer should not wait long for its explanation).
+pub const SHRINK_MIN: Duration = Duration::from_millis(100);
+pub const SHRINK_MAX: Duration = Duration::from_secs(2);
+
 /// How many non-valid keys a report lists.
 pub const MAX_PROBLEMS_LISTED: usize = 100;
 
@@ -331,9 +337,7 @@ where
                 f_names: &prepared.f_names,
                 partition: &parts[i],
             };
-            let shrink_time = budget
-                .remaining()
-                .clamp(Duration::from_millis(200), Duration::from_secs(5));
+            let shrink_time = budget.remaining().clamp(SHRINK_MIN, SHRINK_MAX);
             let limit = budget
                 .memory_limit_bytes()
                 .saturating_sub(prepared.heap_bytes() as u64);

@@ -5,3 +5,4 @@ mod run;
 mod nemesis;
 mod report;
 mod corpus;
+mod checker;

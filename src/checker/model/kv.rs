@@ -386,6 +386,15 @@ impl Transitions for KvSteps<'_> {
             .get(call as usize)
             .is_some_and(|c| matches!(c.op, KvOp::Get(_)))
     }
+
+    fn blind(&self, call: u32) -> bool {
+        // Over several keys a put leaves the other keys as they were: not blind.
+        self.single_key.is_some()
+            && self
+                .calls
+                .get(call as usize)
+                .is_some_and(|c| matches!(c.op, KvOp::Put(_)))
+    }
 }
 
 #[cfg(test)]

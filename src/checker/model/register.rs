@@ -176,6 +176,10 @@ impl Transitions for RegisterSteps<'_> {
     fn read_only(&self, call: u32) -> bool {
         self.calls.get(call as usize).is_some_and(|c| read_only(*c))
     }
+
+    fn blind(&self, call: u32) -> bool {
+        matches!(self.calls.get(call as usize), Some(RegisterCall::Write(_)))
+    }
 }
 
 fn read_only(call: RegisterCall) -> bool {

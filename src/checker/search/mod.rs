@@ -23,6 +23,9 @@
 //!   keeps any linearization a linearization, since it changes no state. So if placing
 //!   it leads nowhere (or to a configuration already known to fail), neither does
 //!   anything else from here.
+//! - A blind write (a write, a put) is never placed right after an open call: it would
+//!   erase the open call's effect, and the configuration without the open call, which
+//!   the search also explores, can do everything this one can.
 //!
 //! States are small integers handed out by a [`Transitions`] implementation; the set of
 //! placed calls is a bitset with an incrementally maintained Zobrist hash.
@@ -68,6 +71,13 @@ pub trait Transitions {
     /// Whether `call` never changes the state, whatever the state (a read). The search
     /// places such a call as soon as it is legal and never tries it later instead.
     fn read_only(&self, _call: u32) -> bool {
+        false
+    }
+    /// Whether `call` is a blind write: legal in every state, and the state after it does
+    /// not depend on the state before (a register write, a kv put). The search never
+    /// places one right after an open call, since that would erase the open call's
+    /// effect: leaving the open call out (it may never have happened) does as well.
+    fn blind(&self, _call: u32) -> bool {
         false
     }
 }
@@ -177,6 +187,7 @@ struct Searcher<'a> {
     open_head: u32,
     open_tail: u32,
     read_only: Vec<bool>,
+    blind: Vec<bool>,
     placed: Vec<u64>,
     placed_hash: u64,
     zobrist: Vec<u64>,
@@ -253,6 +264,7 @@ impl<'a> Searcher<'a> {
             open_head,
             open_tail,
             read_only: Vec::new(),
+            blind: Vec::new(),
             placed: vec![0; words],
             placed_hash: 0,
             zobrist: (0..n as u64).map(splitmix).collect(),
@@ -306,6 +318,14 @@ impl<'a> Searcher<'a> {
     /// Try to place call `c` next; on success push a frame and descend.
     #[inline]
     fn place<T: Transitions>(&mut self, t: &mut T, state: &mut u32, c: u32, frontier: u32) -> bool {
+        if self.blind[c as usize]
+            && self
+                .stack
+                .last()
+                .is_some_and(|f| self.spans[f.call as usize].is_open())
+        {
+            return false;
+        }
         let Some(after) = t.step(*state, c) else {
             return false;
         };
@@ -423,6 +443,7 @@ impl<'a> Searcher<'a> {
         self.read_only = (0..self.spans.len() as u32)
             .map(|c| !self.spans[c as usize].is_open() && t.read_only(c))
             .collect();
+        self.blind = (0..self.spans.len() as u32).map(|c| t.blind(c)).collect();
         let mut cursor = Cursor::Main(self.next[self.head as usize]);
         // Whether the search just entered a new configuration (and should first look for
         // a legal read to force).
