@@ -238,7 +238,9 @@ fn parameters(run: &RunData) -> Vec<(&'static str, String)> {
             ),
         ),
     ];
-    if let Some(leaf) = run.dir.file_name().and_then(|n| n.to_str()) {
+    // The real directory's name, also when the page is rendered through `latest`.
+    let dir = run.dir.canonicalize().unwrap_or_else(|_| run.dir.clone());
+    if let Some(leaf) = dir.file_name().and_then(|n| n.to_str()) {
         rows.push(("started", run_time(leaf)));
     }
     rows.retain(|(_, v)| !v.is_empty());
@@ -270,10 +272,15 @@ fn per_f(out: &mut String, run: &RunData) {
     out.push_str(
         "<table class=\"grid\" id=\"per-f\"><thead><tr><th>f</th><th class=\"num\">invoked</th>",
     );
-    for o in Outcome::ALL {
+    // A pending column only when some call never completed (a cut run).
+    let shown: Vec<Outcome> = Outcome::ALL
+        .into_iter()
+        .filter(|&o| o != Outcome::Pending || total.n[o.code() as usize] > 0)
+        .collect();
+    for o in &shown {
         let _ = write!(out, "<th class=\"num {0}\">{0}</th>", o.name());
     }
-    out.push_str("<th class=\"num\">ok latency p50</th><th class=\"num\">p99</th><th class=\"num\">max</th></tr></thead><tbody>\n");
+    out.push_str("<th class=\"num\" title=\"latency of ok ops\">p50</th><th class=\"num\">p99</th><th class=\"num\">max</th></tr></thead><tbody>\n");
     let line = |out: &mut String, name: &str, r: &mut Row, bold: bool| {
         r.lat.sort_unstable();
         let q = |p: f64| -> String {
@@ -294,7 +301,8 @@ fn per_f(out: &mut String, run: &RunData) {
             html(name),
             r.n.iter().sum::<u64>()
         );
-        for n in r.n {
+        for o in &shown {
+            let n = r.n[o.code() as usize];
             let _ = write!(out, "<td class=\"num\">{n}</td>");
         }
         let _ = writeln!(
@@ -311,7 +319,9 @@ fn per_f(out: &mut String, run: &RunData) {
     if run.fs.len() > 1 {
         line(out, "all", &mut total, true);
     }
-    out.push_str("</tbody></table>\n");
+    out.push_str(
+        "</tbody></table>\n<p class=\"muted\">p50, p99, max: latency of the ok ops.</p>\n",
+    );
 }
 
 fn faults_table(out: &mut String, run: &RunData) {

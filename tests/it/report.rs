@@ -633,3 +633,52 @@ fn pages_load_in_headless_chromium_without_console_errors() {
     no_errors(&b, "invalid run page (served)");
     eprintln!("screenshots in {}", store.display());
 }
+
+/// Copy a run directory (files and the nodes/ tree; no links inside runs).
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
+
+#[test]
+fn png_plots_are_identical_without_any_system_font() {
+    if !nix::unistd::geteuid().is_root() || !Path::new("/usr/bin/unshare").exists() {
+        eprintln!("skipped: needs root and unshare to hide the system fonts in a mount namespace");
+        return;
+    }
+    let store = store("no-fonts");
+    let run = valid_run(&store);
+    let hidden = store.join("rendered-without-fonts");
+    copy_dir(&run, &hidden);
+    // Hide every font and fontconfig's configuration from this one process.
+    let script = format!(
+        "for d in /usr/share/fonts /usr/local/share/fonts /etc/fonts; do [ -d $d ] && mount -t tmpfs none $d; done; exec {} report {}",
+        env!("CARGO_BIN_EXE_faultline"),
+        hidden.display()
+    );
+    let out = Command::new("/usr/bin/unshare")
+        .args(["-m", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for plot in ["latency", "latency-quantiles", "throughput", "clock"] {
+        let name = format!("{plot}.png");
+        assert_eq!(
+            std::fs::read(run.join(&name)).unwrap(),
+            std::fs::read(hidden.join(&name)).unwrap(),
+            "{name} differs when no system font is visible"
+        );
+    }
+}
