@@ -350,6 +350,7 @@ impl RaftNode {
         self.leader = None;
         self.votes.clear();
         self.votes.insert(self.id.clone(), true);
+        self.election_elapsed = 0;
         self.reset_election_timeout();
         self.event(format!(
             "election timeout: pre-vote for term {}",
@@ -626,6 +627,8 @@ impl RaftNode {
         self.leader = None;
         self.votes.clear();
         self.votes.insert(self.id.clone(), true);
+        // A full timeout for the votes to come back before trying again.
+        self.election_elapsed = 0;
         self.reset_election_timeout();
         self.event(format!("campaigning for term {}", self.term));
         let (last_index, last_term) = (self.log.last_index(), self.log.last_term());

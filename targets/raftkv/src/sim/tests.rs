@@ -115,12 +115,26 @@ fn pre_vote_keeps_an_isolated_node_from_inflating_terms() {
     let l = settled_leader(&mut sim);
     let term = sim.node(&l).raft().term();
     let f = ["n1", "n2", "n3"].into_iter().find(|id| *id != l).unwrap();
+    let pre_votes = std::rc::Rc::new(std::cell::Cell::new(0));
+    let counter = pre_votes.clone();
+    sim.set_filter(move |e| {
+        if e.from == f && matches!(e.msg, Message::PreVote { .. }) {
+            counter.set(counter.get() + 1);
+        }
+        false
+    });
     sim.isolate(f);
     sim.ticks(20 * 50);
     assert_eq!(
         sim.node(f).raft().term(),
         term,
         "pre-votes failed, term unchanged"
+    );
+    // At most one round (to each of 2 peers) per election timeout of at least 50 ticks.
+    assert!(
+        pre_votes.get() <= 2 * 20,
+        "{} pre-votes in 20 timeouts",
+        pre_votes.get()
     );
     assert_eq!(sim.node(f).raft().role(), Role::PreCandidate);
     sim.heal();
@@ -131,6 +145,32 @@ fn pre_vote_keeps_an_isolated_node_from_inflating_terms() {
         "the leader was not disturbed"
     );
     assert_eq!(sim.node(&l).raft().term(), term);
+}
+
+#[test]
+fn candidate_waits_a_whole_timeout_for_votes() {
+    let mut sim = Sim::new(3, Bugs::default(), 15);
+    // Vote answers are slow (here: lost); a candidate must not restart every tick.
+    sim.set_filter(|e| matches!(e.msg, Message::VoteResp { .. }));
+    let mut candidate = None;
+    for _ in 0..MAX_TICKS {
+        sim.tick();
+        candidate = ["n1", "n2", "n3"]
+            .into_iter()
+            .find(|id| sim.node(id).raft().role() == Role::Candidate);
+        if candidate.is_some() {
+            break;
+        }
+    }
+    let c = candidate.expect("someone campaigns");
+    let term = sim.node(c).raft().term();
+    sim.isolate(c);
+    sim.ticks(49);
+    assert_eq!(
+        sim.node(c).raft().term(),
+        term,
+        "still waiting in the same term"
+    );
 }
 
 #[test]
