@@ -18,6 +18,9 @@ use std::path::Path;
 /// Most runs listed (the newest); older ones are counted, not listed.
 pub const MAX_RUNS_LISTED: usize = 5_000;
 
+/// The verdict column of a run without results.json.
+pub const NOT_CHECKED: &str = "not checked";
+
 /// What the index shows of one run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunEntry {
@@ -101,7 +104,7 @@ fn entry(dir: &Path, test: String, run: String) -> RunEntry {
         None => RunEntry {
             test,
             run,
-            verdict: "not checked".into(),
+            verdict: NOT_CHECKED.into(),
             target: str_of(plan.pointer("/target/spec/name")),
             workload: str_of(plan.pointer("/workload/name")),
             nemesis: str_of(plan.pointer("/nemesis/name")),
@@ -140,7 +143,7 @@ pub fn render(runs: &[RunEntry]) -> String {
         count("valid"),
         count("invalid"),
         count("unknown"),
-        count("not checked")
+        count(NOT_CHECKED)
     );
     out.push_str("<div id=\"filters\">");
     let mut verdicts: Vec<String> = runs.iter().map(|r| r.verdict.clone()).collect();
@@ -166,7 +169,12 @@ pub fn render(runs: &[RunEntry]) -> String {
     out.push_str("<label>search <input id=\"f-text\" type=\"search\" placeholder=\"test, seed …\"></label> <span class=\"muted\" id=\"shown\"></span></div>\n");
     out.push_str("<table class=\"grid\" id=\"runs\"><thead><tr><th>started</th><th>test</th><th>verdict</th><th>target</th><th>workload</th><th>nemesis</th><th class=\"num\">nodes</th><th class=\"num\">ops</th><th class=\"num\">duration</th><th class=\"num\">seed</th><th></th></tr></thead><tbody>\n");
     for r in runs.iter().take(MAX_RUNS_LISTED) {
-        let link = href(&[&r.test, &r.run, "index.html"]);
+        // An unchecked run has no page yet: link its directory.
+        let link = if r.verdict == NOT_CHECKED {
+            format!("{}/", href(&[&r.test, &r.run]))
+        } else {
+            href(&[&r.test, &r.run, "index.html"])
+        };
         let class = match r.verdict.as_str() {
             "valid" | "invalid" | "unknown" => r.verdict.as_str(),
             _ => "",

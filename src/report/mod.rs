@@ -117,3 +117,23 @@ pub fn update_store_index(dir: &Path) -> Result<Option<usize>> {
         None => Ok(None),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn renders_a_run_that_recorded_no_op() {
+        let dir = std::env::temp_dir().join(format!("fl-report-empty-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let run = RunData::from_parts(&dir, json!({"verdict": "unknown"}), Value::Null, Vec::new());
+        let r = render(&run).unwrap();
+        assert_eq!(r.verdict, Verdict::Unknown);
+        assert_eq!(r.calls, 0);
+        let page = std::fs::read_to_string(&r.index_html).unwrap();
+        assert!(page.contains("UNKNOWN") && page.contains("No fault was injected"));
+        assert!(r.png_files.iter().all(|p| p.exists()));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

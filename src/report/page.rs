@@ -36,6 +36,9 @@ pub const SEGMENT: &AsciiSet = &CONTROLS
     .add(b'}')
     .add(b'\'');
 
+/// Most fault windows listed in the table (a long run can have thousands).
+const MAX_FAULT_ROWS: usize = 200;
+
 /// Most node log files linked per node (a target writing thousands is cut, and says so).
 const MAX_LOG_LINKS_PER_NODE: usize = 50;
 
@@ -330,7 +333,7 @@ fn faults_table(out: &mut String, run: &RunData) {
         return;
     }
     out.push_str("<table class=\"grid\" id=\"faults\"><thead><tr><th>fault</th><th class=\"num\">from</th><th class=\"num\">to</th><th>nodes</th><th>what</th></tr></thead><tbody>\n");
-    for w in &run.faults {
+    for w in run.faults.iter().take(MAX_FAULT_ROWS) {
         let (r, g, b) = w.kind.colour();
         let _ = writeln!(
             out,
@@ -343,6 +346,13 @@ fn faults_table(out: &mut String, run: &RunData) {
         );
     }
     out.push_str("</tbody></table>\n");
+    if run.faults.len() > MAX_FAULT_ROWS {
+        let _ = writeln!(
+            out,
+            "<p class=\"muted\">and {} more (all of them are in the plots, the timeline and history.jsonl)</p>",
+            run.faults.len() - MAX_FAULT_ROWS
+        );
+    }
 }
 
 /// Links to the run's files; node logs as found on disk.
