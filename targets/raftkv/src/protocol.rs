@@ -49,7 +49,12 @@ pub fn parse_request(line: &str) -> Result<(Value, Request), BadRequest> {
         None => Err(bad(&id, format!("missing \"key\" for {op}"))),
     };
     let int = |obj: &Map<String, Value>, field: &str| match obj.get(field) {
-        Some(Value::Number(n)) if n.is_i64() => Ok(n.as_i64().unwrap_or_default()),
+        Some(v @ Value::Number(n)) => n.as_i64().ok_or_else(|| {
+            bad(
+                &id,
+                format!("\"{field}\" must be a 64-bit signed integer, got {v}"),
+            )
+        }),
         Some(other) => Err(bad(
             &id,
             format!("\"{field}\" must be a 64-bit signed integer, got {other}"),
