@@ -1,8 +1,8 @@
 //! The one integration-test binary: one module per area.
 
+mod checker;
+mod corpus;
 mod history;
-mod run;
 mod nemesis;
 mod report;
-mod corpus;
-mod checker;
+mod run;
