@@ -16,9 +16,23 @@
 //!
 //! # Module map
 //!
+//! - [`cli`]: the command-line surface (clap definitions only).
+//! - [`spec`]: YAML specs → validated, resolved [`spec::Plan`].
+//! - [`hosts`]: network namespaces / loopback addresses, spawning, the cleanup registry.
+//! - [`target`]: node lifecycle from target.yaml and the built-in clients.
+//! - [`generator`]: seeded, deterministic op sequences.
+//! - [`nemesis`]: fault schedules, topologies, clock offsets; applying and healing faults.
+//! - [`runner`]: the one async loop of a run, from plan to verdict.
 //! - [`history`]: the [`history::Op`] type, the JSONL journal, importers and exporters.
 //! - [`checker`]: models and the linearizability search.
-//! - [`cli`]: the command-line surface.
+//! - [`report`]: plots, the run page, the timeline, the reports index, `serve`.
+//! - [`store`]: the run directory, atomic writes, `latest` links.
+//!
+//! # Lifecycle of a run
+//!
+//! Plan written → hosts prepared → target installed and started → clients and nemesis until
+//! the time limit → every fault healed, final reads → nodes stopped, logs collected, hosts
+//! torn down → history checked → results.json and the report written. See ARCHITECTURE.md.
 //! - [`report`]: plots, the run page, the timeline, the reports index and `serve`.
 //!
 //! # Error policy

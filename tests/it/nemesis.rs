@@ -1,7 +1,7 @@
 //! The nemesis on real processes: faults really happen, are journaled, and nothing
 //! outlives a run — including one interrupted in the middle of its faults.
 
-use crate::run::{faultline, ids_from_log, is_root, leftovers, store};
+use crate::run::{cluster_lock, faultline, ids_from_log, is_root, leftovers, store};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -29,6 +29,7 @@ fn nemesis_ops(history: &str) -> Vec<String> {
 
 #[test]
 fn sigint_in_the_middle_of_every_fault_leaves_a_clean_machine() {
+    let _cluster = cluster_lock();
     if !is_root() {
         eprintln!("skipped: needs root for network namespaces and nftables");
         return;
@@ -151,6 +152,7 @@ fn network_faults_are_refused_on_loopback_hosts_not_skipped() {
 
 #[test]
 fn a_timeline_partition_is_journaled_and_healed_before_the_final_reads() {
+    let _cluster = cluster_lock();
     if !is_root() {
         eprintln!("skipped: needs root for network namespaces and nftables");
         return;
@@ -205,6 +207,7 @@ fn a_timeline_partition_is_journaled_and_healed_before_the_final_reads() {
 /// The README's run command (shortened): raftkv, 5 nodes, register, the default nemesis.
 #[test]
 fn the_default_run_against_correct_raftkv_is_valid() {
+    let _cluster = cluster_lock();
     if !is_root() {
         eprintln!("skipped: needs root for network namespaces (the default nemesis partitions)");
         return;
@@ -234,6 +237,7 @@ fn the_default_run_against_correct_raftkv_is_valid() {
 /// A seeded bug is found: the deposed leader of `--bug stale-read` serves old values.
 #[test]
 fn a_stale_read_bug_is_caught_under_leader_partitions() {
+    let _cluster = cluster_lock();
     if !is_root() {
         eprintln!("skipped: needs root for network namespaces");
         return;

@@ -8,6 +8,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// Tests that start a cluster take this first: clusters of real processes running side by
+/// side on a 2-core machine would time each other out.
+pub fn cluster_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 pub fn faultline() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_faultline"));
     c.current_dir(env!("CARGO_MANIFEST_DIR"));
@@ -140,6 +147,7 @@ fn start_and_wait(store: &Path, extra: &[&str], ops: usize) -> (std::process::Ch
 
 #[test]
 fn a_lazily_replicating_target_is_found_non_linearizable() {
+    let _cluster = cluster_lock();
     let store = store("lazy");
     let hosts = if is_root() { "local" } else { "loopback" };
     let out = faultline()
@@ -182,6 +190,7 @@ fn a_lazily_replicating_target_is_found_non_linearizable() {
 
 #[test]
 fn sigint_mid_run_tears_everything_down() {
+    let _cluster = cluster_lock();
     if !is_root() {
         eprintln!("skipped: needs root for network namespaces");
         return;
@@ -209,6 +218,7 @@ fn sigint_mid_run_tears_everything_down() {
 
 #[test]
 fn a_sigkilled_controller_leaves_a_checkable_history_and_cleanup_removes_the_rest() {
+    let _cluster = cluster_lock();
     if !is_root() {
         eprintln!("skipped: needs root for network namespaces");
         return;
