@@ -31,6 +31,9 @@ use tokio::time::Instant;
 
 /// Read attempts per key in the final phase before giving up on that key.
 const FINAL_READ_ATTEMPTS: u32 = 10;
+/// The whole final-read phase may take this long: a cluster that never recovers must not
+/// turn many keys × attempts × timeouts into a run that seems to hang.
+const FINAL_READS_BUDGET: Duration = Duration::from_secs(60);
 
 /// How a run ended, for `main` to map to an exit code.
 #[derive(Debug)]
@@ -583,7 +586,20 @@ async fn final_phase(ctx: &Ctx, stop: &mut watch::Receiver<bool>) -> Result<()> 
     let nodes = ctx.plan.nodes.clone();
     let timeout = ctx.plan.workload.op_timeout;
     let mut unread = Vec::new();
+    let budget_end = Instant::now() + FINAL_READS_BUDGET;
     for (i, key) in keys.iter().enumerate() {
+        if *stop.borrow() {
+            return Ok(());
+        }
+        if Instant::now() >= budget_end {
+            log::line(&format!(
+                "final phase: the {}s budget for final reads is spent; {} key(s) not read",
+                FINAL_READS_BUDGET.as_secs(),
+                keys.len() - i
+            ));
+            unread.extend(keys[i..].iter().cloned());
+            break;
+        }
         let node = &nodes[i % nodes.len()];
         let mut process = ctx.next_process.fetch_add(1, Ordering::Relaxed);
         let mut client = ctx.cluster.client(node)?;
@@ -594,8 +610,8 @@ async fn final_phase(ctx: &Ctx, stop: &mut watch::Receiver<bool>) -> Result<()> 
         };
         let mut done = false;
         for _ in 0..FINAL_READ_ATTEMPTS {
-            if *stop.borrow() {
-                return Ok(());
+            if *stop.borrow() || Instant::now() >= budget_end {
+                break;
             }
             ctx.invoke_op(process, &inv, node)?;
             let c = client.invoke(&inv, timeout).await;
@@ -615,10 +631,16 @@ async fn final_phase(ctx: &Ctx, stop: &mut watch::Receiver<bool>) -> Result<()> 
         }
     }
     if !unread.is_empty() {
+        let shown: Vec<&str> = unread.iter().take(20).map(String::as_str).collect();
         log::line(&format!(
-            "final phase: {} key(s) could not be read: {}",
+            "final phase: {} key(s) could not be read: {}{}",
             unread.len(),
-            unread.join(", ")
+            shown.join(", "),
+            if unread.len() > shown.len() {
+                ", …"
+            } else {
+                ""
+            }
         ));
     }
     Ok(())
