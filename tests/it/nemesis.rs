@@ -1,7 +1,7 @@
 //! The nemesis on real processes: faults really happen, are journaled, and nothing
 //! outlives a run — including one interrupted in the middle of its faults.
 
-use crate::run::{cluster_lock, faultline, ids_from_log, is_root, leftovers, store};
+use crate::run::{faultline, ids_from_log, leftovers, root_cluster, store};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -29,12 +29,9 @@ fn nemesis_ops(history: &str) -> Vec<String> {
 
 #[test]
 fn sigint_in_the_middle_of_every_fault_leaves_a_clean_machine() {
-    let _cluster = cluster_lock();
-    if !is_root() {
-        eprintln!("skipped: needs root for network namespaces and nftables");
+    let Some((_cluster, store)) = root_cluster("midfault") else {
         return;
-    }
-    let store = store("midfault");
+    };
     let nem = store.join("all-at-once.yaml");
     std::fs::write(&nem, ALL_AT_ONCE).unwrap();
     let child = faultline()
@@ -152,12 +149,9 @@ fn network_faults_are_refused_on_loopback_hosts_not_skipped() {
 
 #[test]
 fn a_timeline_partition_is_journaled_and_healed_before_the_final_reads() {
-    let _cluster = cluster_lock();
-    if !is_root() {
-        eprintln!("skipped: needs root for network namespaces and nftables");
+    let Some((_cluster, store)) = root_cluster("timeline") else {
         return;
-    }
-    let store = store("timeline");
+    };
     let nem = store.join("t.yaml");
     std::fs::write(
         &nem,
@@ -207,12 +201,9 @@ fn a_timeline_partition_is_journaled_and_healed_before_the_final_reads() {
 /// The README's run command (shortened): raftkv, 5 nodes, register, the default nemesis.
 #[test]
 fn the_default_run_against_correct_raftkv_is_valid() {
-    let _cluster = cluster_lock();
-    if !is_root() {
-        eprintln!("skipped: needs root for network namespaces (the default nemesis partitions)");
+    let Some((_cluster, store)) = root_cluster("default") else {
         return;
-    }
-    let store = store("default");
+    };
     let out = faultline()
         .args(["run", "--time-limit", "15s", "--quiet", "--seed", "3"])
         .arg("--store")
@@ -237,19 +228,18 @@ fn the_default_run_against_correct_raftkv_is_valid() {
 /// A seeded bug is found: the deposed leader of `--bug stale-read` serves old values.
 #[test]
 fn a_stale_read_bug_is_caught_under_leader_partitions() {
-    let _cluster = cluster_lock();
-    if !is_root() {
-        eprintln!("skipped: needs root for network namespaces");
+    let Some((_cluster, store)) = root_cluster("staleread") else {
         return;
-    }
-    let store = store("staleread");
+    };
     let out = faultline()
         .args([
             "run",
             "--nemesis",
             "partition-primaries",
+            // Four leader-isolation windows: one window alone misses now and then (1 in 4
+            // runs of 20 s came out valid); the 60 s table caught it 5/5.
             "--time-limit",
-            "20s",
+            "35s",
             "--quiet",
         ])
         .args([

@@ -15,6 +15,17 @@ pub fn cluster_lock() -> std::sync::MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// The preamble of a test that starts a cluster in network namespaces: `None` (saying
+/// why) when not root, else the cluster lock and a fresh store directory.
+pub fn root_cluster(name: &str) -> Option<(std::sync::MutexGuard<'static, ()>, PathBuf)> {
+    let lock = cluster_lock();
+    if !is_root() {
+        eprintln!("skipped: needs root for network namespaces and nftables");
+        return None;
+    }
+    Some((lock, store(name)))
+}
+
 pub fn faultline() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_faultline"));
     c.current_dir(env!("CARGO_MANIFEST_DIR"));
@@ -190,12 +201,9 @@ fn a_lazily_replicating_target_is_found_non_linearizable() {
 
 #[test]
 fn sigint_mid_run_tears_everything_down() {
-    let _cluster = cluster_lock();
-    if !is_root() {
-        eprintln!("skipped: needs root for network namespaces");
+    let Some((_cluster, store)) = root_cluster("sigint") else {
         return;
-    }
-    let store = store("sigint");
+    };
     let (child, dir) = start_and_wait(&store, &[], 200);
     let (id, pids) = ids_from_log(&dir);
     assert!(
@@ -218,12 +226,9 @@ fn sigint_mid_run_tears_everything_down() {
 
 #[test]
 fn a_sigkilled_controller_leaves_a_checkable_history_and_cleanup_removes_the_rest() {
-    let _cluster = cluster_lock();
-    if !is_root() {
-        eprintln!("skipped: needs root for network namespaces");
+    let Some((_cluster, store)) = root_cluster("sigkill") else {
         return;
-    }
-    let store = store("sigkill");
+    };
     let (mut child, dir) = start_and_wait(&store, &[], 200);
     let (id, pids) = ids_from_log(&dir);
     child.kill().unwrap();
