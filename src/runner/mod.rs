@@ -150,39 +150,49 @@ struct Ctx {
 }
 
 impl Ctx {
-    fn invoke_op(&self, process: u64, inv: &Invocation, node: &str) -> Result<()> {
-        self.stats.count(OpType::Invoke);
+    /// Journal one client event; the single place client ops are built.
+    fn record(
+        &self,
+        process: u64,
+        kind: OpType,
+        inv: &Invocation,
+        value: Value,
+        node: &str,
+        error: Option<String>,
+    ) -> Result<()> {
+        self.stats.count(kind);
         self.journal.record(Op {
             index: 0,
             time_ns: 0,
             process: Process::Client(process),
-            kind: OpType::Invoke,
+            kind,
             f: inv.f.as_str().to_string(),
             key: Some(inv.key.clone()),
-            value: match inv.f {
-                crate::spec::workload::OpKind::Read => Value::Null,
-                _ => inv.value.clone(),
-            },
+            value,
             node: Some(node.to_string()),
-            error: None,
+            error,
         })?;
         Ok(())
     }
 
+    fn invoke_op(&self, process: u64, inv: &Invocation, node: &str) -> Result<()> {
+        // A read's invocation carries no value; the completion brings it.
+        let value = match inv.f {
+            crate::spec::workload::OpKind::Read => Value::Null,
+            _ => inv.value.clone(),
+        };
+        self.record(process, OpType::Invoke, inv, value, node, None)
+    }
+
     fn complete_op(&self, process: u64, inv: &Invocation, c: &Completion) -> Result<()> {
-        self.stats.count(c.kind);
-        self.journal.record(Op {
-            index: 0,
-            time_ns: 0,
-            process: Process::Client(process),
-            kind: c.kind,
-            f: inv.f.as_str().to_string(),
-            key: Some(inv.key.clone()),
-            value: c.value.clone(),
-            node: Some(c.node.clone()),
-            error: c.error.clone(),
-        })?;
-        Ok(())
+        self.record(
+            process,
+            c.kind,
+            inv,
+            c.value.clone(),
+            &c.node,
+            c.error.clone(),
+        )
     }
 }
 

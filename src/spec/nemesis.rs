@@ -278,7 +278,7 @@ fn check_params(v: &mut Violations<'_>, field: &str, kind: FaultKind, p: &FaultP
                 "needs a target (one, minority, majority, primaries, all, or [nodes])",
             );
         }
-        FaultKind::ClockBump => {
+        FaultKind::ClockBump | FaultKind::ClockStrobe => {
             v.check(has_target, format!("{field}.target"), "needs a target");
             v.check(
                 p.offset
@@ -286,20 +286,13 @@ fn check_params(v: &mut Violations<'_>, field: &str, kind: FaultKind, p: &FaultP
                 format!("{field}.offset"),
                 "needs an offset between 1ms and 24h",
             );
-        }
-        FaultKind::ClockStrobe => {
-            v.check(has_target, format!("{field}.target"), "needs a target");
-            v.check(
-                p.offset
-                    .is_some_and(|d| d > Duration::ZERO && d <= Duration::from_secs(24 * 3600)),
-                format!("{field}.offset"),
-                "needs an offset between 1ms and 24h",
-            );
-            v.check(
-                p.period.is_some_and(|d| d >= Duration::from_millis(10)),
-                format!("{field}.period"),
-                "needs a period of at least 10ms",
-            );
+            if kind == FaultKind::ClockStrobe {
+                v.check(
+                    p.period.is_some_and(|d| d >= Duration::from_millis(10)),
+                    format!("{field}.period"),
+                    "needs a period of at least 10ms",
+                );
+            }
         }
         FaultKind::Loss => {
             v.check(has_target, format!("{field}.target"), "needs a target");
