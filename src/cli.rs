@@ -31,9 +31,41 @@ pub enum Command {
     /// Re-render a run's report (index.html, timeline.html, plots) from its files; with
     /// --recheck, check its history again first. Exit 0 valid, 1 invalid, 2 unknown, 3 error.
     Report(ReportArgs),
+    /// SSH hosts: `vagrant` writes an inventory from `vagrant ssh-config`; `lab` runs SSH
+    /// servers in local network namespaces (no VMs needed) until Ctrl-C.
+    #[command(subcommand)]
+    Hosts(HostsCommand),
     /// Browse a reports tree over HTTP (loopback only by default); a run downloads as
     /// /download/<test>/<run>.tar.gz.
     Serve(ServeArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HostsCommand {
+    /// Print an inventory (nodes.yaml) for the VMs of the Vagrantfile in this directory:
+    /// `faultline hosts vagrant > nodes.yaml`.
+    Vagrant {
+        /// Read this `vagrant ssh-config` output instead of running vagrant.
+        #[arg(long)]
+        ssh_config: Option<std::path::PathBuf>,
+        /// The address a VM's peers use (repeatable), for Vagrantfiles other than ours,
+        /// e.g. --address n1=192.168.56.11.
+        #[arg(long)]
+        address: Vec<String>,
+    },
+    /// Start NODES network namespaces, each with its own sshd and throwaway keys, print the
+    /// inventory's path, and keep them until SIGINT/SIGTERM (needs root and openssh-server).
+    Lab {
+        /// How many SSH hosts.
+        #[arg(long, default_value_t = 5)]
+        nodes: u32,
+        /// Where keys, sshd configs and nodes.yaml go.
+        #[arg(long, default_value = "ssh-lab")]
+        dir: std::path::PathBuf,
+        /// Subnet for the namespaces (a free /27 of it is taken).
+        #[arg(long, default_value = crate::spec::plan::DEFAULT_SUBNET)]
+        subnet: String,
+    },
 }
 
 /// `faultline report RUN_DIR [--recheck]`.
@@ -184,10 +216,14 @@ pub struct RunArgs {
     /// Directory runs are stored under.
     #[arg(long, default_value = "reports")]
     pub store: std::path::PathBuf,
-    /// Where nodes run: `local` (a network namespace per node; needs root) or `loopback`.
-    /// Default: local when this machine allows it.
+    /// Where nodes run: `local` (a network namespace per node; needs root), `loopback`, or
+    /// `ssh` (machines listed in --inventory). Default: local when this machine allows it.
     #[arg(long)]
     pub hosts: Option<HostsArg>,
+    /// The SSH inventory (nodes.yaml: name, address, user, port, key, sudo per node); implies
+    /// --hosts ssh.
+    #[arg(long)]
+    pub inventory: Option<std::path::PathBuf>,
     /// Subnet for local hosts (each run takes a free /27 of it).
     #[arg(long)]
     pub subnet: Option<String>,
@@ -200,6 +236,7 @@ pub struct RunArgs {
 pub enum HostsArg {
     Local,
     Loopback,
+    Ssh,
 }
 
 /// `faultline cleanup [RUN_ID]`.

@@ -27,6 +27,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => faultline::report::command::serve(&args),
         Command::Run(args) => faultline::runner::command::run(args),
         Command::Cleanup(args) => faultline::runner::command::cleanup(args),
+        Command::Hosts(cmd) => faultline::hosts::command::run(cmd),
     }
 }
 

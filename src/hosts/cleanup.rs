@@ -53,6 +53,21 @@ pub struct Resources {
     /// Directories faultline created for this run alone (node data dirs), removed whole.
     #[serde(default)]
     pub dirs: Vec<PathBuf>,
+    /// SSH hosts of the run and what it started there (removed first, while the
+    /// connection masters — recorded in `groups` — still run).
+    #[serde(default)]
+    pub remote: Vec<RemoteHost>,
+}
+
+/// What a run owns on one SSH host: its node processes, its directory, and (implicitly)
+/// faultline's nftables tables there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteHost {
+    pub ssh: crate::spec::inventory::SshNode,
+    pub control: PathBuf,
+    /// This run's directory on the host, removed whole.
+    pub dir: String,
+    pub groups: Vec<super::ssh::RemoteProc>,
 }
 
 /// The registry of one run; cheap to clone, shared by hosts, target and nemesis.
@@ -161,6 +176,49 @@ impl Registry {
         self.persist()
     }
 
+    /// Record an SSH host before the run touches it.
+    pub fn add_remote(
+        &self,
+        ssh: crate::spec::inventory::SshNode,
+        control: &Path,
+        dir: &str,
+    ) -> Result<()> {
+        self.lock().res.remote.push(RemoteHost {
+            ssh,
+            control: control.to_path_buf(),
+            dir: dir.to_string(),
+            groups: Vec::new(),
+        });
+        self.persist()
+    }
+
+    /// Record a node process started on an SSH host.
+    pub fn add_remote_group(&self, node: &str, p: super::ssh::RemoteProc) -> Result<()> {
+        self.edit_remote(node, |groups| groups.push(p))
+    }
+
+    /// Forget a remote node process that is known to be gone.
+    pub fn remove_remote_group(&self, node: &str, pid: i32) -> Result<()> {
+        self.edit_remote(node, |groups| groups.retain(|g| g.pid != pid))
+    }
+
+    fn edit_remote(
+        &self,
+        node: &str,
+        edit: impl FnOnce(&mut Vec<super::ssh::RemoteProc>),
+    ) -> Result<()> {
+        if let Some(h) = self
+            .lock()
+            .res
+            .remote
+            .iter_mut()
+            .find(|h| h.ssh.name == node)
+        {
+            edit(&mut h.groups);
+        }
+        self.persist()
+    }
+
     /// Keep everything at teardown (`--leave-running`).
     pub fn keep(&self) {
         self.lock().keep = true;
@@ -211,7 +269,7 @@ impl Drop for State {
 
 /// Kill every recorded process group, then delete links, namespaces, files and dirs.
 pub fn remove_resources(res: &Resources) -> Vec<String> {
-    let mut problems = Vec::new();
+    let mut problems = super::ssh::remove_remote(&res.remote);
     for g in &res.groups {
         if g.alive() {
             // SIGKILL also ends a SIGSTOPped group; no SIGCONT needed.
@@ -293,11 +351,12 @@ pub fn sweep_stale() -> Vec<String> {
         if problems.is_empty() {
             let _ = std::fs::remove_file(&path);
             report.push(format!(
-                "removed what run {} left behind ({} process groups, {} namespaces, {} links)",
+                "removed what run {} left behind ({} process groups, {} namespaces, {} links, {} SSH hosts)",
                 res.run_id,
                 res.groups.len(),
                 res.netns.len(),
-                res.links.len()
+                res.links.len(),
+                res.remote.len()
             ));
         } else {
             report.push(format!(

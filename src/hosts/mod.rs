@@ -8,8 +8,12 @@
 //! The set of host kinds is closed, so it is an enum ([`Hosts`]), not a trait object.
 
 pub mod cleanup;
+pub mod command;
+pub mod lab;
 pub mod local;
 pub mod loopback;
+pub mod ssh;
+pub mod vagrant;
 
 use anyhow::Result;
 use std::collections::BTreeMap;
@@ -59,6 +63,16 @@ pub fn detect() -> Capability {
 pub enum Hosts {
     Local(local::LocalHosts),
     Loopback(loopback::LoopbackHosts),
+    Ssh(ssh::SshHosts),
+}
+
+/// A node process as its host started it.
+#[derive(Debug)]
+pub enum Spawned {
+    /// Our child on this machine (leader of its own process group).
+    Local(tokio::process::Child),
+    /// A daemon on an SSH host (leader of its own session).
+    Remote(ssh::RemoteProc),
 }
 
 impl Hosts {
@@ -66,6 +80,7 @@ impl Hosts {
         match self {
             Hosts::Local(h) => &h.nodes,
             Hosts::Loopback(h) => &h.nodes,
+            Hosts::Ssh(h) => &h.nodes,
         }
     }
 
@@ -76,7 +91,7 @@ impl Hosts {
     /// Whether network faults (partitions, loss) can be applied on these hosts.
     pub fn network_faults(&self) -> Result<(), String> {
         match self {
-            Hosts::Local(_) => Ok(()),
+            Hosts::Local(_) | Hosts::Ssh(_) => Ok(()),
             Hosts::Loopback(_) => Err(
                 "nodes run on loopback addresses without network namespaces (not root, or namespaces unavailable), so partitions and packet loss cannot be applied"
                     .into(),
@@ -84,14 +99,31 @@ impl Hosts {
         }
     }
 
-    /// Start a node's process inside its host; returns the child (its own process group).
-    pub fn spawn(&self, node: &NodeHost, spec: &SpawnSpec) -> Result<tokio::process::Child> {
-        local::spawn_in(node.netns.as_deref(), spec)
+    /// Start a node's process inside its host, as the leader of its own process group.
+    pub async fn spawn(&self, node: &NodeHost, spec: &SpawnSpec) -> Result<Spawned> {
+        match self {
+            Hosts::Ssh(h) => Ok(Spawned::Remote(h.conn(&node.node)?.spawn(spec).await?)),
+            _ => Ok(Spawned::Local(local::spawn_in(
+                node.netns.as_deref(),
+                spec,
+            )?)),
+        }
     }
 
     /// Run a command inside a node's host and wait for it, feeding `stdin`.
     pub async fn exec(&self, node: &NodeHost, argv: &[&str], stdin: &[u8]) -> Result<Output> {
-        local::exec_in(node.netns.as_deref(), argv, stdin).await
+        match self {
+            Hosts::Ssh(h) => h.conn(&node.node)?.run(&ssh::quote_argv(argv), stdin).await,
+            _ => local::exec_in(node.netns.as_deref(), argv, stdin).await,
+        }
+    }
+
+    /// The SSH hosts, when nodes live on other machines (their files are not ours).
+    pub fn remote(&self) -> Option<&ssh::SshHosts> {
+        match self {
+            Hosts::Ssh(h) => Some(h),
+            _ => None,
+        }
     }
 
     /// A short description for the run log.
@@ -102,6 +134,7 @@ impl Hosts {
                 h.bridge, h.gateway, h.prefix_len
             ),
             Hosts::Loopback(_) => "loopback addresses (no namespaces)".into(),
+            Hosts::Ssh(h) => format!("{} SSH hosts", h.nodes.len()),
         }
     }
 }

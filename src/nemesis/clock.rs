@@ -12,23 +12,32 @@
 //! bypass libc for time (Go: etcd) or are statically linked are not affected; such targets
 //! declare `clock: unsupported` and faultline refuses clock faults for them.
 
-use anyhow::{bail, Context, Result};
+use crate::hosts::ssh::quote;
+use crate::hosts::Hosts;
+use anyhow::{anyhow, bail, Context, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Where Debian's libfaketime lives; the multi-threaded variant, since targets are.
-const LIBFAKETIME_CANDIDATES: &[&str] = &[
+pub const LIBFAKETIME_CANDIDATES: &[&str] = &[
     "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
     "/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1",
     "/usr/lib/faketime/libfaketimeMT.so.1",
     "/usr/local/lib/faketime/libfaketimeMT.so.1",
 ];
 
-/// The per-node offset files of one run.
+/// The per-node offset files of one run: on this machine, or on each SSH host (where the
+/// offset file lives in the run's directory and is rewritten over SSH).
 #[derive(Debug)]
 pub struct Clocks {
-    dir: PathBuf,
-    lib: PathBuf,
+    files: Files,
+}
+
+#[derive(Debug)]
+enum Files {
+    Local { dir: PathBuf, lib: PathBuf },
+    Remote { hosts: Arc<Hosts> },
 }
 
 /// Find libfaketime, or say how to get it.
@@ -56,24 +65,60 @@ impl Clocks {
         let lib = find_libfaketime()?;
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         Ok(Clocks {
-            dir: dir.to_path_buf(),
-            lib,
+            files: Files::Local {
+                dir: dir.to_path_buf(),
+                lib,
+            },
         })
     }
 
-    fn file(&self, node: &str) -> PathBuf {
-        self.dir.join(format!("{node}.faketime"))
+    /// Offsets on SSH hosts (each host's libfaketime was checked before the run started).
+    pub fn remote(hosts: Arc<Hosts>) -> Clocks {
+        Clocks {
+            files: Files::Remote { hosts },
+        }
+    }
+
+    fn file(&self, node: &str) -> Result<PathBuf> {
+        match &self.files {
+            Files::Local { dir, .. } => Ok(dir.join(format!("{node}.faketime"))),
+            Files::Remote { hosts } => {
+                let h = hosts
+                    .remote()
+                    .ok_or_else(|| anyhow!("remote clocks without SSH hosts"))?;
+                Ok(Path::new(h.root(node)?).join("clock.faketime"))
+            }
+        }
     }
 
     /// Environment that makes `node` read its wall clock through its offset file. Creates
     /// the file at +0 if it does not exist (a restarted node keeps its current offset).
-    pub fn env_for(&self, node: &str) -> Result<BTreeMap<String, String>> {
-        let f = self.file(node);
-        if !f.exists() {
-            self.set(node, 0)?;
-        }
+    pub async fn env_for(&self, node: &str) -> Result<BTreeMap<String, String>> {
+        let f = self.file(node)?;
+        let lib = match &self.files {
+            Files::Local { lib, .. } => {
+                if !f.exists() {
+                    self.set(node, 0).await?;
+                }
+                lib.display().to_string()
+            }
+            Files::Remote { hosts } => {
+                let h = hosts
+                    .remote()
+                    .ok_or_else(|| anyhow!("remote clocks without SSH hosts"))?;
+                let script = format!(
+                    "mkdir -p {d} && {{ [ -f {f} ] || printf '+0.000\\n' > {f}; }}",
+                    d = quote(h.root(node)?),
+                    f = quote(&f.display().to_string())
+                );
+                h.conn(node)?
+                    .check(&script, "creating the clock file")
+                    .await?;
+                h.libfaketime(node).await?
+            }
+        };
         let mut env = BTreeMap::new();
-        env.insert("LD_PRELOAD".into(), self.lib.display().to_string());
+        env.insert("LD_PRELOAD".into(), lib);
         env.insert("FAKETIME_TIMESTAMP_FILE".into(), f.display().to_string());
         env.insert("FAKETIME_NO_CACHE".into(), "1".into());
         env.insert("DONT_FAKE_MONOTONIC".into(), "1".into());
@@ -81,12 +126,31 @@ impl Clocks {
     }
 
     /// Set a node's offset; atomic, so the node never reads a half-written file.
-    pub fn set(&self, node: &str, offset_ms: i64) -> Result<()> {
-        let f = self.file(node);
+    pub async fn set(&self, node: &str, offset_ms: i64) -> Result<()> {
+        let f = self.file(node)?;
         let tmp = f.with_extension("tmp");
-        std::fs::write(&tmp, format!("{}\n", offset_text(offset_ms)))
-            .with_context(|| format!("cannot write {}", tmp.display()))?;
-        std::fs::rename(&tmp, &f).with_context(|| format!("cannot write {}", f.display()))?;
+        let text = offset_text(offset_ms);
+        match &self.files {
+            Files::Local { .. } => {
+                std::fs::write(&tmp, format!("{text}\n"))
+                    .with_context(|| format!("cannot write {}", tmp.display()))?;
+                std::fs::rename(&tmp, &f)
+                    .with_context(|| format!("cannot write {}", f.display()))?;
+            }
+            Files::Remote { hosts } => {
+                let h = hosts
+                    .remote()
+                    .ok_or_else(|| anyhow!("remote clocks without SSH hosts"))?;
+                let script = format!(
+                    "printf '%s\\n' {text} > {t} && mv {t} {f}",
+                    t = quote(&tmp.display().to_string()),
+                    f = quote(&f.display().to_string())
+                );
+                h.conn(node)?
+                    .check(&script, "setting the clock offset")
+                    .await?;
+            }
+        }
         Ok(())
     }
 }
@@ -111,8 +175,11 @@ mod tests {
         }
         let dir = std::env::temp_dir().join(format!("fl-clock-{}", std::process::id()));
         let clocks = Clocks::new(&dir).unwrap();
-        let env = clocks.env_for("n1").unwrap();
-        clocks.set("n1", -3_600_000).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let env = rt.block_on(clocks.env_for("n1")).unwrap();
+        rt.block_on(clocks.set("n1", -3_600_000)).unwrap();
         let out = std::process::Command::new("date")
             .arg("+%s")
             .envs(&env)

@@ -267,7 +267,7 @@ impl Nemesis {
                 let mut applied = BTreeMap::new();
                 for n in &nodes {
                     let o = offsets_ms.get(n).copied().unwrap_or(*offset_ms);
-                    clocks.set(n, o)?;
+                    clocks.set(n, o).await?;
                     applied.insert(n.clone(), o);
                     self.broken.lock().await.skewed.insert(n.clone());
                 }
@@ -288,7 +288,7 @@ impl Nemesis {
                     loop {
                         on = !on;
                         for n in &strobed {
-                            let _ = clocks.set(n, if on { o } else { 0 });
+                            let _ = clocks.set(n, if on { o } else { 0 }).await;
                         }
                         tokio::time::sleep(p).await;
                     }
@@ -319,7 +319,7 @@ impl Nemesis {
                 };
                 if let Some(c) = &self.clocks {
                     for n in &nodes {
-                        c.set(n, 0)?;
+                        c.set(n, 0).await?;
                     }
                 }
                 log::line(&format!("nemesis: clocks reset on {}", nodes.join(", ")));

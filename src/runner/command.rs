@@ -24,12 +24,13 @@ pub fn run(args: RunArgs) -> ExitCode {
         target_args: args.target_args.clone(),
         leave_running: args.leave_running,
         store: Some(args.store.clone()),
-        hosts: args.hosts.map(|h| match h {
-            HostsArg::Local => HostsChoice::Local {
-                subnet: String::new(),
-            },
-            HostsArg::Loopback => HostsChoice::Loopback,
-        }),
+        hosts: match hosts_choice(args.hosts, args.inventory.as_deref()) {
+            Ok(h) => h,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(HARNESS_ERROR);
+            }
+        },
         subnet: args.subnet.clone(),
     };
     let plan = match Plan::resolve(&SpecRoots::default_roots(), &overrides, auto) {
@@ -74,6 +75,35 @@ pub fn run(args: RunArgs) -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::from(HARNESS_ERROR)
         }
+    }
+}
+
+/// What `--hosts` and `--inventory` ask for together.
+pub fn hosts_choice(
+    hosts: Option<HostsArg>,
+    inventory: Option<&std::path::Path>,
+) -> Result<Option<HostsChoice>, String> {
+    match (hosts, inventory) {
+        (Some(HostsArg::Ssh) | None, Some(inv)) => Ok(Some(HostsChoice::Ssh {
+            inventory: inv.to_path_buf(),
+            nodes: Vec::new(),
+        })),
+        (Some(HostsArg::Ssh), None) => {
+            Err("--hosts ssh needs --inventory FILE (see `faultline hosts vagrant`)".into())
+        }
+        (Some(h), Some(_)) => Err(format!(
+            "--inventory lists SSH hosts, but --hosts {} was asked for",
+            if h == HostsArg::Local {
+                "local"
+            } else {
+                "loopback"
+            }
+        )),
+        (Some(HostsArg::Local), None) => Ok(Some(HostsChoice::Local {
+            subnet: String::new(),
+        })),
+        (Some(HostsArg::Loopback), None) => Ok(Some(HostsChoice::Loopback)),
+        (None, None) => Ok(None),
     }
 }
 

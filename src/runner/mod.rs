@@ -332,17 +332,35 @@ async fn run_phases(
             &run_id,
             &plan.nodes,
         )),
+        HostsChoice::Ssh { nodes, .. } => {
+            let kinds = plan.nemesis.kinds();
+            let needs = crate::hosts::ssh::Needs {
+                nft: kinds.iter().any(|k| k.is_network()),
+                libfaketime: kinds.iter().any(|k| k.is_clock()),
+            };
+            let ssh = unless_stopped(
+                &mut stop,
+                "connecting to the SSH hosts",
+                crate::hosts::ssh::SshHosts::create(&reg, nodes, &run_dir.join("nodes"), needs),
+            )
+            .await?;
+            Hosts::Ssh(ssh)
+        }
     };
     log::line(&format!("hosts: {}", hosts.describe()));
     for n in hosts.nodes() {
         log::line(&format!("  {} at {}", n.node, n.ip));
     }
     let hosts = Arc::new(hosts);
-    let clocks = if plan.nemesis.kinds().iter().any(|k| k.is_clock()) {
+    let clocks = if !plan.nemesis.kinds().iter().any(|k| k.is_clock()) {
+        None
+    } else if hosts.remote().is_some() {
+        Some(Arc::new(crate::nemesis::clock::Clocks::remote(
+            hosts.clone(),
+        )))
+    } else {
         let dir = crate::target::data_root(&run_id).join("clocks");
         Some(Arc::new(crate::nemesis::clock::Clocks::new(&dir)?))
-    } else {
-        None
     };
     let cluster = Arc::new(Cluster::new(
         plan.clone(),
@@ -364,7 +382,7 @@ async fn run_phases(
         for p in cluster.stop_all().await {
             log::line(&format!("stop: {p}"));
         }
-        for p in cluster.collect_logs() {
+        for p in cluster.collect_logs().await {
             log::line(&format!("logs: {p}"));
         }
         let problems = reg.teardown();

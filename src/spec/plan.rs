@@ -23,6 +23,13 @@ pub enum HostsChoice {
     Local { subnet: String },
     /// Every node on its own 127.x.y.z address, no namespaces: no partitions or loss.
     Loopback,
+    /// Nodes on machines reached over SSH, as the inventory file lists them (`nodes` is
+    /// filled in when the plan is resolved).
+    Ssh {
+        inventory: PathBuf,
+        #[serde(default)]
+        nodes: Vec<super::inventory::SshNode>,
+    },
 }
 
 /// What the user asked for on the command line; every field overrides the test file.
@@ -120,7 +127,7 @@ impl Plan {
             .or(test.nemesis.clone())
             .unwrap_or_else(|| match hosts_kind {
                 HostsChoice::Loopback => DEFAULT_NEMESIS_LOOPBACK.into(),
-                HostsChoice::Local { .. } => DEFAULT_NEMESIS.into(),
+                HostsChoice::Local { .. } | HostsChoice::Ssh { .. } => DEFAULT_NEMESIS.into(),
             });
 
         let target_file = roots.resolve(SpecKind::Target, &target_name)?;
@@ -139,7 +146,15 @@ impl Plan {
         let nemesis_file = roots.resolve(SpecKind::Nemesis, &nemesis_name)?;
         let nemesis = NemesisSpec::load(&nemesis_file)?;
 
-        let nodes = o.nodes.or(test.nodes).unwrap_or(DEFAULT_NODES);
+        let inventory = match &hosts_kind {
+            HostsChoice::Ssh { inventory, .. } => Some(super::inventory::load(inventory)?),
+            _ => None,
+        };
+        let nodes = o
+            .nodes
+            .or(test.nodes)
+            .or(inventory.as_ref().map(|i| i.len() as u32))
+            .unwrap_or(DEFAULT_NODES);
         let concurrency = o
             .concurrency
             .or(test.concurrency)
@@ -170,6 +185,17 @@ impl Plan {
             "rate",
             "must be a number of ops/s above 0 and at most 1000000",
         );
+        if let (Some(inv), HostsChoice::Ssh { inventory, .. }) = (&inventory, &hosts_kind) {
+            v.check(
+                nodes as usize <= inv.len(),
+                "nodes",
+                format!(
+                    "{nodes} nodes asked, but inventory {} lists {}",
+                    inventory.display(),
+                    inv.len()
+                ),
+            );
+        }
         v.into_result()?;
 
         let subnet = o
@@ -181,6 +207,17 @@ impl Plan {
         let hosts = match hosts_kind {
             HostsChoice::Local { .. } => HostsChoice::Local { subnet },
             HostsChoice::Loopback => HostsChoice::Loopback,
+            HostsChoice::Ssh {
+                inventory: path, ..
+            } => HostsChoice::Ssh {
+                inventory: path,
+                nodes: inventory
+                    .clone()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .take(nodes as usize)
+                    .collect(),
+            },
         };
 
         let kinds = nemesis.kinds();
@@ -220,7 +257,10 @@ impl Plan {
             );
         }
         let seed = o.seed.or(test.seed).unwrap_or_else(rand::random);
-        let node_names: Vec<String> = (1..=nodes).map(|i| format!("n{i}")).collect();
+        let node_names: Vec<String> = match &hosts {
+            HostsChoice::Ssh { nodes, .. } => nodes.iter().map(|n| n.name.clone()).collect(),
+            _ => (1..=nodes).map(|i| format!("n{i}")).collect(),
+        };
         let nemesis_schedule =
             crate::nemesis::schedule::compile(&nemesis, &node_names, seed, time_limit)
                 .with_context(|| format!("{}", nemesis_file.display()))?;

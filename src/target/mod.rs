@@ -8,7 +8,8 @@
 pub mod client;
 
 use crate::hosts::cleanup::ProcId;
-use crate::hosts::{Hosts, NodeHost, Registry, SpawnSpec};
+use crate::hosts::ssh::{quote, RemoteProc};
+use crate::hosts::{Hosts, NodeHost, Registry, SpawnSpec, Spawned};
 use crate::spec::target::{fill, signal_by_name, Protocol};
 use crate::spec::Plan;
 use anyhow::{anyhow, bail, Context, Result};
@@ -28,9 +29,21 @@ const STDERR_TAIL_LINES: usize = 15;
 
 /// A running (or stopped) node process.
 #[derive(Debug)]
-struct NodeProc {
-    child: tokio::process::Child,
-    id: ProcId,
+enum NodeProc {
+    Local {
+        child: tokio::process::Child,
+        id: ProcId,
+    },
+    Remote(RemoteProc),
+}
+
+impl NodeProc {
+    fn pid(&self) -> i32 {
+        match self {
+            NodeProc::Local { id, .. } => id.pid,
+            NodeProc::Remote(p) => p.pid,
+        }
+    }
 }
 
 /// The nodes of one run and what the controller knows about their processes.
@@ -44,6 +57,8 @@ pub struct Cluster {
     /// large files (etcd's WAL) that do not belong in a report; removed at teardown.
     data_root: PathBuf,
     procs: Mutex<BTreeMap<String, NodeProc>>,
+    /// How often each node has been started (names each start's log files).
+    starts: Mutex<BTreeMap<String, usize>>,
     /// Per-node clock offset files when the run plans clock faults.
     clocks: Option<Arc<crate::nemesis::clock::Clocks>>,
     cluster_token: String,
@@ -67,6 +82,7 @@ impl Cluster {
             run_dir: run_dir.to_path_buf(),
             data_root,
             procs: Mutex::new(BTreeMap::new()),
+            starts: Mutex::new(BTreeMap::new()),
             clocks,
         })
     }
@@ -89,8 +105,56 @@ impl Cluster {
         self.run_dir.join("nodes").join(node)
     }
 
+    /// The node's data dir (on its host: for SSH hosts, a path on that machine).
     pub fn data_dir(&self, node: &str) -> PathBuf {
-        self.data_root.join(node)
+        match self.hosts.remote().and_then(|h| h.root(node).ok()) {
+            Some(root) => Path::new(root).join("data"),
+            None => self.data_root.join(node),
+        }
+    }
+
+    /// Where the node's stdout/stderr files are written on its host.
+    fn log_dir(&self, node: &str) -> PathBuf {
+        match self.hosts.remote().and_then(|h| h.root(node).ok()) {
+            Some(root) => Path::new(root).join("logs"),
+            None => self.node_dir(node),
+        }
+    }
+
+    /// The target's binary as the node's host sees it: uploaded to SSH hosts unless it is
+    /// a system binary (under /usr, /bin, /sbin), which the host is expected to have.
+    fn binary_on(&self, node: &str) -> PathBuf {
+        let local = &self.plan.target.binary;
+        match self.hosts.remote().and_then(|h| h.root(node).ok()) {
+            Some(root) if uploads(local) => Path::new(root)
+                .join("bin")
+                .join(local.file_name().unwrap_or_default()),
+            _ => local.clone(),
+        }
+    }
+
+    /// Put the target's binary on every SSH host (no-op on this machine).
+    pub async fn upload_binaries(&self) -> Result<()> {
+        let Some(remote) = self.hosts.remote() else {
+            return Ok(());
+        };
+        let local = &self.plan.target.binary;
+        if !uploads(local) {
+            return Ok(());
+        }
+        let uploads = self.plan.nodes.iter().map(|n| async move {
+            let to = self.binary_on(n).display().to_string();
+            remote.conn(n)?.upload(local, &to).await
+        });
+        for r in futures::future::join_all(uploads).await {
+            r?;
+        }
+        tracing_line(&format!(
+            "uploaded {} to {} hosts",
+            local.display(),
+            self.plan.nodes.len()
+        ));
+        Ok(())
     }
 
     /// Template variables for one node.
@@ -98,10 +162,7 @@ impl Cluster {
         let spec = &self.plan.target.spec;
         let host = self.host(node)?;
         let mut base = BTreeMap::new();
-        base.insert(
-            "binary".into(),
-            self.plan.target.binary.display().to_string(),
-        );
+        base.insert("binary".into(), self.binary_on(node).display().to_string());
         base.insert(
             "target_dir".into(),
             self.plan.target.dir.display().to_string(),
@@ -177,20 +238,25 @@ impl Cluster {
             env.insert(k.clone(), fill(t, &vars)?);
         }
         if let Some(c) = &self.clocks {
-            env.extend(c.env_for(node)?);
+            env.extend(c.env_for(node).await?);
         }
         let dir = self.node_dir(node);
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
         let data = self.data_dir(node);
-        std::fs::create_dir_all(&data)
-            .with_context(|| format!("cannot create {}", data.display()))?;
+        let logs = self.log_dir(node);
+        if self.hosts.remote().is_none() {
+            std::fs::create_dir_all(&data)
+                .with_context(|| format!("cannot create {}", data.display()))?;
+        }
+        if self.procs.lock().await.contains_key(node) {
+            bail!("node {node} is already running");
+        }
         let restarts = {
-            let procs = self.procs.lock().await;
-            if procs.contains_key(node) {
-                bail!("node {node} is already running");
-            }
-            count_files(&dir, "stderr")
+            let mut starts = self.starts.lock().await;
+            let n = starts.entry(node.to_string()).or_insert(0);
+            *n += 1;
+            *n - 1
         };
         // Each start gets its own log files so a restart does not overwrite the evidence.
         let suffix = if restarts == 0 {
@@ -202,26 +268,34 @@ impl Cluster {
             argv: argv.clone(),
             env,
             cwd: data.clone(),
-            stdout: dir.join(format!("stdout{suffix}.log")),
-            stderr: dir.join(format!("stderr{suffix}.log")),
+            stdout: logs.join(format!("stdout{suffix}.log")),
+            stderr: logs.join(format!("stderr{suffix}.log")),
             die_with_controller: !self.plan.leave_running,
         };
         let host = self.host(node)?.clone();
-        let child = self
+        let spawned = self
             .hosts
             .spawn(&host, &spawn)
-            .with_context(|| format!("node {node}: cannot start `{}`", argv.join(" ")))?;
-        let pid = child
-            .id()
-            .ok_or_else(|| anyhow!("node {node}: exited before it could be recorded"))?
-            as i32;
-        let id = ProcId::of(pid)
-            .ok_or_else(|| anyhow!("node {node}: process {pid} vanished at once"))?;
-        self.reg.add_group(id)?;
-        self.procs
-            .lock()
             .await
-            .insert(node.to_string(), NodeProc { child, id });
+            .with_context(|| format!("node {node}: cannot start `{}`", argv.join(" ")))?;
+        let proc = match spawned {
+            Spawned::Local(child) => {
+                let pid = child
+                    .id()
+                    .ok_or_else(|| anyhow!("node {node}: exited before it could be recorded"))?
+                    as i32;
+                let id = ProcId::of(pid)
+                    .ok_or_else(|| anyhow!("node {node}: process {pid} vanished at once"))?;
+                self.reg.add_group(id)?;
+                NodeProc::Local { child, id }
+            }
+            Spawned::Remote(p) => {
+                self.reg.add_remote_group(node, p)?;
+                NodeProc::Remote(p)
+            }
+        };
+        let pid = proc.pid();
+        self.procs.lock().await.insert(node.to_string(), proc);
         tracing_line(&format!("started {node} (pid {pid}): {}", argv.join(" ")));
         Ok(())
     }
@@ -229,22 +303,59 @@ impl Cluster {
     /// If `node` has exited, a start-failure error with its command and stderr tail.
     async fn check_exited(&self, node: &str) -> Result<()> {
         let mut procs = self.procs.lock().await;
-        if let Some(p) = procs.get_mut(node) {
-            if let Some(status) = p.child.try_wait()? {
-                let pid = p.id.pid;
-                procs.remove(node);
-                self.reg.remove_group(pid)?;
-                let tail = stderr_tail(&self.node_dir(node));
-                bail!(
-                    "node {node} exited during start-up ({status}); last lines of its stderr:\n{tail}"
-                );
+        let status = match procs.get_mut(node) {
+            Some(NodeProc::Local { child, id }) => match child.try_wait()? {
+                Some(status) => {
+                    self.reg.remove_group(id.pid)?;
+                    status.to_string()
+                }
+                None => return Ok(()),
+            },
+            Some(NodeProc::Remote(p)) => {
+                let p = *p;
+                if self.remote_alive(node, p).await? {
+                    return Ok(());
+                }
+                self.reg.remove_remote_group(node, p.pid)?;
+                "it is gone".into()
             }
+            None => return Ok(()),
+        };
+        procs.remove(node);
+        drop(procs);
+        self.fetch_logs(node).await;
+        let tail = stderr_tail(&self.node_dir(node));
+        bail!("node {node} exited during start-up ({status}); last lines of its stderr:\n{tail}")
+    }
+
+    async fn remote_alive(&self, node: &str, p: RemoteProc) -> Result<bool> {
+        match self.hosts.remote() {
+            Some(h) => h.conn(node)?.alive(p).await,
+            None => Ok(false),
         }
-        Ok(())
+    }
+
+    /// Copy an SSH node's stdout/stderr files (and declared logs) into `nodes/<node>/`;
+    /// problems are returned, not fatal: logs are evidence, not the run.
+    async fn fetch_logs(&self, node: &str) -> Vec<String> {
+        let Some(h) = self.hosts.remote() else {
+            return Vec::new();
+        };
+        let mut problems = Vec::new();
+        let conn = match h.conn(node) {
+            Ok(c) => c,
+            Err(e) => return vec![format!("{e:#}")],
+        };
+        let logs = self.log_dir(node).display().to_string();
+        if let Err(e) = conn.download_dir(&logs, &self.node_dir(node)).await {
+            problems.push(format!("{e:#}"));
+        }
+        problems
     }
 
     /// Start every node and wait until the cluster answers.
     pub async fn start_all(&self) -> Result<()> {
+        self.upload_binaries().await?;
         for n in self.plan.nodes.clone() {
             self.start_node(&n).await?;
         }
@@ -273,6 +384,7 @@ impl Cluster {
             if Instant::now() >= deadline {
                 let mut tails = String::new();
                 for n in &self.plan.nodes {
+                    self.fetch_logs(n).await;
                     tails.push_str(&format!(
                         "--- {n} stderr (last lines) ---\n{}\n",
                         stderr_tail(&self.node_dir(n))
@@ -304,14 +416,31 @@ impl Cluster {
     /// Send `sig` to a node's process group.
     pub async fn signal(&self, node: &str, sig: Signal) -> Result<()> {
         let procs = self.procs.lock().await;
-        let p = procs
+        match procs
             .get(node)
-            .ok_or_else(|| anyhow!("node {node} is not running"))?;
-        if p.id.alive() {
-            killpg(Pid::from_raw(p.id.pid), sig)
-                .with_context(|| format!("cannot send {sig} to node {node}"))?;
+            .ok_or_else(|| anyhow!("node {node} is not running"))?
+        {
+            NodeProc::Local { id, .. } => {
+                if id.alive() {
+                    killpg(Pid::from_raw(id.pid), sig)
+                        .with_context(|| format!("cannot send {sig} to node {node}"))?;
+                }
+            }
+            NodeProc::Remote(p) => {
+                let p = *p;
+                drop(procs);
+                self.remote_signal(node, p, sig).await?;
+            }
         }
         Ok(())
+    }
+
+    async fn remote_signal(&self, node: &str, p: RemoteProc, sig: Signal) -> Result<()> {
+        let name = sig.as_str().trim_start_matches("SIG");
+        match self.hosts.remote() {
+            Some(h) => h.conn(node)?.signal(p, name).await,
+            None => Ok(()),
+        }
     }
 
     pub async fn running(&self, node: &str) -> bool {
@@ -332,11 +461,16 @@ impl Cluster {
     }
 
     async fn end_node(&self, node: &str, sig: Signal, grace: Duration) -> Result<()> {
-        let Some(mut p) = self.procs.lock().await.remove(node) else {
+        let Some(p) = self.procs.lock().await.remove(node) else {
             return Ok(());
         };
-        let pg = Pid::from_raw(p.id.pid);
-        if p.id.alive() {
+        let (mut child, id) = match p {
+            NodeProc::Local { child, id } => (child, id),
+            NodeProc::Remote(p) => return self.end_remote(node, p, sig, grace).await,
+        };
+        let p = &mut child;
+        let pg = Pid::from_raw(id.pid);
+        if id.alive() {
             // A paused node cannot act on SIGTERM; let it run so it can exit.
             let _ = killpg(pg, Signal::SIGCONT);
             let _ = killpg(pg, sig);
@@ -344,19 +478,49 @@ impl Cluster {
         let exited = if grace.is_zero() {
             false
         } else {
-            tokio::time::timeout(grace, p.child.wait()).await.is_ok()
+            tokio::time::timeout(grace, p.wait()).await.is_ok()
         };
         if !exited {
             let _ = killpg(pg, Signal::SIGKILL);
-            tokio::time::timeout(Duration::from_secs(10), p.child.wait())
+            tokio::time::timeout(Duration::from_secs(10), p.wait())
                 .await
-                .map_err(|_| anyhow!("node {node} (pid {}) did not exit after SIGKILL", p.id.pid))?
+                .map_err(|_| anyhow!("node {node} (pid {}) did not exit after SIGKILL", id.pid))?
                 .with_context(|| format!("waiting for node {node}"))?;
         }
         // The group may hold other processes the node started; wait for the leader only,
         // then kill the rest of the group for good measure.
         let _ = killpg(pg, Signal::SIGKILL);
-        self.reg.remove_group(p.id.pid)?;
+        self.reg.remove_group(id.pid)?;
+        tracing_line(&format!("{node} ended ({sig})"));
+        Ok(())
+    }
+
+    /// [`Cluster::end_node`] for a daemon on an SSH host: the same signals, and the wait
+    /// for its exit happens on the host.
+    async fn end_remote(
+        &self,
+        node: &str,
+        p: RemoteProc,
+        sig: Signal,
+        grace: Duration,
+    ) -> Result<()> {
+        let Some(h) = self.hosts.remote() else {
+            return Ok(());
+        };
+        let conn = h.conn(node)?;
+        conn.signal(p, "CONT").await?;
+        self.remote_signal(node, p, sig).await?;
+        let exited = !grace.is_zero() && conn.wait_gone(p, grace).await?;
+        if !exited {
+            conn.signal(p, "KILL").await?;
+            if !conn.wait_gone(p, Duration::from_secs(10)).await? {
+                bail!(
+                    "node {node} (pid {} on its host) did not exit after SIGKILL",
+                    p.pid
+                );
+            }
+        }
+        self.reg.remove_remote_group(node, p.pid)?;
         tracing_line(&format!("{node} ended ({sig})"));
         Ok(())
     }
@@ -372,10 +536,12 @@ impl Cluster {
             .collect()
     }
 
-    /// Copy the target's declared log files into `nodes/<node>/`.
-    pub fn collect_logs(&self) -> Vec<String> {
+    /// Copy the target's declared log files (and, from SSH hosts, the node's output) into
+    /// `nodes/<node>/`.
+    pub async fn collect_logs(&self) -> Vec<String> {
         let mut problems = Vec::new();
         for node in &self.plan.nodes {
+            problems.extend(self.fetch_logs(node).await);
             let Ok(vars) = self.vars(node) else { continue };
             for t in &self.plan.target.spec.logs {
                 let Ok(src) = fill(t, &vars) else { continue };
@@ -384,7 +550,21 @@ impl Cluster {
                     continue;
                 };
                 let dst = self.node_dir(node).join(name);
-                if let Err(e) = std::fs::copy(&src, &dst) {
+                if let Some(h) = self.hosts.remote() {
+                    let got = match h.conn(node) {
+                        Ok(c) => c
+                            .check(
+                                &format!("cat {}", quote(&src.display().to_string())),
+                                "reading a log",
+                            )
+                            .await
+                            .and_then(|text| Ok(std::fs::write(&dst, text)?)),
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = got {
+                        problems.push(format!("{node}: cannot collect {}: {e:#}", src.display()));
+                    }
+                } else if let Err(e) = std::fs::copy(&src, &dst) {
                     problems.push(format!("{node}: cannot collect {}: {e}", src.display()));
                 }
             }
@@ -399,14 +579,12 @@ pub fn data_root(run_id: &str) -> PathBuf {
     std::env::temp_dir().join(format!("faultline-data-{run_id}"))
 }
 
-fn count_files(dir: &Path, prefix: &str) -> usize {
-    std::fs::read_dir(dir)
-        .map(|it| {
-            it.flatten()
-                .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
-                .count()
-        })
-        .unwrap_or(0)
+/// Whether a binary is copied to SSH hosts: anything but system binaries, which the hosts
+/// are provisioned with (the Vagrantfile installs etcd, for one).
+fn uploads(binary: &Path) -> bool {
+    !["/usr/", "/bin/", "/sbin/"]
+        .iter()
+        .any(|p| binary.starts_with(p))
 }
 
 /// The last lines of the newest stderr log of a node.

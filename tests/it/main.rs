@@ -6,3 +6,4 @@ mod history;
 mod nemesis;
 mod report;
 mod run;
+mod ssh;

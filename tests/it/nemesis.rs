@@ -1,9 +1,8 @@
 //! The nemesis on real processes: faults really happen, are journaled, and nothing
 //! outlives a run — including one interrupted in the middle of its faults.
 
-use crate::run::{faultline, ids_from_log, leftovers, root_cluster, store};
+use crate::run::{faultline, ids_from_log, root_cluster, store};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
 
 const LAZY: &str = "tests/fixtures/lazykv/target.yaml";
 
@@ -53,24 +52,9 @@ fn sigint_in_the_middle_of_every_fault_leaves_a_clean_machine() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let dir = loop {
-        let found = std::fs::read_dir(store.join("lazykv-register-all-at-once"))
-            .ok()
-            .and_then(|it| {
-                it.flatten()
-                    .map(|e| e.path())
-                    .find(|p| !p.ends_with("latest"))
-            });
-        if let Some(d) = found {
-            let h = std::fs::read_to_string(d.join("history.jsonl")).unwrap_or_default();
-            if nemesis_ops(&h).len() >= 4 {
-                break d;
-            }
-        }
-        assert!(Instant::now() < deadline, "the faults never started");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let dir = crate::run::wait_for_history(&store.join("lazykv-register-all-at-once"), |h| {
+        nemesis_ops(h).len() >= 4
+    });
     let (id, pids) = ids_from_log(&dir);
     // The faults are really in force: n2 is stopped, n3's clock file is set back.
     let n2 = pids[1];
@@ -93,19 +77,7 @@ fn sigint_in_the_middle_of_every_fault_leaves_a_clean_machine() {
         .unwrap();
     assert!(String::from_utf8_lossy(&ruleset.stdout).contains("faultline_partition"));
 
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(3),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(leftovers(&id, &pids), Vec::<String>::new());
+    crate::run::interrupt_and_expect_clean(child, &id, &pids);
     assert!(
         !std::env::temp_dir()
             .join(format!("faultline-data-{id}"))

@@ -86,6 +86,52 @@ pub fn leftovers(run_id: &str, pids: &[i32]) -> Vec<String> {
     found
 }
 
+/// Wait (up to 60 s) until the first run under `test_dir` (store/<test name>) has a history
+/// that satisfies `ready`; returns that run's directory.
+pub fn wait_for_history(test_dir: &Path, ready: impl Fn(&str) -> bool) -> PathBuf {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let found = std::fs::read_dir(test_dir).ok().and_then(|it| {
+            it.flatten()
+                .map(|e| e.path())
+                .find(|p| !p.ends_with("latest"))
+        });
+        if let Some(d) = found {
+            let h = std::fs::read_to_string(d.join("history.jsonl")).unwrap_or_default();
+            if ready(&h) {
+                return d;
+            }
+        }
+        assert!(Instant::now() < deadline, "the run never got that far");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// SIGINT a running `faultline run`, expect the interrupted exit code (3), and assert that
+/// run `id`'s namespaces, links and node processes are gone.
+pub fn interrupt_and_expect_clean(child: std::process::Child, id: &str, pids: &[i32]) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(leftovers(id, pids), Vec::<String>::new());
+}
+
+/// Whether the cleanup registry still has a state file for run `id`.
+pub fn state_file_exists(id: &str) -> bool {
+    std::path::Path::new("/run/faultline")
+        .join(format!("{id}.json"))
+        .exists()
+}
+
 /// Run id and node pids from a run's faultline.log.
 pub fn ids_from_log(run_dir: &Path) -> (String, Vec<i32>) {
     let log = std::fs::read_to_string(run_dir.join("faultline.log")).unwrap_or_default();

@@ -1,0 +1,293 @@
+//! The SSH host backend end to end, against `faultline hosts lab`: one sshd per network
+//! namespace with throwaway keys, which behaves like a set of VMs reached over SSH.
+
+use crate::run::{faultline, ids_from_log, leftovers, results, root_cluster, run_dir_of};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running lab; SIGTERMed (and waited for) when dropped, so a failing test leaves
+/// nothing behind either.
+pub struct SshLab {
+    child: Option<Child>,
+    pub dir: PathBuf,
+    pub inventory: PathBuf,
+}
+
+impl SshLab {
+    /// `None` (saying why) when sshd is not installed.
+    pub fn start(dir: &Path, nodes: u32) -> Option<SshLab> {
+        if !Path::new("/usr/sbin/sshd").is_file() {
+            eprintln!("skipped: needs sshd (apt-get install openssh-server)");
+            return None;
+        }
+        let mut child = faultline()
+            .args(["hosts", "lab", "--nodes", &nodes.to_string(), "--dir"])
+            .arg(dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(!line.trim().is_empty(), "the lab did not start");
+        Some(SshLab {
+            child: Some(child),
+            dir: dir.to_path_buf(),
+            inventory: PathBuf::from(line.trim()),
+        })
+    }
+
+    /// Run a command on a lab node over SSH as a user would.
+    pub fn ssh(&self, ip: &str, cmd: &str) -> String {
+        let out = std::process::Command::new("ssh")
+            .args(["-o", "BatchMode=yes", "-o"])
+            .arg(format!(
+                "UserKnownHostsFile={}",
+                self.dir.join("known_hosts").display()
+            ))
+            .arg("-i")
+            .arg(self.dir.join("client_key"))
+            .arg(format!("root@{ip}"))
+            .arg(cmd)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn addresses(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.inventory)
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("address: ").map(str::to_string))
+            .collect()
+    }
+
+    /// Stop the lab and assert it removed its namespaces.
+    pub fn stop(mut self) {
+        let mut child = self.child.take().unwrap();
+        terminate(&mut child);
+        let status = child.wait().unwrap();
+        assert!(status.success(), "the lab did not shut down cleanly");
+    }
+}
+
+fn terminate(child: &mut Child) {
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+}
+
+impl Drop for SshLab {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            terminate(&mut c);
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Root, namespaces and sshd: the lab, its directory and the store, or `None` saying why.
+fn lab(name: &str, nodes: u32) -> Option<(std::sync::MutexGuard<'static, ()>, PathBuf, SshLab)> {
+    let (lock, store) = root_cluster(name)?;
+    let lab = SshLab::start(&store.join("lab"), nodes)?;
+    Some((lock, store, lab))
+}
+
+/// A majority/minority split from 2 s to 6 s: inside the 10 s run however loaded the machine.
+const SHORT_PARTITION: &str = "name: ssh-partition
+timeline:
+  - {at: 2s, start: partition, grudge: majority}
+  - {at: 6s, stop: partition}
+";
+
+#[test]
+fn a_run_over_ssh_hosts_is_valid_and_leaves_nothing_on_them() {
+    let Some((_lock, store, lab)) = lab("ssh-run", 5) else {
+        return;
+    };
+    let nem = store.join("ssh-partition.yaml");
+    std::fs::write(&nem, SHORT_PARTITION).unwrap();
+    let out = faultline()
+        .args(["run", "--time-limit", "10s", "--quiet", "--inventory"])
+        .arg(&lab.inventory)
+        .arg("--nemesis")
+        .arg(&nem)
+        .arg("--store")
+        .arg(&store)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let dir = run_dir_of(&out);
+    assert_eq!(results(&dir)["verdict"], "valid");
+    let log = std::fs::read_to_string(dir.join("faultline.log")).unwrap();
+    assert!(log.contains("hosts: 5 SSH hosts"), "{log}");
+    assert!(log.contains("uploaded"), "{log}");
+    assert!(log.contains("nemesis: partition"), "{log}");
+    // Node output came back from the hosts.
+    for n in ["n1", "n5"] {
+        let err = std::fs::read_to_string(dir.join("nodes").join(n).join("stderr.log")).unwrap();
+        assert!(!err.is_empty(), "{n}'s stderr was not collected");
+    }
+    let (id, pids) = ids_from_log(&dir);
+    assert_eq!(pids.len(), 5);
+    assert_eq!(leftovers(&id, &pids), Vec::<String>::new());
+    let remote = lab.dir.join("remote");
+    let left: Vec<_> = std::fs::read_dir(&remote)
+        .map(|it| it.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "the run left {left:?} on its hosts");
+    assert!(!crate::run::state_file_exists(&id));
+    lab.stop();
+    std::fs::remove_dir_all(&store).ok();
+}
+
+const MID_FAULT: &str = "name: ssh-faults
+timeline:
+  - {at: 300ms, start: partition, grudge: {n1: [n2]}}
+  - {at: 300ms, start: pause, target: [n2]}
+  - {at: 300ms, start: clock-bump, target: [n3], offset: 60s, backwards: true}
+";
+
+#[test]
+fn sigint_mid_fault_over_ssh_cleans_every_host() {
+    let Some((_lock, store, lab)) = lab("ssh-midfault", 3) else {
+        return;
+    };
+    let nem = store.join("ssh-faults.yaml");
+    std::fs::write(&nem, MID_FAULT).unwrap();
+    let child = faultline()
+        .args(["run", "--time-limit", "60s", "--quiet", "--inventory"])
+        .arg(&lab.inventory)
+        .arg("--nemesis")
+        .arg(&nem)
+        .arg("--store")
+        .arg(&store)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let dir = crate::run::wait_for_history(&store.join("raftkv-register-ssh-faults"), |h| {
+        h.matches("\"nemesis\"").count() >= 3
+    });
+    let (id, pids) = ids_from_log(&dir);
+    let ips = lab.addresses();
+    // The faults are in force on the hosts: n1's firewall, n2 stopped, n3's clock file.
+    assert!(lab
+        .ssh(&ips[0], "nft list ruleset")
+        .contains("faultline_partition"));
+    let stat = lab.ssh(&ips[1], &format!("cat /proc/{}/stat", pids[1]));
+    assert!(stat.contains(") T"), "n2 should be SIGSTOPped: {stat}");
+    let clock = lab.ssh(
+        &ips[2],
+        &format!("cat {}/remote/{id}/n3/clock.faketime", lab.dir.display()),
+    );
+    assert!(clock.starts_with('-'), "n3's clock offset: {clock:?}");
+
+    crate::run::interrupt_and_expect_clean(child, &id, &pids);
+    for ip in &ips {
+        assert!(
+            !lab.ssh(ip, "nft list ruleset").contains("faultline_"),
+            "{ip} kept rules"
+        );
+    }
+    assert!(!lab.dir.join("remote").join(&id).exists());
+    assert!(!crate::run::state_file_exists(&id));
+    lab.stop();
+    std::fs::remove_dir_all(&store).ok();
+}
+
+#[test]
+fn a_bad_inventory_fails_fast_naming_the_node_and_the_reason() {
+    let Some((_lock, store, lab)) = lab("ssh-bad", 2) else {
+        return;
+    };
+    let good = std::fs::read_to_string(&lab.inventory).unwrap();
+    let ips = lab.addresses();
+    // The bridge address answers but runs no sshd: refused.
+    let gateway = {
+        let mut o: Vec<u8> = ips[0].split('.').map(|x| x.parse().unwrap()).collect();
+        o[3] -= 1;
+        format!("{}.{}.{}.{}", o[0], o[1], o[2], o[3])
+    };
+    let other_key = store.join("other_key");
+    std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&other_key)
+        .status()
+        .unwrap();
+    let cases = [
+        (
+            "unreachable",
+            good.replace(
+                &format!("address: {}", ips[1]),
+                &format!("address: {gateway}"),
+            ),
+            "node n2",
+            "unreachable",
+        ),
+        (
+            "wrong-key",
+            good.replace(
+                &format!("address: {}", ips[1]),
+                &format!("address: {}\n    key: {}", ips[1], other_key.display()),
+            ),
+            "node n2",
+            "the key was refused",
+        ),
+        (
+            "no-sudo",
+            good.replace("user: root", "user: root\n  sudo: true"),
+            "node n1",
+            "`sudo -n` does not work",
+        ),
+    ];
+    for (name, text, node, reason) in cases {
+        let inv = store.join(format!("{name}.yaml"));
+        std::fs::write(&inv, text).unwrap();
+        let t0 = Instant::now();
+        let out = faultline()
+            .args(["run", "--time-limit", "10s", "--quiet", "--inventory"])
+            .arg(&inv)
+            .arg("--store")
+            .arg(store.join(name))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{name}: {err}");
+        assert!(err.contains(node) && err.contains(reason), "{name}: {err}");
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "{name} took {:?}",
+            t0.elapsed()
+        );
+        // Nothing started: no history was written.
+        let histories = walk(&store.join(name))
+            .into_iter()
+            .filter(|p| p.ends_with("history.jsonl"))
+            .count();
+        assert_eq!(histories, 0, "{name}: a test started");
+    }
+    lab.stop();
+    std::fs::remove_dir_all(&store).ok();
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(it) = std::fs::read_dir(dir) {
+        for e in it.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
