@@ -68,6 +68,9 @@ pub struct RemoteHost {
     /// This run's directory on the host, removed whole.
     pub dir: String,
     pub groups: Vec<super::ssh::RemoteProc>,
+    /// How far a `clock: system` host's real clock is stepped now; stepped back at cleanup.
+    #[serde(default)]
+    pub clock_offset_ms: i64,
 }
 
 /// The registry of one run; cheap to clone, shared by hosts, target and nemesis.
@@ -188,6 +191,7 @@ impl Registry {
             control: control.to_path_buf(),
             dir: dir.to_string(),
             groups: Vec::new(),
+            clock_offset_ms: 0,
         });
         self.persist()
     }
@@ -200,6 +204,24 @@ impl Registry {
     /// Forget a remote node process that is known to be gone.
     pub fn remove_remote_group(&self, node: &str, pid: i32) -> Result<()> {
         self.edit_remote(node, |groups| groups.retain(|g| g.pid != pid))
+    }
+
+    /// Record how far a host's real clock is stepped, before stepping it.
+    pub fn set_remote_clock(&self, node: &str, offset_ms: i64) -> Result<()> {
+        self.edit_host(node, |h| h.clock_offset_ms = offset_ms)
+    }
+
+    fn edit_host(&self, node: &str, edit: impl FnOnce(&mut RemoteHost)) -> Result<()> {
+        if let Some(h) = self
+            .lock()
+            .res
+            .remote
+            .iter_mut()
+            .find(|h| h.ssh.name == node)
+        {
+            edit(h);
+        }
+        self.persist()
     }
 
     fn edit_remote(

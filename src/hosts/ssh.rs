@@ -14,7 +14,7 @@
 
 use super::cleanup::{ProcId, Registry};
 use super::{NodeHost, SpawnSpec};
-use crate::spec::inventory::SshNode;
+use crate::spec::inventory::{ClockMode, SshNode};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -414,8 +414,12 @@ fn parse_proc(line: &str) -> Option<RemoteProc> {
 
 /// The script that removes everything a run left on one node: its processes (by group,
 /// start time checked), faultline's nftables tables, and the run's directory.
-pub fn cleanup_script(procs: &[RemoteProc], run_dir: &str) -> String {
+pub fn cleanup_script(procs: &[RemoteProc], run_dir: &str, clock_offset_ms: i64) -> String {
     let mut s = format!("{ALIVE_FN}\n");
+    if clock_offset_ms != 0 {
+        s.push_str(&step_clock_script(-clock_offset_ms));
+        s.push('\n');
+    }
     for p in procs {
         s.push_str(&format!(
             "if alive {pid} {t}; then kill -s KILL -- -{pid}; fi\n",
@@ -450,6 +454,14 @@ pub fn cleanup_script(procs: &[RemoteProc], run_dir: &str) -> String {
     s
 }
 
+/// A script that steps the host's real clock by `delta_ms` (for `clock: system` hosts).
+pub fn step_clock_script(delta_ms: i64) -> String {
+    format!(
+        "now=$(date +%s.%N) && date -s \"@$(awk -v n=\"$now\" 'BEGIN {{ printf \"%.3f\", n + ({}) / 1000 }}')\" >/dev/null",
+        delta_ms
+    )
+}
+
 /// The hosts of a run over SSH.
 #[derive(Debug)]
 pub struct SshHosts {
@@ -465,7 +477,9 @@ pub struct SshHosts {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Needs {
     pub nft: bool,
-    pub libfaketime: bool,
+    /// Clock faults: libfaketime on `libfaketime` hosts; on `system` hosts, proof that the
+    /// host's clock is not this machine's.
+    pub clock: bool,
 }
 
 impl SshHosts {
@@ -561,15 +575,32 @@ impl SshHosts {
                 "command -v nft >/dev/null || { echo 'nft is not installed (apt-get install nftables)' >&2; exit 1; }\n",
             );
         }
-        if needs.libfaketime {
+        if needs.clock && n.clock == ClockMode::Libfaketime {
             script.push_str(&format!(
                 "{} || {{ echo 'libfaketime is not installed (apt-get install libfaketime)' >&2; exit 1; }}\n",
                 libfaketime_probe()
             ));
         }
+        if needs.clock && n.clock == ClockMode::System {
+            script.push_str("cat /proc/sys/kernel/random/boot_id\n");
+        }
         let out = c.run(&script, &[]).await?;
         if !out.status.success() {
             bail!("{who}: {}", String::from_utf8_lossy(&out.stderr).trim());
+        }
+        if needs.clock && n.clock == ClockMode::System {
+            // Stepping the clock of a "host" that is really this machine (a container, the
+            // SSH lab) would step ours: never.
+            let theirs = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            let ours = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+                .unwrap_or_default()
+                .trim()
+                .to_string();
+            if theirs.is_empty() || theirs == ours {
+                bail!(
+                    "{who}: `clock: system` would step this machine's own clock (the host shares its kernel); use `clock: libfaketime` for it"
+                );
+            }
         }
         Ok(())
     }
@@ -614,7 +645,7 @@ pub fn remove_remote(hosts: &[super::cleanup::RemoteHost]) -> Vec<String> {
     let mut problems = Vec::new();
     for h in hosts {
         let conn = SshConn::new(h.ssh.clone(), h.control.clone());
-        match conn.run_blocking(&cleanup_script(&h.groups, &h.dir)) {
+        match conn.run_blocking(&cleanup_script(&h.groups, &h.dir, h.clock_offset_ms)) {
             Ok(out) if out.status.success() => {}
             Ok(out) => problems.push(format!(
                 "node {} ({}): cleanup failed: {}",
@@ -684,6 +715,40 @@ mod tests {
             "kex_exchange_identification: read: Connection reset by peer"
         ));
         assert!(!transient("Permission denied"));
+    }
+
+    #[test]
+    fn clock_steps_add_the_delta_to_the_current_time_and_cleanup_undoes_them() {
+        // A stand-in `date` on PATH records what the script asks for; the real clock is
+        // never touched.
+        let dir = std::env::temp_dir().join(format!("fl-date-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fake = dir.join("date");
+        std::fs::write(
+            &fake,
+            format!(
+                "#!/bin/sh\nif [ \"$1\" = -s ]; then echo \"$2\" > {}/set; else echo 1000.500000000; fi\n",
+                dir.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let path = format!("{}:{}", dir.display(), std::env::var("PATH").unwrap());
+        for (delta, want) in [(1250, "@1001.750"), (-60_000, "@940.500")] {
+            let ok = std::process::Command::new("sh")
+                .args(["-c", &step_clock_script(delta)])
+                .env("PATH", &path)
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok);
+            let set = std::fs::read_to_string(dir.join("set")).unwrap();
+            assert_eq!(set.trim(), want);
+        }
+        assert!(cleanup_script(&[], "/x/y", 5000).contains(&step_clock_script(-5000)));
+        assert!(!cleanup_script(&[], "/x/y", 0).contains("date -s"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

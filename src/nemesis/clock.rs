@@ -14,6 +14,7 @@
 
 use crate::hosts::ssh::quote;
 use crate::hosts::Hosts;
+use crate::spec::inventory::ClockMode;
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -36,8 +37,14 @@ pub struct Clocks {
 
 #[derive(Debug)]
 enum Files {
-    Local { dir: PathBuf, lib: PathBuf },
-    Remote { hosts: Arc<Hosts> },
+    Local {
+        dir: PathBuf,
+        lib: PathBuf,
+    },
+    Remote {
+        hosts: Arc<Hosts>,
+        reg: crate::hosts::Registry,
+    },
 }
 
 /// Find libfaketime, or say how to get it.
@@ -72,17 +79,29 @@ impl Clocks {
         })
     }
 
-    /// Offsets on SSH hosts (each host's libfaketime was checked before the run started).
-    pub fn remote(hosts: Arc<Hosts>) -> Clocks {
+    /// Offsets on SSH hosts (each host's libfaketime, or for `clock: system` hosts that
+    /// their clock is their own, was checked before the run started).
+    pub fn remote(hosts: Arc<Hosts>, reg: crate::hosts::Registry) -> Clocks {
         Clocks {
-            files: Files::Remote { hosts },
+            files: Files::Remote { hosts, reg },
+        }
+    }
+
+    /// A `clock: system` SSH host: faults step its real clock.
+    fn system(&self, node: &str) -> Option<&crate::hosts::ssh::SshConn> {
+        match &self.files {
+            Files::Remote { hosts, .. } => hosts
+                .remote()
+                .and_then(|h| h.conn(node).ok())
+                .filter(|c| c.node.clock == ClockMode::System),
+            Files::Local { .. } => None,
         }
     }
 
     fn file(&self, node: &str) -> Result<PathBuf> {
         match &self.files {
             Files::Local { dir, .. } => Ok(dir.join(format!("{node}.faketime"))),
-            Files::Remote { hosts } => {
+            Files::Remote { hosts, .. } => {
                 let h = hosts
                     .remote()
                     .ok_or_else(|| anyhow!("remote clocks without SSH hosts"))?;
@@ -94,6 +113,9 @@ impl Clocks {
     /// Environment that makes `node` read its wall clock through its offset file. Creates
     /// the file at +0 if it does not exist (a restarted node keeps its current offset).
     pub async fn env_for(&self, node: &str) -> Result<BTreeMap<String, String>> {
+        if self.system(node).is_some() {
+            return Ok(BTreeMap::new());
+        }
         let f = self.file(node)?;
         let lib = match &self.files {
             Files::Local { lib, .. } => {
@@ -102,7 +124,7 @@ impl Clocks {
                 }
                 lib.display().to_string()
             }
-            Files::Remote { hosts } => {
+            Files::Remote { hosts, .. } => {
                 let h = hosts
                     .remote()
                     .ok_or_else(|| anyhow!("remote clocks without SSH hosts"))?;
@@ -127,6 +149,25 @@ impl Clocks {
 
     /// Set a node's offset; atomic, so the node never reads a half-written file.
     pub async fn set(&self, node: &str, offset_ms: i64) -> Result<()> {
+        if let (Some(conn), Files::Remote { reg, .. }) = (self.system(node), &self.files) {
+            let now = reg
+                .snapshot()
+                .remote
+                .iter()
+                .find(|h| h.ssh.name == node)
+                .map_or(0, |h| h.clock_offset_ms);
+            if now == offset_ms {
+                return Ok(());
+            }
+            // Recorded first: if the step happens and we die, teardown steps it back.
+            reg.set_remote_clock(node, offset_ms)?;
+            conn.check(
+                &crate::hosts::ssh::step_clock_script(offset_ms - now),
+                "stepping the clock",
+            )
+            .await?;
+            return Ok(());
+        }
         let f = self.file(node)?;
         let tmp = f.with_extension("tmp");
         let text = offset_text(offset_ms);
@@ -137,7 +178,7 @@ impl Clocks {
                 std::fs::rename(&tmp, &f)
                     .with_context(|| format!("cannot write {}", f.display()))?;
             }
-            Files::Remote { hosts } => {
+            Files::Remote { hosts, .. } => {
                 let h = hosts
                     .remote()
                     .ok_or_else(|| anyhow!("remote clocks without SSH hosts"))?;

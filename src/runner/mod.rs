@@ -336,7 +336,7 @@ async fn run_phases(
             let kinds = plan.nemesis.kinds();
             let needs = crate::hosts::ssh::Needs {
                 nft: kinds.iter().any(|k| k.is_network()),
-                libfaketime: kinds.iter().any(|k| k.is_clock()),
+                clock: kinds.iter().any(|k| k.is_clock()),
             };
             let ssh = unless_stopped(
                 &mut stop,
@@ -357,6 +357,7 @@ async fn run_phases(
     } else if hosts.remote().is_some() {
         Some(Arc::new(crate::nemesis::clock::Clocks::remote(
             hosts.clone(),
+            reg.clone(),
         )))
     } else {
         let dir = crate::target::data_root(&run_id).join("clocks");

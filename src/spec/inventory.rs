@@ -9,6 +9,7 @@
 //!   dir: /tmp/faultline     # where runs keep binaries, data and logs on the node
 //!   host_keys: strict       # strict | accept-new | off
 //!   known_hosts: ~/.ssh/known_hosts
+//!   clock: libfaketime      # or `system`: step the VM's own clock for clock faults
 //! nodes:
 //!   - name: n1
 //!     address: 192.168.56.11    # the address peers and clients use
@@ -50,6 +51,20 @@ impl HostKeys {
     }
 }
 
+/// How clock faults reach a host's nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClockMode {
+    /// Preload libfaketime into the node and rewrite its offset file: only the node's view
+    /// of time moves (only for programs that read time through libc).
+    #[default]
+    Libfaketime,
+    /// Step the host's real clock (`date -s`) and step it back at heal and teardown: what
+    /// reaches every program, Go ones (etcd) included. Only for hosts that are machines of
+    /// their own (VMs); refused for a host that shares this machine's clock.
+    System,
+}
+
 /// One entry of the inventory: a node under `nodes`, or the `defaults` every node starts
 /// from (which may not name a node, an address or an SSH host).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -75,6 +90,8 @@ pub struct InventoryEntry {
     pub host_keys: Option<HostKeys>,
     #[serde(default)]
     pub known_hosts: Option<String>,
+    #[serde(default)]
+    pub clock: Option<ClockMode>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -98,6 +115,8 @@ pub struct SshNode {
     pub dir: String,
     pub host_keys: HostKeys,
     pub known_hosts: Option<PathBuf>,
+    #[serde(default)]
+    pub clock: ClockMode,
 }
 
 impl SshNode {
@@ -233,6 +252,7 @@ pub fn resolve(path: &Path, spec: &InventorySpec) -> Result<Vec<SshNode>> {
                 .as_ref()
                 .or(d.known_hosts.as_ref())
                 .map(|k| expand(&base, k)),
+            clock: n.clock.or(d.clock).unwrap_or_default(),
         });
     }
     v.into_result()?;

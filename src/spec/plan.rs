@@ -229,7 +229,10 @@ impl Plan {
                 k.as_str()
             );
         }
-        if let Some(k) = kinds.iter().find(|k| k.is_clock()) {
+        // Stepping VMs' real clocks reaches every program, whatever the target declares.
+        let system_clocks = matches!(&hosts, HostsChoice::Ssh { nodes, .. }
+            if !nodes.is_empty() && nodes.iter().all(|n| n.clock == super::inventory::ClockMode::System));
+        if let (Some(k), false) = (kinds.iter().find(|k| k.is_clock()), system_clocks) {
             if let super::target::ClockSupport::Unsupported { reason } = &target_spec.clock {
                 bail!(
                     "{}: nemesis {} injects {} faults, but they cannot reach target {}'s nodes: {reason}",

@@ -246,14 +246,28 @@ fn a_bad_inventory_fails_fast_naming_the_node_and_the_reason() {
             "node n1",
             "`sudo -n` does not work",
         ),
+        (
+            // The lab's hosts share this machine's kernel: stepping their clock would step
+            // ours, so `clock: system` is refused before anything starts.
+            "system-clock",
+            good.replace("user: root", "user: root\n  clock: system"),
+            "node n1",
+            "would step this machine's own clock",
+        ),
     ];
     for (name, text, node, reason) in cases {
+        let nemesis: &[&str] = if name == "system-clock" {
+            &["--nemesis", "clock"]
+        } else {
+            &[]
+        };
         let inv = store.join(format!("{name}.yaml"));
         std::fs::write(&inv, text).unwrap();
         let t0 = Instant::now();
         let out = faultline()
             .args(["run", "--time-limit", "10s", "--quiet", "--inventory"])
             .arg(&inv)
+            .args(nemesis)
             .arg("--store")
             .arg(store.join(name))
             .output()
