@@ -230,3 +230,34 @@ impl SpecRoots {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn yaml_files(dir: &str) -> Vec<PathBuf> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&root)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+            .collect();
+        files.sort();
+        files
+    }
+
+    #[test]
+    fn every_shipped_workload_and_nemesis_validates() {
+        let workloads = yaml_files("workloads");
+        assert!(workloads.len() >= 3);
+        for p in workloads {
+            workload::WorkloadSpec::load(&p).unwrap_or_else(|e| panic!("{e:#}"));
+        }
+        let nemeses = yaml_files("nemesis");
+        assert!(nemeses.len() >= 5);
+        for p in nemeses {
+            nemesis::NemesisSpec::load(&p).unwrap_or_else(|e| panic!("{e:#}"));
+        }
+    }
+}
