@@ -277,7 +277,8 @@ async fn watch_signals(stop: watch::Sender<bool>) {
     let _ = stop.send(true);
 }
 
-async fn stopped(rx: &mut watch::Receiver<bool>) {
+/// Resolves once `rx` says stop (never, if its sender is gone without saying so).
+pub(crate) async fn stopped(rx: &mut watch::Receiver<bool>) {
     while !*rx.borrow() {
         if rx.changed().await.is_err() {
             // Sender gone: no signal can arrive any more.
