@@ -14,7 +14,7 @@
 
 use super::Campaign;
 use crate::checker::Verdict;
-use crate::spec::campaign::Expect;
+use crate::spec::campaign::{Expect, RunSlot};
 use crate::spec::HostsChoice;
 use crate::store;
 use anyhow::{anyhow, bail, Context, Result};
@@ -67,6 +67,27 @@ pub struct RunState {
     pub error: Option<String>,
 }
 
+impl RunState {
+    /// Run `index` of the campaign, `slot` of cell `name`, not started.
+    pub fn pending(index: usize, slot: &RunSlot, name: &str, expect: Expect) -> RunState {
+        RunState {
+            index,
+            cell: slot.cell,
+            name: name.to_string(),
+            repeat: slot.repeat,
+            seed: slot.seed,
+            expect,
+            status: Status::Pending,
+            verdict: None,
+            exit_code: None,
+            run_dir: None,
+            seconds: None,
+            first_anomaly_s: None,
+            error: None,
+        }
+    }
+}
+
 /// `state.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct State {
@@ -87,21 +108,7 @@ impl State {
             .enumerate()
             .map(|(index, r)| {
                 let cell = &c.cells[r.cell];
-                RunState {
-                    index,
-                    cell: r.cell,
-                    name: cell.name.clone(),
-                    repeat: r.repeat,
-                    seed: r.seed,
-                    expect: cell.cell.expect,
-                    status: Status::Pending,
-                    verdict: None,
-                    exit_code: None,
-                    run_dir: None,
-                    seconds: None,
-                    first_anomaly_s: None,
-                    error: None,
-                }
+                RunState::pending(index, r, &cell.name, cell.cell.expect)
             })
             .collect();
         State {

@@ -295,26 +295,13 @@ fn end_line(r: &RunState) -> String {
 
 /// SIGINT/SIGTERM: no new runs; running ones are stopped in order (see the module doc).
 async fn watch_signals(stop: watch::Sender<bool>) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut int), Ok(mut term)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
-        return;
-    };
-    tokio::select! {
-        _ = int.recv() => {}
-        _ = term.recv() => {}
-    }
+    crate::runner::stop_signal().await;
     eprintln!("campaign interrupted: stopping the running run(s) in order; run the same command again to resume");
     let _ = stop.send(true);
-    // Later signals land here too, so they cannot kill the campaign before it has
+    // Later signals land here too, so they cannot end the campaign before it has
     // recorded the state.
     loop {
-        tokio::select! {
-            _ = int.recv() => {}
-            _ = term.recv() => {}
-        }
+        crate::runner::stop_signal().await;
         eprintln!("campaign: still waiting for running runs to tear down");
     }
 }
@@ -325,21 +312,14 @@ mod tests {
     use crate::spec::campaign::Expect;
 
     fn entry() -> RunState {
-        RunState {
-            index: 0,
+        let slot = crate::spec::campaign::RunSlot {
             cell: 0,
-            name: "c".into(),
             repeat: 0,
             seed: 1,
-            expect: Expect::Invalid,
-            status: Status::Running,
-            verdict: None,
-            exit_code: None,
-            run_dir: None,
-            seconds: None,
-            first_anomaly_s: None,
-            error: None,
-        }
+        };
+        let mut r = RunState::pending(0, &slot, "c", Expect::Invalid);
+        r.status = Status::Running;
+        r
     }
 
     fn end(code: Option<i32>, stdout: &str, stderr: &str, interrupted: bool) -> ChildEnd {

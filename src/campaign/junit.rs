@@ -9,23 +9,19 @@ use super::summary::{assess, Assessment, Counts};
 use super::Campaign;
 use std::fmt::Write as _;
 
-/// Escape text for XML content and quoted attributes; characters XML 1.0 cannot carry
-/// at all (most control characters, from a target's error output) become U+FFFD.
+/// Escape text for XML content and quoted attributes: the HTML escaping (its five
+/// entities are XML's too), after replacing what XML 1.0 cannot carry at all (most control
+/// characters, e.g. from a target's error output) with U+FFFD.
 pub fn xml(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            '\t' | '\n' | '\r' => out.push(c),
-            c if (c as u32) < 0x20 || matches!(c, '\u{FFFE}' | '\u{FFFF}') => out.push('\u{FFFD}'),
-            c => out.push(c),
-        }
-    }
-    out
+    let carried: String = s
+        .chars()
+        .map(|c| match c {
+            '\t' | '\n' | '\r' => c,
+            c if (c as u32) < 0x20 || matches!(c, '\u{FFFE}' | '\u{FFFF}') => '\u{FFFD}',
+            c => c,
+        })
+        .collect();
+    crate::report::escape::html(&carried)
 }
 
 /// `20261124T005153Z` → `2026-11-24T00:51:53` (JUnit's timestamp is ISO 8601 without a
@@ -44,9 +40,9 @@ pub fn render(c: &Campaign, state: &State) -> String {
     let total_s: f64 = state.runs.iter().filter_map(|r| r.seconds).sum();
     let mut out = String::with_capacity(1024 + state.runs.len() * 300);
     out.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    let _ = writeln!(
-        out,
-        "<testsuites name=\"{name}\" tests=\"{t}\" failures=\"{f}\" errors=\"{e}\" skipped=\"{s}\" time=\"{time:.3}\">",
+    // The campaign is one suite: both levels carry the same counts.
+    let attrs = format!(
+        "name=\"{name}\" tests=\"{t}\" failures=\"{f}\" errors=\"{e}\" skipped=\"{s}\" time=\"{time:.3}\"",
         name = xml(c.name()),
         t = counts.runs,
         f = counts.unexpected,
@@ -54,16 +50,11 @@ pub fn render(c: &Campaign, state: &State) -> String {
         s = counts.pending,
         time = total_s,
     );
+    let _ = writeln!(out, "<testsuites {attrs}>");
     let _ = writeln!(
         out,
-        "  <testsuite name=\"{name}\" tests=\"{t}\" failures=\"{f}\" errors=\"{e}\" skipped=\"{s}\" time=\"{time:.3}\" timestamp=\"{ts}\">",
-        name = xml(c.name()),
-        t = counts.runs,
-        f = counts.unexpected,
-        e = counts.errors,
-        s = counts.pending,
-        time = total_s,
-        ts = xml(&iso_timestamp(&state.started)),
+        "  <testsuite {attrs} timestamp=\"{}\">",
+        xml(&iso_timestamp(&state.started))
     );
     let _ = writeln!(
         out,

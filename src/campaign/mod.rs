@@ -51,7 +51,8 @@ impl CellPlan {
     pub fn test_spec(&self) -> TestSpec {
         let c = &self.cell;
         TestSpec {
-            name: Some(self.name.clone()),
+            // Unnamed while the cell is being resolved (its name comes from the plan).
+            name: (!self.name.is_empty()).then(|| self.name.clone()),
             target: Some(c.target.clone()),
             workload: Some(c.workload.clone()),
             nemesis: Some(c.nemesis.clone()),
@@ -62,30 +63,6 @@ impl CellPlan {
             seed: None,
             target_args: c.target_args.clone(),
             subnet: None,
-        }
-    }
-
-    /// The same settings as run flags, for resolving the cell in this process.
-    fn overrides(&self, seed: u64, hosts: &HostsChoice) -> Overrides {
-        let c = &self.cell;
-        Overrides {
-            test_file: None,
-            target: Some(c.target.clone()),
-            workload: Some(c.workload.clone()),
-            nemesis: Some(c.nemesis.clone()),
-            nodes: c.nodes,
-            concurrency: c.concurrency,
-            time_limit: Some(c.time_limit),
-            rate: c.rate,
-            seed: Some(seed),
-            target_args: c.target_args.clone(),
-            leave_running: false,
-            store: None,
-            hosts: Some(hosts.clone()),
-            subnet: match hosts {
-                HostsChoice::Local { subnet } => Some(subnet.clone()),
-                HostsChoice::Loopback => None,
-            },
         }
     }
 }
@@ -123,11 +100,17 @@ impl Campaign {
                 name: String::new(),
                 cell,
             };
-            match Plan::resolve(
-                roots,
-                &provisional.overrides(first_seed, hosts),
-                hosts.clone(),
-            ) {
+            // Exactly what the child will resolve: the cell's test file plus its flags.
+            let flags = Overrides {
+                seed: Some(first_seed),
+                hosts: Some(hosts.clone()),
+                subnet: match hosts {
+                    HostsChoice::Local { subnet } => Some(subnet.clone()),
+                    HostsChoice::Loopback => None,
+                },
+                ..Overrides::default()
+            };
+            match Plan::resolve_test(roots, &provisional.test_spec(), file, &flags, hosts.clone()) {
                 Ok(plan) => named.push(CellPlan {
                     name: name_part(&format!(
                         "{}-{}-{}-{}",

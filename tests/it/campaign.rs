@@ -19,6 +19,17 @@ fn json(path: &Path) -> Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// `faultline campaign FILE --store STORE [ARGS]`.
+fn campaign(file: &Path, store: &Path, args: &[&str]) -> std::process::Command {
+    let mut c = faultline();
+    c.arg("campaign")
+        .arg(file)
+        .arg("--store")
+        .arg(store)
+        .args(args);
+    c
+}
+
 fn show(out: &Output) -> String {
     format!(
         "stdout:\n{}\nstderr:\n{}",
@@ -145,16 +156,9 @@ fn an_interrupted_campaign_resumes_without_redoing_finished_runs() {
     let store = store("campaign-resume");
     let file = store.join("resumable.yaml");
     std::fs::write(&file, RESUMABLE).unwrap();
-    let campaign = || {
-        let mut c = faultline();
-        c.arg("campaign")
-            .arg(&file)
-            .args(["--hosts", "loopback", "--store"])
-            .arg(&store);
-        c
-    };
+    let loopback = || campaign(&file, &store, &["--hosts", "loopback"]);
 
-    let child = campaign()
+    let child = loopback()
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -189,7 +193,7 @@ fn an_interrupted_campaign_resumes_without_redoing_finished_runs() {
     assert_eq!(summary["outcome"], "incomplete");
     assert!(String::from_utf8_lossy(&out.stdout).contains("interrupted"));
 
-    let out = campaign().output().unwrap();
+    let out = loopback().output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -226,11 +230,7 @@ fn a_matrix_that_cannot_run_here_is_refused_before_anything_starts() {
         "name: net\ntime_limit: 5s\nmatrix: {target: [raftkv], workload: [register], nemesis: [none, partition]}\n",
     )
     .unwrap();
-    let out = faultline()
-        .arg("campaign")
-        .arg(&file)
-        .args(["--hosts", "loopback", "--store"])
-        .arg(&store)
+    let out = campaign(&file, &store, &["--hosts", "loopback"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", show(&out));
@@ -247,13 +247,7 @@ fn a_matrix_that_cannot_run_here_is_refused_before_anything_starts() {
     assert!(!store.join("campaigns").exists(), "nothing was started");
 
     std::fs::write(&file, "name: net\ntime_limit: 5s\nrepeat: 2\nmatrix: {target: [raftkv], workload: [register], nemesis: [none]}\n").unwrap();
-    let out = faultline()
-        .arg("campaign")
-        .arg(&file)
-        .arg("--store")
-        .arg(&store)
-        .output()
-        .unwrap();
+    let out = campaign(&file, &store, &[]).output().unwrap();
     assert_eq!(out.status.code(), Some(3));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
