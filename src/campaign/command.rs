@@ -125,6 +125,8 @@ fn run(args: &CampaignArgs) -> Result<u8> {
         }
     };
 
+    super::write_outputs(&campaign, &cdir.path, &state)?;
+    refresh_reports_index(&args.store);
     let settings = exec::Settings {
         exe: std::env::current_exe().context("cannot find the faultline binary")?,
         dir: cdir.path.clone(),
@@ -138,6 +140,7 @@ fn run(args: &CampaignArgs) -> Result<u8> {
         .context("cannot start the async runtime")?;
     let interrupted = rt.block_on(exec::run(&campaign, &mut state, &settings))?;
     super::write_outputs(&campaign, &cdir.path, &state)?;
+    refresh_reports_index(&args.store);
 
     let counts = summary::Counts::of(&state.runs);
     let (_, code) = summary::outcome(&state);
@@ -157,6 +160,13 @@ fn run(args: &CampaignArgs) -> Result<u8> {
     );
     println!("{}", cdir.path.join(super::INDEX_HTML).display());
     Ok(code)
+}
+
+/// `<store>/index.html` lists campaigns too; it is for people, so a failure is a note.
+fn refresh_reports_index(store: &std::path::Path) {
+    if let Err(e) = crate::report::index::write(store) {
+        eprintln!("note: cannot update {}/index.html: {e:#}", store.display());
+    }
 }
 
 /// `--dry-run`: the runs the campaign would execute, in order.

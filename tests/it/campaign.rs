@@ -131,6 +131,11 @@ fn the_ci_campaign_meets_its_expectations_and_writes_page_json_and_junit() {
         assert!(page.contains(&format!("href=\"runs/{name}/")), "{name}");
     }
     assert!(dir.join("campaign.yaml").is_file() && dir.join("state.json").is_file());
+    let reports = std::fs::read_to_string(store.join("index.html")).unwrap();
+    assert!(
+        reports.contains("<h2>Campaigns</h2>"),
+        "the reports index lists it"
+    );
     std::fs::remove_dir_all(&store).ok();
 }
 
@@ -193,7 +198,8 @@ fn an_interrupted_campaign_resumes_without_redoing_finished_runs() {
     assert_eq!(summary["outcome"], "incomplete");
     assert!(String::from_utf8_lossy(&out.stdout).contains("interrupted"));
 
-    let out = loopback().output().unwrap();
+    // Resumed two at a time: runs 2 and 3 go side by side.
+    let out = loopback().args(["--parallel", "2"]).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
