@@ -19,6 +19,11 @@ pub enum Command {
     /// the history, check it, write the report. With no arguments: raftkv, 5 nodes, the
     /// register workload, 30 s.
     Run(RunArgs),
+    /// Run a campaign: a matrix of runs (targets × workloads × nemeses × option sets ×
+    /// repeats) from campaigns/NAME.yaml, with a summary page, summary.json and junit.xml.
+    /// Resumes an interrupted campaign of the same file. Exit 0 when every run reached its
+    /// expected verdict, 1 when one contradicted it, 2 unknown, 3 error or interrupted.
+    Campaign(CampaignArgs),
     /// Remove what a run left behind (after --leave-running, or a SIGKILLed controller):
     /// node processes, network namespaces, bridges. Without RUN_ID: every run whose
     /// controller is gone.
@@ -230,6 +235,37 @@ pub struct RunArgs {
     /// Print only the verdict line, not the run log.
     #[arg(long, short)]
     pub quiet: bool,
+}
+
+/// `faultline campaign FILE [--hosts H] [--parallel N] [--fresh] [--dry-run]`.
+#[derive(Debug, clap::Args)]
+pub struct CampaignArgs {
+    /// The campaign file (e.g. campaigns/ci.yaml).
+    pub file: std::path::PathBuf,
+    /// Where nodes run: `local` (network namespaces; needs root), `loopback`, or `ssh`
+    /// (--inventory). Default: local when this machine allows it; a resumed campaign keeps
+    /// its hosts.
+    #[arg(long)]
+    pub hosts: Option<HostsArg>,
+    /// The SSH inventory (nodes.yaml) every run of the campaign uses; implies --hosts ssh.
+    #[arg(long)]
+    pub inventory: Option<std::path::PathBuf>,
+    /// Subnet for local hosts (each run takes a free /27 of it).
+    #[arg(long)]
+    pub subnet: Option<String>,
+    /// Runs at a time, at most as many as the hosts take (local: one /27 of the subnet
+    /// per run).
+    #[arg(long, default_value_t = 1)]
+    pub parallel: usize,
+    /// Start a new campaign directory even if an unfinished one of this file exists.
+    #[arg(long)]
+    pub fresh: bool,
+    /// Resolve every cell and list the runs; start nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Directory runs and campaigns are stored under (campaigns go to STORE/campaigns/).
+    #[arg(long, default_value = "reports")]
+    pub store: std::path::PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

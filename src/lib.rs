@@ -23,6 +23,8 @@
 //! - [`generator`]: seeded, deterministic op sequences.
 //! - [`nemesis`]: fault schedules, topologies, clock offsets; applying and healing faults.
 //! - [`runner`]: the one async loop of a run, from plan to verdict.
+//! - [`campaign`]: a matrix of runs (each a child `faultline run`), resumable, with a
+//!   summary page, summary.json and junit.xml.
 //! - [`history`]: the [`history::Op`] type, the JSONL journal, importers and exporters.
 //! - [`checker`]: models and the linearizability search.
 //! - [`report`]: plots, the run page, the timeline, the reports index, `serve`.
@@ -42,6 +44,7 @@
 //! edges. `main` maps the outcome to an exit code: 0 valid, 1 invalid, 2 unknown, 3 bad
 //! input or harness error.
 
+pub mod campaign;
 pub mod checker;
 pub mod cli;
 pub mod generator;

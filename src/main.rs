@@ -26,6 +26,7 @@ fn main() -> ExitCode {
         Command::Report(args) => faultline::report::command::report(&args),
         Command::Serve(args) => faultline::report::command::serve(&args),
         Command::Run(args) => faultline::runner::command::run(args),
+        Command::Campaign(args) => faultline::campaign::command::campaign(args),
         Command::Cleanup(args) => faultline::runner::command::cleanup(args),
         Command::Hosts(cmd) => faultline::hosts::command::run(cmd),
     }

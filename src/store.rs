@@ -65,7 +65,8 @@ pub fn update_latest(store: &Path, run_dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn relink(link: &Path, target: &Path) -> Result<()> {
+/// Point the symlink `link` at `target` atomically (a new link renamed over the old).
+pub fn relink(link: &Path, target: &Path) -> Result<()> {
     let tmp = link.with_extension("tmp-link");
     let _ = std::fs::remove_file(&tmp);
     std::os::unix::fs::symlink(target, &tmp)

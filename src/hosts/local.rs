@@ -17,7 +17,7 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
 /// Addresses per run: a /27.
-const SLICE_PREFIX: u8 = 27;
+pub const SLICE_PREFIX: u8 = 27;
 
 #[derive(Debug)]
 pub struct LocalHosts {

@@ -516,20 +516,7 @@ impl SshHosts {
             roots,
             _masters: Vec::new(),
         };
-        let checks = hosts.conns.values().map(|c| hosts.preflight(c, needs));
-        let problems: Vec<String> = futures::future::join_all(checks)
-            .await
-            .into_iter()
-            .filter_map(|r| r.err().map(|e| format!("{e:#}")))
-            .collect();
-        if !problems.is_empty() {
-            bail!(
-                "{} of {} SSH hosts are not usable:\n  {}",
-                problems.len(),
-                hosts.conns.len(),
-                problems.join("\n  ")
-            );
-        }
+        check_all(hosts.conns.values(), needs).await?;
         // Recorded only now: a run refused by the checks above did nothing on any host, and
         // must not leave a cleanup job behind for hosts that may never answer.
         for c in hosts.conns.values() {
@@ -544,67 +531,100 @@ impl SshHosts {
         }
         Ok(hosts)
     }
+}
 
-    /// One round trip that proves the node is reachable with the key, that sudo works
-    /// without a password when asked for, and that the tools the run needs are there.
-    async fn preflight(&self, c: &SshConn, needs: Needs) -> Result<()> {
-        let n = &c.node;
-        let who = format!("node {} ({})", n.name, n.endpoint());
-        let out = c.run("true", &[]).await?;
-        if !out.status.success() {
-            let err = String::from_utf8_lossy(&out.stderr);
-            if n.sudo {
-                bail!(
-                    "{who}: `sudo -n` does not work (missing sudo, or it wants a password): {}",
-                    err.trim()
-                );
-            }
-            bail!("{who}: cannot run commands: {}", err.trim());
-        }
-        let mut script = format!(
-            "mkdir -p {d} && [ -w {d} ] || {{ echo 'cannot write {d}' >&2; exit 1; }}\n",
-            d = quote(&n.dir)
+/// Check every host in parallel (see [`preflight`]); one error lists every bad host.
+async fn check_all<'a>(conns: impl Iterator<Item = &'a SshConn>, needs: Needs) -> Result<()> {
+    let conns: Vec<&SshConn> = conns.collect();
+    let problems: Vec<String> =
+        futures::future::join_all(conns.iter().map(|c| preflight(c, needs)))
+            .await
+            .into_iter()
+            .filter_map(|r| r.err().map(|e| format!("{e:#}")))
+            .collect();
+    if !problems.is_empty() {
+        bail!(
+            "{} of {} SSH hosts are not usable:\n  {}",
+            problems.len(),
+            conns.len(),
+            problems.join("\n  ")
         );
-        if !n.sudo && n.user != "root" {
-            script.push_str(
+    }
+    Ok(())
+}
+
+/// The checks a run makes before it starts, for callers that run many (a campaign checks
+/// its inventory once, before its first run). Connects without a master.
+pub async fn check_inventory(nodes: &[SshNode], needs: Needs) -> Result<()> {
+    let dir = std::env::temp_dir();
+    let conns: Vec<SshConn> = nodes
+        .iter()
+        .map(|n| SshConn::new(n.clone(), dir.join(format!("fl-nomaster-{}", n.name))))
+        .collect();
+    check_all(conns.iter(), needs).await
+}
+
+/// One round trip that proves the node is reachable with the key, that sudo works
+/// without a password when asked for, and that the tools the run needs are there.
+async fn preflight(c: &SshConn, needs: Needs) -> Result<()> {
+    let n = &c.node;
+    let who = format!("node {} ({})", n.name, n.endpoint());
+    let out = c.run("true", &[]).await?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        if n.sudo {
+            bail!(
+                "{who}: `sudo -n` does not work (missing sudo, or it wants a password): {}",
+                err.trim()
+            );
+        }
+        bail!("{who}: cannot run commands: {}", err.trim());
+    }
+    let mut script = format!(
+        "mkdir -p {d} && [ -w {d} ] || {{ echo 'cannot write {d}' >&2; exit 1; }}\n",
+        d = quote(&n.dir)
+    );
+    if !n.sudo && n.user != "root" {
+        script.push_str(
                 "[ \"$(id -u)\" = 0 ] || { echo 'needs root for firewall rules and signals: set `sudo: true` or `user: root`' >&2; exit 1; }\n",
             );
-        }
-        if needs.nft {
-            script.push_str(
+    }
+    if needs.nft {
+        script.push_str(
                 "command -v nft >/dev/null || { echo 'nft is not installed (apt-get install nftables)' >&2; exit 1; }\n",
             );
-        }
-        if needs.clock && n.clock == ClockMode::Libfaketime {
-            script.push_str(&format!(
+    }
+    if needs.clock && n.clock == ClockMode::Libfaketime {
+        script.push_str(&format!(
                 "{} || {{ echo 'libfaketime is not installed (apt-get install libfaketime)' >&2; exit 1; }}\n",
                 libfaketime_probe()
             ));
-        }
-        if needs.clock && n.clock == ClockMode::System {
-            script.push_str("cat /proc/sys/kernel/random/boot_id\n");
-        }
-        let out = c.run(&script, &[]).await?;
-        if !out.status.success() {
-            bail!("{who}: {}", String::from_utf8_lossy(&out.stderr).trim());
-        }
-        if needs.clock && n.clock == ClockMode::System {
-            // Stepping the clock of a "host" that is really this machine (a container, the
-            // SSH lab) would step ours: never.
-            let theirs = String::from_utf8_lossy(&out.stdout).trim().to_string();
-            let ours = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
-                .unwrap_or_default()
-                .trim()
-                .to_string();
-            if theirs.is_empty() || theirs == ours {
-                bail!(
+    }
+    if needs.clock && n.clock == ClockMode::System {
+        script.push_str("cat /proc/sys/kernel/random/boot_id\n");
+    }
+    let out = c.run(&script, &[]).await?;
+    if !out.status.success() {
+        bail!("{who}: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    if needs.clock && n.clock == ClockMode::System {
+        // Stepping the clock of a "host" that is really this machine (a container, the
+        // SSH lab) would step ours: never.
+        let theirs = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let ours = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        if theirs.is_empty() || theirs == ours {
+            bail!(
                     "{who}: `clock: system` would step this machine's own clock (the host shares its kernel); use `clock: libfaketime` for it"
                 );
-            }
         }
-        Ok(())
     }
+    Ok(())
+}
 
+impl SshHosts {
     pub fn conn(&self, node: &str) -> Result<&SshConn> {
         self.conns
             .get(node)

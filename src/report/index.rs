@@ -132,8 +132,95 @@ fn options(out: &mut String, id: &str, label: &str, values: &mut Vec<String>) {
     out.push_str("</select></label> ");
 }
 
+/// Most campaign directories listed (the newest).
+pub const MAX_CAMPAIGNS_LISTED: usize = 500;
+
+/// What the index shows of one campaign directory, `<store>/campaigns/<name>/<started>/`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CampaignEntry {
+    pub name: String,
+    pub started: String,
+    /// `as-expected` / `not-as-expected` / `incomplete` (summary.json's `outcome`).
+    pub outcome: String,
+    pub runs: u64,
+    pub as_expected: u64,
+    pub pending: u64,
+}
+
+/// Every campaign directory under `<store>/campaigns/` with a summary.json, newest first.
+pub fn scan_campaigns(store: &Path) -> Vec<CampaignEntry> {
+    let mut found = Vec::new();
+    let Ok(names) = std::fs::read_dir(store.join("campaigns")) else {
+        return found;
+    };
+    for name in names.filter_map(|e| e.ok()) {
+        if !is_dir_not_link(&name.path()) {
+            continue;
+        }
+        let Ok(dirs) = std::fs::read_dir(name.path()) else {
+            continue;
+        };
+        for d in dirs.filter_map(|e| e.ok()) {
+            let Ok(text) = std::fs::read_to_string(d.path().join("summary.json")) else {
+                continue;
+            };
+            let Ok(v) = serde_json::from_str::<Value>(&text) else {
+                continue;
+            };
+            if !is_dir_not_link(&d.path()) {
+                continue;
+            }
+            let count = |k: &str| {
+                v.pointer(&format!("/counts/{k}"))
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0)
+            };
+            found.push(CampaignEntry {
+                name: name.file_name().to_string_lossy().into_owned(),
+                started: d.file_name().to_string_lossy().into_owned(),
+                outcome: str_of(v.get("outcome")),
+                runs: count("runs"),
+                as_expected: count("as_expected"),
+                pending: count("pending"),
+            });
+        }
+    }
+    found.sort_by(|a, b| b.started.cmp(&a.started).then_with(|| a.name.cmp(&b.name)));
+    found.truncate(MAX_CAMPAIGNS_LISTED);
+    found
+}
+
+fn campaigns_table(out: &mut String, campaigns: &[CampaignEntry]) {
+    out.push_str("<h2>Campaigns</h2>\n<table class=\"grid\" id=\"campaigns\"><thead><tr><th>started</th><th>campaign</th><th>outcome</th><th class=\"num\">as expected</th><th class=\"num\">pending</th></tr></thead><tbody>\n");
+    for c in campaigns {
+        let class = match c.outcome.as_str() {
+            "as-expected" => "valid",
+            "not-as-expected" => "invalid",
+            _ => "",
+        };
+        let _ = writeln!(
+            out,
+            "<tr><td><a href=\"{link}\">{time}</a></td><td>{name}</td><td><span class=\"badge {class}\" style=\"{style}\">{outcome}</span></td><td class=\"num\">{ok}/{runs}</td><td class=\"num\">{pending}</td></tr>",
+            link = html(&href(&["campaigns", &c.name, &c.started, "index.html"])),
+            time = html(&run_time(&c.started)),
+            name = html(&c.name),
+            style = if class.is_empty() { "background:#8c959f" } else { "" },
+            outcome = html(&c.outcome.replace('-', " ")),
+            ok = c.as_expected,
+            runs = c.runs,
+            pending = c.pending,
+        );
+    }
+    out.push_str("</tbody></table>\n<h2>Runs</h2>\n");
+}
+
 /// Render the index page for `runs`.
 pub fn render(runs: &[RunEntry]) -> String {
+    render_with_campaigns(runs, &[])
+}
+
+/// Render the index page for `runs`, with a table of `campaigns` above them when any.
+pub fn render_with_campaigns(runs: &[RunEntry], campaigns: &[CampaignEntry]) -> String {
     let mut out = String::with_capacity(64 * 1024 + runs.len() * 600);
     let count = |v: &str| runs.iter().filter(|r| r.verdict == v).count();
     let _ = write!(
@@ -145,6 +232,9 @@ pub fn render(runs: &[RunEntry]) -> String {
         count("unknown"),
         count(NOT_CHECKED)
     );
+    if !campaigns.is_empty() {
+        campaigns_table(&mut out, campaigns);
+    }
     out.push_str("<div id=\"filters\">");
     let mut verdicts: Vec<String> = runs.iter().map(|r| r.verdict.clone()).collect();
     options(&mut out, "f-verdict", "verdict", &mut verdicts);
@@ -247,7 +337,11 @@ const INDEX_JS: &str = r##"<script>
 /// Rewrite `<store>/index.html` from the run directories; returns how many runs it lists.
 pub fn write(store: &Path) -> Result<usize> {
     let runs = scan(store)?;
-    store::write_atomic(&store.join("index.html"), render(&runs).as_bytes())?;
+    let campaigns = scan_campaigns(store);
+    store::write_atomic(
+        &store.join("index.html"),
+        render_with_campaigns(&runs, &campaigns).as_bytes(),
+    )?;
     Ok(runs.len().min(MAX_RUNS_LISTED))
 }
 
@@ -295,6 +389,26 @@ mod tests {
         let page = std::fs::read_to_string(store.join("index.html")).unwrap();
         assert!(page.contains("&lt;all&gt;") && !page.contains("<all>"));
         assert!(page.contains("href=\"a/20261101T000000Z/index.html\""));
+        assert!(!page.contains("<h2>Campaigns</h2>"));
+
+        let campaign = store.join("campaigns/ci/20261105T000000Z");
+        std::fs::create_dir_all(&campaign).unwrap();
+        std::fs::write(
+            campaign.join("summary.json"),
+            r#"{"outcome":"not-as-expected","counts":{"runs":4,"as_expected":3,"pending":0}}"#,
+        )
+        .unwrap();
+        std::os::unix::fs::symlink("20261105T000000Z", store.join("campaigns/ci/latest")).unwrap();
+        assert_eq!(write(&store).unwrap(), 4, "a campaign is not a run");
+        let page = std::fs::read_to_string(store.join("index.html")).unwrap();
+        assert!(page.contains("<h2>Campaigns</h2>"));
+        assert!(page.contains("href=\"campaigns/ci/20261105T000000Z/index.html\""));
+        assert!(page.contains("not as expected</span></td><td class=\"num\">3/4</td>"));
+        assert_eq!(
+            page.matches("campaigns/ci/").count(),
+            1,
+            "latest is not listed twice"
+        );
         std::fs::remove_dir_all(&store).unwrap();
     }
 }

@@ -10,7 +10,14 @@ use std::process::ExitCode;
 const HARNESS_ERROR: u8 = 3;
 
 pub fn run(args: RunArgs) -> ExitCode {
-    let (auto, warning) = auto_hosts();
+    // Probing creates and deletes a network namespace: only when the user did not choose
+    // the hosts (a campaign always does, and may interrupt a run while it starts; an
+    // interrupt mid-probe would leave that namespace behind). A chosen `--hosts` makes
+    // the fallback irrelevant.
+    let (auto, warning) = match args.hosts {
+        Some(_) => (HostsChoice::Loopback, None),
+        None => auto_hosts(),
+    };
     let overrides = Overrides {
         test_file: args.test.clone(),
         target: args.target.clone(),

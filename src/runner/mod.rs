@@ -263,21 +263,38 @@ pub async fn execute(plan: Plan, quiet: bool) -> Result<RunOutcome> {
 /// SIGINT/SIGTERM → orderly stop; the run then heals, tears down and still checks what
 /// it recorded.
 async fn watch_signals(stop: watch::Sender<bool>) {
+    match stop_signal().await {
+        StopSignal::Interrupt => log::line("interrupted (SIGINT): stopping and cleaning up"),
+        StopSignal::Terminate => log::line("terminated (SIGTERM): stopping and cleaning up"),
+    }
+    let _ = stop.send(true);
+}
+
+/// The signals that ask a run (or a campaign) to stop in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StopSignal {
+    Interrupt,
+    Terminate,
+}
+
+/// The next SIGINT or SIGTERM to this process. Never resolves if the handlers cannot be
+/// installed (the default action, ending the process, then still applies).
+pub(crate) async fn stop_signal() -> StopSignal {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut int), Ok(mut term)) = (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
     ) else {
-        return;
+        return std::future::pending().await;
     };
     tokio::select! {
-        _ = int.recv() => log::line("interrupted (SIGINT): stopping and cleaning up"),
-        _ = term.recv() => log::line("terminated (SIGTERM): stopping and cleaning up"),
+        _ = int.recv() => StopSignal::Interrupt,
+        _ = term.recv() => StopSignal::Terminate,
     }
-    let _ = stop.send(true);
 }
 
-async fn stopped(rx: &mut watch::Receiver<bool>) {
+/// Resolves once `rx` says stop (never, if its sender is gone without saying so).
+pub(crate) async fn stopped(rx: &mut watch::Receiver<bool>) {
     while !*rx.borrow() {
         if rx.changed().await.is_err() {
             // Sender gone: no signal can arrive any more.

@@ -6,6 +6,7 @@
 //! anything starts; errors name the file, the field and the broken rule. Running things is
 //! not this module's business.
 
+pub mod campaign;
 pub mod inventory;
 pub mod nemesis;
 pub mod plan;

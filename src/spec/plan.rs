@@ -109,7 +109,18 @@ impl Plan {
             .test_file
             .clone()
             .unwrap_or_else(|| PathBuf::from("(command line)"));
+        Plan::resolve_test(roots, &test, &test_path, o, auto_hosts)
+    }
 
+    /// [`Plan::resolve`] with the test spec in hand (a campaign's cell); errors about
+    /// its fields name `test_path`. `o.test_file` is not read.
+    pub fn resolve_test(
+        roots: &SpecRoots,
+        test: &TestSpec,
+        test_path: &Path,
+        o: &Overrides,
+        auto_hosts: HostsChoice,
+    ) -> Result<Plan> {
         let target_name = o
             .target
             .clone()
@@ -164,7 +175,7 @@ impl Plan {
             .or(test.time_limit)
             .unwrap_or(DEFAULT_TIME_LIMIT);
         let rate = o.rate.or(test.rate);
-        let mut v = super::Violations::new(&test_path);
+        let mut v = super::Violations::new(test_path);
         v.check(
             (1..=MAX_NODES).contains(&nodes),
             "nodes",

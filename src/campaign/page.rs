@@ -1,0 +1,320 @@
+//! The campaign page, `index.html` of a campaign directory: a banner with the outcome,
+//! the matrix of verdicts (rows: target / workload / option set; columns: nemeses), each
+//! cell coloured by whether its runs met the expectation and linking every run's page,
+//! and a table of all runs. Same stylesheet and escaping as the run pages and the reports
+//! index ([`crate::report`]); self-contained, no scripts.
+
+use super::dir::{RunState, State, Status};
+use super::summary::{self, assess, Assessment, Counts, Outcome};
+use super::Campaign;
+use crate::report::escape::html;
+use crate::report::page::{href, run_time, CSS};
+use std::fmt::Write as _;
+
+/// Page-specific styles on top of the report stylesheet.
+const CAMPAIGN_CSS: &str = "
+table.matrix td.cell { min-width: 9em; border: 1px solid #fff; }
+td.cell .label { font-weight: 600; }
+td.good { background: #dafbe1; } td.bad { background: #ffebe9; } td.warn { background: #fff8c5; }
+td.pending { background: #f6f8fa; color: var(--muted); } td.none { color: var(--muted); text-align: center; }
+a.run { display: inline-block; min-width: 1.5em; margin: .2em .15em 0 0; padding: 0 .3em; border-radius: 3px;
+  color: #fff; text-align: center; text-decoration: none; font-size: .85em; background: var(--pending); }
+a.run.valid { background: var(--valid); } a.run.invalid { background: var(--invalid); }
+a.run.unknown { background: var(--unknown); } a.run.error { background: #57606a; }
+a.run.unexpected { outline: 2px solid #24292f; outline-offset: 1px; }
+";
+
+/// The link to a run: its page once checked, else its directory.
+fn run_link(r: &RunState) -> Option<String> {
+    let dir = r.run_dir.as_deref()?;
+    let segments: Vec<&str> = dir.split('/').filter(|s| !s.is_empty()).collect();
+    Some(if r.verdict.is_some() {
+        format!("{}/index.html", href(&segments))
+    } else {
+        format!("{}/", href(&segments))
+    })
+}
+
+fn verdict_class(r: &RunState) -> &'static str {
+    match (r.status, r.verdict) {
+        (Status::Done, Some(v)) => crate::report::page::verdict_class(v),
+        (Status::Done, None) => "error",
+        _ => "",
+    }
+}
+
+fn run_title(r: &RunState) -> String {
+    let mut t = format!(
+        "repeat {}, seed {}: {}",
+        r.repeat + 1,
+        r.seed,
+        match (r.status, r.verdict) {
+            (Status::Done, Some(v)) => v.to_string(),
+            (Status::Done, None) => "error".into(),
+            (Status::Running, _) => "running".into(),
+            (Status::Pending, _) => "pending".into(),
+        }
+    );
+    let _ = write!(
+        t,
+        " ({}, expected {})",
+        assess(r).as_str(),
+        r.expect.as_str()
+    );
+    if let Some(s) = r.seconds {
+        let _ = write!(t, ", {s:.1} s");
+    }
+    if let Some(a) = r.first_anomaly_s {
+        let _ = write!(t, ", first anomaly at {a:.1} s");
+    }
+    if let Some(e) = &r.error {
+        let _ = write!(t, ": {e}");
+    }
+    t
+}
+
+/// One small square per run, coloured by verdict, outlined when not as expected.
+fn run_chip(out: &mut String, r: &RunState) {
+    let unexpected = if assess(r) == Assessment::Unexpected {
+        " unexpected"
+    } else {
+        ""
+    };
+    let class = verdict_class(r);
+    match run_link(r) {
+        Some(link) => {
+            let _ = write!(
+                out,
+                "<a class=\"run {class}{unexpected}\" href=\"{}\" title=\"{}\">{}</a>",
+                html(&link),
+                html(&run_title(r)),
+                r.repeat + 1
+            );
+        }
+        None => {
+            let _ = write!(
+                out,
+                "<a class=\"run {class}{unexpected}\" title=\"{}\">{}</a>",
+                html(&run_title(r)),
+                r.repeat + 1
+            );
+        }
+    }
+}
+
+/// The class of a matrix cell: red when a run contradicted the expectation, yellow for
+/// errors and unknowns, green when every finished run met it, grey before any finished.
+fn cell_class(c: &Counts) -> &'static str {
+    if c.unexpected > 0 && c.unexpected > c.unknown {
+        "bad"
+    } else if c.errors > 0 || c.unexpected > 0 {
+        "warn"
+    } else if c.as_expected == 0 {
+        "pending"
+    } else {
+        "good"
+    }
+}
+
+/// Render the campaign page.
+pub fn render(c: &Campaign, state: &State) -> String {
+    let counts = Counts::of(&state.runs);
+    let (outcome, code) = summary::outcome(state);
+    let (colour, headline) = match outcome {
+        Outcome::AsExpected => ("#1a7f37", format!("all {} runs as expected", counts.runs)),
+        Outcome::NotAsExpected => (
+            "#cf222e",
+            format!(
+                "{} of {} runs not as expected",
+                counts.unexpected, counts.runs
+            ),
+        ),
+        Outcome::Incomplete => (
+            "#57606a",
+            format!(
+                "incomplete: {} of {} runs done, {} errors",
+                counts.runs - counts.pending,
+                counts.runs,
+                counts.errors
+            ),
+        ),
+    };
+    let mut out = String::with_capacity(32 * 1024 + state.runs.len() * 600);
+    let _ = write!(
+        out,
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><link rel=\"icon\" href=\"data:,\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>campaign {name}: {headline}</title>\n<style>{CSS}{CAMPAIGN_CSS}</style></head>\n<body><header class=\"banner\" style=\"background:{colour}\"><div class=\"inner\"><div class=\"verdict\">campaign {name}</div><div class=\"sub\">{headline} — exit code {code}; {ae} as expected, {un} not, {er} errors, {pe} pending</div><nav><a href=\"summary.json\">summary.json</a><a href=\"junit.xml\">junit.xml</a><a href=\"campaign.yaml\">campaign.yaml</a><a href=\"state.json\">state.json</a><a href=\"runs/index.html\">all runs</a></nav></div></header><main>\n",
+        name = html(c.name()),
+        headline = html(&headline),
+        ae = counts.as_expected,
+        un = counts.unexpected,
+        er = counts.errors,
+        pe = counts.pending,
+    );
+    if let Some(d) = &c.spec.description {
+        let _ = writeln!(out, "<p>{}</p>", html(d));
+    }
+    let _ = writeln!(
+        out,
+        "<p class=\"muted\">{file}, hosts {hosts}, started {started}. Each cell: runs that reached the expected verdict / runs; the squares link each run (outlined: not as expected).</p>",
+        file = html(&c.file.display().to_string()),
+        hosts = super::hosts_arg(&state.hosts),
+        started = html(&run_time(&state.started)),
+    );
+    matrix(&mut out, c, state);
+    runs_table(&mut out, c, state);
+    out.push_str("</main></body></html>\n");
+    out
+}
+
+fn matrix(out: &mut String, c: &Campaign, state: &State) {
+    let nemeses = &c.spec.matrix.nemesis;
+    out.push_str("<h2>Matrix</h2>\n<table class=\"grid matrix\"><thead><tr><th>target / workload</th><th>option set</th>");
+    for n in nemeses {
+        let _ = write!(out, "<th>{}</th>", html(n));
+    }
+    out.push_str("</tr></thead><tbody>\n");
+    // Cells come rows-first (target, workload, option), so a row is a run of equal keys.
+    let mut i = 0;
+    while i < c.cells.len() {
+        let row_key = |k: usize| {
+            let x = &c.cells[k].cell;
+            (&x.target, &x.workload, &x.option)
+        };
+        let mut j = i;
+        while j < c.cells.len() && row_key(j) == row_key(i) {
+            j += 1;
+        }
+        let first = &c.cells[i].cell;
+        let args = if first.target_args.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "<br><code class=\"muted\">{}</code>",
+                html(&first.target_args.join(" "))
+            )
+        };
+        let _ = write!(
+            out,
+            "<tr><td>{} / {}</td><td>{}{args}</td>",
+            html(&first.target),
+            html(&first.workload),
+            html(&first.option)
+        );
+        for n in nemeses {
+            let Some(cp) = c.cells[i..j].iter().find(|cp| &cp.cell.nemesis == n) else {
+                out.push_str("<td class=\"cell none\">–</td>");
+                continue;
+            };
+            let runs = summary::runs_of(state, cp.cell.index);
+            let counts = Counts::of(runs.iter().copied());
+            let _ = write!(
+                out,
+                "<td class=\"cell {}\"><span class=\"label\">{}/{} {}</span>",
+                cell_class(&counts),
+                counts.as_expected,
+                counts.runs,
+                cp.cell.expect.as_str()
+            );
+            if counts.pending > 0 {
+                let _ = write!(
+                    out,
+                    " <span class=\"muted\">({} pending)</span>",
+                    counts.pending
+                );
+            }
+            if let Some(m) = summary::median_first_anomaly_s(runs.iter().copied()) {
+                let _ = write!(
+                    out,
+                    "<br><span class=\"muted\">first anomaly {m:.1} s (median)</span>"
+                );
+            }
+            out.push_str("<br>");
+            for r in runs {
+                run_chip(out, r);
+            }
+            out.push_str("</td>");
+        }
+        out.push_str("</tr>\n");
+        i = j;
+    }
+    out.push_str("</tbody></table>\n");
+}
+
+fn runs_table(out: &mut String, c: &Campaign, state: &State) {
+    out.push_str("<h2>Runs</h2>\n<table class=\"grid\"><thead><tr><th class=\"num\">#</th><th>cell</th><th class=\"num\">repeat</th><th class=\"num\">seed</th><th>verdict</th><th>expected</th><th>assessment</th><th class=\"num\">seconds</th><th class=\"num\">first anomaly</th><th>run</th></tr></thead><tbody>\n");
+    for r in &state.runs {
+        let class = verdict_class(r);
+        let verdict = match (r.status, r.verdict) {
+            (Status::Done, Some(v)) => v.to_string(),
+            (Status::Done, None) => "error".into(),
+            (Status::Running, _) => "running".into(),
+            (Status::Pending, _) => "pending".into(),
+        };
+        // The link text is the run's start time: the cell has its own column.
+        let started = r
+            .run_dir
+            .as_deref()
+            .and_then(|d| d.rsplit('/').next())
+            .map(run_time)
+            .unwrap_or_default();
+        let link = run_link(r)
+            .map(|l| format!("<a href=\"{}\">{}</a>", html(&l), html(&started)))
+            .unwrap_or_default();
+        let label = c
+            .cells
+            .get(r.cell)
+            .map_or_else(|| r.name.clone(), |cp| cp.cell.label());
+        let _ = writeln!(
+            out,
+            "<tr><td class=\"num\">{idx}</td><td>{name}</td><td class=\"num\">{rep}</td><td class=\"num mono\">{seed}</td><td><span class=\"badge {class}\" style=\"{style}\">{verdict}</span></td><td>{exp}</td><td>{assessment}{err}</td><td class=\"num\">{secs}</td><td class=\"num\">{first}</td><td>{link}</td></tr>",
+            idx = r.index + 1,
+            name = html(&label),
+            rep = r.repeat + 1,
+            seed = r.seed,
+            style = if matches!(class, "valid" | "invalid" | "unknown") { "" } else { "background:#8c959f" },
+            exp = r.expect.as_str(),
+            assessment = assess(r).as_str(),
+            err = r.error.as_deref().map(|e| format!("<br><span class=\"muted\">{}</span>", html(e))).unwrap_or_default(),
+            secs = r.seconds.map_or(String::new(), |s| format!("{s:.1}")),
+            first = r.first_anomaly_s.map_or(String::new(), |s| format!("{s:.1} s")),
+        );
+    }
+    out.push_str("</tbody></table>\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::campaign::summary::tests::finished;
+    use crate::checker::Verdict;
+
+    #[test]
+    fn the_matrix_shows_each_cell_against_its_expectation_and_links_runs() {
+        use Verdict::*;
+        let (c, s) = finished([Some(Invalid), Some(Valid), Some(Valid), None]);
+        let page = render(&c, &s);
+        assert!(page.contains("<th>partition-primaries</th><th>clock-partition</th>"));
+        // stale-read: caught under partition-primaries, missed under clock-partition.
+        assert!(
+            page.contains("<td class=\"cell good\"><span class=\"label\">1/1 invalid</span>"),
+            "{page}"
+        );
+        assert!(
+            page.contains("<td class=\"cell bad\"><span class=\"label\">0/1 invalid</span>"),
+            "{page}"
+        );
+        assert!(
+            page.contains("<td class=\"cell warn\"><span class=\"label\">0/1 invalid</span>"),
+            "{page}"
+        );
+        assert!(page.contains(
+            "href=\"runs/raftkv-register-partition-primaries-stale-read/20261124T000000Z/index.html\""
+        ));
+        assert!(page.contains("run valid unexpected"));
+        assert!(
+            page.contains("cannot start &lt;n1&gt; &amp;"),
+            "errors are escaped"
+        );
+        assert!(page.contains("incomplete: 4 of 4 runs done, 1 errors"));
+    }
+}

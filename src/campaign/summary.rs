@@ -1,0 +1,304 @@
+//! What a campaign came to: each run judged against its expected verdict, counts per
+//! cell, the campaign's outcome and exit code, and `summary.json`.
+//!
+//! Exit code (the worst over all runs, in this order of precedence):
+//!
+//! | code | when |
+//! | --- | --- |
+//! | 3 | a run ended in a harness error, or runs are left (interrupted campaign): the results are incomplete |
+//! | 1 | a run's verdict contradicts its expectation (invalid where valid was expected, or a bug not caught: valid where invalid was expected) |
+//! | 2 | a run came out unknown (checker budget) and nothing contradicted an expectation |
+//! | 0 | every run reached its expected verdict — also when that verdict is invalid |
+
+use super::dir::{RunState, State, Status};
+use super::Campaign;
+use crate::checker::Verdict;
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::path::Path;
+
+/// A run judged against its expectation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Assessment {
+    /// Not run yet (or interrupted, to be redone).
+    Pending,
+    AsExpected,
+    /// A verdict other than the expected one.
+    Unexpected,
+    /// Finished without a verdict.
+    Error,
+}
+
+impl Assessment {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Assessment::Pending => "pending",
+            Assessment::AsExpected => "as expected",
+            Assessment::Unexpected => "not as expected",
+            Assessment::Error => "error",
+        }
+    }
+}
+
+pub fn assess(r: &RunState) -> Assessment {
+    match (r.status, r.verdict) {
+        (Status::Pending | Status::Running, _) => Assessment::Pending,
+        (Status::Done, None) => Assessment::Error,
+        (Status::Done, Some(v)) if v == r.expect.verdict() => Assessment::AsExpected,
+        (Status::Done, Some(_)) => Assessment::Unexpected,
+    }
+}
+
+/// The campaign as a whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    AsExpected,
+    NotAsExpected,
+    /// Errors or runs left: nothing can be said about the whole.
+    Incomplete,
+}
+
+/// The campaign's outcome and exit code (see the module doc).
+pub fn outcome(state: &State) -> (Outcome, u8) {
+    let mut code = 0;
+    for r in &state.runs {
+        let c = match (assess(r), r.verdict) {
+            (Assessment::Pending | Assessment::Error, _) => 3,
+            (Assessment::Unexpected, Some(Verdict::Unknown)) => 2,
+            (Assessment::Unexpected, _) => 1,
+            (Assessment::AsExpected, _) => 0,
+        };
+        code = worse(code, c);
+    }
+    let outcome = match code {
+        0 => Outcome::AsExpected,
+        3 => Outcome::Incomplete,
+        _ => Outcome::NotAsExpected,
+    };
+    (outcome, code)
+}
+
+/// 3 beats 1 beats 2 beats 0.
+fn worse(a: u8, b: u8) -> u8 {
+    let rank = |c: u8| match c {
+        3 => 3,
+        1 => 2,
+        2 => 1,
+        _ => 0,
+    };
+    if rank(b) > rank(a) {
+        b
+    } else {
+        a
+    }
+}
+
+/// Counts over one cell's runs (or the whole campaign).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Counts {
+    pub runs: usize,
+    pub as_expected: usize,
+    pub unexpected: usize,
+    pub errors: usize,
+    pub pending: usize,
+    pub valid: usize,
+    pub invalid: usize,
+    pub unknown: usize,
+}
+
+impl Counts {
+    pub fn of<'a>(runs: impl IntoIterator<Item = &'a RunState>) -> Counts {
+        let mut c = Counts::default();
+        for r in runs {
+            c.runs += 1;
+            match assess(r) {
+                Assessment::Pending => c.pending += 1,
+                Assessment::AsExpected => c.as_expected += 1,
+                Assessment::Unexpected => c.unexpected += 1,
+                Assessment::Error => c.errors += 1,
+            }
+            match (r.status, r.verdict) {
+                (Status::Done, Some(Verdict::Valid)) => c.valid += 1,
+                (Status::Done, Some(Verdict::Invalid)) => c.invalid += 1,
+                (Status::Done, Some(Verdict::Unknown)) => c.unknown += 1,
+                _ => {}
+            }
+        }
+        c
+    }
+}
+
+/// Median seconds to the first anomaly over the runs that have one.
+pub fn median_first_anomaly_s<'a>(runs: impl IntoIterator<Item = &'a RunState>) -> Option<f64> {
+    let mut t: Vec<f64> = runs
+        .into_iter()
+        .filter(|r| r.status == Status::Done)
+        .filter_map(|r| r.first_anomaly_s)
+        .collect();
+    if t.is_empty() {
+        return None;
+    }
+    t.sort_by(f64::total_cmp);
+    let m = t.len() / 2;
+    Some(if t.len() % 2 == 1 {
+        t[m]
+    } else {
+        (t[m - 1] + t[m]) / 2.0
+    })
+}
+
+/// The runs of cell `cell`, in repeat order.
+pub fn runs_of(state: &State, cell: usize) -> Vec<&RunState> {
+    let mut runs: Vec<&RunState> = state.runs.iter().filter(|r| r.cell == cell).collect();
+    runs.sort_by_key(|r| r.repeat);
+    runs
+}
+
+/// `summary.json`: the campaign, its outcome, per-cell counts and every run.
+pub fn json(c: &Campaign, state: &State, dir: &Path) -> Value {
+    let (outcome, exit_code) = outcome(state);
+    let cells: Vec<Value> = c
+        .cells
+        .iter()
+        .map(|cp| {
+            let runs = runs_of(state, cp.cell.index);
+            let cell = &cp.cell;
+            json!({
+                "name": cp.name,
+                "target": cell.target,
+                "workload": cell.workload,
+                "nemesis": cell.nemesis,
+                "option": cell.option,
+                "target_args": cell.target_args,
+                "expect": cell.expect,
+                "time_limit_s": cell.time_limit.as_secs_f64(),
+                "counts": Counts::of(runs.iter().copied()),
+                "median_first_anomaly_s": median_first_anomaly_s(runs.iter().copied()),
+            })
+        })
+        .collect();
+    let runs: Vec<Value> = state
+        .runs
+        .iter()
+        .map(|r| {
+            let mut v = serde_json::to_value(r).unwrap_or(Value::Null);
+            if let Value::Object(m) = &mut v {
+                m.insert("assessment".into(), json!(assess(r)));
+            }
+            v
+        })
+        .collect();
+    json!({
+        "campaign": c.name(),
+        "description": c.spec.description,
+        "file": c.file,
+        "dir": dir,
+        "hosts": state.hosts,
+        "started": state.started,
+        "updated": crate::store::timestamp(),
+        "finished": state.finished(),
+        "outcome": outcome,
+        "exit_code": exit_code,
+        "counts": Counts::of(&state.runs),
+        "cells": cells,
+        "runs": runs,
+    })
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::spec::campaign::Expect;
+
+    pub(crate) const CI: &str = "name: ci
+time_limit: 15s
+matrix:
+  target: [raftkv]
+  workload: [register]
+  nemesis: [partition-primaries, clock-partition]
+  options:
+    - {name: stale-read, target_args: [--bug, stale-read], expect: invalid}
+    - {name: lease-read, target_args: [--bug, lease-read], expect: invalid}
+overrides:
+  - {option: lease-read, nemesis: partition-primaries, expect: valid}
+";
+
+    /// The CI campaign with its four runs finished as `verdicts` (None: harness error).
+    pub(crate) fn finished(verdicts: [Option<Verdict>; 4]) -> (Campaign, State) {
+        let c = Campaign::unresolved(Path::new("campaigns/ci.yaml"), CI).unwrap();
+        let mut s = State::new(&c, &crate::spec::HostsChoice::Loopback);
+        for (r, v) in s.runs.iter_mut().zip(verdicts) {
+            r.status = Status::Done;
+            r.verdict = v;
+            r.exit_code = Some(v.map_or(3, |v| i32::from(v.exit_code())));
+            r.run_dir = Some(format!("runs/{}/20261124T000000Z", r.name));
+            r.seconds = Some(20.0);
+            r.first_anomaly_s = (v == Some(Verdict::Invalid)).then_some(7.0);
+            r.error = v
+                .is_none()
+                .then(|| "cannot start <n1> & \u{1} friends".into());
+        }
+        (c, s)
+    }
+
+    #[test]
+    fn invalid_as_expected_exits_0() {
+        use Verdict::*;
+        let (_, s) = finished([Some(Invalid), Some(Invalid), Some(Valid), Some(Invalid)]);
+        assert_eq!(s.runs[2].expect, Expect::Valid);
+        assert_eq!(outcome(&s), (Outcome::AsExpected, 0));
+    }
+
+    #[test]
+    fn the_exit_code_is_the_worst_run_error_then_contradiction_then_unknown() {
+        use Verdict::*;
+        let (_, s) = finished([Some(Valid), Some(Invalid), Some(Valid), Some(Invalid)]);
+        assert_eq!(outcome(&s), (Outcome::NotAsExpected, 1), "a bug not caught");
+        let (_, s) = finished([Some(Unknown), Some(Invalid), Some(Valid), Some(Invalid)]);
+        assert_eq!(outcome(&s), (Outcome::NotAsExpected, 2));
+        let (_, s) = finished([Some(Unknown), Some(Valid), Some(Valid), Some(Invalid)]);
+        assert_eq!(outcome(&s), (Outcome::NotAsExpected, 1), "1 beats 2");
+        let (_, s) = finished([None, Some(Valid), Some(Valid), Some(Invalid)]);
+        assert_eq!(outcome(&s), (Outcome::Incomplete, 3), "3 beats 1");
+        let (_, mut s) = finished([Some(Invalid); 4]);
+        s.runs[3].status = Status::Pending;
+        assert_eq!(outcome(&s).1, 3, "an interrupted campaign");
+    }
+
+    #[test]
+    fn summary_json_counts_cells_and_judges_every_run() {
+        use Verdict::*;
+        let (c, s) = finished([Some(Invalid), Some(Valid), Some(Valid), None]);
+        let j = json(&c, &s, Path::new("reports/campaigns/ci/x"));
+        assert_eq!(j["campaign"], "ci");
+        assert_eq!(j["exit_code"], 3);
+        assert_eq!(j["outcome"], "incomplete");
+        assert_eq!(j["counts"]["runs"], 4);
+        assert_eq!(j["counts"]["as_expected"], 2);
+        assert_eq!(j["counts"]["unexpected"], 1);
+        assert_eq!(j["counts"]["errors"], 1);
+        let cells = j["cells"].as_array().unwrap();
+        assert_eq!(cells.len(), 4);
+        assert_eq!(
+            cells[0]["name"],
+            "raftkv-register-partition-primaries-stale-read"
+        );
+        assert_eq!(cells[0]["expect"], "invalid");
+        assert_eq!(cells[0]["median_first_anomaly_s"], 7.0);
+        assert_eq!(cells[2]["expect"], "valid");
+        assert_eq!(j["runs"][1]["assessment"], "unexpected");
+        assert_eq!(j["runs"][1]["seed"], 1);
+    }
+
+    #[test]
+    fn the_median_first_anomaly_averages_the_middle_pair() {
+        let (_, mut s) = finished([Some(Verdict::Invalid); 4]);
+        for (r, t) in s.runs.iter_mut().zip([4.0, 9.0, 1.0, 7.0]) {
+            r.first_anomaly_s = Some(t);
+        }
+        assert_eq!(median_first_anomaly_s(&s.runs), Some(5.5));
+        assert_eq!(median_first_anomaly_s(&s.runs[..1]), Some(4.0));
+    }
+}
