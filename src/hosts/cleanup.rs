@@ -351,7 +351,7 @@ pub fn remove_resources(res: &Resources) -> Vec<String> {
 /// Remove what runs whose controller is gone (SIGKILLed) left behind. Returns what was
 /// cleaned, one line per run.
 pub fn sweep_stale() -> Vec<String> {
-    let mut report = Vec::new();
+    let mut report = sweep_probes();
     let Ok(entries) = std::fs::read_dir(state_dir()) else {
         return report;
     };
@@ -386,6 +386,34 @@ pub fn sweep_stale() -> Vec<String> {
                 res.run_id,
                 problems.join("; ")
             ));
+        }
+    }
+    report
+}
+
+/// The capability probe creates `fl-probe-<pid>` and deletes it at once; a prober killed
+/// in between leaves it. Remove those whose prober is gone.
+fn sweep_probes() -> Vec<String> {
+    let mut report = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/run/netns") else {
+        return report;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("fl-probe-")
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if proc_stat(pid).is_some() {
+            continue;
+        }
+        match run_ip(&["netns", "del", &name]) {
+            Ok(()) => report.push(format!(
+                "removed probe namespace {name} (its prober is gone)"
+            )),
+            Err(e) => report.push(format!("cannot remove probe namespace {name}: {e}")),
         }
     }
     report

@@ -126,18 +126,25 @@ fn claim_slice(subnet: (Ipv4Addr, u8)) -> Result<(Ipv4Addr, nix::fcntl::Flock<Fi
         {
             continue;
         }
-        let path = dir.join(format!("slice-{base}.lock"));
-        let file = File::create(&path)
-            .with_context(|| format!("cannot create lock file {}", path.display()))?;
-        match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
-            Ok(lock) => return Ok((base, lock)),
-            Err((_, nix::errno::Errno::EWOULDBLOCK)) => continue,
-            Err((_, e)) => return Err(anyhow!("cannot lock {}: {e}", path.display())),
+        if let Some(lock) = try_lock(&dir.join(format!("slice-{base}.lock")))? {
+            return Ok((base, lock));
         }
     }
     bail!(
         "every /{SLICE_PREFIX} slice of {net}/{len} is in use by other runs or interfaces; choose another subnet (--subnet)"
     )
+}
+
+/// Take the exclusive lock on `path` if nobody holds it; it is released when the returned
+/// lock is dropped or the process dies, so a crashed run never blocks the next one.
+pub(crate) fn try_lock(path: &std::path::Path) -> Result<Option<nix::fcntl::Flock<File>>> {
+    let file = File::create(path)
+        .with_context(|| format!("cannot create lock file {}", path.display()))?;
+    match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => Ok(Some(lock)),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+        Err((_, e)) => Err(anyhow!("cannot lock {}: {e}", path.display())),
+    }
 }
 
 /// IPv4 addresses configured on interfaces of the root namespace.

@@ -348,7 +348,7 @@ async fn run_phases(
         HostsChoice::Loopback => Hosts::Loopback(crate::hosts::loopback::LoopbackHosts::create(
             &run_id,
             &plan.nodes,
-        )),
+        )?),
         HostsChoice::Ssh { nodes, .. } => {
             let kinds = plan.nemesis.kinds();
             let needs = crate::hosts::ssh::Needs {

@@ -118,6 +118,9 @@ pub struct OptionSet {
     /// Only these of `matrix.nemesis` (a bug is run under the faults that can expose it).
     #[serde(default)]
     pub nemesis: Option<Vec<String>>,
+    /// Only these of `matrix.workload` (a bug shows in the histories some workloads make).
+    #[serde(default)]
+    pub workload: Option<Vec<String>>,
 }
 
 /// A selector (any of target, workload, nemesis, option; absent = any) and what changes
@@ -234,6 +237,7 @@ impl CampaignSpec {
                 repeats: None,
                 expect: None,
                 nemesis: None,
+                workload: None,
             }]
         } else {
             self.matrix.options.clone()
@@ -288,18 +292,25 @@ impl CampaignSpec {
                 check_repeats(&mut v, &format!("{at}.repeats"), r);
             }
             check_sizes(&mut v, &format!("{at}."), o.nodes, o.concurrency, o.rate);
-            if let Some(ns) = &o.nemesis {
-                v.check(
-                    !ns.is_empty(),
-                    format!("{at}.nemesis"),
-                    "must list at least one nemesis (omit it for all of matrix.nemesis)",
-                );
-                for n in ns {
+            for (field, subset, axis) in [
+                ("nemesis", &o.nemesis, &self.matrix.nemesis),
+                ("workload", &o.workload, &self.matrix.workload),
+            ] {
+                if let Some(ns) = subset {
                     v.check(
-                        self.matrix.nemesis.contains(n),
-                        format!("{at}.nemesis"),
-                        format!("{n:?} is not one of matrix.nemesis"),
+                        !ns.is_empty(),
+                        format!("{at}.{field}"),
+                        format!(
+                            "must list at least one {field} (omit it for all of matrix.{field})"
+                        ),
                     );
+                    for n in ns {
+                        v.check(
+                            axis.contains(n),
+                            format!("{at}.{field}"),
+                            format!("{n:?} is not one of matrix.{field}"),
+                        );
+                    }
                 }
             }
         }
@@ -371,6 +382,9 @@ impl CampaignSpec {
         for target in &self.matrix.target {
             for workload in &self.matrix.workload {
                 for o in self.option_sets() {
+                    if o.workload.as_ref().is_some_and(|ws| !ws.contains(workload)) {
+                        continue;
+                    }
                     for nemesis in &self.matrix.nemesis {
                         if o.nemesis.as_ref().is_some_and(|ns| !ns.contains(nemesis)) {
                             continue;
@@ -614,5 +628,45 @@ overrides: [{option: o, nemesis: pause, expect: invalid}]
         .unwrap_err()
         .to_string();
         assert!(err.contains("overrides[0]: matches no cell"), "{err}");
+    }
+
+    #[test]
+    fn an_option_set_may_run_under_a_subset_of_the_workloads() {
+        let spec = parse(
+            "name: x
+time_limit: 5s
+matrix:
+  target: [raftkv]
+  workload: [register, lost-writes]
+  nemesis: [kill]
+  options: [{name: a, workload: [lost-writes]}, {name: b}]
+",
+        )
+        .unwrap();
+        let (cells, _) = spec.expand();
+        let got: Vec<(&str, &str)> = cells
+            .iter()
+            .map(|c| (c.option.as_str(), c.workload.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("b", "register"),
+                ("a", "lost-writes"),
+                ("b", "lost-writes")
+            ]
+        );
+        let err = parse(
+            "name: x
+time_limit: 5s
+matrix: {target: [raftkv], workload: [register], nemesis: [kill], options: [{name: a, workload: [kv]}]}
+",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("matrix.options[0].workload: \"kv\" is not one of matrix.workload"),
+            "{err}"
+        );
     }
 }
