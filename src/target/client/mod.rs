@@ -5,7 +5,10 @@
 //! no answer may be recorded as `fail` (which keeps the checker's search small); a write or
 //! cas without a definite answer is always `info`.
 
+pub mod etcd;
+pub mod http;
 pub mod raftkv;
+pub mod stdio;
 
 use crate::history::OpType;
 use crate::spec::workload::OpKind;
@@ -36,12 +39,25 @@ pub struct Completion {
 #[derive(Debug)]
 pub enum Client {
     Raftkv(raftkv::RaftkvClient),
+    Etcd(etcd::EtcdClient),
+    /// Boxed: it carries the adapter's spawn spec and pipes, many times the others' size.
+    Stdio(Box<stdio::StdioClient>),
 }
 
 impl Client {
     pub async fn invoke(&mut self, inv: &Invocation, timeout: Duration) -> Completion {
         match self {
             Client::Raftkv(c) => c.invoke(inv, timeout).await,
+            Client::Etcd(c) => c.invoke(inv, timeout).await,
+            Client::Stdio(c) => c.invoke(inv, timeout).await,
+        }
+    }
+
+    /// Release what the client holds: a stdio adapter is killed and reaped here (dropping
+    /// it kills it too, but only an await can reap it before the run ends).
+    pub async fn close(mut self) {
+        if let Client::Stdio(c) = &mut self {
+            c.close().await;
         }
     }
 
@@ -50,6 +66,8 @@ impl Client {
     pub async fn cluster_ready(&mut self, timeout: Duration) -> Result<(), String> {
         match self {
             Client::Raftkv(c) => c.cluster_ready(timeout).await,
+            Client::Etcd(c) => c.cluster_ready(timeout).await,
+            Client::Stdio(c) => c.cluster_ready(timeout).await,
         }
     }
 
@@ -57,6 +75,8 @@ impl Client {
     pub async fn leaders(&mut self, timeout: Duration) -> Vec<String> {
         match self {
             Client::Raftkv(c) => c.leaders(timeout).await,
+            Client::Etcd(c) => c.leaders(timeout).await,
+            Client::Stdio(c) => c.leaders(timeout).await,
         }
     }
 }
