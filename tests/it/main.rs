@@ -2,6 +2,7 @@
 
 mod checker;
 mod corpus;
+mod etcd;
 mod history;
 mod nemesis;
 mod report;
