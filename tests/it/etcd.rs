@@ -26,18 +26,28 @@ fn missing_etcd(with_etcdctl: bool) -> Option<String> {
     })
 }
 
-/// Run faultline with `args` against a fresh store; the store is returned for cleanup.
-fn run(name: &str, args: &[&str]) -> Option<(Output, std::path::PathBuf)> {
-    let (_lock, store) = root_cluster(name)?;
-    let with_etcdctl = args.contains(&"etcd-stdio");
-    if let Some(why) = missing_etcd(with_etcdctl) {
+/// What one test runs (10 workers, seed 1).
+struct Run {
+    name: &'static str,
+    target: &'static str,
+    nodes: u32,
+    workload: &'static str,
+    nemesis: &'static str,
+    time_limit: &'static str,
+}
+
+/// Run faultline against a fresh store; the store is returned for cleanup. `None` (having
+/// said why) without root or etcd.
+fn run(r: Run) -> Option<(Output, std::path::PathBuf)> {
+    let (_lock, store) = root_cluster(r.name)?;
+    if let Some(why) = missing_etcd(r.target == "etcd-stdio") {
         eprintln!("skipped: {why}");
         return None;
     }
     let out = faultline()
-        .arg("run")
-        .args(args)
-        .args(["--quiet", "--seed", "1"])
+        .args(["run", "--target", r.target, "--workload", r.workload])
+        .args(["--nemesis", r.nemesis, "--time-limit", r.time_limit])
+        .args(["--nodes", &r.nodes.to_string(), "--quiet", "--seed", "1"])
         .arg("--store")
         .arg(&store)
         .output()
@@ -45,8 +55,32 @@ fn run(name: &str, args: &[&str]) -> Option<(Output, std::path::PathBuf)> {
     Some((out, store))
 }
 
+/// A run refused before anything started: its stderr.
+fn refused(name: &str, args: &[&str]) -> String {
+    let store = store(name);
+    let out = faultline()
+        .arg("run")
+        .args(args)
+        .arg("--store")
+        .arg(&store)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    // Nothing ran: no run directory.
+    assert_eq!(std::fs::read_dir(&store).unwrap().count(), 0);
+    std::fs::remove_dir_all(&store).ok();
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// What a finished run left to look at.
+struct Finished {
+    results: serde_json::Value,
+    dir: std::path::PathBuf,
+    log: String,
+}
+
 /// The run finished with `code`, left nothing behind, and its results say `verdict`.
-fn assert_run(out: &Output, code: i32, verdict: &str) -> serde_json::Value {
+fn assert_run(out: &Output, code: i32, verdict: &str) -> Finished {
     let stderr = String::from_utf8_lossy(&out.stderr);
     let dir = run_dir_of(out);
     let log = std::fs::read_to_string(dir.join("faultline.log")).unwrap_or_default();
@@ -64,7 +98,11 @@ fn assert_run(out: &Output, code: i32, verdict: &str) -> serde_json::Value {
         "too few ops succeeded: {}",
         r["run"]
     );
-    r
+    Finished {
+        results: r,
+        dir,
+        log,
+    }
 }
 
 /// Processes whose command line runs this checkout's etcd-stdio adapter.
@@ -85,16 +123,8 @@ fn adapters_running() -> Vec<String> {
 
 #[test]
 fn etcd_clock_faults_are_refused_naming_go_and_the_vdso() {
-    let store = store("etcd-clock");
     for nemesis in ["clock", "clock-partition"] {
-        let out = faultline()
-            .args(["run", "--target", "etcd", "--nemesis", nemesis])
-            .arg("--store")
-            .arg(&store)
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(3));
-        let err = String::from_utf8_lossy(&out.stderr);
+        let err = refused("etcd-clock", &["--target", "etcd", "--nemesis", nemesis]);
         assert!(
             err.contains("cannot reach target etcd's nodes")
                 && err.contains("Go program")
@@ -103,25 +133,14 @@ fn etcd_clock_faults_are_refused_naming_go_and_the_vdso() {
             "{err}"
         );
     }
-    // Refused before anything started: no run directory.
-    assert_eq!(std::fs::read_dir(&store).unwrap().count(), 0);
-    std::fs::remove_dir_all(&store).ok();
 }
 
 #[test]
 fn etcd_serializable_reads_are_refused_for_raftkv() {
-    let out = faultline()
-        .args([
-            "run",
-            "--target",
-            "raftkv",
-            "--workload",
-            "register-serializable",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(3));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused(
+        "etcd-serializable-raftkv",
+        &["--target", "raftkv", "--workload", "register-serializable"],
+    );
     assert!(
         err.contains("register-serializable.yaml: serializable:")
             && err.contains("raftkv client has none"),
@@ -131,24 +150,21 @@ fn etcd_serializable_reads_are_refused_for_raftkv() {
 
 #[test]
 fn etcd_under_partitions_is_linearizable() {
-    let Some((out, store)) = run(
-        "etcd-partition",
-        &[
-            "--target",
-            "etcd",
-            "--nodes",
-            "5",
-            "--nemesis",
-            "partition",
-            "--time-limit",
-            "20s",
-        ],
-    ) else {
+    let Some((out, store)) = run(Run {
+        name: "etcd-partition",
+        target: "etcd",
+        nodes: 5,
+        workload: "register",
+        nemesis: "partition",
+        time_limit: "20s",
+    }) else {
         return;
     };
-    let r = assert_run(&out, 0, "valid");
-    let dir = run_dir_of(&out);
-    let log = std::fs::read_to_string(dir.join("faultline.log")).unwrap();
+    let Finished {
+        results: r,
+        dir,
+        log,
+    } = assert_run(&out, 0, "valid");
     assert!(
         log.contains("nemesis: partition n"),
         "no partition ran:\n{log}"
@@ -168,24 +184,17 @@ fn etcd_under_partitions_is_linearizable() {
 
 #[test]
 fn etcd_restarts_killed_members_after_they_have_exited() {
-    let Some((out, store)) = run(
-        "etcd-kill",
-        &[
-            "--target",
-            "etcd",
-            "--nodes",
-            "3",
-            "--nemesis",
-            "kill",
-            "--time-limit",
-            "15s",
-        ],
-    ) else {
+    let Some((out, store)) = run(Run {
+        name: "etcd-kill",
+        target: "etcd",
+        nodes: 3,
+        workload: "register",
+        nemesis: "kill",
+        time_limit: "15s",
+    }) else {
         return;
     };
-    assert_run(&out, 0, "valid");
-    let dir = run_dir_of(&out);
-    let log = std::fs::read_to_string(dir.join("faultline.log")).unwrap();
+    let Finished { dir, log, .. } = assert_run(&out, 0, "valid");
     // A member was killed and started again on its ports (etcd holds them until it has
     // exited, so a restart that did not wait would fail with "address already in use").
     assert!(log.contains("ended (SIGKILL)"), "no kill ran:\n{log}");
@@ -199,24 +208,17 @@ fn etcd_restarts_killed_members_after_they_have_exited() {
 
 #[test]
 fn etcd_serializable_reads_are_found_stale_with_a_counterexample() {
-    let Some((out, store)) = run(
-        "etcd-serializable",
-        &[
-            "--target",
-            "etcd",
-            "--nodes",
-            "5",
-            "--workload",
-            "register-serializable",
-            "--nemesis",
-            "partition-primaries",
-            "--time-limit",
-            "20s",
-        ],
-    ) else {
+    let Some((out, store)) = run(Run {
+        name: "etcd-serializable",
+        target: "etcd",
+        nodes: 5,
+        workload: "register-serializable",
+        nemesis: "partition-primaries",
+        time_limit: "20s",
+    }) else {
         return;
     };
-    let r = assert_run(&out, 1, "invalid");
+    let r = assert_run(&out, 1, "invalid").results;
     let ce = &r["check"]["counterexample"];
     assert_eq!(ce["failing_call"]["f"], "read", "a stale read: {ce}");
     std::fs::remove_dir_all(&store).ok();
@@ -224,24 +226,17 @@ fn etcd_serializable_reads_are_found_stale_with_a_counterexample() {
 
 #[test]
 fn etcd_through_the_stdio_adapter_is_linearizable_and_adapters_are_reaped() {
-    let Some((out, store)) = run(
-        "etcd-stdio",
-        &[
-            "--target",
-            "etcd-stdio",
-            "--nodes",
-            "3",
-            "--nemesis",
-            "partition-primaries",
-            "--time-limit",
-            "15s",
-        ],
-    ) else {
+    let Some((out, store)) = run(Run {
+        name: "etcd-stdio",
+        target: "etcd-stdio",
+        nodes: 3,
+        workload: "register",
+        nemesis: "partition-primaries",
+        time_limit: "15s",
+    }) else {
         return;
     };
-    assert_run(&out, 0, "valid");
-    let dir = run_dir_of(&out);
-    let log = std::fs::read_to_string(dir.join("faultline.log")).unwrap();
+    let Finished { log, .. } = assert_run(&out, 0, "valid");
     // The adapter's `leaders` answer let the primaries partition isolate a leader.
     assert!(
         log.contains("nemesis: partition n"),

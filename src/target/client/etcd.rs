@@ -258,8 +258,9 @@ fn classify(
 
 #[cfg(test)]
 mod tests {
+    use super::super::http::test_support::read_request;
     use super::*;
-    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     use tokio::net::TcpListener;
 
     fn inv(f: OpKind, value: Value) -> Invocation {
@@ -348,19 +349,7 @@ mod tests {
             for b in behaviours {
                 let (s, _) = l.accept().await.unwrap();
                 let mut s = tokio::io::BufReader::new(s);
-                let mut len = 0;
-                loop {
-                    let mut line = String::new();
-                    s.read_line(&mut line).await.unwrap();
-                    if let Some(v) = line.strip_prefix("Content-Length: ") {
-                        len = v.trim().parse().unwrap();
-                    }
-                    if line == "\r\n" {
-                        break;
-                    }
-                }
-                let mut body = vec![0; len];
-                s.read_exact(&mut body).await.unwrap();
+                read_request(&mut s).await.unwrap();
                 if let Some((status, body)) = b {
                     let r = format!(
                         "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",

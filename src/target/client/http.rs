@@ -290,13 +290,40 @@ impl Framing {
     }
 }
 
+/// For tests of HTTP clients against stand-in servers.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+    use tokio::net::TcpStream;
+
+    /// Read one request (head and Content-Length body); `None` at EOF.
+    pub async fn read_request(s: &mut BufReader<TcpStream>) -> Option<Vec<u8>> {
+        let mut len = 0;
+        loop {
+            let mut line = String::new();
+            if s.read_line(&mut line).await.ok()? == 0 {
+                return None;
+            }
+            if let Some(v) = line.strip_prefix("Content-Length: ") {
+                len = v.trim().parse().ok()?;
+            }
+            if line == "\r\n" {
+                break;
+            }
+        }
+        let mut body = vec![0; len];
+        s.read_exact(&mut body).await.ok()?;
+        Some(body)
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::test_support::read_request;
     use super::*;
-    use tokio::io::AsyncBufReadExt;
     use tokio::net::TcpListener;
 
-    /// A server on 127.0.0.1 that answers each request head with the next canned reply.
+    /// A server on 127.0.0.1 that answers each request with the next canned reply.
     async fn serve(replies: Vec<&'static str>) -> SocketAddr {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap();
@@ -304,27 +331,14 @@ mod tests {
             let (s, _) = l.accept().await.unwrap();
             let mut s = tokio::io::BufReader::new(s);
             for r in replies {
-                let mut len = 0;
-                loop {
-                    let mut line = String::new();
-                    if s.read_line(&mut line).await.unwrap() == 0 {
-                        return;
-                    }
-                    if let Some(v) = line.strip_prefix("Content-Length: ") {
-                        len = v.trim().parse().unwrap();
-                    }
-                    if line == "\r\n" {
-                        break;
-                    }
+                if read_request(&mut s).await.is_none() {
+                    return;
                 }
-                let mut body = vec![0; len];
-                s.read_exact(&mut body).await.unwrap();
                 s.get_mut().write_all(r.as_bytes()).await.unwrap();
             }
         });
         addr
     }
-
     #[tokio::test]
     async fn reads_length_and_chunked_bodies_on_one_connection() {
         let addr = serve(vec![

@@ -1,5 +1,9 @@
 //! Clients: how a worker performs one op against a node and classifies the answer.
 //!
+//! One file per protocol: [`raftkv`] (JSON lines over TCP), [`etcd`] (etcd's v3 JSON
+//! gateway, over the small [`http`] client) and [`stdio`] (a user's adapter program speaking
+//! JSON lines on stdin/stdout, for any system without a built-in client).
+//!
 //! The classification rule is the heart of a sound history: `ok` = it happened, `fail` =
 //! it certainly did not happen, `info` = unknown. A read has no effect, so a read that got
 //! no answer may be recorded as `fail` (which keeps the checker's search small); a write or
@@ -35,7 +39,7 @@ pub struct Completion {
     pub node: String,
 }
 
-/// The built-in client protocols (closed set).
+/// The client protocols (closed set).
 #[derive(Debug)]
 pub enum Client {
     Raftkv(raftkv::RaftkvClient),
