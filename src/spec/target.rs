@@ -443,6 +443,13 @@ ready: {timeout: 10s}
 client: {protocol: raftkv, port: client}
 "#;
 
+    /// The message `validate` gives for a target that parses but breaks a rule.
+    fn validation_error(text: &str) -> String {
+        let p = Path::new("t.yaml");
+        let spec: TargetSpec = parse_yaml(p, text).unwrap();
+        spec.validate(p).unwrap_err().to_string()
+    }
+
     #[test]
     fn accepts_a_complete_target() {
         let p = Path::new("t.yaml");
@@ -464,9 +471,7 @@ client: {protocol: raftkv, port: client}
     #[test]
     fn rejects_an_unknown_placeholder_naming_the_field() {
         let text = GOOD.replace("{node}\", \"--listen", "{nod}\", \"--listen");
-        let p = Path::new("t.yaml");
-        let spec: TargetSpec = parse_yaml(p, &text).unwrap();
-        let err = spec.validate(p).unwrap_err().to_string();
+        let err = validation_error(&text);
         assert!(
             err.contains("t.yaml: start[2]: unknown placeholder {nod}"),
             "{err}"
@@ -476,9 +481,7 @@ client: {protocol: raftkv, port: client}
     #[test]
     fn rejects_a_client_port_that_is_not_declared() {
         let text = GOOD.replace("port: client}", "port: api}");
-        let p = Path::new("t.yaml");
-        let spec: TargetSpec = parse_yaml(p, &text).unwrap();
-        let err = spec.validate(p).unwrap_err().to_string();
+        let err = validation_error(&text);
         assert!(err.contains("client.port: must be one of"), "{err}");
     }
 
@@ -488,9 +491,7 @@ client: {protocol: raftkv, port: client}
             "protocol: raftkv, port: client}",
             "protocol: stdio, port: client}",
         );
-        let p = Path::new("t.yaml");
-        let spec: TargetSpec = parse_yaml(p, &text).unwrap();
-        let err = spec.validate(p).unwrap_err().to_string();
+        let err = validation_error(&text);
         assert!(
             err.contains("client.command: must name the adapter"),
             "{err}"
@@ -506,8 +507,7 @@ client: {protocol: raftkv, port: client}
                 "protocol: raftkv, port: client}",
                 "protocol: stdio, port: client, command: [\"{target_dir}/a.py\", \"{nod}\"], serializable: true}",
             );
-        let spec: TargetSpec = parse_yaml(p, &text).unwrap();
-        let err = spec.validate(p).unwrap_err().to_string();
+        let err = validation_error(&text);
         assert!(
             err.contains("client.command[1]: unknown placeholder {nod}"),
             "{err}"
@@ -521,9 +521,7 @@ client: {protocol: raftkv, port: client}
             "protocol: raftkv, port: client}",
             "protocol: raftkv, port: client, serializable: true, command: [x]}",
         );
-        let p = Path::new("t.yaml");
-        let spec: TargetSpec = parse_yaml(p, &text).unwrap();
-        let err = spec.validate(p).unwrap_err().to_string();
+        let err = validation_error(&text);
         assert!(
             err.contains("client.serializable: the raftkv client has no serializable reads"),
             "{err}"
@@ -565,9 +563,7 @@ client: {protocol: raftkv, port: client}
             "ready: {timeout: 10s}",
             "ready: {timeout: 10s, check: http}",
         );
-        let p = Path::new("t.yaml");
-        let spec: TargetSpec = parse_yaml(p, &text).unwrap();
-        let err = spec.validate(p).unwrap_err().to_string();
+        let err = validation_error(&text);
         assert!(err.contains("ready.path: must be set"), "{err}");
     }
 
