@@ -19,7 +19,7 @@
 //! - [`cli`]: the command-line surface (clap definitions only).
 //! - [`spec`]: YAML specs → validated, resolved [`spec::Plan`].
 //! - [`hosts`]: network namespaces / loopback addresses, spawning, the cleanup registry.
-//! - [`target`]: node lifecycle from target.yaml and the built-in clients.
+//! - [`target`]: node lifecycle from target.yaml and the clients (raftkv, etcd, stdio adapters).
 //! - [`generator`]: seeded, deterministic op sequences.
 //! - [`nemesis`]: fault schedules, topologies, clock offsets; applying and healing faults.
 //! - [`runner`]: the one async loop of a run, from plan to verdict.

@@ -195,6 +195,12 @@ fn prepare(cmd: &mut tokio::process::Command, ns_fd: Option<&OwnedFd>, die_with_
     }
 }
 
+/// Make a command's process die with the controller (PDEATHSIG), for helper processes the
+/// controller starts in its own namespace (stdio client adapters).
+pub fn die_with_controller(cmd: &mut tokio::process::Command) {
+    prepare(cmd, None, true);
+}
+
 /// Spawn a node process in its namespace as the leader of a new process group.
 pub fn spawn_in(netns: Option<&str>, spec: &SpawnSpec) -> Result<tokio::process::Child> {
     let fd = open_netns(netns)?;

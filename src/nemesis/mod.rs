@@ -121,7 +121,11 @@ impl Nemesis {
             Targets::Primaries => {
                 let first = self.cluster.nodes().first().cloned().unwrap_or_default();
                 match self.cluster.client(&first) {
-                    Ok(mut c) => c.leaders(LEADER_QUERY_TIMEOUT).await,
+                    Ok(mut c) => {
+                        let leaders = c.leaders(LEADER_QUERY_TIMEOUT).await;
+                        c.close().await;
+                        leaders
+                    }
                     Err(_) => Vec::new(),
                 }
             }

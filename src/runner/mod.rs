@@ -17,7 +17,7 @@ use crate::hosts::{self, Capability, Hosts, Registry};
 use crate::nemesis::Nemesis;
 use crate::spec::{HostsChoice, Plan};
 use crate::store;
-use crate::target::client::{Completion, Invocation};
+use crate::target::client::{Client, Completion, Invocation};
 use crate::target::Cluster;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Serialize;
@@ -579,8 +579,23 @@ async fn worker(
 ) -> Result<()> {
     let nodes = &ctx.plan.nodes;
     let node = nodes[slot as usize % nodes.len()].clone();
-    let mut process = u64::from(slot);
     let mut client = ctx.cluster.client(&node)?;
+    let r = work(slot, &ctx, &node, deadline, &mut stop, &mut client).await;
+    // A stdio adapter is reaped here rather than left to die with the controller.
+    client.close().await;
+    r
+}
+
+/// A worker's loop of ops until the deadline or an interrupt.
+async fn work(
+    slot: u32,
+    ctx: &Ctx,
+    node: &str,
+    deadline: Instant,
+    stop: &mut watch::Receiver<bool>,
+    client: &mut Client,
+) -> Result<()> {
+    let mut process = u64::from(slot);
     let timeout = ctx.plan.workload.op_timeout;
     loop {
         if *stop.borrow() || Instant::now() >= deadline {
@@ -592,25 +607,26 @@ async fn worker(
             }
             tokio::select! {
                 _ = tokio::time::sleep_until(slot) => {}
-                _ = stopped(&mut stop) => return Ok(()),
+                _ = stopped(stop) => return Ok(()),
             }
         }
         let inv = ctx.gen.lock().unwrap_or_else(|p| p.into_inner()).next_op();
-        ctx.invoke_op(process, &inv, &node)?;
+        ctx.invoke_op(process, &inv, node)?;
         let completion = tokio::select! {
             c = client.invoke(&inv, timeout) => c,
-            _ = stopped(&mut stop) => Completion {
+            _ = stopped(stop) => Completion {
                 kind: crate::target::client::indefinite(inv.f),
                 value: inv.value.clone(),
                 error: Some("interrupted".into()),
-                node: node.clone(),
+                node: node.to_string(),
             },
         };
         ctx.complete_op(process, &inv, &completion)?;
         if completion.kind == OpType::Info {
             // Jepsen's rule: the process that may still have an op in flight is retired.
             process = ctx.next_process.fetch_add(1, Ordering::Relaxed);
-            client = ctx.cluster.client(&node)?;
+            let old = std::mem::replace(client, ctx.cluster.client(node)?);
+            old.close().await;
         }
     }
 }
@@ -668,10 +684,12 @@ async fn final_phase(ctx: &Ctx, stop: &mut watch::Receiver<bool>) -> Result<()> 
             }
             if c.kind == OpType::Info {
                 process = ctx.next_process.fetch_add(1, Ordering::Relaxed);
-                client = ctx.cluster.client(node)?;
+                let old = std::mem::replace(&mut client, ctx.cluster.client(node)?);
+                old.close().await;
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
+        client.close().await;
         if !done {
             unread.push(key.clone());
         }

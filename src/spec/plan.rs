@@ -255,6 +255,16 @@ impl Plan {
             }
         }
 
+        if workload.serializable && !target_spec.client.protocol.has_serializable_reads() {
+            bail!(
+                "{}: serializable: workload {} asks for serializable reads, but target {}'s {} client has none (etcd and stdio targets do)",
+                workload_file.display(),
+                workload.name,
+                target_spec.name,
+                target_spec.client.protocol.as_str()
+            );
+        }
+
         let mut target_args = test.target_args.clone();
         target_args.extend(o.target_args.iter().cloned());
         let name = test

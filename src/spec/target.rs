@@ -84,6 +84,10 @@ pub struct Ready {
     pub timeout: Duration,
     #[serde(default)]
     pub check: ReadyCheck,
+    /// `check: http`: the path every node's client port must answer with HTTP 200
+    /// (e.g. etcd's `/health`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
 }
 
 /// How readiness is decided.
@@ -96,6 +100,8 @@ pub enum ReadyCheck {
     Client,
     /// A TCP connect to the client port succeeds on every node.
     Tcp,
+    /// `GET {path}` on every node's client port answers HTTP 200.
+    Http,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -130,8 +136,17 @@ impl Default for Stop {
 #[serde(deny_unknown_fields)]
 pub struct ClientSpec {
     pub protocol: Protocol,
-    /// Which of `ports` the client connects to.
+    /// Which of `ports` the client connects to (`stdio`: the port whose address the adapter
+    /// is given).
     pub port: String,
+    /// `stdio` only: the adapter's argv, one process per worker; templates filled for the
+    /// worker's node, relative programs resolved like `binary`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
+    /// Reads served by the node a worker talks to, without a round of consensus (etcd's
+    /// `serializable`): fast, possibly stale. Off by default; a workload may ask as well.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub serializable: bool,
 }
 
 /// The client protocols faultline speaks.
@@ -140,16 +155,81 @@ pub struct ClientSpec {
 pub enum Protocol {
     /// raftkv's JSON-lines protocol (targets/raftkv/README.md).
     Raftkv,
+    /// etcd's v3 JSON gateway (`/v3/kv/range`, `/v3/kv/put`, `/v3/kv/txn`).
+    Etcd,
+    /// A user-supplied adapter program speaking JSON lines on stdin/stdout (README,
+    /// "Writing a stdio adapter").
+    Stdio,
 }
 
-/// How a node's view of time can be moved.
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Raftkv => "raftkv",
+            Protocol::Etcd => "etcd",
+            Protocol::Stdio => "stdio",
+        }
+    }
+
+    /// Whether the client can ask for serializable (local, possibly stale) reads.
+    pub fn has_serializable_reads(self) -> bool {
+        match self {
+            Protocol::Raftkv => false,
+            Protocol::Etcd | Protocol::Stdio => true,
+        }
+    }
+}
+
+/// How a node's view of time can be moved. In YAML: `clock: libfaketime` or
+/// `clock: {unsupported: {reason: "…"}}` (a plain map, not a YAML tag, as users write it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[serde(try_from = "ClockSupportYaml", into = "ClockSupportYaml")]
 pub enum ClockSupport {
     /// Dynamically linked, reads time through libc: libfaketime preloaded works.
     Libfaketime,
     /// Clock faults cannot reach this target's nodes; `reason` is shown when asked for.
     Unsupported { reason: String },
+}
+
+/// The YAML shapes of [`ClockSupport`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+enum ClockSupportYaml {
+    Word(String),
+    Unsupported { unsupported: UnsupportedClock },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UnsupportedClock {
+    reason: String,
+}
+
+impl TryFrom<ClockSupportYaml> for ClockSupport {
+    type Error = String;
+
+    fn try_from(y: ClockSupportYaml) -> Result<Self, Self::Error> {
+        match y {
+            ClockSupportYaml::Word(w) if w == "libfaketime" => Ok(ClockSupport::Libfaketime),
+            ClockSupportYaml::Word(w) => Err(format!(
+                "unknown clock support {w:?}: expected `libfaketime` or `{{unsupported: {{reason: \"…\"}}}}`"
+            )),
+            ClockSupportYaml::Unsupported { unsupported } => Ok(ClockSupport::Unsupported {
+                reason: unsupported.reason,
+            }),
+        }
+    }
+}
+
+impl From<ClockSupport> for ClockSupportYaml {
+    fn from(c: ClockSupport) -> Self {
+        match c {
+            ClockSupport::Libfaketime => ClockSupportYaml::Word("libfaketime".into()),
+            ClockSupport::Unsupported { reason } => ClockSupportYaml::Unsupported {
+                unsupported: UnsupportedClock { reason },
+            },
+        }
+    }
 }
 
 impl Default for ClockSupport {
@@ -204,6 +284,49 @@ impl TargetSpec {
             "stop.signal",
             "must be a signal name such as TERM, INT or KILL",
         );
+        let stdio = self.client.protocol == Protocol::Stdio;
+        v.check(
+            !stdio || !self.client.command.is_empty(),
+            "client.command",
+            "must name the adapter program when client.protocol is stdio",
+        );
+        v.check(
+            stdio || self.client.command.is_empty(),
+            "client.command",
+            format!(
+                "is only for client.protocol stdio (the {} client is built in)",
+                self.client.protocol.as_str()
+            ),
+        );
+        v.check(
+            !self.client.serializable || self.client.protocol.has_serializable_reads(),
+            "client.serializable",
+            format!(
+                "the {} client has no serializable reads (etcd and stdio do)",
+                self.client.protocol.as_str()
+            ),
+        );
+        v.check(
+            !(stdio && self.ready.check == ReadyCheck::Client),
+            "ready.check",
+            "a stdio adapter has no readiness probe: use `check: http` (with `path`) or `check: tcp`",
+        );
+        let http = self.ready.check == ReadyCheck::Http;
+        v.check(
+            !http
+                || self
+                    .ready
+                    .path
+                    .as_deref()
+                    .is_some_and(|p| p.starts_with('/')),
+            "ready.path",
+            "must be set to a path starting with '/' when ready.check is http",
+        );
+        v.check(
+            http || self.ready.path.is_none(),
+            "ready.path",
+            "is only used with `check: http`",
+        );
         let uses_peers = self
             .start
             .iter()
@@ -226,6 +349,9 @@ impl TargetSpec {
         }
         for (i, a) in self.logs.iter().enumerate() {
             templates.push((format!("logs[{i}]"), a));
+        }
+        for (i, a) in self.client.command.iter().enumerate() {
+            templates.push((format!("client.command[{i}]"), a));
         }
         for (field, t) in templates {
             if let Err(rule) = check_template(t, &self.ports) {
@@ -317,6 +443,13 @@ ready: {timeout: 10s}
 client: {protocol: raftkv, port: client}
 "#;
 
+    /// The message `validate` gives for a target that parses but breaks a rule.
+    fn validation_error(text: &str) -> String {
+        let p = Path::new("t.yaml");
+        let spec: TargetSpec = parse_yaml(p, text).unwrap();
+        spec.validate(p).unwrap_err().to_string()
+    }
+
     #[test]
     fn accepts_a_complete_target() {
         let p = Path::new("t.yaml");
@@ -338,9 +471,7 @@ client: {protocol: raftkv, port: client}
     #[test]
     fn rejects_an_unknown_placeholder_naming_the_field() {
         let text = GOOD.replace("{node}\", \"--listen", "{nod}\", \"--listen");
-        let p = Path::new("t.yaml");
-        let spec: TargetSpec = parse_yaml(p, &text).unwrap();
-        let err = spec.validate(p).unwrap_err().to_string();
+        let err = validation_error(&text);
         assert!(
             err.contains("t.yaml: start[2]: unknown placeholder {nod}"),
             "{err}"
@@ -350,10 +481,90 @@ client: {protocol: raftkv, port: client}
     #[test]
     fn rejects_a_client_port_that_is_not_declared() {
         let text = GOOD.replace("port: client}", "port: api}");
-        let p = Path::new("t.yaml");
-        let spec: TargetSpec = parse_yaml(p, &text).unwrap();
-        let err = spec.validate(p).unwrap_err().to_string();
+        let err = validation_error(&text);
         assert!(err.contains("client.port: must be one of"), "{err}");
+    }
+
+    #[test]
+    fn a_stdio_client_needs_a_command_and_a_probe_other_than_client() {
+        let text = GOOD.replace(
+            "protocol: raftkv, port: client}",
+            "protocol: stdio, port: client}",
+        );
+        let err = validation_error(&text);
+        assert!(
+            err.contains("client.command: must name the adapter"),
+            "{err}"
+        );
+        assert!(
+            err.contains("ready.check: a stdio adapter has no readiness probe"),
+            "{err}"
+        );
+
+        let text = GOOD
+            .replace("ready: {timeout: 10s}", "ready: {timeout: 10s, check: http, path: /health}")
+            .replace(
+                "protocol: raftkv, port: client}",
+                "protocol: stdio, port: client, command: [\"{target_dir}/a.py\", \"{nod}\"], serializable: true}",
+            );
+        let err = validation_error(&text);
+        assert!(
+            err.contains("client.command[1]: unknown placeholder {nod}"),
+            "{err}"
+        );
+        assert!(!err.contains("ready"), "{err}");
+    }
+
+    #[test]
+    fn serializable_reads_and_commands_are_refused_where_the_client_has_none() {
+        let text = GOOD.replace(
+            "protocol: raftkv, port: client}",
+            "protocol: raftkv, port: client, serializable: true, command: [x]}",
+        );
+        let err = validation_error(&text);
+        assert!(
+            err.contains("client.serializable: the raftkv client has no serializable reads"),
+            "{err}"
+        );
+        assert!(
+            err.contains("client.command: is only for client.protocol stdio"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn clock_support_reads_and_writes_as_users_write_it() {
+        let p = Path::new("t.yaml");
+        let text =
+            format!("{GOOD}clock: {{unsupported: {{reason: Go reads time via the vDSO}}}}\n");
+        let spec: TargetSpec = parse_yaml(p, &text).unwrap();
+        assert_eq!(
+            spec.clock,
+            ClockSupport::Unsupported {
+                reason: "Go reads time via the vDSO".into()
+            }
+        );
+        let back: TargetSpec = parse_yaml(p, &serde_yaml::to_string(&spec).unwrap()).unwrap();
+        assert_eq!(back, spec);
+        let text = format!("{GOOD}clock: libfaketime\n");
+        assert_eq!(
+            parse_yaml::<TargetSpec>(p, &text).unwrap().clock,
+            ClockSupport::Libfaketime
+        );
+        let err = parse_yaml::<TargetSpec>(p, &format!("{GOOD}clock: faketime\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown clock support \"faketime\""), "{err}");
+    }
+
+    #[test]
+    fn an_http_probe_needs_a_path() {
+        let text = GOOD.replace(
+            "ready: {timeout: 10s}",
+            "ready: {timeout: 10s, check: http}",
+        );
+        let err = validation_error(&text);
+        assert!(err.contains("ready.path: must be set"), "{err}");
     }
 
     #[test]

@@ -53,6 +53,10 @@ pub struct WorkloadSpec {
     /// After faults are healed, read every key once more.
     #[serde(default = "yes")]
     pub final_reads: bool,
+    /// Ask for serializable reads (served by the node itself, possibly stale) where the
+    /// target's client has them (etcd, stdio); refused at plan time for other targets.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub serializable: bool,
 }
 
 fn default_values() -> u32 {

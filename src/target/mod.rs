@@ -10,7 +10,7 @@ pub mod client;
 use crate::hosts::cleanup::ProcId;
 use crate::hosts::ssh::{quote, RemoteProc};
 use crate::hosts::{Hosts, NodeHost, Registry, SpawnSpec, Spawned};
-use crate::spec::target::{fill, signal_by_name, Protocol};
+use crate::spec::target::{fill, signal_by_name, Protocol, ReadyCheck};
 use crate::spec::Plan;
 use anyhow::{anyhow, bail, Context, Result};
 use client::Client;
@@ -216,10 +216,79 @@ impl Cluster {
             .iter()
             .map(|n| Ok((n.clone(), self.client_addr(n)?)))
             .collect::<Result<BTreeMap<_, _>>>()?;
-        Ok(match self.plan.target.spec.client.protocol {
+        let spec = &self.plan.target.spec;
+        let serializable = spec.client.serializable || self.plan.workload.serializable;
+        Ok(match spec.client.protocol {
             Protocol::Raftkv => {
                 Client::Raftkv(client::raftkv::RaftkvClient::new(home.to_string(), addrs))
             }
+            Protocol::Etcd => Client::Etcd(client::etcd::EtcdClient::new(
+                home.to_string(),
+                addrs,
+                serializable,
+            )),
+            Protocol::Stdio => Client::Stdio(Box::new(client::stdio::StdioClient::new(
+                home.to_string(),
+                self.adapter_spec(home, &addrs, serializable)?,
+            ))),
+        })
+    }
+
+    /// How to start a stdio adapter for a worker bound to `home`: the command's templates
+    /// filled for that node, and the `FAULTLINE_*` environment the README documents.
+    fn adapter_spec(
+        &self,
+        home: &str,
+        addrs: &BTreeMap<String, SocketAddr>,
+        serializable: bool,
+    ) -> Result<client::stdio::AdapterSpec> {
+        let vars = self.vars(home)?;
+        let mut argv = self
+            .plan
+            .target
+            .spec
+            .client
+            .command
+            .iter()
+            .map(|t| fill(t, &vars))
+            .collect::<Result<Vec<_>>>()?;
+        // `./adapter.py` is relative to target.yaml's directory; a bare name (`python3`)
+        // is looked up on PATH.
+        if let Some(prog) = argv.first_mut() {
+            let p = Path::new(prog.as_str());
+            if p.is_relative() && prog.contains('/') {
+                *prog = self.plan.target.dir.join(p).display().to_string();
+            }
+        }
+        let home_addr = addrs
+            .get(home)
+            .ok_or_else(|| anyhow!("no client address for node {home}"))?;
+        let endpoints = addrs
+            .iter()
+            .map(|(n, a)| format!("{n}={a}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let env = BTreeMap::from([
+            ("FAULTLINE_NODE".to_string(), home.to_string()),
+            ("FAULTLINE_ENDPOINT".to_string(), home_addr.to_string()),
+            ("FAULTLINE_ENDPOINTS".to_string(), endpoints),
+            (
+                "FAULTLINE_SERIALIZABLE".to_string(),
+                serializable.to_string(),
+            ),
+            (
+                "FAULTLINE_OP_TIMEOUT_MS".to_string(),
+                self.plan.workload.op_timeout.as_millis().to_string(),
+            ),
+        ]);
+        let dir = self.node_dir(home);
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        Ok(client::stdio::AdapterSpec {
+            argv,
+            env,
+            cwd: self.plan.target.dir.clone(),
+            stderr: dir.join("adapter-stderr.log"),
         })
     }
 
@@ -370,12 +439,15 @@ impl Cluster {
                 self.check_exited(&n).await?;
             }
             let probe = match self.plan.target.spec.ready.check {
-                crate::spec::target::ReadyCheck::Client => {
+                ReadyCheck::Client => {
                     let first = self.plan.nodes.first().cloned().unwrap_or_default();
                     let mut c = self.client(&first)?;
-                    c.cluster_ready(Duration::from_millis(500)).await
+                    let r = c.cluster_ready(Duration::from_millis(500)).await;
+                    c.close().await;
+                    r
                 }
-                crate::spec::target::ReadyCheck::Tcp => self.tcp_ready().await,
+                ReadyCheck::Tcp => self.tcp_ready().await,
+                ReadyCheck::Http => self.http_ready().await,
             };
             let last = match probe {
                 Ok(()) => return Ok(()),
@@ -397,6 +469,29 @@ impl Cluster {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// `GET ready.path` answers 200 on every node's client port.
+    async fn http_ready(&self) -> Result<(), String> {
+        let path = self.plan.target.spec.ready.path.as_deref().unwrap_or("/");
+        for n in &self.plan.nodes {
+            let addr = self.client_addr(n).map_err(|e| e.to_string())?;
+            let resp = tokio::time::timeout(Duration::from_millis(500), async {
+                let mut c = client::http::HttpConn::connect(addr).await?;
+                c.request("GET", path, None).await
+            })
+            .await
+            .map_err(|_| format!("{n}: GET {path} timed out"))?
+            .map_err(|e| format!("{n}: GET {path}: {e}"))?;
+            if resp.status != 200 {
+                return Err(format!(
+                    "{n}: GET {path} answered HTTP {}: {}",
+                    resp.status,
+                    String::from_utf8_lossy(&resp.body)
+                ));
+            }
+        }
+        Ok(())
     }
 
     async fn tcp_ready(&self) -> Result<(), String> {

@@ -3,6 +3,7 @@
 mod campaign;
 mod checker;
 mod corpus;
+mod etcd;
 mod history;
 mod nemesis;
 mod report;

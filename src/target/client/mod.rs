@@ -1,11 +1,18 @@
 //! Clients: how a worker performs one op against a node and classifies the answer.
 //!
+//! One file per protocol: [`raftkv`] (JSON lines over TCP), [`etcd`] (etcd's v3 JSON
+//! gateway, over the small [`http`] client) and [`stdio`] (a user's adapter program speaking
+//! JSON lines on stdin/stdout, for any system without a built-in client).
+//!
 //! The classification rule is the heart of a sound history: `ok` = it happened, `fail` =
 //! it certainly did not happen, `info` = unknown. A read has no effect, so a read that got
 //! no answer may be recorded as `fail` (which keeps the checker's search small); a write or
 //! cas without a definite answer is always `info`.
 
+pub mod etcd;
+pub mod http;
 pub mod raftkv;
+pub mod stdio;
 
 use crate::history::OpType;
 use crate::spec::workload::OpKind;
@@ -32,16 +39,29 @@ pub struct Completion {
     pub node: String,
 }
 
-/// The built-in client protocols (closed set).
+/// The client protocols (closed set).
 #[derive(Debug)]
 pub enum Client {
     Raftkv(raftkv::RaftkvClient),
+    Etcd(etcd::EtcdClient),
+    /// Boxed: it carries the adapter's spawn spec and pipes, many times the others' size.
+    Stdio(Box<stdio::StdioClient>),
 }
 
 impl Client {
     pub async fn invoke(&mut self, inv: &Invocation, timeout: Duration) -> Completion {
         match self {
             Client::Raftkv(c) => c.invoke(inv, timeout).await,
+            Client::Etcd(c) => c.invoke(inv, timeout).await,
+            Client::Stdio(c) => c.invoke(inv, timeout).await,
+        }
+    }
+
+    /// Release what the client holds: a stdio adapter is killed and reaped here (dropping
+    /// it kills it too, but only an await can reap it before the run ends).
+    pub async fn close(mut self) {
+        if let Client::Stdio(c) = &mut self {
+            c.close().await;
         }
     }
 
@@ -50,6 +70,8 @@ impl Client {
     pub async fn cluster_ready(&mut self, timeout: Duration) -> Result<(), String> {
         match self {
             Client::Raftkv(c) => c.cluster_ready(timeout).await,
+            Client::Etcd(c) => c.cluster_ready(timeout).await,
+            Client::Stdio(c) => c.cluster_ready(timeout).await,
         }
     }
 
@@ -57,6 +79,8 @@ impl Client {
     pub async fn leaders(&mut self, timeout: Duration) -> Vec<String> {
         match self {
             Client::Raftkv(c) => c.leaders(timeout).await,
+            Client::Etcd(c) => c.leaders(timeout).await,
+            Client::Stdio(c) => c.leaders(timeout).await,
         }
     }
 }

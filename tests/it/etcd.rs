@@ -1,0 +1,247 @@
+//! etcd, a third-party Raft system, end to end: through the built-in v3-gateway client and
+//! through the stdio adapter (targets/etcd-stdio/adapter.py, one etcdctl per op).
+//!
+//! These need root (namespaces) and Debian's `etcd-server` (and `etcd-client` for the
+//! adapter); without them they print why and pass. `.ci/run` installs both.
+
+use crate::run::{faultline, ids_from_log, leftovers, results, root_cluster, run_dir_of, store};
+use std::path::Path;
+use std::process::Output;
+
+/// Why etcd tests cannot run here, if they cannot.
+fn missing_etcd(with_etcdctl: bool) -> Option<String> {
+    let mut need = vec!["/usr/bin/etcd"];
+    if with_etcdctl {
+        need.push("/usr/bin/etcdctl");
+    }
+    let missing: Vec<&str> = need
+        .into_iter()
+        .filter(|p| !Path::new(p).exists())
+        .collect();
+    (!missing.is_empty()).then(|| {
+        format!(
+            "{} missing (apt-get install etcd-server etcd-client)",
+            missing.join(", ")
+        )
+    })
+}
+
+/// What one test runs (10 workers, seed 1).
+struct Run {
+    name: &'static str,
+    target: &'static str,
+    nodes: u32,
+    workload: &'static str,
+    nemesis: &'static str,
+    time_limit: &'static str,
+}
+
+/// Run faultline against a fresh store; the store is returned for cleanup. `None` (having
+/// said why) without root or etcd.
+fn run(r: Run) -> Option<(Output, std::path::PathBuf)> {
+    let (_lock, store) = root_cluster(r.name)?;
+    if let Some(why) = missing_etcd(r.target == "etcd-stdio") {
+        eprintln!("skipped: {why}");
+        return None;
+    }
+    let out = faultline()
+        .args(["run", "--target", r.target, "--workload", r.workload])
+        .args(["--nemesis", r.nemesis, "--time-limit", r.time_limit])
+        .args(["--nodes", &r.nodes.to_string(), "--quiet", "--seed", "1"])
+        .arg("--store")
+        .arg(&store)
+        .output()
+        .unwrap();
+    Some((out, store))
+}
+
+/// A run refused before anything started: its stderr.
+fn refused(name: &str, args: &[&str]) -> String {
+    let store = store(name);
+    let out = faultline()
+        .arg("run")
+        .args(args)
+        .arg("--store")
+        .arg(&store)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    // Nothing ran: no run directory.
+    assert_eq!(std::fs::read_dir(&store).unwrap().count(), 0);
+    std::fs::remove_dir_all(&store).ok();
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// What a finished run left to look at.
+struct Finished {
+    results: serde_json::Value,
+    dir: std::path::PathBuf,
+    log: String,
+}
+
+/// The run finished with `code`, left nothing behind, and its results say `verdict`.
+fn assert_run(out: &Output, code: i32, verdict: &str) -> Finished {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let dir = run_dir_of(out);
+    let log = std::fs::read_to_string(dir.join("faultline.log")).unwrap_or_default();
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "stderr: {stderr}\nlog:\n{log}"
+    );
+    let r = results(&dir);
+    assert_eq!(r["verdict"], verdict, "{r}");
+    let (id, pids) = ids_from_log(&dir);
+    assert_eq!(leftovers(&id, &pids), Vec::<String>::new());
+    assert!(
+        r["run"]["ok"].as_u64().unwrap_or(0) > 50,
+        "too few ops succeeded: {}",
+        r["run"]
+    );
+    Finished {
+        results: r,
+        dir,
+        log,
+    }
+}
+
+/// Processes whose command line runs this checkout's etcd-stdio adapter.
+fn adapters_running() -> Vec<String> {
+    let adapter = concat!(env!("CARGO_MANIFEST_DIR"), "/targets/etcd-stdio/adapter.py");
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        if cmd.contains(adapter) {
+            found.push(format!("{}: {cmd}", e.file_name().to_string_lossy()));
+        }
+    }
+    found
+}
+
+#[test]
+fn etcd_clock_faults_are_refused_naming_go_and_the_vdso() {
+    for nemesis in ["clock", "clock-partition"] {
+        let err = refused("etcd-clock", &["--target", "etcd", "--nemesis", nemesis]);
+        assert!(
+            err.contains("cannot reach target etcd's nodes")
+                && err.contains("Go program")
+                && err.contains("vDSO")
+                && err.contains("libfaketime"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn etcd_serializable_reads_are_refused_for_raftkv() {
+    let err = refused(
+        "etcd-serializable-raftkv",
+        &["--target", "raftkv", "--workload", "register-serializable"],
+    );
+    assert!(
+        err.contains("register-serializable.yaml: serializable:")
+            && err.contains("raftkv client has none"),
+        "{err}"
+    );
+}
+
+#[test]
+fn etcd_under_partitions_is_linearizable() {
+    let Some((out, store)) = run(Run {
+        name: "etcd-partition",
+        target: "etcd",
+        nodes: 5,
+        workload: "register",
+        nemesis: "partition",
+        time_limit: "20s",
+    }) else {
+        return;
+    };
+    let Finished {
+        results: r,
+        dir,
+        log,
+    } = assert_run(&out, 0, "valid");
+    assert!(
+        log.contains("nemesis: partition n"),
+        "no partition ran:\n{log}"
+    );
+    // etcd's own logs were collected for every node.
+    for n in 1..=5 {
+        let stderr = dir.join(format!("nodes/n{n}/stderr.log"));
+        assert!(
+            std::fs::metadata(&stderr).map(|m| m.len()).unwrap_or(0) > 0,
+            "{} is empty",
+            stderr.display()
+        );
+    }
+    assert!(r["run"]["ops"].as_u64().unwrap() > 500, "{}", r["run"]);
+    std::fs::remove_dir_all(&store).ok();
+}
+
+#[test]
+fn etcd_restarts_killed_members_after_they_have_exited() {
+    let Some((out, store)) = run(Run {
+        name: "etcd-kill",
+        target: "etcd",
+        nodes: 3,
+        workload: "register",
+        nemesis: "kill",
+        time_limit: "15s",
+    }) else {
+        return;
+    };
+    let Finished { dir, log, .. } = assert_run(&out, 0, "valid");
+    // A member was killed and started again on its ports (etcd holds them until it has
+    // exited, so a restart that did not wait would fail with "address already in use").
+    assert!(log.contains("ended (SIGKILL)"), "no kill ran:\n{log}");
+    let restarted = std::fs::read_dir(dir.join("nodes"))
+        .unwrap()
+        .flatten()
+        .any(|n| n.path().join("stderr.1.log").is_file());
+    assert!(restarted, "no member was restarted:\n{log}");
+    std::fs::remove_dir_all(&store).ok();
+}
+
+#[test]
+fn etcd_serializable_reads_are_found_stale_with_a_counterexample() {
+    let Some((out, store)) = run(Run {
+        name: "etcd-serializable",
+        target: "etcd",
+        nodes: 5,
+        workload: "register-serializable",
+        nemesis: "partition-primaries",
+        time_limit: "20s",
+    }) else {
+        return;
+    };
+    let r = assert_run(&out, 1, "invalid").results;
+    let ce = &r["check"]["counterexample"];
+    assert_eq!(ce["failing_call"]["f"], "read", "a stale read: {ce}");
+    std::fs::remove_dir_all(&store).ok();
+}
+
+#[test]
+fn etcd_through_the_stdio_adapter_is_linearizable_and_adapters_are_reaped() {
+    let Some((out, store)) = run(Run {
+        name: "etcd-stdio",
+        target: "etcd-stdio",
+        nodes: 3,
+        workload: "register",
+        nemesis: "partition-primaries",
+        time_limit: "15s",
+    }) else {
+        return;
+    };
+    let Finished { log, .. } = assert_run(&out, 0, "valid");
+    // The adapter's `leaders` answer let the primaries partition isolate a leader.
+    assert!(
+        log.contains("nemesis: partition n"),
+        "no leader was isolated:\n{log}"
+    );
+    assert_eq!(adapters_running(), Vec::<String>::new());
+    std::fs::remove_dir_all(&store).ok();
+}
