@@ -331,7 +331,11 @@ fn a_matrix_that_cannot_run_here_is_refused_before_anything_starts() {
 /// another branch for now, so it is not checked here).
 #[test]
 fn the_shipped_campaigns_resolve_cell_by_cell() {
-    for (file, runs) in [("campaigns/ci.yaml", 4), ("campaigns/raftkv-bugs.yaml", 95)] {
+    for (file, runs) in [
+        ("campaigns/ci.yaml", 4),
+        ("campaigns/raftkv-bugs.yaml", 95),
+        ("campaigns/etcd.yaml", 35),
+    ] {
         let out = faultline()
             .args(["campaign", file, "--dry-run", "--hosts", "local"])
             .output()
