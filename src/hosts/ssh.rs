@@ -339,7 +339,8 @@ impl SshConn {
     }
 
     /// Start a node daemon: its own session (so its PID is its process group), output to
-    /// files on the node. Returns the PID and start time.
+    /// files on the node, its PID in `node.pid` beside them (for a person on the host;
+    /// faultline itself keeps PID and start time). Returns the PID and start time.
     pub async fn spawn(&self, spec: &SpawnSpec) -> Result<RemoteProc> {
         let env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let dirs = [
@@ -348,7 +349,8 @@ impl SshConn {
             parent(&spec.stderr),
         ];
         let script = format!(
-            "set -e\nmkdir -p {dirs}\ncd {cwd}\nenv {env} setsid {argv} > {out} 2> {err} < /dev/null &\npid=$!\necho \"$pid $(sed 's/^.*) //' /proc/$pid/stat | cut -d' ' -f20)\"\n",
+            "set -e\nmkdir -p {dirs}\ncd {cwd}\nenv {env} setsid {argv} > {out} 2> {err} < /dev/null &\npid=$!\necho \"$pid\" > {pidfile}\necho \"$pid $(sed 's/^.*) //' /proc/$pid/stat | cut -d' ' -f20)\"\n",
+            pidfile = quote(&format!("{}/node.pid", parent(&spec.stdout))),
             dirs = quote_argv(&dirs),
             cwd = quote(&spec.cwd.display().to_string()),
             env = quote_argv(&env),
