@@ -9,7 +9,8 @@
 use super::{indefinite, Completion, Invocation};
 use crate::history::{OpType, COMPARE_FAILED};
 use crate::spec::workload::OpKind;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -28,6 +29,54 @@ pub struct RaftkvClient {
     addrs: BTreeMap<String, SocketAddr>,
     conns: BTreeMap<String, BufReader<TcpStream>>,
     next_id: u64,
+    /// Reused request and answer buffers: the client sits on every op's path, so it
+    /// serialises into typed structs and allocates nothing per op that it can reuse.
+    out: Vec<u8>,
+    line: String,
+}
+
+/// One request line of raftkv's protocol.
+#[derive(Debug, Serialize)]
+struct Request<'a> {
+    id: u64,
+    op: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    from: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    to: Option<&'a Value>,
+}
+
+impl<'a> Request<'a> {
+    fn new(op: &'static str, key: Option<&'a str>) -> Request<'a> {
+        Request {
+            id: 0,
+            op,
+            key,
+            value: None,
+            from: None,
+            to: None,
+        }
+    }
+}
+
+/// One answer line; `leader` is the leader hint (a node name) on `not-leader`, and a
+/// boolean in a status answer.
+#[derive(Debug, Deserialize)]
+struct Answer {
+    #[serde(default)]
+    id: Option<u64>,
+    #[serde(rename = "type", default)]
+    kind: String,
+    #[serde(default)]
+    value: Option<Value>,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    leader: Option<Value>,
 }
 
 /// Why one exchange did not produce an answer.
@@ -46,15 +95,17 @@ impl RaftkvClient {
             addrs,
             conns: BTreeMap::new(),
             next_id: 0,
+            out: Vec::with_capacity(128),
+            line: String::with_capacity(128),
         }
     }
 
     async fn exchange(
         &mut self,
         node: &str,
-        mut req: Value,
+        req: &mut Request<'_>,
         deadline: Instant,
-    ) -> Result<Value, Exchange> {
+    ) -> Result<Answer, Exchange> {
         let addr = *self
             .addrs
             .get(node)
@@ -69,35 +120,38 @@ impl RaftkvClient {
         }
         self.next_id += 1;
         let id = self.next_id;
-        req["id"] = json!(id);
-        let mut line = req.to_string();
-        line.push('\n');
+        req.id = id;
+        self.out.clear();
+        serde_json::to_writer(&mut self.out, &*req)
+            .map_err(|e| Exchange::NotSent(format!("cannot encode the request: {e}")))?;
+        self.out.push(b'\n');
         let result = {
             let Some(conn) = self.conns.get_mut(node) else {
                 return Err(Exchange::NotSent(format!("no connection to {node}")));
             };
+            let (out, buf) = (&self.out, &mut self.line);
             tokio::time::timeout_at(deadline, async {
                 conn.get_mut()
-                    .write_all(line.as_bytes())
+                    .write_all(out)
                     .await
                     .map_err(|e| Exchange::NoAnswer(format!("send to {node}: {e}")))?;
                 loop {
-                    let mut buf = String::new();
+                    buf.clear();
                     let n = (&mut *conn)
                         .take(MAX_LINE_BYTES as u64)
-                        .read_line(&mut buf)
+                        .read_line(buf)
                         .await
                         .map_err(|e| Exchange::NoAnswer(format!("read from {node}: {e}")))?;
                     if n == 0 {
                         return Err(Exchange::NoAnswer(format!("{node} closed the connection")));
                     }
-                    let v: Value = serde_json::from_str(buf.trim()).map_err(|e| {
+                    let a: Answer = serde_json::from_str(buf.trim()).map_err(|e| {
                         Exchange::NoAnswer(format!("{node} sent a malformed answer: {e}"))
                     })?;
                     // An answer to an earlier request on this connection (cannot happen
                     // after a timeout since we drop those connections, but be strict).
-                    if v.get("id").and_then(Value::as_u64) == Some(id) {
-                        return Ok(v);
+                    if a.id == Some(id) {
+                        return Ok(a);
                     }
                 }
             })
@@ -112,19 +166,23 @@ impl RaftkvClient {
 
     pub async fn invoke(&mut self, inv: &Invocation, timeout: Duration) -> Completion {
         let deadline = Instant::now() + timeout;
-        let req = match inv.f {
-            OpKind::Read => json!({"op": "read", "key": inv.key}),
-            OpKind::Write => json!({"op": "write", "key": inv.key, "value": inv.value}),
-            OpKind::Cas => json!({
-                "op": "cas", "key": inv.key,
-                "from": inv.value.get(0).cloned().unwrap_or(Value::Null),
-                "to": inv.value.get(1).cloned().unwrap_or(Value::Null),
-            }),
+        let key = Some(inv.key.as_str());
+        let mut req = match inv.f {
+            OpKind::Read => Request::new("read", key),
+            OpKind::Write => Request {
+                value: Some(&inv.value),
+                ..Request::new("write", key)
+            },
+            OpKind::Cas => Request {
+                from: Some(inv.value.get(0).unwrap_or(&Value::Null)),
+                to: Some(inv.value.get(1).unwrap_or(&Value::Null)),
+                ..Request::new("cas", key)
+            },
         };
         let mut node = self.home.clone();
         let mut hops = 0;
         loop {
-            let answer = match self.exchange(&node, req.clone(), deadline).await {
+            let answer = match self.exchange(&node, &mut req, deadline).await {
                 Ok(a) => a,
                 Err(Exchange::NotSent(e)) => {
                     return Completion {
@@ -143,15 +201,11 @@ impl RaftkvClient {
                     }
                 }
             };
-            let kind = answer.get("type").and_then(Value::as_str).unwrap_or("");
-            let error = answer
-                .get("error")
-                .and_then(Value::as_str)
-                .map(str::to_string);
-            match kind {
+            let error = answer.error;
+            match answer.kind.as_str() {
                 "ok" => {
                     let value = match inv.f {
-                        OpKind::Read => answer.get("value").cloned().unwrap_or(Value::Null),
+                        OpKind::Read => answer.value.unwrap_or(Value::Null),
                         _ => inv.value.clone(),
                     };
                     return Completion {
@@ -163,7 +217,8 @@ impl RaftkvClient {
                 }
                 "fail" if error.as_deref() == Some("not-leader") => {
                     let hint = answer
-                        .get("leader")
+                        .leader
+                        .as_ref()
                         .and_then(Value::as_str)
                         .filter(|l| *l != node && self.addrs.contains_key(*l))
                         .map(str::to_string);
@@ -216,11 +271,17 @@ impl RaftkvClient {
         }
     }
 
-    async fn status(&mut self, node: &str, timeout: Duration) -> Result<Value, String> {
+    /// Whether `node` answers status and believes it leads.
+    async fn status(&mut self, node: &str, timeout: Duration) -> Result<bool, String> {
         let deadline = Instant::now() + timeout;
-        match self.exchange(node, json!({"op": "status"}), deadline).await {
-            Ok(v) if v.get("type").and_then(Value::as_str) == Some("ok") => Ok(v),
-            Ok(v) => Err(format!("{node} answered status with {v}")),
+        let mut req = Request::new("status", None);
+        match self.exchange(node, &mut req, deadline).await {
+            Ok(a) if a.kind == "ok" => Ok(a.leader.and_then(|l| l.as_bool()) == Some(true)),
+            Ok(a) => Err(format!(
+                "{node} answered status with {} {}",
+                a.kind,
+                a.error.unwrap_or_default()
+            )),
             Err(Exchange::NotSent(e) | Exchange::NoAnswer(e)) => Err(e),
         }
     }
@@ -230,8 +291,7 @@ impl RaftkvClient {
         let nodes: Vec<String> = self.addrs.keys().cloned().collect();
         let mut leaders = 0;
         for n in &nodes {
-            let s = self.status(n, timeout).await?;
-            if s.get("leader").and_then(Value::as_bool) == Some(true) {
+            if self.status(n, timeout).await? {
                 leaders += 1;
             }
         }
@@ -245,10 +305,8 @@ impl RaftkvClient {
         let nodes: Vec<String> = self.addrs.keys().cloned().collect();
         let mut out = Vec::new();
         for n in nodes {
-            if let Ok(s) = self.status(&n, timeout).await {
-                if s.get("leader").and_then(Value::as_bool) == Some(true) {
-                    out.push(n);
-                }
+            if let Ok(true) = self.status(&n, timeout).await {
+                out.push(n);
             }
         }
         out
