@@ -305,3 +305,58 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// A SIGKILLed controller cannot clean up: its nodes are daemons on their hosts and keep
+/// running, with the partition in force. `faultline cleanup` removes all of it from the
+/// state file (as the next run's sweep would).
+#[test]
+fn a_sigkilled_controller_over_ssh_is_cleaned_from_the_hosts() {
+    let Some((_lock, store, lab)) = lab("ssh-sigkill", 3) else {
+        return;
+    };
+    let nem = store.join("cut.yaml");
+    std::fs::write(
+        &nem,
+        "name: cut\ntimeline:\n  - {at: 500ms, start: partition, grudge: {n1: [n2]}}\n",
+    )
+    .unwrap();
+    let mut child = faultline()
+        .args(["run", "--time-limit", "60s", "--quiet", "--inventory"])
+        .arg(&lab.inventory)
+        .arg("--nemesis")
+        .arg(&nem)
+        .arg("--store")
+        .arg(&store)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let dir = crate::run::wait_for_history(&store.join("raftkv-register-cut"), |h| {
+        h.contains("\"nemesis\"")
+    });
+    let (id, pids) = ids_from_log(&dir);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let ips = lab.addresses();
+    assert_eq!(
+        crate::run::leftovers(&id, &pids).len(),
+        3,
+        "the nodes outlive a SIGKILLed controller until cleanup"
+    );
+    assert!(lab
+        .ssh(&ips[0], "nft list tables")
+        .contains("faultline_partition"));
+
+    let out = faultline().args(["cleanup", &id]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(leftovers(&id, &pids), Vec::<String>::new());
+    assert!(!lab.ssh(&ips[0], "nft list tables").contains("faultline_"));
+    assert!(!lab.dir.join("remote").join(&id).exists());
+    assert!(!crate::run::state_file_exists(&id));
+    lab.stop();
+    std::fs::remove_dir_all(&store).ok();
+}
