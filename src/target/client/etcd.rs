@@ -25,12 +25,6 @@ use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// Pause before reporting that a node refused the connection: a killed member refuses at
-/// once, and without a pause its workers would spin, flooding the history with thousands of
-/// failed ops per second (seen: 400k in a 60 s kill run). The op certainly had no effect, so
-/// completing it later changes nothing for the checker.
-const REFUSED_BACKOFF: Duration = Duration::from_millis(50);
-
 #[derive(Debug)]
 pub struct EtcdClient {
     home: String,
@@ -102,7 +96,7 @@ impl EtcdClient {
         let (path, body) = request(inv, self.serializable);
         let result = self.call(&node, "POST", path, Some(&body), deadline).await;
         if matches!(result, Err(HttpError::NotSent(_))) {
-            tokio::time::sleep_until(deadline.min(Instant::now() + REFUSED_BACKOFF)).await;
+            super::refused_pause(deadline).await;
         }
         let (kind, value, error) = classify(inv, result);
         Completion {

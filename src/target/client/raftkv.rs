@@ -185,6 +185,7 @@ impl RaftkvClient {
             let answer = match self.exchange(&node, &mut req, deadline).await {
                 Ok(a) => a,
                 Err(Exchange::NotSent(e)) => {
+                    super::refused_pause(deadline).await;
                     return Completion {
                         kind: OpType::Fail,
                         value: inv.value.clone(),
