@@ -191,7 +191,7 @@ impl RaftkvClient {
                         value: inv.value.clone(),
                         error: Some(e),
                         node,
-                    }
+                    };
                 }
                 Err(Exchange::NoAnswer(e)) => {
                     return Completion {
