@@ -221,6 +221,16 @@ pub struct RunArgs {
     /// Directory runs are stored under.
     #[arg(long, default_value = "reports")]
     pub store: std::path::PathBuf,
+    #[command(flatten)]
+    pub where_: HostsFlags,
+    /// Print only the verdict line, not the run log.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// Where nodes run: `faultline run` and `faultline campaign` take the same flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct HostsFlags {
     /// Where nodes run: `local` (a network namespace per node; needs root), `loopback`, or
     /// `ssh` (machines listed in --inventory). Default: local when this machine allows it.
     #[arg(long)]
@@ -232,9 +242,6 @@ pub struct RunArgs {
     /// Subnet for local hosts (each run takes a free /27 of it).
     #[arg(long)]
     pub subnet: Option<String>,
-    /// Print only the verdict line, not the run log.
-    #[arg(long, short)]
-    pub quiet: bool,
 }
 
 /// `faultline campaign FILE [--hosts H] [--parallel N] [--fresh] [--dry-run]`.
@@ -242,17 +249,9 @@ pub struct RunArgs {
 pub struct CampaignArgs {
     /// The campaign file (e.g. campaigns/ci.yaml).
     pub file: std::path::PathBuf,
-    /// Where nodes run: `local` (network namespaces; needs root), `loopback`, or `ssh`
-    /// (--inventory). Default: local when this machine allows it; a resumed campaign keeps
-    /// its hosts.
-    #[arg(long)]
-    pub hosts: Option<HostsArg>,
-    /// The SSH inventory (nodes.yaml) every run of the campaign uses; implies --hosts ssh.
-    #[arg(long)]
-    pub inventory: Option<std::path::PathBuf>,
-    /// Subnet for local hosts (each run takes a free /27 of it).
-    #[arg(long)]
-    pub subnet: Option<String>,
+    /// Where the nodes of every run live (a resumed campaign keeps the hosts it started on).
+    #[command(flatten)]
+    pub where_: HostsFlags,
     /// Runs at a time, at most as many as the hosts take (local: one /27 of the subnet
     /// per run).
     #[arg(long, default_value_t = 1)]

@@ -25,18 +25,19 @@ pub fn campaign(args: CampaignArgs) -> ExitCode {
 /// The hosts the user asked for, with the subnet (local) or the inventory (SSH, made
 /// absolute: every child run gets the same file).
 fn requested_hosts(args: &CampaignArgs) -> Result<Option<HostsChoice>> {
-    let inventory = match &args.inventory {
+    let inventory = match &args.where_.inventory {
         Some(p) => Some(
             p.canonicalize()
                 .with_context(|| format!("cannot read inventory {}", p.display()))?,
         ),
         None => None,
     };
-    let choice = crate::runner::command::hosts_choice(args.hosts, inventory.as_deref())
+    let choice = crate::runner::command::hosts_choice(args.where_.hosts, inventory.as_deref())
         .map_err(anyhow::Error::msg)?;
     Ok(choice.map(|h| match h {
         HostsChoice::Local { .. } => HostsChoice::Local {
             subnet: args
+                .where_
                 .subnet
                 .clone()
                 .unwrap_or_else(|| crate::spec::plan::DEFAULT_SUBNET.into()),
@@ -73,7 +74,7 @@ fn run(args: &CampaignArgs) -> Result<u8> {
         (_, Some(h)) => h,
         (_, None) => {
             let (auto, warning) = crate::runner::auto_hosts();
-            let auto = match (auto, &args.subnet) {
+            let auto = match (auto, &args.where_.subnet) {
                 (HostsChoice::Local { .. }, Some(s)) => HostsChoice::Local { subnet: s.clone() },
                 (h, _) => h,
             };

@@ -14,7 +14,7 @@ pub fn run(args: RunArgs) -> ExitCode {
     // the hosts (a campaign always does, and may interrupt a run while it starts; an
     // interrupt mid-probe would leave that namespace behind). A chosen `--hosts` makes
     // the fallback irrelevant.
-    let (auto, warning) = match args.hosts {
+    let (auto, warning) = match args.where_.hosts {
         Some(_) => (HostsChoice::Loopback, None),
         None => auto_hosts(),
     };
@@ -31,14 +31,14 @@ pub fn run(args: RunArgs) -> ExitCode {
         target_args: args.target_args.clone(),
         leave_running: args.leave_running,
         store: Some(args.store.clone()),
-        hosts: match hosts_choice(args.hosts, args.inventory.as_deref()) {
+        hosts: match hosts_choice(args.where_.hosts, args.where_.inventory.as_deref()) {
             Ok(h) => h,
             Err(e) => {
                 eprintln!("error: {e}");
                 return ExitCode::from(HARNESS_ERROR);
             }
         },
-        subnet: args.subnet.clone(),
+        subnet: args.where_.subnet.clone(),
     };
     let plan = match Plan::resolve(&SpecRoots::default_roots(), &overrides, auto) {
         Ok(p) => p,

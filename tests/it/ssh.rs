@@ -91,6 +91,23 @@ impl Drop for SshLab {
     }
 }
 
+impl SshLab {
+    /// `faultline run --inventory <lab> --nemesis <file with nemesis_yaml> --time-limit T
+    /// --quiet --store <store>`.
+    fn run(&self, store: &Path, nemesis_yaml: &str, time_limit: &str) -> std::process::Command {
+        let nem = store.join("nemesis.yaml");
+        std::fs::write(&nem, nemesis_yaml).unwrap();
+        let mut c = faultline();
+        c.args(["run", "--time-limit", time_limit, "--quiet", "--inventory"])
+            .arg(&self.inventory)
+            .arg("--nemesis")
+            .arg(&nem)
+            .arg("--store")
+            .arg(store);
+        c
+    }
+}
+
 /// Root, namespaces and sshd: the lab, its directory and the store, or `None` saying why.
 fn lab(name: &str, nodes: u32) -> Option<(std::sync::MutexGuard<'static, ()>, PathBuf, SshLab)> {
     let (lock, store) = root_cluster(name)?;
@@ -110,17 +127,7 @@ fn a_run_over_ssh_hosts_is_valid_and_leaves_nothing_on_them() {
     let Some((_lock, store, lab)) = lab("ssh-run", 5) else {
         return;
     };
-    let nem = store.join("ssh-partition.yaml");
-    std::fs::write(&nem, SHORT_PARTITION).unwrap();
-    let out = faultline()
-        .args(["run", "--time-limit", "10s", "--quiet", "--inventory"])
-        .arg(&lab.inventory)
-        .arg("--nemesis")
-        .arg(&nem)
-        .arg("--store")
-        .arg(&store)
-        .output()
-        .unwrap();
+    let out = lab.run(&store, SHORT_PARTITION, "10s").output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     let dir = run_dir_of(&out);
@@ -159,15 +166,8 @@ fn sigint_mid_fault_over_ssh_cleans_every_host() {
     let Some((_lock, store, lab)) = lab("ssh-midfault", 3) else {
         return;
     };
-    let nem = store.join("ssh-faults.yaml");
-    std::fs::write(&nem, MID_FAULT).unwrap();
-    let child = faultline()
-        .args(["run", "--time-limit", "60s", "--quiet", "--inventory"])
-        .arg(&lab.inventory)
-        .arg("--nemesis")
-        .arg(&nem)
-        .arg("--store")
-        .arg(&store)
+    let child = lab
+        .run(&store, MID_FAULT, "60s")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -314,19 +314,9 @@ fn a_sigkilled_controller_over_ssh_is_cleaned_from_the_hosts() {
     let Some((_lock, store, lab)) = lab("ssh-sigkill", 3) else {
         return;
     };
-    let nem = store.join("cut.yaml");
-    std::fs::write(
-        &nem,
-        "name: cut\ntimeline:\n  - {at: 500ms, start: partition, grudge: {n1: [n2]}}\n",
-    )
-    .unwrap();
-    let mut child = faultline()
-        .args(["run", "--time-limit", "60s", "--quiet", "--inventory"])
-        .arg(&lab.inventory)
-        .arg("--nemesis")
-        .arg(&nem)
-        .arg("--store")
-        .arg(&store)
+    let cut = "name: cut\ntimeline:\n  - {at: 500ms, start: partition, grudge: {n1: [n2]}}\n";
+    let mut child = lab
+        .run(&store, cut, "60s")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
