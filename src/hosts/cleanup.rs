@@ -198,12 +198,12 @@ impl Registry {
 
     /// Record a node process started on an SSH host.
     pub fn add_remote_group(&self, node: &str, p: super::ssh::RemoteProc) -> Result<()> {
-        self.edit_remote(node, |groups| groups.push(p))
+        self.edit_host(node, |h| h.groups.push(p))
     }
 
     /// Forget a remote node process that is known to be gone.
     pub fn remove_remote_group(&self, node: &str, pid: i32) -> Result<()> {
-        self.edit_remote(node, |groups| groups.retain(|g| g.pid != pid))
+        self.edit_host(node, |h| h.groups.retain(|g| g.pid != pid))
     }
 
     /// Record how far a host's real clock is stepped, before stepping it.
@@ -220,23 +220,6 @@ impl Registry {
             .find(|h| h.ssh.name == node)
         {
             edit(h);
-        }
-        self.persist()
-    }
-
-    fn edit_remote(
-        &self,
-        node: &str,
-        edit: impl FnOnce(&mut Vec<super::ssh::RemoteProc>),
-    ) -> Result<()> {
-        if let Some(h) = self
-            .lock()
-            .res
-            .remote
-            .iter_mut()
-            .find(|h| h.ssh.name == node)
-        {
-            edit(&mut h.groups);
         }
         self.persist()
     }
