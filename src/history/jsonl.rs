@@ -19,8 +19,11 @@ const READ_BUFFER_BYTES: usize = 256 * 1024;
 /// it journaled readable, except possibly a torn last line.
 ///
 /// Each op is serialised into a reused buffer and handed to the kernel with one
-/// `write_all` on the unbuffered [`File`]: there is no userspace buffer that a SIGKILL
-/// could lose, and readers see every completed line while the run is still going.
+/// `write_all` on the unbuffered [`File`], so readers see every completed line while the
+/// run is still going. [`HistoryWriter::stage_stamped`] lets a caller that is about to
+/// append again at once (a worker's completion, then its next invocation) hand both lines
+/// over in one `write`: staged lines are only ever written in stamp order, so the file
+/// is always a prefix of the run's history, whatever moment a SIGKILL picks.
 #[derive(Debug)]
 pub struct HistoryWriter {
     file: File,
@@ -29,8 +32,9 @@ pub struct HistoryWriter {
     next_index: u64,
     /// Origin of `time_ns`: the start of the run.
     start: Instant,
-    /// Reused serialisation buffer (one line), so journaling does not allocate per op.
-    line: Vec<u8>,
+    /// Reused serialisation buffer: staged lines not yet written, then the line being
+    /// appended; journaling does not allocate per op.
+    pending: Vec<u8>,
 }
 
 impl HistoryWriter {
@@ -52,7 +56,7 @@ impl HistoryWriter {
             path: path.to_path_buf(),
             next_index: 0,
             start: run_start,
-            line: Vec::with_capacity(256),
+            pending: Vec::with_capacity(1024),
         })
     }
 
@@ -68,28 +72,65 @@ impl HistoryWriter {
 
     /// Journal `op` as it is (index and time already set by the caller).
     pub fn append(&mut self, op: &Op) -> io::Result<()> {
-        self.line.clear();
-        serde_json::to_writer(&mut self.line, op)?;
-        self.line.push(b'\n');
-        self.file.write_all(&self.line)?;
+        self.stage(op)?;
+        self.flush()
+    }
+
+    /// Serialise `op` behind the staged lines without writing anything yet.
+    fn stage(&mut self, op: &Op) -> io::Result<()> {
+        let mark = self.pending.len();
+        if let Err(e) = serde_json::to_writer(&mut self.pending, op) {
+            self.pending.truncate(mark);
+            return Err(e.into());
+        }
+        self.pending.push(b'\n');
         self.next_index = self.next_index.max(op.index.saturating_add(1));
         Ok(())
+    }
+
+    /// Write every staged line (one `write_all`); a no-op when nothing is staged.
+    pub fn flush(&mut self) -> io::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let r = self.file.write_all(&self.pending);
+        // After a failed write the run ends; the lines are not retried behind later ones.
+        self.pending.clear();
+        r
     }
 
     /// Stamp `op` with the next index and the time since the run started, journal it and
     /// return the stamped op. This is the one place a run assigns `index` and `time_ns`,
     /// so the journal order, the indices and the times agree.
-    pub fn append_stamped(&mut self, mut op: Op) -> io::Result<Op> {
-        op.index = self.next_index;
-        op.time_ns = u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        self.append(&op)?;
+    pub fn append_stamped(&mut self, op: Op) -> io::Result<Op> {
+        let op = self.stage_stamped(op)?;
+        self.flush()?;
         Ok(op)
     }
 
-    /// Force the journal to stable storage (end of run); appends are already visible to
-    /// readers without this.
-    pub fn sync(&self) -> io::Result<()> {
+    /// Stamp `op` like [`HistoryWriter::append_stamped`] but leave its line staged: the
+    /// next append or [`HistoryWriter::flush`] writes it, together with its own line. For
+    /// a caller that appends again within microseconds and without waiting on anything.
+    pub fn stage_stamped(&mut self, mut op: Op) -> io::Result<Op> {
+        op.index = self.next_index;
+        op.time_ns = u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.stage(&op)?;
+        Ok(op)
+    }
+
+    /// Write what is staged and force the journal to stable storage (end of run);
+    /// appends are already visible to readers without this.
+    pub fn sync(&mut self) -> io::Result<()> {
+        self.flush()?;
         self.file.sync_all()
+    }
+}
+
+impl Drop for HistoryWriter {
+    /// Staged lines are part of the history: a writer dropped on an error path still
+    /// hands them to the kernel.
+    fn drop(&mut self) {
+        let _ = self.flush();
     }
 }
 
@@ -568,6 +609,29 @@ mod tests {
             .map(|(_, o)| o)
             .collect();
         assert_eq!(back, vec![a, b]);
+    }
+
+    #[test]
+    fn staged_lines_reach_the_file_in_stamp_order_with_the_next_append_or_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.jsonl");
+        let mut w = HistoryWriter::create(&path).unwrap();
+        let a = w.stage_stamped(op(0, 1, OpType::Invoke, json!(1))).unwrap();
+        let b = w.stage_stamped(op(0, 1, OpType::Ok, json!(1))).unwrap();
+        // Staged only: a reader sees nothing yet.
+        assert_eq!(std::fs::read(&path).unwrap().len(), 0);
+        let c = w
+            .append_stamped(op(0, 2, OpType::Invoke, json!(2)))
+            .unwrap();
+        assert_eq!((a.index, b.index, c.index), (0, 1, 2));
+        let d = w.stage_stamped(op(0, 2, OpType::Ok, json!(2))).unwrap();
+        drop(w);
+        let back: Vec<Op> = read_all(&path)
+            .unwrap()
+            .into_iter()
+            .map(|(_, o)| o)
+            .collect();
+        assert_eq!(back, vec![a, b, c, d]);
     }
 
     #[test]

@@ -75,8 +75,22 @@ impl Journal {
             .context("cannot append to history.jsonl")
     }
 
+    /// Stamp now, write with the next [`Journal::record`] or [`Journal::flush`] (whoever's):
+    /// a worker's completion rides along with its next invocation, halving the journal's
+    /// system calls. Only for a caller that records or flushes again without awaiting.
+    fn stage(&self, op: Op) -> Result<Op> {
+        let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        w.stage_stamped(op)
+            .context("cannot append to history.jsonl")
+    }
+
+    fn flush(&self) -> Result<()> {
+        let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        w.flush().context("cannot append to history.jsonl")
+    }
+
     fn sync(&self) {
-        let w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let _ = w.sync();
     }
 }
@@ -151,6 +165,7 @@ struct Ctx {
 
 impl Ctx {
     /// Journal one client event; the single place client ops are built.
+    #[allow(clippy::too_many_arguments)]
     fn record(
         &self,
         process: u64,
@@ -159,9 +174,10 @@ impl Ctx {
         value: Value,
         node: &str,
         error: Option<String>,
+        then: Then,
     ) -> Result<()> {
         self.stats.count(kind);
-        self.journal.record(Op {
+        let op = Op {
             index: 0,
             time_ns: 0,
             process: Process::Client(process),
@@ -171,7 +187,11 @@ impl Ctx {
             value,
             node: Some(node.to_string()),
             error,
-        })?;
+        };
+        match then {
+            Then::Write => self.journal.record(op)?,
+            Then::InvokeNext => self.journal.stage(op)?,
+        };
         Ok(())
     }
 
@@ -181,10 +201,16 @@ impl Ctx {
             crate::spec::workload::OpKind::Read => Value::Null,
             _ => inv.value.clone(),
         };
-        self.record(process, OpType::Invoke, inv, value, node, None)
+        self.record(process, OpType::Invoke, inv, value, node, None, Then::Write)
     }
 
-    fn complete_op(&self, process: u64, inv: &Invocation, c: &Completion) -> Result<()> {
+    fn complete_op(
+        &self,
+        process: u64,
+        inv: &Invocation,
+        c: &Completion,
+        then: Then,
+    ) -> Result<()> {
         self.record(
             process,
             c.kind,
@@ -192,8 +218,18 @@ impl Ctx {
             c.value.clone(),
             &c.node,
             c.error.clone(),
+            then,
         )
     }
+}
+
+/// What a worker does right after journaling a completion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Then {
+    /// Waits, stops or switches clients: the line is written now.
+    Write,
+    /// Invokes its next op at once: the line is written with that invocation's.
+    InvokeNext,
 }
 
 /// Resolve the hosts choice for this machine and say what it means for faults.
@@ -597,11 +633,14 @@ async fn work(
 ) -> Result<()> {
     let mut process = u64::from(slot);
     let timeout = ctx.plan.workload.op_timeout;
+    // Every path out of this loop other than the next invocation writes the completion
+    // staged at the bottom, so no line waits on anything slower than the generator.
     loop {
         if *stop.borrow() || Instant::now() >= deadline {
-            return Ok(());
+            return ctx.journal.flush();
         }
         if let Some(slot) = ctx.rate.slot() {
+            ctx.journal.flush()?;
             if slot >= deadline {
                 return Ok(());
             }
@@ -621,8 +660,9 @@ async fn work(
                 node: node.to_string(),
             },
         };
-        ctx.complete_op(process, &inv, &completion)?;
+        ctx.complete_op(process, &inv, &completion, Then::InvokeNext)?;
         if completion.kind == OpType::Info {
+            ctx.journal.flush()?;
             // Jepsen's rule: the process that may still have an op in flight is retired.
             process = ctx.next_process.fetch_add(1, Ordering::Relaxed);
             let old = std::mem::replace(client, ctx.cluster.client(node)?);
@@ -677,7 +717,7 @@ async fn final_phase(ctx: &Ctx, stop: &mut watch::Receiver<bool>) -> Result<()> 
             }
             ctx.invoke_op(process, &inv, node)?;
             let c = client.invoke(&inv, timeout).await;
-            ctx.complete_op(process, &inv, &c)?;
+            ctx.complete_op(process, &inv, &c, Then::Write)?;
             if c.kind == OpType::Ok {
                 done = true;
                 break;

@@ -6,8 +6,13 @@
 //! a leader, runs that many closed-loop clients — each with its own connection, one write
 //! outstanding at a time — against the leader for `--duration-s`, prints one line of
 //! figures (`not_ok` counts answers other than ok: not-leader, unknown, overloaded; a
-//! client follows a not-leader hint to the new leader), and kills the cluster. Nothing outlives it: the processes are killed by a
-//! drop guard, also on error or panic.
+//! client follows a not-leader hint to the new leader), and kills the cluster. Nothing
+//! outlives it: the processes are killed by a drop guard, also on error or panic.
+//!
+//! `--route home` gives each client a home node (client i → node i mod n, as faultline
+//! binds its workers) and sends every write there first, following a `not-leader` hint
+//! for that one write: the access pattern of a faultline run, so the two can be compared
+//! with only the harness differing.
 //!
 //! ```text
 //! cargo build --release -p raftkv
@@ -52,6 +57,16 @@ struct Args {
     /// Extra flags for every node (e.g. --extra=--max-batch=512).
     #[arg(long, allow_hyphen_values = true)]
     extra: Vec<String>,
+    /// Where a client sends its writes: `leader` (stay with the leader) or `home` (its
+    /// own node first, every write, following the hint from there).
+    #[arg(long, value_enum, default_value_t = Route::Leader)]
+    route: Route,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Route {
+    Leader,
+    Home,
 }
 
 /// The processes of one cluster; dropping it kills and reaps them and removes the dirs.
@@ -175,20 +190,58 @@ struct Figures {
     latencies_us: Vec<u64>,
 }
 
-fn run_clients(
-    ports: &[u16],
+/// What every client thread of one measurement is given.
+#[derive(Clone)]
+struct Load {
+    ports: Vec<u16>,
     leader: u16,
     clients: usize,
     keys: usize,
-    duration: Duration,
-) -> Result<Figures> {
+    route: Route,
+}
+
+/// Port of the node a `not-leader` answer names (node n<k> listens on ports[k-1]).
+fn hinted_port(r: &Value, ports: &[u16]) -> Option<u16> {
+    r["leader"]
+        .as_str()
+        .and_then(|l| l.strip_prefix('n'))
+        .and_then(|k| k.parse::<usize>().ok())
+        .and_then(|k| ports.get(k.wrapping_sub(1)).copied())
+}
+
+/// One write the `home` way: the home node, then the node it names as leader.
+fn call_via_home(
+    conns: &mut std::collections::BTreeMap<u16, Conn>,
+    home: u16,
+    ports: &[u16],
+    req: &Value,
+) -> Result<Value> {
+    let mut port = home;
+    for _ in 0..2 {
+        let conn = match conns.entry(port) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(e) => e.insert(Conn::open(port)?),
+        };
+        let r = conn.call(req)?;
+        match hinted_port(&r, ports) {
+            Some(p) if r["type"] != "ok" && p != port => port = p,
+            _ => return Ok(r),
+        }
+    }
+    bail!("the hinted leader redirected again")
+}
+
+fn run_clients(load: &Load, duration: Duration) -> Result<Figures> {
     let stop = Arc::new(AtomicBool::new(false));
     let mut handles = Vec::new();
-    for c in 0..clients {
+    for c in 0..load.clients {
         let stop = stop.clone();
-        let ports = ports.to_vec();
+        let load = load.clone();
         handles.push(std::thread::spawn(move || -> Result<Figures> {
-            let mut conn = Conn::open(leader)?;
+            let (ports, clients, keys) = (&load.ports, load.clients, load.keys);
+            let mut conn = Conn::open(load.leader)?;
+            let home = ports[c % ports.len()];
+            let mut conns = std::collections::BTreeMap::new();
             let mut f = Figures {
                 ok: 0,
                 other: 0,
@@ -200,20 +253,17 @@ fn run_clients(
                 let key = format!("k{}", (c + i as usize * clients) % keys.max(1));
                 let req = json!({"id": i, "op": "write", "key": key, "value": i});
                 let t = Instant::now();
-                let r = conn.call(&req)?;
+                let r = match load.route {
+                    Route::Leader => conn.call(&req)?,
+                    Route::Home => call_via_home(&mut conns, home, ports, &req)?,
+                };
                 if r["type"] == "ok" {
                     f.ok += 1;
                     f.latencies_us.push(t.elapsed().as_micros() as u64);
                 } else {
                     f.other += 1;
-                    // Leadership moved: follow the hint (node n<k> listens on ports[k-1]),
-                    // or wait for an election to finish.
-                    let hinted = r["leader"]
-                        .as_str()
-                        .and_then(|l| l.strip_prefix('n'))
-                        .and_then(|k| k.parse::<usize>().ok())
-                        .and_then(|k| ports.get(k.wrapping_sub(1)).copied());
-                    match hinted {
+                    // Leadership moved: follow the hint, or wait for an election to finish.
+                    match hinted_port(&r, ports) {
                         Some(p) => conn = Conn::open(p)?,
                         None => std::thread::sleep(Duration::from_millis(10)),
                     }
@@ -274,14 +324,23 @@ fn main() -> Result<()> {
         for &clients in &args.clients {
             let root = base.join(format!("{n}n-{clients}c"));
             let cluster = start(&bin, root, n, &args.extra, args.keep)?;
-            let port = wait_leader(&cluster)?;
+            let load = Load {
+                ports: cluster.client_ports.clone(),
+                leader: wait_leader(&cluster)?,
+                clients,
+                keys: args.keys,
+                route: args.route,
+            };
             // Warm-up: connections, the leader's first fsyncs.
-            let ports = &cluster.client_ports;
-            run_clients(ports, port, clients, args.keys, Duration::from_millis(500))?;
-            let f = run_clients(ports, port, clients, args.keys, duration)?;
+            run_clients(&load, Duration::from_millis(500))?;
+            let f = run_clients(&load, duration)?;
             let secs = duration.as_secs_f64();
             println!(
-                "nodes={n} clients={clients} duration_s={secs:.0} acked_writes={} writes_per_s={:.0} p50_ms={:.2} p99_ms={:.2} not_ok={}",
+                "nodes={n} clients={clients} route={} duration_s={secs:.0} acked_writes={} writes_per_s={:.0} p50_ms={:.2} p99_ms={:.2} not_ok={}",
+                match args.route {
+                    Route::Leader => "leader",
+                    Route::Home => "home",
+                },
                 f.ok,
                 f.ok as f64 / secs,
                 percentile_ms(&f.latencies_us, 0.50),
