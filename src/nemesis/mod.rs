@@ -170,13 +170,18 @@ impl Nemesis {
                 let nodes = self.cluster.nodes();
                 let drops = match grudge {
                     Grudge::Drops(d) => d.clone(),
-                    Grudge::Primaries => {
+                    Grudge::Primaries | Grudge::PrimariesMinority { .. } => {
                         let leaders = self.resolve(&Targets::Primaries).await;
                         if leaders.is_empty() {
                             log::line("nemesis: no node believes it leads; isolating nobody");
                             return self.record(f, json!({"grudge": {}}), Some("no leader".into()));
                         }
-                        isolate(&leaders, &nodes)
+                        match grudge {
+                            Grudge::PrimariesMinority { order } => {
+                                partition::leaders_with_minority(&leaders, order, &nodes)
+                            }
+                            _ => isolate(&leaders, &nodes),
+                        }
                     }
                 };
                 let mut applied = BTreeSet::new();

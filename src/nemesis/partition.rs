@@ -24,6 +24,11 @@ pub enum Grudge {
     /// node → nodes whose packets it drops.
     Drops(BTreeMap<String, BTreeSet<String>>),
     Primaries,
+    /// The leaders and, in `order`, the first other nodes up to a minority, cut from the
+    /// rest: a deposed leader that still reaches followers keeps appending to their logs.
+    PrimariesMinority {
+        order: Vec<String>,
+    },
 }
 
 /// Each node drops packets from every node outside its own component.
@@ -55,6 +60,9 @@ pub fn grudge_for(spec: &GrudgeSpec, nodes: &[String], rng: &mut ChaCha8Rng) -> 
                 .collect(),
         ),
         GrudgeSpec::Named(GrudgeName::Primaries) => Grudge::Primaries,
+        GrudgeSpec::Named(GrudgeName::PrimariesMinority) => {
+            Grudge::PrimariesMinority { order: ring }
+        }
         GrudgeSpec::Named(GrudgeName::One) => {
             let (one, rest) = ring.split_at(1.min(n));
             Grudge::Drops(from_components(&[one.to_vec(), rest.to_vec()]))
@@ -98,6 +106,31 @@ pub fn grudge_for(spec: &GrudgeSpec, nodes: &[String], rng: &mut ChaCha8Rng) -> 
             Grudge::Drops(g)
         }
     }
+}
+
+/// The leaders together with the first other nodes of `order`, as many as make a minority
+/// of `nodes` (the leaders alone if they already do), cut from the rest.
+pub fn leaders_with_minority(
+    leaders: &[String],
+    order: &[String],
+    nodes: &[String],
+) -> BTreeMap<String, BTreeSet<String>> {
+    let minority = nodes.len().saturating_sub(1) / 2;
+    let mut side: Vec<String> = leaders.to_vec();
+    for n in order {
+        if side.len() >= minority {
+            break;
+        }
+        if !side.contains(n) && nodes.contains(n) {
+            side.push(n.clone());
+        }
+    }
+    let rest: Vec<String> = nodes
+        .iter()
+        .filter(|n| !side.contains(n))
+        .cloned()
+        .collect();
+    from_components(&[side, rest])
 }
 
 /// Isolate each of `leaders` from every other node.
@@ -172,7 +205,9 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         match grudge_for(&spec, &nodes(n), &mut rng) {
             Grudge::Drops(d) => d,
-            Grudge::Primaries => panic!("not a fixed grudge"),
+            Grudge::Primaries | Grudge::PrimariesMinority { .. } => {
+                panic!("not a fixed grudge")
+            }
         }
     }
 
@@ -212,6 +247,29 @@ mod tests {
             .filter(|a| !g.get(*a).is_none_or(|d| d.is_empty()))
             .count();
         assert_eq!(cut, 4);
+    }
+
+    #[test]
+    fn the_leader_keeps_a_minority_of_followers() {
+        let order: Vec<String> = ["n4", "n2", "n1", "n5", "n3"].map(String::from).to_vec();
+        let g = leaders_with_minority(&["n2".into()], &order, &nodes(5));
+        // n2 leads; n4 is the first other node in the order: {n2, n4} | {n1, n3, n5}.
+        assert!(hears(&g, "n2", "n4"));
+        for a in ["n2", "n4"] {
+            for b in ["n1", "n3", "n5"] {
+                assert!(!hears(&g, a, b), "{a} hears {b}");
+            }
+        }
+        assert!(hears(&g, "n1", "n3") && hears(&g, "n3", "n5"));
+        // Three nodes: a minority is one, the leader alone.
+        let g = leaders_with_minority(&["n3".into()], &order, &nodes(3));
+        assert!(!hears(&g, "n3", "n1") && !hears(&g, "n3", "n2") && hears(&g, "n1", "n2"));
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let spec = GrudgeSpec::Named(GrudgeName::PrimariesMinority);
+        match grudge_for(&spec, &nodes(5), &mut rng) {
+            Grudge::PrimariesMinority { order } => assert_eq!(order.len(), 5),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //!
 //! Everything random is decided here (which node is "one", the halves of a "majority",
 //! each clock offset), so the same seed reproduces the same schedule and the schedule can
-//! be written into plan.yaml before the run starts. Only `primaries` is left to fault
-//! time: who leads is a fact of the running cluster.
+//! be written into plan.yaml before the run starts. Only who leads is left to fault time
+//! (`primaries`, `primaries-minority`): it is a fact of the running cluster.
 
 use super::partition::{grudge_for, Grudge};
 use crate::spec::nemesis::{

@@ -108,6 +108,9 @@ pub enum GrudgeName {
     Bridge,
     /// Isolate the node(s) that believe they lead (asked from the target at fault time).
     Primaries,
+    /// Cut the leader(s) off together with random followers up to a minority: the deposed
+    /// leader keeps replicating to them, so their logs diverge from the majority's.
+    PrimariesMinority,
 }
 
 /// Which nodes a process or clock fault hits.

@@ -2,6 +2,7 @@
 //! outlives a run — including one interrupted in the middle of its faults.
 
 use crate::run::{faultline, ids_from_log, root_cluster, store};
+use std::path::Path;
 use std::process::Stdio;
 
 const LAZY: &str = "tests/fixtures/lazykv/target.yaml";
@@ -24,6 +25,21 @@ fn nemesis_ops(history: &str) -> Vec<String> {
             Some(v["f"].as_str()?.to_string())
         })
         .collect()
+}
+
+/// `faultline run --quiet ARGS` with `nemesis` (YAML text) as its nemesis, stored in `store`.
+fn run_with_nemesis(store: &Path, nemesis: &str, args: &[&str]) -> std::process::Output {
+    let file = store.join("nemesis.yaml");
+    std::fs::write(&file, nemesis).unwrap();
+    faultline()
+        .args(["run", "--quiet"])
+        .args(args)
+        .arg("--nemesis")
+        .arg(&file)
+        .arg("--store")
+        .arg(store)
+        .output()
+        .unwrap()
 }
 
 #[test]
@@ -124,29 +140,11 @@ fn a_timeline_partition_is_journaled_and_healed_before_the_final_reads() {
     let Some((_cluster, store)) = root_cluster("timeline") else {
         return;
     };
-    let nem = store.join("t.yaml");
-    std::fs::write(
-        &nem,
+    let out = run_with_nemesis(
+        &store,
         "name: t\ntimeline:\n  - {at: 1s, start: partition, grudge: majority}\n  - {at: 2s, start: kill, target: [n1]}\n",
-    )
-    .unwrap();
-    let out = faultline()
-        .args([
-            "run",
-            "--target",
-            LAZY,
-            "--nodes",
-            "3",
-            "--time-limit",
-            "4s",
-            "--quiet",
-        ])
-        .arg("--nemesis")
-        .arg(&nem)
-        .arg("--store")
-        .arg(&store)
-        .output()
-        .unwrap();
+        &["--target", LAZY, "--nodes", "3", "--time-limit", "4s"],
+    );
     assert!(
         matches!(out.status.code(), Some(0..=2)),
         "{}",
@@ -235,6 +233,59 @@ fn a_stale_read_bug_is_caught_under_leader_partitions() {
     assert!(
         r["check"]["counterexample"]["failing_call"].is_object(),
         "{r}"
+    );
+    std::fs::remove_dir_all(&store).ok();
+}
+
+/// `primaries-minority` cuts off the node that leads together with one follower (of five).
+#[test]
+fn primaries_minority_takes_the_leader_and_one_follower() {
+    let Some((_cluster, store)) = root_cluster("primin") else {
+        return;
+    };
+    let out = run_with_nemesis(
+        &store,
+        "name: pm\ntimeline:\n  - {at: 2s, start: partition, grudge: primaries-minority}\n",
+        &["--time-limit", "5s", "--seed", "2"],
+    );
+    let dir = crate::run::run_dir_of(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let h = std::fs::read_to_string(dir.join("history.jsonl")).unwrap();
+    let start: serde_json::Value = h
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["f"] == "start-partition")
+        .expect("a start-partition op");
+    let grudge = start["value"]["grudge"].as_object().unwrap();
+    // Two nodes each drop the other three; three nodes each drop the other two.
+    let minority: Vec<&String> = grudge
+        .iter()
+        .filter(|(_, d)| d.as_array().unwrap().len() == 3)
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(minority.len(), 2, "{grudge:?}");
+    assert_eq!(grudge.len(), 5, "{grudge:?}");
+    // The first leader of the run led until the partition (no earlier fault): it is on
+    // the minority side. Node logs start each line with a Unix timestamp.
+    let mut elected: Vec<(f64, String)> = Vec::new();
+    for n in ["n1", "n2", "n3", "n4", "n5"] {
+        let log = std::fs::read_to_string(dir.join("nodes").join(n).join("stderr.log"))
+            .unwrap_or_default();
+        for line in log.lines().filter(|l| l.contains("became leader")) {
+            let t: f64 = line.split_whitespace().next().unwrap().parse().unwrap();
+            elected.push((t, n.to_string()));
+        }
+    }
+    elected.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let first = &elected.first().expect("a leader was elected").1;
+    assert!(
+        minority.contains(&first),
+        "leader {first} not in {minority:?}"
     );
     std::fs::remove_dir_all(&store).ok();
 }
