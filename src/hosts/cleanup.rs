@@ -340,6 +340,13 @@ pub fn sweep_stale() -> Vec<String> {
     };
     for e in entries.flatten() {
         let path = e.path();
+        if path.extension().is_some_and(|x| x == "lock") {
+            // A lock nobody holds is a killed run's: taking it and letting go removes it.
+            if let Ok(Some(lock)) = super::local::try_lock(&path) {
+                drop(lock);
+            }
+            continue;
+        }
         if path.extension().is_none_or(|x| x != "json") {
             continue;
         }

@@ -26,7 +26,7 @@ pub struct LocalHosts {
     pub gateway: Ipv4Addr,
     pub prefix_len: u8,
     /// Holds this run's subnet slice; released when the run ends (or the process dies).
-    _slice_lock: nix::fcntl::Flock<File>,
+    _slice_lock: StateLock,
 }
 
 /// Root with working namespaces? Checked by creating and deleting a namespace.
@@ -110,7 +110,7 @@ impl LocalHosts {
 }
 
 /// Lock a free /27 of `subnet`: not locked by another run and not already on an interface.
-fn claim_slice(subnet: (Ipv4Addr, u8)) -> Result<(Ipv4Addr, nix::fcntl::Flock<File>)> {
+fn claim_slice(subnet: (Ipv4Addr, u8)) -> Result<(Ipv4Addr, StateLock)> {
     let (net, len) = subnet;
     let slots = 1u32 << (SLICE_PREFIX - len);
     let dir = state_dir();
@@ -135,16 +135,49 @@ fn claim_slice(subnet: (Ipv4Addr, u8)) -> Result<(Ipv4Addr, nix::fcntl::Flock<Fi
     )
 }
 
+/// An exclusive lock on a file in the state directory. Dropping it removes the file while
+/// the lock is still held, so finished runs leave no lock files behind; a SIGKILLed run's
+/// file stays, unlocked, and the next run that takes it removes it.
+#[derive(Debug)]
+pub(crate) struct StateLock {
+    path: std::path::PathBuf,
+    _lock: nix::fcntl::Flock<File>,
+}
+
+impl Drop for StateLock {
+    fn drop(&mut self) {
+        // Runs before `_lock` is released: whoever opened this inode meanwhile and locks it
+        // next sees that the path no longer names it (`try_lock`) and tries again.
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
 /// Take the exclusive lock on `path` if nobody holds it; it is released when the returned
 /// lock is dropped or the process dies, so a crashed run never blocks the next one.
-pub(crate) fn try_lock(path: &std::path::Path) -> Result<Option<nix::fcntl::Flock<File>>> {
-    let file = File::create(path)
-        .with_context(|| format!("cannot create lock file {}", path.display()))?;
-    match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
-        Ok(lock) => Ok(Some(lock)),
-        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
-        Err((_, e)) => Err(anyhow!("cannot lock {}: {e}", path.display())),
+pub(crate) fn try_lock(path: &std::path::Path) -> Result<Option<StateLock>> {
+    use std::os::unix::fs::MetadataExt;
+    // A few rounds: each lost one means a holder removed the file just as we opened it.
+    for _ in 0..8 {
+        let file = File::create(path)
+            .with_context(|| format!("cannot create lock file {}", path.display()))?;
+        let lock = match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        {
+            Ok(lock) => lock,
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => return Ok(None),
+            Err((_, e)) => return Err(anyhow!("cannot lock {}: {e}", path.display())),
+        };
+        let held = lock
+            .metadata()
+            .with_context(|| format!("cannot stat {}", path.display()))?;
+        let named = std::fs::metadata(path).ok();
+        if named.is_some_and(|m| m.ino() == held.ino() && m.dev() == held.dev()) {
+            return Ok(Some(StateLock {
+                path: path.to_path_buf(),
+                _lock: lock,
+            }));
+        }
     }
+    Ok(None)
 }
 
 /// IPv4 addresses configured on interfaces of the root namespace.

@@ -7,7 +7,6 @@
 
 use super::NodeHost;
 use anyhow::{bail, Context, Result};
-use std::fs::File;
 use std::net::Ipv4Addr;
 
 /// The blocks 127.213.1.0 … 127.213.250.0.
@@ -17,7 +16,7 @@ const BLOCKS: u32 = 250;
 pub struct LoopbackHosts {
     pub nodes: Vec<NodeHost>,
     /// Holds this run's block; released when the run ends (or the process dies).
-    _block_lock: nix::fcntl::Flock<File>,
+    _block_lock: super::local::StateLock,
 }
 
 impl LoopbackHosts {
@@ -70,8 +69,19 @@ mod tests {
         assert_ne!(a.nodes[0].ip, b.nodes[0].ip);
         assert_eq!(a.nodes[1].ip.octets()[3], 3);
         let freed = a.nodes[0].ip;
+        let lock_file = |ip: std::net::Ipv4Addr| {
+            super::super::cleanup::state_dir().join(format!("loopback-{}.lock", ip.octets()[2]))
+        };
+        assert!(lock_file(freed).exists());
         drop(a);
+        assert!(
+            !lock_file(freed).exists(),
+            "a finished run leaves no lock file"
+        );
         let c = LoopbackHosts::create("abcd01", &nodes).unwrap();
         assert_eq!(c.nodes[0].ip, freed, "a released block is reused");
+        let b_ip = b.nodes[0].ip;
+        drop((b, c));
+        assert!(!lock_file(freed).exists() && !lock_file(b_ip).exists());
     }
 }
