@@ -18,7 +18,7 @@ use crate::target::Cluster;
 use anyhow::{anyhow, bail, Context, Result};
 use clock::Clocks;
 use nix::sys::signal::Signal;
-use partition::{isolate, Grudge, LOSS_TABLE, PARTITION_TABLE};
+use partition::{Grudge, LOSS_TABLE, PARTITION_TABLE};
 use schedule::{Action, Step, Targets};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -170,18 +170,13 @@ impl Nemesis {
                 let nodes = self.cluster.nodes();
                 let drops = match grudge {
                     Grudge::Drops(d) => d.clone(),
-                    Grudge::Primaries | Grudge::PrimariesMinority { .. } => {
+                    around_leaders => {
                         let leaders = self.resolve(&Targets::Primaries).await;
                         if leaders.is_empty() {
                             log::line("nemesis: no node believes it leads; isolating nobody");
                             return self.record(f, json!({"grudge": {}}), Some("no leader".into()));
                         }
-                        match grudge {
-                            Grudge::PrimariesMinority { order } => {
-                                partition::leaders_with_minority(&leaders, order, &nodes)
-                            }
-                            _ => isolate(&leaders, &nodes),
-                        }
+                        around_leaders.around(&leaders, &nodes)
                     }
                 };
                 let mut applied = BTreeSet::new();

@@ -48,6 +48,22 @@ pub fn from_components(components: &[Vec<String>]) -> BTreeMap<String, BTreeSet<
     g
 }
 
+impl Grudge {
+    /// The drops of this grudge once `leaders` (asked from the target at fault time) are
+    /// known; a fixed grudge ignores them.
+    pub fn around(
+        &self,
+        leaders: &[String],
+        nodes: &[String],
+    ) -> BTreeMap<String, BTreeSet<String>> {
+        match self {
+            Grudge::Drops(d) => d.clone(),
+            Grudge::Primaries => isolate(leaders, nodes),
+            Grudge::PrimariesMinority { order } => leaders_with_minority(leaders, order, nodes),
+        }
+    }
+}
+
 /// Resolve a grudge spec for these nodes with the schedule's rng.
 pub fn grudge_for(spec: &GrudgeSpec, nodes: &[String], rng: &mut ChaCha8Rng) -> Grudge {
     let mut ring = nodes.to_vec();

@@ -164,9 +164,8 @@ struct Ctx {
 }
 
 impl Ctx {
-    /// Journal one client event; the single place client ops are built.
-    #[allow(clippy::too_many_arguments)]
-    fn record(
+    /// One client event as the journal takes it; the single place client ops are built.
+    fn op(
         &self,
         process: u64,
         kind: OpType,
@@ -174,10 +173,9 @@ impl Ctx {
         value: Value,
         node: &str,
         error: Option<String>,
-        then: Then,
-    ) -> Result<()> {
+    ) -> Op {
         self.stats.count(kind);
-        let op = Op {
+        Op {
             index: 0,
             time_ns: 0,
             process: Process::Client(process),
@@ -187,12 +185,7 @@ impl Ctx {
             value,
             node: Some(node.to_string()),
             error,
-        };
-        match then {
-            Then::Write => self.journal.record(op)?,
-            Then::InvokeNext => self.journal.stage(op)?,
-        };
-        Ok(())
+        }
     }
 
     fn invoke_op(&self, process: u64, inv: &Invocation, node: &str) -> Result<()> {
@@ -201,7 +194,9 @@ impl Ctx {
             crate::spec::workload::OpKind::Read => Value::Null,
             _ => inv.value.clone(),
         };
-        self.record(process, OpType::Invoke, inv, value, node, None, Then::Write)
+        self.journal
+            .record(self.op(process, OpType::Invoke, inv, value, node, None))?;
+        Ok(())
     }
 
     fn complete_op(
@@ -211,15 +206,19 @@ impl Ctx {
         c: &Completion,
         then: Then,
     ) -> Result<()> {
-        self.record(
+        let op = self.op(
             process,
             c.kind,
             inv,
             c.value.clone(),
             &c.node,
             c.error.clone(),
-            then,
-        )
+        );
+        match then {
+            Then::Write => self.journal.record(op)?,
+            Then::InvokeNext => self.journal.stage(op)?,
+        };
+        Ok(())
     }
 }
 
