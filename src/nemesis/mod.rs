@@ -1,13 +1,14 @@
 //! The nemesis: injects faults on a compiled schedule and heals them.
 //!
 //! Every fault is a verb with a named inverse (partition/heal, pause/resume, kill/start,
-//! bump or strobe/reset clock, loss/stop loss). Each action is journaled in the history as
+//! bump or strobe/reset clock, loss/stop loss, delay/stop delay). Each action is journaled in the history as
 //! process `nemesis` with the affected nodes, so checkers ignore it and reports can shade
 //! fault windows. [`Nemesis::heal_all`] ends every plan before the final reads. What it
 //! cannot undo (a run that dies) the teardown of hosts and processes removes: rules live
 //! in node namespaces, offsets in node processes.
 
 pub mod clock;
+pub mod delay;
 pub mod partition;
 pub mod schedule;
 
@@ -30,6 +31,12 @@ use tokio::time::Instant;
 
 /// How long asking the target who leads may take.
 const LEADER_QUERY_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long a `next-primaries` fault waits for an election.
+const NEXT_LEADER_WAIT: Duration = Duration::from_secs(10);
+/// How often it asks who leads meanwhile: a new leader's first entries take a round trip
+/// to reach its followers, and the fault should land inside that window when the network
+/// is slowed by a delay fault.
+const NEXT_LEADER_POLL: Duration = Duration::from_millis(20);
 
 /// What is currently broken, so heals undo exactly that.
 #[derive(Debug, Default)]
@@ -39,6 +46,7 @@ struct Broken {
     killed: BTreeSet<String>,
     skewed: BTreeSet<String>,
     lossy: BTreeSet<String>,
+    delayed: BTreeMap<String, delay::Delayer>,
     strobe: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -80,6 +88,7 @@ impl Nemesis {
         add("killed", &b.killed);
         add("clock", &b.skewed);
         add("loss", &b.lossy);
+        add("delay", &b.delayed.keys().cloned().collect());
         if parts.is_empty() {
             "no faults".into()
         } else {
@@ -118,18 +127,56 @@ impl Nemesis {
     async fn resolve(&self, t: &Targets) -> Vec<String> {
         match t {
             Targets::Nodes(n) => n.clone(),
-            Targets::Primaries => {
-                let first = self.cluster.nodes().first().cloned().unwrap_or_default();
-                match self.cluster.client(&first) {
-                    Ok(mut c) => {
-                        let leaders = c.leaders(LEADER_QUERY_TIMEOUT).await;
-                        c.close().await;
-                        leaders
-                    }
-                    Err(_) => Vec::new(),
-                }
+            Targets::Primaries => self.leaders().await,
+            Targets::NextPrimaries { settle_ms } => self.next_leaders(*settle_ms).await,
+            Targets::Followers => {
+                let leaders = self.leaders().await;
+                self.cluster
+                    .nodes()
+                    .into_iter()
+                    .filter(|n| !leaders.contains(n))
+                    .collect()
             }
         }
+    }
+
+    /// The nodes that say they lead, asked now.
+    async fn leaders(&self) -> Vec<String> {
+        let first = self.cluster.nodes().first().cloned().unwrap_or_default();
+        match self.cluster.client(&first) {
+            Ok(mut c) => {
+                let leaders = c.leaders(LEADER_QUERY_TIMEOUT).await;
+                c.close().await;
+                leaders
+            }
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// Wait for an election: the first node(s) seen leading that did not lead when the wait
+    /// began (or stopped leading since), then `settle_ms` more. Empty if no election
+    /// happened within [`NEXT_LEADER_WAIT`].
+    async fn next_leaders(&self, settle_ms: u64) -> Vec<String> {
+        let began = Instant::now();
+        let mut before: BTreeSet<String> = self.leaders().await.into_iter().collect();
+        while began.elapsed() < NEXT_LEADER_WAIT {
+            tokio::time::sleep(NEXT_LEADER_POLL).await;
+            let now: BTreeSet<String> = self.leaders().await.into_iter().collect();
+            let new: Vec<String> = now.difference(&before).cloned().collect();
+            if !new.is_empty() {
+                log::line(&format!(
+                    "nemesis: {} leads now (waited {:.2} s)",
+                    new.join(", "),
+                    began.elapsed().as_secs_f64()
+                ));
+                tokio::time::sleep(Duration::from_millis(settle_ms)).await;
+                return new;
+            }
+            // A leader that stepped down and wins again is a new leader too.
+            before.retain(|n| now.contains(n));
+        }
+        log::line("nemesis: no new leader was elected; the fault hits nobody");
+        Vec::new()
     }
 
     fn ip(&self, node: &str) -> Result<Ipv4Addr> {
@@ -138,6 +185,80 @@ impl Nemesis {
             .node(node)
             .map(|h| h.ip)
             .ok_or_else(|| anyhow!("no host for node {node}"))
+    }
+
+    /// Run `argv` inside the node's host (its namespace) and fail with its stderr.
+    async fn exec_checked(&self, node: &str, argv: &[String]) -> Result<()> {
+        let host = self
+            .cluster
+            .hosts()
+            .node(node)
+            .ok_or_else(|| anyhow!("no host for node {node}"))?
+            .clone();
+        let args: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let out = self
+            .cluster
+            .hosts()
+            .exec(&host, &args, b"")
+            .await
+            .with_context(|| format!("node {node}: cannot run {}", argv[0]))?;
+        if !out.status.success() {
+            bail!(
+                "node {node}: {} failed: {}",
+                argv.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(())
+    }
+
+    /// Start holding `node`'s packets to its peers: bind the queue, then add the rule.
+    async fn start_delay(&self, node: &str, cfg: delay::DelayConfig) -> Result<()> {
+        if self.broken.lock().await.delayed.contains_key(node) {
+            return Ok(());
+        }
+        let netns = self
+            .cluster
+            .hosts()
+            .node(node)
+            .and_then(|h| h.netns.clone())
+            .ok_or_else(|| {
+                anyhow!("node {node}: delay faults need the node in a network namespace of this machine")
+            })?;
+        let peers: Vec<Ipv4Addr> = self
+            .cluster
+            .nodes()
+            .iter()
+            .filter(|p| *p != node)
+            .map(|p| self.ip(p))
+            .collect::<Result<_>>()?;
+        let delayer = tokio::task::spawn_blocking(move || delay::Delayer::start(&netns, cfg))
+            .await
+            .context("the delay start task failed")??;
+        // Recorded before the rule exists, so a failing iptables still gets its queue
+        // released by heal_all.
+        self.broken
+            .lock()
+            .await
+            .delayed
+            .insert(node.to_string(), delayer);
+        self.exec_checked(node, &delay::rule_args(&peers)).await
+    }
+
+    /// Remove `node`'s delay rule and release what its queue holds.
+    async fn stop_delay(&self, node: &str) -> Result<delay::DelayStats> {
+        let flushed = self.exec_checked(node, &delay::flush_args()).await;
+        let delayer = self.broken.lock().await.delayed.remove(node);
+        let stats = match delayer {
+            Some(d) => match tokio::task::spawn_blocking(move || d.stop()).await {
+                Ok(Ok(s)) => s,
+                // The thread already said why it ended; the heal itself (rule gone) holds.
+                Ok(Err(_)) | Err(_) => delay::DelayStats::default(),
+            },
+            None => delay::DelayStats::default(),
+        };
+        flushed?;
+        Ok(stats)
     }
 
     async fn nft(&self, node: &str, script: &str) -> Result<()> {
@@ -171,7 +292,12 @@ impl Nemesis {
                 let drops = match grudge {
                     Grudge::Drops(d) => d.clone(),
                     around_leaders => {
-                        let leaders = self.resolve(&Targets::Primaries).await;
+                        let leaders = match around_leaders {
+                            Grudge::NextPrimaries { settle_ms } => {
+                                self.next_leaders(*settle_ms).await
+                            }
+                            _ => self.leaders().await,
+                        };
                         if leaders.is_empty() {
                             log::line("nemesis: no node believes it leads; isolating nobody");
                             return self.record(f, json!({"grudge": {}}), Some("no leader".into()));
@@ -358,6 +484,46 @@ impl Nemesis {
                 log::line("nemesis: packet loss stopped");
                 self.record(f, json!({"nodes": nodes}), None)
             }
+            Action::StartDelay {
+                targets,
+                latency_ms,
+                jitter_ms,
+            } => {
+                let nodes = self.resolve(targets).await;
+                for (i, n) in nodes.iter().enumerate() {
+                    let cfg = delay::DelayConfig {
+                        latency: Duration::from_millis(*latency_ms),
+                        jitter: Duration::from_millis(*jitter_ms),
+                        seed: *latency_ms ^ (i as u64) << 32,
+                    };
+                    self.start_delay(n, cfg).await?;
+                }
+                log::line(&format!(
+                    "nemesis: packets to peers delayed {latency_ms} ms ± {jitter_ms} ms on {}",
+                    nodes.join(", ")
+                ));
+                self.record(
+                    f,
+                    json!({"nodes": nodes, "latency_ms": latency_ms, "jitter_ms": jitter_ms}),
+                    None,
+                )
+            }
+            Action::StopDelay => {
+                let nodes: Vec<String> = self.broken.lock().await.delayed.keys().cloned().collect();
+                let mut held = BTreeMap::new();
+                let mut lines = Vec::new();
+                for n in &nodes {
+                    let s = self.stop_delay(n).await?;
+                    let mean = (s.mean_held_ms * 10.0).round() / 10.0;
+                    lines.push(format!("{n} {} packets, {mean} ms mean", s.packets));
+                    held.insert(
+                        n.clone(),
+                        json!({"packets": s.packets, "mean_held_ms": mean, "max_held": s.max_held}),
+                    );
+                }
+                log::line(&format!("nemesis: delay stopped ({})", lines.join("; ")));
+                self.record(f, json!({"nodes": nodes, "held": held}), None)
+            }
         }
     }
 
@@ -369,7 +535,7 @@ impl Nemesis {
 
     /// Undo every fault in force: the end of every nemesis plan, before final reads.
     pub async fn heal_all(&self) -> Result<()> {
-        let (p, pa, k, c, l) = {
+        let (p, pa, k, c, l, d) = {
             let b = self.broken.lock().await;
             (
                 !b.partitioned.is_empty(),
@@ -377,6 +543,7 @@ impl Nemesis {
                 !b.killed.is_empty(),
                 !b.skewed.is_empty() || b.strobe.is_some(),
                 !b.lossy.is_empty(),
+                !b.delayed.is_empty(),
             )
         };
         if p {
@@ -384,6 +551,9 @@ impl Nemesis {
         }
         if l {
             self.apply(&Action::StopLoss).await?;
+        }
+        if d {
+            self.apply(&Action::StopDelay).await?;
         }
         if pa {
             self.apply(&Action::Resume).await?;

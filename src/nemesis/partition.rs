@@ -29,6 +29,10 @@ pub enum Grudge {
     PrimariesMinority {
         order: Vec<String>,
     },
+    /// Isolate the next node(s) to lead, `settle_ms` after they are seen leading.
+    NextPrimaries {
+        settle_ms: u64,
+    },
 }
 
 /// Each node drops packets from every node outside its own component.
@@ -58,7 +62,7 @@ impl Grudge {
     ) -> BTreeMap<String, BTreeSet<String>> {
         match self {
             Grudge::Drops(d) => d.clone(),
-            Grudge::Primaries => isolate(leaders, nodes),
+            Grudge::Primaries | Grudge::NextPrimaries { .. } => isolate(leaders, nodes),
             Grudge::PrimariesMinority { order } => leaders_with_minority(leaders, order, nodes),
         }
     }
@@ -76,6 +80,7 @@ pub fn grudge_for(spec: &GrudgeSpec, nodes: &[String], rng: &mut ChaCha8Rng) -> 
                 .collect(),
         ),
         GrudgeSpec::Named(GrudgeName::Primaries) => Grudge::Primaries,
+        GrudgeSpec::Named(GrudgeName::NextPrimaries) => Grudge::NextPrimaries { settle_ms: 0 },
         GrudgeSpec::Named(GrudgeName::PrimariesMinority) => {
             Grudge::PrimariesMinority { order: ring }
         }
@@ -221,7 +226,7 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         match grudge_for(&spec, &nodes(n), &mut rng) {
             Grudge::Drops(d) => d,
-            Grudge::Primaries | Grudge::PrimariesMinority { .. } => {
+            Grudge::Primaries | Grudge::PrimariesMinority { .. } | Grudge::NextPrimaries { .. } => {
                 panic!("not a fixed grudge")
             }
         }

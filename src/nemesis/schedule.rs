@@ -23,6 +23,13 @@ use std::time::Duration;
 pub enum Targets {
     Nodes(Vec<String>),
     Primaries,
+    /// The next node(s) to lead, waited for at fault time; the fault lands `settle_ms`
+    /// after they are seen.
+    NextPrimaries {
+        settle_ms: u64,
+    },
+    /// Every node but the leaders at fault time.
+    Followers,
 }
 
 /// One thing the nemesis does. Every start has a named inverse that heals all faults of
@@ -61,6 +68,12 @@ pub enum Action {
         percent: u8,
     },
     StopLoss,
+    StartDelay {
+        targets: Targets,
+        latency_ms: u64,
+        jitter_ms: u64,
+    },
+    StopDelay,
 }
 
 impl Action {
@@ -78,6 +91,8 @@ impl Action {
             Action::ResetClock => "reset-clock",
             Action::StartLoss { .. } => "start-loss",
             Action::StopLoss => "stop-loss",
+            Action::StartDelay { .. } => "start-delay",
+            Action::StopDelay => "stop-delay",
         }
     }
 
@@ -89,6 +104,7 @@ impl Action {
             FaultKind::Kill => Action::Restart,
             FaultKind::ClockBump | FaultKind::ClockStrobe => Action::ResetClock,
             FaultKind::Loss => Action::StopLoss,
+            FaultKind::Delay => Action::StopDelay,
         }
     }
 }
@@ -162,12 +178,14 @@ fn start_action(
     nodes: &[String],
     rng: &mut ChaCha8Rng,
 ) -> Result<Action> {
+    let settle_ms = p.settle.map_or(0, |d| d.as_millis() as u64);
     let targets = |rng: &mut ChaCha8Rng| -> Result<Targets> {
         select(
             p.target
                 .as_ref()
                 .ok_or_else(|| anyhow!("{} needs a target", kind.as_str()))?,
             nodes,
+            settle_ms,
             rng,
         )
     };
@@ -182,8 +200,12 @@ fn start_action(
                     known(n, nodes)?;
                 }
             }
+            let grudge = match grudge_for(spec, nodes, rng) {
+                Grudge::NextPrimaries { .. } => Grudge::NextPrimaries { settle_ms },
+                g => g,
+            };
             Action::StartPartition {
-                grudge: grudge_for(spec, nodes, rng),
+                grudge,
                 one_way: p.one_way,
             }
         }
@@ -207,7 +229,9 @@ fn start_action(
             };
             let offsets_ms = match &t {
                 Targets::Nodes(ns) => ns.iter().map(|n| (n.clone(), draw(rng))).collect(),
-                Targets::Primaries => BTreeMap::new(),
+                Targets::Primaries | Targets::NextPrimaries { .. } | Targets::Followers => {
+                    BTreeMap::new()
+                }
             };
             Action::BumpClock {
                 targets: t,
@@ -224,6 +248,11 @@ fn start_action(
             targets: targets(rng)?,
             percent: p.percent.unwrap_or(50),
         },
+        FaultKind::Delay => Action::StartDelay {
+            targets: targets(rng)?,
+            latency_ms: p.latency.map_or(100, |d| d.as_millis() as u64),
+            jitter_ms: p.jitter.map_or(0, |d| d.as_millis() as u64),
+        },
     })
 }
 
@@ -236,7 +265,12 @@ fn known(n: &str, nodes: &[String]) -> Result<()> {
 }
 
 /// Resolve a selector to nodes (or to primaries, decided at fault time).
-fn select(sel: &NodeSelector, nodes: &[String], rng: &mut ChaCha8Rng) -> Result<Targets> {
+fn select(
+    sel: &NodeSelector,
+    nodes: &[String],
+    settle_ms: u64,
+    rng: &mut ChaCha8Rng,
+) -> Result<Targets> {
     let n = nodes.len();
     let mut shuffled = nodes.to_vec();
     shuffled.shuffle(rng);
@@ -251,6 +285,8 @@ fn select(sel: &NodeSelector, nodes: &[String], rng: &mut ChaCha8Rng) -> Result<
         NodeSelector::Named(SelectorName::Majority) => take(n / 2 + 1),
         NodeSelector::Named(SelectorName::All) => take(n),
         NodeSelector::Named(SelectorName::Primaries) => Targets::Primaries,
+        NodeSelector::Named(SelectorName::NextPrimaries) => Targets::NextPrimaries { settle_ms },
+        NodeSelector::Named(SelectorName::Followers) => Targets::Followers,
         NodeSelector::Nodes(list) => {
             for x in list {
                 known(x, nodes)?;
@@ -369,5 +405,37 @@ mod tests {
                     .all(|o| (60_000..=120_000).contains(&o.abs())));
             }
         }
+    }
+
+    #[test]
+    fn leader_relative_faults_are_left_to_fault_time_with_their_settle() {
+        let s = spec("name: t\ntimeline:\n  - {at: 0s, start: delay, target: all, latency: 100ms, jitter: 20ms}\n  - {at: 1s, start: partition, grudge: next-primaries, settle: 600ms}\n  - {at: 2s, start: kill, target: followers}\n  - {at: 3s, start: pause, target: next-primaries}\n  - {at: 4s, stop: delay}\n");
+        let steps = compile(&s, &nodes(5), 1, Duration::from_secs(30)).unwrap();
+        let actions: Vec<&Action> = steps.iter().map(|s| &s.action).collect();
+        assert_eq!(
+            actions,
+            [
+                &Action::StartDelay {
+                    targets: Targets::Nodes(nodes(5)),
+                    latency_ms: 100,
+                    jitter_ms: 20
+                },
+                &Action::StartPartition {
+                    grudge: Grudge::NextPrimaries { settle_ms: 600 },
+                    one_way: false
+                },
+                &Action::Kill {
+                    targets: Targets::Followers
+                },
+                &Action::Pause {
+                    targets: Targets::NextPrimaries { settle_ms: 0 }
+                },
+                &Action::StopDelay,
+            ]
+        );
+        assert_eq!(
+            (Action::heal(FaultKind::Delay).f(), actions[0].f()),
+            ("stop-delay", "start-delay")
+        );
     }
 }

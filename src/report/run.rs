@@ -64,7 +64,7 @@ impl Outcome {
     }
 }
 
-/// The five fault kinds a nemesis injects; every plot shades their windows.
+/// The six fault kinds a nemesis injects; every plot shades their windows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum FaultKind {
     Partition,
@@ -72,15 +72,17 @@ pub enum FaultKind {
     Kill,
     Clock,
     Loss,
+    Delay,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 5] = [
+    pub const ALL: [FaultKind; 6] = [
         FaultKind::Partition,
         FaultKind::Pause,
         FaultKind::Kill,
         FaultKind::Clock,
         FaultKind::Loss,
+        FaultKind::Delay,
     ];
 
     pub fn name(self) -> &'static str {
@@ -90,6 +92,7 @@ impl FaultKind {
             FaultKind::Kill => "kill",
             FaultKind::Clock => "clock",
             FaultKind::Loss => "loss",
+            FaultKind::Delay => "delay",
         }
     }
 
@@ -101,6 +104,7 @@ impl FaultKind {
             FaultKind::Kill => (0x50, 0x50, 0x50),
             FaultKind::Clock => (0x17, 0xbe, 0xcf),
             FaultKind::Loss => (0xe3, 0x77, 0xc2),
+            FaultKind::Delay => (0x8c, 0x56, 0x4b),
         }
     }
 
@@ -112,6 +116,7 @@ impl FaultKind {
             "kill" => FaultKind::Kill,
             "bump-clock" | "strobe-clock" => FaultKind::Clock,
             "start-loss" => FaultKind::Loss,
+            "start-delay" => FaultKind::Delay,
             _ => return None,
         })
     }
@@ -124,6 +129,7 @@ impl FaultKind {
             "start" => FaultKind::Kill,
             "reset-clock" => FaultKind::Clock,
             "stop-loss" => FaultKind::Loss,
+            "stop-delay" => FaultKind::Delay,
             _ => return None,
         })
     }

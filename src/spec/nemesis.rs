@@ -54,6 +54,8 @@ pub enum FaultKind {
     ClockStrobe,
     /// Drop a percentage of the node's packets; inverse: stop dropping.
     Loss,
+    /// Hold the node's packets to its peers for a latency (± jitter); inverse: release.
+    Delay,
 }
 
 impl FaultKind {
@@ -65,12 +67,16 @@ impl FaultKind {
             FaultKind::ClockBump => "clock-bump",
             FaultKind::ClockStrobe => "clock-strobe",
             FaultKind::Loss => "loss",
+            FaultKind::Delay => "delay",
         }
     }
 
     /// Whether the fault needs network namespaces (nftables inside the node).
     pub fn is_network(self) -> bool {
-        matches!(self, FaultKind::Partition | FaultKind::Loss)
+        matches!(
+            self,
+            FaultKind::Partition | FaultKind::Loss | FaultKind::Delay
+        )
     }
 
     /// Faults healed by the same inverse share a group.
@@ -111,6 +117,9 @@ pub enum GrudgeName {
     /// Cut the leader(s) off together with random followers up to a minority: the deposed
     /// leader keeps replicating to them, so their logs diverge from the majority's.
     PrimariesMinority,
+    /// Isolate the next node to win an election (one that did not lead when the fault
+    /// started), as soon as the target reports it leads, or `settle` later.
+    NextPrimaries,
 }
 
 /// Which nodes a process or clock fault hits.
@@ -128,6 +137,10 @@ pub enum SelectorName {
     Minority,
     Majority,
     Primaries,
+    /// The next node to win an election (see the grudge of that name).
+    NextPrimaries,
+    /// Every node that does not say it leads (asked at fault time).
+    Followers,
     All,
 }
 
@@ -174,6 +187,27 @@ pub struct FaultParams {
     /// loss: percentage of packets dropped (1–100).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub percent: Option<u8>,
+    /// next-primaries: how long after the new leader is seen the fault lands.
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub settle: Option<Duration>,
+    /// delay: how long each packet to a peer is held.
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub latency: Option<Duration>,
+    /// delay: each packet's latency is drawn from latency ± jitter (never reordering).
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub jitter: Option<Duration>,
 }
 
 /// `- at: 5s\n  start: partition\n  grudge: majorities-ring` or `- at: 15s\n  stop: partition`.
@@ -305,6 +339,42 @@ fn check_params(v: &mut Violations<'_>, field: &str, kind: FaultKind, p: &FaultP
                 "needs a percentage between 1 and 100",
             );
         }
+        FaultKind::Delay => {
+            v.check(has_target, format!("{field}.target"), "needs a target");
+            v.check(
+                p.latency
+                    .is_some_and(|d| d >= Duration::from_millis(1) && d <= Duration::from_secs(10)),
+                format!("{field}.latency"),
+                "needs a latency between 1ms and 10s",
+            );
+            v.check(
+                p.jitter.is_none_or(|j| Some(j) <= p.latency),
+                format!("{field}.jitter"),
+                "jitter must not exceed the latency",
+            );
+        }
+    }
+    let next = matches!(p.grudge, Some(GrudgeSpec::Named(GrudgeName::NextPrimaries)))
+        || matches!(
+            p.target,
+            Some(NodeSelector::Named(SelectorName::NextPrimaries))
+        );
+    v.check(
+        p.settle.is_none() || next,
+        format!("{field}.settle"),
+        "only next-primaries takes a settle time",
+    );
+    v.check(
+        p.settle.is_none_or(|d| d <= Duration::from_secs(10)),
+        format!("{field}.settle"),
+        "settle must be at most 10s",
+    );
+    if kind != FaultKind::Delay {
+        v.check(
+            p.latency.is_none() && p.jitter.is_none(),
+            format!("{field}.latency"),
+            "only a delay takes a latency and jitter",
+        );
     }
     if kind != FaultKind::Partition {
         v.check(
@@ -385,5 +455,32 @@ mod tests {
         .to_string();
         assert!(err.contains("n.yaml:"), "{err}");
         assert!(err.contains("meteor"), "{err}");
+    }
+
+    #[test]
+    fn delay_and_settle_are_checked_where_they_belong() {
+        let p = Path::new("nemesis/slow.yaml");
+        let n: NemesisSpec = parse_yaml(
+            p,
+            "name: s\ntimeline:\n  - {at: 0s, start: delay, target: all, latency: 20s}\n  - {at: 1s, start: delay, target: one, latency: 10ms, jitter: 50ms}\n  - {at: 2s, start: kill, target: all, latency: 5ms}\n  - {at: 3s, start: partition, grudge: primaries, settle: 1s}\n  - {at: 4s, start: kill, target: next-primaries, settle: 20s}\n",
+        )
+        .unwrap();
+        let err = n.validate(p).unwrap_err().to_string();
+        for want in [
+            "timeline[0].latency: needs a latency between 1ms and 10s",
+            "timeline[1].jitter: jitter must not exceed the latency",
+            "timeline[2].latency: only a delay takes a latency",
+            "timeline[3].settle: only next-primaries takes a settle time",
+            "timeline[4].settle: settle must be at most 10s",
+        ] {
+            assert!(err.contains(want), "{want} missing from {err}");
+        }
+        let ok: NemesisSpec = parse_yaml(
+            p,
+            "name: s\ntimeline:\n  - {at: 0s, start: delay, target: all, latency: 100ms, jitter: 20ms}\n  - {at: 1s, start: partition, grudge: next-primaries, settle: 600ms}\n  - {at: 2s, start: kill, target: followers}\n",
+        )
+        .unwrap();
+        ok.validate(p).unwrap();
+        assert!(ok.kinds().iter().any(|k| k.is_network()));
     }
 }

@@ -1,7 +1,7 @@
 //! The resolved plan: everything a run needs, decided once, written to `plan.yaml` before
 //! the first node starts so the run can be reproduced from it (with seed and revision).
 
-use super::nemesis::NemesisSpec;
+use super::nemesis::{FaultKind, NemesisSpec};
 use super::target::TargetSpec;
 use super::test::TestSpec;
 use super::workload::WorkloadSpec;
@@ -239,6 +239,24 @@ impl Plan {
                 nemesis.name,
                 k.as_str()
             );
+        }
+        if kinds.contains(&FaultKind::Delay) {
+            // The verdict loop that holds delayed packets is a thread of this controller,
+            // bound to a queue inside each node's namespace: it cannot reach another machine.
+            if matches!(&hosts, HostsChoice::Ssh { .. }) {
+                bail!(
+                    "{}: nemesis {} injects delay faults, which need the nodes in network namespaces of this machine (hosts: local); SSH hosts are other machines.",
+                    nemesis_file.display(),
+                    nemesis.name
+                );
+            }
+            if !crate::nemesis::delay::iptables_available() {
+                bail!(
+                    "{}: nemesis {} injects delay faults, which need iptables (its NFQUEUE target): install the Debian package `iptables`.",
+                    nemesis_file.display(),
+                    nemesis.name
+                );
+            }
         }
         // Stepping VMs' real clocks reaches every program, whatever the target declares.
         let system_clocks = matches!(&hosts, HostsChoice::Ssh { nodes, .. }

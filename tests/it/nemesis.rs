@@ -14,6 +14,7 @@ timeline:
   - {at: 300ms, start: pause, target: [n2]}
   - {at: 300ms, start: clock-bump, target: [n3], offset: 60s, backwards: true}
   - {at: 300ms, start: loss, target: [n3], percent: 50}
+  - {at: 300ms, start: delay, target: [n1], latency: 200ms}
 ";
 
 fn nemesis_ops(history: &str) -> Vec<String> {
@@ -40,6 +41,18 @@ fn run_with_nemesis(store: &Path, nemesis: &str, args: &[&str]) -> std::process:
         .arg(store)
         .output()
         .unwrap()
+}
+
+/// [`run_with_nemesis`] that must exit 0 (valid); returns the run directory.
+fn run_valid(store: &Path, nemesis: &str, args: &[&str]) -> std::path::PathBuf {
+    let out = run_with_nemesis(store, nemesis, args);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    crate::run::run_dir_of(&out)
 }
 
 #[test]
@@ -69,7 +82,7 @@ fn sigint_in_the_middle_of_every_fault_leaves_a_clean_machine() {
         .spawn()
         .unwrap();
     let dir = crate::run::wait_for_history(&store.join("lazykv-register-all-at-once"), |h| {
-        nemesis_ops(h).len() >= 4
+        nemesis_ops(h).len() >= 5
     });
     let (id, pids) = ids_from_log(&dir);
     // The faults are really in force: n2 is stopped, n3's clock file is set back.
@@ -92,6 +105,23 @@ fn sigint_in_the_middle_of_every_fault_leaves_a_clean_machine() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&ruleset.stdout).contains("faultline_partition"));
+    let delay = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &format!("fl-{id}-n1"),
+            "iptables",
+            "-t",
+            "mangle",
+            "-S",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&delay.stdout).contains("NFQUEUE --queue-num 213 --queue-bypass"),
+        "{}",
+        String::from_utf8_lossy(&delay.stdout)
+    );
 
     crate::run::interrupt_and_expect_clean(child, &id, &pids);
     assert!(
@@ -243,17 +273,10 @@ fn primaries_minority_takes_the_leader_and_one_follower() {
     let Some((_cluster, store)) = root_cluster("primin") else {
         return;
     };
-    let out = run_with_nemesis(
+    let dir = run_valid(
         &store,
         "name: pm\ntimeline:\n  - {at: 2s, start: partition, grudge: primaries-minority}\n",
         &["--time-limit", "5s", "--seed", "2"],
-    );
-    let dir = crate::run::run_dir_of(&out);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
     );
     let h = std::fs::read_to_string(dir.join("history.jsonl")).unwrap();
     let start: serde_json::Value = h
@@ -286,6 +309,135 @@ fn primaries_minority_takes_the_leader_and_one_follower() {
     assert!(
         minority.contains(&first),
         "leader {first} not in {minority:?}"
+    );
+    std::fs::remove_dir_all(&store).ok();
+}
+
+/// Latency in ms of the ok writes invoked in [from, to) seconds, from history lines.
+fn write_latencies_ms(history: &str, from: f64, to: f64) -> Vec<f64> {
+    let mut invoked = std::collections::HashMap::new();
+    let mut out = Vec::new();
+    for l in history.lines() {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        if v["f"] != "write" {
+            continue;
+        }
+        let t = v["time_ns"].as_f64().unwrap() / 1e9;
+        let p = v["process"].to_string();
+        match v["type"].as_str().unwrap() {
+            "invoke" => {
+                invoked.insert(p, t);
+            }
+            "ok" => {
+                if let Some(t0) = invoked.remove(&p) {
+                    if (from..to).contains(&t0) {
+                        out.push((t - t0) * 1000.0);
+                    }
+                }
+            }
+            _ => {
+                invoked.remove(&p);
+            }
+        }
+    }
+    out.sort_by(f64::total_cmp);
+    out
+}
+
+#[test]
+fn a_delay_holds_packets_to_peers_for_its_latency_and_releases_them() {
+    let Some((_cluster, store)) = root_cluster("delay") else {
+        return;
+    };
+    let dir = run_valid(
+        &store,
+        "name: slow\ntimeline:\n  - {at: 1s, start: delay, target: all, latency: 100ms, jitter: 10ms}\n  - {at: 4s, stop: delay}\n",
+        &[
+            "--target",
+            "raftkv",
+            "--workload",
+            "writes",
+            "--time-limit",
+            "6s",
+            "--concurrency",
+            "10",
+        ],
+    );
+    let h = std::fs::read_to_string(dir.join("history.jsonl")).unwrap();
+    assert_eq!(nemesis_ops(&h), ["start-delay", "stop-delay"]);
+    let stop: serde_json::Value = h
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["f"] == "stop-delay")
+        .unwrap();
+    for n in ["n1", "n2", "n3", "n4", "n5"] {
+        let held = &stop["value"]["held"][n];
+        assert!(held["packets"].as_u64().unwrap() > 0, "{n}: {held}");
+        let mean = held["mean_held_ms"].as_f64().unwrap();
+        assert!((95.0..130.0).contains(&mean), "{n}: {held}");
+    }
+    // A write is acknowledged after a round trip to the followers: while every node's
+    // packets to its peers wait 100 ms, that takes at least 200 ms; before and after, a
+    // few.
+    let slow = write_latencies_ms(&h, 1.5, 3.5);
+    let fast = write_latencies_ms(&h, 4.5, 6.0);
+    assert!(
+        slow.len() > 10 && fast.len() > 10,
+        "{} {}",
+        slow.len(),
+        fast.len()
+    );
+    assert!(
+        slow[slow.len() / 2] >= 190.0,
+        "median {}",
+        slow[slow.len() / 2]
+    );
+    assert!(
+        fast[fast.len() / 2] < 50.0,
+        "median {}",
+        fast[fast.len() / 2]
+    );
+    std::fs::remove_dir_all(&store).ok();
+}
+
+#[test]
+fn next_primaries_waits_for_the_election_and_isolates_the_winner() {
+    let Some((_cluster, store)) = root_cluster("nextpri") else {
+        return;
+    };
+    let dir = run_valid(
+        &store,
+        "name: np\ntimeline:\n  - {at: 1s, start: kill, target: primaries}\n  - {at: 1100ms, start: partition, grudge: next-primaries}\n  - {at: 1200ms, stop: kill}\n",
+        &["--target", "raftkv", "--time-limit", "5s", "--seed", "3"],
+    );
+    let h = std::fs::read_to_string(dir.join("history.jsonl")).unwrap();
+    let ops: Vec<serde_json::Value> = h
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["process"] == "nemesis")
+        .collect();
+    let killed = ops[0]["value"]["nodes"][0].as_str().unwrap().to_string();
+    let part = ops.iter().find(|v| v["f"] == "start-partition").unwrap();
+    // The isolated node drops the four others.
+    let grudge = part["value"]["grudge"].as_object().unwrap();
+    let isolated: Vec<&String> = grudge
+        .iter()
+        .filter(|(_, d)| d.as_array().unwrap().len() == 4)
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(isolated.len(), 1, "{grudge:?}");
+    assert_ne!(isolated[0], &killed);
+    // It is the node that won the election after the kill: its log says so, and the
+    // partition came after that election (the wait), not at 1.1 s.
+    let log = std::fs::read_dir(dir.join("nodes").join(isolated[0]))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap_or_default())
+        .collect::<String>();
+    assert!(log.contains("became leader"), "{log}");
+    let waited = part["time_ns"].as_f64().unwrap() / 1e9;
+    assert!(
+        waited > 1.3,
+        "partition at {waited} s: it did not wait for the election"
     );
     std::fs::remove_dir_all(&store).ok();
 }

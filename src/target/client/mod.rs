@@ -85,8 +85,8 @@ impl Client {
     }
 }
 
-/// Pause before reporting that a node refused the connection: a killed node refuses at
-/// once, and without a pause its workers would spin, flooding the history with thousands of
+/// Pause before reporting that a node refused the connection (or, for raftkv, knows no
+/// leader): a killed node refuses at once, and without a pause its workers would spin, flooding the history with thousands of
 /// failed ops per second (seen with etcd: 400k in a 60 s kill run). The op certainly had no
 /// effect, so completing it later changes nothing for the checker.
 const REFUSED_BACKOFF: Duration = Duration::from_millis(50);

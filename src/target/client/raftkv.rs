@@ -229,12 +229,15 @@ impl RaftkvClient {
                             node = leader;
                         }
                         _ => {
+                            // No leader known (an election is under way): answered at
+                            // once, so without a pause the worker would spin.
+                            super::refused_pause(deadline).await;
                             return Completion {
                                 kind: OpType::Fail,
                                 value: inv.value.clone(),
                                 error,
                                 node,
-                            }
+                            };
                         }
                     }
                 }

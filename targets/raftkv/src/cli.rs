@@ -58,6 +58,9 @@ pub struct Args {
     /// Most log entries in one AppendEntries.
     #[arg(long, default_value_t = 4096, value_name = "ENTRIES")]
     pub max_batch: usize,
+    /// Most AppendEntries in flight to one follower before the leader waits for answers.
+    #[arg(long, default_value_t = 64, value_name = "MESSAGES")]
+    pub max_inflight: usize,
     /// Seed of the election-timeout randomness (default: from the clock and the id).
     #[arg(long)]
     pub seed: Option<u64>,
@@ -143,6 +146,9 @@ impl Args {
         if self.max_batch == 0 {
             bail!("--max-batch must be at least 1");
         }
+        if self.max_inflight == 0 {
+            bail!("--max-inflight must be at least 1");
+        }
         if self.request_timeout_ms < self.tick_ms {
             bail!("--request-timeout-ms must be at least --tick-ms");
         }
@@ -162,7 +168,7 @@ impl Args {
                 heartbeat_ticks: (self.heartbeat_ms / self.tick_ms).max(1),
                 tick_ms: self.tick_ms,
                 max_entries_per_msg: self.max_batch,
-                max_inflight: 64,
+                max_inflight: self.max_inflight,
             },
             replica: ReplicaConfig {
                 snapshot_threshold: self.snapshot_threshold,
