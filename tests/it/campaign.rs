@@ -38,7 +38,7 @@ fn show(out: &Output) -> String {
     )
 }
 
-/// The acceptance test: 2 nemeses × 2 bug switches, 15 s each, over SSH hosts
+/// The acceptance test: 2 nemeses × 2 bug switches, 20 s each, over SSH hosts
 /// (sshd in local network namespaces, as on VMs), every verdict as expected, and the
 /// summary page, summary.json and junit.xml written and well-formed.
 #[test]
