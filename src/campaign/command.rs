@@ -193,16 +193,28 @@ fn refresh_reports_index(store: &std::path::Path) {
 
 /// `--dry-run`: the runs the campaign would execute, in order.
 fn print_runs(c: &Campaign, hosts: &HostsChoice) {
-    println!(
+    // A reader that stops early (`| head`) closes the pipe: stop printing, not panic.
+    let mut out = std::io::stdout().lock();
+    let _ = print_runs_to(&mut out, c, hosts);
+}
+
+fn print_runs_to(
+    out: &mut impl std::io::Write,
+    c: &Campaign,
+    hosts: &HostsChoice,
+) -> std::io::Result<()> {
+    writeln!(
+        out,
         "campaign {}: {} runs in {} cells, hosts {} (dry run: every cell resolved, nothing started)",
         c.name(),
         c.runs.len(),
         c.cells.len(),
         super::hosts_arg(hosts)
-    );
+    )?;
     for (i, r) in c.runs.iter().enumerate() {
         let cell = &c.cells[r.cell];
-        println!(
+        writeln!(
+            out,
             "[{}/{}] {} repeat {} seed {} time limit {} expect {}",
             i + 1,
             c.runs.len(),
@@ -211,6 +223,7 @@ fn print_runs(c: &Campaign, hosts: &HostsChoice) {
             r.seed,
             humantime::format_duration(cell.cell.time_limit),
             cell.cell.expect.as_str()
-        );
+        )?;
     }
+    Ok(())
 }
