@@ -935,8 +935,17 @@ impl RaftNode {
             return;
         }
         // Figure 8: counting replicas is only proof of commitment for our own term.
-        if !self.bugs.commit_old_term && self.log.term(n) != Some(self.term) {
+        let old_term = self.log.term(n) != Some(self.term);
+        if old_term && !self.bugs.commit_old_term {
             return;
+        }
+        if old_term {
+            // The bug's own moment, logged so a run's node logs show whether it fired.
+            self.event(format!(
+                "commit-old-term: committing index {n} of term {:?} in term {} by counting replicas",
+                self.log.term(n).unwrap_or(0),
+                self.term
+            ));
         }
         self.commit = n;
         if self.log.term(self.commit) == Some(self.term) && !self.reads_awaiting_commit.is_empty() {

@@ -39,6 +39,8 @@ pub struct Sim {
     leaders: BTreeMap<u64, BTreeSet<NodeId>>,
     votes: BTreeMap<(u64, NodeId), BTreeSet<NodeId>>,
     pub violations: Vec<String>,
+    /// Every node's event lines, as `node: line`, in the order they happened.
+    pub events: Vec<String>,
     cfg: raft::Config,
     rcfg: ReplicaConfig,
     bugs: Bugs,
@@ -77,6 +79,7 @@ impl Sim {
             leaders: BTreeMap::new(),
             votes: BTreeMap::new(),
             violations: Vec::new(),
+            events: Vec::new(),
             cfg,
             rcfg,
             bugs,
@@ -354,6 +357,8 @@ impl Sim {
         if ready.is_empty() {
             return false;
         }
+        self.events
+            .extend(ready.events.iter().map(|ev| format!("{id}: {ev}")));
         if std::env::var_os("SIM_TRACE").is_some() {
             for ev in &ready.events {
                 eprintln!("{id}: {ev}");

@@ -312,6 +312,7 @@ fn figure_8(bugs: Bugs) -> (Sim, u64) {
 fn figure_8_old_term_entry_is_not_committed_by_counting_replicas() {
     let (mut sim, w) = figure_8(Bugs::default());
     assert!(sim.node("n1").raft().commit_index() < 2);
+    assert!(!sim.events.iter().any(|e| e.contains("commit-old-term")));
     // (d) n1 crashes; n5 wins with n3 and n4 and overwrites index 2 — legal, as it was
     // never committed nor acknowledged.
     sim.crash("n1");
@@ -336,6 +337,12 @@ fn commit_old_term_bug_lets_a_committed_entry_be_overwritten() {
         "committed by counting"
     );
     assert_eq!(sim.node("n1").kv().get("x"), Some(1), "and applied");
+    assert!(
+        sim.events.iter().any(|e| e
+            == "n1: commit-old-term: committing index 2 of term 1 in term 3 by counting replicas"),
+        "the node log names the moment: {:?}",
+        sim.events
+    );
     sim.crash("n1");
     sim.clear_filter();
     sim.restart("n5");
