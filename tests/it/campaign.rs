@@ -104,9 +104,10 @@ fn the_ci_campaign_over_ssh_meets_its_expectations_and_writes_page_json_and_juni
             "{}",
             run_dir.display()
         );
-        assert!(r["seed"].as_u64() == Some(1) && r["seconds"].as_f64().unwrap() > 15.0);
+        assert!(r["seed"].as_u64() == Some(1) && r["seconds"].as_f64().unwrap() > 20.0);
         if r["verdict"] == "invalid" {
-            assert!(r["first_anomaly_s"].as_f64().unwrap() < 15.0, "{r}");
+            // Found while the clients ran (ci.yaml: 20 s), not only in the final reads.
+            assert!(r["first_anomaly_s"].as_f64().unwrap() < 20.0, "{r}");
         }
     }
 
