@@ -152,12 +152,7 @@ pub fn rule_args(peers: &[Ipv4Addr]) -> Vec<String> {
 
 /// iptables arguments that remove every delay rule. The mangle table of a node's namespace
 /// holds nothing but ours: the namespace is faultline's own.
-pub fn flush_args() -> Vec<String> {
-    ["iptables", "-w", "-t", "mangle", "-F", "OUTPUT"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
-}
+pub const FLUSH_ARGS: [&str; 6] = ["iptables", "-w", "-t", "mangle", "-F", "OUTPUT"];
 
 /// Whether `iptables` is on PATH (checked when a plan uses delay faults).
 pub fn iptables_available() -> bool {
@@ -270,6 +265,6 @@ mod tests {
         let line = args.join(" ");
         assert!(line.contains("-t mangle -A OUTPUT -d 10.213.0.3/32,10.213.0.4/32"));
         assert!(line.ends_with("-j NFQUEUE --queue-num 213 --queue-bypass"));
-        assert_eq!(flush_args().join(" "), "iptables -w -t mangle -F OUTPUT");
+        assert_eq!(FLUSH_ARGS.join(" "), "iptables -w -t mangle -F OUTPUT");
     }
 }

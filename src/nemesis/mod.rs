@@ -187,26 +187,31 @@ impl Nemesis {
             .ok_or_else(|| anyhow!("no host for node {node}"))
     }
 
-    /// Run `argv` inside the node's host (its namespace) and fail with its stderr.
-    async fn exec_checked(&self, node: &str, argv: &[String]) -> Result<()> {
+    /// Run `argv` with `stdin` inside the node's host (its namespace) and fail with its
+    /// stderr.
+    async fn exec_checked(&self, node: &str, argv: &[&str], stdin: &[u8]) -> Result<()> {
         let host = self
             .cluster
             .hosts()
             .node(node)
             .ok_or_else(|| anyhow!("no host for node {node}"))?
             .clone();
-        let args: Vec<&str> = argv.iter().map(String::as_str).collect();
         let out = self
             .cluster
             .hosts()
-            .exec(&host, &args, b"")
+            .exec(&host, argv, stdin)
             .await
             .with_context(|| format!("node {node}: cannot run {}", argv[0]))?;
         if !out.status.success() {
             bail!(
-                "node {node}: {} failed: {}",
+                "node {node}: {} failed: {}{}",
                 argv.join(" "),
-                String::from_utf8_lossy(&out.stderr).trim()
+                String::from_utf8_lossy(&out.stderr).trim(),
+                if stdin.is_empty() {
+                    String::new()
+                } else {
+                    format!("\ninput:\n{}", String::from_utf8_lossy(stdin))
+                }
             );
         }
         Ok(())
@@ -242,12 +247,18 @@ impl Nemesis {
             .await
             .delayed
             .insert(node.to_string(), delayer);
-        self.exec_checked(node, &delay::rule_args(&peers)).await
+        let rule = delay::rule_args(&peers);
+        self.exec_checked(
+            node,
+            &rule.iter().map(String::as_str).collect::<Vec<_>>(),
+            b"",
+        )
+        .await
     }
 
     /// Remove `node`'s delay rule and release what its queue holds.
     async fn stop_delay(&self, node: &str) -> Result<delay::DelayStats> {
-        let flushed = self.exec_checked(node, &delay::flush_args()).await;
+        let flushed = self.exec_checked(node, &delay::FLUSH_ARGS, b"").await;
         let delayer = self.broken.lock().await.delayed.remove(node);
         let stats = match delayer {
             Some(d) => match tokio::task::spawn_blocking(move || d.stop()).await {
@@ -262,25 +273,8 @@ impl Nemesis {
     }
 
     async fn nft(&self, node: &str, script: &str) -> Result<()> {
-        let host = self
-            .cluster
-            .hosts()
-            .node(node)
-            .ok_or_else(|| anyhow!("no host for node {node}"))?
-            .clone();
-        let out = self
-            .cluster
-            .hosts()
-            .exec(&host, &["nft", "-f", "-"], script.as_bytes())
+        self.exec_checked(node, &["nft", "-f", "-"], script.as_bytes())
             .await
-            .with_context(|| format!("node {node}: cannot run nft"))?;
-        if !out.status.success() {
-            bail!(
-                "node {node}: nft failed: {}\nscript:\n{script}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        Ok(())
     }
 
     /// Perform one action and journal it.

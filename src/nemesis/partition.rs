@@ -68,8 +68,14 @@ impl Grudge {
     }
 }
 
-/// Resolve a grudge spec for these nodes with the schedule's rng.
-pub fn grudge_for(spec: &GrudgeSpec, nodes: &[String], rng: &mut ChaCha8Rng) -> Grudge {
+/// Resolve a grudge spec for these nodes with the schedule's rng; `settle_ms` is the
+/// fault's `settle` (only `next-primaries` has one).
+pub fn grudge_for(
+    spec: &GrudgeSpec,
+    nodes: &[String],
+    settle_ms: u64,
+    rng: &mut ChaCha8Rng,
+) -> Grudge {
     let mut ring = nodes.to_vec();
     ring.shuffle(rng);
     let n = ring.len();
@@ -80,7 +86,7 @@ pub fn grudge_for(spec: &GrudgeSpec, nodes: &[String], rng: &mut ChaCha8Rng) -> 
                 .collect(),
         ),
         GrudgeSpec::Named(GrudgeName::Primaries) => Grudge::Primaries,
-        GrudgeSpec::Named(GrudgeName::NextPrimaries) => Grudge::NextPrimaries { settle_ms: 0 },
+        GrudgeSpec::Named(GrudgeName::NextPrimaries) => Grudge::NextPrimaries { settle_ms },
         GrudgeSpec::Named(GrudgeName::PrimariesMinority) => {
             Grudge::PrimariesMinority { order: ring }
         }
@@ -224,7 +230,7 @@ mod tests {
 
     fn drops(spec: GrudgeSpec, n: usize, seed: u64) -> BTreeMap<String, BTreeSet<String>> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        match grudge_for(&spec, &nodes(n), &mut rng) {
+        match grudge_for(&spec, &nodes(n), 0, &mut rng) {
             Grudge::Drops(d) => d,
             Grudge::Primaries | Grudge::PrimariesMinority { .. } | Grudge::NextPrimaries { .. } => {
                 panic!("not a fixed grudge")
@@ -287,7 +293,7 @@ mod tests {
         assert!(!hears(&g, "n3", "n1") && !hears(&g, "n3", "n2") && hears(&g, "n1", "n2"));
         let mut rng = ChaCha8Rng::seed_from_u64(7);
         let spec = GrudgeSpec::Named(GrudgeName::PrimariesMinority);
-        match grudge_for(&spec, &nodes(5), &mut rng) {
+        match grudge_for(&spec, &nodes(5), 0, &mut rng) {
             Grudge::PrimariesMinority { order } => assert_eq!(order.len(), 5),
             other => panic!("{other:?}"),
         }

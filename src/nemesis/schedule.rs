@@ -200,12 +200,8 @@ fn start_action(
                     known(n, nodes)?;
                 }
             }
-            let grudge = match grudge_for(spec, nodes, rng) {
-                Grudge::NextPrimaries { .. } => Grudge::NextPrimaries { settle_ms },
-                g => g,
-            };
             Action::StartPartition {
-                grudge,
+                grudge: grudge_for(spec, nodes, settle_ms, rng),
                 one_way: p.one_way,
             }
         }
