@@ -260,7 +260,7 @@ impl Replica {
                 self.replies.push((token, Reply::Done));
             }
             Ok((index, term)) => {
-                self.writes.insert(
+                let replaced = self.writes.insert(
                     index,
                     PendingWrite {
                         term,
@@ -268,6 +268,14 @@ impl Replica {
                         deadline,
                     },
                 );
+                // A proposal of an earlier term of ours whose index we now reuse was cut
+                // from our log when we followed another leader.
+                if let Some(old) = replaced {
+                    self.replies.push((
+                        old.token,
+                        Reply::Unknown("another entry was proposed in its place".into()),
+                    ));
+                }
             }
         }
     }
@@ -338,14 +346,6 @@ impl Replica {
             if self.reads.remove(&ctx).is_some() {
                 let hint = self.raft.leader().cloned();
                 self.replies.push((ctx, Reply::NotLeader(hint)));
-            }
-        }
-        if r.lost_leadership {
-            for (_, p) in std::mem::take(&mut self.writes) {
-                self.replies.push((
-                    p.token,
-                    Reply::Unknown("leadership lost before the entry committed".into()),
-                ));
             }
         }
         let applied = self.raft.applied_index();

@@ -146,9 +146,6 @@ pub struct Ready {
     pub reads_failed: Vec<u64>,
     /// Human-readable lines for the node's stderr: elections, term changes, snapshots.
     pub events: Vec<String>,
-    /// Set when this node stopped being leader: proposals still pending have an unknown
-    /// outcome.
-    pub lost_leadership: bool,
     /// The messages depend on nothing being persisted in this batch (a leader's
     /// AppendEntries and heartbeats): send them first and fsync meanwhile, as the Raft
     /// thesis (§10.2.1) allows — the leader counts itself towards a majority only once
@@ -169,7 +166,6 @@ impl Ready {
             && self.reads.is_empty()
             && self.reads_failed.is_empty()
             && self.events.is_empty()
-            && !self.lost_leadership
     }
 }
 

@@ -694,7 +694,6 @@ impl RaftNode {
         self.reset_election_timeout();
         if was_leader {
             self.event(format!("no longer leader (term {})", self.term));
-            self.out.lost_leadership = true;
             self.progress.clear();
             self.need_round = false;
             self.need_broadcast = false;

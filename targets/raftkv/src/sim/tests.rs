@@ -272,6 +272,55 @@ fn lagging_follower_catches_up_by_install_snapshot() {
     assert!(sim.violations.is_empty(), "{:?}", sim.violations);
 }
 
+/// n1 leads term 1 and appends a write at index 2 that no follower gets; n2 wins term 2
+/// and appends its no-op at index 2 that nobody else gets either. n1, deposed, still
+/// holds its client's write.
+fn deposed_leader_with_a_waiting_write() -> (Sim, u64) {
+    let mut sim = Sim::new(3, Bugs::default(), 12);
+    assert!(sim.elect("n1"));
+    sim.run();
+    sim.ticks(5);
+    assert_eq!(sim.node("n1").raft().log().last_index(), 1);
+    sim.set_filter(|e| {
+        (e.from == "n1" || e.from == "n2") && matches!(e.msg, Message::Append { .. })
+    });
+    let w = sim.write("n1", "x", 1);
+    assert!(sim.elect("n2"));
+    assert!(!sim.node("n1").raft().is_leader());
+    (sim, w)
+}
+
+#[test]
+fn a_write_survives_its_leaders_deposition_and_is_acknowledged_once_applied() {
+    let (mut sim, w) = deposed_leader_with_a_waiting_write();
+    assert_eq!(sim.reply(w), None, "still waiting, not written off");
+    // n2 crashes; n1's log is ahead of n3's, so n1 wins term 3, and its no-op commits
+    // the write at index 2 with it: the same entry, so the client is told it is done.
+    sim.crash("n2");
+    sim.clear_filter();
+    assert!(sim.elect("n1"));
+    sim.ticks(10);
+    assert_eq!(sim.reply(w), Some(&Reply::Done));
+    assert_eq!(sim.node("n3").kv().get("x"), Some(1));
+    assert!(sim.violations.is_empty(), "{:?}", sim.violations);
+}
+
+#[test]
+fn a_write_whose_index_another_leader_filled_is_not_acknowledged() {
+    let (mut sim, w) = deposed_leader_with_a_waiting_write();
+    // n2's no-op reaches everyone and replaces n1's write at index 2.
+    sim.clear_filter();
+    sim.ticks(10);
+    assert_eq!(
+        sim.reply(w),
+        Some(&Reply::Unknown(
+            "another entry was committed in its place".into()
+        ))
+    );
+    assert_eq!(sim.node("n1").kv().get("x"), None);
+    assert!(sim.violations.is_empty(), "{:?}", sim.violations);
+}
+
 /// The Raft paper's figure 8 on five nodes. `bugs` decides whether the leader of term 3
 /// may commit the term-1 entry by counting replicas.
 fn figure_8(bugs: Bugs) -> (Sim, u64) {
