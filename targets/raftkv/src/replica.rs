@@ -124,7 +124,8 @@ pub struct Replica {
     bugs: Bugs,
     cfg: ReplicaConfig,
     ticks: u64,
-    /// Proposals by log index, answered when that index is applied.
+    /// Proposals by log index, answered when that index is applied — also after we
+    /// stopped leading, since the entry may still be committed by a later leader.
     writes: BTreeMap<u64, PendingWrite>,
     /// Reads by token, waiting for their ReadIndex round.
     reads: HashMap<u64, PendingRead>,
