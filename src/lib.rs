@@ -16,26 +16,33 @@
 //!
 //! # Module map
 //!
-//! - [`cli`]: the command-line surface (clap definitions only).
-//! - [`spec`]: YAML specs → validated, resolved [`spec::Plan`].
-//! - [`hosts`]: network namespaces / loopback addresses, spawning, the cleanup registry.
+//! Listed bottom-up: a module imports only modules above it in this list (a test,
+//! `tests/it/modules.rs`, fails on any cycle).
+//!
+//! - [`log`]: the run log (`faultline.log` and stderr, around the progress line).
+//! - [`store`]: the run directory, atomic writes, `latest` links.
+//! - [`history`]: the op vocabulary ([`history::Op`], [`history::Invocation`]), the
+//!   journal, the JSONL writer and reader, importers and exporters.
+//! - [`spec`]: YAML specs → validated, resolved [`spec::Plan`], including the compiled
+//!   nemesis schedule and partition grudges.
+//! - [`checker`]: models and the linearizability search.
+//! - [`hosts`]: network namespaces / loopback addresses / SSH hosts, spawning, a node's view
+//!   of time, the cleanup registry.
 //! - [`target`]: node lifecycle from target.yaml and the clients (raftkv, etcd, stdio adapters).
 //! - [`generator`]: seeded, deterministic op sequences.
-//! - [`nemesis`]: fault schedules, topologies, clock offsets; applying and healing faults.
+//! - [`nemesis`]: one file per fault kind; applying and healing faults, recording intent.
+//! - [`report`]: plots, the run page, the timeline, the reports index, `serve`.
 //! - [`runner`]: the one async loop of a run, from plan to verdict.
 //! - [`campaign`]: a matrix of runs (each a child `faultline run`), resumable, with a
 //!   summary page, summary.json and junit.xml.
-//! - [`history`]: the [`history::Op`] type, the JSONL journal, importers and exporters.
-//! - [`checker`]: models and the linearizability search.
-//! - [`report`]: plots, the run page, the timeline, the reports index, `serve`.
-//! - [`store`]: the run directory, atomic writes, `latest` links.
+//! - [`commands`]: the command-line surface ([`commands::cli`], clap definitions) and one
+//!   file per subcommand; the only modules that import `cli`.
 //!
 //! # Lifecycle of a run
 //!
 //! Plan written → hosts prepared → target installed and started → clients and nemesis until
 //! the time limit → every fault healed, final reads → nodes stopped, logs collected, hosts
 //! torn down → history checked → results.json and the report written. See ARCHITECTURE.md.
-//! - [`report`]: plots, the run page, the timeline, the reports index and `serve`.
 //!
 //! # Error policy
 //!
@@ -46,10 +53,11 @@
 
 pub mod campaign;
 pub mod checker;
-pub mod cli;
+pub mod commands;
 pub mod generator;
 pub mod history;
 pub mod hosts;
+pub mod log;
 pub mod nemesis;
 pub mod report;
 pub mod runner;

@@ -2,7 +2,7 @@
 //! to an exit code (0 valid, 1 invalid, 2 unknown, 3 bad input or harness error).
 
 use clap::Parser;
-use faultline::cli::{Cli, Command};
+use faultline::commands::cli::{Cli, Command};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -22,18 +22,18 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Export(args) => export(args),
-        Command::Check(args) => faultline::checker::command::run(&args),
-        Command::Report(args) => faultline::report::command::report(&args),
-        Command::Serve(args) => faultline::report::command::serve(&args),
-        Command::Run(args) => faultline::runner::command::run(args),
-        Command::Campaign(args) => faultline::campaign::command::campaign(args),
-        Command::Cleanup(args) => faultline::runner::command::cleanup(args),
-        Command::Hosts(cmd) => faultline::hosts::command::run(cmd),
+        Command::Check(args) => faultline::commands::check::run(&args),
+        Command::Report(args) => faultline::commands::report::report(&args),
+        Command::Serve(args) => faultline::commands::report::serve(&args),
+        Command::Run(args) => faultline::commands::run::run(args),
+        Command::Campaign(args) => faultline::commands::campaign::campaign(args),
+        Command::Cleanup(args) => faultline::commands::run::cleanup(args),
+        Command::Hosts(cmd) => faultline::commands::hosts::run(cmd),
     }
 }
 
 /// `faultline export`: 0 on success, 3 with `path:line: message` on bad input.
-fn export(args: faultline::cli::ExportArgs) -> ExitCode {
+fn export(args: faultline::commands::cli::ExportArgs) -> ExitCode {
     match faultline::history::export_file(
         &args.history,
         args.format,

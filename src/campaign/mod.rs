@@ -9,7 +9,6 @@
 //! Does not own: what a run does ([`crate::runner`]) or how a run page looks
 //! ([`crate::report`]).
 
-pub mod command;
 pub mod dir;
 pub mod exec;
 pub mod junit;

@@ -45,7 +45,7 @@ pub fn assess(r: &RunState) -> Assessment {
     match (r.status, r.verdict) {
         (Status::Pending | Status::Running, _) => Assessment::Pending,
         (Status::Done, None) => Assessment::Error,
-        (Status::Done, Some(v)) if v == r.expect.verdict() => Assessment::AsExpected,
+        (Status::Done, Some(v)) if v == Verdict::from(r.expect) => Assessment::AsExpected,
         (Status::Done, Some(_)) => Assessment::Unexpected,
     }
 }

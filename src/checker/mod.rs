@@ -8,11 +8,10 @@
 //! worst verdict wins — P-compositionality: a history is linearizable iff each key's
 //! sub-history is); for an invalid key [`counterexample`] explains why. [`budget`]
 //! bounds time and memory throughout. [`simulate`] and [`brute`] exist to test all this;
-//! [`command`] is the `faultline check` subcommand.
+//! The `faultline check` subcommand is [`crate::commands::check`].
 
 pub mod brute;
 pub mod budget;
-pub mod command;
 pub mod counterexample;
 pub mod model;
 pub mod prepare;
@@ -41,6 +40,16 @@ pub enum Verdict {
     Valid,
     Invalid,
     Unknown,
+}
+
+/// A campaign's expectation is one of the verdicts.
+impl From<crate::spec::campaign::Expect> for Verdict {
+    fn from(e: crate::spec::campaign::Expect) -> Verdict {
+        match e {
+            crate::spec::campaign::Expect::Valid => Verdict::Valid,
+            crate::spec::campaign::Expect::Invalid => Verdict::Invalid,
+        }
+    }
 }
 
 impl Verdict {
@@ -427,4 +436,14 @@ impl fmt::Display for CheckReport {
         }
         Ok(())
     }
+}
+
+/// The results file `--json` writes (and a run directory's `results.json` embeds).
+#[derive(Debug, Serialize)]
+pub struct Results<'a> {
+    pub checker: &'static str,
+    pub history: String,
+    pub format: String,
+    #[serde(flatten)]
+    pub report: &'a CheckReport,
 }

@@ -5,8 +5,8 @@
 //! timing, the sequence does not). Rate limiting and the time limit are applied by the
 //! runner, which owns time.
 
+use crate::history::Invocation;
 use crate::spec::workload::{KeyDistribution, OpKind, WorkloadSpec};
-use crate::target::client::Invocation;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};

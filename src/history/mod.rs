@@ -13,11 +13,15 @@
 pub mod edn;
 mod export;
 mod import;
+mod journal;
 mod jsonl;
+mod op;
 
 pub use export::{export_file, write_edn, write_jsonl, EdnWriter, ExportFormat, ExportSummary};
 pub use import::{open, open_detect, read_all, Format};
+pub use journal::Journal;
 pub use jsonl::{HistoryWriter, JsonlReader};
+pub use op::{Invocation, OpKind};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;

@@ -8,7 +8,7 @@
 //! The set of host kinds is closed, so it is an enum ([`Hosts`]), not a trait object.
 
 pub mod cleanup;
-pub mod command;
+pub mod clock;
 pub mod lab;
 pub mod local;
 pub mod loopback;
@@ -22,6 +22,12 @@ use std::path::PathBuf;
 use std::process::Output;
 
 pub use cleanup::Registry;
+
+/// The nftables table faultline owns in a node's host for partitions: faults add it,
+/// heals and host cleanup delete it, and nothing else of the host's firewall is touched.
+pub const PARTITION_TABLE: &str = "faultline_partition";
+/// The nftables table faultline owns in a node's host for packet loss.
+pub const LOSS_TABLE: &str = "faultline_loss";
 
 /// One node's place: its name and the address the controller and its peers reach it at.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -436,10 +436,7 @@ pub fn cleanup_script(procs: &[RemoteProc], run_dir: &str, clock_offset_ms: i64)
             t = p.start_ticks
         ));
     }
-    for t in [
-        crate::nemesis::partition::PARTITION_TABLE,
-        crate::nemesis::partition::LOSS_TABLE,
-    ] {
+    for t in [super::PARTITION_TABLE, super::LOSS_TABLE] {
         s.push_str(&format!(
             "if command -v nft >/dev/null; then nft delete table inet {t} 2>/dev/null || true; fi\n"
         ));
@@ -656,7 +653,7 @@ impl SshHosts {
 
 /// A shell snippet that sets `$lib` to the first libfaketime found, or fails.
 fn libfaketime_probe() -> String {
-    let candidates = crate::nemesis::clock::LIBFAKETIME_CANDIDATES.join(" ");
+    let candidates = crate::hosts::clock::LIBFAKETIME_CANDIDATES.join(" ");
     format!(
         "lib=''; for f in {candidates}; do [ -f \"$f\" ] && lib=$f && break; done; [ -n \"$lib\" ]"
     )

@@ -84,7 +84,7 @@ impl Delayer {
                     if let Err(e) = &r {
                         // Without a listener the bypass flag lets packets pass: the fault
                         // has ended early, which the run log must say.
-                        crate::runner::log::line(&format!(
+                        crate::log::line(&format!(
                             "nemesis: the delay in {netns} failed ({e:#}); its packets pass undelayed"
                         ));
                     }
@@ -153,12 +153,6 @@ pub fn rule_args(peers: &[Ipv4Addr]) -> Vec<String> {
 /// iptables arguments that remove every delay rule. The mangle table of a node's namespace
 /// holds nothing but ours: the namespace is faultline's own.
 pub const FLUSH_ARGS: [&str; 6] = ["iptables", "-w", "-t", "mangle", "-F", "OUTPUT"];
-
-/// Whether `iptables` is on PATH (checked when a plan uses delay faults).
-pub fn iptables_available() -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join("iptables").is_file()))
-}
 
 fn verdict_thread(
     ns: File,

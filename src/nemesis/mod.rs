@@ -7,20 +7,19 @@
 //! cannot undo (a run that dies) the teardown of hosts and processes removes: rules live
 //! in node namespaces, offsets in node processes.
 
-pub mod clock;
 pub mod delay;
 pub mod partition;
-pub mod schedule;
 
+use crate::history::Journal;
 use crate::history::{Op, OpType, Process};
-use crate::runner::log;
-use crate::runner::Journal;
+use crate::hosts::clock::Clocks;
+use crate::hosts::{LOSS_TABLE, PARTITION_TABLE};
+use crate::log;
+use crate::spec::grudge::Grudge;
+use crate::spec::schedule::{Action, Step, Targets};
 use crate::target::Cluster;
 use anyhow::{anyhow, bail, Context, Result};
-use clock::Clocks;
 use nix::sys::signal::Signal;
-use partition::{Grudge, LOSS_TABLE, PARTITION_TABLE};
-use schedule::{Action, Step, Targets};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;

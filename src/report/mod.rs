@@ -4,14 +4,13 @@
 //! bundled [`font`]), the run page `index.html` ([`page`]) with its counterexample view
 //! ([`counterexample`]), `timeline.html` ([`timeline`]), the store's `index.html` listing
 //! every run ([`index`]), and `faultline serve` ([`serve`]) to browse and download runs.
-//! [`command`] holds the `report` and `serve` subcommands. It does not check histories
-//! (that is [`crate::checker`], reached through [`crate::runner::check`] on `--recheck`)
+//! The `report` and `serve` subcommands are [`crate::commands::report`]. It does not check histories
+//! (that is [`crate::checker`], reached through `runner::check` on `--recheck`)
 //! and does not write `results.json` during a run (the runner does, with [`results_json`]).
 //!
 //! Pages are self-contained (no CDN, no external file needed) so they work from `file://`
 //! and from `serve`; every string from a target is escaped ([`escape`]).
 
-pub mod command;
 pub mod counterexample;
 pub mod escape;
 pub mod font;

@@ -1,8 +1,8 @@
 //! Checking a run's history with its workload's model: the one place both `faultline run`
 //! and `faultline report --recheck` decide a run's verdict.
 
-use crate::checker::command::Results;
 use crate::checker::model::{ModelKind, ModelSpec};
+use crate::checker::Results;
 use crate::checker::{check, CheckOptions, Verdict};
 use crate::history::{self, Format};
 use crate::spec::Plan;

@@ -6,14 +6,13 @@
 //! stopped, logs collected, hosts torn down → history checked, results and page written.
 
 pub mod check;
-pub mod command;
-pub mod log;
 mod page;
 
 use crate::checker::Verdict;
 use crate::generator::Generator;
-use crate::history::{HistoryWriter, Op, OpType, Process};
+use crate::history::{Journal, Op, OpType, Process};
 use crate::hosts::{self, Capability, Hosts, Registry};
+use crate::log;
 use crate::nemesis::Nemesis;
 use crate::spec::{HostsChoice, Plan};
 use crate::store;
@@ -49,49 +48,6 @@ impl RunOutcome {
             (true, _) | (_, None) => 3,
             (false, Some(v)) => v.exit_code(),
         }
-    }
-}
-
-/// The journal: the single point where ops get their index and time.
-#[derive(Debug)]
-pub struct Journal {
-    writer: Mutex<HistoryWriter>,
-}
-
-impl Journal {
-    fn create(path: &Path, start: std::time::Instant) -> Result<Journal> {
-        let writer = HistoryWriter::create_at(path, start)
-            .with_context(|| format!("cannot create {}", path.display()))?;
-        Ok(Journal {
-            writer: Mutex::new(writer),
-        })
-    }
-
-    /// Stamp and append; a journal that cannot be written ends the run (a history with
-    /// holes would be checked wrongly).
-    pub fn record(&self, op: Op) -> Result<Op> {
-        let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        w.append_stamped(op)
-            .context("cannot append to history.jsonl")
-    }
-
-    /// Stamp now, write with the next [`Journal::record`] or [`Journal::flush`] (whoever's):
-    /// a worker's completion rides along with its next invocation, halving the journal's
-    /// system calls. Only for a caller that records or flushes again without awaiting.
-    fn stage(&self, op: Op) -> Result<Op> {
-        let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        w.stage_stamped(op)
-            .context("cannot append to history.jsonl")
-    }
-
-    fn flush(&self) -> Result<()> {
-        let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        w.flush().context("cannot append to history.jsonl")
-    }
-
-    fn sync(&self) {
-        let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let _ = w.sync();
     }
 }
 
@@ -407,13 +363,13 @@ async fn run_phases(
     let clocks = if !plan.nemesis.kinds().iter().any(|k| k.is_clock()) {
         None
     } else if hosts.remote().is_some() {
-        Some(Arc::new(crate::nemesis::clock::Clocks::remote(
+        Some(Arc::new(crate::hosts::clock::Clocks::remote(
             hosts.clone(),
             reg.clone(),
         )))
     } else {
         let dir = crate::target::data_root(&run_id).join("clocks");
-        Some(Arc::new(crate::nemesis::clock::Clocks::new(&dir)?))
+        Some(Arc::new(crate::hosts::clock::Clocks::new(&dir)?))
     };
     let cluster = Arc::new(Cluster::new(
         plan.clone(),
@@ -466,7 +422,7 @@ pub struct RunSummary {
 async fn run_cluster(
     plan: Arc<Plan>,
     cluster: Arc<Cluster>,
-    clocks: Option<Arc<crate::nemesis::clock::Clocks>>,
+    clocks: Option<Arc<crate::hosts::clock::Clocks>>,
     run_dir: &Path,
     mut stop: watch::Receiver<bool>,
 ) -> Result<RunSummary> {

@@ -16,21 +16,21 @@ use std::path::Path;
 pub fn check_and_report(plan: &Plan, run_dir: &Path, summary: &RunSummary) -> Result<Verdict> {
     let history = run_dir.join("history.jsonl");
     let (verdict, check) = super::check::check_history(plan, &history)?;
-    super::log::line(&format!("checker: {verdict}"));
+    crate::log::line(&format!("checker: {verdict}"));
     let results = crate::report::results_json(plan, serde_json::to_value(summary)?, verdict, check);
     store::write_atomic(
         &run_dir.join("results.json"),
         serde_json::to_vec_pretty(&results)?.as_slice(),
     )?;
     match crate::report::render_run(run_dir) {
-        Ok(r) => super::log::line(&format!("report: {}", r.index_html.display())),
-        Err(e) => super::log::line(&format!(
+        Ok(r) => crate::log::line(&format!("report: {}", r.index_html.display())),
+        Err(e) => crate::log::line(&format!(
             "report: cannot render (the verdict stands; retry with `faultline report {}`): {e:#}",
             run_dir.display()
         )),
     }
     if let Err(e) = crate::report::index::write(&plan.store) {
-        super::log::line(&format!("report: cannot update the reports index: {e:#}"));
+        crate::log::line(&format!("report: cannot update the reports index: {e:#}"));
     }
     Ok(verdict)
 }

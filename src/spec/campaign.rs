@@ -8,7 +8,6 @@
 //! turning each cell into a [`super::Plan`] and running it is [`crate::campaign`]'s job.
 
 use super::{parse_yaml, Violations};
-use crate::checker::Verdict;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -31,13 +30,6 @@ pub enum Expect {
 }
 
 impl Expect {
-    pub fn verdict(self) -> Verdict {
-        match self {
-            Expect::Valid => Verdict::Valid,
-            Expect::Invalid => Verdict::Invalid,
-        }
-    }
-
     pub fn as_str(self) -> &'static str {
         match self {
             Expect::Valid => "valid",

@@ -7,9 +7,12 @@
 //! not this module's business.
 
 pub mod campaign;
+pub mod grudge;
 pub mod inventory;
+pub mod model;
 pub mod nemesis;
 pub mod plan;
+pub mod schedule;
 pub mod target;
 pub mod test;
 pub mod workload;

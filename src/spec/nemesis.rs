@@ -2,7 +2,7 @@
 //!
 //! Two ways to say "when", combinable: a random schedule (`interval`, `duration`, a list of
 //! `faults` to draw from, seeded) and an explicit `timeline` of steps. Both compile, with
-//! the run's seed, into one deterministic list of steps ([`crate::nemesis::schedule`]) that
+//! the run's seed, into one deterministic list of steps ([`crate::spec::schedule`]) that
 //! is written into plan.yaml. A nemesis with no faults (`nemesis/none.yaml`) tests the
 //! target under concurrency alone.
 

@@ -73,7 +73,7 @@ pub struct Plan {
     pub nemesis_file: PathBuf,
     pub nemesis: NemesisSpec,
     /// The nemesis spec compiled with the seed: exactly what the run will do, and when.
-    pub nemesis_schedule: Vec<crate::nemesis::schedule::Step>,
+    pub nemesis_schedule: Vec<crate::spec::schedule::Step>,
     pub nodes: Vec<String>,
     pub concurrency: u32,
     #[serde(with = "humantime_serde")]
@@ -250,7 +250,7 @@ impl Plan {
                     nemesis.name
                 );
             }
-            if !crate::nemesis::delay::iptables_available() {
+            if !iptables_available() {
                 bail!(
                     "{}: nemesis {} injects delay faults, which need iptables (its NFQUEUE target): install the Debian package `iptables`.",
                     nemesis_file.display(),
@@ -304,7 +304,7 @@ impl Plan {
             _ => (1..=nodes).map(|i| format!("n{i}")).collect(),
         };
         let nemesis_schedule =
-            crate::nemesis::schedule::compile(&nemesis, &node_names, seed, time_limit)
+            crate::spec::schedule::compile(&nemesis, &node_names, seed, time_limit)
                 .with_context(|| format!("{}", nemesis_file.display()))?;
         Ok(Plan {
             name,
@@ -396,6 +396,12 @@ fn git_revision() -> Option<String> {
         rev.push_str("-dirty");
     }
     Some(rev)
+}
+
+/// Whether `iptables` is on PATH (checked when a plan uses delay faults).
+fn iptables_available() -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join("iptables").is_file()))
 }
 
 #[cfg(test)]

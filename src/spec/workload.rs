@@ -12,24 +12,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-/// Client operations a workload can mix.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OpKind {
-    Read,
-    Write,
-    Cas,
-}
-
-impl OpKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OpKind::Read => "read",
-            OpKind::Write => "write",
-            OpKind::Cas => "cas",
-        }
-    }
-}
+pub use crate::history::OpKind;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -144,7 +127,7 @@ impl WorkloadSpec {
             "op_timeout",
             "must be between 10ms and 10m",
         );
-        let model: Result<crate::checker::model::ModelKind, String> = self.model.parse();
+        let model: Result<super::model::ModelKind, String> = self.model.parse();
         v.check(model.is_ok(), "model", model.err().unwrap_or_default());
         v.into_result()
     }

@@ -60,7 +60,7 @@ pub struct Cluster {
     /// How often each node has been started (names each start's log files).
     starts: Mutex<BTreeMap<String, usize>>,
     /// Per-node clock offset files when the run plans clock faults.
-    clocks: Option<Arc<crate::nemesis::clock::Clocks>>,
+    clocks: Option<Arc<crate::hosts::clock::Clocks>>,
     cluster_token: String,
 }
 
@@ -70,7 +70,7 @@ impl Cluster {
         hosts: Arc<Hosts>,
         reg: Registry,
         run_dir: &Path,
-        clocks: Option<Arc<crate::nemesis::clock::Clocks>>,
+        clocks: Option<Arc<crate::hosts::clock::Clocks>>,
     ) -> Result<Cluster> {
         let data_root = data_root(&reg.run_id());
         reg.add_dir(&data_root)?;
@@ -712,5 +712,5 @@ pub fn stderr_tail(dir: &Path) -> String {
 }
 
 fn tracing_line(msg: &str) {
-    crate::runner::log::line(msg);
+    crate::log::line(msg);
 }

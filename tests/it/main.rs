@@ -5,6 +5,7 @@ mod checker;
 mod corpus;
 mod etcd;
 mod history;
+mod modules;
 mod nemesis;
 mod report;
 mod run;

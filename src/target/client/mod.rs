@@ -19,14 +19,7 @@ use crate::spec::workload::OpKind;
 use serde_json::Value;
 use std::time::Duration;
 
-/// One operation a worker performs.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Invocation {
-    pub f: OpKind,
-    pub key: String,
-    /// write: the value; cas: `[from, to]`; read: null.
-    pub value: Value,
-}
+pub use crate::history::Invocation;
 
 /// How an op ended.
 #[derive(Debug, Clone, PartialEq)]

@@ -5,7 +5,7 @@
 //! be written into plan.yaml before the run starts. Only who leads is left to fault time
 //! (`primaries`, `primaries-minority`): it is a fact of the running cluster.
 
-use super::partition::{grudge_for, Grudge};
+use super::grudge::{grudge_for, Grudge};
 use crate::spec::nemesis::{
     FaultKind, FaultParams, FaultSpec, GrudgeSpec, NemesisSpec, NodeSelector, SelectorName,
 };

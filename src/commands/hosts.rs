@@ -1,6 +1,6 @@
 //! `faultline hosts …`: the inventory helpers (`vagrant`) and the local SSH lab (`lab`).
 
-use crate::cli::HostsCommand;
+use super::cli::HostsCommand;
 use std::process::ExitCode;
 
 pub fn run(cmd: HostsCommand) -> ExitCode {
@@ -26,11 +26,11 @@ fn vagrant(ssh_config: Option<&std::path::Path>, address: &[String]) -> anyhow::
         Some(p) => {
             std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?
         }
-        None => super::vagrant::vagrant_ssh_config()?,
+        None => crate::hosts::vagrant::vagrant_ssh_config()?,
     };
-    let hosts = super::vagrant::parse_ssh_config(&text)?;
-    let addrs = super::vagrant::parse_addresses(address)?;
-    print!("{}", super::vagrant::inventory(&hosts, &addrs)?);
+    let hosts = crate::hosts::vagrant::parse_ssh_config(&text)?;
+    let addrs = crate::hosts::vagrant::parse_addresses(address)?;
+    print!("{}", crate::hosts::vagrant::inventory(&hosts, &addrs)?);
     Ok(())
 }
 
@@ -42,5 +42,5 @@ fn lab(nodes: u32, dir: &std::path::Path, subnet: &str) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(super::lab::serve(dir, nodes, subnet))
+    rt.block_on(crate::hosts::lab::serve(dir, nodes, subnet))
 }

@@ -5,10 +5,10 @@
 //! uses ([`crate::runner::check::check_history`]), and rewrites `results.json`. The exit
 //! code is the verdict's (0 valid, 1 invalid, 2 unknown), 3 on error.
 
-use super::run::{read_results, RunData};
+use super::cli::{ReportArgs, ServeArgs};
 use crate::checker::Verdict;
-use crate::cli::{ReportArgs, ServeArgs};
 use crate::history::{OpType, Process};
+use crate::report::run::{read_results, RunData};
 use crate::spec::Plan;
 use crate::store;
 use anyhow::{Context, Result};
@@ -35,8 +35,8 @@ pub fn report_run(dir: &Path, recheck: bool) -> Result<Verdict> {
         None
     };
     let run = RunData::load(dir, results)?;
-    let rendered = super::render(&run)?;
-    if let Err(e) = super::update_store_index(dir) {
+    let rendered = crate::report::render(&run)?;
+    if let Err(e) = crate::report::update_store_index(dir) {
         eprintln!("warning: cannot update the reports index: {e:#}");
     }
     println!(
@@ -69,7 +69,7 @@ fn recheck_run(dir: &Path) -> Result<Value> {
         }
         None => {
             let summary = summary_from_history(&history)?;
-            super::results_json(&plan, summary, verdict, check)
+            crate::report::results_json(&plan, summary, verdict, check)
         }
     };
     store::write_atomic(
@@ -82,7 +82,7 @@ fn recheck_run(dir: &Path) -> Result<Value> {
 /// The run summary of a run that never wrote results.json, counted from its history.
 /// Whether it was interrupted is not known from the history alone (`null`).
 fn summary_from_history(history: &Path) -> Result<Value> {
-    let ops = super::run::read_ops(history)?;
+    let ops = crate::report::run::read_ops(history)?;
     let mut n = [0u64; 4];
     for op in ops
         .iter()
@@ -105,7 +105,7 @@ fn summary_from_history(history: &Path) -> Result<Value> {
 
 /// `faultline serve`.
 pub fn serve(args: &ServeArgs) -> ExitCode {
-    match super::serve::run_until_interrupted(&args.dir, &args.bind) {
+    match crate::report::serve::run_until_interrupted(&args.dir, &args.bind) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

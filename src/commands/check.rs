@@ -5,9 +5,9 @@
 //! malformed history, an unknown model or format, a bad `--init`) — in which case
 //! nothing is written.
 
-use super::model::{ModelKind, ModelSpec};
-use super::{check, CheckOptions, CheckReport};
-use crate::cli::CheckArgs;
+use super::cli::CheckArgs;
+use crate::checker::model::{ModelKind, ModelSpec};
+use crate::checker::{check, CheckOptions, Results};
 use crate::history::{self, Format, HistoryError, Op, OpStream};
 use anyhow::{Context, Result};
 use serde::Serialize;
@@ -29,16 +29,6 @@ Default model, when --model is not given:
 such as '{\"x\":0,\"y\":0}' (default: every register null).
 
 Exit status: 0 valid, 1 invalid, 2 unknown (time or memory budget exhausted), 3 bad input.";
-
-/// The results file `--json` writes (and a run directory's `results.json` embeds).
-#[derive(Debug, Serialize)]
-pub struct Results<'a> {
-    pub checker: &'static str,
-    pub history: String,
-    pub format: String,
-    #[serde(flatten)]
-    pub report: &'a CheckReport,
-}
 
 /// Run `faultline check`; returns the process exit code.
 pub fn run(args: &CheckArgs) -> ExitCode {

@@ -1,10 +1,10 @@
 //! `faultline campaign FILE`: decide the hosts, resolve every cell, start a campaign
 //! directory or resume the unfinished one of the same file, run what is left, and map
-//! the campaign's outcome to an exit code (see [`super::summary`]).
+//! the campaign's outcome to an exit code (see [`crate::campaign::summary`]).
 
-use super::dir::{self, Previous};
-use super::{exec, max_parallel, summary, Campaign};
-use crate::cli::CampaignArgs;
+use super::cli::CampaignArgs;
+use crate::campaign::dir::{self, Previous};
+use crate::campaign::{exec, max_parallel, summary, Campaign};
 use crate::spec::{HostsChoice, SpecRoots};
 use anyhow::{bail, Context, Result};
 use std::process::ExitCode;
@@ -32,7 +32,7 @@ fn requested_hosts(args: &CampaignArgs) -> Result<Option<HostsChoice>> {
         ),
         None => None,
     };
-    let choice = crate::runner::command::hosts_choice(args.where_.hosts, inventory.as_deref())
+    let choice = super::run::hosts_choice(args.where_.hosts, inventory.as_deref())
         .map_err(anyhow::Error::msg)?;
     Ok(choice.map(|h| match h {
         HostsChoice::Local { .. } => HostsChoice::Local {
@@ -62,7 +62,7 @@ fn run(args: &CampaignArgs) -> Result<u8> {
         (Previous::Unfinished(path, state), Some(h)) if h != state.hosts => bail!(
             "{} was started with --hosts {}{}; resume it with the same hosts, or start over with --fresh",
             path.display(),
-            super::hosts_arg(&state.hosts),
+            crate::campaign::hosts_arg(&state.hosts),
             match &state.hosts {
                 HostsChoice::Local { subnet } => format!(" --subnet {subnet}"),
                 HostsChoice::Loopback => String::new(),
@@ -140,14 +140,14 @@ fn run(args: &CampaignArgs) -> Result<u8> {
                 d.path.display(),
                 s.runs.len(),
                 campaign.cells.len(),
-                super::hosts_arg(&hosts),
+                crate::campaign::hosts_arg(&hosts),
                 if args.fresh { " (--fresh)" } else { "" }
             );
             (d, s)
         }
     };
 
-    super::write_outputs(&campaign, &cdir.path, &state)?;
+    crate::campaign::write_outputs(&campaign, &cdir.path, &state)?;
     refresh_reports_index(&args.store);
     let settings = exec::Settings {
         exe: std::env::current_exe().context("cannot find the faultline binary")?,
@@ -161,7 +161,7 @@ fn run(args: &CampaignArgs) -> Result<u8> {
         .build()
         .context("cannot start the async runtime")?;
     let interrupted = rt.block_on(exec::run(&campaign, &mut state, &settings))?;
-    super::write_outputs(&campaign, &cdir.path, &state)?;
+    crate::campaign::write_outputs(&campaign, &cdir.path, &state)?;
     refresh_reports_index(&args.store);
 
     let counts = summary::Counts::of(&state.runs);
@@ -180,7 +180,7 @@ fn run(args: &CampaignArgs) -> Result<u8> {
             ""
         }
     );
-    println!("{}", cdir.path.join(super::INDEX_HTML).display());
+    println!("{}", cdir.path.join(crate::campaign::INDEX_HTML).display());
     Ok(code)
 }
 
@@ -209,7 +209,7 @@ fn print_runs_to(
         c.name(),
         c.runs.len(),
         c.cells.len(),
-        super::hosts_arg(hosts)
+        crate::campaign::hosts_arg(hosts)
     )?;
     for (i, r) in c.runs.iter().enumerate() {
         let cell = &c.cells[r.cell];

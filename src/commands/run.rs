@@ -1,8 +1,8 @@
 //! `faultline run` and `faultline cleanup`: turn what the user typed into a plan, execute
 //! it on a tokio runtime, and map the outcome to an exit code.
 
-use super::{auto_hosts, execute};
-use crate::cli::{CleanupArgs, HostsArg, RunArgs};
+use super::cli::{CleanupArgs, HostsArg, RunArgs};
+use crate::runner::{auto_hosts, execute};
 use crate::spec::{HostsChoice, Overrides, Plan, SpecRoots};
 use std::process::ExitCode;
 

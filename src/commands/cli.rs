@@ -114,7 +114,7 @@ pub struct ExportArgs {
 /// `faultline check HISTORY [--model M] [--format F] [--init V] [--time-limit D]
 /// [--memory-limit SIZE] [--nil-read-unknown] [--json OUT]`.
 #[derive(Debug, clap::Args)]
-#[command(after_help = crate::checker::command::AFTER_HELP)]
+#[command(after_help = super::check::AFTER_HELP)]
 pub struct CheckArgs {
     /// The history file to check.
     pub history: std::path::PathBuf,

@@ -1,4 +1,4 @@
-//! Clock faults on one node's view of time, never this machine's clock.
+//! A node's view of time, which clock faults change (never this machine's clock).
 //!
 //! libfaketime is preloaded into every node of a run that plans clock faults, reading its
 //! offset from a per-node file that we rewrite at run time (`FAKETIME_TIMESTAMP_FILE` with
@@ -12,8 +12,8 @@
 //! bypass libc for time (Go: etcd) or are statically linked are not affected; such targets
 //! declare `clock: unsupported` and faultline refuses clock faults for them.
 
-use crate::hosts::ssh::quote;
-use crate::hosts::Hosts;
+use super::ssh::quote;
+use super::Hosts;
 use crate::spec::inventory::ClockMode;
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::BTreeMap;
