@@ -12,6 +12,8 @@ pub mod clock;
 pub mod lab;
 pub mod local;
 pub mod loopback;
+#[cfg(test)]
+pub mod recording;
 pub mod ssh;
 pub mod vagrant;
 
@@ -70,6 +72,9 @@ pub enum Hosts {
     Local(local::LocalHosts),
     Loopback(loopback::LoopbackHosts),
     Ssh(ssh::SshHosts),
+    /// Unit tests: loopback nodes whose host commands are recorded, not run.
+    #[cfg(test)]
+    Recording(recording::RecordingHosts),
 }
 
 /// A node process as its host started it.
@@ -87,6 +92,8 @@ impl Hosts {
             Hosts::Local(h) => &h.nodes,
             Hosts::Loopback(h) => &h.nodes,
             Hosts::Ssh(h) => &h.nodes,
+            #[cfg(test)]
+            Hosts::Recording(h) => h.nodes(),
         }
     }
 
@@ -98,6 +105,8 @@ impl Hosts {
     pub fn network_faults(&self) -> Result<(), String> {
         match self {
             Hosts::Local(_) | Hosts::Ssh(_) => Ok(()),
+            #[cfg(test)]
+            Hosts::Recording(_) => Ok(()),
             Hosts::Loopback(_) => Err(
                 "nodes run on loopback addresses without network namespaces (not root, or namespaces unavailable), so partitions and packet loss cannot be applied"
                     .into(),
@@ -120,11 +129,22 @@ impl Hosts {
     pub async fn exec(&self, node: &NodeHost, argv: &[&str], stdin: &[u8]) -> Result<Output> {
         match self {
             Hosts::Ssh(h) => h.conn(&node.node)?.run(&ssh::quote_argv(argv), stdin).await,
+            #[cfg(test)]
+            Hosts::Recording(h) => h.exec(node, argv, stdin).await,
             _ => local::exec_in(node.netns.as_deref(), argv, stdin).await,
         }
     }
 
     /// The SSH hosts, when nodes live on other machines (their files are not ours).
+    /// The recording fake, in unit tests.
+    #[cfg(test)]
+    pub fn recording(&self) -> Option<&recording::RecordingHosts> {
+        match self {
+            Hosts::Recording(h) => Some(h),
+            _ => None,
+        }
+    }
+
     pub fn remote(&self) -> Option<&ssh::SshHosts> {
         match self {
             Hosts::Ssh(h) => Some(h),
@@ -141,6 +161,8 @@ impl Hosts {
             ),
             Hosts::Loopback(_) => "loopback addresses (no namespaces)".into(),
             Hosts::Ssh(h) => format!("{} SSH hosts", h.nodes.len()),
+            #[cfg(test)]
+            Hosts::Recording(_) => "recording fake hosts on loopback addresses".into(),
         }
     }
 }

@@ -13,12 +13,19 @@
 //! stays honest. Release times never go backwards, so jitter never reorders packets (TCP
 //! would answer reordering with duplicate ACKs and spurious retransmissions, a different
 //! fault).
+//!
+//! The fault (delay / stop delay) owns its verdict threads: a node is listed in force before
+//! its thread starts, the thread lives in that entry, and stopping the delay (or dropping
+//! the entry) ends it.
 
+use super::{nodes_list, Failed, Landed, Nemesis};
+use crate::log;
 use anyhow::{anyhow, bail, Context, Result};
 use nfq::{Queue, Verdict};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::collections::VecDeque;
+use serde_json::json;
+use std::collections::{BTreeMap, VecDeque};
 use std::fs::File;
 use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
@@ -26,6 +33,113 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+/// Hold each node's packets to its peers for `latency_ms` ± `jitter_ms`.
+pub async fn start(
+    n: &Nemesis,
+    nodes: &[String],
+    latency_ms: u64,
+    jitter_ms: u64,
+) -> Result<Landed> {
+    for (i, node) in nodes.iter().enumerate() {
+        let cfg = DelayConfig {
+            latency: Duration::from_millis(latency_ms),
+            jitter: Duration::from_millis(jitter_ms),
+            seed: latency_ms ^ (i as u64) << 32,
+        };
+        start_one(n, node, cfg).await?;
+    }
+    log::line(&format!(
+        "nemesis: packets to peers delayed {latency_ms} ms ± {jitter_ms} ms on {}",
+        nodes_list(nodes)
+    ));
+    Ok(Landed::on(json!({
+        "nodes": nodes, "latency_ms": latency_ms, "jitter_ms": jitter_ms
+    })))
+}
+
+/// Bind the node's queue, then add the rule (until a program is bound, the bypass flag
+/// lets packets through).
+async fn start_one(n: &Nemesis, node: &str, cfg: DelayConfig) -> Result<()> {
+    // Checked before the intent is recorded: the inverse flushes a mangle table, which
+    // must only ever happen inside a namespace of our own.
+    let netns = own_netns(n, node)?;
+    let peers = n.peers_of(node)?;
+    {
+        let mut f = n.in_force().await;
+        if f.delayed.contains_key(node) {
+            return Ok(());
+        }
+        f.delayed.insert(node.to_string(), None);
+    }
+    let delayer = tokio::task::spawn_blocking(move || Delayer::start(&netns, cfg))
+        .await
+        .context("the delay start task failed")??;
+    if let Some(slot) = n.in_force().await.delayed.get_mut(node) {
+        *slot = Some(delayer);
+    }
+    let rule = rule_args(&peers);
+    n.exec_checked(
+        node,
+        &rule.iter().map(String::as_str).collect::<Vec<_>>(),
+        b"",
+    )
+    .await
+}
+
+/// The node's network namespace; delays act only there.
+fn own_netns(n: &Nemesis, node: &str) -> Result<String> {
+    n.cluster
+        .hosts()
+        .node(node)
+        .and_then(|h| h.netns.clone())
+        .ok_or_else(|| {
+            anyhow!(
+                "node {node}: delay faults need the node in a network namespace of this machine"
+            )
+        })
+}
+
+/// Remove every delayed node's rule and release what its queue holds.
+pub async fn stop(n: &Nemesis) -> Result<Landed> {
+    let nodes: Vec<String> = n.in_force().await.delayed.keys().cloned().collect();
+    let mut held = BTreeMap::new();
+    let mut lines = Vec::new();
+    let mut failed = Failed::default();
+    for node in &nodes {
+        let s = match stop_one(n, node).await {
+            Ok(s) => s,
+            Err(e) => {
+                failed.keep::<()>(Err(e));
+                continue;
+            }
+        };
+        let mean = (s.mean_held_ms * 10.0).round() / 10.0;
+        lines.push(format!("{node} {} packets, {mean} ms mean", s.packets));
+        held.insert(
+            node.clone(),
+            json!({"packets": s.packets, "mean_held_ms": mean, "max_held": s.max_held}),
+        );
+    }
+    failed.into_result()?;
+    log::line(&format!("nemesis: delay stopped ({})", lines.join("; ")));
+    Ok(Landed::on(json!({ "nodes": nodes, "held": held })))
+}
+
+async fn stop_one(n: &Nemesis, node: &str) -> Result<DelayStats> {
+    own_netns(n, node)?;
+    n.exec_checked(node, &FLUSH_ARGS, b"").await?;
+    // Taken only once the rule is gone, so no packet is queued to a thread that ended.
+    let delayer = n.in_force().await.delayed.remove(node).flatten();
+    Ok(match delayer {
+        Some(d) => match tokio::task::spawn_blocking(move || d.stop()).await {
+            Ok(Ok(s)) => s,
+            // The thread already said why it ended; the heal itself (rule gone) holds.
+            Ok(Err(_)) | Err(_) => DelayStats::default(),
+        },
+        None => DelayStats::default(),
+    })
+}
 
 /// The queue number inside each node's namespace (queues are per namespace, so every node
 /// can use the same one).

@@ -1,31 +1,46 @@
-//! The nemesis: injects faults on a compiled schedule and heals them.
+//! The nemesis: runs a compiled schedule ([`crate::spec::schedule`]) against a cluster and
+//! heals what it broke.
 //!
-//! Every fault is a verb with a named inverse (partition/heal, pause/resume, kill/start,
-//! bump or strobe/reset clock, loss/stop loss, delay/stop delay). Each action is journaled in the history as
-//! process `nemesis` with the affected nodes, so checkers ignore it and reports can shade
-//! fault windows. [`Nemesis::heal_all`] ends every plan before the final reads. What it
-//! cannot undo (a run that dies) the teardown of hosts and processes removes: rules live
-//! in node namespaces, offsets in node processes.
+//! One file per fault kind, each a verb and its named inverse: [`partition`]
+//! (partition/heal), [`pause`] (pause/resume), [`kill`] (kill/start), [`clock`]
+//! (bump or strobe/reset), [`loss`] (loss/stop loss), [`delay`] (delay/stop delay). This
+//! file only dispatches, journals, resolves who leads, and keeps the in-force set.
+//!
+//! The in-force set follows the rule of the cleanup registry: a fault's intent is recorded
+//! *before* it acts and removed only *after* its inverse succeeded. A start cut half-way
+//! (an error, a step that overran and was aborted) therefore stays listed, and
+//! [`Nemesis::heal_all`] heals exactly that set, every inverse being idempotent. The
+//! schedule is stopped between steps through a cancellation signal, never in the middle of
+//! one. Long-lived parts of a fault (the clock strobe task, the delay verdict threads) are
+//! owned by its entry in the set and stop when it heals or is dropped.
+//!
+//! Each action is journaled as process `nemesis` with the affected nodes, so checkers
+//! ignore it and reports can shade fault windows.
+//!
+//! Adding a fault kind: a file here with its verb and inverse, a field in [`InForce`], an
+//! arm in [`Nemesis::apply`] and in [`Nemesis::heal_all`], and its entry in the schedule.
 
+pub mod clock;
 pub mod delay;
+pub mod kill;
+pub mod loss;
 pub mod partition;
+pub mod pause;
+#[cfg(test)]
+pub(crate) mod tests;
 
-use crate::history::Journal;
-use crate::history::{Op, OpType, Process};
+use crate::history::{Journal, Op, OpType, Process};
 use crate::hosts::clock::Clocks;
-use crate::hosts::{LOSS_TABLE, PARTITION_TABLE};
 use crate::log;
-use crate::spec::grudge::Grudge;
 use crate::spec::schedule::{Action, Step, Targets};
 use crate::target::Cluster;
 use anyhow::{anyhow, bail, Context, Result};
-use nix::sys::signal::Signal;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Mutex;
+use tokio::sync::{watch, Mutex, MutexGuard};
 use tokio::time::Instant;
 
 /// How long asking the target who leads may take.
@@ -37,23 +52,59 @@ const NEXT_LEADER_WAIT: Duration = Duration::from_secs(10);
 /// is slowed by a delay fault.
 const NEXT_LEADER_POLL: Duration = Duration::from_millis(20);
 
-/// What is currently broken, so heals undo exactly that.
+/// Faults in force, per kind: what each inverse must undo.
 #[derive(Debug, Default)]
-struct Broken {
-    partitioned: BTreeSet<String>,
-    paused: BTreeSet<String>,
-    killed: BTreeSet<String>,
-    skewed: BTreeSet<String>,
-    lossy: BTreeSet<String>,
-    delayed: BTreeMap<String, delay::Delayer>,
-    strobe: Option<tokio::task::JoinHandle<()>>,
+pub struct InForce {
+    pub partitioned: BTreeSet<String>,
+    pub paused: BTreeSet<String>,
+    pub killed: BTreeSet<String>,
+    pub clock: clock::Skewed,
+    pub lossy: BTreeSet<String>,
+    /// A node is listed before its verdict thread exists (`None`), so a start that failed
+    /// after binding the queue or before adding the rule is still healed.
+    pub delayed: BTreeMap<String, Option<delay::Delayer>>,
+}
+
+impl InForce {
+    pub fn is_empty(&self) -> bool {
+        self.partitioned.is_empty()
+            && self.paused.is_empty()
+            && self.killed.is_empty()
+            && self.clock.is_empty()
+            && self.lossy.is_empty()
+            && self.delayed.is_empty()
+    }
+}
+
+/// What one action did, for the journal.
+#[derive(Debug)]
+pub struct Landed {
+    pub value: Value,
+    /// Why it hit nothing (no leader to isolate), if so.
+    pub note: Option<String>,
+}
+
+impl Landed {
+    fn on(value: Value) -> Landed {
+        Landed { value, note: None }
+    }
+}
+
+/// How much of the in-force set a heal undoes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealMode {
+    /// Everything, killed nodes restarted: the end of every schedule, before final reads.
+    Full,
+    /// Everything that would outlive the run, but killed nodes stay down: the teardown
+    /// that follows an error or an interrupt stops every node anyway.
+    Teardown,
 }
 
 pub struct Nemesis {
     cluster: Arc<Cluster>,
     journal: Arc<Journal>,
     clocks: Option<Arc<Clocks>>,
-    broken: Mutex<Broken>,
+    in_force: Mutex<InForce>,
 }
 
 impl Nemesis {
@@ -66,13 +117,23 @@ impl Nemesis {
             cluster,
             journal,
             clocks,
-            broken: Mutex::new(Broken::default()),
+            in_force: Mutex::new(InForce::default()),
         }
+    }
+
+    /// The in-force set, locked. Never held across an action on a node.
+    pub(crate) async fn in_force(&self) -> MutexGuard<'_, InForce> {
+        self.in_force.lock().await
+    }
+
+    /// Whether no fault is in force.
+    pub async fn is_clear(&self) -> bool {
+        self.in_force().await.is_empty()
     }
 
     /// Faults currently in force, for the progress line.
     pub async fn describe(&self) -> String {
-        let b = self.broken.lock().await;
+        let f = self.in_force().await;
         let mut parts = Vec::new();
         let mut add = |name: &str, set: &BTreeSet<String>| {
             if !set.is_empty() {
@@ -82,12 +143,12 @@ impl Nemesis {
                 ));
             }
         };
-        add("partitioned", &b.partitioned);
-        add("paused", &b.paused);
-        add("killed", &b.killed);
-        add("clock", &b.skewed);
-        add("loss", &b.lossy);
-        add("delay", &b.delayed.keys().cloned().collect());
+        add("partitioned", &f.partitioned);
+        add("paused", &f.paused);
+        add("killed", &f.killed);
+        add("clock", &f.clock.nodes);
+        add("loss", &f.lossy);
+        add("delay", &f.delayed.keys().cloned().collect());
         if parts.is_empty() {
             "no faults".into()
         } else {
@@ -95,14 +156,25 @@ impl Nemesis {
         }
     }
 
-    /// Run the schedule from `start` until `deadline` (steps after it are not run).
-    pub async fn run(&self, steps: &[Step], start: Instant, deadline: Instant) -> Result<()> {
+    /// Run the schedule from `start` until `deadline` (steps due after it are not run) or
+    /// until `cancel` says stop. A step that has begun runs to its end: the cancellation is
+    /// looked at only between steps.
+    pub async fn run(
+        &self,
+        steps: &[Step],
+        start: Instant,
+        deadline: Instant,
+        mut cancel: watch::Receiver<bool>,
+    ) -> Result<()> {
         for step in steps {
             let at = start + step.at;
-            if at >= deadline {
+            if at >= deadline || *cancel.borrow() {
                 break;
             }
-            tokio::time::sleep_until(at).await;
+            tokio::select! {
+                _ = tokio::time::sleep_until(at) => {}
+                _ = cancelled(&mut cancel) => break,
+            }
             self.apply(&step.action).await?;
         }
         Ok(())
@@ -121,6 +193,105 @@ impl Nemesis {
             error,
         })?;
         Ok(())
+    }
+
+    /// Perform one action and journal it; a failed action is journaled with its error.
+    pub async fn apply(&self, action: &Action) -> Result<()> {
+        let f = action.f();
+        let done = match action {
+            Action::StartPartition { grudge, one_way } => {
+                partition::start(self, grudge, *one_way).await
+            }
+            Action::StopPartition => partition::heal(self).await,
+            Action::Pause { targets } => pause::pause(self, &self.resolve(targets).await).await,
+            Action::Resume => pause::resume(self).await,
+            Action::Kill { targets } => kill::kill(self, &self.resolve(targets).await).await,
+            Action::Restart => kill::restart(self).await,
+            Action::BumpClock {
+                targets,
+                offsets_ms,
+                offset_ms,
+            } => {
+                let nodes = self.resolve(targets).await;
+                clock::bump(self, &nodes, offsets_ms, *offset_ms).await
+            }
+            Action::StrobeClock {
+                targets,
+                offset_ms,
+                period_ms,
+            } => {
+                let nodes = self.resolve(targets).await;
+                clock::strobe(self, &nodes, *offset_ms, *period_ms).await
+            }
+            Action::ResetClock => clock::reset(self).await,
+            Action::StartLoss { targets, percent } => {
+                loss::start(self, &self.resolve(targets).await, *percent).await
+            }
+            Action::StopLoss => loss::stop(self).await,
+            Action::StartDelay {
+                targets,
+                latency_ms,
+                jitter_ms,
+            } => {
+                let nodes = self.resolve(targets).await;
+                delay::start(self, &nodes, *latency_ms, *jitter_ms).await
+            }
+            Action::StopDelay => delay::stop(self).await,
+        };
+        match done {
+            Ok(l) => self.record(f, l.value, l.note),
+            Err(e) => {
+                let _ = self.record(f, serde_json::json!({}), Some(format!("{e:#}")));
+                Err(e.context(format!("nemesis {f}")))
+            }
+        }
+    }
+
+    /// Undo every fault in force, each kind by its inverse. Every kind is tried even when
+    /// one fails (the first error is returned): a stuck firewall must not leave a node
+    /// paused. What failed stays in force, so calling this again retries it.
+    pub async fn heal_all(&self, mode: HealMode) -> Result<()> {
+        let mut first_error = None;
+        let mut heal = |r: Result<()>| {
+            if let Err(e) = r {
+                log::line(&format!("nemesis: heal failed: {e:#}"));
+                first_error.get_or_insert(e);
+            }
+        };
+        // Strobing first: its task would otherwise skew clocks again behind the reset.
+        let (p, l, d, pa, c, k) = {
+            let f = self.in_force().await;
+            (
+                !f.partitioned.is_empty(),
+                !f.lossy.is_empty(),
+                !f.delayed.is_empty(),
+                !f.paused.is_empty(),
+                !f.clock.is_empty(),
+                !f.killed.is_empty(),
+            )
+        };
+        if c {
+            heal(self.apply(&Action::ResetClock).await);
+        }
+        if p {
+            heal(self.apply(&Action::StopPartition).await);
+        }
+        if l {
+            heal(self.apply(&Action::StopLoss).await);
+        }
+        if d {
+            heal(self.apply(&Action::StopDelay).await);
+        }
+        if pa {
+            heal(self.apply(&Action::Resume).await);
+        }
+        if k && mode == HealMode::Full {
+            heal(self.apply(&Action::Restart).await);
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     async fn resolve(&self, t: &Targets) -> Vec<String> {
@@ -186,6 +357,16 @@ impl Nemesis {
             .ok_or_else(|| anyhow!("no host for node {node}"))
     }
 
+    /// The addresses of every node but `node`.
+    fn peers_of(&self, node: &str) -> Result<Vec<Ipv4Addr>> {
+        self.cluster
+            .nodes()
+            .iter()
+            .filter(|p| *p != node)
+            .map(|p| self.ip(p))
+            .collect()
+    }
+
     /// Run `argv` with `stdin` inside the node's host (its namespace) and fail with its
     /// stderr.
     async fn exec_checked(&self, node: &str, argv: &[&str], stdin: &[u8]) -> Result<()> {
@@ -216,308 +397,9 @@ impl Nemesis {
         Ok(())
     }
 
-    /// Start holding `node`'s packets to its peers: bind the queue, then add the rule.
-    async fn start_delay(&self, node: &str, cfg: delay::DelayConfig) -> Result<()> {
-        if self.broken.lock().await.delayed.contains_key(node) {
-            return Ok(());
-        }
-        let netns = self
-            .cluster
-            .hosts()
-            .node(node)
-            .and_then(|h| h.netns.clone())
-            .ok_or_else(|| {
-                anyhow!("node {node}: delay faults need the node in a network namespace of this machine")
-            })?;
-        let peers: Vec<Ipv4Addr> = self
-            .cluster
-            .nodes()
-            .iter()
-            .filter(|p| *p != node)
-            .map(|p| self.ip(p))
-            .collect::<Result<_>>()?;
-        let delayer = tokio::task::spawn_blocking(move || delay::Delayer::start(&netns, cfg))
-            .await
-            .context("the delay start task failed")??;
-        // Recorded before the rule exists, so a failing iptables still gets its queue
-        // released by heal_all.
-        self.broken
-            .lock()
-            .await
-            .delayed
-            .insert(node.to_string(), delayer);
-        let rule = delay::rule_args(&peers);
-        self.exec_checked(
-            node,
-            &rule.iter().map(String::as_str).collect::<Vec<_>>(),
-            b"",
-        )
-        .await
-    }
-
-    /// Remove `node`'s delay rule and release what its queue holds.
-    async fn stop_delay(&self, node: &str) -> Result<delay::DelayStats> {
-        let flushed = self.exec_checked(node, &delay::FLUSH_ARGS, b"").await;
-        let delayer = self.broken.lock().await.delayed.remove(node);
-        let stats = match delayer {
-            Some(d) => match tokio::task::spawn_blocking(move || d.stop()).await {
-                Ok(Ok(s)) => s,
-                // The thread already said why it ended; the heal itself (rule gone) holds.
-                Ok(Err(_)) | Err(_) => delay::DelayStats::default(),
-            },
-            None => delay::DelayStats::default(),
-        };
-        flushed?;
-        Ok(stats)
-    }
-
     async fn nft(&self, node: &str, script: &str) -> Result<()> {
         self.exec_checked(node, &["nft", "-f", "-"], script.as_bytes())
             .await
-    }
-
-    /// Perform one action and journal it.
-    pub async fn apply(&self, action: &Action) -> Result<()> {
-        let f = action.f();
-        match action {
-            Action::StartPartition { grudge, one_way } => {
-                let nodes = self.cluster.nodes();
-                let drops = match grudge {
-                    Grudge::Drops(d) => d.clone(),
-                    around_leaders => {
-                        let leaders = match around_leaders {
-                            Grudge::NextPrimaries { settle_ms } => {
-                                self.next_leaders(*settle_ms).await
-                            }
-                            _ => self.leaders().await,
-                        };
-                        if leaders.is_empty() {
-                            log::line("nemesis: no node believes it leads; isolating nobody");
-                            return self.record(f, json!({"grudge": {}}), Some("no leader".into()));
-                        }
-                        around_leaders.around(&leaders, &nodes)
-                    }
-                };
-                let mut applied = BTreeSet::new();
-                for node in &nodes {
-                    let from: Vec<Ipv4Addr> = drops
-                        .get(node)
-                        .into_iter()
-                        .flatten()
-                        .map(|n| self.ip(n))
-                        .collect::<Result<_>>()?;
-                    if from.is_empty() && !self.broken.lock().await.partitioned.contains(node) {
-                        continue;
-                    }
-                    self.nft(node, &partition::partition_script(&from, *one_way))
-                        .await?;
-                    if !from.is_empty() {
-                        applied.insert(node.clone());
-                    }
-                }
-                self.broken.lock().await.partitioned = applied.clone();
-                let desc: BTreeMap<&String, &BTreeSet<String>> =
-                    drops.iter().filter(|(_, d)| !d.is_empty()).collect();
-                log::line(&format!("nemesis: partition {}", describe_grudge(&drops)));
-                self.record(
-                    f,
-                    json!({"nodes": applied, "grudge": desc, "one_way": one_way}),
-                    None,
-                )
-            }
-            Action::StopPartition => {
-                let nodes: Vec<String> = std::mem::take(&mut self.broken.lock().await.partitioned)
-                    .into_iter()
-                    .collect();
-                for n in &nodes {
-                    self.nft(n, &partition::delete_script(PARTITION_TABLE))
-                        .await?;
-                }
-                log::line("nemesis: partition healed");
-                self.record(f, json!({"nodes": nodes}), None)
-            }
-            Action::Pause { targets } => {
-                let nodes = self.resolve(targets).await;
-                for n in &nodes {
-                    if self.cluster.running(n).await {
-                        self.cluster.signal(n, Signal::SIGSTOP).await?;
-                        self.broken.lock().await.paused.insert(n.clone());
-                    }
-                }
-                log::line(&format!("nemesis: paused {}", nodes.join(", ")));
-                self.record(f, json!({"nodes": nodes}), None)
-            }
-            Action::Resume => {
-                let nodes: Vec<String> = std::mem::take(&mut self.broken.lock().await.paused)
-                    .into_iter()
-                    .collect();
-                for n in &nodes {
-                    if self.cluster.running(n).await {
-                        self.cluster.signal(n, Signal::SIGCONT).await?;
-                    }
-                }
-                log::line(&format!("nemesis: resumed {}", nodes.join(", ")));
-                self.record(f, json!({"nodes": nodes}), None)
-            }
-            Action::Kill { targets } => {
-                let nodes = self.resolve(targets).await;
-                for n in &nodes {
-                    self.cluster.kill_node(n).await?;
-                    let mut b = self.broken.lock().await;
-                    b.killed.insert(n.clone());
-                    b.paused.remove(n);
-                }
-                log::line(&format!("nemesis: killed {}", nodes.join(", ")));
-                self.record(f, json!({"nodes": nodes}), None)
-            }
-            Action::Restart => {
-                let nodes: Vec<String> = std::mem::take(&mut self.broken.lock().await.killed)
-                    .into_iter()
-                    .collect();
-                for n in &nodes {
-                    self.cluster.start_node(n).await?;
-                }
-                log::line(&format!("nemesis: restarted {}", nodes.join(", ")));
-                self.record(f, json!({"nodes": nodes}), None)
-            }
-            Action::BumpClock {
-                targets,
-                offsets_ms,
-                offset_ms,
-            } => {
-                let clocks = self.clocks()?;
-                let nodes = self.resolve(targets).await;
-                let mut applied = BTreeMap::new();
-                for n in &nodes {
-                    let o = offsets_ms.get(n).copied().unwrap_or(*offset_ms);
-                    clocks.set(n, o).await?;
-                    applied.insert(n.clone(), o);
-                    self.broken.lock().await.skewed.insert(n.clone());
-                }
-                log::line(&format!("nemesis: clock offsets (ms) {applied:?}"));
-                self.record(f, json!({"nodes": nodes, "offsets_ms": applied}), None)
-            }
-            Action::StrobeClock {
-                targets,
-                offset_ms,
-                period_ms,
-            } => {
-                let clocks = self.clocks()?.clone();
-                let nodes = self.resolve(targets).await;
-                let (o, p) = (*offset_ms, Duration::from_millis(*period_ms));
-                let strobed = nodes.clone();
-                let task = tokio::spawn(async move {
-                    let mut on = false;
-                    loop {
-                        on = !on;
-                        for n in &strobed {
-                            let _ = clocks.set(n, if on { o } else { 0 }).await;
-                        }
-                        tokio::time::sleep(p).await;
-                    }
-                });
-                let mut b = self.broken.lock().await;
-                if let Some(old) = b.strobe.replace(task) {
-                    old.abort();
-                }
-                b.skewed.extend(nodes.iter().cloned());
-                drop(b);
-                log::line(&format!(
-                    "nemesis: strobing clocks of {} between +0 and {o} ms every {period_ms} ms",
-                    nodes.join(", ")
-                ));
-                self.record(
-                    f,
-                    json!({"nodes": nodes, "offset_ms": o, "period_ms": period_ms}),
-                    None,
-                )
-            }
-            Action::ResetClock => {
-                let nodes: Vec<String> = {
-                    let mut b = self.broken.lock().await;
-                    if let Some(t) = b.strobe.take() {
-                        t.abort();
-                    }
-                    std::mem::take(&mut b.skewed).into_iter().collect()
-                };
-                if let Some(c) = &self.clocks {
-                    for n in &nodes {
-                        c.set(n, 0).await?;
-                    }
-                }
-                log::line(&format!("nemesis: clocks reset on {}", nodes.join(", ")));
-                self.record(f, json!({"nodes": nodes}), None)
-            }
-            Action::StartLoss { targets, percent } => {
-                let nodes = self.resolve(targets).await;
-                let all = self.cluster.nodes();
-                for n in &nodes {
-                    let peers: Vec<Ipv4Addr> = all
-                        .iter()
-                        .filter(|p| *p != n)
-                        .map(|p| self.ip(p))
-                        .collect::<Result<_>>()?;
-                    self.nft(n, &partition::loss_script(&peers, *percent))
-                        .await?;
-                    self.broken.lock().await.lossy.insert(n.clone());
-                }
-                log::line(&format!(
-                    "nemesis: {percent}% packet loss on {}",
-                    nodes.join(", ")
-                ));
-                self.record(f, json!({"nodes": nodes, "percent": percent}), None)
-            }
-            Action::StopLoss => {
-                let nodes: Vec<String> = std::mem::take(&mut self.broken.lock().await.lossy)
-                    .into_iter()
-                    .collect();
-                for n in &nodes {
-                    self.nft(n, &partition::delete_script(LOSS_TABLE)).await?;
-                }
-                log::line("nemesis: packet loss stopped");
-                self.record(f, json!({"nodes": nodes}), None)
-            }
-            Action::StartDelay {
-                targets,
-                latency_ms,
-                jitter_ms,
-            } => {
-                let nodes = self.resolve(targets).await;
-                for (i, n) in nodes.iter().enumerate() {
-                    let cfg = delay::DelayConfig {
-                        latency: Duration::from_millis(*latency_ms),
-                        jitter: Duration::from_millis(*jitter_ms),
-                        seed: *latency_ms ^ (i as u64) << 32,
-                    };
-                    self.start_delay(n, cfg).await?;
-                }
-                log::line(&format!(
-                    "nemesis: packets to peers delayed {latency_ms} ms ± {jitter_ms} ms on {}",
-                    nodes.join(", ")
-                ));
-                self.record(
-                    f,
-                    json!({"nodes": nodes, "latency_ms": latency_ms, "jitter_ms": jitter_ms}),
-                    None,
-                )
-            }
-            Action::StopDelay => {
-                let nodes: Vec<String> = self.broken.lock().await.delayed.keys().cloned().collect();
-                let mut held = BTreeMap::new();
-                let mut lines = Vec::new();
-                for n in &nodes {
-                    let s = self.stop_delay(n).await?;
-                    let mean = (s.mean_held_ms * 10.0).round() / 10.0;
-                    lines.push(format!("{n} {} packets, {mean} ms mean", s.packets));
-                    held.insert(
-                        n.clone(),
-                        json!({"packets": s.packets, "mean_held_ms": mean, "max_held": s.max_held}),
-                    );
-                }
-                log::line(&format!("nemesis: delay stopped ({})", lines.join("; ")));
-                self.record(f, json!({"nodes": nodes, "held": held}), None)
-            }
-        }
     }
 
     fn clocks(&self) -> Result<&Arc<Clocks>> {
@@ -525,56 +407,46 @@ impl Nemesis {
             .as_ref()
             .ok_or_else(|| anyhow!("clock fault without libfaketime set up for this run"))
     }
+}
 
-    /// Undo every fault in force: the end of every nemesis plan, before final reads.
-    pub async fn heal_all(&self) -> Result<()> {
-        let (p, pa, k, c, l, d) = {
-            let b = self.broken.lock().await;
-            (
-                !b.partitioned.is_empty(),
-                !b.paused.is_empty(),
-                !b.killed.is_empty(),
-                !b.skewed.is_empty() || b.strobe.is_some(),
-                !b.lossy.is_empty(),
-                !b.delayed.is_empty(),
-            )
-        };
-        if p {
-            self.apply(&Action::StopPartition).await?;
+/// The first failure of an inverse applied node by node: one node that cannot be healed
+/// must not keep the others broken.
+#[derive(Debug, Default)]
+struct Failed(Option<anyhow::Error>);
+
+impl Failed {
+    /// Whether `r` succeeded; keeps its error otherwise.
+    fn keep<T>(&mut self, r: Result<T>) -> bool {
+        match r {
+            Ok(_) => true,
+            Err(e) => {
+                self.0.get_or_insert(e);
+                false
+            }
         }
-        if l {
-            self.apply(&Action::StopLoss).await?;
+    }
+
+    fn into_result(self) -> Result<()> {
+        match self.0 {
+            Some(e) => Err(e),
+            None => Ok(()),
         }
-        if d {
-            self.apply(&Action::StopDelay).await?;
-        }
-        if pa {
-            self.apply(&Action::Resume).await?;
-        }
-        if c {
-            self.apply(&Action::ResetClock).await?;
-        }
-        if k {
-            self.apply(&Action::Restart).await?;
-        }
-        Ok(())
     }
 }
 
-fn describe_grudge(d: &BTreeMap<String, BTreeSet<String>>) -> String {
-    let parts: Vec<String> = d
-        .iter()
-        .filter(|(_, v)| !v.is_empty())
-        .map(|(k, v)| {
-            format!(
-                "{k} drops {}",
-                v.iter().cloned().collect::<Vec<_>>().join(",")
-            )
-        })
-        .collect();
-    if parts.is_empty() {
-        "(nobody)".into()
+/// Resolves once `rx` says stop (never, if its sender is gone without saying so).
+async fn cancelled(rx: &mut watch::Receiver<bool>) {
+    while !*rx.borrow() {
+        if rx.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+fn nodes_list(nodes: &[String]) -> String {
+    if nodes.is_empty() {
+        "nobody".into()
     } else {
-        parts.join("; ")
+        nodes.join(", ")
     }
 }

@@ -2,10 +2,103 @@
 //! namespace, in a table faultline owns (never the root namespace, never anyone else's
 //! rules); healing deletes that table and nothing else.
 
-use crate::hosts::{LOSS_TABLE, PARTITION_TABLE};
+use super::{Failed, Landed, Nemesis};
+use crate::hosts::PARTITION_TABLE;
+use crate::log;
+use crate::spec::grudge::Grudge;
+use anyhow::Result;
+use serde_json::json;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
-fn addr_set(ips: &[Ipv4Addr]) -> String {
+/// Cut links as `grudge` says. Nodes whose rules may change are listed as partitioned
+/// before any rule is loaded; after every node got its rules, only those that drop
+/// something stay listed.
+pub async fn start(n: &Nemesis, grudge: &Grudge, one_way: bool) -> Result<Landed> {
+    let nodes = n.cluster.nodes();
+    let drops = match grudge {
+        Grudge::Drops(d) => d.clone(),
+        around_leaders => {
+            let leaders = match around_leaders {
+                Grudge::NextPrimaries { settle_ms } => n.next_leaders(*settle_ms).await,
+                _ => n.leaders().await,
+            };
+            if leaders.is_empty() {
+                log::line("nemesis: no node believes it leads; isolating nobody");
+                return Ok(Landed {
+                    value: json!({"grudge": {}}),
+                    note: Some("no leader".into()),
+                });
+            }
+            around_leaders.around(&leaders, &nodes)
+        }
+    };
+    let cut = |node: &String| drops.get(node).is_some_and(|d| !d.is_empty());
+    let touched: Vec<String> = {
+        let mut f = n.in_force().await;
+        let touched = nodes
+            .iter()
+            .filter(|node| cut(node) || f.partitioned.contains(*node))
+            .cloned()
+            .collect();
+        f.partitioned
+            .extend(nodes.iter().filter(|node| cut(node)).cloned());
+        touched
+    };
+    for node in &touched {
+        let from: Vec<Ipv4Addr> = drops
+            .get(node)
+            .into_iter()
+            .flatten()
+            .map(|p| n.ip(p))
+            .collect::<Result<_>>()?;
+        n.nft(node, &partition_script(&from, one_way)).await?;
+        if from.is_empty() {
+            n.in_force().await.partitioned.remove(node);
+        }
+    }
+    let applied: BTreeSet<String> = nodes.iter().filter(|node| cut(node)).cloned().collect();
+    let desc: BTreeMap<&String, &BTreeSet<String>> =
+        drops.iter().filter(|(_, d)| !d.is_empty()).collect();
+    log::line(&format!("nemesis: partition {}", describe_grudge(&drops)));
+    Ok(Landed::on(
+        json!({"nodes": applied, "grudge": desc, "one_way": one_way}),
+    ))
+}
+
+/// Delete the partition table of every partitioned node.
+pub async fn heal(n: &Nemesis) -> Result<Landed> {
+    let nodes: Vec<String> = n.in_force().await.partitioned.iter().cloned().collect();
+    let mut failed = Failed::default();
+    for node in &nodes {
+        if failed.keep(n.nft(node, &delete_script(PARTITION_TABLE)).await) {
+            n.in_force().await.partitioned.remove(node);
+        }
+    }
+    failed.into_result()?;
+    log::line("nemesis: partition healed");
+    Ok(Landed::on(json!({ "nodes": nodes })))
+}
+
+fn describe_grudge(d: &BTreeMap<String, BTreeSet<String>>) -> String {
+    let parts: Vec<String> = d
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| {
+            format!(
+                "{k} drops {}",
+                v.iter().cloned().collect::<Vec<_>>().join(",")
+            )
+        })
+        .collect();
+    if parts.is_empty() {
+        "(nobody)".into()
+    } else {
+        parts.join("; ")
+    }
+}
+
+pub(super) fn addr_set(ips: &[Ipv4Addr]) -> String {
     ips.iter()
         .map(ToString::to_string)
         .collect::<Vec<_>>()
@@ -34,14 +127,6 @@ pub fn partition_script(drop: &[Ipv4Addr], one_way: bool) -> String {
     s
 }
 
-/// An nft script that drops `percent`% of the packets to and from `peers`.
-pub fn loss_script(peers: &[Ipv4Addr], percent: u8) -> String {
-    let set = addr_set(peers);
-    format!(
-        "table inet {LOSS_TABLE}\ndelete table inet {LOSS_TABLE}\ntable inet {LOSS_TABLE} {{\n  chain input {{ type filter hook input priority -90; policy accept; ip saddr {{ {set} }} numgen random mod 100 < {percent} drop; }}\n  chain output {{ type filter hook output priority -90; policy accept; ip daddr {{ {set} }} numgen random mod 100 < {percent} drop; }}\n}}\n"
-    )
-}
-
 /// An nft script that removes one of our tables if it exists.
 pub fn delete_script(table: &str) -> String {
     format!("table inet {table}\ndelete table inet {table}\n")
@@ -61,8 +146,6 @@ mod tests {
         assert!(s.contains("ip daddr { 10.213.0.3 } drop"));
         let one_way = partition_script(&[Ipv4Addr::new(10, 213, 0, 3)], true);
         assert!(!one_way.contains("daddr"));
-        assert!(loss_script(&[Ipv4Addr::new(10, 213, 0, 4)], 30)
-            .contains("numgen random mod 100 < 30 drop"));
         assert!(!delete_script(PARTITION_TABLE).contains("flush ruleset"));
     }
 }

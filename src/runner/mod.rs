@@ -7,13 +7,15 @@
 
 pub mod check;
 mod page;
+#[cfg(test)]
+mod tests;
 
 use crate::checker::Verdict;
 use crate::generator::Generator;
 use crate::history::{Journal, Op, OpType, Process};
 use crate::hosts::{self, Capability, Hosts, Registry};
 use crate::log;
-use crate::nemesis::Nemesis;
+use crate::nemesis::{HealMode, Nemesis};
 use crate::spec::{HostsChoice, Plan};
 use crate::store;
 use crate::target::client::{Client, Completion, Invocation};
@@ -30,6 +32,9 @@ use tokio::time::Instant;
 
 /// Read attempts per key in the final phase before giving up on that key.
 const FINAL_READ_ATTEMPTS: u32 = 10;
+/// How long a nemesis step may go on after the schedule was told to stop: the longest
+/// step waits up to 10 s for an election, then settles.
+const NEMESIS_STEP_GRACE: Duration = Duration::from_secs(30);
 /// The whole final-read phase may take this long: a cluster that never recovers must not
 /// turn many keys × attempts × timeouts into a run that seems to hang.
 const FINAL_READS_BUDGET: Duration = Duration::from_secs(60);
@@ -452,10 +457,16 @@ async fn run_cluster(
 
     let nemesis = Arc::new(Nemesis::new(cluster.clone(), journal.clone(), clocks));
     let deadline = start + plan.time_limit;
-    let nemesis_task = {
+    // Stops the schedule between steps: at the deadline, on an interrupt or an error.
+    let (cancel_schedule, schedule_cancelled) = watch::channel(false);
+    let mut nemesis_task = {
         let nemesis = nemesis.clone();
         let steps = plan.nemesis_schedule.clone();
-        tokio::spawn(async move { nemesis.run(&steps, start, deadline).await })
+        tokio::spawn(async move {
+            nemesis
+                .run(&steps, start, deadline, schedule_cancelled)
+                .await
+        })
     };
     let bar = progress_bar(&plan);
     log::set_bar(bar.clone());
@@ -512,27 +523,41 @@ async fn run_cluster(
         b.finish_and_clear();
     }
     log::set_bar(None);
-    // The schedule stops at the deadline; a fault still in force is healed below.
-    if !nemesis_task.is_finished() {
-        nemesis_task.abort();
-    }
-    match nemesis_task.await {
-        Ok(Err(e)) => {
+    // The schedule stops between steps; a step under way finishes first, unless it
+    // overruns (a hung host): then it is aborted, and what it began is still in the
+    // in-force set, which the heal below undoes.
+    let _ = cancel_schedule.send(true);
+    match tokio::time::timeout(NEMESIS_STEP_GRACE, &mut nemesis_task).await {
+        Ok(Ok(Err(e))) => {
             first_error.get_or_insert(e.context("nemesis"));
         }
-        Err(e) if e.is_panic() => {
+        Ok(Err(e)) if e.is_panic() => {
             first_error.get_or_insert(anyhow!("the nemesis panicked: {e}"));
         }
-        _ => {}
-    }
-    if let Some(e) = first_error {
-        return Err(e);
+        Ok(_) => {}
+        Err(_) => {
+            nemesis_task.abort();
+            log::line(&format!(
+                "nemesis: a step still ran {} s after the schedule was stopped; aborted it",
+                NEMESIS_STEP_GRACE.as_secs()
+            ));
+        }
     }
     let interrupted = *stop.borrow();
     log::line(&format!("main phase over: {}", ctx.stats.line()));
-    if !interrupted {
-        nemesis.heal_all().await.context("healing faults")?;
+    // Healed on every path. After an error or an interrupt, killed nodes stay down (the
+    // teardown stops every node), but nothing else in force may outlive the run: a paused
+    // group, a strobing clock, a delay thread, rules on an SSH host.
+    let mode = if interrupted || first_error.is_some() {
+        HealMode::Teardown
+    } else {
+        HealMode::Full
+    };
+    let healed = nemesis.heal_all(mode).await;
+    if let Some(e) = first_error {
+        return Err(e);
     }
+    healed.context("healing faults")?;
 
     if !interrupted && plan.workload.final_reads {
         final_phase(&ctx, &mut stop).await?;

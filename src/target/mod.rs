@@ -538,6 +538,11 @@ impl Cluster {
         }
     }
 
+    /// The PID of the node's process (its group's leader), while it runs.
+    pub async fn pid(&self, node: &str) -> Option<i32> {
+        self.procs.lock().await.get(node).map(NodeProc::pid)
+    }
+
     pub async fn running(&self, node: &str) -> bool {
         self.procs.lock().await.contains_key(node)
     }

@@ -1,0 +1,124 @@
+//! The run loop on recording fake hosts (no root): lazykv nodes on loopback, host commands
+//! recorded. What the runner must do on every path: heal what the schedule left in force,
+//! stop the schedule between steps, and after an interrupt heal without restarting.
+
+use super::*;
+use crate::nemesis::tests::{isolate_n1, names, proc_state, Lab};
+use crate::spec::schedule::{Action, Step, Targets};
+
+fn step(at_ms: u64, action: Action) -> Step {
+    Step {
+        at: Duration::from_millis(at_ms),
+        action,
+    }
+}
+
+fn lab(time_limit_ms: u64, steps: Vec<Step>) -> Lab {
+    Lab::with_plan(3, false, |plan| {
+        plan.time_limit = Duration::from_millis(time_limit_ms);
+        plan.concurrency = 2;
+        plan.workload.op_timeout = Duration::from_millis(500);
+        plan.nemesis_schedule = steps;
+    })
+}
+
+#[tokio::test]
+async fn a_run_heals_what_its_schedule_left_in_force_before_the_final_reads() {
+    let lab = lab(
+        1500,
+        vec![step(
+            200,
+            Action::StartPartition {
+                grudge: isolate_n1(),
+                one_way: false,
+            },
+        )],
+    );
+    let (_stop_tx, stop) = watch::channel(false);
+    let summary = run_cluster(
+        lab.plan.clone(),
+        lab.cluster.clone(),
+        None,
+        lab.run_dir.path(),
+        stop,
+    )
+    .await
+    .expect("run");
+    assert!(!summary.interrupted);
+    assert!(summary.ok > 0, "{summary:?}");
+    let nft = lab.nft_calls();
+    let cuts = nft.iter().filter(|(_, s)| s.contains("drop")).count();
+    let heals = nft
+        .iter()
+        .filter(|(_, s)| {
+            s.trim_end()
+                .ends_with("delete table inet faultline_partition")
+        })
+        .count();
+    assert_eq!((cuts, heals), (3, 3), "{nft:?}");
+    let history = lab.history();
+    let heal_at = history.find("stop-partition").expect("heal journaled");
+    let final_read = history.rfind("\"read\"").expect("final reads");
+    assert!(heal_at < final_read, "healed before the final reads");
+    let _ = lab.cluster.stop_all().await;
+}
+
+#[tokio::test]
+async fn an_interrupted_run_resumes_paused_nodes_but_restarts_none() {
+    let lab = lab(
+        20_000,
+        vec![
+            step(
+                200,
+                Action::Kill {
+                    targets: Targets::Nodes(names(&["n2"])),
+                },
+            ),
+            step(
+                300,
+                Action::Pause {
+                    targets: Targets::Nodes(names(&["n1"])),
+                },
+            ),
+            step(15_000, Action::Restart),
+        ],
+    );
+    let (stop_tx, stop) = watch::channel(false);
+    let run = tokio::spawn({
+        let plan = lab.plan.clone();
+        let cluster = lab.cluster.clone();
+        let dir = lab.run_dir.path().to_path_buf();
+        async move { run_cluster(plan, cluster, None, &dir, stop).await }
+    });
+    // Wait until n1 is paused, then interrupt.
+    let began = Instant::now();
+    let mut pid = None;
+    while began.elapsed() < Duration::from_secs(15) {
+        pid = lab.cluster.pid("n1").await;
+        if pid.and_then(proc_state) == Some('T') {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let pid = pid.expect("n1 runs");
+    assert_eq!(proc_state(pid), Some('T'), "n1 was paused");
+    stop_tx.send(true).unwrap();
+    let summary = run
+        .await
+        .unwrap()
+        .expect("an interrupted run still ends in order");
+    assert!(summary.interrupted);
+    assert!(
+        began.elapsed() < Duration::from_secs(14),
+        "the schedule was not waited out"
+    );
+    assert_ne!(proc_state(pid), Some('T'), "n1 resumed");
+    assert!(
+        !lab.cluster.running("n2").await,
+        "no restart after an interrupt"
+    );
+    let history = lab.history();
+    assert!(history.contains("\"resume\""));
+    assert!(!history.contains("\"start\""), "{history}");
+    let _ = lab.cluster.stop_all().await;
+}
