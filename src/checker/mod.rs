@@ -28,6 +28,7 @@ use search::{Failure, SearchResult, SearchStats, Transitions};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::fmt;
+use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -225,6 +226,9 @@ enum KeyOutcome {
     /// With the blocked states rendered while the search's state table was alive.
     Invalid(Failure, Vec<Value>),
     Unknown(Exhausted),
+    /// The search panicked (a bug in a model or the search), with the panic's message.
+    /// Caught per key so the other keys are still decided and this one reads as unknown.
+    Panicked(String),
 }
 
 fn search_key<M: Model>(
@@ -324,6 +328,18 @@ where
                 report.reason.get_or_insert_with(|| reason.clone());
                 (Verdict::Unknown, Some(reason))
             }
+            KeyOutcome::Panicked(msg) => {
+                report.keys_unknown += 1;
+                let reason = match &parts[i].key {
+                    Some(k) => format!(
+                        "checker panicked on key {k:?} ({} calls): {msg}",
+                        parts[i].len()
+                    ),
+                    None => format!("checker panicked ({} calls): {msg}", parts[i].len()),
+                };
+                report.reason.get_or_insert_with(|| reason.clone());
+                (Verdict::Unknown, Some(reason))
+            }
         };
         report.verdict = report.verdict.worst(verdict);
         if report.problems.len() < MAX_PROBLEMS_LISTED {
@@ -334,6 +350,15 @@ where
                 reason,
             });
         }
+    }
+    // Keys are skipped legitimately only once another key proved the history invalid;
+    // otherwise an undecided key leaves the verdict open, whatever the others say.
+    if report.verdict == Verdict::Valid && report.keys_skipped > 0 {
+        report.verdict = Verdict::Unknown;
+        report.reason = Some(format!(
+            "{} of {} keys were not decided",
+            report.keys_skipped, report.keys
+        ));
     }
     if report.verdict == Verdict::Invalid {
         report.reason = None;
@@ -383,7 +408,17 @@ fn search_all<M: Model>(
     let work = || {
         let mut done = Vec::new();
         while let Some(&i) = order.get(next.fetch_add(1, Ordering::Relaxed)) {
-            let (outcome, stats) = search_key(&prepared.model, &prepared.values, &parts[i], budget);
+            // A panic is caught here, per key, rather than at join: the thread's other
+            // keys keep their results and this key is reported with the panic's message.
+            let (outcome, stats) = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                search_key(&prepared.model, &prepared.values, &parts[i], budget)
+            }))
+            .unwrap_or_else(|payload| {
+                (
+                    KeyOutcome::Panicked(panic_message(payload.as_ref())),
+                    SearchStats::default(),
+                )
+            });
             if matches!(outcome, KeyOutcome::Invalid(..)) {
                 budget.cancel();
             }
@@ -400,11 +435,25 @@ fn search_all<M: Model>(
     } else {
         std::thread::scope(|s| {
             let handles: Vec<_> = (0..threads).map(|_| s.spawn(work)).collect();
+            // A thread that still died leaves its keys `None`: `run` counts them as not
+            // decided, which makes the verdict unknown unless another key is invalid.
             handles.into_iter().filter_map(|h| h.join().ok()).collect()
         })
     };
     for (i, outcome, stats) in results.into_iter().flatten() {
         outcomes[i] = Some((outcome, stats));
+    }
+}
+
+/// The text of a panic payload (`panic!` with a literal gives `&str`, with arguments
+/// `String`).
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic with a non-string payload".to_string()
     }
 }
 
@@ -446,4 +495,135 @@ pub struct Results<'a> {
     pub format: String,
     #[serde(flatten)]
     pub report: &'a CheckReport,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checker::model::RawCall;
+    use crate::checker::search::Interned;
+    use crate::history::{OpType, Process};
+    use serde_json::json;
+
+    /// A register of integers whose step panics on a write of [`Bomb::FUSE`]: a stand-in
+    /// for a bug in a model or in the search.
+    struct Bomb;
+
+    impl Bomb {
+        const FUSE: i64 = 666;
+    }
+
+    impl Model for Bomb {
+        type State = i64;
+        type Call = i64;
+
+        fn name(&self) -> &'static str {
+            "bomb"
+        }
+        fn init(&self) -> i64 {
+            0
+        }
+        fn encode(
+            &mut self,
+            call: &RawCall<'_>,
+            _: &mut value::Values,
+        ) -> Result<Option<i64>, String> {
+            match call.f {
+                "write" => Ok(call.input.as_i64()),
+                _ => Ok(None),
+            }
+        }
+        fn step(&self, _: &i64, call: &i64) -> Option<i64> {
+            assert!(*call != Bomb::FUSE, "boom on write {call}");
+            Some(*call)
+        }
+        fn relax(&self, call: &i64) -> Option<i64> {
+            Some(*call)
+        }
+        fn state_json(&self, state: &i64, _: &value::Values) -> Value {
+            json!(state)
+        }
+        fn describe(&self, call: &i64, _: &value::Values) -> String {
+            format!("write {call}")
+        }
+        type Steps<'a> = Interned<'a, Bomb>;
+        fn steps<'a>(&'a self, calls: &'a [i64]) -> Interned<'a, Bomb> {
+            Interned::new(self, calls)
+        }
+    }
+
+    /// Write `value` to `key` and complete ok, one process per write.
+    fn writes(keys: &[(&str, i64)]) -> Vec<Result<(usize, Op), HistoryError>> {
+        let mut ops = Vec::new();
+        for (p, (key, value)) in keys.iter().enumerate() {
+            for kind in [OpType::Invoke, OpType::Ok] {
+                let index = ops.len() as u64;
+                ops.push(Ok((
+                    ops.len() + 1,
+                    Op {
+                        index,
+                        time_ns: index * 10,
+                        process: Process::Client(p as u64),
+                        kind,
+                        f: "write".to_string(),
+                        key: Some(key.to_string()),
+                        value: json!(value),
+                        node: None,
+                        error: None,
+                    },
+                )));
+            }
+        }
+        ops
+    }
+
+    fn check_bomb(keys: &[(&str, i64)], threads: usize) -> CheckReport {
+        let opts = CheckOptions {
+            threads,
+            ..CheckOptions::default()
+        };
+        let ops = writes(keys);
+        run(
+            Bomb,
+            value::Values::new(),
+            ops,
+            Path::new("h.jsonl"),
+            &opts,
+            "bomb".into(),
+        )
+        .expect("history prepares")
+    }
+
+    #[test]
+    fn a_panicking_key_makes_the_verdict_unknown_with_the_message() {
+        for threads in [1, 2, 4] {
+            let keys = [("a", 1), ("b", Bomb::FUSE), ("c", 3), ("d", 4)];
+            let report = check_bomb(&keys, threads);
+            assert_eq!(
+                report.verdict,
+                Verdict::Unknown,
+                "threads {threads}: {report}"
+            );
+            assert_eq!(report.keys_unknown, 1);
+            assert_eq!(report.keys_skipped, 0);
+            let reason = report.reason.as_deref().unwrap_or_default();
+            assert!(reason.contains("panicked on key \"b\""), "{reason}");
+            assert!(reason.contains("boom on write 666"), "{reason}");
+            let problem = &report.problems[0];
+            assert_eq!(problem.key.as_deref(), Some("b"));
+            assert_eq!(problem.verdict, Verdict::Unknown);
+            assert!(problem
+                .reason
+                .as_deref()
+                .unwrap_or_default()
+                .contains("boom"));
+        }
+    }
+
+    #[test]
+    fn keys_without_a_panic_stay_valid() {
+        let report = check_bomb(&[("a", 1), ("b", 2)], 2);
+        assert_eq!(report.verdict, Verdict::Valid, "{report}");
+        assert_eq!(report.keys_skipped, 0);
+    }
 }

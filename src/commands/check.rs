@@ -12,7 +12,6 @@ use crate::history::{self, Format, HistoryError, Op, OpStream};
 use anyhow::{Context, Result};
 use serde::Serialize;
 use serde_json::Value;
-use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -121,30 +120,9 @@ fn model_spec(args: &CheckArgs, format: Format, first: Option<&Op>) -> Result<Mo
         .with_nil_read_unknown(nil_read_unknown))
 }
 
-/// Write `value` as pretty JSON to `path` via a temporary file in the same directory and
-/// a rename, so a reader never sees half a file.
+/// Write `value` as pretty JSON to `path` (atomically, see [`crate::store::write_atomic`]).
 pub fn write_json_atomically<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
-    let result = (|| -> Result<()> {
-        let mut file = std::fs::File::create(&tmp)
-            .with_context(|| format!("cannot create {}", tmp.display()))?;
-        let mut text = serde_json::to_vec_pretty(value)?;
-        text.push(b'\n');
-        file.write_all(&text)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    let mut text = serde_json::to_vec_pretty(value)?;
+    text.push(b'\n');
+    crate::store::write_atomic(path, &text)
 }

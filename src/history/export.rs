@@ -13,7 +13,6 @@ use super::import::open_detect;
 use super::{Format, HistoryError, Op, Process};
 use serde_json::Value;
 use std::fmt::{self, Write as _};
-use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -218,27 +217,18 @@ pub fn export_file(
     let (input_format, ops) = open_detect(input, format)?;
     match output {
         Some(out_path) => {
-            let tmp = temp_path(out_path);
-            let result = File::create(&tmp)
-                .map_err(anyhow::Error::from)
-                .and_then(|file| {
-                    let n = convert(ops, to, BufWriter::new(&file))?;
-                    file.sync_all()?;
-                    Ok(n)
-                })
-                .and_then(|n| {
-                    fs::rename(&tmp, out_path)?;
-                    Ok(n)
-                });
+            let mut n = 0;
+            let result = crate::store::write_atomic_with(out_path, |w| {
+                n = convert(ops, to, w)?;
+                Ok(())
+            });
             match result {
-                Ok(n) => Ok(ExportSummary {
+                Ok(()) => Ok(ExportSummary {
                     input_format,
                     ops: n,
                     output: Some(out_path.to_path_buf()),
                 }),
                 Err(e) => {
-                    // Best effort: the temporary file is ours and useless now.
-                    let _ = fs::remove_file(&tmp);
                     if e.is::<HistoryError>() {
                         // Already says `path:line: what is wrong`.
                         Err(e)
@@ -295,16 +285,6 @@ fn convert(
         }
     }
     Ok(n)
-}
-
-/// A temporary name in the destination's directory, so the final rename stays on one
-/// filesystem and is atomic.
-fn temp_path(dest: &Path) -> PathBuf {
-    let name = dest
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "export".into());
-    dest.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
 }
 
 #[cfg(test)]

@@ -132,11 +132,7 @@ impl Registry {
         let st = self.lock();
         if let Some(path) = &st.state_file {
             let json = serde_json::to_vec_pretty(&st.res)?;
-            let tmp = path.with_extension("json.tmp");
-            std::fs::write(&tmp, json)
-                .with_context(|| format!("cannot write state file {}", tmp.display()))?;
-            std::fs::rename(&tmp, path)
-                .with_context(|| format!("cannot write state file {}", path.display()))?;
+            crate::store::write_atomic(path, &json).context("cannot write the state file")?;
         }
         Ok(())
     }

@@ -69,8 +69,9 @@ impl Lab {
         keygen(&client_key)?;
         keygen(&host_key)?;
         let authorized = dir.join("authorized_keys");
-        std::fs::copy(client_key.with_extension("pub"), &authorized)
-            .context("cannot write authorized_keys")?;
+        let client_pub = std::fs::read(client_key.with_extension("pub"))
+            .context("cannot read the client key")?;
+        crate::store::write_atomic(&authorized, &client_pub)?;
         let host_pub = std::fs::read_to_string(host_key.with_extension("pub"))?;
         let host_pub: Vec<&str> = host_pub.split_whitespace().take(2).collect();
         let mut known = String::new();
@@ -85,16 +86,16 @@ impl Lab {
             known.push_str(&format!("{} {}\n", n.ip, host_pub.join(" ")));
             inventory.push_str(&format!("  - name: {}\n    address: {}\n", n.node, n.ip));
             let conf = dir.join(format!("sshd-{}.conf", n.node));
-            std::fs::write(
+            crate::store::write_atomic(
                 &conf,
                 format!(
                     "ListenAddress {ip}\nPort 22\nHostKey {hk}\nPidFile none\nAuthorizedKeysFile {ak}\nPermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nPrintMotd no\nMaxStartups 100:30:200\nMaxSessions 100\n",
                     ip = n.ip,
                     hk = host_key.display(),
                     ak = authorized.display()
-                ),
-            )
-            .with_context(|| format!("cannot write {}", conf.display()))?;
+                )
+                .as_bytes(),
+            )?;
             let spec = SpawnSpec {
                 argv: vec![
                     SSHD.into(),
@@ -115,7 +116,7 @@ impl Lab {
             }
             sshd.push(child);
         }
-        std::fs::write(dir.join("known_hosts"), known).context("cannot write known_hosts")?;
+        crate::store::write_atomic(&dir.join("known_hosts"), known.as_bytes())?;
         let inv = dir.join("nodes.yaml");
         crate::store::write_atomic(&inv, inventory.as_bytes())?;
         for n in &hosts.nodes {

@@ -14,7 +14,7 @@
 
 use super::font::{self, FAMILY};
 use super::run::{Call, FaultKind, Outcome, RunData};
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, Result};
 use plotters::coord::ranged1d::ValueFormatter;
 use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
@@ -163,20 +163,17 @@ fn render<F: Figure>(fig: &F, out_dir: &Path) -> Result<Plot> {
         marks
     };
     let png_file = format!("{}.png", fig.name());
-    // Written under a temporary name then renamed, so a reader never sees half a PNG.
-    let tmp = out_dir.join(format!("{}.tmp.png", fig.name()));
-    {
+    let dest = out_dir.join(&png_file);
+    crate::store::write_atomic_at(&dest, |tmp| {
         let size = (
             (WIDTH_PX as f64 * PNG_SCALE) as u32,
             (HEIGHT_PX as f64 * PNG_SCALE) as u32,
         );
-        let root = BitMapBackend::new(&tmp, size).into_drawing_area();
+        let root = BitMapBackend::new(tmp, size).into_drawing_area();
         fig.draw(&root, Px(PNG_SCALE))?;
         root.present()
-            .map_err(|e| anyhow!("cannot write {}: {e}", tmp.display()))?;
-    }
-    let dest = out_dir.join(&png_file);
-    std::fs::rename(&tmp, &dest).with_context(|| format!("cannot write {}", dest.display()))?;
+            .map_err(|e| anyhow!("cannot write {}: {e}", dest.display()))
+    })?;
     Ok(Plot {
         name: fig.name(),
         title: fig.title(),

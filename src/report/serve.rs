@@ -9,6 +9,10 @@
 //! canonical root — so neither `/../`, `%2e%2e`, `..%2f` nor a symlink pointing outside
 //! can reach another file.
 //!
+//! Files under a run's `nodes/` directory were written by the target, not by us: whatever
+//! their name, they are sent as `text/plain` under a policy that lets nothing load or run
+//! ([`served_as`]), so a node's `evil.html` can never act as a page of ours.
+//!
 //! `/download/<test>/<run>.tar.gz` streams the run directory through `tar` and `flate2`
 //! on a blocking thread into a bounded channel, sent with chunked encoding, so a large
 //! run is never held in memory and a truncated download is detectable.
@@ -43,8 +47,63 @@ const CHUNK_BYTES: usize = 64 * 1024;
 const DOWNLOAD_QUEUE_CHUNKS: usize = 8;
 
 /// Headers on every response: no sniffing a log into HTML, no caching of pages that are
-/// rewritten after each run, and scripts/styles only from the page itself.
-const COMMON_HEADERS: &str = "Connection: close\r\nX-Content-Type-Options: nosniff\r\nCache-Control: no-cache\r\nReferrer-Policy: no-referrer\r\nContent-Security-Policy: default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'none'; frame-ancestors 'none'\r\n";
+/// rewritten after each run. The Content-Security-Policy comes with each response.
+const COMMON_HEADERS: &str = "Connection: close\r\nX-Content-Type-Options: nosniff\r\nCache-Control: no-cache\r\nReferrer-Policy: no-referrer\r\n";
+
+/// The policy of our own pages: scripts and styles only from the page itself (the
+/// timeline and report pages are self-contained, with inline script and style).
+const PAGE_CSP: &str = "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'none'; frame-ancestors 'none'";
+
+/// The policy of files a target wrote: nothing may load or run, even if a browser were to
+/// render one despite its `text/plain` type.
+const STRICT_CSP: &str = "default-src 'none'; sandbox; frame-ancestors 'none'";
+
+/// The directory of a run that holds what its nodes wrote (logs, stdout, stderr).
+const NODES_DIR: &str = "nodes";
+
+/// How a file is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Served {
+    pub content_type: &'static str,
+    pub csp: &'static str,
+}
+
+/// How to serve `path` (canonical, inside the canonical `root`).
+pub fn served_as(path: &Path, root: &Path) -> Served {
+    if target_written(path, root) {
+        return Served {
+            content_type: "text/plain; charset=utf-8",
+            csp: STRICT_CSP,
+        };
+    }
+    Served {
+        content_type: content_type(path),
+        csp: PAGE_CSP,
+    }
+}
+
+/// Whether `path` lies in a run's `nodes/` directory, i.e. was written by the target and
+/// must never be served as something a browser runs (an `evil.html` in a node's log dir
+/// would otherwise be a page with our origin and an inline-script policy).
+///
+/// Below the root any `nodes` component counts, at any depth, since the root may be a
+/// reports tree (`<test>/<run>/nodes`), a campaign (`runs/<cell>/<run>/nodes`) or a run
+/// (`nodes`). At or above it, a root named `nodes`, or inside a `nodes` directory of a
+/// run (its parent holds `plan.yaml` or `history.jsonl`), is a node directory served on
+/// its own. A test named `nodes` loses its pages to plain text: the safe direction.
+fn target_written(path: &Path, root: &Path) -> bool {
+    let rel = path.strip_prefix(root).unwrap_or(path);
+    if rel.components().any(|c| c.as_os_str() == NODES_DIR) {
+        return true;
+    }
+    root.file_name().is_some_and(|n| n == NODES_DIR)
+        || root.ancestors().any(|a| {
+            a.file_name().is_some_and(|n| n == NODES_DIR)
+                && a.parent().is_some_and(|run| {
+                    run.join("plan.yaml").is_file() || run.join("history.jsonl").is_file()
+                })
+        })
+}
 
 /// Why a request path is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,17 +142,8 @@ pub fn resolve(root: &Path, url_path: &str) -> Result<PathBuf, Refusal> {
     }
 }
 
-fn content_type(path: &Path, root: &Path) -> &'static str {
-    // Node logs are the target's output: always plain text, whatever they are named, so
-    // a log file can never run as a page of ours.
-    let rel = path.strip_prefix(root).unwrap_or(path);
-    if rel
-        .components()
-        .nth(2)
-        .is_some_and(|c| c.as_os_str() == "nodes")
-    {
-        return "text/plain; charset=utf-8";
-    }
+/// The content type of one of our own files, by its extension.
+fn content_type(path: &Path) -> &'static str {
     match path.extension().and_then(|e| e.to_str()).unwrap_or("") {
         "html" | "htm" => "text/html; charset=utf-8",
         "css" => "text/css; charset=utf-8",
@@ -262,7 +312,7 @@ async fn simple(
     head_only: bool,
 ) -> Result<()> {
     let head = format!(
-        "HTTP/1.1 {status}\r\n{COMMON_HEADERS}{extra}Content-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n\r\n",
+        "HTTP/1.1 {status}\r\n{COMMON_HEADERS}Content-Security-Policy: {STRICT_CSP}\r\n{extra}Content-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
     write_timed(stream, head.as_bytes()).await?;
@@ -336,7 +386,7 @@ async fn handle(mut stream: TcpStream, root: &Path) -> Result<()> {
         }
         let page = listing(root, &file);
         let head = format!(
-            "HTTP/1.1 200 OK\r\n{COMMON_HEADERS}Content-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\n\r\n",
+            "HTTP/1.1 200 OK\r\n{COMMON_HEADERS}Content-Security-Policy: {PAGE_CSP}\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\n\r\n",
             page.len()
         );
         write_timed(&mut stream, head.as_bytes()).await?;
@@ -359,9 +409,10 @@ async fn send_file(
         Err(_) => return simple(stream, "404 Not Found", "not found\n", "", head_only).await,
     };
     let len = file.metadata().await?.len();
+    let served = served_as(path, root);
     let head = format!(
-        "HTTP/1.1 200 OK\r\n{COMMON_HEADERS}Content-Type: {}\r\nContent-Length: {len}\r\n\r\n",
-        content_type(path, root)
+        "HTTP/1.1 200 OK\r\n{COMMON_HEADERS}Content-Security-Policy: {}\r\nContent-Type: {}\r\nContent-Length: {len}\r\n\r\n",
+        served.csp, served.content_type
     );
     write_timed(stream, head.as_bytes()).await?;
     if head_only {
@@ -510,7 +561,7 @@ async fn download(stream: &mut TcpStream, root: &Path, rest: &str, head_only: bo
         })
         .collect();
     let head = format!(
-        "HTTP/1.1 200 OK\r\n{COMMON_HEADERS}Content-Type: application/gzip\r\nContent-Disposition: attachment; filename=\"{top}.tar.gz\"\r\nTransfer-Encoding: chunked\r\n\r\n"
+        "HTTP/1.1 200 OK\r\n{COMMON_HEADERS}Content-Security-Policy: {STRICT_CSP}\r\nContent-Type: application/gzip\r\nContent-Disposition: attachment; filename=\"{top}.tar.gz\"\r\nTransfer-Encoding: chunked\r\n\r\n"
     );
     write_timed(stream, head.as_bytes()).await?;
     if head_only {
@@ -581,20 +632,134 @@ mod tests {
         std::fs::remove_dir_all(&base).unwrap();
     }
 
+    const PLAIN: Served = Served {
+        content_type: "text/plain; charset=utf-8",
+        csp: STRICT_CSP,
+    };
+
     #[test]
-    fn node_logs_are_always_plain_text() {
+    fn our_files_are_served_by_their_extension_with_the_page_policy() {
         let root = Path::new("/r");
+        for (file, want) in [
+            ("/r/t/run/index.html", "text/html; charset=utf-8"),
+            ("/r/t/run/latency.png", "image/png"),
+            ("/r/t/run/results.json", "application/json"),
+            ("/r/t/run/history.jsonl", "text/plain; charset=utf-8"),
+            ("/r/index.html", "text/html; charset=utf-8"),
+            // Names that merely contain "nodes" are ours.
+            ("/r/nodes-test/run/index.html", "text/html; charset=utf-8"),
+            ("/r/t/run/n1/nodes.html", "text/html; charset=utf-8"),
+        ] {
+            let got = served_as(Path::new(file), root);
+            assert_eq!(got.content_type, want, "{file}");
+            assert_eq!(got.csp, PAGE_CSP, "{file}");
+        }
+    }
+
+    #[test]
+    fn anything_under_a_nodes_directory_is_plain_text_under_a_strict_policy() {
+        let root = Path::new("/r");
+        for file in [
+            // A reports tree.
+            "/r/t/run/nodes/n1/page.html",
+            "/r/t/run/nodes/n1/evil.html",
+            // One level up or down from where a run usually sits.
+            "/r/x/nodes/n1/evil.html",
+            "/r/runs/cell/ts/nodes/n1/evil.html",
+            "/r/campaigns/c/ts/runs/cell/ts/nodes/n1/sub/dir/evil.svg",
+            // The root is a run directory.
+            "/r/nodes/n1/evil.html",
+            "/r/nodes/index.html",
+        ] {
+            assert_eq!(served_as(Path::new(file), root), PLAIN, "{file}");
+        }
+    }
+
+    #[test]
+    fn a_served_nodes_directory_or_node_directory_is_all_plain_text() {
+        let base = tempfile::tempdir().unwrap();
+        let run = base.path().join("t/run");
+        std::fs::create_dir_all(run.join("nodes/n1")).unwrap();
+        std::fs::write(run.join("plan.yaml"), "seed: 1\n").unwrap();
+        let run = run.canonicalize().unwrap();
+        let nodes = run.join("nodes");
+        let n1 = nodes.join("n1");
+        assert_eq!(served_as(&n1.join("evil.html"), &nodes), PLAIN);
+        assert_eq!(served_as(&n1.join("evil.html"), &n1), PLAIN);
+        // The run directory itself as root: its pages are ours.
         assert_eq!(
-            content_type(Path::new("/r/t/run/nodes/n1/page.html"), root),
-            "text/plain; charset=utf-8"
-        );
-        assert_eq!(
-            content_type(Path::new("/r/t/run/index.html"), root),
+            served_as(&run.join("index.html"), &run).content_type,
             "text/html; charset=utf-8"
         );
-        assert_eq!(
-            content_type(Path::new("/r/t/run/latency.png"), root),
-            "image/png"
+        // A nodes directory served on its own, outside any run, is still a nodes directory.
+        let loose = base.path().join("copy/nodes");
+        std::fs::create_dir_all(&loose).unwrap();
+        assert_eq!(served_as(&loose.join("n1/evil.html"), &loose), PLAIN);
+    }
+
+    /// GET `path` from the server at `addr`: the response head and body.
+    fn fetch(addr: SocketAddr, path: &str) -> (String, String) {
+        use std::io::Read;
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .unwrap();
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).unwrap();
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        (head.to_string(), body.to_string())
+    }
+
+    #[test]
+    fn the_server_sends_a_node_written_html_file_as_inert_plain_text() {
+        const EVIL: &str = "<script>alert('target')</script>";
+        let base = tempfile::tempdir().unwrap();
+        let root = base.path();
+        let run = root.join("campaign/runs/cell/20261101T000000Z");
+        for dir in [root.join("x/nodes/n1"), run.join("nodes/n1")] {
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("evil.html"), EVIL).unwrap();
+        }
+        std::fs::write(run.join("plan.yaml"), "seed: 1\n").unwrap();
+        std::fs::write(run.join("index.html"), "<p>ours</p>").unwrap();
+        let check = |served: &Path, paths: &[&str]| {
+            let server = spawn(served, "127.0.0.1:0").unwrap();
+            for path in paths {
+                let (head, body) = fetch(server.addr, path);
+                assert!(head.starts_with("HTTP/1.1 200"), "{path}: {head}");
+                assert!(
+                    head.contains("Content-Type: text/plain; charset=utf-8"),
+                    "{path}: {head}"
+                );
+                assert!(
+                    head.contains("X-Content-Type-Options: nosniff"),
+                    "{path}: {head}"
+                );
+                assert!(
+                    head.contains(&format!("Content-Security-Policy: {STRICT_CSP}\r\n")),
+                    "{path}: {head}"
+                );
+                assert!(!head.contains("unsafe-inline"), "{path}: {head}");
+                assert_eq!(body, EVIL);
+            }
+        };
+        check(
+            root,
+            &[
+                "/x/nodes/n1/evil.html",
+                "/campaign/runs/cell/20261101T000000Z/nodes/n1/evil.html",
+            ],
+        );
+        check(&run, &["/nodes/n1/evil.html"]);
+        check(&run.join("nodes"), &["/n1/evil.html"]);
+        check(&run.join("nodes/n1"), &["/evil.html"]);
+        // Our own page beside it keeps its type and policy.
+        let server = spawn(&run, "127.0.0.1:0").unwrap();
+        let (head, _) = fetch(server.addr, "/index.html");
+        assert!(
+            head.contains("text/html") && head.contains("unsafe-inline"),
+            "{head}"
         );
     }
 }

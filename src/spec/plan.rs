@@ -375,27 +375,14 @@ pub fn parse_subnet(s: &str) -> Result<(Ipv4Addr, u8)> {
     Ok((addr, len))
 }
 
-/// The git revision of the checkout this binary was built from, with `-dirty` when it has
-/// uncommitted changes; `None` outside a checkout.
+/// The git revision this binary was built from (`build.rs`), with `-dirty` when tracked
+/// files had uncommitted changes: `unknown` when the build had no git checkout.
+pub const BUILD_REVISION: &str = env!("FAULTLINE_GIT_REVISION");
+
+/// The revision plan.yaml records: the build's, never the checkout's at run time (which
+/// may have moved on since the build); `None` when the build could not tell.
 fn git_revision() -> Option<String> {
-    let dir = env!("CARGO_MANIFEST_DIR");
-    let out = std::process::Command::new("git")
-        .args(["-C", dir, "rev-parse", "HEAD"])
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        return None;
-    }
-    let mut rev = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    let dirty = std::process::Command::new("git")
-        .args(["-C", dir, "status", "--porcelain", "--untracked-files=no"])
-        .output()
-        .ok()
-        .is_some_and(|o| !o.stdout.is_empty());
-    if dirty {
-        rev.push_str("-dirty");
-    }
-    Some(rev)
+    (BUILD_REVISION != "unknown").then(|| BUILD_REVISION.to_string())
 }
 
 /// Whether `iptables` is on PATH (checked when a plan uses delay faults).
@@ -423,5 +410,31 @@ mod tests {
             .to_string()
             .contains("private"));
         assert!(parse_subnet("10.0.0.0/30").is_err());
+    }
+
+    #[test]
+    fn plan_yaml_records_the_revision_the_binary_was_built_from() {
+        // build.rs's constant: a commit (optionally `-dirty`) or `unknown`.
+        let commit = BUILD_REVISION.trim_end_matches("-dirty");
+        assert!(
+            BUILD_REVISION == "unknown"
+                || (commit.len() == 40 && commit.chars().all(|c| c.is_ascii_hexdigit())),
+            "{BUILD_REVISION:?}"
+        );
+        let roots = SpecRoots {
+            dirs: vec![PathBuf::from(env!("CARGO_MANIFEST_DIR"))],
+        };
+        let hosts = HostsChoice::Local {
+            subnet: DEFAULT_SUBNET.into(),
+        };
+        let plan = Plan::resolve(&roots, &Overrides::default(), hosts).unwrap();
+        let want = (BUILD_REVISION != "unknown").then(|| BUILD_REVISION.to_string());
+        assert_eq!(plan.git_revision, want);
+        if let Some(rev) = want {
+            assert!(plan
+                .to_yaml()
+                .unwrap()
+                .contains(&format!("git_revision: {rev}")));
+        }
     }
 }

@@ -658,19 +658,30 @@ impl Cluster {
                                 "reading a log",
                             )
                             .await
-                            .and_then(|text| Ok(std::fs::write(&dst, text)?)),
+                            .and_then(|text| crate::store::write_atomic(&dst, text.as_bytes())),
                         Err(e) => Err(e),
                     };
                     if let Err(e) = got {
                         problems.push(format!("{node}: cannot collect {}: {e:#}", src.display()));
                     }
-                } else if let Err(e) = std::fs::copy(&src, &dst) {
-                    problems.push(format!("{node}: cannot collect {}: {e}", src.display()));
+                } else if let Err(e) = copy_atomic(&src, &dst) {
+                    problems.push(format!("{node}: cannot collect {}: {e:#}", src.display()));
                 }
             }
         }
         problems
     }
+}
+
+/// Copy a node's log file into the run directory through the store's atomic write, so a
+/// report rendered meanwhile never reads a half-copied log.
+fn copy_atomic(src: &Path, dst: &Path) -> Result<()> {
+    let mut from =
+        std::fs::File::open(src).with_context(|| format!("cannot open {}", src.display()))?;
+    crate::store::write_atomic_with(dst, |w| {
+        std::io::copy(&mut from, w).with_context(|| format!("cannot copy {}", src.display()))?;
+        Ok(())
+    })
 }
 
 /// Where a run's node data dirs (and clock files) live: outside the run directory, removed
