@@ -10,6 +10,7 @@ pub mod campaign;
 pub mod inventory;
 pub mod nemesis;
 pub mod plan;
+pub mod subnet;
 pub mod target;
 pub mod test;
 pub mod workload;

@@ -233,7 +233,17 @@ impl Plan {
             .clone()
             .or(test.subnet.clone())
             .unwrap_or_else(|| DEFAULT_SUBNET.into());
-        parse_subnet(&subnet).with_context(|| format!("{}: subnet", test_path.display()))?;
+        let subnet_origin = if o.subnet.is_some() {
+            "--subnet".to_string()
+        } else if test.subnet.is_some() {
+            format!("{}: subnet", super::field_at(test_path, "subnet"))
+        } else {
+            format!("subnet (default {DEFAULT_SUBNET})")
+        };
+        let parsed = parse_subnet(&subnet).with_context(|| subnet_origin.clone())?;
+        if matches!(hosts_kind, HostsChoice::Local { .. }) {
+            super::subnet::check_free(parsed).with_context(|| subnet_origin.clone())?;
+        }
         let hosts = match hosts_kind {
             HostsChoice::Local { .. } => HostsChoice::Local { subnet },
             HostsChoice::Loopback => HostsChoice::Loopback,
