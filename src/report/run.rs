@@ -247,6 +247,7 @@ pub fn read_plan(dir: &Path) -> Result<Value> {
         return Ok(Value::Null);
     }
     let text = read_small(&path)?;
+    crate::spec::check_yaml(&path, &text)?;
     let yaml: serde_yaml::Value = serde_yaml::from_str(&text).map_err(|e| {
         let line = e.location().map_or(0, |l| l.line());
         anyhow::anyhow!("{}:{line}: not valid YAML: {e}", path.display())

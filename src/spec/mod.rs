@@ -13,13 +13,15 @@ pub mod model;
 pub mod nemesis;
 pub mod plan;
 pub mod schedule;
+pub mod subnet;
 pub mod target;
 pub mod test;
 pub mod workload;
+pub mod yaml;
 
 pub use plan::{HostsChoice, Overrides, Plan, ResolvedTarget};
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use serde::de::DeserializeOwned;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -31,11 +33,40 @@ pub struct SpecError {
     /// Dotted path of the field, e.g. `keys.in_flight` or `start[3]`.
     pub field: String,
     pub rule: String,
+    /// 1-based line and column of the field (or of its parent when it is missing), when
+    /// the file could be read back.
+    pub at: Option<(usize, usize)>,
 }
 
 impl fmt::Display for SpecError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}: {}", self.path.display(), self.field, self.rule)
+        write!(f, "{}", self.path.display())?;
+        if let Some((line, column)) = self.at {
+            write!(f, ":{line}:{column}")?;
+        }
+        write!(f, ": {}: {}", self.field, self.rule)
+    }
+}
+
+/// Largest spec file read back to find a field's line for a message.
+const MAX_LOCATE_BYTES: u64 = 4 << 20;
+
+/// The text of `path` for locating fields in messages, if it is a readable, small file.
+fn text_for_locating(path: &Path) -> Option<String> {
+    let meta = std::fs::metadata(path).ok()?;
+    if !meta.is_file() || meta.len() > MAX_LOCATE_BYTES {
+        return None;
+    }
+    std::fs::read_to_string(path).ok()
+}
+
+/// `path:line:column` of `field` in the file at `path`, or just `path` when it cannot be
+/// found (no such file, or the field came from elsewhere).
+pub(crate) fn field_at(path: &Path, field: &str) -> String {
+    let at = text_for_locating(path).and_then(|t| yaml::locate_exact(&t, field));
+    match at {
+        Some((l, c)) => format!("{}:{l}:{c}", path.display()),
+        None => path.display().to_string(),
     }
 }
 
@@ -61,11 +92,21 @@ impl<'a> Violations<'a> {
                 path: self.path.to_path_buf(),
                 field: field.into(),
                 rule: rule.into(),
+                at: None,
             });
         }
     }
 
-    pub(crate) fn into_result(self) -> Result<()> {
+    pub(crate) fn into_result(mut self) -> Result<()> {
+        if self.found.is_empty() {
+            return Ok(());
+        }
+        // Read back only on failure: validation needs no positions, messages do.
+        if let Some(text) = text_for_locating(self.path) {
+            for e in &mut self.found {
+                e.at = yaml::locate(&text, &e.field);
+            }
+        }
         match self.found.len() {
             0 => Ok(()),
             1 => Err(anyhow!(self.found[0].clone())),
@@ -86,8 +127,16 @@ pub fn load_yaml<T: DeserializeOwned>(path: &Path) -> Result<T> {
     parse_yaml(path, &text)
 }
 
-/// Parse YAML text that came from `path` (used for error messages only).
+/// Parse YAML text that came from `path` (used for error messages only). Every YAML
+/// faultline reads comes through here (or [`check_yaml`]): documents over the bounds of
+/// [`yaml::scan`] and empty ones are refused before serde expands anything.
 pub fn parse_yaml<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T> {
+    if check_yaml(path, text)?.empty {
+        bail!(
+            "{}: the file is empty or only comments (rule: a spec file must set its fields; see the YAML reference in README.md)",
+            path.display()
+        );
+    }
     serde_yaml::from_str(text).map_err(|e| {
         let at = e
             .location()
@@ -95,9 +144,73 @@ pub fn parse_yaml<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T> {
             .unwrap_or_default();
         // serde_yaml appends " at line X column Y" itself; we already put it up front.
         let msg = e.to_string();
-        let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
-        anyhow!("{}{}: {}", path.display(), at, msg)
+        let msg = msg.split(" at line ").next().unwrap_or(&msg);
+        anyhow!("{}{}: {}", path.display(), at, redact(msg))
     })
+}
+
+/// Refuse `text` (from `path`) if it breaks the bounds of [`yaml::scan`]: too many nodes
+/// from aliases, or nesting too deep. For readers that parse into generic values.
+pub fn check_yaml(path: &Path, text: &str) -> Result<yaml::Shape> {
+    yaml::scan(text).map_err(|r| anyhow!("{}:{}:{}: {}", path.display(), r.line, r.column, r.rule))
+}
+
+/// `"word"` for a message, or a note of its length when it is too long to repeat.
+pub(crate) fn short_echo(s: &str) -> String {
+    if s.chars().count() <= MAX_ECHO {
+        format!("{s:?}")
+    } else {
+        format!("(a string of {} characters)", s.chars().count())
+    }
+}
+
+/// An inner serde error's message for wrapping in another one: without serde_yaml's
+/// " at line X column Y", which the outer error gets again (and [`parse_yaml`] cuts at).
+pub(crate) fn bare(e: impl fmt::Display) -> String {
+    let s = e.to_string();
+    s.split(" at line ").next().unwrap_or(&s).to_string()
+}
+
+/// Longest piece of a file's text echoed in a message.
+const MAX_ECHO: usize = 40;
+
+/// serde's message without the file's text: a spec name may point at any file (a test's
+/// `workload: /etc/passwd`), and a message must not print a foreign file's contents. String
+/// values are dropped (`invalid type: string "…"` → `a string`); names in backticks (an
+/// unknown field or variant) are kept, cut to [`MAX_ECHO`] characters.
+fn redact(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len());
+    let mut rest = msg;
+    while let Some(i) = rest.find("string \"") {
+        out.push_str(&rest[..i]);
+        out.push_str("a string");
+        let after = &rest[i + "string \"".len()..];
+        // serde writes the value with Debug escapes: the first unescaped quote ends it.
+        let mut escaped = false;
+        let end = after.char_indices().find(|&(_, c)| {
+            let stop = c == '"' && !escaped;
+            escaped = c == '\\' && !escaped;
+            stop
+        });
+        rest = match end {
+            Some((j, _)) => &after[j + 1..],
+            None => "",
+        };
+    }
+    out.push_str(rest);
+    let mut cut = String::with_capacity(out.len());
+    for (k, part) in out.split('`').enumerate() {
+        if k > 0 {
+            cut.push('`');
+        }
+        if k % 2 == 1 && part.chars().count() > MAX_ECHO {
+            cut.extend(part.chars().take(MAX_ECHO));
+            cut.push('…');
+        } else {
+            cut.push_str(part);
+        }
+    }
+    cut
 }
 
 /// What kind of spec a name refers to; decides where the file is looked up.
@@ -249,6 +362,69 @@ mod tests {
             .collect();
         files.sort();
         files
+    }
+
+    #[test]
+    fn refuses_an_empty_or_comment_only_file() {
+        for text in ["", "# just a comment\n\n", "---\n"] {
+            let err = parse_yaml::<test::TestSpec>(Path::new("t.yaml"), text)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with("t.yaml: the file is empty or only comments"),
+                "{err}"
+            );
+        }
+        assert_eq!(
+            parse_yaml::<test::TestSpec>(Path::new("t.yaml"), "{}").unwrap(),
+            test::TestSpec::default()
+        );
+    }
+
+    #[test]
+    fn refuses_alias_bombs_and_deep_nesting_with_file_and_line() {
+        let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..9 {
+            let p = i - 1;
+            text.push_str(&format!("a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"));
+        }
+        let err = parse_yaml::<serde_yaml::Value>(Path::new("c.yaml"), &text)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("c.yaml:4:"), "{err}");
+        assert!(err.contains("aliases"), "{err}");
+        let deep = format!("name: {}\n", "{a: ".repeat(80_000));
+        let err = parse_yaml::<serde_yaml::Value>(Path::new("d.yaml"), &deep)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("d.yaml:1:"), "{err}");
+        assert!(err.contains("nest deeper than 64 levels"), "{err}");
+    }
+
+    #[test]
+    fn messages_never_echo_a_foreign_files_text() {
+        let passwd =
+            "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n";
+        let err = parse_yaml::<workload::WorkloadSpec>(Path::new("/etc/passwd"), passwd)
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("root"), "{err}");
+        assert!(!err.contains("daemon"), "{err}");
+        assert!(
+            err.starts_with("/etc/passwd:1:1: invalid type: a string"),
+            "{err}"
+        );
+        assert_eq!(
+            redact(&format!(
+                "unknown field `{}`, expected `name`",
+                "k".repeat(100)
+            )),
+            format!("unknown field `{}…`, expected `name`", "k".repeat(MAX_ECHO))
+        );
+        assert_eq!(
+            redact(r#"invalid value: string "a\"b", expected x; string "c""#),
+            "invalid value: a string, expected x; a string"
+        );
     }
 
     #[test]

@@ -1,15 +1,17 @@
 //! `nemesis/<name>.yaml`: which faults are injected and when.
 //!
-//! Two ways to say "when", combinable: a random schedule (`interval`, `duration`, a list of
-//! `faults` to draw from, seeded) and an explicit `timeline` of steps. Both compile, with
-//! the run's seed, into one deterministic list of steps ([`crate::spec::schedule`]) that
+//! Two ways to say "when", one per nemesis: a random schedule (`interval`, `duration`, a
+//! list of `faults` to draw from, seeded) or an explicit `timeline` of steps. Either
+//! compiles, with the run's seed, into one deterministic list of steps ([`crate::spec::schedule`]) that
 //! is written into plan.yaml. A nemesis with no faults (`nemesis/none.yaml`) tests the
 //! target under concurrency alone.
 
 use super::{load_yaml, Violations};
 use anyhow::Result;
+use serde::de::{self, IntoDeserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
@@ -93,7 +95,7 @@ impl FaultKind {
 }
 
 /// Who cannot hear whom.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum GrudgeSpec {
     Named(GrudgeName),
@@ -123,7 +125,7 @@ pub enum GrudgeName {
 }
 
 /// Which nodes a process or clock fault hits.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum NodeSelector {
     Named(SelectorName),
@@ -142,6 +144,72 @@ pub enum SelectorName {
     /// Every node that does not say it leads (asked at fault time).
     Followers,
     All,
+}
+
+const GRUDGE_FORMS: &str = "accepted: one, majority, majorities-ring, bridge, primaries, primaries-minority, next-primaries, or a map {n1: [n2, n3]} (n1 drops packets from n2 and n3)";
+const TARGET_FORMS: &str = "accepted: one, minority, majority, primaries, next-primaries, followers, all, or a list of nodes [n1, n2]";
+
+// GrudgeSpec and NodeSelector are read by hand rather than as `untagged` enums, whose only
+// error is "data did not match any variant of untagged enum": these name the field and
+// list the accepted forms.
+impl<'de> Deserialize<'de> for GrudgeSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = GrudgeSpec;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                write!(f, "a grudge ({GRUDGE_FORMS})")
+            }
+            fn visit_str<E: de::Error>(self, w: &str) -> Result<GrudgeSpec, E> {
+                GrudgeName::deserialize(w.into_deserializer())
+                    .map(GrudgeSpec::Named)
+                    .map_err(|_: E| {
+                        E::custom(format!(
+                            "grudge: unknown grudge {}; {GRUDGE_FORMS}",
+                            super::short_echo(w)
+                        ))
+                    })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<GrudgeSpec, A::Error> {
+                BTreeMap::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(GrudgeSpec::Explicit)
+                    .map_err(|e| {
+                        de::Error::custom(format!("grudge: {}; {GRUDGE_FORMS}", super::bare(e)))
+                    })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for NodeSelector {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = NodeSelector;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                write!(f, "a target ({TARGET_FORMS})")
+            }
+            fn visit_str<E: de::Error>(self, w: &str) -> Result<NodeSelector, E> {
+                SelectorName::deserialize(w.into_deserializer())
+                    .map(NodeSelector::Named)
+                    .map_err(|_: E| {
+                        E::custom(format!(
+                            "target: unknown target {}; {TARGET_FORMS}",
+                            super::short_echo(w)
+                        ))
+                    })
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<NodeSelector, A::Error> {
+                Vec::deserialize(de::value::SeqAccessDeserializer::new(seq))
+                    .map(NodeSelector::Nodes)
+                    .map_err(|e| {
+                        de::Error::custom(format!("target: {}; {TARGET_FORMS}", super::bare(e)))
+                    })
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// One fault with its parameters (which ones apply depends on `fault`).
@@ -244,10 +312,61 @@ impl NemesisSpec {
         k
     }
 
+    /// Faults with their fields: `faults[i]` and the start steps `timeline[i]`.
+    fn fault_params(&self) -> impl Iterator<Item = (String, &FaultParams)> {
+        let random = self
+            .faults
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (format!("faults[{i}]"), &f.params));
+        let timeline = self
+            .timeline
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.start.is_some())
+            .map(|(i, s)| (format!("timeline[{i}]"), &s.params));
+        random.chain(timeline)
+    }
+
+    /// Every node a fault names must be a node of the run. Checked for all faults and
+    /// steps when the plan is resolved, not when the seed happens to draw the fault.
+    pub fn check_nodes(&self, path: &Path, nodes: &[String]) -> Result<()> {
+        let mut v = Violations::new(path);
+        let rule = |n: &str| {
+            format!(
+                "{} is not a node of this run (its nodes: {})",
+                super::short_echo(n),
+                nodes.join(", ")
+            )
+        };
+        let known = |n: &str| nodes.iter().any(|x| x == n);
+        for (field, p) in self.fault_params() {
+            if let Some(NodeSelector::Nodes(list)) = &p.target {
+                for (j, n) in list.iter().enumerate() {
+                    v.check(known(n), format!("{field}.target[{j}]"), rule(n));
+                }
+            }
+            if let Some(GrudgeSpec::Explicit(map)) = &p.grudge {
+                for (k, drops) in map {
+                    v.check(known(k), format!("{field}.grudge.{k}"), rule(k));
+                    for (j, n) in drops.iter().enumerate() {
+                        v.check(known(n), format!("{field}.grudge.{k}[{j}]"), rule(n));
+                    }
+                }
+            }
+        }
+        v.into_result()
+    }
+
     pub fn validate(&self, path: &Path) -> Result<()> {
         let mut v = Violations::new(path);
         v.check(!self.name.is_empty(), "name", "must not be empty");
         let random = self.interval.is_some() || self.duration.is_some() || !self.faults.is_empty();
+        v.check(
+            !random || self.timeline.is_empty(),
+            "timeline",
+            "a nemesis has either a random schedule (interval, duration, faults) or a timeline, not both; accepted: drop `interval`, `duration` and `faults`, or write those faults as timeline steps (`- {at: 5s, start: pause, target: one}` and `- {at: 10s, stop: pause}`)",
+        );
         if random {
             v.check(
                 self.interval
@@ -299,6 +418,16 @@ impl NemesisSpec {
 
 fn check_params(v: &mut Violations<'_>, field: &str, kind: FaultKind, p: &FaultParams) {
     let has_target = p.target.is_some();
+    if let Some(NodeSelector::Nodes(list)) = &p.target {
+        let mut sorted = list.clone();
+        sorted.sort();
+        sorted.dedup();
+        v.check(
+            !list.is_empty() && sorted.len() == list.len(),
+            format!("{field}.target"),
+            "a list of nodes must name at least one node, each once",
+        );
+    }
     match kind {
         FaultKind::Partition => {
             v.check(p.grudge.is_some(), format!("{field}.grudge"), "a partition needs a grudge (one, majority, majorities-ring, bridge, primaries, or {node: [nodes]})");
@@ -482,5 +611,78 @@ mod tests {
         .unwrap();
         ok.validate(p).unwrap();
         assert!(ok.kinds().iter().any(|k| k.is_network()));
+    }
+
+    #[test]
+    fn unknown_grudges_and_targets_list_the_accepted_forms_at_their_line() {
+        let p = Path::new("nemesis/bad.yaml");
+        let err = parse_yaml::<NemesisSpec>(
+            p,
+            "name: b\ninterval: 5s\nduration: 5s\nfaults:\n  - fault: partition\n    grudge: everyone\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.starts_with("nemesis/bad.yaml:5:"), "{err}");
+        assert!(err.contains("grudge: unknown grudge \"everyone\""), "{err}");
+        assert!(err.contains("majorities-ring"), "{err}");
+        assert!(err.contains("{n1: [n2, n3]}"), "{err}");
+        assert!(!err.contains("untagged"), "{err}");
+        let err = parse_yaml::<NemesisSpec>(
+            p,
+            "name: b\ntimeline:\n  - {at: 1s, start: pause, target: everyone}\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.starts_with("nemesis/bad.yaml:3:"), "{err}");
+        assert!(err.contains("target: unknown target \"everyone\""), "{err}");
+        assert!(err.contains("a list of nodes [n1, n2]"), "{err}");
+    }
+
+    #[test]
+    fn refuses_faults_and_timeline_together_and_empty_node_lists() {
+        let p = Path::new("n.yaml");
+        let n: NemesisSpec = parse_yaml(
+            p,
+            "name: both\ninterval: 5s\nduration: 5s\nfaults: [{fault: kill, target: []}]\ntimeline:\n  - {at: 1s, start: pause, target: one}\n",
+        )
+        .unwrap();
+        let err = n.validate(p).unwrap_err().to_string();
+        assert!(
+            err.contains("timeline: a nemesis has either a random schedule (interval, duration, faults) or a timeline, not both"),
+            "{err}"
+        );
+        assert!(
+            err.contains("faults[0].target: a list of nodes must name at least one node"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn every_named_node_is_checked_whatever_the_seed_draws() {
+        let p = Path::new("n.yaml");
+        let n: NemesisSpec = parse_yaml(
+            p,
+            "name: r\ninterval: 5s\nduration: 5s\nfaults:\n  - {fault: kill, target: one}\n  - {fault: pause, target: [n1, n99]}\n  - {fault: partition, grudge: {n1: [n2, n7]}}\n",
+        )
+        .unwrap();
+        n.validate(p).unwrap();
+        let nodes: Vec<String> = ["n1", "n2", "n3"].map(String::from).to_vec();
+        let err = n.check_nodes(p, &nodes).unwrap_err().to_string();
+        assert!(
+            err.contains("n.yaml: faults[1].target[1]: \"n99\" is not a node of this run (its nodes: n1, n2, n3)"),
+            "{err}"
+        );
+        assert!(
+            err.contains("faults[2].grudge.n1[1]: \"n7\" is not a node"),
+            "{err}"
+        );
+        let t: NemesisSpec = parse_yaml(
+            p,
+            "name: t\ntimeline:\n  - {at: 1s, start: kill, target: [n4]}\n  - {at: 2s, stop: kill}\n",
+        )
+        .unwrap();
+        let err = t.check_nodes(p, &nodes).unwrap_err().to_string();
+        assert!(err.contains("timeline[0].target[0]: \"n4\""), "{err}");
+        assert!(t.check_nodes(p, &["n4".to_string()]).is_ok());
     }
 }

@@ -141,8 +141,19 @@ impl Plan {
                 HostsChoice::Local { .. } | HostsChoice::Ssh { .. } => DEFAULT_NEMESIS.into(),
             });
 
-        let target_file = roots.resolve(SpecKind::Target, &target_name)?;
-        let target_spec = TargetSpec::load(&target_file)?;
+        let referenced = |field: &str, cli: bool, in_test: bool| Referenced {
+            field: field.to_string(),
+            from: if cli {
+                Some(format!("--{field}"))
+            } else if in_test {
+                Some(format!("{}: {field}", super::field_at(test_path, field)))
+            } else {
+                None
+            },
+        };
+        let by = referenced("target", o.target.is_some(), test.target.is_some());
+        let target_file = by.wrap(&target_name, roots.resolve(SpecKind::Target, &target_name))?;
+        let target_spec = by.wrap(&target_name, TargetSpec::load(&target_file))?;
         let target_dir = target_file
             .parent()
             .map(Path::to_path_buf)
@@ -152,10 +163,18 @@ impl Plan {
             .with_context(|| format!("cannot resolve {}", target_dir.display()))?;
         let binary = resolve_binary(&target_dir, &target_spec.binary);
 
-        let workload_file = roots.resolve(SpecKind::Workload, &workload_name)?;
-        let workload = WorkloadSpec::load(&workload_file)?;
-        let nemesis_file = roots.resolve(SpecKind::Nemesis, &nemesis_name)?;
-        let nemesis = NemesisSpec::load(&nemesis_file)?;
+        let by = referenced("workload", o.workload.is_some(), test.workload.is_some());
+        let workload_file = by.wrap(
+            &workload_name,
+            roots.resolve(SpecKind::Workload, &workload_name),
+        )?;
+        let workload = by.wrap(&workload_name, WorkloadSpec::load(&workload_file))?;
+        let by = referenced("nemesis", o.nemesis.is_some(), test.nemesis.is_some());
+        let nemesis_file = by.wrap(
+            &nemesis_name,
+            roots.resolve(SpecKind::Nemesis, &nemesis_name),
+        )?;
+        let nemesis = by.wrap(&nemesis_name, NemesisSpec::load(&nemesis_file))?;
 
         let inventory = match &hosts_kind {
             HostsChoice::Ssh { inventory, .. } => Some(super::inventory::load(inventory)?),
@@ -214,7 +233,17 @@ impl Plan {
             .clone()
             .or(test.subnet.clone())
             .unwrap_or_else(|| DEFAULT_SUBNET.into());
-        parse_subnet(&subnet).with_context(|| format!("{}: subnet", test_path.display()))?;
+        let subnet_origin = if o.subnet.is_some() {
+            "--subnet".to_string()
+        } else if test.subnet.is_some() {
+            format!("{}: subnet", super::field_at(test_path, "subnet"))
+        } else {
+            format!("subnet (default {DEFAULT_SUBNET})")
+        };
+        let parsed = parse_subnet(&subnet).with_context(|| subnet_origin.clone())?;
+        if matches!(hosts_kind, HostsChoice::Local { .. }) {
+            super::subnet::check_free(parsed).with_context(|| subnet_origin.clone())?;
+        }
         let hosts = match hosts_kind {
             HostsChoice::Local { .. } => HostsChoice::Local { subnet },
             HostsChoice::Loopback => HostsChoice::Loopback,
@@ -303,6 +332,7 @@ impl Plan {
             HostsChoice::Ssh { nodes, .. } => nodes.iter().map(|n| n.name.clone()).collect(),
             _ => (1..=nodes).map(|i| format!("n{i}")).collect(),
         };
+        nemesis.check_nodes(&nemesis_file, &node_names)?;
         let nemesis_schedule =
             crate::spec::schedule::compile(&nemesis, &node_names, seed, time_limit)
                 .with_context(|| format!("{}", nemesis_file.display()))?;
@@ -336,6 +366,28 @@ impl Plan {
     /// The plan as YAML, as written to `plan.yaml`.
     pub fn to_yaml(&self) -> Result<String> {
         serde_yaml::to_string(self).context("cannot serialise the plan")
+    }
+}
+
+/// Which field named a spec file (`tests/t.yaml:3:11: workload`, `--workload`), so an
+/// error about that file also says where the reference is.
+struct Referenced {
+    field: String,
+    /// `None` for a default, which the user did not write anywhere.
+    from: Option<String>,
+}
+
+impl Referenced {
+    fn wrap<T>(&self, name: &str, r: Result<T>) -> Result<T> {
+        match &self.from {
+            Some(from) => r.with_context(|| {
+                format!(
+                    "{from}: {name} cannot be used as a {} spec (rule: it must name a shipped {} or a valid {} YAML file)",
+                    self.field, self.field, self.field
+                )
+            }),
+            None => r,
+        }
     }
 }
 
@@ -436,5 +488,89 @@ mod tests {
                 .unwrap()
                 .contains(&format!("git_revision: {rev}")));
         }
+    }
+
+    /// Resolve a test file with `text` (and extra files beside it) on loopback hosts.
+    fn resolve_text(text: &str, files: &[(&str, &str)], seed: u64) -> Result<Plan> {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, body) in files {
+            std::fs::write(dir.path().join(name), body).unwrap();
+        }
+        let test = dir.path().join("t.yaml");
+        std::fs::write(&test, text).unwrap();
+        let o = Overrides {
+            test_file: Some(test),
+            seed: Some(seed),
+            ..Overrides::default()
+        };
+        Plan::resolve(&SpecRoots::default_roots(), &o, HostsChoice::Loopback)
+    }
+
+    #[test]
+    fn refuses_an_empty_test_file_instead_of_running_the_default() {
+        for text in ["", "# nothing yet\n"] {
+            let err = format!("{:#}", resolve_text(text, &[], 1).unwrap_err());
+            assert!(
+                err.contains("t.yaml: the file is empty or only comments"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_bad_referenced_file_names_the_reference_not_its_contents() {
+        let text = "name: x\nworkload: /etc/passwd\n";
+        let err = format!("{:#}", resolve_text(text, &[], 1).unwrap_err());
+        assert!(
+            err.contains("t.yaml:2:11: workload: /etc/passwd cannot be used as a workload spec"),
+            "{err}"
+        );
+        assert!(
+            err.contains("/etc/passwd:1:1: invalid type: a string"),
+            "{err}"
+        );
+        assert!(!err.contains("root:"), "{err}");
+    }
+
+    #[test]
+    fn nodes_of_every_fault_are_checked_at_plan_time_for_any_seed() {
+        let dir = tempfile::tempdir().unwrap();
+        let nemesis = dir.path().join("odd.yaml");
+        std::fs::write(
+            &nemesis,
+            "name: odd\ninterval: 1s\nduration: 1s\nfaults:\n  - {fault: kill, target: one}\n  - {fault: pause, target: [n1, n99]}\n",
+        )
+        .unwrap();
+        for seed in 0..8 {
+            let o = Overrides {
+                nemesis: Some(nemesis.display().to_string()),
+                nodes: Some(3),
+                time_limit: Some(Duration::from_millis(1500)),
+                seed: Some(seed),
+                ..Overrides::default()
+            };
+            let err = format!(
+                "{:#}",
+                Plan::resolve(&SpecRoots::default_roots(), &o, HostsChoice::Loopback).unwrap_err()
+            );
+            assert!(
+                err.contains("odd.yaml:6:33: faults[1].target[1]: \"n99\" is not a node of this run (its nodes: n1, n2, n3)"),
+                "seed {seed}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_model_that_does_not_fit_the_workload_is_refused_before_the_run() {
+        let w = "name: kv\nmix: {read: 2, write: 1, cas: 1}\nkeys: {in_flight: 8}\nmodel: mutex\n";
+        let dir = tempfile::tempdir().unwrap();
+        let wf = dir.path().join("kvm.yaml");
+        std::fs::write(&wf, w).unwrap();
+        let text = format!("workload: {}\n", wf.display());
+        let err = format!("{:#}", resolve_text(&text, &[], 1).unwrap_err());
+        assert!(
+            err.contains("kvm.yaml:4:8: model: model mutex cannot judge the read, write, cas ops"),
+            "{err}"
+        );
     }
 }

@@ -182,8 +182,8 @@ impl Protocol {
 
 /// How a node's view of time can be moved. In YAML: `clock: libfaketime` or
 /// `clock: {unsupported: {reason: "…"}}` (a plain map, not a YAML tag, as users write it).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "ClockSupportYaml", into = "ClockSupportYaml")]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(into = "ClockSupportYaml")]
 pub enum ClockSupport {
     /// Dynamically linked, reads time through libc: libfaketime preloaded works.
     Libfaketime,
@@ -191,8 +191,8 @@ pub enum ClockSupport {
     Unsupported { reason: String },
 }
 
-/// The YAML shapes of [`ClockSupport`].
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// The YAML shapes of [`ClockSupport`], as written.
+#[derive(Debug, Clone, Serialize)]
 #[serde(untagged)]
 enum ClockSupportYaml {
     Word(String),
@@ -205,19 +205,52 @@ struct UnsupportedClock {
     reason: String,
 }
 
-impl TryFrom<ClockSupportYaml> for ClockSupport {
-    type Error = String;
+const CLOCK_FORMS: &str =
+    "accepted: `clock: libfaketime` or `clock: {unsupported: {reason: \"…\"}}`";
 
-    fn try_from(y: ClockSupportYaml) -> Result<Self, Self::Error> {
-        match y {
-            ClockSupportYaml::Word(w) if w == "libfaketime" => Ok(ClockSupport::Libfaketime),
-            ClockSupportYaml::Word(w) => Err(format!(
-                "unknown clock support {w:?}: expected `libfaketime` or `{{unsupported: {{reason: \"…\"}}}}`"
-            )),
-            ClockSupportYaml::Unsupported { unsupported } => Ok(ClockSupport::Unsupported {
-                reason: unsupported.reason,
-            }),
+/// By hand rather than `untagged`: an untagged enum buffers the value and loses its
+/// position (errors said 1:1) and says only "did not match any variant".
+impl<'de> Deserialize<'de> for ClockSupport {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{self, MapAccess, Visitor};
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = ClockSupport;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(CLOCK_FORMS)
+            }
+            fn visit_str<E: de::Error>(self, w: &str) -> Result<ClockSupport, E> {
+                if w == "libfaketime" {
+                    Ok(ClockSupport::Libfaketime)
+                } else {
+                    Err(E::custom(format!(
+                        "unknown clock support {}; {CLOCK_FORMS}",
+                        super::short_echo(w)
+                    )))
+                }
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ClockSupport, A::Error> {
+                let key: Option<String> = map.next_key()?;
+                if key.as_deref() != Some("unsupported") {
+                    return Err(de::Error::custom(format!(
+                        "a map must have the one key `unsupported`; {CLOCK_FORMS}"
+                    )));
+                }
+                let u: UnsupportedClock = map.next_value().map_err(|e| {
+                    de::Error::custom(format!(
+                        "{} (`unsupported` takes one field, `reason`); {CLOCK_FORMS}",
+                        super::bare(e)
+                    ))
+                })?;
+                if map.next_key::<String>()?.is_some() {
+                    return Err(de::Error::custom(format!(
+                        "a map must have the one key `unsupported`; {CLOCK_FORMS}"
+                    )));
+                }
+                Ok(ClockSupport::Unsupported { reason: u.reason })
+            }
         }
+        d.deserialize_any(V)
     }
 }
 
@@ -266,6 +299,16 @@ impl TargetSpec {
         );
         for (name, port) in &self.ports {
             v.check(*port != 0, format!("ports.{name}"), "must not be 0");
+            // Every node listens on every port at its own address: two names for one number
+            // is a node that cannot start (found only when it fails to bind).
+            let first = self.ports.iter().find(|(_, p)| *p == port).map(|(n, _)| n);
+            if let Some(first) = first.filter(|f| *f != name) {
+                v.check(
+                    false,
+                    format!("ports.{name}"),
+                    format!("port {port} is also ports.{first}; every port of a node must have its own number (client: {}, the one clients use)", self.client.port),
+                );
+            }
         }
         if let Some(install) = &self.install {
             v.check(
@@ -574,5 +617,41 @@ client: {protocol: raftkv, port: client}
         vars.insert("port.peer".to_string(), "7001".to_string());
         assert_eq!(fill("{node}:{port.peer}", &vars).unwrap(), "n1:7001");
         assert!(fill("{ip}", &vars).is_err());
+    }
+
+    #[test]
+    fn a_broken_clock_is_reported_at_its_line_with_the_accepted_forms() {
+        let p = Path::new("targets/x/target.yaml");
+        let lines = GOOD.lines().count();
+        for bad in [
+            "clock: {unsupported: {}}",
+            "clock: {later: {reason: x}}",
+            "clock: [1]",
+        ] {
+            let err = parse_yaml::<TargetSpec>(p, &format!("{GOOD}{bad}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with(&format!("targets/x/target.yaml:{}:", lines + 1)),
+                "{bad}: {err}"
+            );
+            assert!(err.contains("clock"), "{err}");
+            assert!(err.contains("`clock: libfaketime`"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn refuses_two_ports_with_one_number() {
+        let p = Path::new("t.yaml");
+        let spec: TargetSpec = parse_yaml(
+            p,
+            &GOOD.replace("{peer: 7001, client: 7002}", "{peer: 7001, client: 7001}"),
+        )
+        .unwrap();
+        let err = spec.validate(p).unwrap_err().to_string();
+        assert!(
+            err.contains("t.yaml: ports.peer: port 7001 is also ports.client; every port of a node must have its own number"),
+            "{err}"
+        );
     }
 }

@@ -14,6 +14,22 @@ use std::time::Duration;
 
 pub use crate::history::OpKind;
 
+/// Which of the generator's ops each checker model replays. The generator issues only
+/// read, write and cas on keys; the other models (multi-register's txn, mutex's
+/// acquire/release, kv's get/put/append) are for imported histories (`faultline check`),
+/// and a run judged by one of them would fail only after the whole run.
+fn model_ops(m: super::model::ModelKind) -> &'static [OpKind] {
+    use super::model::ModelKind;
+    match m {
+        ModelKind::Register => &[OpKind::Read, OpKind::Write],
+        ModelKind::CasRegister => &[OpKind::Read, OpKind::Write, OpKind::Cas],
+        ModelKind::MultiRegister | ModelKind::Mutex | ModelKind::Kv => &[],
+    }
+}
+
+/// The accepted forms, for messages.
+const MODEL_FITS: &str = "accepted: cas-register (read, write, cas) or register (read, write)";
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WorkloadSpec {
@@ -128,7 +144,28 @@ impl WorkloadSpec {
             "must be between 10ms and 10m",
         );
         let model: Result<super::model::ModelKind, String> = self.model.parse();
-        v.check(model.is_ok(), "model", model.err().unwrap_or_default());
+        match model {
+            Ok(m) => {
+                let fits = model_ops(m);
+                let misfits: Vec<&str> = self
+                    .mix
+                    .iter()
+                    .filter(|(op, w)| **w > 0 && !fits.contains(op))
+                    .map(|(op, _)| op.as_str())
+                    .collect();
+                v.check(
+                    misfits.is_empty(),
+                    "model",
+                    format!(
+                        "model {} cannot judge the {} ops of `mix` (rule: the model must know every op the workload issues; {})",
+                        m.name(),
+                        misfits.join(", "),
+                        MODEL_FITS
+                    ),
+                );
+            }
+            Err(e) => v.check(false, "model", e),
+        }
         v.into_result()
     }
 }
@@ -180,5 +217,39 @@ mod tests {
         .to_string();
         assert!(err.contains("w.yaml:2:"), "{err}");
         assert!(err.contains("delete"), "{err}");
+    }
+
+    #[test]
+    fn refuses_a_model_that_cannot_judge_the_mix() {
+        let p = Path::new("w.yaml");
+        for (model, ok) in [
+            ("mutex", false),
+            ("kv", false),
+            ("multi-register", false),
+            ("register", false),
+            ("cas-register", true),
+        ] {
+            let w: WorkloadSpec = parse_yaml(
+                p,
+                &format!("name: kv\nmix: {{read: 2, write: 1, cas: 1}}\nmodel: {model}\n"),
+            )
+            .unwrap();
+            let r = w.validate(p);
+            assert_eq!(r.is_ok(), ok, "{model}: {r:?}");
+            if let Err(e) = r {
+                let e = e.to_string();
+                assert!(
+                    e.contains(&format!("w.yaml: model: model {model} cannot judge")),
+                    "{e}"
+                );
+                assert!(e.contains("accepted: cas-register"), "{e}");
+            }
+        }
+        let w: WorkloadSpec = parse_yaml(
+            p,
+            "name: r\nmix: {read: 1, write: 1, cas: 0}\nmodel: register\n",
+        )
+        .unwrap();
+        w.validate(p).unwrap();
     }
 }
