@@ -731,6 +731,21 @@ async fn final_phase(ctx: &Ctx, stop: &mut watch::Receiver<bool>) -> Result<()> 
 }
 
 /// Run the target's install step (e.g. build raftkv) unless its binary is there already.
+/// The process group of a running install command, killed whole when dropped before the
+/// command finished.
+struct InstallGroup(Option<u32>);
+
+impl Drop for InstallGroup {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0.and_then(|p| i32::try_from(p).ok()) {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pgid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
 async fn install(plan: &Plan) -> Result<()> {
     let t = &plan.target;
     let Some(inst) = &t.spec.install else {
@@ -760,13 +775,25 @@ async fn install(plan: &Plan) -> Result<()> {
         inst.command.join(" "),
         workdir.display()
     ));
-    let out = tokio::process::Command::new(prog)
+    // Its own process group, ended whole if the install is abandoned (an interrupt drops
+    // this future): killing `cargo` alone left its `rustc` children compiling on.
+    let child = tokio::process::Command::new(prog)
         .args(args)
         .current_dir(&workdir)
+        .process_group(0)
         .kill_on_drop(true)
-        .output()
-        .await
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .with_context(|| format!("cannot run install command `{}`", inst.command.join(" ")))?;
+    let mut group = InstallGroup(child.id());
+    let out = child
+        .wait_with_output()
+        .await
+        .with_context(|| format!("install command `{}`", inst.command.join(" ")))?;
+    // Finished: the group's ID may be reused from now on.
+    group.0 = None;
     if !out.status.success() {
         bail!(
             "install of {} failed ({}): `{}`\n{}",

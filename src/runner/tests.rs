@@ -122,3 +122,47 @@ async fn an_interrupted_run_resumes_paused_nodes_but_restarts_none() {
     assert!(!history.contains("\"start\""), "{history}");
     let _ = lab.cluster.stop_all().await;
 }
+
+#[tokio::test]
+async fn an_abandoned_install_kills_its_whole_process_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let pids = dir.path().join("pids");
+    let lab = Lab::with_plan(1, false, |plan| {
+        plan.target.spec.install = Some(crate::spec::target::Install {
+            // A wrapper that does not exec, with a grandchild: as cargo with rustc.
+            command: vec![
+                "sh".into(),
+                "-c".into(),
+                format!("sleep 300 & echo $$ $! > {}; wait", pids.display()),
+            ],
+            workdir: None,
+            always: true,
+        });
+    });
+    let abandoned = tokio::time::timeout(Duration::from_millis(500), install(&lab.plan)).await;
+    assert!(
+        abandoned.is_err(),
+        "the install should still have been running"
+    );
+    let text = std::fs::read_to_string(&pids).expect("the install wrote its pids");
+    let gone = |pid: &str| {
+        let began = Instant::now();
+        while began.elapsed() < Duration::from_secs(5) {
+            match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+                Err(_) => return true,
+                // A zombie waiting for its reaper is gone as far as work goes.
+                Ok(s)
+                    if s.rsplit_once(')')
+                        .is_some_and(|(_, r)| r.trim_start().starts_with('Z')) =>
+                {
+                    return true
+                }
+                Ok(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+        false
+    };
+    for pid in text.split_whitespace() {
+        assert!(gone(pid), "process {pid} of the install outlived it");
+    }
+}
