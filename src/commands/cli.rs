@@ -26,7 +26,7 @@ pub enum Command {
     Campaign(CampaignArgs),
     /// Remove what a run left behind (after --leave-running, or a SIGKILLed controller):
     /// node processes, network namespaces, bridges. Without RUN_ID: every run whose
-    /// controller is gone.
+    /// controller is gone, except clusters kept with --leave-running, which it lists.
     Cleanup(CleanupArgs),
     /// Convert a history (any readable format) to Jepsen EDN or to faultline's JSONL.
     Export(ExportArgs),

@@ -4,8 +4,11 @@
 //! SIGKILLed, by the next faultline invocation ([`sweep_stale`]) from the state file.
 //!
 //! Only resources this registry recorded are ever touched: processes are killed by process
-//! group only while the group leader's start time still matches the one recorded (a
+//! group, and only a group that is still the one we created (see [`group_members`]: a
 //! recycled PID is never signalled), namespaces and bridges only by their recorded names.
+//!
+//! A run kept with `--leave-running` is marked `kept` in its state file: sweeps leave it
+//! alone (and say so), and only `faultline cleanup RUN_ID` ([`remove_run`]) removes it.
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -57,6 +60,10 @@ pub struct Resources {
     /// connection masters — recorded in `groups` — still run).
     #[serde(default)]
     pub remote: Vec<RemoteHost>,
+    /// `--leave-running`: the run's controller is gone on purpose; only a cleanup that
+    /// names the run removes it.
+    #[serde(default)]
+    pub kept: bool,
 }
 
 /// What a run owns on one SSH host: its node processes, its directory, and (implicitly)
@@ -68,9 +75,27 @@ pub struct RemoteHost {
     /// This run's directory on the host, removed whole.
     pub dir: String,
     pub groups: Vec<super::ssh::RemoteProc>,
-    /// How far a `clock: system` host's real clock is stepped now; stepped back at cleanup.
+    /// How far a `clock: system` host's real clock is stepped now (for the record: the
+    /// undo restores from `clock_origin`, not by stepping back).
     #[serde(default)]
     pub clock_offset_ms: i64,
+    /// A `clock: system` host's time before its clock was first stepped, recorded before
+    /// that step; cleanup restores the clock from it (once: see
+    /// [`super::ssh::clock_undo_script`]).
+    #[serde(default)]
+    pub clock_origin: Option<ClockOrigin>,
+}
+
+/// A host's real time paired with its boot-time clock (which stepping the real clock does
+/// not move), so the right time can be computed at any later moment of the same boot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClockOrigin {
+    /// `/proc/sys/kernel/random/boot_id`: after a reboot the pairing means nothing.
+    pub boot_id: String,
+    /// Seconds since the epoch, as the host's `date +%s.%N` printed them.
+    pub real: String,
+    /// Seconds since boot, as `/proc/uptime` printed them at the same moment.
+    pub uptime: String,
 }
 
 /// The registry of one run; cheap to clone, shared by hosts, target and nemesis.
@@ -84,8 +109,6 @@ struct State {
     res: Resources,
     state_file: Option<PathBuf>,
     torn_down: bool,
-    /// `--leave-running`: keep everything, tell the user how to remove it later.
-    keep: bool,
 }
 
 /// Directory of the per-run state files.
@@ -116,11 +139,25 @@ impl Registry {
                 res,
                 state_file: Some(dir.join(format!("{run_id}.json"))),
                 torn_down: false,
-                keep: false,
             })),
         };
         reg.persist()?;
         Ok(reg)
+    }
+
+    /// A registry without a state file, for tests that must not touch the state directory.
+    #[cfg(test)]
+    fn in_memory(run_id: &str) -> Registry {
+        Registry {
+            inner: Arc::new(Mutex::new(State {
+                res: Resources {
+                    run_id: run_id.to_string(),
+                    ..Resources::default()
+                },
+                state_file: None,
+                torn_down: false,
+            })),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -169,9 +206,13 @@ impl Registry {
         self.persist()
     }
 
-    /// Forget a group that has been stopped and reaped.
+    /// Forget a group whose leader has been stopped and reaped — unless other members of
+    /// it survive (a wrapper shell's children), which teardown must still kill.
     pub fn remove_group(&self, pid: i32) -> Result<()> {
-        self.lock().res.groups.retain(|g| g.pid != pid);
+        self.lock()
+            .res
+            .groups
+            .retain(|g| g.pid != pid || !group_members(g).is_empty());
         self.persist()
     }
 
@@ -188,6 +229,7 @@ impl Registry {
             dir: dir.to_string(),
             groups: Vec::new(),
             clock_offset_ms: 0,
+            clock_origin: None,
         });
         self.persist()
     }
@@ -207,6 +249,11 @@ impl Registry {
         self.edit_host(node, |h| h.clock_offset_ms = offset_ms)
     }
 
+    /// Record a `clock: system` host's time before its clock is first stepped.
+    pub fn set_remote_clock_origin(&self, node: &str, origin: ClockOrigin) -> Result<()> {
+        self.edit_host(node, |h| h.clock_origin = Some(origin))
+    }
+
     fn edit_host(&self, node: &str, edit: impl FnOnce(&mut RemoteHost)) -> Result<()> {
         if let Some(h) = self
             .lock()
@@ -220,9 +267,21 @@ impl Registry {
         self.persist()
     }
 
-    /// Keep everything at teardown (`--leave-running`).
+    /// Keep everything at teardown (`--leave-running`). Marked in the state file too, so
+    /// the next run's sweep does not take the cluster for a killed run's leftovers; a
+    /// failure to write that is logged (the cluster is kept in this process either way).
     pub fn keep(&self) {
-        self.lock().keep = true;
+        if let Err(e) = self.try_keep() {
+            crate::log::line(&format!(
+                "cleanup: {e:#}; the next run's sweep may remove the kept cluster"
+            ));
+        }
+    }
+
+    /// [`Registry::keep`], reporting whether the mark reached the state file.
+    pub fn try_keep(&self) -> Result<()> {
+        self.lock().res.kept = true;
+        self.persist()
     }
 
     pub fn snapshot(&self) -> Resources {
@@ -234,7 +293,7 @@ impl Registry {
     pub fn teardown(&self) -> Vec<String> {
         let (res, state_file) = {
             let mut st = self.lock();
-            if st.torn_down || st.keep {
+            if st.torn_down || st.res.kept {
                 return Vec::new();
             }
             st.torn_down = true;
@@ -253,7 +312,7 @@ impl Registry {
 impl Drop for State {
     fn drop(&mut self) {
         // Last handle gone (normal end, error or panic unwinding): nothing may outlive it.
-        if !self.torn_down && !self.keep {
+        if !self.torn_down && !self.res.kept {
             self.torn_down = true;
             let problems = remove_resources(&self.res);
             for p in &problems {
@@ -271,8 +330,11 @@ impl Drop for State {
 /// Kill every recorded process group, then delete links, namespaces, files and dirs.
 pub fn remove_resources(res: &Resources) -> Vec<String> {
     let mut problems = super::ssh::remove_remote(&res.remote);
+    let procs = processes();
     for g in &res.groups {
-        if g.alive() {
+        // The whole group, not only its leader: a node started through a wrapper shell
+        // that does not `exec` leaves its real process behind when the shell dies.
+        if !members_in(&procs, g).is_empty() {
             // SIGKILL also ends a SIGSTOPped group; no SIGCONT needed.
             let _ = nix::sys::signal::killpg(
                 nix::unistd::Pid::from_raw(g.pid),
@@ -282,12 +344,13 @@ pub fn remove_resources(res: &Resources) -> Vec<String> {
     }
     let deadline = Instant::now() + Duration::from_secs(10);
     for g in &res.groups {
-        while g.alive() && Instant::now() < deadline {
+        while !group_members(g).is_empty() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
-        if g.alive() {
+        let left = group_members(g);
+        if !left.is_empty() {
             problems.push(format!(
-                "process group {} did not exit after SIGKILL",
+                "process group {} did not exit after SIGKILL (pids {left:?})",
                 g.pid
             ));
         }
@@ -327,12 +390,27 @@ pub fn remove_resources(res: &Resources) -> Vec<String> {
     problems
 }
 
-/// Remove what runs whose controller is gone (SIGKILLed) left behind. Returns what was
-/// cleaned, one line per run.
+/// Remove what runs whose controller is gone (SIGKILLed) left behind. Returns one line
+/// per run cleaned, per kept (`--leave-running`) run left alone, and per state file that
+/// could not be read.
 pub fn sweep_stale() -> Vec<String> {
     let mut report = sweep_probes();
-    let Ok(entries) = std::fs::read_dir(state_dir()) else {
-        return report;
+    report.extend(sweep_dir(&state_dir()));
+    report
+}
+
+fn sweep_dir(dir: &Path) -> Vec<String> {
+    let mut report = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return report,
+        Err(e) => {
+            report.push(format!(
+                "cannot read the state directory {}: {e}; runs killed earlier may have left resources behind",
+                dir.display()
+            ));
+            return report;
+        }
     };
     for e in entries.flatten() {
         let path = e.path();
@@ -346,12 +424,22 @@ pub fn sweep_stale() -> Vec<String> {
         if path.extension().is_none_or(|x| x != "json") {
             continue;
         }
-        let Ok(bytes) = std::fs::read(&path) else {
-            continue;
+        // A file we cannot read may stand for resources nobody will ever remove: say so
+        // (and leave it for a person to look at) rather than skip it.
+        let res = match read_state(&path) {
+            Ok(res) => res,
+            Err(e) => {
+                report.push(format!("skipped a state file: {e:#}"));
+                continue;
+            }
         };
-        let Ok(res) = serde_json::from_slice::<Resources>(&bytes) else {
+        if res.kept {
+            report.push(format!(
+                "run {} was left running (--leave-running); `faultline cleanup {}` removes it",
+                res.run_id, res.run_id
+            ));
             continue;
-        };
+        }
         if res.controller.is_some_and(|c| c.alive()) {
             continue;
         }
@@ -375,6 +463,13 @@ pub fn sweep_stale() -> Vec<String> {
         }
     }
     report
+}
+
+fn read_state(path: &Path) -> Result<Resources> {
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("cannot read state file {}", path.display()))?;
+    serde_json::from_slice(&bytes)
+        .with_context(|| format!("{}: not a faultline state file", path.display()))
 }
 
 /// The capability probe creates `fl-probe-<pid>` and deletes it at once; a prober killed
@@ -405,14 +500,21 @@ fn sweep_probes() -> Vec<String> {
     report
 }
 
-/// Remove the resources of one run by id, live controller or not (`faultline cleanup`
-/// after `--leave-running`).
+/// Remove the resources of one run by id, live controller or not (`faultline cleanup
+/// RUN_ID`, the way to remove a `--leave-running` cluster).
 pub fn remove_run(run_id: &str) -> Result<Vec<String>> {
-    let path = state_dir().join(format!("{run_id}.json"));
-    let bytes =
-        std::fs::read(&path).with_context(|| format!("no state file {}", path.display()))?;
-    let res: Resources = serde_json::from_slice(&bytes)
-        .with_context(|| format!("{}: not a faultline state file", path.display()))?;
+    remove_run_in(&state_dir(), run_id)
+}
+
+fn remove_run_in(dir: &Path, run_id: &str) -> Result<Vec<String>> {
+    let path = dir.join(format!("{run_id}.json"));
+    if !path.exists() {
+        anyhow::bail!(
+            "no state file {} (no such run left anything)",
+            path.display()
+        );
+    }
+    let res = read_state(&path)?;
     let problems = remove_resources(&res);
     if problems.is_empty() {
         std::fs::remove_file(&path).ok();
@@ -444,19 +546,76 @@ pub(crate) fn link_exists(name: &str) -> bool {
     Path::new("/sys/class/net").join(name).exists()
 }
 
-fn proc_stat(pid: i32) -> Option<(char, u64)> {
+/// The fields of /proc/PID/stat that cleanup needs.
+#[derive(Debug, Clone, Copy)]
+struct Stat {
+    pid: i32,
+    state: char,
+    pgid: i32,
+    /// Field 22: start time in clock ticks since boot.
+    start_ticks: u64,
+}
+
+fn stat_of(pid: i32) -> Option<Stat> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name may contain spaces and parentheses; fields resume after the last ')'.
     let rest = &text[text.rfind(')')? + 2..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    let state = fields.first()?.chars().next()?;
-    // Field 22 overall is index 19 after pid and comm.
-    let ticks = fields.get(19)?.parse().ok()?;
-    Some((state, ticks))
+    Some(Stat {
+        pid,
+        state: fields.first()?.chars().next()?,
+        // Fields 5 and 22 overall are indexes 2 and 19 after pid and comm.
+        pgid: fields.get(2)?.parse().ok()?,
+        start_ticks: fields.get(19)?.parse().ok()?,
+    })
+}
+
+fn proc_stat(pid: i32) -> Option<(char, u64)> {
+    stat_of(pid).map(|s| (s.state, s.start_ticks))
 }
 
 fn start_ticks(pid: i32) -> Option<u64> {
     proc_stat(pid).map(|(_, t)| t)
+}
+
+/// Every process visible in /proc (those that vanish while we look are left out).
+fn processes() -> Vec<Stat> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(stat_of)
+        .collect()
+}
+
+/// The live members of process group `g`, which we created with `g` as its leader — also
+/// after the leader died. The kernel hands out no PID that is still some group's ID, so
+/// while a member lives, `g.pid` names our group; a process whose PID is `g.pid` but that
+/// started at another time proves that our group ended and the number was reused (then
+/// nothing is ours). Members started no earlier than the leader, which the start-time
+/// filter checks as well. What this cannot tell apart: our group gone, its ID reused by a
+/// new group whose own leader is gone too — a chain of two PID wraps around within one
+/// run's cleanup, which the sweep accepts.
+pub fn group_members(g: &ProcId) -> Vec<i32> {
+    members_in(&processes(), g)
+}
+
+fn members_in(procs: &[Stat], g: &ProcId) -> Vec<i32> {
+    if procs
+        .iter()
+        .any(|p| p.pid == g.pid && p.start_ticks != g.start_ticks)
+    {
+        return Vec::new();
+    }
+    procs
+        .iter()
+        .filter(|p| {
+            p.pgid == g.pid && p.start_ticks >= g.start_ticks && p.state != 'Z' && p.state != 'X'
+        })
+        .map(|p| p.pid)
+        .collect()
 }
 
 #[cfg(test)]
@@ -496,5 +655,211 @@ mod tests {
         assert!(remove_resources(&res).is_empty());
         assert!(!id.alive());
         waiter.join().unwrap();
+    }
+
+    /// A group whose leader is a shell that started `sleep` without `exec`; returns the
+    /// shell (our child) and the group's recorded identity once the sleep runs.
+    fn wrapper_group() -> (std::process::Child, ProcId) {
+        use std::os::unix::process::CommandExt;
+        let child = std::process::Command::new("sh")
+            .args(["-c", "sleep 1000 & wait"])
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let id = ProcId::of(child.id() as i32).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while group_members(&id).len() < 2 {
+            assert!(Instant::now() < deadline, "the wrapper never started sleep");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        (child, id)
+    }
+
+    /// Kill only the leader and reap it, as a node's death by a fault or a crash would.
+    fn orphan(mut leader: std::process::Child) {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(leader.id() as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+        leader.wait().unwrap();
+    }
+
+    #[test]
+    fn cleanup_kills_the_rest_of_a_group_whose_leader_died() {
+        let (leader, id) = wrapper_group();
+        orphan(leader);
+        let left = group_members(&id);
+        assert_eq!(left.len(), 1, "the sleep outlives its shell: {left:?}");
+        let res = Resources {
+            run_id: "t".into(),
+            groups: vec![id],
+            ..Resources::default()
+        };
+        assert_eq!(remove_resources(&res), Vec::<String>::new());
+        assert!(group_members(&id).is_empty());
+        // Gone, or a zombie waiting for whoever adopted it.
+        assert!(proc_stat(left[0]).is_none_or(|(state, _)| state == 'Z'));
+    }
+
+    #[test]
+    fn a_reused_group_id_is_not_ours() {
+        let me = stat_of(std::process::id() as i32).unwrap();
+        let procs = [
+            Stat {
+                pgid: me.pid,
+                start_ticks: 100,
+                ..me
+            },
+            Stat {
+                pid: me.pid + 1,
+                pgid: me.pid,
+                start_ticks: 200,
+                ..me
+            },
+        ];
+        let recorded = ProcId {
+            pid: me.pid,
+            start_ticks: 100,
+        };
+        assert_eq!(members_in(&procs, &recorded), vec![me.pid, me.pid + 1]);
+        // The leader's PID now belongs to a process started at another time: the group
+        // we recorded is gone, whatever shares its number now is someone else's.
+        let older = ProcId {
+            pid: me.pid,
+            start_ticks: 50,
+        };
+        assert!(members_in(&procs, &older).is_empty());
+        // Members older than the recorded leader cannot be its group's.
+        let orphans = [procs[1]];
+        let newer = ProcId {
+            pid: me.pid,
+            start_ticks: 300,
+        };
+        assert!(members_in(&orphans, &newer).is_empty());
+    }
+
+    #[test]
+    fn a_group_with_survivors_stays_recorded_when_its_leader_is_reaped() {
+        let reg = Registry::in_memory("t");
+        let (leader, id) = wrapper_group();
+        reg.add_group(id).unwrap();
+        orphan(leader);
+        reg.remove_group(id.pid).unwrap();
+        assert_eq!(reg.snapshot().groups, vec![id]);
+        assert!(reg.teardown().is_empty());
+        assert!(group_members(&id).is_empty());
+        reg.remove_group(id.pid).unwrap();
+        assert!(reg.snapshot().groups.is_empty());
+    }
+
+    fn state_dir_for(test: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("fl-sweep-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// A controller that is gone (this process with another start time).
+    fn dead_controller() -> Option<ProcId> {
+        let me = ProcId::of(std::process::id() as i32).unwrap();
+        Some(ProcId {
+            pid: me.pid,
+            start_ticks: me.start_ticks + 1,
+        })
+    }
+
+    fn sleeper() -> (std::process::Child, ProcId) {
+        use std::os::unix::process::CommandExt;
+        let child = std::process::Command::new("sleep")
+            .arg("1000")
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let id = ProcId::of(child.id() as i32).unwrap();
+        (child, id)
+    }
+
+    fn write_state(dir: &Path, res: &Resources) -> PathBuf {
+        let path = dir.join(format!("{}.json", res.run_id));
+        std::fs::write(&path, serde_json::to_vec(res).unwrap()).unwrap();
+        path
+    }
+
+    #[test]
+    fn a_kept_run_survives_sweeps_until_it_is_named() {
+        let dir = state_dir_for("kept");
+        let (mut kept_node, kept_id) = sleeper();
+        let (mut stale_node, stale_id) = sleeper();
+        let kept = write_state(
+            &dir,
+            &Resources {
+                run_id: "kept1".into(),
+                controller: dead_controller(),
+                groups: vec![kept_id],
+                kept: true,
+                ..Resources::default()
+            },
+        );
+        let stale = write_state(
+            &dir,
+            &Resources {
+                run_id: "stale1".into(),
+                controller: dead_controller(),
+                groups: vec![stale_id],
+                ..Resources::default()
+            },
+        );
+        for _ in 0..2 {
+            let report = sweep_dir(&dir);
+            let about_kept: Vec<_> = report.iter().filter(|l| l.contains("kept1")).collect();
+            assert_eq!(about_kept.len(), 1, "{report:?}");
+            assert!(about_kept[0].contains("faultline cleanup kept1"));
+            assert!(kept.exists());
+            assert!(kept_id.alive());
+        }
+        assert!(!stale.exists());
+        stale_node.wait().unwrap();
+
+        assert!(remove_run_in(&dir, "kept1").unwrap().is_empty());
+        assert!(!kept.exists());
+        kept_node.wait().unwrap();
+        assert!(remove_run_in(&dir, "kept1").is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn keep_marks_the_state_file() {
+        let reg = Registry::in_memory("k");
+        let dir = state_dir_for("keep");
+        let path = dir.join("k.json");
+        reg.lock().state_file = Some(path.clone());
+        reg.try_keep().unwrap();
+        assert!(read_state(&path).unwrap().kept);
+        // Kept means kept: neither teardown nor the last handle remove anything.
+        assert!(reg.teardown().is_empty());
+        drop(reg);
+        assert!(path.exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_unreadable_state_file_is_reported_with_its_path() {
+        let dir = state_dir_for("unreadable");
+        let garbage = dir.join("garbled.json");
+        std::fs::write(&garbage, b"{\"run_id\": ").unwrap();
+        // A directory by a state file's name cannot be read as one, even by root.
+        let unreadable = dir.join("dir.json");
+        std::fs::create_dir(&unreadable).unwrap();
+        let report = sweep_dir(&dir);
+        for path in [&garbage, &unreadable] {
+            let name = path.display().to_string();
+            assert!(
+                report.iter().any(|l| l.contains(&name)),
+                "{name} not in {report:?}"
+            );
+        }
+        assert!(garbage.exists(), "left for a person to look at");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

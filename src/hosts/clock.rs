@@ -12,8 +12,8 @@
 //! bypass libc for time (Go: etcd) or are statically linked are not affected; such targets
 //! declare `clock: unsupported` and faultline refuses clock faults for them.
 
-use super::ssh::quote;
-use super::Hosts;
+use super::ssh::{self, quote, SshConn};
+use super::{Hosts, Registry};
 use crate::spec::inventory::ClockMode;
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::BTreeMap;
@@ -149,24 +149,12 @@ impl Clocks {
 
     /// Set a node's offset; atomic, so the node never reads a half-written file.
     pub async fn set(&self, node: &str, offset_ms: i64) -> Result<()> {
-        if let (Some(conn), Files::Remote { reg, .. }) = (self.system(node), &self.files) {
-            let now = reg
-                .snapshot()
-                .remote
-                .iter()
-                .find(|h| h.ssh.name == node)
-                .map_or(0, |h| h.clock_offset_ms);
-            if now == offset_ms {
-                return Ok(());
-            }
-            // Recorded first: if the step happens and we die, teardown steps it back.
-            reg.set_remote_clock(node, offset_ms)?;
-            conn.check(
-                &crate::hosts::ssh::step_clock_script(offset_ms - now),
-                "stepping the clock",
-            )
-            .await?;
-            return Ok(());
+        if let (Some(conn), Files::Remote { hosts, reg }) = (self.system(node), &self.files) {
+            let dir = hosts
+                .remote()
+                .ok_or_else(|| anyhow!("remote clocks without SSH hosts"))?
+                .root(node)?;
+            return set_system(conn, reg, dir, node, offset_ms).await;
         }
         let f = self.file(node)?;
         let tmp = f.with_extension("tmp");
@@ -194,6 +182,60 @@ impl Clocks {
         }
         Ok(())
     }
+}
+
+/// Step a `clock: system` host's real clock to `offset_ms` from the right time. Before its
+/// first step the host's time is recorded (registry and host), so any cleanup — also a
+/// sweep after a SIGKILL — restores the clock from there, once; back at 0 the step is
+/// undone the same way, record and all.
+async fn set_system(
+    conn: &SshConn,
+    reg: &Registry,
+    dir: &str,
+    node: &str,
+    offset_ms: i64,
+) -> Result<()> {
+    let host = reg
+        .snapshot()
+        .remote
+        .into_iter()
+        .find(|h| h.ssh.name == node)
+        .ok_or_else(|| anyhow!("node {node}: not a recorded SSH host"))?;
+    if host.clock_offset_ms == offset_ms {
+        return Ok(());
+    }
+    if offset_ms == 0 {
+        conn.check(
+            &format!(
+                "clock_failed=\n{}[ -z \"$clock_failed\" ]",
+                ssh::clock_undo_script(dir)
+            ),
+            "restoring the clock",
+        )
+        .await?;
+        return reg.set_remote_clock(node, 0);
+    }
+    let origin = match host.clock_origin {
+        Some(o) => o,
+        None => {
+            // Read while the clock is still the host's own; only reads, so a retry is safe.
+            let text = conn
+                .check(ssh::CLOCK_ORIGIN_SCRIPT, "reading the clock")
+                .await?;
+            let o = ssh::parse_clock_origin(&text).ok_or_else(|| {
+                anyhow!("node {node}: cannot read its clock: the host printed {text:?}")
+            })?;
+            reg.set_remote_clock_origin(node, o.clone())?;
+            o
+        }
+    };
+    reg.set_remote_clock(node, offset_ms)?;
+    conn.check(
+        &ssh::step_clock_script(dir, &origin, offset_ms),
+        "stepping the clock",
+    )
+    .await?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -9,10 +9,12 @@
 //! One `ssh -M` master per node, started by us and recorded in the cleanup registry, keeps a
 //! connection open; every command reuses it (`ControlPath`), which makes a command cost
 //! about 110 ms instead of 380 ms. If the master dies, commands fall back to connecting on
-//! their own. Transient connection failures are retried; failures of the remote command are
-//! not (it may have had effects).
+//! their own. A command is retried only when ssh failed before sending it (refused, or
+//! dropped during the banner or key exchange); a command that was sent and got no answer,
+//! or failed, is not (it may have had effects). Cleanup commands (teardown, sweep) give up
+//! after [`CLEANUP_TIMEOUT`], so a hung host cannot hang the cleanup of everything else.
 
-use super::cleanup::{ProcId, Registry};
+use super::cleanup::{ClockOrigin, ProcId, Registry};
 use super::{NodeHost, SpawnSpec};
 use crate::spec::inventory::{ClockMode, SshNode};
 use anyhow::{anyhow, bail, Context, Result};
@@ -23,12 +25,18 @@ use std::process::{Output, Stdio};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
+/// Beside a remote node's output: "PID START_TICKS" of its latest start.
+const NODE_PROC: &str = "node.proc";
+
 /// How long a connection attempt may take before the host counts as unreachable.
 const CONNECT_TIMEOUT_S: u32 = 5;
-/// Attempts for a command whose connection failed before it ran.
+/// Attempts for a command whose connection failed before it was sent.
 const ATTEMPTS: u32 = 3;
 /// Limit for one remote command (uploads of large binaries included).
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
+/// Limit for one host's cleanup at teardown or in a sweep (its script waits up to 10 s for
+/// killed processes to exit).
+pub const CLEANUP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A node process on a remote host: the leader of its own session and process group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,6 +50,17 @@ pub struct RemoteProc {
 /// recorded. Field 22 of /proc/PID/stat is the start time; the command name (field 2) may
 /// contain spaces, so the fields are counted after its closing parenthesis.
 const ALIVE_FN: &str = r#"alive() { [ -r /proc/$1/stat ] && awk -v t="$2" '{ s=$0; sub(/^.*\) /, "", s); split(s, a, " "); exit !(a[20] == t && a[1] != "Z" && a[1] != "X") }' /proc/$1/stat; }"#;
+
+/// Shell functions for a node's whole process group, also after its leader died (a wrapper
+/// shell that did not `exec`), with the same guard as [`super::cleanup::group_members`]:
+/// `members PGID TICKS` prints the live processes of group PGID that started no earlier
+/// than TICKS, and nothing if a process with PID PGID started at another time (our group
+/// ended and its number was reused); `killgroup` SIGKILLs such a group, `gonegroup` waits
+/// up to 10 s for it to be empty. One `cat` of every stat file: processes that vanish
+/// meanwhile are skipped rather than failing the scan.
+const GROUP_FN: &str = r#"members() { cat /proc/[0-9]*/stat 2>/dev/null | awk -v g="$1" -v t="$2" '{ p = $0; sub(/ .*/, "", p); s = $0; sub(/^.*\) /, "", s); split(s, a, " "); if (p == g && a[20] != t) reused = 1; if (a[3] == g && a[20] >= t && a[1] != "Z" && a[1] != "X") m = m " " p } END { if (!reused) print m }'; }
+killgroup() { if [ -n "$(members "$1" "$2")" ]; then kill -s KILL -- "-$1" 2>/dev/null; fi; true; }
+gonegroup() { i=0; while [ -n "$(members "$1" "$2")" ]; do i=$((i+1)); [ $i -gt 100 ] && echo "process group $1 survived SIGKILL" >&2 && return 1; sleep 0.1; done; true; }"#;
 
 /// Quote one word for a POSIX shell.
 pub fn quote(s: &str) -> String {
@@ -91,17 +110,20 @@ fn explain(stderr: &str) -> Option<&'static str> {
     }
 }
 
-/// Failures worth another attempt: the connection broke before the command ran.
-fn transient(stderr: &str) -> bool {
-    [
-        "Connection reset",
-        "Connection closed by",
-        "kex_exchange_identification",
-        "Broken pipe",
-        "Connection timed out during banner exchange",
-    ]
-    .iter()
-    .any(|p| stderr.contains(p))
+/// Whether ssh failed before it sent the command, so that sending it again cannot run it
+/// twice: the TCP connection was refused or unroutable, or the server dropped it during
+/// the banner or key exchange (before authentication, long before a session). Everything
+/// else — a reset, a closed connection or a silent server after the command may have been
+/// sent — is not retried. A connect timeout is not retried either: the host already had
+/// `ConnectTimeout` to answer, and retrying would triple the wait for a host that is down.
+fn never_sent(stderr: &str) -> bool {
+    stderr.lines().any(|l| {
+        (l.starts_with("ssh: connect to host")
+            && (l.ends_with("Connection refused") || l.ends_with("No route to host")))
+            || l.starts_with("kex_exchange_identification:")
+            || l.starts_with("ssh_exchange_identification:")
+            || l.contains("Connection timed out during banner exchange")
+    })
 }
 
 impl SshConn {
@@ -228,24 +250,36 @@ impl SshConn {
                     )
                 })??;
             let err = String::from_utf8_lossy(&out.stderr).to_string();
-            if out.status.code() == Some(255) && transient(&err) {
+            if out.status.code() == Some(255) && never_sent(&err) {
                 last = err;
                 continue;
             }
-            if out.status.code() == Some(255) {
-                if let Some(why) = explain(&err) {
-                    bail!(
-                        "node {} ({}): {why}: {}",
-                        self.node.name,
-                        self.node.endpoint(),
-                        err.trim()
-                    );
-                }
-            }
-            return Ok(out);
+            return self.explained(out);
         }
+        self.gave_up(&last)
+    }
+
+    /// An ssh result as the caller sees it: a connection failure ssh explains becomes an
+    /// error saying what to do; anything else is the remote command's own result.
+    fn explained(&self, out: Output) -> Result<Output> {
+        if out.status.code() == Some(255) {
+            let err = String::from_utf8_lossy(&out.stderr);
+            if let Some(why) = explain(&err) {
+                bail!(
+                    "node {} ({}): {why}: {}",
+                    self.node.name,
+                    self.node.endpoint(),
+                    err.trim()
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    fn gave_up<T>(&self, last: &str) -> Result<T> {
+        let why = explain(last).map(|w| format!("{w}: ")).unwrap_or_default();
         bail!(
-            "node {} ({}): connection failed {ATTEMPTS} times: {}",
+            "node {} ({}): {why}connection failed {ATTEMPTS} times: {}",
             self.node.name,
             self.node.endpoint(),
             last.trim()
@@ -267,16 +301,29 @@ impl SshConn {
         Ok(String::from_utf8_lossy(&out.stdout).to_string())
     }
 
-    /// The same as [`SshConn::run`] without a runtime, for teardown paths (Drop, sweep).
+    /// The same as [`SshConn::run`] without a runtime, for teardown paths (Drop, sweep),
+    /// and bounded by [`CLEANUP_TIMEOUT`].
     pub fn run_blocking(&self, script: &str) -> Result<Output> {
-        let mut cmd = std::process::Command::new("ssh");
-        cmd.args(self.options(false))
-            .arg(&self.node.ssh_host)
-            .arg("--")
-            .arg(self.remote(script))
-            .stdin(Stdio::null());
-        cmd.output()
-            .with_context(|| format!("node {}: cannot run ssh", self.node.name))
+        let mut last = String::new();
+        for attempt in 0..ATTEMPTS {
+            if attempt > 0 {
+                std::thread::sleep(Duration::from_millis(500 << attempt));
+            }
+            let mut cmd = std::process::Command::new("ssh");
+            cmd.args(self.options(false))
+                .arg(&self.node.ssh_host)
+                .arg("--")
+                .arg(self.remote(script));
+            let out = bounded_output(cmd, CLEANUP_TIMEOUT)
+                .with_context(|| format!("node {} ({})", self.node.name, self.node.endpoint()))?;
+            let err = String::from_utf8_lossy(&out.stderr).to_string();
+            if out.status.code() == Some(255) && never_sent(&err) {
+                last = err;
+                continue;
+            }
+            return self.explained(out);
+        }
+        self.gave_up(&last)
     }
 
     /// Copy a local file to `remote` (made executable), atomically.
@@ -339,8 +386,10 @@ impl SshConn {
     }
 
     /// Start a node daemon: its own session (so its PID is its process group), output to
-    /// files on the node, its PID in `node.pid` beside them (for a person on the host;
-    /// faultline itself keeps PID and start time). Returns the PID and start time.
+    /// files on the node, its PID in `node.pid` beside them (for a person on the host), and
+    /// PID and start time in `node.proc`, which host cleanup reads too: a controller
+    /// killed before it recorded the node still leaves it findable. Returns the PID and
+    /// start time.
     pub async fn spawn(&self, spec: &SpawnSpec) -> Result<RemoteProc> {
         let env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let dirs = [
@@ -349,8 +398,9 @@ impl SshConn {
             parent(&spec.stderr),
         ];
         let script = format!(
-            "set -e\nmkdir -p {dirs}\ncd {cwd}\nenv {env} setsid {argv} > {out} 2> {err} < /dev/null &\npid=$!\necho \"$pid\" > {pidfile}\necho \"$pid $(sed 's/^.*) //' /proc/$pid/stat | cut -d' ' -f20)\"\n",
+            "set -e\nmkdir -p {dirs}\ncd {cwd}\nenv {env} setsid {argv} > {out} 2> {err} < /dev/null &\npid=$!\necho \"$pid\" > {pidfile}\nproc=\"$pid $(sed 's/^.*) //' /proc/$pid/stat | cut -d' ' -f20)\"\necho \"$proc\" > {procfile}\necho \"$proc\"\n",
             pidfile = quote(&format!("{}/node.pid", parent(&spec.stdout))),
+            procfile = quote(&format!("{}/{NODE_PROC}", parent(&spec.stdout))),
             dirs = quote_argv(&dirs),
             cwd = quote(&spec.cwd.display().to_string()),
             env = quote_argv(&env),
@@ -400,6 +450,102 @@ impl SshConn {
     }
 }
 
+/// Run `cmd` (stdin empty) to its end, or kill it — with everything it started — once
+/// `limit` has passed. The output pipes are read by threads, so a chatty command cannot
+/// block on a full pipe while we wait.
+fn bounded_output(mut cmd: std::process::Command, limit: Duration) -> Result<Output> {
+    use std::io::Read;
+    use std::os::unix::process::CommandExt;
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    // Its own process group (ours: created here), so a timeout kills whatever it spawned
+    // (a ProxyCommand) along with it.
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("cannot run {program}"))?;
+    let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let group = ProcId::of(child.id() as i32);
+    let (tx, rx) = std::sync::mpsc::channel();
+    for (which, pipe) in [
+        (
+            0,
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        ),
+        (
+            1,
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        ),
+    ] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut buf);
+            }
+            let _ = tx.send((which, buf));
+        });
+    }
+    drop(tx);
+    let deadline = std::time::Instant::now() + limit;
+    // Once the leader is reaped, only while the group provably is still the one we made.
+    let kill = || {
+        if group.is_some_and(|g| !super::cleanup::group_members(&g).is_empty()) {
+            let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+        }
+    };
+    let status = loop {
+        if let Some(st) = child.try_wait().context("waiting for ssh")? {
+            break Some(st);
+        }
+        if std::time::Instant::now() >= deadline {
+            kill();
+            child.wait().context("waiting for ssh")?;
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+    for _ in 0..2 {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let got = match rx.recv_timeout(left.max(Duration::from_millis(100))) {
+            Ok(got) => got,
+            Err(_) => {
+                // Something of the group still holds a pipe open after the deadline.
+                kill();
+                match rx.recv_timeout(Duration::from_secs(1)) {
+                    Ok(got) => got,
+                    Err(_) => break,
+                }
+            }
+        };
+        match got {
+            (0, b) => stdout = b,
+            (_, b) => stderr = b,
+        }
+    }
+    match status {
+        Some(status) => Ok(Output {
+            status,
+            stdout,
+            stderr,
+        }),
+        None => bail!(
+            "no answer within {}s (killed {program}): {}",
+            limit.as_secs(),
+            String::from_utf8_lossy(&stderr).trim()
+        ),
+    }
+}
+
 fn parent(p: &Path) -> String {
     p.parent()
         .map(|d| d.display().to_string())
@@ -414,33 +560,44 @@ fn parse_proc(line: &str) -> Option<RemoteProc> {
     })
 }
 
-/// The script that removes everything a run left on one node: its processes (by group,
-/// start time checked), faultline's nftables tables, and the run's directory.
-pub fn cleanup_script(procs: &[RemoteProc], run_dir: &str, clock_offset_ms: i64) -> String {
-    let mut s = format!("{ALIVE_FN}\n");
-    if clock_offset_ms != 0 {
-        s.push_str(&step_clock_script(-clock_offset_ms));
-        s.push('\n');
-    }
-    for p in procs {
+/// The script that removes everything a run left on one node: a `clock: system` host's
+/// clock (restored once), its processes (whole process groups, guarded by start time: the
+/// recorded ones and any a `node.proc` in the run's directory names), faultline's nftables
+/// tables, and the run's directory (kept if the clock could not be restored, since it holds
+/// the record of the step).
+pub fn cleanup_script(host: &super::cleanup::RemoteHost) -> String {
+    let run_dir = &host.dir;
+    let mut s = format!("{GROUP_FN}\nclock_failed=\n");
+    if host.clock_origin.is_some() {
+        s.push_str(&clock_undo_script(run_dir));
+    } else if host.clock_offset_ms != 0 {
+        // A state file from before clock origins were recorded: step back as it was.
         s.push_str(&format!(
-            "if alive {pid} {t}; then kill -s KILL -- -{pid}; fi\n",
-            pid = p.pid,
-            t = p.start_ticks
+            "{} || clock_failed=1\n",
+            legacy_step_clock_script(-host.clock_offset_ms)
         ));
     }
-    for p in procs {
-        s.push_str(&format!(
-            "i=0; while alive {pid} {t}; do i=$((i+1)); [ $i -gt 100 ] && echo \"process group {pid} survived SIGKILL\" >&2 && exit 1; sleep 0.1; done\n",
-            pid = p.pid,
-            t = p.start_ticks
-        ));
-    }
+    let mut groups: Vec<String> = host
+        .groups
+        .iter()
+        .map(|p| format!("{} {}", p.pid, p.start_ticks))
+        .collect();
+    groups.push(format!(
+        "$(find {} -name {NODE_PROC} -exec cat {{}} + 2>/dev/null)",
+        quote(run_dir)
+    ));
+    s.push_str(&format!("groups=\"{}\"\n", groups.join("\n")));
+    s.push_str(
+        "valid() { case \"$1$2\" in ''|*[!0-9]*) return 1;; esac; }\n\
+         echo \"$groups\" | while read -r pid t; do valid \"$pid\" \"$t\" && killgroup \"$pid\" \"$t\"; done\n\
+         echo \"$groups\" | while read -r pid t; do valid \"$pid\" \"$t\" || continue; gonegroup \"$pid\" \"$t\" || exit 1; done || exit 1\n",
+    );
     for t in [super::PARTITION_TABLE, super::LOSS_TABLE] {
         s.push_str(&format!(
             "if command -v nft >/dev/null; then nft delete table inet {t} 2>/dev/null || true; fi\n"
         ));
     }
+    s.push_str("[ -z \"$clock_failed\" ] || exit 1\n");
     s.push_str(&format!("rm -rf {}\n", quote(run_dir)));
     // The run's directory holds one directory per node; the last node out removes it
     // (several nodes may share a machine, so only when empty).
@@ -453,8 +610,76 @@ pub fn cleanup_script(procs: &[RemoteProc], run_dir: &str, clock_offset_ms: i64)
     s
 }
 
-/// A script that steps the host's real clock by `delta_ms` (for `clock: system` hosts).
-pub fn step_clock_script(delta_ms: i64) -> String {
+/// The record of a `clock: system` host's first step, in the run's directory on the host:
+/// "BOOT_ID REAL UPTIME" (see [`ClockOrigin`]). It exists exactly while the clock may be
+/// stepped, and whoever renames it away owns the one undo.
+fn clock_record(run_dir: &str) -> String {
+    format!("{}/clock.stepped", run_dir.trim_end_matches('/'))
+}
+
+/// Prints a host's [`ClockOrigin`]: boot id, real time, uptime (one line each).
+pub const CLOCK_ORIGIN_SCRIPT: &str =
+    "cat /proc/sys/kernel/random/boot_id && date +%s.%N && cut -d' ' -f1 /proc/uptime";
+
+pub fn parse_clock_origin(text: &str) -> Option<ClockOrigin> {
+    let mut it = text.split_whitespace();
+    let origin = ClockOrigin {
+        boot_id: it.next()?.to_string(),
+        real: it.next()?.to_string(),
+        uptime: it.next()?.to_string(),
+    };
+    let numeric = |s: &str| s.parse::<f64>().is_ok_and(f64::is_finite);
+    (numeric(&origin.real) && numeric(&origin.uptime) && it.next().is_none()).then_some(origin)
+}
+
+/// Shell that sets the real clock to the origin's time plus the boot-time clock's progress
+/// since, plus `offset_ms`, from the record in `$1`; fails after a reboot (then the
+/// pairing means nothing).
+fn set_from_record(offset_ms: i64) -> String {
+    format!(
+        "read -r boot real up < \"$m\" || exit 1\n\
+         [ \"$boot\" = \"$(cat /proc/sys/kernel/random/boot_id)\" ] || {{ echo 'the host rebooted since its clock was first stepped' >&2; exit 1; }}\n\
+         date -s \"@$(awk -v r=\"$real\" -v u=\"$up\" -v o={offset_ms} 'NR == 1 {{ printf \"%.3f\", r + ($1 - u) + o / 1000 }}' /proc/uptime)\" >/dev/null\n"
+    )
+}
+
+/// A script that sets a `clock: system` host's real clock to `offset_ms` from the right
+/// time: absolute (the origin plus elapsed boot time), so steps do not accumulate errors
+/// and repeating one is harmless. Writes the record first, so that nothing can step the
+/// clock without leaving the record cleanup undoes from.
+pub fn step_clock_script(run_dir: &str, origin: &ClockOrigin, offset_ms: i64) -> String {
+    format!(
+        "m={m}\nmkdir -p {d} || exit 1\n\
+         if [ ! -f \"$m\" ]; then printf '%s %s %s\\n' {b} {r} {u} > \"$m.tmp\" && mv \"$m.tmp\" \"$m\" || exit 1; fi\n{set}",
+        m = quote(&clock_record(run_dir)),
+        d = quote(run_dir),
+        b = quote(&origin.boot_id),
+        r = quote(&origin.real),
+        u = quote(&origin.uptime),
+        set = set_from_record(offset_ms),
+    )
+}
+
+/// A script that restores a `clock: system` host's clock at most once: the record is
+/// claimed by an atomic rename, so of two cleanups (teardown and a sweep, two sweeps, a heal
+/// and a sweep) only one restores; the other finds no record and does nothing. A failed
+/// restore puts the record back for the next attempt. Sets `clock_failed` on failure.
+pub fn clock_undo_script(run_dir: &str) -> String {
+    format!(
+        "m={m}\n\
+         if mv -f \"$m\" \"$m.undoing\" 2>/dev/null; then\n\
+           if (m=\"$m.undoing\"\n{set}); then rm -f \"$m.undoing\"\n\
+           elif [ \"$(cut -d' ' -f1 \"$m.undoing\")\" != \"$(cat /proc/sys/kernel/random/boot_id)\" ]; then rm -f \"$m.undoing\"; clock_failed=1\n\
+           else mv -f \"$m.undoing\" \"$m\"; echo 'cannot restore the clock' >&2; clock_failed=1; fi\n\
+         fi\n",
+        m = quote(&clock_record(run_dir)),
+        set = set_from_record(0),
+    )
+}
+
+/// Steps the clock by `delta_ms` relative to its current time: only for undoing the steps
+/// recorded by a faultline that did not record clock origins yet.
+fn legacy_step_clock_script(delta_ms: i64) -> String {
     format!(
         "now=$(date +%s.%N) && date -s \"@$(awk -v n=\"$now\" 'BEGIN {{ printf \"%.3f\", n + ({}) / 1000 }}')\" >/dev/null",
         delta_ms
@@ -660,22 +885,34 @@ fn libfaketime_probe() -> String {
 }
 
 /// Remove what a run left on its SSH hosts (blocking: used by teardown, Drop and sweep).
+/// Hosts are cleaned in parallel, each bounded by [`CLEANUP_TIMEOUT`].
 pub fn remove_remote(hosts: &[super::cleanup::RemoteHost]) -> Vec<String> {
-    let mut problems = Vec::new();
-    for h in hosts {
-        let conn = SshConn::new(h.ssh.clone(), h.control.clone());
-        match conn.run_blocking(&cleanup_script(&h.groups, &h.dir, h.clock_offset_ms)) {
-            Ok(out) if out.status.success() => {}
-            Ok(out) => problems.push(format!(
-                "node {} ({}): cleanup failed: {}",
-                h.ssh.name,
-                h.ssh.endpoint(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            )),
-            Err(e) => problems.push(format!("{e:#}")),
-        }
+    std::thread::scope(|scope| {
+        let jobs: Vec<_> = hosts
+            .iter()
+            .map(|h| scope.spawn(move || remove_host(h)))
+            .collect();
+        jobs.into_iter()
+            .filter_map(|j| {
+                j.join()
+                    .unwrap_or_else(|_| Some("host cleanup panicked".into()))
+            })
+            .collect()
+    })
+}
+
+fn remove_host(h: &super::cleanup::RemoteHost) -> Option<String> {
+    let conn = SshConn::new(h.ssh.clone(), h.control.clone());
+    match conn.run_blocking(&cleanup_script(h)) {
+        Ok(out) if out.status.success() => None,
+        Ok(out) => Some(format!(
+            "node {} ({}): cleanup failed: {}",
+            h.ssh.name,
+            h.ssh.endpoint(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+        Err(e) => Some(format!("{e:#}")),
     }
-    problems
 }
 
 /// Identify the master processes of a run in the registry (for tests).
@@ -730,44 +967,287 @@ mod tests {
         assert!(explain("Host key verification failed.")
             .unwrap()
             .contains("known_hosts"));
-        assert!(transient(
-            "kex_exchange_identification: read: Connection reset by peer"
-        ));
-        assert!(!transient("Permission denied"));
+    }
+
+    /// A directory with stand-ins for `date` (records what `date -s` is asked, fails while
+    /// a `fail` file exists) and `nft` (does nothing), for running host scripts here
+    /// without touching this machine's clock or firewall.
+    struct Fakes {
+        dir: PathBuf,
+    }
+
+    impl Fakes {
+        fn new(test: &str) -> Fakes {
+            let dir = std::env::temp_dir().join(format!("fl-{test}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            let bin = dir.join("bin");
+            std::fs::create_dir_all(&bin).unwrap();
+            let d = dir.display();
+            for (name, body) in [
+                (
+                    "date",
+                    format!("if [ \"$1\" = -s ]; then [ -e {d}/fail ] && exit 1; echo \"$2\" >> {d}/set; else echo 1000.500000000; fi\n"),
+                ),
+                ("nft", String::new()),
+            ] {
+                let f = bin.join(name);
+                std::fs::write(&f, format!("#!/bin/sh\n{body}")).unwrap();
+                std::fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                    .unwrap();
+            }
+            Fakes { dir }
+        }
+
+        /// Run `script` with the stand-ins first on PATH; refuses to run it at all unless
+        /// `date` really is the stand-in.
+        fn run(&self, script: &str) -> std::process::Output {
+            let bin = self.dir.join("bin");
+            let guard = format!(
+                "[ \"$(command -v date)\" = {}/date ] || exit 99\n",
+                bin.display()
+            );
+            let out = std::process::Command::new("sh")
+                .args(["-c", &format!("{guard}{script}")])
+                .env(
+                    "PATH",
+                    format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()),
+                )
+                .output()
+                .unwrap();
+            assert_ne!(
+                out.status.code(),
+                Some(99),
+                "the fake date is not first on PATH"
+            );
+            out
+        }
+
+        /// What `date -s` was asked so far, as seconds.
+        fn steps(&self) -> Vec<f64> {
+            std::fs::read_to_string(self.dir.join("set"))
+                .unwrap_or_default()
+                .lines()
+                .map(|l| l.trim_start_matches('@').parse().unwrap())
+                .collect()
+        }
+    }
+
+    impl Drop for Fakes {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    pub(super) fn test_node() -> SshNode {
+        SshNode {
+            name: "n1".into(),
+            address: std::net::Ipv4Addr::new(10, 213, 0, 2),
+            ssh_host: "10.213.0.2".into(),
+            ssh_port: 22,
+            user: "root".into(),
+            key: None,
+            sudo: false,
+            dir: "/tmp/faultline".into(),
+            host_keys: crate::spec::inventory::HostKeys::Strict,
+            known_hosts: None,
+            clock: ClockMode::System,
+        }
+    }
+
+    /// This machine's origin with the real time replaced by 1000 s, so steps are easy to
+    /// read.
+    fn origin_here() -> ClockOrigin {
+        let text = std::process::Command::new("sh")
+            .args(["-c", CLOCK_ORIGIN_SCRIPT])
+            .output()
+            .unwrap();
+        let mut o = parse_clock_origin(&String::from_utf8_lossy(&text.stdout)).unwrap();
+        o.real = "1000.000".into();
+        o
+    }
+
+    fn near(got: f64, want: f64) -> bool {
+        (got - want).abs() < 2.0
     }
 
     #[test]
-    fn clock_steps_add_the_delta_to_the_current_time_and_cleanup_undoes_them() {
-        // A stand-in `date` on PATH records what the script asks for; the real clock is
-        // never touched.
-        let dir = std::env::temp_dir().join(format!("fl-date-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let fake = dir.join("date");
+    fn clock_steps_are_absolute_and_undone_exactly_once() {
+        let fakes = Fakes::new("clock-once");
+        let run_dir = fakes.dir.join("run").join("n1").display().to_string();
+        let o = origin_here();
+        for offset in [5_000, -60_000] {
+            let out = fakes.run(&step_clock_script(&run_dir, &o, offset));
+            assert!(out.status.success(), "{out:?}");
+        }
+        let steps = fakes.steps();
+        assert!(near(steps[0], 1005.0) && near(steps[1], 940.0), "{steps:?}");
+        assert!(Path::new(&clock_record(&run_dir)).exists());
+        // Teardown and a sweep (or two sweeps) both run the undo; one restores.
+        let undo = format!("{}[ -z \"$clock_failed\" ]", clock_undo_script(&run_dir));
+        for _ in 0..2 {
+            assert!(fakes.run(&undo).status.success());
+        }
+        let steps = fakes.steps();
+        assert_eq!(steps.len(), 3, "{steps:?}");
+        assert!(near(steps[2], 1000.0), "{steps:?}");
+        assert!(!Path::new(&clock_record(&run_dir)).exists());
+    }
+
+    #[test]
+    fn a_failed_clock_restore_keeps_the_record_and_the_run_directory() {
+        let fakes = Fakes::new("clock-fail");
+        let run_dir = fakes.dir.join("run").join("n1").display().to_string();
+        assert!(fakes
+            .run(&step_clock_script(&run_dir, &origin_here(), 5_000))
+            .status
+            .success());
+        let host = crate::hosts::cleanup::RemoteHost {
+            ssh: test_node(),
+            control: PathBuf::from("/nonexistent"),
+            dir: run_dir.clone(),
+            groups: Vec::new(),
+            clock_offset_ms: 5_000,
+            clock_origin: Some(origin_here()),
+        };
+        std::fs::write(fakes.dir.join("fail"), "").unwrap();
+        let out = fakes.run(&cleanup_script(&host));
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("cannot restore the clock"));
+        assert!(
+            Path::new(&clock_record(&run_dir)).exists(),
+            "kept for the next try"
+        );
+        std::fs::remove_file(fakes.dir.join("fail")).unwrap();
+        let out = fakes.run(&cleanup_script(&host));
+        assert!(out.status.success(), "{out:?}");
+        assert!(near(*fakes.steps().last().unwrap(), 1000.0));
+        assert!(!Path::new(&run_dir).exists());
+        // An old state file (offset, no origin) is still undone, relative to now.
+        let old = crate::hosts::cleanup::RemoteHost {
+            clock_origin: None,
+            ..host
+        };
+        assert!(cleanup_script(&old).contains(&legacy_step_clock_script(-5_000)));
+    }
+
+    /// A wrapper shell (the group's leader) whose `sleep` outlives it once the shell is
+    /// SIGKILLed and reaped; returns the group as recorded and the sleep's PID.
+    fn orphaned_group() -> (RemoteProc, i32) {
+        use std::os::unix::process::CommandExt;
+        let mut sh = std::process::Command::new("sh")
+            .args(["-c", "sleep 1000 & wait"])
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let id = ProcId::of(sh.id() as i32).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let sleep = loop {
+            let m = crate::hosts::cleanup::group_members(&id);
+            if let Some(p) = m.iter().find(|p| **p != id.pid) {
+                break *p;
+            }
+            assert!(std::time::Instant::now() < deadline);
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        sh.kill().unwrap();
+        sh.wait().unwrap();
+        (
+            RemoteProc {
+                pid: id.pid,
+                start_ticks: id.start_ticks,
+            },
+            sleep,
+        )
+    }
+
+    fn gone(pid: i32) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| s.contains(") Z "))
+    }
+
+    #[test]
+    fn host_cleanup_kills_whole_groups_recorded_or_named_in_node_proc() {
+        let fakes = Fakes::new("groups");
+        let run_dir = fakes.dir.join("run").join("n1");
+        let logs = run_dir.join("logs");
+        std::fs::create_dir_all(&logs).unwrap();
+        let (recorded, sleep1) = orphaned_group();
+        // A node the controller never recorded (killed right after starting it).
+        let (unrecorded, sleep2) = orphaned_group();
         std::fs::write(
-            &fake,
-            format!(
-                "#!/bin/sh\nif [ \"$1\" = -s ]; then echo \"$2\" > {}/set; else echo 1000.500000000; fi\n",
-                dir.display()
-            ),
+            logs.join(NODE_PROC),
+            format!("{} {}\n", unrecorded.pid, unrecorded.start_ticks),
         )
         .unwrap();
-        std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .unwrap();
-        let path = format!("{}:{}", dir.display(), std::env::var("PATH").unwrap());
-        for (delta, want) in [(1250, "@1001.750"), (-60_000, "@940.500")] {
-            let ok = std::process::Command::new("sh")
-                .args(["-c", &step_clock_script(delta)])
-                .env("PATH", &path)
-                .status()
-                .unwrap()
-                .success();
-            assert!(ok);
-            let set = std::fs::read_to_string(dir.join("set")).unwrap();
-            assert_eq!(set.trim(), want);
+        // A stale record naming this process with another start time: not ours, spared.
+        let me = ProcId::of(std::process::id() as i32).unwrap();
+        let impostor = RemoteProc {
+            pid: me.pid,
+            start_ticks: me.start_ticks + 1,
+        };
+        let host = crate::hosts::cleanup::RemoteHost {
+            ssh: test_node(),
+            control: PathBuf::from("/nonexistent"),
+            dir: run_dir.display().to_string(),
+            groups: vec![recorded, impostor],
+            clock_offset_ms: 0,
+            clock_origin: None,
+        };
+        let out = fakes.run(&cleanup_script(&host));
+        assert!(out.status.success(), "{out:?}");
+        assert!(gone(sleep1) && gone(sleep2));
+        assert!(!run_dir.exists());
+        assert!(fakes.steps().is_empty(), "no clock was touched");
+    }
+
+    #[test]
+    fn only_failures_before_sending_are_retried() {
+        for sent in [
+            "ssh: connect to host 10.213.0.5 port 22: Connection refused",
+            "ssh: connect to host 10.213.0.5 port 22: No route to host",
+            "kex_exchange_identification: read: Connection reset by peer",
+            "kex_exchange_identification: Connection closed by remote host",
+            "Connection timed out during banner exchange",
+        ] {
+            assert!(never_sent(sent), "{sent}");
         }
-        assert!(cleanup_script(&[], "/x/y", 5000).contains(&step_clock_script(-5000)));
-        assert!(!cleanup_script(&[], "/x/y", 0).contains("date -s"));
-        std::fs::remove_dir_all(&dir).unwrap();
+        for maybe in [
+            "Connection to 10.213.0.5 closed by remote host.",
+            "client_loop: send disconnect: Broken pipe",
+            "Timeout, server 10.213.0.5 not responding.",
+            "read from socket failed: Connection reset by peer",
+            "Connection closed by 10.213.0.5 port 22",
+            "mux_client_request_session: read from master failed: Broken pipe",
+            // The host had ConnectTimeout to answer; see `never_sent`.
+            "ssh: connect to host 10.213.0.5 port 22: Connection timed out",
+            "root@10.213.0.5: Permission denied (publickey).",
+        ] {
+            assert!(!never_sent(maybe), "{maybe}");
+        }
+    }
+
+    #[test]
+    fn a_hung_command_is_killed_at_its_limit() {
+        let t0 = std::time::Instant::now();
+        let mut cmd = std::process::Command::new("sh");
+        cmd.args(["-c", "echo started >&2; sleep 1000 & wait"]);
+        let err = bounded_output(cmd, Duration::from_millis(300)).unwrap_err();
+        assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+        assert!(format!("{err:#}").contains("no answer within"), "{err:#}");
+        let mut cmd = std::process::Command::new("sh");
+        cmd.args(["-c", "echo out; echo err >&2; exit 3"]);
+        let out = bounded_output(cmd, Duration::from_secs(10)).unwrap();
+        assert_eq!(out.status.code(), Some(3));
+        assert_eq!(out.stdout, b"out\n");
+        assert_eq!(out.stderr, b"err\n");
+    }
+
+    #[test]
+    fn clock_origins_parse() {
+        let o = parse_clock_origin("0b5c-11\n1700000000.123456789\n12345.67\n").unwrap();
+        assert_eq!(o.real, "1700000000.123456789");
+        assert_eq!(o.uptime, "12345.67");
+        assert_eq!(parse_clock_origin("id\nnot-a-time\n1.0\n"), None);
+        assert_eq!(parse_clock_origin("id\n1.0\n"), None);
     }
 
     #[test]

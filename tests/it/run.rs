@@ -301,6 +301,56 @@ fn a_sigkilled_controller_leaves_a_checkable_history_and_cleanup_removes_the_res
 }
 
 #[test]
+fn a_cluster_left_running_outlives_later_sweeps_until_cleanup_names_it() {
+    let Some((_cluster, store)) = root_cluster("leave-running") else {
+        return;
+    };
+    let out = faultline()
+        .args([
+            "run",
+            "--target",
+            LAZY,
+            "--nodes",
+            "3",
+            "--time-limit",
+            "3s",
+        ])
+        .args(["--nemesis", "none", "--leave-running", "--quiet"])
+        .arg("--store")
+        .arg(&store)
+        .output()
+        .unwrap();
+    assert!(
+        matches!(out.status.code(), Some(0..=2)),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (id, pids) = ids_from_log(&run_dir_of(&out));
+    assert_eq!(pids.len(), 3, "node pids of run {id}");
+    // The sweep every later run starts with, and a cleanup without a run id, list the
+    // kept cluster and leave it alone.
+    let sweep = faultline().arg("cleanup").output().unwrap();
+    let said = String::from_utf8_lossy(&sweep.stdout);
+    assert!(
+        said.contains(&format!("faultline cleanup {id}")),
+        "the sweep names the kept run: {said}"
+    );
+    assert!(state_file_exists(&id));
+    let kept = leftovers(&id, &pids);
+    let count = |kind: &str| kept.iter().filter(|l| l.starts_with(kind)).count();
+    assert_eq!((count("process"), count("netns")), (3, 3), "{kept:?}");
+    let named = faultline().args(["cleanup", &id]).output().unwrap();
+    assert!(
+        named.status.success(),
+        "{}",
+        String::from_utf8_lossy(&named.stderr)
+    );
+    assert_eq!(leftovers(&id, &pids), Vec::<String>::new());
+    assert!(!state_file_exists(&id));
+    std::fs::remove_dir_all(&store).ok();
+}
+
+#[test]
 fn bad_specs_fail_before_anything_starts_naming_file_and_rule() {
     let store = store("badspec");
     let out = faultline()
