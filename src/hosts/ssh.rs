@@ -249,12 +249,10 @@ impl SshConn {
                         COMMAND_TIMEOUT.as_secs()
                     )
                 })??;
-            let err = String::from_utf8_lossy(&out.stderr).to_string();
-            if out.status.code() == Some(255) && never_sent(&err) {
-                last = err;
-                continue;
+            match self.settle(out) {
+                Ok(done) => return done,
+                Err(unsent) => last = unsent,
             }
-            return self.explained(out);
         }
         self.gave_up(&last)
     }
@@ -301,6 +299,17 @@ impl SshConn {
         Ok(String::from_utf8_lossy(&out.stdout).to_string())
     }
 
+    /// What an ssh attempt came to, or ssh's words when the command was never sent: only
+    /// then is it safe to try again.
+    fn settle(&self, out: Output) -> std::result::Result<Result<Output>, String> {
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        if out.status.code() == Some(255) && never_sent(&err) {
+            Err(err)
+        } else {
+            Ok(self.explained(out))
+        }
+    }
+
     /// The same as [`SshConn::run`] without a runtime, for teardown paths (Drop, sweep),
     /// and bounded by [`CLEANUP_TIMEOUT`].
     pub fn run_blocking(&self, script: &str) -> Result<Output> {
@@ -316,12 +325,10 @@ impl SshConn {
                 .arg(self.remote(script));
             let out = bounded_output(cmd, CLEANUP_TIMEOUT)
                 .with_context(|| format!("node {} ({})", self.node.name, self.node.endpoint()))?;
-            let err = String::from_utf8_lossy(&out.stderr).to_string();
-            if out.status.code() == Some(255) && never_sent(&err) {
-                last = err;
-                continue;
+            match self.settle(out) {
+                Ok(done) => return done,
+                Err(unsent) => last = unsent,
             }
-            return self.explained(out);
         }
         self.gave_up(&last)
     }
