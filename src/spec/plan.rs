@@ -141,15 +141,12 @@ impl Plan {
                 HostsChoice::Local { .. } | HostsChoice::Ssh { .. } => DEFAULT_NEMESIS.into(),
             });
 
+        // Only a name from a file needs its origin said: a flag's value is on the user's
+        // command line, and a default names a shipped spec.
         let referenced = |field: &str, cli: bool, in_test: bool| Referenced {
             field: field.to_string(),
-            from: if cli {
-                Some(format!("--{field}"))
-            } else if in_test {
-                Some(format!("{}: {field}", super::field_at(test_path, field)))
-            } else {
-                None
-            },
+            from: (in_test && !cli)
+                .then(|| format!("{}: {field}", super::field_at(test_path, field))),
         };
         let by = referenced("target", o.target.is_some(), test.target.is_some());
         let target_file = by.wrap(&target_name, roots.resolve(SpecKind::Target, &target_name))?;
@@ -369,11 +366,11 @@ impl Plan {
     }
 }
 
-/// Which field named a spec file (`tests/t.yaml:3:11: workload`, `--workload`), so an
+/// Which field of a test file named a spec file (`tests/t.yaml:3:11: workload`), so an
 /// error about that file also says where the reference is.
 struct Referenced {
     field: String,
-    /// `None` for a default, which the user did not write anywhere.
+    /// `None` for a flag or a default.
     from: Option<String>,
 }
 

@@ -187,7 +187,17 @@ pub fn scan(text: &str) -> Result<Shape, Refusal> {
             }
             Ev::Alias(name) => {
                 content = true;
-                // An unknown (or still open, hence recursive) anchor is serde's error to report.
+                if open.iter().any(|(a, _, _)| a.as_ref() == Some(&name)) {
+                    return Err(Refusal {
+                        line,
+                        column,
+                        rule: format!(
+                            "alias *{} is inside the node it names, so it would expand without end (rule: an alias names a node that is complete before it)",
+                            String::from_utf8_lossy(&name)
+                        ),
+                    });
+                }
+                // An unknown anchor is serde's error to report.
                 let Some(&(size, depth)) = anchors.get(&name) else {
                     break;
                 };
@@ -410,6 +420,16 @@ mod tests {
         let text = format!("a: &a {inner}\nb: {}*a{}\n", "[".repeat(30), "]".repeat(30));
         let r = scan(&text).unwrap_err();
         assert_eq!(r.line, 2);
+    }
+
+    #[test]
+    fn refuses_a_recursive_alias() {
+        let r = scan("a: &a [x, {b: *a}]\n").unwrap_err();
+        assert_eq!((r.line, r.column), (1, 15));
+        assert!(
+            r.rule.contains("alias *a is inside the node it names"),
+            "{r:?}"
+        );
     }
 
     #[test]
