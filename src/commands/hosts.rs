@@ -1,6 +1,7 @@
 //! `faultline hosts …`: the inventory helpers (`vagrant`) and the local SSH lab (`lab`).
 
 use super::cli::HostsCommand;
+use anyhow::Context;
 use std::process::ExitCode;
 
 pub fn run(cmd: HostsCommand) -> ExitCode {
@@ -39,6 +40,8 @@ fn lab(nodes: u32, dir: &std::path::Path, subnet: &str) -> anyhow::Result<()> {
         anyhow::bail!("--nodes must be between 1 and 29");
     }
     let subnet = crate::spec::plan::parse_subnet(subnet)?;
+    // The lab's namespaces live on this subnet as a run's would: the same overlap rule.
+    crate::spec::subnet::check_free(subnet).context("--subnet")?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
