@@ -195,8 +195,9 @@ fn matrix(out: &mut String, c: &Campaign, state: &State) {
         };
         let _ = write!(
             out,
-            "<tr><td>{} / {}</td><td>{}{args}</td>",
+            "<tr><td><span title=\"{}\">{}</span> / {}</td><td>{}{args}</td>",
             html(&first.target),
+            html(&spec_label(&first.target)),
             html(&first.workload),
             html(&first.option)
         );
@@ -282,9 +283,39 @@ fn runs_table(out: &mut String, c: &Campaign, state: &State) {
     out.push_str("</tbody></table>\n");
 }
 
+/// How a target given as a file is named in the matrix: `…/lazykv/target.yaml` is
+/// `lazykv`, `x/my-target.yaml` is `my-target`; a name stays as it is. The path is kept in
+/// the cell's tooltip.
+fn spec_label(target: &str) -> String {
+    let p = std::path::Path::new(target);
+    let is_file = target.ends_with(".yaml") || target.ends_with(".yml");
+    if !is_file {
+        return target.to_string();
+    }
+    let stem = p.file_stem().and_then(|s| s.to_str()).unwrap_or(target);
+    match p
+        .parent()
+        .and_then(|d| d.file_name())
+        .and_then(|d| d.to_str())
+    {
+        Some(dir) if stem == "target" => dir.to_string(),
+        _ => stem.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_target_file_is_labelled_by_its_name_not_its_path() {
+        assert_eq!(
+            spec_label("/work/x/tests/fixtures/lazykv/target.yaml"),
+            "lazykv"
+        );
+        assert_eq!(spec_label("targets/my-node.yaml"), "my-node");
+        assert_eq!(spec_label("raftkv"), "raftkv");
+    }
     use crate::campaign::summary::tests::finished;
     use crate::checker::Verdict;
 

@@ -520,7 +520,15 @@ pub fn render(run: &RunData, plots: &[Plot]) -> String {
             None => out.push_str("<div class=\"why\" id=\"counterexample\"><h2>Why it is invalid</h2><p>The checker found the history invalid but recorded no counterexample; see the keys listed under Checker.</p></div>\n"),
         }
     }
-    if verdict == Verdict::Unknown {
+    // A run that failed before it could be checked (install error, a node that would not
+    // start) says why at the top, not only inside results.json.
+    if let Some(err) = run.results.get("error").filter(|e| !e.is_null()) {
+        let _ = writeln!(
+            out,
+            "<p class=\"note\" id=\"run-error\">The run failed: {}</p>",
+            html(&value_text(err, 2000))
+        );
+    } else if verdict == Verdict::Unknown {
         let reason = check
             .get("reason")
             .map(|r| value_text(r, 500))

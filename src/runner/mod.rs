@@ -246,6 +246,13 @@ pub async fn execute(plan: Plan, quiet: bool) -> Result<RunOutcome> {
                 &run_dir.join("results.json"),
                 serde_json::to_vec_pretty(&results)?.as_slice(),
             );
+            // Its page says why it failed, so `latest` never points at a run without one.
+            if let Err(pe) = crate::report::render_run(&run_dir) {
+                log::line(&format!(
+                    "report: cannot write the page of the failed run: {pe:#}"
+                ));
+            }
+            let _ = crate::report::index::write(&plan.store);
             let _ = store::update_latest(&plan.store, &run_dir);
             log::close();
             return Err(e.context(format!("run directory {}", run_dir.display())));

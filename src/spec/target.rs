@@ -419,13 +419,19 @@ fn check_template(t: &str, ports: &BTreeMap<String, u16>) -> Result<(), String> 
                 .strip_prefix("port.")
                 .is_some_and(|p| ports.contains_key(p));
         if !known {
+            let port_names: Vec<String> = ports.keys().map(|p| format!("{{port.{p}}}")).collect();
             return Err(format!(
-                "unknown placeholder {{{name}}}; known: {}, port.<one of ports>",
+                "unknown placeholder {{{name}}}; known: {}{}",
                 PLACEHOLDERS
                     .iter()
                     .map(|p| format!("{{{p}}}"))
                     .collect::<Vec<_>>()
-                    .join(", ")
+                    .join(", "),
+                if port_names.is_empty() {
+                    " (no ports declared)".to_string()
+                } else {
+                    format!(", {}", port_names.join(", "))
+                }
             ));
         }
     }
@@ -517,6 +523,17 @@ client: {protocol: raftkv, port: client}
         let err = validation_error(&text);
         assert!(
             err.contains("t.yaml: start[2]: unknown placeholder {nod}"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_port_placeholder_lists_the_ports_declared() {
+        let text = GOOD.replace("{port.client}", "{port.api}");
+        let err = validation_error(&text);
+        assert!(err.contains("unknown placeholder {port.api}"), "{err}");
+        assert!(
+            err.contains("{port.client}") && err.contains("{port.peer}"),
             "{err}"
         );
     }

@@ -502,8 +502,8 @@ impl Cluster {
                 tokio::net::TcpStream::connect(addr),
             )
             .await
-            .map_err(|_| format!("{n}: connect timed out"))?
-            .map_err(|e| format!("{n}: {e}"))?;
+            .map_err(|_| format!("{n}: connecting to {addr} (its client port) timed out"))?
+            .map_err(|e| format!("{n}: cannot connect to {addr} (its client port): {e}"))?;
         }
         Ok(())
     }

@@ -385,3 +385,46 @@ fn bad_specs_fail_before_anything_starts_naming_file_and_rule() {
     assert!(newest_run_dir(&store).is_none());
     std::fs::remove_dir_all(&store).ok();
 }
+
+/// A run that fails before its nodes start still gets a page saying why, and `latest` points
+/// at a run that has one.
+#[test]
+fn a_failed_run_has_a_page_that_says_why() {
+    let store = store("failed-run");
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(LAZY)
+        .unwrap()
+        .replace("binary: /usr/bin/python3", "binary: /nonexistent/python3");
+    assert!(text.contains("/nonexistent/python3"));
+    let target = dir.path().join("target.yaml");
+    std::fs::write(&target, text).unwrap();
+    let out = faultline()
+        .args(["run", "--target"])
+        .arg(&target)
+        .args([
+            "--nodes",
+            "3",
+            "--time-limit",
+            "2s",
+            "--nemesis",
+            "none",
+            "--quiet",
+        ])
+        .arg("--store")
+        .arg(&store)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let latest = store.join("latest");
+    let page = std::fs::read_to_string(latest.join("index.html")).expect("a page");
+    assert!(page.contains("id=\"run-error\""), "{page}");
+    assert!(
+        page.contains("/nonexistent/python3 does not exist"),
+        "{page}"
+    );
+    assert!(
+        store.join("index.html").exists(),
+        "the reports index lists it"
+    );
+    std::fs::remove_dir_all(&store).ok();
+}
