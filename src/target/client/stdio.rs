@@ -33,6 +33,8 @@ const MAX_LINE_BYTES: usize = 64 * 1024;
 const REAP_TIMEOUT: Duration = Duration::from_secs(2);
 /// Least time an adapter gets to answer `leaders`.
 const LEADERS_TIMEOUT_FLOOR: Duration = Duration::from_secs(3);
+/// The key `ready: {check: client}` reads through an adapter; no workload uses it.
+pub const READY_KEY: &str = "faultline-ready";
 /// Where the protocol is documented, quoted in errors about malformed answers.
 const PROTOCOL_DOC: &str = "README.md, \"Writing a stdio adapter\"";
 
@@ -188,9 +190,31 @@ impl StdioClient {
         }
     }
 
-    /// Adapters have no readiness probe (targets use `ready: {check: http | tcp}`).
-    pub async fn cluster_ready(&mut self, _timeout: Duration) -> Result<(), String> {
-        Err("the stdio protocol has no readiness probe; use `ready: {check: http}` or `tcp`".into())
+    /// Ready when an op through the adapter succeeds: a read of a key no workload uses (a
+    /// read has no effect). A TCP probe passes before the cluster has a leader; this does
+    /// not.
+    pub async fn cluster_ready(&mut self, timeout: Duration) -> Result<(), String> {
+        // An adapter often starts a process per op; it gets the same floor as `leaders`.
+        let deadline = Instant::now() + timeout.max(LEADERS_TIMEOUT_FLOOR);
+        let req = json!({"f": "read", "key": READY_KEY});
+        match self.exchange(req, deadline).await {
+            Ok(v) if v.get("type").and_then(Value::as_str) == Some("ok") => Ok(()),
+            Ok(v) => {
+                let mut answer = v.to_string();
+                if answer.len() > 200 {
+                    answer.truncate(answer.floor_char_boundary(200));
+                    answer.push('…');
+                }
+                Err(format!(
+                    "{}: a read through the adapter answered {answer}",
+                    self.home
+                ))
+            }
+            Err(Exchange::NotSent(e)) | Err(Exchange::NoAnswer(e)) => Err(format!(
+                "{}: a read through the adapter failed: {e}",
+                self.home
+            )),
+        }
     }
 
     /// Ask the adapter `{"f":"leaders"}`; an adapter without it answers fail: nobody.
@@ -344,6 +368,30 @@ mod tests {
             classify(&cas, Err(Exchange::NotSent("cannot start".into()))).0,
             OpType::Fail
         );
+    }
+
+    #[tokio::test]
+    async fn ready_means_a_read_through_the_adapter_succeeds() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = Duration::from_millis(200);
+        // Answers every request with ok, echoing its id.
+        let mut ok = sh(
+            r#"while read -r line; do id=$(echo "$line" | sed 's/.*"id":\([0-9]*\).*/\1/'); echo "{\"id\":$id,\"type\":\"ok\",\"value\":null}"; done"#,
+            dir.path(),
+        );
+        ok.cluster_ready(t).await.unwrap();
+        ok.close().await;
+        // Up, but without a leader: every op fails.
+        let mut no_leader = sh(
+            r#"while read -r line; do id=$(echo "$line" | sed 's/.*"id":\([0-9]*\).*/\1/'); echo "{\"id\":$id,\"type\":\"fail\",\"error\":\"no leader\"}"; done"#,
+            dir.path(),
+        );
+        let err = no_leader.cluster_ready(t).await.unwrap_err();
+        assert!(err.contains("no leader") && err.starts_with("n1:"), "{err}");
+        no_leader.close().await;
+        let mut missing = sh("exit 3", dir.path());
+        assert!(missing.cluster_ready(t).await.is_err());
+        missing.close().await;
     }
 
     #[tokio::test]
