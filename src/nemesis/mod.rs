@@ -90,6 +90,25 @@ impl Landed {
     }
 }
 
+/// Faults the schedule started and whether each landed: a run whose faults all hit nobody
+/// tested nothing the nemesis promised.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct FaultTally {
+    /// Starts the schedule reached before its deadline.
+    pub planned: u64,
+    /// Starts that hit at least one node.
+    pub landed: u64,
+    /// The starts that did not, in order: `f`, seconds into the run, why.
+    pub missed: Vec<Missed>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Missed {
+    pub f: String,
+    pub at_s: u64,
+    pub why: String,
+}
+
 /// How much of the in-force set a heal undoes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HealMode {
@@ -105,6 +124,7 @@ pub struct Nemesis {
     journal: Arc<Journal>,
     clocks: Option<Arc<Clocks>>,
     in_force: Mutex<InForce>,
+    tally: std::sync::Mutex<FaultTally>,
 }
 
 impl Nemesis {
@@ -118,7 +138,13 @@ impl Nemesis {
             journal,
             clocks,
             in_force: Mutex::new(InForce::default()),
+            tally: std::sync::Mutex::new(FaultTally::default()),
         }
+    }
+
+    /// What the schedule started so far and what landed.
+    pub fn tally(&self) -> FaultTally {
+        self.tally.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// The in-force set, locked. Never held across an action on a node.
@@ -175,7 +201,25 @@ impl Nemesis {
                 _ = tokio::time::sleep_until(at) => {}
                 _ = cancelled(&mut cancel) => break,
             }
-            self.apply(&step.action).await?;
+            let landed = self.apply(&step.action).await;
+            if step.action.is_start() {
+                let mut t = self.tally.lock().unwrap_or_else(|p| p.into_inner());
+                t.planned += 1;
+                match &landed {
+                    Ok(None) => t.landed += 1,
+                    Ok(Some(why)) => t.missed.push(Missed {
+                        f: step.action.f().into(),
+                        at_s: step.at.as_secs(),
+                        why: why.clone(),
+                    }),
+                    Err(e) => t.missed.push(Missed {
+                        f: step.action.f().into(),
+                        at_s: step.at.as_secs(),
+                        why: format!("{e:#}"),
+                    }),
+                }
+            }
+            landed?;
         }
         Ok(())
     }
@@ -196,7 +240,8 @@ impl Nemesis {
     }
 
     /// Perform one action and journal it; a failed action is journaled with its error.
-    pub async fn apply(&self, action: &Action) -> Result<()> {
+    /// `Ok(Some(why))` when it hit no node.
+    pub async fn apply(&self, action: &Action) -> Result<Option<String>> {
         let f = action.f();
         let done = match action {
             Action::StartPartition { grudge, one_way } => {
@@ -239,7 +284,20 @@ impl Nemesis {
             Action::StopDelay => delay::stop(self).await,
         };
         match done {
-            Ok(l) => self.record(f, l.value, l.note),
+            Ok(l) => {
+                let hit = l
+                    .value
+                    .get("nodes")
+                    .and_then(Value::as_array)
+                    .is_some_and(|n| !n.is_empty());
+                let missed = (!hit).then(|| {
+                    l.note
+                        .clone()
+                        .unwrap_or_else(|| "it hit no node".to_string())
+                });
+                self.record(f, l.value, l.note)?;
+                Ok(missed)
+            }
             Err(e) => {
                 let _ = self.record(f, serde_json::json!({}), Some(format!("{e:#}")));
                 Err(e.context(format!("nemesis {f}")))
@@ -252,7 +310,7 @@ impl Nemesis {
     /// paused. What failed stays in force, so calling this again retries it.
     pub async fn heal_all(&self, mode: HealMode) -> Result<()> {
         let mut first_error = None;
-        let mut heal = |r: Result<()>| {
+        let mut heal = |r: Result<Option<String>>| {
             if let Err(e) = r {
                 log::line(&format!("nemesis: heal failed: {e:#}"));
                 first_error.get_or_insert(e);

@@ -420,3 +420,35 @@ async fn heal_all_resets_clocks_even_when_the_firewall_fails() {
     assert_eq!(offset_file(&lab, "n2").trim(), "+0.000");
     assert!(lab.nemesis.in_force().await.clock.is_empty());
 }
+
+#[tokio::test]
+async fn the_tally_counts_planned_starts_and_those_that_hit_nobody() {
+    let lab = Lab::new(3, false);
+    let steps = vec![
+        Step {
+            at: Duration::ZERO,
+            action: start_partition(),
+        },
+        // Nothing runs in this lab: a pause finds no process to stop.
+        Step {
+            at: Duration::from_millis(10),
+            action: Action::Pause {
+                targets: Targets::Nodes(names(&["n2"])),
+            },
+        },
+        Step {
+            at: Duration::from_millis(20),
+            action: Action::StopPartition,
+        },
+    ];
+    let (_cancel, cancelled) = watch::channel(false);
+    let start = Instant::now();
+    lab.nemesis
+        .run(&steps, start, start + Duration::from_secs(5), cancelled)
+        .await
+        .unwrap();
+    let t = lab.nemesis.tally();
+    assert_eq!((t.planned, t.landed), (2, 1), "{t:?}");
+    assert_eq!(t.missed[0].f, "pause");
+    assert!(t.missed[0].why.contains("no node"), "{t:?}");
+}

@@ -172,6 +172,33 @@ fn reproduce(run: &RunData) -> Option<String> {
 }
 
 /// Test parameters as (label, text) rows.
+/// "landed of planned" for the faults the schedule started, with the first that missed.
+fn faults_landed(run: &RunData) -> String {
+    let Some(f) = run.results.pointer("/run/faults") else {
+        return "not recorded".into();
+    };
+    let n = |k: &str| f.get(k).and_then(Value::as_u64).unwrap_or(0);
+    let (planned, landed) = (n("planned"), n("landed"));
+    if planned == 0 {
+        return "none planned".into();
+    }
+    let mut s = format!("{landed} of {planned}");
+    if let Some(m) = f
+        .get("missed")
+        .and_then(Value::as_array)
+        .and_then(|m| m.first())
+    {
+        s.push_str(&format!(
+            "; missed {} (first: {} at {} s: {})",
+            planned - landed,
+            value_text(&m["f"], 40),
+            value_text(&m["at_s"], 20),
+            value_text(&m["why"], 200)
+        ));
+    }
+    s
+}
+
 fn parameters(run: &RunData) -> Vec<(&'static str, String)> {
     let p = &run.plan;
     let mut rows = vec![
@@ -204,6 +231,7 @@ fn parameters(run: &RunData) -> Vec<(&'static str, String)> {
                 })
                 .unwrap_or_default(),
         ),
+        ("faults landed", faults_landed(run)),
         ("concurrency", run.result_str("concurrency")),
         (
             "time limit",

@@ -423,6 +423,8 @@ async fn run_phases(
 /// Facts about the run that results.json and the page show.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunSummary {
+    /// Faults the schedule started and which of them landed.
+    pub faults: crate::nemesis::FaultTally,
     pub ops: u64,
     pub ok: u64,
     pub fail: u64,
@@ -440,6 +442,7 @@ async fn run_cluster(
 ) -> Result<RunSummary> {
     let t0 = Instant::now();
     unless_stopped(&mut stop, "starting the cluster", cluster.start_all()).await?;
+    refuse_blind_faults(&plan, &cluster).await?;
     log::line(&format!(
         "cluster ready after {:.1}s",
         t0.elapsed().as_secs_f64()
@@ -571,12 +574,41 @@ async fn run_cluster(
     }
     journal.sync();
     Ok(RunSummary {
+        faults: nemesis.tally(),
         ops: ctx.stats.invoked.load(Ordering::Relaxed),
         ok: ctx.stats.ok.load(Ordering::Relaxed),
         fail: ctx.stats.fail.load(Ordering::Relaxed),
         info: ctx.stats.info.load(Ordering::Relaxed),
         elapsed_s: t0.elapsed().as_secs_f64(),
         interrupted,
+    })
+}
+
+/// A fault that aims at leaders hits nobody when the client cannot say who leads (a stdio
+/// adapter without `leaders`): refuse such a nemesis before the clients start instead of
+/// running a test without its faults.
+async fn refuse_blind_faults(plan: &Plan, cluster: &Cluster) -> Result<()> {
+    let Some(step) = plan
+        .nemesis_schedule
+        .iter()
+        .find(|s| s.action.aims_at_leaders())
+    else {
+        return Ok(());
+    };
+    let first = plan.nodes.first().cloned().unwrap_or_default();
+    let mut c = cluster.client(&first)?;
+    let r = c.can_name_leaders(Duration::from_secs(2)).await;
+    c.close().await;
+    r.map_err(|why| {
+        anyhow!(
+            "{}: nemesis {} aims `{}` at the leaders, but target {} cannot name its leaders ({why}); \
+             answer {{\"f\":\"leaders\"}} in the adapter (README: Writing a stdio adapter) or choose a \
+             nemesis with fixed nodes",
+            plan.nemesis_file.display(),
+            plan.nemesis.name,
+            step.action.f(),
+            plan.target.spec.name
+        )
     })
 }
 

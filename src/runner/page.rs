@@ -9,13 +9,38 @@ use crate::store;
 use anyhow::Result;
 use std::path::Path;
 
+/// Why a run whose schedule started faults tested none of them: every start hit nobody
+/// (no leader to isolate, nothing running to pause) or failed. Such a run may not pass:
+/// the history is only as good as the faults it was recorded under.
+pub fn faults_did_not_land(t: &crate::nemesis::FaultTally) -> Option<String> {
+    if t.planned == 0 || t.landed > 0 {
+        return None;
+    }
+    let first = t
+        .missed
+        .first()
+        .map(|m| format!("; first: {} at {} s: {}", m.f, m.at_s, m.why))
+        .unwrap_or_default();
+    Some(format!(
+        "no fault landed: the nemesis started {} fault(s) and none hit a node{first}",
+        t.planned
+    ))
+}
+
 /// Check `history.jsonl`, write results.json and the report; returns the verdict.
 ///
 /// The report is for people: if drawing it fails, the run's verdict still stands (and
 /// `faultline report RUN_DIR` can draw it later), so that failure is logged, not returned.
 pub fn check_and_report(plan: &Plan, run_dir: &Path, summary: &RunSummary) -> Result<Verdict> {
     let history = run_dir.join("history.jsonl");
-    let (verdict, check) = super::check::check_history(plan, &history)?;
+    let (verdict, mut check) = super::check::check_history(plan, &history)?;
+    let verdict = match faults_did_not_land(&summary.faults) {
+        Some(why) if verdict == Verdict::Valid => {
+            check["reason"] = serde_json::Value::String(why);
+            Verdict::Unknown
+        }
+        _ => verdict,
+    };
     crate::log::line(&format!("checker: {verdict}"));
     let results = crate::report::results_json(plan, serde_json::to_value(summary)?, verdict, check);
     store::write_atomic(

@@ -166,3 +166,33 @@ async fn an_abandoned_install_kills_its_whole_process_group() {
         assert!(gone(pid), "process {pid} of the install outlived it");
     }
 }
+
+#[test]
+fn a_run_whose_faults_all_missed_cannot_pass() {
+    use crate::nemesis::{FaultTally, Missed};
+    assert_eq!(
+        page::faults_did_not_land(&FaultTally::default()),
+        None,
+        "none planned"
+    );
+    let some = FaultTally {
+        planned: 3,
+        landed: 1,
+        missed: Vec::new(),
+    };
+    assert_eq!(page::faults_did_not_land(&some), None);
+    let none = FaultTally {
+        planned: 2,
+        landed: 0,
+        missed: vec![Missed {
+            f: "start-partition".into(),
+            at_s: 5,
+            why: "no leader".into(),
+        }],
+    };
+    let why = page::faults_did_not_land(&none).expect("flagged");
+    assert!(
+        why.contains("none hit a node") && why.contains("no leader"),
+        "{why}"
+    );
+}

@@ -77,6 +77,41 @@ pub enum Action {
 }
 
 impl Action {
+    /// Whether this starts a fault (rather than healing one): the steps a run counts as
+    /// planned faults and checks for having landed.
+    pub fn is_start(&self) -> bool {
+        !matches!(
+            self,
+            Action::StopPartition
+                | Action::Resume
+                | Action::Restart
+                | Action::ResetClock
+                | Action::StopLoss
+                | Action::StopDelay
+        )
+    }
+
+    /// Whether whom it hits is decided by who leads when it starts, which the target's
+    /// client must be able to say.
+    pub fn aims_at_leaders(&self) -> bool {
+        let leader_targets = |t: &Targets| {
+            matches!(
+                t,
+                Targets::Primaries | Targets::NextPrimaries { .. } | Targets::Followers
+            )
+        };
+        match self {
+            Action::StartPartition { grudge, .. } => !matches!(grudge, Grudge::Drops(_)),
+            Action::Pause { targets }
+            | Action::Kill { targets }
+            | Action::BumpClock { targets, .. }
+            | Action::StrobeClock { targets, .. }
+            | Action::StartLoss { targets, .. }
+            | Action::StartDelay { targets, .. } => leader_targets(targets),
+            _ => false,
+        }
+    }
+
     /// The `f` this action is journaled under.
     pub fn f(&self) -> &'static str {
         match self {
@@ -295,6 +330,24 @@ fn select(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn leader_relative_starts_are_known_as_such() {
+        let at_leaders = Action::Pause {
+            targets: Targets::Primaries,
+        };
+        let fixed = Action::Pause {
+            targets: Targets::Nodes(vec!["n1".into()]),
+        };
+        assert!(at_leaders.aims_at_leaders() && at_leaders.is_start());
+        assert!(!fixed.aims_at_leaders());
+        assert!(Action::StartPartition {
+            grudge: Grudge::NextPrimaries { settle_ms: 0 },
+            one_way: false
+        }
+        .aims_at_leaders());
+        assert!(!Action::Resume.is_start() && !Action::Resume.aims_at_leaders());
+    }
     use crate::spec::parse_yaml;
     use std::path::Path;
 

@@ -76,6 +76,16 @@ impl Client {
             Client::Stdio(c) => c.leaders(timeout).await,
         }
     }
+
+    /// Whether this client can name leaders at all (built-in clients ask each node's status;
+    /// a stdio adapter must answer `leaders`), with the reason when it cannot. Asked before
+    /// a nemesis that aims at leaders starts, so it is refused rather than hitting nobody.
+    pub async fn can_name_leaders(&mut self, timeout: Duration) -> Result<(), String> {
+        match self {
+            Client::Raftkv(_) | Client::Etcd(_) => Ok(()),
+            Client::Stdio(c) => c.name_leaders(timeout).await.map(|_| ()),
+        }
+    }
 }
 
 /// Pause before reporting that a node refused the connection (or, for raftkv, knows no

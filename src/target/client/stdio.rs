@@ -219,11 +219,17 @@ impl StdioClient {
 
     /// Ask the adapter `{"f":"leaders"}`; an adapter without it answers fail: nobody.
     pub async fn leaders(&mut self, timeout: Duration) -> Vec<String> {
+        self.name_leaders(timeout).await.unwrap_or_default()
+    }
+
+    /// [`StdioClient::leaders`], or why the adapter named none: one that does not answer
+    /// `leaders` with `ok` cannot tell a leader-relative fault whom to hit.
+    pub async fn name_leaders(&mut self, timeout: Duration) -> Result<Vec<String>, String> {
         // `timeout` is meant per node; an adapter asks every node, often by starting a
         // process per question (etcdctl), so it gets a floor.
         let deadline = Instant::now() + timeout.max(LEADERS_TIMEOUT_FLOOR);
         match self.exchange(json!({"f": "leaders"}), deadline).await {
-            Ok(v) if v.get("type").and_then(Value::as_str) == Some("ok") => v
+            Ok(v) if v.get("type").and_then(Value::as_str) == Some("ok") => Ok(v
                 .get("value")
                 .and_then(Value::as_array)
                 .map(|a| {
@@ -232,8 +238,14 @@ impl StdioClient {
                         .map(str::to_string)
                         .collect()
                 })
-                .unwrap_or_default(),
-            _ => Vec::new(),
+                .unwrap_or_default()),
+            Ok(v) => Err(format!(
+                "the adapter answered `leaders` with {}",
+                v.get("error")
+                    .and_then(Value::as_str)
+                    .map_or_else(|| "no ok".to_string(), |e| format!("an error: {e}"))
+            )),
+            Err(Exchange::NotSent(e)) | Err(Exchange::NoAnswer(e)) => Err(e),
         }
     }
 }
@@ -392,6 +404,22 @@ mod tests {
         let mut missing = sh("exit 3", dir.path());
         assert!(missing.cluster_ready(t).await.is_err());
         missing.close().await;
+    }
+
+    #[tokio::test]
+    async fn an_adapter_that_fails_leaders_cannot_name_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = sh(
+            r#"while read -r line; do id=$(echo "$line" | sed 's/.*"id":\([0-9]*\).*/\1/'); echo "{\"id\":$id,\"type\":\"fail\",\"error\":\"unsupported\"}"; done"#,
+            dir.path(),
+        );
+        let why = c
+            .name_leaders(Duration::from_millis(200))
+            .await
+            .unwrap_err();
+        assert!(why.contains("unsupported"), "{why}");
+        assert!(c.leaders(Duration::from_millis(200)).await.is_empty());
+        c.close().await;
     }
 
     #[tokio::test]
