@@ -125,6 +125,9 @@ pub struct Nemesis {
     clocks: Option<Arc<Clocks>>,
     in_force: Mutex<InForce>,
     tally: std::sync::Mutex<FaultTally>,
+    /// The schedule's cancellation, while it runs: a step still waiting for an election
+    /// has not acted yet, so it may stop waiting (a step that acts always finishes).
+    cancel: std::sync::Mutex<Option<watch::Receiver<bool>>>,
 }
 
 impl Nemesis {
@@ -139,6 +142,7 @@ impl Nemesis {
             clocks,
             in_force: Mutex::new(InForce::default()),
             tally: std::sync::Mutex::new(FaultTally::default()),
+            cancel: std::sync::Mutex::new(None),
         }
     }
 
@@ -192,6 +196,7 @@ impl Nemesis {
         deadline: Instant,
         mut cancel: watch::Receiver<bool>,
     ) -> Result<()> {
+        *self.cancel.lock().unwrap_or_else(|p| p.into_inner()) = Some(cancel.clone());
         for step in steps {
             let at = start + step.at;
             if at >= deadline || *cancel.borrow() {
@@ -386,9 +391,21 @@ impl Nemesis {
     /// happened within [`NEXT_LEADER_WAIT`].
     async fn next_leaders(&self, settle_ms: u64) -> Vec<String> {
         let began = Instant::now();
+        let mut cancel = self
+            .cancel
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .unwrap_or_else(|| watch::channel(false).1);
         let mut before: BTreeSet<String> = self.leaders().await.into_iter().collect();
         while began.elapsed() < NEXT_LEADER_WAIT {
-            tokio::time::sleep(NEXT_LEADER_POLL).await;
+            tokio::select! {
+                _ = tokio::time::sleep(NEXT_LEADER_POLL) => {}
+                _ = cancelled(&mut cancel) => {
+                    log::line("nemesis: schedule stopped while waiting for an election; the fault hits nobody");
+                    return Vec::new();
+                }
+            }
             let now: BTreeSet<String> = self.leaders().await.into_iter().collect();
             let new: Vec<String> = now.difference(&before).cloned().collect();
             if !new.is_empty() {
@@ -397,8 +414,13 @@ impl Nemesis {
                     new.join(", "),
                     began.elapsed().as_secs_f64()
                 ));
-                tokio::time::sleep(Duration::from_millis(settle_ms)).await;
-                return new;
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(settle_ms)) => return new,
+                    _ = cancelled(&mut cancel) => {
+                        log::line("nemesis: schedule stopped while the fault settled; it hits nobody");
+                        return Vec::new();
+                    }
+                }
             }
             // A leader that stepped down and wins again is a new leader too.
             before.retain(|n| now.contains(n));

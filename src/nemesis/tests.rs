@@ -452,3 +452,36 @@ async fn the_tally_counts_planned_starts_and_those_that_hit_nobody() {
     assert_eq!(t.missed[0].f, "pause");
     assert!(t.missed[0].why.contains("no node"), "{t:?}");
 }
+
+#[tokio::test]
+async fn a_step_still_waiting_for_an_election_stops_when_cancelled() {
+    // No node runs: no leader will ever be elected, so the step would wait 10 s.
+    let lab = Lab::new(3, false);
+    let steps = vec![Step {
+        at: Duration::ZERO,
+        action: Action::StartPartition {
+            grudge: Grudge::NextPrimaries { settle_ms: 3000 },
+            one_way: false,
+        },
+    }];
+    let (cancel, cancelled) = watch::channel(false);
+    let start = Instant::now();
+    let task = {
+        let nemesis = lab.nemesis.clone();
+        tokio::spawn(async move {
+            nemesis
+                .run(&steps, start, start + Duration::from_secs(60), cancelled)
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    cancel.send(true).unwrap();
+    task.await.unwrap().unwrap();
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(lab.nft_calls().is_empty(), "nothing acted");
+    assert_eq!(lab.nemesis.tally().landed, 0);
+}
