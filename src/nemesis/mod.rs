@@ -52,6 +52,11 @@ const NEXT_LEADER_WAIT: Duration = Duration::from_secs(10);
 /// is slowed by a delay fault.
 const NEXT_LEADER_POLL: Duration = Duration::from_millis(20);
 
+/// How late a step may run before the tally reports that the timeline slipped.
+pub const SLIP_REPORTED: Duration = Duration::from_secs(1);
+/// How often a fault waiting for the cluster to recover asks.
+const RECOVERY_POLL: Duration = Duration::from_millis(100);
+
 /// Faults in force, per kind: what each inverse must undo.
 #[derive(Debug, Default)]
 pub struct InForce {
@@ -100,6 +105,16 @@ pub struct FaultTally {
     pub landed: u64,
     /// The starts that did not, in order: `f`, seconds into the run, why.
     pub missed: Vec<Missed>,
+    /// Steps that ran more than [`SLIP_REPORTED`] after their planned time (an election
+    /// waited for, a recovery waited for, a slow step before them).
+    pub slipped: Vec<Slipped>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Slipped {
+    pub f: String,
+    pub at_s: u64,
+    pub late_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -197,14 +212,42 @@ impl Nemesis {
         mut cancel: watch::Receiver<bool>,
     ) -> Result<()> {
         *self.cancel.lock().unwrap_or_else(|p| p.into_inner()) = Some(cancel.clone());
+        let recover = self.cluster.plan().nemesis.recover;
+        // How far waiting for recovery moved the rest of the timeline: a fault keeps its
+        // planned length, its heal moves with its start.
+        let mut shift = Duration::ZERO;
         for step in steps {
-            let at = start + step.at;
+            let at = start + step.at + shift;
             if at >= deadline || *cancel.borrow() {
                 break;
             }
             tokio::select! {
                 _ = tokio::time::sleep_until(at) => {}
                 _ = cancelled(&mut cancel) => break,
+            }
+            if let (Some(bound), true) = (recover, step.action.is_start()) {
+                shift += self.wait_recovered(&step.action, bound, &mut cancel).await;
+                if *cancel.borrow() {
+                    break;
+                }
+            }
+            let late = Instant::now().saturating_duration_since(start + step.at);
+            if late > SLIP_REPORTED {
+                log::line(&format!(
+                    "nemesis: {} planned at {:.1} s runs {:.1} s late",
+                    step.action.f(),
+                    step.at.as_secs_f64(),
+                    late.as_secs_f64()
+                ));
+                self.tally
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .slipped
+                    .push(Slipped {
+                        f: step.action.f().into(),
+                        at_s: step.at.as_secs(),
+                        late_ms: late.as_millis() as u64,
+                    });
             }
             let landed = self.apply(&step.action).await;
             if step.action.is_start() {
@@ -355,6 +398,40 @@ impl Nemesis {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+
+    /// Wait, up to `bound`, until the cluster serves again: someone leads (for a fault
+    /// aimed at leaders) or the target's readiness probe passes. Returns how long it waited.
+    async fn wait_recovered(
+        &self,
+        action: &Action,
+        bound: Duration,
+        cancel: &mut watch::Receiver<bool>,
+    ) -> Duration {
+        let began = Instant::now();
+        loop {
+            let served = if action.aims_at_leaders() {
+                !self.leaders().await.is_empty()
+            } else {
+                self.cluster.serves(LEADER_QUERY_TIMEOUT).await
+            };
+            if served {
+                break;
+            }
+            if began.elapsed() >= bound {
+                log::line(&format!(
+                    "nemesis: the cluster did not recover within {} s; starting {} anyway",
+                    bound.as_secs_f64(),
+                    action.f()
+                ));
+                break;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(RECOVERY_POLL) => {}
+                _ = cancelled(cancel) => break,
+            }
+        }
+        began.elapsed()
     }
 
     async fn resolve(&self, t: &Targets) -> Vec<String> {

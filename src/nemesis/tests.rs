@@ -485,3 +485,53 @@ async fn a_step_still_waiting_for_an_election_stops_when_cancelled() {
     assert!(lab.nft_calls().is_empty(), "nothing acted");
     assert_eq!(lab.nemesis.tally().landed, 0);
 }
+
+#[tokio::test]
+async fn with_recover_a_fault_waits_for_the_cluster_and_the_timeline_slip_is_reported() {
+    let steps = vec![
+        Step {
+            at: Duration::ZERO,
+            action: start_partition(),
+        },
+        Step {
+            at: Duration::from_millis(200),
+            action: Action::StopPartition,
+        },
+    ];
+    // Nothing runs: the cluster never serves, so each start waits the whole bound.
+    let lab = Lab::with_plan(3, false, |p| {
+        p.nemesis.recover = Some(Duration::from_millis(1500))
+    });
+    let (_cancel, cancelled) = watch::channel(false);
+    let start = Instant::now();
+    lab.nemesis
+        .run(&steps, start, start + Duration::from_secs(30), cancelled)
+        .await
+        .unwrap();
+    assert!(start.elapsed() >= Duration::from_millis(1500));
+    let t = lab.nemesis.tally();
+    let slipped: Vec<&str> = t.slipped.iter().map(|s| s.f.as_str()).collect();
+    assert_eq!(slipped, ["start-partition", "stop-partition"], "{t:?}");
+    assert!(
+        t.slipped[1].late_ms >= 1400,
+        "the heal moved with its start: {t:?}"
+    );
+
+    // A cluster that serves is not waited for.
+    let lab = Lab::with_plan(3, false, |p| {
+        p.nemesis.recover = Some(Duration::from_secs(10))
+    });
+    lab.cluster.start_all().await.expect("lazykv starts");
+    let (_cancel, cancelled) = watch::channel(false);
+    let start = Instant::now();
+    lab.nemesis
+        .run(&steps, start, start + Duration::from_secs(30), cancelled)
+        .await
+        .unwrap();
+    assert!(
+        lab.nemesis.tally().slipped.is_empty(),
+        "{:?}",
+        lab.nemesis.tally()
+    );
+    let _ = lab.cluster.stop_all().await;
+}

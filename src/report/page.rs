@@ -196,6 +196,22 @@ fn faults_landed(run: &RunData) -> String {
             value_text(&m["why"], 200)
         ));
     }
+    if let Some(slips) = f
+        .get("slipped")
+        .and_then(Value::as_array)
+        .filter(|s| !s.is_empty())
+    {
+        let worst = slips
+            .iter()
+            .filter_map(|s| s.get("late_ms").and_then(Value::as_u64))
+            .max()
+            .unwrap_or(0);
+        s.push_str(&format!(
+            "; the timeline slipped: {} step(s) ran late, up to {:.1} s",
+            slips.len(),
+            worst as f64 / 1000.0
+        ));
+    }
     s
 }
 

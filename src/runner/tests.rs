@@ -178,7 +178,7 @@ fn a_run_whose_faults_all_missed_cannot_pass() {
     let some = FaultTally {
         planned: 3,
         landed: 1,
-        missed: Vec::new(),
+        ..FaultTally::default()
     };
     assert_eq!(page::faults_did_not_land(&some), None);
     let none = FaultTally {
@@ -189,6 +189,7 @@ fn a_run_whose_faults_all_missed_cannot_pass() {
             at_s: 5,
             why: "no leader".into(),
         }],
+        ..FaultTally::default()
     };
     let why = page::faults_did_not_land(&none).expect("flagged");
     assert!(

@@ -38,6 +38,16 @@ pub struct NemesisSpec {
     /// Explicit steps at fixed times.
     #[serde(default)]
     pub timeline: Vec<TimelineStep>,
+    /// Before each fault starts, wait up to this long for the cluster to serve again (a
+    /// leader for faults aimed at leaders, else the target's readiness probe), so a slow
+    /// target is not hit again while it still recovers from the last fault. Later steps
+    /// move with it; how far the timeline slipped is reported. Off when absent.
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub recover: Option<Duration>,
 }
 
 /// The kinds of fault; each has a named inverse.

@@ -91,6 +91,10 @@ impl Cluster {
         self.plan.nodes.clone()
     }
 
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
     pub fn hosts(&self) -> &Hosts {
         &self.hosts
     }
@@ -429,6 +433,23 @@ impl Cluster {
             self.start_node(&n).await?;
         }
         self.wait_ready(self.plan.target.spec.ready.timeout).await
+    }
+
+    /// Whether the cluster serves now, by the target's readiness probe (one try).
+    pub async fn serves(&self, timeout: Duration) -> bool {
+        match self.plan.target.spec.ready.check {
+            ReadyCheck::Client => {
+                let first = self.plan.nodes.first().cloned().unwrap_or_default();
+                let Ok(mut c) = self.client(&first) else {
+                    return false;
+                };
+                let r = c.cluster_ready(timeout).await;
+                c.close().await;
+                r.is_ok()
+            }
+            ReadyCheck::Tcp => self.tcp_ready().await.is_ok(),
+            ReadyCheck::Http => self.http_ready().await.is_ok(),
+        }
     }
 
     /// Wait until every node is up and the cluster serves, or fail naming what is missing.
