@@ -583,6 +583,9 @@ pub fn render(run: &RunData, plots: &[Plot]) -> String {
             html(&reason)
         );
     }
+    if let Some(note) = unread_keys_note(run) {
+        out.push_str(&note);
+    }
 
     out.push_str("<div class=\"cols\"><div><h2>Test</h2><table id=\"parameters\">");
     for (k, v) in parameters(run) {
@@ -632,6 +635,32 @@ pub fn render(run: &RunData, plots: &[Plot]) -> String {
     out
 }
 
+/// Keys the final phase did not read back (results.json `final_reads`): whatever the
+/// verdict, a lost write on one of them could not show.
+fn unread_keys_note(run: &RunData) -> Option<String> {
+    let f = run.results.get("final_reads")?;
+    let keys = f.get("keys").and_then(Value::as_u64)?;
+    let read = f.get("read").and_then(Value::as_u64)?;
+    if read >= keys {
+        return None;
+    }
+    let named: Vec<String> = f
+        .get("unread")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().map(|k| value_text(k, 80)).collect())
+        .unwrap_or_default();
+    let more = if (named.len() as u64) < keys - read {
+        ", …"
+    } else {
+        ""
+    };
+    Some(format!(
+        "<p class=\"note\" id=\"final-reads\">Final reads: {} of {keys} key(s) were not read back, so a write lost on them cannot show in this verdict: <code>{}</code>{more}</p>\n",
+        keys - read,
+        html(&named.join(", "))
+    ))
+}
+
 /// Under `serve`, offer the run as a .tar.gz (the link means nothing from `file://`).
 const DOWNLOAD_JS: &str = r#"<script>
 (function () {
@@ -648,6 +677,22 @@ const DOWNLOAD_JS: &str = r#"<script>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_left_unread_by_the_final_phase_are_named() {
+        let run = |results| RunData::from_parts(Path::new("r"), results, Value::Null, Vec::new());
+        assert_eq!(unread_keys_note(&run(serde_json::json!({}))), None);
+        let all = serde_json::json!({"final_reads": {"keys": 3, "read": 3, "unread": []}});
+        assert_eq!(unread_keys_note(&run(all)), None);
+        let some =
+            serde_json::json!({"final_reads": {"keys": 1003, "read": 390, "unread": ["k7", "k9"]}});
+        let note = unread_keys_note(&run(some)).expect("a note");
+        assert!(
+            note.contains("613 of 1003 key(s) were not read back"),
+            "{note}"
+        );
+        assert!(note.contains("<code>k7, k9</code>, …"), "{note}");
+    }
 
     #[test]
     fn run_time_reads_the_run_directory_stamp() {

@@ -5,6 +5,7 @@
 //! clients (and the nemesis) until the time limit → heal, recover, final reads → nodes
 //! stopped, logs collected, hosts torn down → history checked, results and page written.
 
+mod backoff;
 pub mod check;
 mod page;
 #[cfg(test)]
@@ -24,7 +25,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde::Serialize;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -35,6 +36,8 @@ const FINAL_READ_ATTEMPTS: u32 = 10;
 /// How long a nemesis step may go on after the schedule was told to stop: the longest
 /// step waits up to 10 s for an election, then settles.
 const NEMESIS_STEP_GRACE: Duration = Duration::from_secs(30);
+/// At most this many unread keys are named in results.json and on the run page.
+const UNREAD_SHOWN: usize = 50;
 /// The whole final-read phase may take this long: a cluster that never recovers must not
 /// turn many keys × attempts × timeouts into a run that seems to hang.
 const FINAL_READS_BUDGET: Duration = Duration::from_secs(60);
@@ -63,6 +66,8 @@ struct Stats {
     ok: AtomicU64,
     fail: AtomicU64,
     info: AtomicU64,
+    /// Pauses of workers after consecutive failures (`workload.backoff`).
+    backoffs: AtomicU64,
 }
 
 impl Stats {
@@ -122,9 +127,32 @@ struct Ctx {
     rate: Rate,
     /// Fresh process ids: a worker whose op ended in info continues under a new id.
     next_process: AtomicU64,
+    /// Clients made so far: each may be an adapter process started for it.
+    clients: AtomicU64,
+    /// The first back-off is logged, later ones only counted.
+    backoff_logged: AtomicBool,
 }
 
 impl Ctx {
+    fn new(plan: Arc<Plan>, cluster: Arc<Cluster>, journal: Arc<Journal>) -> Ctx {
+        Ctx {
+            gen: Mutex::new(Generator::new(&plan.workload, plan.seed)),
+            stats: Stats::default(),
+            rate: Rate::new(plan.rate),
+            next_process: AtomicU64::new(u64::from(plan.concurrency)),
+            clients: AtomicU64::new(0),
+            backoff_logged: AtomicBool::new(false),
+            plan,
+            cluster,
+            journal,
+        }
+    }
+
+    fn client(&self, node: &str) -> Result<Client> {
+        self.clients.fetch_add(1, Ordering::Relaxed);
+        self.cluster.client(node)
+    }
+
     /// One client event as the journal takes it; the single place client ops are built.
     fn op(
         &self,
@@ -431,6 +459,35 @@ pub struct RunSummary {
     pub info: u64,
     pub elapsed_s: f64,
     pub interrupted: bool,
+    /// Pauses of workers after consecutive failures.
+    pub backoffs: u64,
+    /// Written as results.json's own `final_reads`, not under `run`.
+    #[serde(skip)]
+    pub final_reads: Option<FinalReads>,
+}
+
+/// What the final phase read back: results.json `final_reads`, shown on the run page.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct FinalReads {
+    /// Keys the run used, each to be read once more.
+    pub keys: usize,
+    /// Keys read back (`ok`).
+    pub read: usize,
+    /// The first [`UNREAD_SHOWN`] keys not read back, in the order the run opened them.
+    pub unread: Vec<String>,
+}
+
+impl FinalReads {
+    /// The sentence a run with unread keys says; none when every key was read.
+    pub fn shortfall(&self) -> Option<String> {
+        (self.read < self.keys).then(|| {
+            format!(
+                "{} of {} key(s) not read back in the final phase",
+                self.keys - self.read,
+                self.keys
+            )
+        })
+    }
 }
 
 async fn run_cluster(
@@ -455,15 +512,7 @@ async fn run_cluster(
         &run_dir.join("history.jsonl"),
         start.into_std(),
     )?);
-    let ctx = Arc::new(Ctx {
-        plan: plan.clone(),
-        cluster: cluster.clone(),
-        journal: journal.clone(),
-        gen: Mutex::new(Generator::new(&plan.workload, plan.seed)),
-        stats: Stats::default(),
-        rate: Rate::new(plan.rate),
-        next_process: AtomicU64::new(u64::from(plan.concurrency)),
-    });
+    let ctx = Arc::new(Ctx::new(plan.clone(), cluster.clone(), journal.clone()));
 
     let nemesis = Arc::new(Nemesis::new(cluster.clone(), journal.clone(), clocks));
     let deadline = start + plan.time_limit;
@@ -569,9 +618,11 @@ async fn run_cluster(
     }
     healed.context("healing faults")?;
 
-    if !interrupted && plan.workload.final_reads {
-        final_phase(&ctx, &mut stop).await?;
-    }
+    let final_reads = if !interrupted && plan.workload.final_reads {
+        Some(final_phase(&ctx, &mut stop).await?)
+    } else {
+        None
+    };
     journal.sync();
     Ok(RunSummary {
         faults: nemesis.tally(),
@@ -581,6 +632,8 @@ async fn run_cluster(
         info: ctx.stats.info.load(Ordering::Relaxed),
         elapsed_s: t0.elapsed().as_secs_f64(),
         interrupted,
+        backoffs: ctx.stats.backoffs.load(Ordering::Relaxed),
+        final_reads,
     })
 }
 
@@ -634,7 +687,7 @@ async fn worker(
 ) -> Result<()> {
     let nodes = &ctx.plan.nodes;
     let node = nodes[slot as usize % nodes.len()].clone();
-    let mut client = ctx.cluster.client(&node)?;
+    let mut client = ctx.client(&node)?;
     let r = work(slot, &ctx, &node, deadline, &mut stop, &mut client).await;
     // A stdio adapter is reaped here rather than left to die with the controller.
     client.close().await;
@@ -652,6 +705,7 @@ async fn work(
 ) -> Result<()> {
     let mut process = u64::from(slot);
     let timeout = ctx.plan.workload.op_timeout;
+    let mut backoff = backoff::Backoff::new(&ctx.plan.workload.backoff, ctx.plan.seed, slot);
     // Every path out of this loop other than the next invocation writes the completion
     // staged at the bottom, so no line waits on anything slower than the generator.
     loop {
@@ -684,80 +738,104 @@ async fn work(
             ctx.journal.flush()?;
             // Jepsen's rule: the process that may still have an op in flight is retired.
             process = ctx.next_process.fetch_add(1, Ordering::Relaxed);
-            let old = std::mem::replace(client, ctx.cluster.client(node)?);
+            let old = std::mem::replace(client, ctx.client(node)?);
             old.close().await;
+        }
+        if let Some(pause) = backoff.after(&completion) {
+            ctx.stats.backoffs.fetch_add(1, Ordering::Relaxed);
+            if !ctx.backoff_logged.swap(true, Ordering::Relaxed) {
+                log::line(&format!(
+                    "worker {slot}: {} failures in a row (last: {}); pausing between its ops, up to {} (workload backoff)",
+                    ctx.plan.workload.backoff.after,
+                    completion.error.as_deref().unwrap_or("no reason given"),
+                    humantime::format_duration(ctx.plan.workload.backoff.max)
+                ));
+            }
+            ctx.journal.flush()?;
+            tokio::select! {
+                _ = tokio::time::sleep_until((Instant::now() + pause).min(deadline)) => {}
+                _ = stopped(stop) => return Ok(()),
+            }
         }
     }
 }
 
 /// After the main phase: wait for the cluster to serve again, then read every key.
-async fn final_phase(ctx: &Ctx, stop: &mut watch::Receiver<bool>) -> Result<()> {
+///
+/// Keys are read by up to `concurrency` readers at once, each with one client (for a stdio
+/// target, one adapter process) kept for all its keys and replaced only after an `info`:
+/// one fresh client per key, one key at a time, cost ~150 ms per key through an adapter
+/// and left most keys of a `lost-writes` run unread when the budget ran out — the very
+/// reads that show lost writes.
+async fn final_phase(ctx: &Arc<Ctx>, stop: &mut watch::Receiver<bool>) -> Result<FinalReads> {
     let ready = ctx.plan.target.spec.ready.timeout;
     match unless_stopped(stop, "waiting for recovery", ctx.cluster.wait_ready(ready)).await {
         Ok(()) => {}
         Err(e) => log::line(&format!("final phase: the cluster did not recover: {e:#}")),
     }
-    let keys: Vec<String> = ctx
-        .gen
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .keys_used()
-        .to_vec();
-    log::line(&format!("final reads of {} key(s)", keys.len()));
-    let nodes = ctx.plan.nodes.clone();
-    let timeout = ctx.plan.workload.op_timeout;
-    let mut unread = Vec::new();
+    let keys: Arc<Vec<String>> = Arc::new(
+        ctx.gen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys_used()
+            .to_vec(),
+    );
+    let readers = (ctx.plan.concurrency as usize).clamp(1, keys.len().max(1));
+    log::line(&format!(
+        "final reads of {} key(s) by {readers} reader(s)",
+        keys.len()
+    ));
     let budget_end = Instant::now() + FINAL_READS_BUDGET;
-    for (i, key) in keys.iter().enumerate() {
-        if *stop.borrow() {
-            return Ok(());
-        }
-        if Instant::now() >= budget_end {
-            log::line(&format!(
-                "final phase: the {}s budget for final reads is spent; {} key(s) not read",
-                FINAL_READS_BUDGET.as_secs(),
-                keys.len() - i
-            ));
-            unread.extend(keys[i..].iter().cloned());
-            break;
-        }
-        let node = &nodes[i % nodes.len()];
-        let mut process = ctx.next_process.fetch_add(1, Ordering::Relaxed);
-        let mut client = ctx.cluster.client(node)?;
-        let inv = Invocation {
-            f: crate::spec::workload::OpKind::Read,
-            key: key.clone(),
-            value: Value::Null,
-        };
-        let mut done = false;
-        for _ in 0..FINAL_READ_ATTEMPTS {
-            if *stop.borrow() || Instant::now() >= budget_end {
-                break;
+    let next_key = Arc::new(AtomicUsize::new(0));
+    let mut tasks = tokio::task::JoinSet::new();
+    for r in 0..readers {
+        let ctx = ctx.clone();
+        let keys = keys.clone();
+        let next_key = next_key.clone();
+        let stop = stop.clone();
+        tasks.spawn(async move { final_reader(r, &ctx, &keys, &next_key, budget_end, stop).await });
+    }
+    let mut read = vec![false; keys.len()];
+    let mut first_error = None;
+    while let Some(r) = tasks.join_next().await {
+        match r
+            .map_err(|e| anyhow!("a final reader panicked: {e}"))
+            .and_then(|r| r)
+        {
+            Ok(done) => done.into_iter().for_each(|i| read[i] = true),
+            Err(e) => {
+                first_error.get_or_insert(e);
             }
-            ctx.invoke_op(process, &inv, node)?;
-            let c = client.invoke(&inv, timeout).await;
-            ctx.complete_op(process, &inv, &c, Then::Write)?;
-            if c.kind == OpType::Ok {
-                done = true;
-                break;
-            }
-            if c.kind == OpType::Info {
-                process = ctx.next_process.fetch_add(1, Ordering::Relaxed);
-                let old = std::mem::replace(&mut client, ctx.cluster.client(node)?);
-                old.close().await;
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-        client.close().await;
-        if !done {
-            unread.push(key.clone());
         }
     }
-    if !unread.is_empty() {
-        let shown: Vec<&str> = unread.iter().take(20).map(String::as_str).collect();
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    let unread: Vec<&String> = keys
+        .iter()
+        .zip(&read)
+        .filter(|(_, r)| !**r)
+        .map(|(k, _)| k)
+        .collect();
+    let out = FinalReads {
+        keys: keys.len(),
+        read: keys.len() - unread.len(),
+        unread: unread
+            .iter()
+            .take(UNREAD_SHOWN)
+            .map(|k| k.to_string())
+            .collect(),
+    };
+    if let Some(short) = out.shortfall() {
+        let budget_spent = Instant::now() >= budget_end;
+        let shown: Vec<&str> = unread.iter().take(20).map(|k| k.as_str()).collect();
         log::line(&format!(
-            "final phase: {} key(s) could not be read: {}{}",
-            unread.len(),
+            "final phase: {short}{}: {}{}",
+            if budget_spent {
+                format!(" (the {}s budget was spent)", FINAL_READS_BUDGET.as_secs())
+            } else {
+                String::new()
+            },
             shown.join(", "),
             if unread.len() > shown.len() {
                 ", …"
@@ -766,7 +844,78 @@ async fn final_phase(ctx: &Ctx, stop: &mut watch::Receiver<bool>) -> Result<()> 
             }
         ));
     }
-    Ok(())
+    Ok(out)
+}
+
+/// One reader of the final phase: takes the next unread key until none is left, the
+/// budget is spent or the run is interrupted; returns the indexes of the keys it read.
+async fn final_reader(
+    r: usize,
+    ctx: &Ctx,
+    keys: &[String],
+    next_key: &AtomicUsize,
+    budget_end: Instant,
+    mut stop: watch::Receiver<bool>,
+) -> Result<Vec<usize>> {
+    let node = &ctx.plan.nodes[r % ctx.plan.nodes.len()];
+    let timeout = ctx.plan.workload.op_timeout;
+    let mut process = ctx.next_process.fetch_add(1, Ordering::Relaxed);
+    let mut client: Option<Client> = None;
+    let mut read = Vec::new();
+    let over = |stop: &watch::Receiver<bool>| *stop.borrow() || Instant::now() >= budget_end;
+    let result = async {
+        while !over(&stop) {
+            let i = next_key.fetch_add(1, Ordering::Relaxed);
+            let Some(key) = keys.get(i) else { break };
+            let inv = Invocation {
+                f: crate::spec::workload::OpKind::Read,
+                key: key.clone(),
+                value: Value::Null,
+            };
+            for attempt in 0..FINAL_READ_ATTEMPTS {
+                if over(&stop) {
+                    break;
+                }
+                if attempt > 0 {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until((Instant::now() + Duration::from_millis(500)).min(budget_end)) => {}
+                        _ = stopped(&mut stop) => break,
+                    }
+                }
+                let c = match &mut client {
+                    Some(c) => c,
+                    None => client.insert(ctx.client(node)?),
+                };
+                ctx.invoke_op(process, &inv, node)?;
+                let done = tokio::select! {
+                    done = c.invoke(&inv, timeout) => done,
+                    _ = stopped(&mut stop) => Completion {
+                        kind: crate::target::client::indefinite(inv.f),
+                        value: Value::Null,
+                        error: Some("interrupted".into()),
+                        node: node.to_string(),
+                    },
+                };
+                ctx.complete_op(process, &inv, &done, Then::Write)?;
+                if done.kind == OpType::Ok {
+                    read.push(i);
+                    break;
+                }
+                if done.kind == OpType::Info {
+                    process = ctx.next_process.fetch_add(1, Ordering::Relaxed);
+                    if let Some(old) = client.take() {
+                        old.close().await;
+                    }
+                }
+            }
+        }
+        Ok::<(), anyhow::Error>(())
+    }
+    .await;
+    if let Some(c) = client {
+        c.close().await;
+    }
+    result.map(|()| read)
 }
 
 /// Run the target's install step (e.g. build raftkv) unless its binary is there already.

@@ -41,8 +41,17 @@ pub fn check_and_report(plan: &Plan, run_dir: &Path, summary: &RunSummary) -> Re
         }
         _ => verdict,
     };
-    crate::log::line(&format!("checker: {verdict}"));
-    let results = crate::report::results_json(plan, serde_json::to_value(summary)?, verdict, check);
+    let shortfall = summary.final_reads.as_ref().and_then(|f| f.shortfall());
+    match &shortfall {
+        // A valid verdict over keys never read back is weaker than it looks: say so.
+        Some(s) => crate::log::line(&format!("checker: {verdict} ({s})")),
+        None => crate::log::line(&format!("checker: {verdict}")),
+    }
+    let mut results =
+        crate::report::results_json(plan, serde_json::to_value(summary)?, verdict, check);
+    if let (Some(f), Some(obj)) = (&summary.final_reads, results.as_object_mut()) {
+        obj.insert("final_reads".into(), serde_json::to_value(f)?);
+    }
     store::write_atomic(
         &run_dir.join("results.json"),
         serde_json::to_vec_pretty(&results)?.as_slice(),

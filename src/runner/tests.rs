@@ -197,3 +197,150 @@ fn a_run_whose_faults_all_missed_cannot_pass() {
         "{why}"
     );
 }
+
+/// A stdio adapter that answers every op `fail` at once, as one that meets "connection
+/// refused" and does not wait.
+fn failing_adapter(dir: &Path) -> PathBuf {
+    let path = dir.join("refuse.py");
+    std::fs::write(
+        &path,
+        "import json, sys\nfor line in sys.stdin:\n    req = json.loads(line)\n    print(json.dumps({\"id\": req[\"id\"], \"type\": \"fail\", \"error\": \"connection refused\"}), flush=True)\n",
+    )
+    .unwrap();
+    path
+}
+
+async fn run_against_failing_adapter(backoff: crate::spec::workload::BackoffSpec) -> RunSummary {
+    let dir = tempfile::tempdir().unwrap();
+    let adapter = failing_adapter(dir.path());
+    let lab = Lab::with_plan(1, false, |plan| {
+        plan.time_limit = Duration::from_millis(1500);
+        plan.concurrency = 2;
+        plan.workload.final_reads = false;
+        plan.workload.backoff = backoff;
+        plan.target.spec.ready.check = crate::spec::target::ReadyCheck::Tcp;
+        plan.target.spec.client.protocol = crate::spec::target::Protocol::Stdio;
+        plan.target.spec.client.command = vec!["python3".into(), adapter.display().to_string()];
+    });
+    let (_stop_tx, stop) = watch::channel(false);
+    let summary = run_cluster(
+        lab.plan.clone(),
+        lab.cluster.clone(),
+        None,
+        lab.run_dir.path(),
+        stop,
+    )
+    .await
+    .expect("run");
+    let _ = lab.cluster.stop_all().await;
+    summary
+}
+
+#[tokio::test]
+async fn workers_pause_after_failures_in_a_row_instead_of_spinning() {
+    let spec = crate::spec::workload::BackoffSpec::default();
+    let paused = run_against_failing_adapter(spec.clone()).await;
+    assert_eq!(paused.ok, 0, "{paused:?}");
+    assert!(paused.backoffs > 0, "the back-off engaged: {paused:?}");
+    // Pauses of at least half of 10, 20, 40 … 1000 ms: within 1.5 s a worker takes at most 8
+    // of them, so it issues at most `after` + 8 + 1 ops.
+    let bound = 2 * (u64::from(spec.after) + 9);
+    assert!(paused.ops <= bound, "{} ops > {bound}", paused.ops);
+    // The same adapter without a back-off: what the bound above is protecting against.
+    let spinning = run_against_failing_adapter(crate::spec::workload::BackoffSpec {
+        max: Duration::ZERO,
+        ..spec
+    })
+    .await;
+    assert_eq!(spinning.backoffs, 0);
+    assert!(spinning.ops > 10 * bound, "{spinning:?}");
+}
+
+#[tokio::test]
+async fn a_run_whose_ops_succeed_never_pauses() {
+    let lab = lab(800, vec![]);
+    let (_stop_tx, stop) = watch::channel(false);
+    let summary = run_cluster(
+        lab.plan.clone(),
+        lab.cluster.clone(),
+        None,
+        lab.run_dir.path(),
+        stop,
+    )
+    .await
+    .expect("run");
+    assert!(summary.ok > 0, "{summary:?}");
+    assert_eq!(summary.info, 0, "{summary:?}");
+    // Failed comparisons are answers from a serving target, not failures to pause on.
+    assert!(summary.fail > 0, "{summary:?}");
+    let history = lab.history();
+    let fails = history.lines().filter(|l| l.contains("\"type\":\"fail\""));
+    assert!(
+        fails
+            .clone()
+            .all(|l| l.contains(crate::history::COMPARE_FAILED)),
+        "{:?}",
+        fails.collect::<Vec<_>>()
+    );
+    assert_eq!(summary.backoffs, 0);
+    let _ = lab.cluster.stop_all().await;
+}
+
+#[tokio::test]
+async fn final_reads_read_every_key_concurrently_reusing_one_client_per_reader() {
+    let lab = Lab::with_plan(3, false, |plan| {
+        plan.concurrency = 4;
+        plan.workload.op_timeout = Duration::from_millis(500);
+        plan.workload.keys = crate::spec::workload::KeySpec {
+            in_flight: 20,
+            ops_per_key: Some(2),
+            distribution: crate::spec::workload::KeyDistribution::Uniform,
+        };
+    });
+    lab.cluster.start_all().await.expect("cluster");
+    let path = lab.run_dir.path().join("final.jsonl");
+    let journal = Arc::new(Journal::create(&path, std::time::Instant::now()).unwrap());
+    let ctx = Arc::new(Ctx::new(lab.plan.clone(), lab.cluster.clone(), journal));
+    let keys = {
+        let mut gen = ctx.gen.lock().unwrap();
+        for _ in 0..200 {
+            gen.next_op();
+        }
+        gen.keys_used().len()
+    };
+    assert!(keys >= 80, "{keys} keys");
+    let (_stop_tx, mut stop) = watch::channel(false);
+    let reads = final_phase(&ctx, &mut stop).await.expect("final reads");
+    assert_eq!(
+        reads,
+        FinalReads {
+            keys,
+            read: keys,
+            unread: vec![]
+        }
+    );
+    assert_eq!(
+        ctx.clients.load(Ordering::Relaxed),
+        4,
+        "one client per reader"
+    );
+    let history = std::fs::read_to_string(&path).unwrap();
+    let (mut open, mut most_open) = (0i64, 0i64);
+    let mut processes = std::collections::BTreeSet::new();
+    for line in history.lines() {
+        let op: Value = serde_json::from_str(line).unwrap();
+        processes.insert(op["process"].as_u64().unwrap());
+        if op["type"] == "invoke" {
+            open += 1;
+            most_open = most_open.max(open);
+        } else {
+            open -= 1;
+        }
+    }
+    assert!(
+        (2..=4).contains(&most_open),
+        "{most_open} reads open at once"
+    );
+    assert_eq!(processes.len(), 4, "{processes:?}");
+    let _ = lab.cluster.stop_all().await;
+}

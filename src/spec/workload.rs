@@ -56,6 +56,55 @@ pub struct WorkloadSpec {
     /// target's client has them (etcd, stdio); refused at plan time for other targets.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub serializable: bool,
+    /// How long a worker pauses after consecutive failures before its next op.
+    #[serde(default)]
+    pub backoff: BackoffSpec,
+}
+
+/// A worker's pause after consecutive `fail`/`info` completions (a `fail` with
+/// `compare-failed` is an answer, not a failure): none for the first `after - 1`, then
+/// `initial`, doubling with each further failure up to `max`, each drawn between half and
+/// all of that (seeded per worker, apart from the generator, so a seed's op sequence is
+/// the same with or without pauses). An `ok` ends it.
+///
+/// Why the harness does it and not only the clients: a client whose target refuses at once
+/// (a stdio adapter answering `fail` on "connection refused") otherwise turns a down
+/// cluster into hundreds of thousands of failed ops, using up keys and the final reads'
+/// budget while telling nothing new.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackoffSpec {
+    /// Consecutive failures of a worker before it starts pausing.
+    #[serde(default = "default_backoff_after")]
+    pub after: u32,
+    /// The first pause.
+    #[serde(with = "humantime_serde", default = "default_backoff_initial")]
+    pub initial: Duration,
+    /// The longest pause; `0s` turns the back-off off.
+    #[serde(with = "humantime_serde", default = "default_backoff_max")]
+    pub max: Duration,
+}
+
+fn default_backoff_after() -> u32 {
+    3
+}
+
+fn default_backoff_initial() -> Duration {
+    Duration::from_millis(10)
+}
+
+fn default_backoff_max() -> Duration {
+    Duration::from_secs(1)
+}
+
+impl Default for BackoffSpec {
+    fn default() -> Self {
+        BackoffSpec {
+            after: default_backoff_after(),
+            initial: default_backoff_initial(),
+            max: default_backoff_max(),
+        }
+    }
 }
 
 fn default_values() -> u32 {
@@ -143,6 +192,22 @@ impl WorkloadSpec {
             "op_timeout",
             "must be between 10ms and 10m",
         );
+        v.check(
+            (1..=1000).contains(&self.backoff.after),
+            "backoff.after",
+            "must be between 1 and 1000",
+        );
+        v.check(
+            self.backoff.max <= Duration::from_secs(60),
+            "backoff.max",
+            "must be at most 60s (0s turns the back-off off)",
+        );
+        v.check(
+            self.backoff.max.is_zero()
+                || (Duration::from_millis(1)..=self.backoff.max).contains(&self.backoff.initial),
+            "backoff.initial",
+            "must be between 1ms and backoff.max",
+        );
         let model: Result<super::model::ModelKind, String> = self.model.parse();
         match model {
             Ok(m) => {
@@ -186,6 +251,42 @@ mod tests {
         w.validate(p).unwrap();
         assert_eq!(w.keys.in_flight, 1);
         assert_eq!(w.op_timeout, Duration::from_secs(2));
+        assert_eq!(w.backoff, BackoffSpec::default());
+    }
+
+    #[test]
+    fn a_backoff_takes_durations_and_refuses_an_initial_pause_above_its_cap() {
+        let p = Path::new("w.yaml");
+        let w: WorkloadSpec = parse_yaml(
+            p,
+            "name: r\nmix: {read: 1}\nmodel: register\nbackoff: {after: 5, initial: 2ms, max: 250ms}\n",
+        )
+        .unwrap();
+        w.validate(p).unwrap();
+        assert_eq!(
+            (w.backoff.after, w.backoff.initial, w.backoff.max),
+            (5, Duration::from_millis(2), Duration::from_millis(250))
+        );
+        let w: WorkloadSpec = parse_yaml(
+            p,
+            "name: r\nmix: {read: 1}\nmodel: register\nbackoff: {after: 0, initial: 2s, max: 1s}\n",
+        )
+        .unwrap();
+        let err = w.validate(p).unwrap_err().to_string();
+        assert!(
+            err.contains("w.yaml: backoff.after: must be between 1"),
+            "{err}"
+        );
+        assert!(
+            err.contains("w.yaml: backoff.initial: must be between 1ms and backoff.max"),
+            "{err}"
+        );
+        let off: WorkloadSpec = parse_yaml(
+            p,
+            "name: r\nmix: {read: 1}\nmodel: register\nbackoff: {max: 0s}\n",
+        )
+        .unwrap();
+        off.validate(p).unwrap();
     }
 
     #[test]
