@@ -10,23 +10,19 @@
 //! does, not the target. What real clock faults break is code that trusts the wall clock
 //! across nodes (leases, TTLs, timestamps), and that is what this exercises. Programs that
 //! bypass libc for time (Go: etcd) or are statically linked are not affected; such targets
-//! declare `clock: unsupported` and faultline refuses clock faults for them.
+//! declare `clock: unsupported` and faultline refuses clock faults for them. CPython 3.11's
+//! `time.sleep` fails under this preload (libfaketime 0.9.10); the plan probes such targets
+//! first (`spec::target::probe_clock`).
 
 use super::ssh::{self, quote, SshConn};
 use super::{Hosts, Registry};
 use crate::spec::inventory::ClockMode;
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// Where Debian's libfaketime lives; the multi-threaded variant, since targets are.
-pub const LIBFAKETIME_CANDIDATES: &[&str] = &[
-    "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
-    "/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1",
-    "/usr/lib/faketime/libfaketimeMT.so.1",
-    "/usr/local/lib/faketime/libfaketimeMT.so.1",
-];
+pub use crate::spec::target::{find_libfaketime, LIBFAKETIME_CANDIDATES};
 
 /// The per-node offset files of one run: on this machine, or on each SSH host (where the
 /// offset file lives in the run's directory and is rewritten over SSH).
@@ -45,19 +41,6 @@ enum Files {
         hosts: Arc<Hosts>,
         reg: crate::hosts::Registry,
     },
-}
-
-/// Find libfaketime, or say how to get it.
-pub fn find_libfaketime() -> Result<PathBuf> {
-    if let Ok(p) = std::env::var("FAULTLINE_LIBFAKETIME") {
-        return Ok(PathBuf::from(p));
-    }
-    for c in LIBFAKETIME_CANDIDATES {
-        if Path::new(c).is_file() {
-            return Ok(PathBuf::from(c));
-        }
-    }
-    bail!("clock faults need libfaketime, which is not installed (Debian: apt-get install libfaketime faketime)")
 }
 
 /// libfaketime's syntax for an offset: `+1.500` / `-60.000` seconds.
@@ -139,12 +122,10 @@ impl Clocks {
                 h.libfaketime(node).await?
             }
         };
-        let mut env = BTreeMap::new();
-        env.insert("LD_PRELOAD".into(), lib);
-        env.insert("FAKETIME_TIMESTAMP_FILE".into(), f.display().to_string());
-        env.insert("FAKETIME_NO_CACHE".into(), "1".into());
-        env.insert("DONT_FAKE_MONOTONIC".into(), "1".into());
-        Ok(env)
+        Ok(crate::spec::target::preload_env(
+            &lib,
+            &f.display().to_string(),
+        ))
     }
 
     /// Set a node's offset; atomic, so the node never reads a half-written file.
@@ -278,5 +259,75 @@ mod tests {
             "node saw {seen}, machine {real}"
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_plan_time_probe_predicts_what_a_python_node_does_under_our_clock_env() {
+        let python = "/usr/bin/python3";
+        if find_libfaketime().is_err() || !Path::new(python).is_file() {
+            eprintln!("skipped: needs libfaketime and {python}");
+            return;
+        }
+        let probe: Vec<String> = ["{binary}", "-c", "import time; time.sleep(0.01)"]
+            .iter()
+            .map(|a| a.replace("{binary}", python))
+            .collect();
+        let broken = crate::spec::target::probe_clock(&probe).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let clocks = Clocks::new(dir.path()).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let env = rt.block_on(clocks.env_for("n1")).unwrap();
+        rt.block_on(clocks.set("n1", -30_000)).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sleepy/sleepy.py");
+        let mut child = std::process::Command::new(python)
+            .arg(&script)
+            .arg(format!("127.0.0.1:{port}"))
+            .envs(&env)
+            .spawn()
+            .unwrap();
+        let mut answer = None;
+        for _ in 0..50 {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            if let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+                let mut text = String::new();
+                std::io::Read::read_to_string(&mut c, &mut text).unwrap();
+                let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+                if v["ticks"].as_u64().unwrap_or(0) > 3 || !v["error"].is_null() {
+                    answer = Some(v);
+                    break;
+                }
+            }
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let v = answer.expect("the node answered");
+        let real = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        let skew = v["time"].as_f64().unwrap() - real;
+        assert!(
+            (skew + 30.0).abs() < 2.0,
+            "node's wall clock off by {skew} s"
+        );
+        match broken {
+            // The port still answers while the timer is dead: why the run must refuse.
+            Some(why) => {
+                assert!(why.contains("Invalid argument"), "{why}");
+                let err = v["error"].as_str().unwrap_or("");
+                assert!(err.contains("Invalid argument"), "probe: {why}; node: {v}");
+            }
+            None => assert!(
+                v["error"].is_null(),
+                "the probe passed, the node failed: {v}"
+            ),
+        }
     }
 }

@@ -297,6 +297,19 @@ impl Plan {
                     target_spec.name
                 );
             }
+            // The probe runs on this machine, so it speaks only for nodes on this machine.
+            if matches!(&hosts, HostsChoice::Local { .. } | HostsChoice::Loopback) {
+                let argv = target_spec.clock_probe_argv(&binary.display().to_string());
+                if let Some(why) = super::target::probe_clock(&argv)? {
+                    bail!(
+                        "{}: nemesis {} injects {} faults, but target {}'s nodes would not survive them: {why}. With Debian's libfaketime 0.9.10, CPython 3.11's time.sleep() fails this way while the monotonic clock is left real (README, \"Clock faults\"); a target that never calls it can say so with `clock_probe: []`.",
+                        nemesis_file.display(),
+                        nemesis.name,
+                        k.as_str(),
+                        target_spec.name
+                    );
+                }
+            }
         }
 
         if workload.serializable && !target_spec.client.protocol.has_serializable_reads() {
@@ -569,5 +582,47 @@ mod tests {
             err.contains("kvm.yaml:4:8: model: model mutex cannot judge the read, write, cas ops"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn clock_faults_are_refused_for_a_python_target_whose_sleep_the_preload_breaks() {
+        let python = "/usr/bin/python3";
+        if super::super::target::find_libfaketime().is_err() || !Path::new(python).is_file() {
+            eprintln!("skipped: needs libfaketime and {python}");
+            return;
+        }
+        let probe = vec![
+            python.to_string(),
+            "-c".into(),
+            "import time; time.sleep(0.01)".into(),
+        ];
+        let broken = super::super::target::probe_clock(&probe).unwrap();
+        let resolve = |target: &str| {
+            let o = Overrides {
+                target: Some(target.into()),
+                nemesis: Some("clock".into()),
+                nodes: Some(3),
+                seed: Some(1),
+                ..Overrides::default()
+            };
+            Plan::resolve(&SpecRoots::default_roots(), &o, HostsChoice::Loopback)
+        };
+        match (broken, resolve("tests/fixtures/sleepy/target.yaml")) {
+            (Some(_), Ok(_)) => panic!("clock faults planned against a node whose sleep fails"),
+            (Some(_), Err(e)) => {
+                let err = format!("{e:#}");
+                assert!(
+                    err.contains("target sleepy's nodes would not survive them"),
+                    "{err}"
+                );
+                assert!(err.contains("Invalid argument"), "{err}");
+                assert!(err.contains("clock_probe: []"), "{err}");
+            }
+            (None, r) => {
+                r.unwrap();
+            }
+        }
+        // lazykv sleeps only through asyncio and says so: its clock faults stay allowed.
+        resolve("tests/fixtures/lazykv/target.yaml").unwrap();
     }
 }

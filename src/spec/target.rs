@@ -54,6 +54,11 @@ pub struct TargetSpec {
     /// How clock faults reach this target's nodes.
     #[serde(default)]
     pub clock: ClockSupport,
+    /// argv run under the clock preload before a run with clock faults (only `{binary}` is
+    /// filled); if it fails, clock faults are refused with its error. Defaults to a
+    /// `time.sleep` for Python interpreters; `[]` turns it off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock_probe: Option<Vec<String>>,
     /// Files a node writes that the run collects (templates, usually under `{data_dir}`).
     #[serde(default)]
     pub logs: Vec<String>,
@@ -274,6 +279,21 @@ impl Default for ClockSupport {
 }
 
 impl TargetSpec {
+    /// The probe run under the clock preload before clock faults are allowed: the declared
+    /// one, or for a Python interpreter a short `time.sleep` (what breaks there).
+    pub fn clock_probe_argv(&self, binary: &str) -> Vec<String> {
+        let argv = match &self.clock_probe {
+            Some(argv) => argv.clone(),
+            None if is_python(&self.binary) => {
+                PYTHON_CLOCK_PROBE.iter().map(|a| a.to_string()).collect()
+            }
+            None => Vec::new(),
+        };
+        argv.into_iter()
+            .map(|a| a.replace("{binary}", binary))
+            .collect()
+    }
+
     pub fn load(path: &Path) -> Result<TargetSpec> {
         let spec: TargetSpec = load_yaml(path)?;
         spec.validate(path)?;
@@ -470,6 +490,114 @@ pub fn fill(t: &str, vars: &BTreeMap<String, String>) -> Result<String> {
     }
     out.push_str(rest);
     Ok(out)
+}
+
+/// CPython ≥ 3.11 sleeps with `clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME)`, which
+/// Debian's libfaketime 0.9.10 breaks when the monotonic clock is not faked (EINVAL).
+const PYTHON_CLOCK_PROBE: &[&str] = &["{binary}", "-c", "import time; time.sleep(0.01)"];
+
+/// How long a clock probe may take; a wedged sleep must not wedge planning.
+const CLOCK_PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Whether `binary` is a Python interpreter (`python3`, `python3.11`, `pypy3`…).
+fn is_python(binary: &str) -> bool {
+    let name = Path::new(binary)
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    name.starts_with("python") || name.starts_with("pypy")
+}
+
+/// Where Debian's libfaketime lives; the multi-threaded variant, since targets are.
+/// (Here rather than in `hosts::clock` because plan-time probes need it too.)
+pub const LIBFAKETIME_CANDIDATES: &[&str] = &[
+    "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
+    "/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1",
+    "/usr/lib/faketime/libfaketimeMT.so.1",
+    "/usr/local/lib/faketime/libfaketimeMT.so.1",
+];
+
+/// Find libfaketime, or say how to get it.
+pub fn find_libfaketime() -> Result<std::path::PathBuf> {
+    if let Ok(p) = std::env::var("FAULTLINE_LIBFAKETIME") {
+        return Ok(std::path::PathBuf::from(p));
+    }
+    for c in LIBFAKETIME_CANDIDATES {
+        if Path::new(c).is_file() {
+            return Ok(std::path::PathBuf::from(c));
+        }
+    }
+    anyhow::bail!("clock faults need libfaketime, which is not installed (Debian: apt-get install libfaketime faketime)")
+}
+
+/// The environment that makes a program read its wall clock through `offset_file`
+/// (`hosts::clock` explains the choices); one definition, so a probe sees what nodes see.
+pub fn preload_env(lib: &str, offset_file: &str) -> BTreeMap<String, String> {
+    let mut env = BTreeMap::new();
+    env.insert("LD_PRELOAD".into(), lib.to_string());
+    env.insert("FAKETIME_TIMESTAMP_FILE".into(), offset_file.to_string());
+    env.insert("FAKETIME_NO_CACHE".into(), "1".into());
+    env.insert("DONT_FAKE_MONOTONIC".into(), "1".into());
+    env
+}
+
+/// Run `argv` on this machine under the clock preload, its wall clock set back 30 s (the
+/// failure measured does not depend on the offset). `Ok(None)` when it ran cleanly or
+/// there is nothing to probe with (no libfaketime: the run says so when it needs it);
+/// `Ok(Some(why))` when it failed.
+pub fn probe_clock(argv: &[String]) -> Result<Option<String>> {
+    use anyhow::Context;
+    let (Some(program), Ok(lib)) = (argv.first(), find_libfaketime()) else {
+        return Ok(None);
+    };
+    let dir = tempfile::tempdir().context("cannot create a directory for the clock probe")?;
+    let file = dir.path().join("probe.faketime");
+    std::fs::write(&file, "-30.000\n")
+        .with_context(|| format!("cannot write {}", file.display()))?;
+    let env = preload_env(&lib.display().to_string(), &file.display().to_string());
+    let mut child = std::process::Command::new(program)
+        .args(&argv[1..])
+        .envs(&env)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot run the clock probe {program}"))?;
+    let deadline = std::time::Instant::now() + CLOCK_PROBE_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().context("waiting for the clock probe")? {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            // Our own child: end it and reap it so no probe outlives planning.
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok(Some(format!(
+                "`{}` did not finish within {} s under libfaketime",
+                argv.join(" "),
+                CLOCK_PROBE_TIMEOUT.as_secs()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    if status.success() {
+        return Ok(None);
+    }
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        use std::io::Read;
+        let _ = e.read_to_string(&mut err);
+    }
+    let last = err
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("");
+    Ok(Some(format!(
+        "`{}` fails under libfaketime ({status}: {})",
+        argv.join(" "),
+        last.trim()
+    )))
 }
 
 #[cfg(test)]
