@@ -3,7 +3,8 @@
 //! (the runner turns them into an orderly shutdown) — and, for a controller that was
 //! SIGKILLed, by the next faultline invocation ([`sweep_stale`]) from the state file.
 //!
-//! Only resources this registry recorded are ever touched: processes are killed by process
+//! Only resources this registry recorded are ever touched: node cgroups by their recorded
+//! paths (everything in them is ours: nodes join them before exec), processes by process
 //! group, and only a group that is still the one we created (see [`group_members`]: a
 //! recycled PID is never signalled), namespaces and bridges only by their recorded names.
 //!
@@ -46,6 +47,10 @@ pub struct Resources {
     pub controller: Option<ProcId>,
     /// Node process groups (each node is the leader of its own group).
     pub groups: Vec<ProcId>,
+    /// Node cgroups (v2) and the run's cgroup above them, in creation order; removed
+    /// newest first, before the process groups. Empty where cgroups are unavailable.
+    #[serde(default)]
+    pub cgroups: Vec<PathBuf>,
     pub netns: Vec<String>,
     /// Links in the root namespace (veth host ends, bridges), deleted after the
     /// namespaces. Deleting a namespace removes its veth pair only asynchronously, so they
@@ -147,7 +152,7 @@ impl Registry {
 
     /// A registry without a state file, for tests that must not touch the state directory.
     #[cfg(test)]
-    fn in_memory(run_id: &str) -> Registry {
+    pub(crate) fn in_memory(run_id: &str) -> Registry {
         Registry {
             inner: Arc::new(Mutex::new(State {
                 res: Resources {
@@ -197,6 +202,18 @@ impl Registry {
 
     pub fn add_dir(&self, path: &Path) -> Result<()> {
         self.lock().res.dirs.push(path.to_path_buf());
+        self.persist()
+    }
+
+    /// Record a cgroup before creating it.
+    pub fn add_cgroup(&self, path: &Path) -> Result<()> {
+        self.lock().res.cgroups.push(path.to_path_buf());
+        self.persist()
+    }
+
+    /// Forget a cgroup that turned out not to be ours (it could not be created).
+    pub fn forget_cgroup(&self, path: &Path) -> Result<()> {
+        self.lock().res.cgroups.retain(|c| c != path);
         self.persist()
     }
 
@@ -327,9 +344,30 @@ impl Drop for State {
     }
 }
 
-/// Kill every recorded process group, then delete links, namespaces, files and dirs.
+/// The run log's last word on a teardown that reported no problem: it claims that no
+/// node process is left only where the cgroups proved it (removing a cgroup succeeds only
+/// once it is empty); without them a node that left its process group goes unseen.
+pub fn teardown_summary(res: &Resources) -> String {
+    if !res.cgroups.is_empty() {
+        "teardown complete: node cgroups empty and removed; no node process, namespace or bridge left".into()
+    } else if res.remote.is_empty() {
+        "teardown complete: no namespace or bridge left, and no process in the nodes' process groups (without cgroups, a node process that left its group is not tracked)".into()
+    } else {
+        "teardown complete: no node process group, namespace or bridge left".into()
+    }
+}
+
+/// Kill and remove every recorded cgroup, kill every recorded process group, then delete
+/// links, namespaces, files and dirs.
 pub fn remove_resources(res: &Resources) -> Vec<String> {
     let mut problems = super::ssh::remove_remote(&res.remote);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    // Node cgroups before the run's cgroup above them (rmdir needs it childless).
+    for cg in res.cgroups.iter().rev() {
+        if let Err(e) = super::cgroup::remove(cg, deadline) {
+            problems.push(e);
+        }
+    }
     let procs = processes();
     for g in &res.groups {
         // The whole group, not only its leader: a node started through a wrapper shell
@@ -447,8 +485,9 @@ fn sweep_dir(dir: &Path) -> Vec<String> {
         if problems.is_empty() {
             let _ = std::fs::remove_file(&path);
             report.push(format!(
-                "removed what run {} left behind ({} process groups, {} namespaces, {} links, {} SSH hosts)",
+                "removed what run {} left behind ({} cgroups, {} process groups, {} namespaces, {} links, {} SSH hosts)",
                 res.run_id,
+                res.cgroups.len(),
                 res.groups.len(),
                 res.netns.len(),
                 res.links.len(),

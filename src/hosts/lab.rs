@@ -109,6 +109,7 @@ impl Lab {
                 stdout: dir.join(format!("sshd-{}.log", n.node)),
                 stderr: dir.join(format!("sshd-{}.err", n.node)),
                 die_with_controller: true,
+                cgroup: None,
             };
             let child = spawn_in(n.netns.as_deref(), &spec)?;
             if let Some(id) = child.id().and_then(|p| ProcId::of(p as i32)) {

@@ -208,13 +208,27 @@ fn open_netns(netns: Option<&str>) -> Result<Option<OwnedFd>> {
         .transpose()
 }
 
-/// Configure a command to enter `netns` (if any) and, optionally, to die with us.
-fn prepare(cmd: &mut tokio::process::Command, ns_fd: Option<&OwnedFd>, die_with_parent: bool) {
+/// Configure a command to join a cgroup (through its open `cgroup.procs`), to enter
+/// `netns` (if any) and, optionally, to die with us.
+fn prepare(
+    cmd: &mut tokio::process::Command,
+    ns_fd: Option<&OwnedFd>,
+    cgroup_procs: Option<&File>,
+    die_with_parent: bool,
+) {
     let raw = ns_fd.map(|f| f.as_raw_fd());
+    let procs = cgroup_procs.map(|f| f.as_raw_fd());
     // SAFETY: the closure runs between fork and exec and calls only async-signal-safe
-    // system calls (setns, prctl) on a file descriptor opened before the fork.
+    // system calls (write, setns, prctl) on file descriptors opened before the fork.
     unsafe {
         cmd.pre_exec(move || {
+            // Joined before exec, so the node cannot fork anything outside its cgroup.
+            // "0" means the writing process itself.
+            if let Some(fd) = procs {
+                if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
             if let Some(fd) = raw {
                 if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
                     return Err(std::io::Error::last_os_error());
@@ -231,12 +245,24 @@ fn prepare(cmd: &mut tokio::process::Command, ns_fd: Option<&OwnedFd>, die_with_
 /// Make a command's process die with the controller (PDEATHSIG), for helper processes the
 /// controller starts in its own namespace (stdio client adapters).
 pub fn die_with_controller(cmd: &mut tokio::process::Command) {
-    prepare(cmd, None, true);
+    prepare(cmd, None, None, true);
 }
 
-/// Spawn a node process in its namespace as the leader of a new process group.
+/// Spawn a node process in its namespace (and cgroup, if any) as the leader of a new
+/// process group.
 pub fn spawn_in(netns: Option<&str>, spec: &SpawnSpec) -> Result<tokio::process::Child> {
     let fd = open_netns(netns)?;
+    let cgroup_procs = spec
+        .cgroup
+        .as_ref()
+        .map(|dir| {
+            let path = dir.join("cgroup.procs");
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .with_context(|| format!("cannot open {}", path.display()))
+        })
+        .transpose()?;
     let (prog, args) = spec
         .argv
         .split_first()
@@ -254,7 +280,12 @@ pub fn spawn_in(netns: Option<&str>, spec: &SpawnSpec) -> Result<tokio::process:
         .stderr(stderr)
         .process_group(0)
         .kill_on_drop(false);
-    prepare(&mut cmd, fd.as_ref(), spec.die_with_controller);
+    prepare(
+        &mut cmd,
+        fd.as_ref(),
+        cgroup_procs.as_ref(),
+        spec.die_with_controller,
+    );
     cmd.spawn()
         .with_context(|| format!("cannot start `{}`", spec.argv.join(" ")))
 }
@@ -269,7 +300,7 @@ pub async fn exec_in(netns: Option<&str>, argv: &[&str], stdin: &[u8]) -> Result
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    prepare(&mut cmd, fd.as_ref(), true);
+    prepare(&mut cmd, fd.as_ref(), None, true);
     let mut child = cmd
         .spawn()
         .with_context(|| format!("cannot run `{}`", argv.join(" ")))?;

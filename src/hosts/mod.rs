@@ -7,6 +7,7 @@
 //!
 //! The set of host kinds is closed, so it is an enum ([`Hosts`]), not a trait object.
 
+pub mod cgroup;
 pub mod cleanup;
 pub mod clock;
 pub mod lab;
@@ -50,6 +51,9 @@ pub struct SpawnSpec {
     pub stderr: PathBuf,
     /// Kill the node when the controller dies (off for `--leave-running`).
     pub die_with_controller: bool,
+    /// The node's cgroup (v2) on this machine, which it joins before exec, so that nothing
+    /// it starts can leave it; `None` on SSH hosts and where cgroups are unavailable.
+    pub cgroup: Option<PathBuf>,
 }
 
 /// What this machine allows, decided once before planning.

@@ -214,6 +214,7 @@ impl SshConn {
             stdout: PathBuf::from("/dev/null"),
             stderr: log.to_path_buf(),
             die_with_controller: true,
+            cgroup: None,
         };
         let child = super::local::spawn_in(None, &spec)
             .with_context(|| format!("node {}: cannot start the ssh master", self.node.name))?;

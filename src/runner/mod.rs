@@ -439,7 +439,7 @@ async fn run_phases(
             log::line(&format!("cleanup: {p}"));
         }
         if problems.is_empty() {
-            log::line("teardown complete: no node process, namespace or bridge left");
+            log::line(&hosts::cleanup::teardown_summary(&reg.snapshot()));
         }
     }
     let summary = body?;

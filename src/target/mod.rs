@@ -7,6 +7,7 @@
 
 pub mod client;
 
+use crate::hosts::cgroup::{self, RunCgroups};
 use crate::hosts::cleanup::ProcId;
 use crate::hosts::ssh::{quote, RemoteProc};
 use crate::hosts::{Hosts, NodeHost, Registry, SpawnSpec, Spawned};
@@ -31,8 +32,14 @@ const STDERR_TAIL_LINES: usize = 15;
 #[derive(Debug)]
 enum NodeProc {
     Local {
-        child: tokio::process::Child,
+        /// Boxed: the variant would otherwise dwarf `Remote`.
+        child: Box<tokio::process::Child>,
         id: ProcId,
+        /// The node's cgroup: where it is tracked, when this machine has them.
+        cgroup: Option<PathBuf>,
+        /// The start command exited while the node lives on in its cgroup (a daemon); the
+        /// run log says so once.
+        detached: bool,
     },
     Remote(RemoteProc),
 }
@@ -61,6 +68,9 @@ pub struct Cluster {
     starts: Mutex<BTreeMap<String, usize>>,
     /// Per-node clock offset files when the run plans clock faults.
     clocks: Option<Arc<crate::hosts::clock::Clocks>>,
+    /// Node cgroups on this machine; `None` on SSH hosts or where cgroup v2 is unavailable
+    /// (nodes are then tracked by process group only).
+    cgroups: Option<RunCgroups>,
     cluster_token: String,
 }
 
@@ -74,7 +84,21 @@ impl Cluster {
     ) -> Result<Cluster> {
         let data_root = data_root(&reg.run_id());
         reg.add_dir(&data_root)?;
+        let cgroups = if hosts.remote().is_some() {
+            None
+        } else {
+            match RunCgroups::create(&reg) {
+                Ok(c) => Some(c),
+                Err(reason) => {
+                    tracing_line(&format!(
+                        "node processes are tracked by process group only ({reason}): a node that leaves its group (a daemon calling setsid) is neither killed nor seen"
+                    ));
+                    None
+                }
+            }
+        };
         Ok(Cluster {
+            cgroups,
             cluster_token: format!("faultline-{}", reg.run_id()),
             plan,
             hosts,
@@ -337,6 +361,7 @@ impl Cluster {
         } else {
             format!(".{restarts}")
         };
+        let cgroup = self.cgroups.as_ref().map(|c| c.node(node)).transpose()?;
         let spawn = SpawnSpec {
             argv: argv.clone(),
             env,
@@ -344,6 +369,7 @@ impl Cluster {
             stdout: logs.join(format!("stdout{suffix}.log")),
             stderr: logs.join(format!("stderr{suffix}.log")),
             die_with_controller: !self.plan.leave_running,
+            cgroup: cgroup.clone(),
         };
         let host = self.host(node)?.clone();
         let spawned = self
@@ -360,7 +386,12 @@ impl Cluster {
                 let id = ProcId::of(pid)
                     .ok_or_else(|| anyhow!("node {node}: process {pid} vanished at once"))?;
                 self.reg.add_group(id)?;
-                NodeProc::Local { child, id }
+                NodeProc::Local {
+                    child: Box::new(child),
+                    id,
+                    cgroup,
+                    detached: false,
+                }
             }
             Spawned::Remote(p) => {
                 self.reg.add_remote_group(node, p)?;
@@ -377,7 +408,21 @@ impl Cluster {
     async fn check_exited(&self, node: &str) -> Result<()> {
         let mut procs = self.procs.lock().await;
         let status = match procs.get_mut(node) {
-            Some(NodeProc::Local { child, id }) => match child.try_wait()? {
+            Some(NodeProc::Local {
+                child,
+                id,
+                cgroup,
+                detached,
+            }) => match child.try_wait()? {
+                Some(status) if cgroup.as_deref().is_some_and(cgroup::populated) => {
+                    if !*detached {
+                        *detached = true;
+                        tracing_line(&format!(
+                            "{node}: its start command exited ({status}) and left the node running in the background; it is tracked in its cgroup"
+                        ));
+                    }
+                    return Ok(());
+                }
                 Some(status) => {
                     self.reg.remove_group(id.pid)?;
                     status.to_string()
@@ -536,6 +581,9 @@ impl Cluster {
             .get(node)
             .ok_or_else(|| anyhow!("node {node} is not running"))?
         {
+            NodeProc::Local {
+                cgroup: Some(cg), ..
+            } => cgroup::signal(cg, sig),
             NodeProc::Local { id, .. } => {
                 if id.alive() {
                     killpg(Pid::from_raw(id.pid), sig)
@@ -586,7 +634,13 @@ impl Cluster {
             return Ok(());
         };
         let (mut child, id) = match p {
-            NodeProc::Local { child, id } => (child, id),
+            NodeProc::Local {
+                child,
+                id,
+                cgroup: Some(cg),
+                ..
+            } => return self.end_cgroup(node, child, id, &cg, sig, grace).await,
+            NodeProc::Local { child, id, .. } => (child, id),
             NodeProc::Remote(p) => return self.end_remote(node, p, sig, grace).await,
         };
         let p = &mut child;
@@ -611,6 +665,42 @@ impl Cluster {
         // The group may hold other processes the node started; wait for the leader only,
         // then kill the rest of the group for good measure.
         let _ = killpg(pg, Signal::SIGKILL);
+        self.reg.remove_group(id.pid)?;
+        tracing_line(&format!("{node} ended ({sig})"));
+        Ok(())
+    }
+
+    /// [`Cluster::end_node`] for a node in its own cgroup: the node is ended when its cgroup
+    /// is empty, not when the start command exits (which a daemonizing one did long ago).
+    async fn end_cgroup(
+        &self,
+        node: &str,
+        mut child: Box<tokio::process::Child>,
+        id: ProcId,
+        cg: &Path,
+        sig: Signal,
+        grace: Duration,
+    ) -> Result<()> {
+        if !grace.is_zero() {
+            // A paused node cannot act on SIGTERM; let it run so it can exit.
+            cgroup::signal(cg, Signal::SIGCONT);
+            cgroup::signal(cg, sig);
+        }
+        if grace.is_zero() || !cgroup_empties(cg, grace).await {
+            cgroup::kill_all(cg).with_context(|| format!("cannot kill node {node}"))?;
+            if !cgroup_empties(cg, Duration::from_secs(10)).await {
+                bail!(
+                    "node {node}: processes {:?} in its cgroup {} did not exit after cgroup.kill",
+                    cgroup::pids(cg),
+                    cg.display()
+                );
+            }
+        }
+        // The start command was in the cgroup too, so it has exited: reap it.
+        tokio::time::timeout(Duration::from_secs(10), child.wait())
+            .await
+            .map_err(|_| anyhow!("node {node} (pid {}) was never reaped", id.pid))?
+            .with_context(|| format!("waiting for node {node}"))?;
         self.reg.remove_group(id.pid)?;
         tracing_line(&format!("{node} ended ({sig})"));
         Ok(())
@@ -691,6 +781,20 @@ impl Cluster {
             }
         }
         problems
+    }
+}
+
+/// Wait until no process is left in the cgroup, up to `limit`; whether none is.
+async fn cgroup_empties(cg: &Path, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if !cgroup::populated(cg) {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

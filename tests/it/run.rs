@@ -45,6 +45,8 @@ pub fn store(name: &str) -> PathBuf {
 }
 
 const LAZY: &str = "tests/fixtures/lazykv/target.yaml";
+/// lazykv started through a wrapper that backgrounds it with setsid and exits.
+const DAEMON: &str = "tests/fixtures/daemonkv/target.yaml";
 
 /// The run directory a finished run printed as the first field of its verdict line.
 pub fn run_dir_of(out: &Output) -> PathBuf {
@@ -164,13 +166,22 @@ fn newest_run_dir(store: &Path) -> Option<PathBuf> {
 
 /// Start a run in the background and wait until its history has at least `ops` lines.
 /// The child is handed to the caller, who signals and waits for it.
-#[allow(clippy::zombie_processes)]
 fn start_and_wait(store: &Path, extra: &[&str], ops: usize) -> (std::process::Child, PathBuf) {
+    start_target_and_wait(LAZY, store, extra, ops)
+}
+
+#[allow(clippy::zombie_processes)]
+fn start_target_and_wait(
+    target: &str,
+    store: &Path,
+    extra: &[&str],
+    ops: usize,
+) -> (std::process::Child, PathBuf) {
     let mut cmd = faultline();
     cmd.args([
         "run",
         "--target",
-        LAZY,
+        target,
         "--nodes",
         "3",
         "--time-limit",
@@ -297,6 +308,118 @@ fn a_sigkilled_controller_leaves_a_checkable_history_and_cleanup_removes_the_res
     let out = faultline().arg("cleanup").output().unwrap();
     assert!(out.status.success());
     assert_eq!(leftovers(&id, &pids), Vec::<String>::new());
+    std::fs::remove_dir_all(&store).ok();
+}
+
+/// Live processes of the daemonkv fixture that run `id` started (their command line holds
+/// the run's data dir).
+fn daemons_of(id: &str) -> Vec<i32> {
+    let marker = format!(
+        "faultline-data={}",
+        std::env::temp_dir()
+            .join(format!("faultline-data-{id}"))
+            .display()
+    );
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&marker))
+        })
+        .collect()
+}
+
+/// The run's cgroup directory, wherever the cgroup2 hierarchy is mounted.
+fn run_cgroup(id: &str) -> Option<PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let mount = faultline::hosts::cgroup::cgroup2_mount(&info)?;
+    Some(mount.join("faultline").join(id))
+}
+
+/// Whether the run's log says nodes had no cgroups (then the test has nothing to prove).
+fn without_cgroups(run_dir: &Path) -> bool {
+    let log = std::fs::read_to_string(run_dir.join("faultline.log")).unwrap_or_default();
+    match log
+        .lines()
+        .find(|l| l.contains("tracked by process group only"))
+    {
+        Some(l) => {
+            eprintln!("skipped: no cgroups here: {l}");
+            true
+        }
+        None => false,
+    }
+}
+
+#[test]
+fn a_node_that_daemonizes_is_killed_with_its_cgroup_at_teardown() {
+    let Some((_cluster, store)) = root_cluster("daemon") else {
+        return;
+    };
+    let out = faultline()
+        .args([
+            "run",
+            "--target",
+            DAEMON,
+            "--nodes",
+            "3",
+            "--time-limit",
+            "3s",
+        ])
+        .args(["--quiet", "--seed", "1", "--store"])
+        .arg(&store)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(matches!(out.status.code(), Some(0..=2)), "stderr: {stderr}");
+    let dir = run_dir_of(&out);
+    if without_cgroups(&dir) {
+        return;
+    }
+    let (id, _) = ids_from_log(&dir);
+    let log = std::fs::read_to_string(dir.join("faultline.log")).unwrap();
+    assert!(
+        log.contains("left the node running in the background"),
+        "{log}"
+    );
+    assert!(log.contains("node cgroups empty and removed"), "{log}");
+    assert_eq!(
+        daemons_of(&id),
+        Vec::<i32>::new(),
+        "daemons outlived the run"
+    );
+    assert!(run_cgroup(&id).is_some_and(|c| !c.exists()));
+    std::fs::remove_dir_all(&store).ok();
+}
+
+#[test]
+fn daemonized_nodes_of_a_sigkilled_controller_are_removed_by_cleanup() {
+    let Some((_cluster, store)) = root_cluster("daemon-kill") else {
+        return;
+    };
+    let (mut child, dir) = start_target_and_wait(DAEMON, &store, &[], 100);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    if without_cgroups(&dir) {
+        faultline().arg("cleanup").output().unwrap();
+        return;
+    }
+    let (id, _) = ids_from_log(&dir);
+    // PDEATHSIG reached only the wrappers: forked daemons do not inherit it.
+    assert_eq!(daemons_of(&id).len(), 3, "the daemons should outlive it");
+    let cgroup = run_cgroup(&id).unwrap();
+    assert!(cgroup.exists());
+    let out = faultline().arg("cleanup").output().unwrap();
+    assert!(out.status.success());
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains(&format!("run {id}")), "{said}");
+    assert_eq!(daemons_of(&id), Vec::<i32>::new(), "cleanup missed: {said}");
+    assert!(!cgroup.exists());
+    assert!(!state_file_exists(&id));
     std::fs::remove_dir_all(&store).ok();
 }
 
