@@ -15,9 +15,20 @@ use std::path::Path;
 /// `faultline report RUN_DIR` can draw it later), so that failure is logged, not returned.
 pub fn check_and_report(plan: &Plan, run_dir: &Path, summary: &RunSummary) -> Result<Verdict> {
     let history = run_dir.join("history.jsonl");
-    let (verdict, check) = super::check::check_history(plan, &history)?;
-    crate::log::line(&format!("checker: {verdict}"));
-    let results = crate::report::results_json(plan, serde_json::to_value(summary)?, verdict, check);
+    let checked = super::check::check_history(plan, &history)?;
+    let verdict = checked.verdict;
+    match &checked.reason {
+        Some(reason) => crate::log::line(&format!("checker: {verdict}: {reason}")),
+        None => crate::log::line(&format!("checker: {verdict}")),
+    }
+    let results = crate::report::results_json(
+        plan,
+        serde_json::to_value(summary)?,
+        verdict,
+        checked.reason.as_deref(),
+        checked.check,
+        &checked.stats,
+    );
     store::write_atomic(
         &run_dir.join("results.json"),
         serde_json::to_vec_pretty(&results)?.as_slice(),
