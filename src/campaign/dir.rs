@@ -65,6 +65,10 @@ pub struct RunState {
     pub first_anomaly_s: Option<f64>,
     /// Why a finished run has no verdict (harness error, time budget exceeded).
     pub error: Option<String>,
+    /// Why an unknown run is unknown (its results.json's `reason`: a checker budget, or
+    /// an op kind that never succeeded). Absent in state files of older campaigns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 impl RunState {
@@ -84,6 +88,7 @@ impl RunState {
             seconds: None,
             first_anomaly_s: None,
             error: None,
+            reason: None,
         }
     }
 }

@@ -229,6 +229,30 @@ fn first_anomaly_s(run_dir: &Path) -> Option<f64> {
     Some(ns / 1e9)
 }
 
+/// Why the run in `run_dir` is unknown, from its results.json (runs before the stats
+/// rule: the checker's reason).
+fn unknown_reason(run_dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(run_dir.join("results.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let reason = v
+        .get("reason")
+        .filter(|r| !r.is_null())
+        .or_else(|| v.pointer("/check/reason"))?;
+    Some(head(reason.as_str()?, REASON_CHARS))
+}
+
+/// Characters of an unknown run's reason kept in state.json (it names up to three op
+/// kinds with three errors each).
+const REASON_CHARS: usize = 1_000;
+
+/// The first `chars` characters of `s`, with `…` when cut.
+fn head(s: &str, chars: usize) -> String {
+    match s.char_indices().nth(chars) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
 fn tail(s: &str, chars: usize) -> String {
     let s = s.trim();
     let n = s.chars().count();
@@ -260,6 +284,10 @@ fn record(r: &mut RunState, campaign_dir: &Path, end: ChildEnd) {
         (Some(d), Some(Verdict::Invalid)) => first_anomaly_s(d),
         _ => None,
     };
+    r.reason = match (&run_dir, r.verdict) {
+        (Some(d), Some(Verdict::Unknown)) => unknown_reason(d),
+        _ => None,
+    };
     r.error = None;
     r.status = Status::Done;
     if r.verdict.is_none() {
@@ -285,9 +313,13 @@ fn end_line(r: &RunState) -> String {
     match (assess(r), r.verdict) {
         (Assessment::AsExpected, Some(v)) => format!("{v} as expected{secs}: {dir}"),
         (Assessment::Unexpected, Some(v)) => format!(
-            "{} (expected {}){secs}: {dir}",
+            "{} (expected {}){secs}: {dir}{}",
             v.to_string().to_uppercase(),
-            r.expect.as_str()
+            r.expect.as_str(),
+            r.reason
+                .as_deref()
+                .map(|why| format!("\n  unknown because: {why}"))
+                .unwrap_or_default()
         ),
         (Assessment::Pending, _) => format!("interrupted{secs}; to be redone: {dir}"),
         _ => format!(

@@ -70,6 +70,9 @@ fn run_title(r: &RunState) -> String {
     if let Some(e) = &r.error {
         let _ = write!(t, ": {e}");
     }
+    if let Some(why) = &r.reason {
+        let _ = write!(t, ": unknown because {why}");
+    }
     t
 }
 
@@ -275,7 +278,7 @@ fn runs_table(out: &mut String, c: &Campaign, state: &State) {
             style = if matches!(class, "valid" | "invalid" | "unknown") { "" } else { "background:#8c959f" },
             exp = r.expect.as_str(),
             assessment = assess(r).as_str(),
-            err = r.error.as_deref().map(|e| format!("<br><span class=\"muted\">{}</span>", html(e))).unwrap_or_default(),
+            err = r.error.as_deref().or(r.reason.as_deref()).map(|e| format!("<br><span class=\"muted\">{}</span>", html(e))).unwrap_or_default(),
             secs = r.seconds.map_or(String::new(), |s| format!("{s:.1}")),
             first = r.first_anomaly_s.map_or(String::new(), |s| format!("{s:.1} s")),
         );
@@ -347,5 +350,21 @@ mod tests {
             "errors are escaped"
         );
         assert!(page.contains("incomplete: 4 of 4 runs done, 1 errors"));
+    }
+
+    #[test]
+    fn an_unknown_run_says_why_in_its_square_and_in_the_runs_table() {
+        let (c, mut s) = finished([Some(Verdict::Invalid), Some(Verdict::Unknown), None, None]);
+        s.runs[1].reason = Some("no write succeeded (0 of 3 ok; \"<x>\" ×3)".into());
+        let page = render(&c, &s);
+        let why = "no write succeeded (0 of 3 ok; &quot;&lt;x&gt;&quot; ×3)";
+        assert!(
+            page.contains(&format!(
+                "not as expected<br><span class=\"muted\">{why}</span>"
+            )),
+            "{page}"
+        );
+        assert!(page.contains(&format!("unknown because {why}\"")), "{page}");
+        assert!(!page.contains("<x>"));
     }
 }

@@ -6,7 +6,7 @@
 //! [`Meter`], so the ceiling applies to their sum.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Shared limits of one check.
@@ -17,9 +17,10 @@ pub struct Budget {
     memory_limit_bytes: u64,
     /// Bytes held by the prepared history and every running search.
     used_bytes: AtomicU64,
-    /// Set when the verdict is already decided (a key was found invalid), so the other
-    /// searches can stop early.
-    cancelled: AtomicBool,
+    started: Instant,
+    /// Nanoseconds after `started` from which every search stops ([`Exhausted::Cancelled`]);
+    /// `u64::MAX`: never. Set once the verdict is decided (a key was found invalid).
+    stop_at_ns: AtomicU64,
 }
 
 /// Why a search stopped without an answer.
@@ -118,7 +119,8 @@ impl Budget {
             time_limit,
             memory_limit_bytes,
             used_bytes: AtomicU64::new(0),
-            cancelled: AtomicBool::new(false),
+            started: now,
+            stop_at_ns: AtomicU64::new(u64::MAX),
         }
     }
 
@@ -133,13 +135,25 @@ impl Budget {
 
     /// Stop every search of this check as soon as it next looks at its budget.
     pub fn cancel(&self) {
-        self.cancelled.store(true, Ordering::Relaxed);
+        self.stop_at_ns.store(0, Ordering::Relaxed);
+    }
+
+    /// Stop every search of this check `grace` from now (or earlier, if cancelled
+    /// earlier already): searches under way may still finish within it.
+    pub fn cancel_after(&self, grace: Duration) {
+        let at = self.started.elapsed().saturating_add(grace).as_nanos();
+        self.stop_at_ns
+            .fetch_min(u64::try_from(at).unwrap_or(u64::MAX - 1), Ordering::Relaxed);
     }
 
     /// Whether time, memory or cancellation says stop.
     pub fn check(&self) -> Result<(), Exhausted> {
-        if self.cancelled.load(Ordering::Relaxed) {
-            return Err(Exhausted::Cancelled);
+        let stop_at = self.stop_at_ns.load(Ordering::Relaxed);
+        if stop_at != u64::MAX {
+            let now = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            if now >= stop_at {
+                return Err(Exhausted::Cancelled);
+            }
         }
         let used = self.used_bytes.load(Ordering::Relaxed);
         if used > self.memory_limit_bytes {
@@ -227,6 +241,17 @@ mod tests {
     fn a_passed_deadline_is_exhaustion() {
         let budget = Budget::new(Duration::ZERO, u64::MAX);
         assert!(matches!(budget.check(), Err(Exhausted::Time { .. })));
+    }
+
+    #[test]
+    fn a_cancellation_with_grace_stops_searches_only_once_the_grace_is_over() {
+        let budget = Budget::new(Duration::from_secs(60), u64::MAX);
+        budget.cancel_after(Duration::from_secs(30));
+        assert!(budget.check().is_ok());
+        // An earlier stop wins over a later one.
+        budget.cancel_after(Duration::ZERO);
+        budget.cancel_after(Duration::from_secs(30));
+        assert_eq!(budget.check(), Err(Exhausted::Cancelled));
     }
 
     #[test]

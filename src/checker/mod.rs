@@ -17,6 +17,7 @@ pub mod model;
 pub mod prepare;
 pub mod search;
 pub mod simulate;
+pub mod stats;
 pub mod value;
 
 use crate::history::{HistoryError, Op};
@@ -95,6 +96,8 @@ pub struct CheckOptions {
     pub threads: usize,
     /// Build a counterexample for an invalid verdict (shrinking takes extra time).
     pub counterexample: bool,
+    /// How long the other keys are still searched once one is invalid.
+    pub after_invalid: Duration,
 }
 
 impl Default for CheckOptions {
@@ -105,6 +108,7 @@ impl Default for CheckOptions {
             partition_by_key: true,
             threads: 0,
             counterexample: true,
+            after_invalid: AFTER_INVALID,
         }
     }
 }
@@ -141,7 +145,8 @@ pub struct CheckReport {
     pub keys: usize,
     pub keys_invalid: usize,
     pub keys_unknown: usize,
-    /// Keys not searched because the verdict was already decided.
+    /// Keys not searched, or not finished, within [`AFTER_INVALID`] of the verdict being
+    /// decided by an invalid key.
     pub keys_skipped: usize,
     /// The keys that were not valid (at most [`MAX_PROBLEMS_LISTED`]).
     pub problems: Vec<KeyProblem>,
@@ -159,6 +164,12 @@ pub const SHRINK_MAX: Duration = Duration::from_secs(2);
 
 /// How many non-valid keys a report lists.
 pub const MAX_PROBLEMS_LISTED: usize = 100;
+
+/// How long the other keys are still searched once a key is invalid: the verdict is
+/// decided, but how many keys are invalid tells a user whether one key or the whole run
+/// went wrong. Bounded (and never past the time limit) so that an invalid answer does
+/// not wait long on hard keys; keys not decided by then are counted as not checked.
+pub const AFTER_INVALID: Duration = Duration::from_secs(10);
 
 /// Why a check could not run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -280,7 +291,7 @@ where
                 *slot = Some((KeyOutcome::Unknown(e), SearchStats::default()));
             }
         }
-        Ok(()) => search_all(&prepared, &budget, opts.threads, &mut outcomes),
+        Ok(()) => search_all(&prepared, &budget, opts, &mut outcomes),
     }
 
     let mut report = CheckReport {
@@ -387,18 +398,18 @@ where
     Ok(report)
 }
 
-/// Search every key, largest first, on `threads` workers; stop the rest once a key is
-/// invalid (the verdict is decided).
+/// Search every key, largest first, on `threads` workers; once a key is invalid (the
+/// verdict is decided) the rest get `opts.after_invalid` more to be counted.
 fn search_all<M: Model>(
     prepared: &Prepared<M>,
     budget: &Budget,
-    threads: usize,
+    opts: &CheckOptions,
     outcomes: &mut [Option<(KeyOutcome, SearchStats)>],
 ) {
     let parts = &prepared.partitions;
     let mut order: Vec<usize> = (0..parts.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(parts[i].len()));
-    let threads = match threads {
+    let threads = match opts.threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     }
@@ -420,7 +431,7 @@ fn search_all<M: Model>(
                 )
             });
             if matches!(outcome, KeyOutcome::Invalid(..)) {
-                budget.cancel();
+                budget.cancel_after(opts.after_invalid);
             }
             let stop = matches!(outcome, KeyOutcome::Unknown(Exhausted::Cancelled));
             done.push((i, outcome, stats));
@@ -618,6 +629,90 @@ mod tests {
                 .unwrap_or_default()
                 .contains("boom"));
         }
+    }
+
+    /// Per key: `writes` sequential writes of 1, 2 … then a read of `read` (invalid
+    /// unless it is the last value written). Enough writes make a key's search look at
+    /// its budget, which is where a decided verdict stops it.
+    fn register_keys(writes: i64, reads: &[i64]) -> Vec<Result<(usize, Op), HistoryError>> {
+        let mut ops = Vec::new();
+        for (k, read) in reads.iter().enumerate() {
+            let calls = (1..=writes).map(|v| ("write", json!(v), json!(v))).chain([(
+                "read",
+                Value::Null,
+                json!(read),
+            )]);
+            for (f, input, output) in calls {
+                for (kind, value) in [(OpType::Invoke, &input), (OpType::Ok, &output)] {
+                    let index = ops.len() as u64;
+                    ops.push(Ok((
+                        ops.len() + 1,
+                        Op {
+                            index,
+                            time_ns: index * 10,
+                            process: Process::Client(k as u64),
+                            kind,
+                            f: f.to_string(),
+                            key: Some(format!("k{k}")),
+                            value: value.clone(),
+                            node: None,
+                            error: None,
+                        },
+                    )));
+                }
+            }
+        }
+        ops
+    }
+
+    const LONG: i64 = 10_000;
+
+    fn check_register(reads: &[i64], opts: &CheckOptions) -> CheckReport {
+        let spec = ModelSpec::new(ModelKind::Register).with_init(json!(0));
+        check(
+            register_keys(LONG, reads),
+            Path::new("h.jsonl"),
+            &spec,
+            opts,
+        )
+        .expect("checks")
+    }
+
+    #[test]
+    fn every_invalid_key_is_counted_not_only_the_first() {
+        for threads in [1, 2] {
+            let opts = CheckOptions {
+                threads,
+                counterexample: false,
+                ..CheckOptions::default()
+            };
+            let report = check_register(&[-1, LONG, -1, -1], &opts);
+            assert_eq!(report.verdict, Verdict::Invalid, "{report}");
+            assert_eq!(
+                (report.keys_invalid, report.keys_skipped),
+                (3, 0),
+                "threads {threads}: {report}"
+            );
+            assert_eq!(report.problems.len(), 3);
+        }
+    }
+
+    #[test]
+    fn keys_left_when_the_grace_after_an_invalid_key_is_over_are_not_checked() {
+        let opts = CheckOptions {
+            threads: 1,
+            counterexample: false,
+            after_invalid: Duration::ZERO,
+            ..CheckOptions::default()
+        };
+        let report = check_register(&[-1, -1, -1], &opts);
+        assert_eq!(report.verdict, Verdict::Invalid, "{report}");
+        assert_eq!(
+            (report.keys_invalid, report.keys_skipped),
+            (1, 2),
+            "{report}"
+        );
+        assert!(report.to_string().contains("2 not searched"), "{report}");
     }
 
     #[test]

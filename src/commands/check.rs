@@ -1,13 +1,16 @@
 //! The `faultline check` subcommand: read a history file, check it for linearizability,
 //! print the verdict (and counterexample), optionally write the results as JSON.
 //!
-//! Exit codes: 0 valid, 1 invalid, 2 unknown (a budget ran out), 3 bad input (a
+//! Exit codes: 0 valid, 1 invalid, 2 unknown (a budget ran out, or — `--require-ok`,
+//! on for jsonl — a client f the history invokes never succeeded:
+//! [`crate::checker::stats`]), 3 bad input (a
 //! malformed history, an unknown model or format, a bad `--init`) — in which case
 //! nothing is written.
 
 use super::cli::CheckArgs;
 use crate::checker::model::{ModelKind, ModelSpec};
-use crate::checker::{check, CheckOptions, Results};
+use crate::checker::stats::{Required, Tally};
+use crate::checker::{check, CheckOptions, Results, Verdict};
 use crate::history::{self, Format, HistoryError, Op, OpStream};
 use anyhow::{Context, Result};
 use serde::Serialize;
@@ -27,7 +30,9 @@ Default model, when --model is not given:
 --init takes JSON: a register's initial value (default null) or a multi-register map
 such as '{\"x\":0,\"y\":0}' (default: every register null).
 
-Exit status: 0 valid, 1 invalid, 2 unknown (time or memory budget exhausted), 3 bad input.";
+Exit status: 0 valid, 1 invalid, 2 unknown (time or memory budget exhausted, or — with
+--require-ok, the default for jsonl — some f the history invokes never succeeded: no ok,
+and for a cas no compare-failed), 3 bad input.";
 
 /// Run `faultline check`; returns the process exit code.
 pub fn run(args: &CheckArgs) -> ExitCode {
@@ -51,8 +56,26 @@ fn execute(args: &CheckArgs) -> Result<u8> {
         partition_by_key: !args.no_partition,
         threads: args.threads.unwrap_or(0),
         counterexample: true,
+        ..CheckOptions::default()
     };
+    // A bare history says nothing about its workload's mix: every client f it invokes
+    // must have succeeded at least once (Jepsen's stats checker does the same). Imported
+    // histories are judged for linearizability alone unless asked: the tests that wrote
+    // them had their own stats, and the corpus's verdicts are about linearizability.
+    let mut tally = Tally::new(Required::Invoked, None);
+    let require_ok = args.require_ok.unwrap_or(format == Format::Jsonl);
+    let stream = stream.inspect(|item| {
+        if let Ok((_, op)) = item {
+            tally.add(op);
+        }
+    });
     let report = check(stream, path, &spec, &opts)?;
+    let stats = tally.finish();
+    let (verdict, reason) = if require_ok {
+        stats.compose(report.verdict, report.reason.as_deref())
+    } else {
+        (report.verdict, report.reason.clone())
+    };
     if let Some(out) = &args.json {
         let results = Results {
             checker: "linearizability",
@@ -60,16 +83,30 @@ fn execute(args: &CheckArgs) -> Result<u8> {
             format: format.to_string(),
             report: &report,
         };
-        write_json_atomically(out, &results)
+        let mut value = serde_json::to_value(&results)?;
+        value["checker_verdict"] = serde_json::to_value(report.verdict)?;
+        value["verdict"] = serde_json::to_value(verdict)?;
+        value["reason"] = serde_json::to_value(&reason)?;
+        if require_ok {
+            value["stats"] = serde_json::to_value(&stats)?;
+        }
+        write_json_atomically(out, &value)
             .with_context(|| format!("cannot write results to {}", out.display()))?;
     }
     if args.quiet {
-        println!("{}", report.verdict);
+        println!("{verdict}");
     } else {
         println!("history: {} ({format})", path.display());
+        // Said whenever the rule is why the verdict is unknown, also when the checker's
+        // budget ran out as well.
+        if let (true, Verdict::Unknown, Some(why)) = (require_ok, verdict, &stats.reason) {
+            println!("verdict: UNKNOWN");
+            println!("unknown because: {why}");
+            println!("linearizability checker:");
+        }
         print!("{report}");
     }
-    Ok(report.verdict.exit_code())
+    Ok(verdict.exit_code())
 }
 
 /// Read ahead to the first client op (its `f` picks the default model), then hand back

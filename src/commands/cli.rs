@@ -138,6 +138,11 @@ pub struct CheckArgs {
     /// histories, off otherwise.
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub nil_read_unknown: Option<bool>,
+    /// The stats rule: a client f the history invokes that never succeeded (no ok; for
+    /// a cas, no compare-failed either) makes a valid verdict unknown. Default: on for
+    /// jsonl (faultline's runs), off for imported formats (their tests judged that).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub require_ok: Option<bool>,
     /// Check all ops as one history instead of key by key.
     #[arg(long)]
     pub no_partition: bool,

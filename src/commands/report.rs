@@ -60,16 +60,25 @@ fn recheck_run(dir: &Path) -> Result<Value> {
     })?;
     let plan: Plan = crate::spec::parse_yaml(&plan_path, &text)?;
     let history = dir.join("history.jsonl");
-    let (verdict, check) = crate::runner::check::check_history(&plan, &history)?;
+    let checked = crate::runner::check::check_history(&plan, &history)?;
     let results = match read_results(dir)? {
         Some(mut r) => {
-            r["verdict"] = json!(verdict);
-            r["check"] = check;
+            r["verdict"] = json!(checked.verdict);
+            r["reason"] = json!(checked.reason);
+            r["stats"] = serde_json::to_value(&checked.stats)?;
+            r["check"] = checked.check;
             r
         }
         None => {
             let summary = summary_from_history(&history)?;
-            crate::report::results_json(&plan, summary, verdict, check)
+            crate::report::results_json(
+                &plan,
+                summary,
+                checked.verdict,
+                checked.reason.as_deref(),
+                checked.check,
+                &checked.stats,
+            )
         }
     };
     store::write_atomic(

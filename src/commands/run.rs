@@ -66,6 +66,13 @@ pub fn run(args: RunArgs) -> ExitCode {
                 .verdict
                 .map(|v| v.to_string())
                 .unwrap_or_else(|| "none".into());
+            // The reason goes on a line of its own: the last line stays `DIR: verdict`,
+            // which campaigns and scripts parse.
+            if outcome.verdict == Some(crate::checker::Verdict::Unknown) {
+                if let Some(reason) = unknown_reason(&outcome.run_dir) {
+                    println!("unknown because: {reason}");
+                }
+            }
             println!(
                 "{}: {}{}",
                 outcome.run_dir.display(),
@@ -83,6 +90,16 @@ pub fn run(args: RunArgs) -> ExitCode {
             ExitCode::from(HARNESS_ERROR)
         }
     }
+}
+
+/// Why the run in `dir` is unknown, from its results.json (older runs: the checker's).
+fn unknown_reason(dir: &std::path::Path) -> Option<String> {
+    let results = crate::report::run::read_results(dir).ok()??;
+    let reason = results
+        .get("reason")
+        .filter(|r| !r.is_null())
+        .or_else(|| results.pointer("/check/reason"))?;
+    reason.as_str().map(str::to_string)
 }
 
 /// What `--hosts` and `--inventory` ask for together.

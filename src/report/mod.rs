@@ -22,6 +22,7 @@ pub mod sample;
 pub mod serve;
 pub mod timeline;
 
+use crate::checker::stats::OpStats;
 use crate::checker::Verdict;
 use crate::spec::Plan;
 use crate::store;
@@ -43,10 +44,19 @@ pub struct Rendered {
 }
 
 /// The `results.json` of a checked run. The runner writes it after checking; `report
-/// --recheck` rebuilds it the same way for a run that has none.
-pub fn results_json(plan: &Plan, run: Value, verdict: Verdict, check: Value) -> Value {
+/// --recheck` rebuilds it the same way for a run that has none. `verdict` is the
+/// checker's composed with the stats rule's, `reason` why it is unknown.
+pub fn results_json(
+    plan: &Plan,
+    run: Value,
+    verdict: Verdict,
+    reason: Option<&str>,
+    check: Value,
+    stats: &OpStats,
+) -> Value {
     json!({
         "verdict": verdict,
+        "reason": reason,
         "name": plan.name,
         "target": plan.target.spec.name,
         "workload": plan.workload.name,
@@ -57,6 +67,7 @@ pub fn results_json(plan: &Plan, run: Value, verdict: Verdict, check: Value) -> 
         "faultline_version": plan.faultline_version,
         "git_revision": plan.git_revision,
         "run": run,
+        "stats": stats,
         "check": check,
     })
 }

@@ -463,6 +463,81 @@ pub fn human_bytes(n: u64) -> String {
     }
 }
 
+/// How many keys an invalid run's checker found invalid, and how many it did not check.
+fn keys_line(check: &Value) -> Option<String> {
+    let n = |k: &str| check.get(k).and_then(Value::as_u64);
+    let (keys, invalid) = (n("keys")?, n("keys_invalid")?);
+    let mut line = format!(
+        "{invalid} of {keys} key{} invalid",
+        if keys == 1 { "" } else { "s" }
+    );
+    if let Some(unknown) = n("keys_unknown").filter(|&u| u > 0) {
+        let _ = write!(line, ", {unknown} undecided (budget)");
+    }
+    if let Some(skipped) = n("keys_skipped").filter(|&s| s > 0) {
+        let _ = write!(
+            line,
+            "; {skipped} not checked (the checker stops {} s after the first invalid key)",
+            crate::checker::AFTER_INVALID.as_secs()
+        );
+    }
+    line.push('.');
+    Some(line)
+}
+
+/// The most common errors of each f's fail and info completions in the main phase
+/// (results.json's `stats`), and which f never succeeded. Error texts come from the
+/// target: escaped like everything else.
+fn top_errors(out: &mut String, run: &RunData) {
+    let Some(fs) = run
+        .results
+        .pointer("/stats/fs")
+        .and_then(Value::as_array)
+        .filter(|fs| !fs.is_empty())
+    else {
+        return;
+    };
+    let never: Vec<String> = fs
+        .iter()
+        .filter(|f| f["required"].as_bool() == Some(true))
+        .filter(|f| f["ok"].as_u64().unwrap_or(0) + f["compare_failed"].as_u64().unwrap_or(0) == 0)
+        .map(|f| value_text(&f["f"], 40))
+        .collect();
+    if !never.is_empty() {
+        let _ = writeln!(
+            out,
+            "<p class=\"note\" id=\"never-succeeded\">Never succeeded in the main phase: {}. The run did not test {}.</p>",
+            html(&never.join(", ")),
+            if never.len() == 1 { "it" } else { "them" }
+        );
+    }
+    let rows: Vec<(String, &Value)> = fs
+        .iter()
+        .flat_map(|f| {
+            let name = value_text(&f["f"], 40);
+            f["top_errors"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(move |e| (name.clone(), e))
+        })
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    out.push_str("<h3>Most common errors</h3><table class=\"grid\" id=\"top-errors\"><thead><tr><th>f</th><th>error (fail and info)</th><th class=\"num\">count</th></tr></thead><tbody>\n");
+    for (f, e) in rows {
+        let _ = writeln!(
+            out,
+            "<tr><td>{}</td><td><code>{}</code></td><td class=\"num\">{}</td></tr>",
+            html(&f),
+            html(&value_text(&e["error"], 300)),
+            html(&value_text(&e["count"], 20))
+        );
+    }
+    out.push_str("</tbody></table>\n");
+}
+
 /// The checker's summary lines.
 fn checker(out: &mut String, run: &RunData) {
     let check = run.results.get("check").cloned().unwrap_or(Value::Null);
@@ -473,6 +548,14 @@ fn checker(out: &mut String, run: &RunData) {
         ("keys", get("keys")),
         ("keys invalid", get("keys_invalid")),
         ("keys unknown", get("keys_unknown")),
+        (
+            "keys not checked",
+            check
+                .get("keys_skipped")
+                .and_then(Value::as_u64)
+                .filter(|&n| n > 0)
+                .map(|n| n.to_string()),
+        ),
         (
             "search",
             check.get("search").map(|s| {
@@ -564,6 +647,11 @@ pub fn render(run: &RunData, plots: &[Plot]) -> String {
             None => out.push_str("<div class=\"why\" id=\"counterexample\"><h2>Why it is invalid</h2><p>The checker found the history invalid but recorded no counterexample; see the keys listed under Checker.</p></div>\n"),
         }
     }
+    if verdict == Verdict::Invalid {
+        if let Some(line) = keys_line(&check) {
+            let _ = writeln!(out, "<p id=\"keys-invalid\">{}</p>", html(&line));
+        }
+    }
     // A run that failed before it could be checked (install error, a node that would not
     // start) says why at the top, not only inside results.json.
     if let Some(err) = run.results.get("error").filter(|e| !e.is_null()) {
@@ -573,13 +661,21 @@ pub fn render(run: &RunData, plots: &[Plot]) -> String {
             html(&value_text(err, 2000))
         );
     } else if verdict == Verdict::Unknown {
-        let reason = check
-            .get("reason")
-            .map(|r| value_text(r, 500))
-            .unwrap_or_else(|| "the checker gave no reason".into());
+        // The run's own reason (the checker's and the stats rule's together); a run
+        // written before the stats rule has only the checker's.
+        let reason = match run.results.get("reason").filter(|r| !r.is_null()) {
+            Some(r) => format!("Unknown: {}", value_text(r, 2000)),
+            None => format!(
+                "The checker could not decide: {}",
+                check
+                    .get("reason")
+                    .map(|r| value_text(r, 500))
+                    .unwrap_or_else(|| "the checker gave no reason".into())
+            ),
+        };
         let _ = writeln!(
             out,
-            "<p class=\"note\" id=\"unknown-reason\">The checker could not decide: {}</p>",
+            "<p class=\"note\" id=\"unknown-reason\">{}</p>",
             html(&reason)
         );
     }
@@ -601,6 +697,7 @@ pub fn render(run: &RunData, plots: &[Plot]) -> String {
     }
     out.push_str("</div><div><h2>Operations</h2>\n");
     per_f(&mut out, run);
+    top_errors(&mut out, run);
     out.push_str("<h2>Faults</h2>\n");
     faults_table(&mut out, run);
     out.push_str("</div></div>\n<h2 id=\"plots\">Plots</h2>\n");

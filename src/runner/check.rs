@@ -2,6 +2,7 @@
 //! and `faultline report --recheck` decide a run's verdict.
 
 use crate::checker::model::{ModelKind, ModelSpec};
+use crate::checker::stats::{OpStats, Required, Tally};
 use crate::checker::Results;
 use crate::checker::{check, CheckOptions, Verdict};
 use crate::history::{self, Format};
@@ -10,22 +11,59 @@ use anyhow::{anyhow, Result};
 use serde_json::Value;
 use std::path::Path;
 
-/// Check `history` (a run's history.jsonl) with the plan's workload model; returns the
-/// verdict and the checker's JSON result (with a counterexample when invalid).
-pub fn check_history(plan: &Plan, history: &Path) -> Result<(Verdict, Value)> {
+/// A run's verdict and what it is made of.
+#[derive(Debug)]
+pub struct Checked {
+    /// The checker's verdict composed with the stats rule's ([`OpStats::compose`]).
+    pub verdict: Verdict,
+    /// Why `verdict` is unknown.
+    pub reason: Option<String>,
+    /// The checker's JSON result (with a counterexample when invalid).
+    pub check: Value,
+    /// Per-f counts of the main phase and the stats rule's verdict.
+    pub stats: OpStats,
+}
+
+/// Check `history` (a run's history.jsonl) with the plan's workload model, and apply the
+/// stats rule to the ops of its main phase: every f of the workload's mix with a weight
+/// above 0 must have succeeded at least once.
+pub fn check_history(plan: &Plan, history: &Path) -> Result<Checked> {
     let kind: ModelKind = plan
         .workload
         .model
         .parse()
         .map_err(|e: String| anyhow!("{}: model: {e}", plan.workload_file.display()))?;
     let spec = ModelSpec::new(kind);
-    let stream = history::open(history, Format::Jsonl)?;
+    let required = plan
+        .workload
+        .mix
+        .iter()
+        .filter(|(_, w)| **w > 0)
+        .map(|(f, _)| f.as_str().to_string())
+        .collect();
+    // The final reads come after the time limit (client time starts at 0 with the
+    // clients): they run after every fault healed, so their successes say nothing about
+    // whether the main phase tested anything.
+    let until_ns = u64::try_from(plan.time_limit.as_nanos()).unwrap_or(u64::MAX);
+    let mut tally = Tally::new(Required::Fs(required), Some(until_ns));
+    let stream = history::open(history, Format::Jsonl)?.inspect(|item| {
+        if let Ok((_, op)) = item {
+            tally.add(op);
+        }
+    });
     let report = check(stream, history, &spec, &CheckOptions::default())?;
+    let stats = tally.finish();
+    let (verdict, reason) = stats.compose(report.verdict, report.reason.as_deref());
     let results = Results {
         checker: "linearizability",
         history: history.display().to_string(),
         format: Format::Jsonl.to_string(),
         report: &report,
     };
-    Ok((report.verdict, serde_json::to_value(&results)?))
+    Ok(Checked {
+        verdict,
+        reason,
+        check: serde_json::to_value(&results)?,
+        stats,
+    })
 }

@@ -33,22 +33,38 @@ pub fn faults_did_not_land(t: &crate::nemesis::FaultTally) -> Option<String> {
 /// `faultline report RUN_DIR` can draw it later), so that failure is logged, not returned.
 pub fn check_and_report(plan: &Plan, run_dir: &Path, summary: &RunSummary) -> Result<Verdict> {
     let history = run_dir.join("history.jsonl");
-    let (verdict, mut check) = super::check::check_history(plan, &history)?;
-    let verdict = match faults_did_not_land(&summary.faults) {
-        Some(why) if verdict == Verdict::Valid => {
-            check["reason"] = serde_json::Value::String(why);
-            Verdict::Unknown
+    let mut checked = super::check::check_history(plan, &history)?;
+    // A run whose faults all missed tested nothing the nemesis promised: never valid.
+    if let Some(why) = faults_did_not_land(&summary.faults) {
+        if checked.verdict == Verdict::Valid {
+            checked.verdict = Verdict::Unknown;
         }
-        _ => verdict,
-    };
-    let shortfall = summary.final_reads.as_ref().and_then(|f| f.shortfall());
-    match &shortfall {
-        // A valid verdict over keys never read back is weaker than it looks: say so.
-        Some(s) => crate::log::line(&format!("checker: {verdict} ({s})")),
-        None => crate::log::line(&format!("checker: {verdict}")),
+        if checked.verdict == Verdict::Unknown {
+            checked.reason = Some(match checked.reason.take() {
+                Some(r) => format!("{r}; {why}"),
+                None => why,
+            });
+        }
     }
-    let mut results =
-        crate::report::results_json(plan, serde_json::to_value(summary)?, verdict, check);
+    let verdict = checked.verdict;
+    let shortfall = summary.final_reads.as_ref().and_then(|f| f.shortfall());
+    let mut line = format!("checker: {verdict}");
+    if let Some(reason) = &checked.reason {
+        line.push_str(&format!(": {reason}"));
+    }
+    // A valid verdict over keys never read back is weaker than it looks: say so.
+    if let Some(s) = &shortfall {
+        line.push_str(&format!(" ({s})"));
+    }
+    crate::log::line(&line);
+    let mut results = crate::report::results_json(
+        plan,
+        serde_json::to_value(summary)?,
+        verdict,
+        checked.reason.as_deref(),
+        checked.check,
+        &checked.stats,
+    );
     if let (Some(f), Some(obj)) = (&summary.final_reads, results.as_object_mut()) {
         obj.insert("final_reads".into(), serde_json::to_value(f)?);
     }

@@ -351,3 +351,35 @@ fn check_picks_the_model_from_the_history_when_none_is_given() {
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("model: multi-register"), "{out}");
 }
+
+#[test]
+fn check_of_a_jsonl_history_whose_writes_never_succeeded_is_unknown_unless_told_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    let history = dir.path().join("history.jsonl");
+    std::fs::write(
+        &history,
+        concat!(
+            "{\"index\":0,\"time_ns\":1,\"process\":0,\"type\":\"invoke\",\"f\":\"read\"}\n",
+            "{\"index\":1,\"time_ns\":2,\"process\":0,\"type\":\"ok\",\"f\":\"read\"}\n",
+            "{\"index\":2,\"time_ns\":3,\"process\":1,\"type\":\"invoke\",\"f\":\"write\",\"value\":1}\n",
+            "{\"index\":3,\"time_ns\":4,\"process\":1,\"type\":\"info\",\"f\":\"write\",\"value\":1,\"error\":\"<b>timeout</b>\"}\n",
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("results.json");
+    let (code, stdout, err) = faultline(&[history.as_os_str(), "--json".as_ref(), out.as_os_str()]);
+    assert_eq!(code, Some(2), "{stdout}{err}");
+    assert!(
+        stdout.contains("unknown because: no write succeeded (0 of 1 ok: 1 info; most common errors: \"<b>timeout</b>\" ×1)"),
+        "{stdout}"
+    );
+    let results: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(results["verdict"], "unknown");
+    assert_eq!(results["checker_verdict"], "valid");
+    assert_eq!(
+        results["stats"]["fs"][1]["top_errors"][0]["error"],
+        "<b>timeout</b>"
+    );
+    let (code, stdout, err) = faultline(&[history.as_os_str(), "--require-ok=false".as_ref()]);
+    assert_eq!(code, Some(0), "{stdout}{err}");
+}

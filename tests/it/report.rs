@@ -64,7 +64,8 @@ fn write_run(store: &Path, plan: &Plan, ops: &[Op]) -> (PathBuf, Verdict) {
     std::fs::write(dir.join("plan.yaml"), plan.to_yaml().unwrap()).unwrap();
     let history = dir.join("history.jsonl");
     faultline::history::write_jsonl(ops, std::fs::File::create(&history).unwrap()).unwrap();
-    let (verdict, check) = faultline::runner::check::check_history(plan, &history).unwrap();
+    let checked = faultline::runner::check::check_history(plan, &history).unwrap();
+    let verdict = checked.verdict;
     let client: Vec<&Op> = ops.iter().filter(|o| o.is_client()).collect();
     let count = |k: OpType| client.iter().filter(|o| o.kind == k).count();
     let summary = json!({
@@ -72,7 +73,14 @@ fn write_run(store: &Path, plan: &Plan, ops: &[Op]) -> (PathBuf, Verdict) {
         "info": count(OpType::Info),
         "elapsed_s": ops.last().map_or(0.0, |o| o.time_ns as f64 / 1e9), "interrupted": false,
     });
-    let results = report::results_json(plan, summary, verdict, check);
+    let results = report::results_json(
+        plan,
+        summary,
+        verdict,
+        checked.reason.as_deref(),
+        checked.check,
+        &checked.stats,
+    );
     std::fs::write(
         dir.join("results.json"),
         serde_json::to_vec_pretty(&results).unwrap(),

@@ -551,3 +551,79 @@ fn a_failed_run_has_a_page_that_says_why() {
     );
     std::fs::remove_dir_all(&store).ok();
 }
+
+/// A stdio adapter that answers every request with the wrong `id`: no op succeeds, so the
+/// run tested nothing and must come out unknown (exit 2), with the adapter's error as the
+/// reason in results.json, on the page and on the console.
+#[test]
+fn a_run_in_which_nothing_succeeded_is_unknown_with_its_most_common_errors() {
+    let _cluster = cluster_lock();
+    let store = store("wrong-id");
+    let hosts = if is_root() { "local" } else { "loopback" };
+    let out = faultline()
+        .args([
+            "run",
+            "--target",
+            "tests/fixtures/wrong-id/target.yaml",
+            "--nemesis",
+            "none",
+            "--nodes",
+            "3",
+            "--concurrency",
+            "2",
+            "--time-limit",
+            "3s",
+            "--quiet",
+        ])
+        .args(["--hosts", hosts])
+        .arg("--store")
+        .arg(&store)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "stdout: {stdout}\nstderr: {stderr}"
+    );
+    let dir = run_dir_of(&out);
+    assert!(stdout.contains("unknown because: no "), "{stdout}");
+    assert!(
+        stdout.contains("no read succeeded in the main phase"),
+        "{stdout}"
+    );
+    let r = results(&dir);
+    assert_eq!(r["verdict"], "unknown", "{r}");
+    assert_eq!(
+        r["check"]["verdict"], "valid",
+        "the checker alone passes it: {r}"
+    );
+    let reason = r["reason"].as_str().unwrap_or_default();
+    for f in ["read", "write", "cas"] {
+        assert!(reason.contains(&format!("no {f} succeeded")), "{reason}");
+    }
+    assert!(reason.contains("its `id` must be"), "{reason}");
+    assert_eq!(r["stats"]["verdict"], "unknown");
+    let fs = r["stats"]["fs"].as_array().unwrap();
+    let write = fs.iter().find(|f| f["f"] == "write").unwrap();
+    assert_eq!(write["ok"], 0);
+    let top = &write["top_errors"][0];
+    assert!(
+        top["error"].as_str().unwrap().contains("its `id` must be"),
+        "{write}"
+    );
+    // Every write's error differs only in its request id: one entry counts them all.
+    assert_eq!(top["count"], write["info"], "{write}");
+    let page = std::fs::read_to_string(dir.join("index.html")).unwrap();
+    assert!(page.contains("id=\"unknown-reason\">Unknown: no "));
+    assert!(page.contains("id=\"never-succeeded\""));
+    assert!(page.contains("id=\"top-errors\""));
+    // The adapter's answer is quoted in the error, escaped on the page.
+    assert!(page.contains("its `id` must be"));
+    assert!(
+        !page.contains("{\"id\""),
+        "unescaped adapter output on the page"
+    );
+    std::fs::remove_dir_all(&store).ok();
+}
