@@ -29,6 +29,8 @@ fn main() -> ExitCode {
         Command::Campaign(args) => faultline::commands::campaign::campaign(args),
         Command::Cleanup(args) => faultline::commands::run::cleanup(args),
         Command::Hosts(cmd) => faultline::commands::hosts::run(cmd),
+        Command::InitTarget(args) => faultline::commands::init_target::run(&args),
+        Command::ProbeTarget(args) => faultline::commands::probe::run(args),
     }
 }
 

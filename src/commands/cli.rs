@@ -43,6 +43,40 @@ pub enum Command {
     /// Browse a reports tree over HTTP (loopback only by default); a run downloads as
     /// /download/<test>/<run>.tar.gz.
     Serve(ServeArgs),
+    /// Start a new target: write DIR/target.yaml (every field explained) and DIR/adapter.py
+    /// (a stdio adapter skeleton with TODOs). Never overwrites a file.
+    InitTarget(InitTargetArgs),
+    /// Before a first run: start a target's cluster, send one write, read, cas and
+    /// leaders through its client, print a table of what works, tear everything down.
+    /// Exit 0 when write, read and cas work, 1 when one does not, 3 when the cluster
+    /// did not start.
+    ProbeTarget(ProbeTargetArgs),
+}
+
+/// `faultline init-target DIR [--name NAME]`.
+#[derive(Debug, clap::Args)]
+pub struct InitTargetArgs {
+    /// Where target.yaml and adapter.py go (created if missing), e.g. targets/mykv.
+    pub dir: std::path::PathBuf,
+    /// The target's name (default: DIR's own name).
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+/// `faultline probe-target [--target T] [--nodes N] [--target-arg ARG]… [--hosts H]`.
+#[derive(Debug, clap::Args)]
+pub struct ProbeTargetArgs {
+    /// Target name (targets/NAME/target.yaml) or path to a target.yaml or its directory.
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Number of nodes (n1 … nN).
+    #[arg(long)]
+    pub nodes: Option<u32>,
+    /// Extra argument for every node's start command (repeatable).
+    #[arg(long = "target-arg", allow_hyphen_values = true)]
+    pub target_args: Vec<String>,
+    #[command(flatten)]
+    pub where_: HostsFlags,
 }
 
 #[derive(Debug, Subcommand)]

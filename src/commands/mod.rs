@@ -6,5 +6,7 @@ pub mod campaign;
 pub mod check;
 pub mod cli;
 pub mod hosts;
+pub mod init_target;
+pub mod probe;
 pub mod report;
 pub mod run;

@@ -367,39 +367,7 @@ async fn run_phases(
     unless_stopped(&mut stop, "installing the target", install(&plan)).await?;
 
     let reg = Registry::new(&run_id)?;
-    let hosts = match &plan.hosts {
-        HostsChoice::Local { subnet } => {
-            let subnet = crate::spec::plan::parse_subnet(subnet)?;
-            Hosts::Local(crate::hosts::local::LocalHosts::create(
-                &reg,
-                subnet,
-                &plan.nodes,
-            )?)
-        }
-        HostsChoice::Loopback => Hosts::Loopback(crate::hosts::loopback::LoopbackHosts::create(
-            &run_id,
-            &plan.nodes,
-        )?),
-        HostsChoice::Ssh { nodes, .. } => {
-            let kinds = plan.nemesis.kinds();
-            let needs = crate::hosts::ssh::Needs {
-                nft: kinds.iter().any(|k| k.is_network()),
-                clock: kinds.iter().any(|k| k.is_clock()),
-            };
-            let ssh = unless_stopped(
-                &mut stop,
-                "connecting to the SSH hosts",
-                crate::hosts::ssh::SshHosts::create(&reg, nodes, &run_dir.join("nodes"), needs),
-            )
-            .await?;
-            Hosts::Ssh(ssh)
-        }
-    };
-    log::line(&format!("hosts: {}", hosts.describe()));
-    for n in hosts.nodes() {
-        log::line(&format!("  {} at {}", n.node, n.ip));
-    }
-    let hosts = Arc::new(hosts);
+    let hosts = Arc::new(create_hosts(&plan, &reg, run_dir, &mut stop).await?);
     let clocks = if !plan.nemesis.kinds().iter().any(|k| k.is_clock()) {
         None
     } else if hosts.remote().is_some() {
@@ -428,24 +396,107 @@ async fn run_phases(
             "leaving the cluster running (--leave-running); remove it with `faultline cleanup {run_id}`"
         ));
     } else {
-        for p in cluster.stop_all().await {
-            log::line(&format!("stop: {p}"));
-        }
-        for p in cluster.collect_logs().await {
-            log::line(&format!("logs: {p}"));
-        }
-        let problems = reg.teardown();
-        for p in &problems {
-            log::line(&format!("cleanup: {p}"));
-        }
-        if problems.is_empty() {
-            log::line(&hosts::cleanup::teardown_summary(&reg.snapshot()));
-        }
+        tear_down(&cluster, &reg).await;
     }
     let summary = body?;
 
     let check = page::check_and_report(&plan, run_dir, &summary)?;
     Ok(Some(check))
+}
+
+/// The hosts the plan asks for, registered in `reg` before anything is created.
+async fn create_hosts(
+    plan: &Plan,
+    reg: &Registry,
+    run_dir: &Path,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<Hosts> {
+    let hosts = match &plan.hosts {
+        HostsChoice::Local { subnet } => {
+            let subnet = crate::spec::plan::parse_subnet(subnet)?;
+            Hosts::Local(crate::hosts::local::LocalHosts::create(
+                reg,
+                subnet,
+                &plan.nodes,
+            )?)
+        }
+        HostsChoice::Loopback => Hosts::Loopback(crate::hosts::loopback::LoopbackHosts::create(
+            &reg.run_id(),
+            &plan.nodes,
+        )?),
+        HostsChoice::Ssh { nodes, .. } => {
+            let kinds = plan.nemesis.kinds();
+            let needs = crate::hosts::ssh::Needs {
+                nft: kinds.iter().any(|k| k.is_network()),
+                clock: kinds.iter().any(|k| k.is_clock()),
+            };
+            let ssh = unless_stopped(
+                stop,
+                "connecting to the SSH hosts",
+                crate::hosts::ssh::SshHosts::create(reg, nodes, &run_dir.join("nodes"), needs),
+            )
+            .await?;
+            Hosts::Ssh(ssh)
+        }
+    };
+    log::line(&format!("hosts: {}", hosts.describe()));
+    for n in hosts.nodes() {
+        log::line(&format!("  {} at {}", n.node, n.ip));
+    }
+    Ok(hosts)
+}
+
+/// Stop every node, collect its logs and remove the hosts; problems go to the run log.
+async fn tear_down(cluster: &Cluster, reg: &Registry) {
+    for p in cluster.stop_all().await {
+        log::line(&format!("stop: {p}"));
+    }
+    for p in cluster.collect_logs().await {
+        log::line(&format!("logs: {p}"));
+    }
+    let problems = reg.teardown();
+    for p in &problems {
+        log::line(&format!("cleanup: {p}"));
+    }
+    if problems.is_empty() {
+        log::line(&hosts::cleanup::teardown_summary(&reg.snapshot()));
+    }
+}
+
+/// Install the plan's target, start its cluster on the plan's hosts, wait until it is
+/// ready, hand it to `body`, and tear everything down on every path: an install or start
+/// failure, `body`'s error, an interrupt (`stop`), or success. No clients, nemesis or
+/// history: for callers that only need a live cluster for a while (`faultline
+/// probe-target`). Node logs land in `run_dir/nodes/`.
+pub async fn with_cluster<T, F, Fut>(
+    plan: Arc<Plan>,
+    run_dir: &Path,
+    mut stop: watch::Receiver<bool>,
+    body: F,
+) -> Result<T>
+where
+    F: FnOnce(Arc<Cluster>) -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let run_id = format!("{:06x}", rand::random::<u32>() & 0xff_ffff);
+    log::line(&format!("run id {run_id}"));
+    unless_stopped(&mut stop, "installing the target", install(&plan)).await?;
+    let reg = Registry::new(&run_id)?;
+    let hosts = Arc::new(create_hosts(&plan, &reg, run_dir, &mut stop).await?);
+    let cluster = Arc::new(Cluster::new(
+        plan.clone(),
+        hosts,
+        reg.clone(),
+        run_dir,
+        None,
+    )?);
+    let result = async {
+        unless_stopped(&mut stop, "starting the cluster", cluster.start_all()).await?;
+        unless_stopped(&mut stop, "using the cluster", body(cluster.clone())).await
+    }
+    .await;
+    tear_down(&cluster, &reg).await;
+    result
 }
 
 /// Facts about the run that results.json and the page show.

@@ -7,6 +7,7 @@ mod etcd;
 mod history;
 mod modules;
 mod nemesis;
+mod probe;
 mod report;
 mod run;
 mod ssh;
