@@ -14,14 +14,21 @@
 //! linearized even if every other call before the cut might or might not have taken
 //! effect" implies the original history is not linearizable either. Shrinking runs under
 //! its own time budget and reports whether it reached a 1-minimal window.
+//!
+//! Each call carries the node that answered it, and the counterexample lists the faults in
+//! force around the window (from the history's nemesis ops), each call pointing at those
+//! that hit its node while it ran: for a stale read, which node answered and whether it
+//! was cut off is the whole story.
 
 use super::budget::Budget;
 use super::model::{Model, Outcome};
-use super::prepare::{CallMeta, Event, Partition};
+use super::prepare::{CallMeta, Event, NemesisOp, Partition, NO_NODE};
 use super::search::{open_twins, search, Failure, SearchResult, Span, OPEN};
 use super::value::Values;
+use crate::spec::nemesis::FaultKind;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::time::{Duration, Instant};
 
@@ -39,6 +46,31 @@ pub struct CallView {
     pub outcome: Outcome,
     pub invoke: Event,
     pub complete: Option<Event>,
+    /// The node that answered (or, without an answer, the one asked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// Indexes into [`Counterexample::faults`] of the faults that hit this call's node
+    /// while the call ran (an open call: up to the window's end).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub node_faults: Vec<usize>,
+}
+
+/// A fault in force around the window, from the history's nemesis ops.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FaultInForce {
+    /// The nemesis `f` that started it (`start-partition`, `pause` …).
+    pub f: String,
+    /// The nodes it hit; for a partition every node that lost a link.
+    pub nodes: Vec<String>,
+    /// A partition into groups that each talk only among themselves: the groups, smallest
+    /// first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sides: Vec<Vec<String>>,
+    /// One line: `partition: n1 | n2,n3`, `paused n2`.
+    pub text: String,
+    pub start: Event,
+    /// The heal; `None` when the history ended first.
+    pub end: Option<Event>,
 }
 
 /// Why a key is not linearizable, in terms of its calls.
@@ -61,6 +93,11 @@ pub struct Counterexample {
     pub prefix_len: usize,
     /// Its last [`PREFIX_SHOWN`] calls, in linearization order.
     pub prefix: Vec<CallView>,
+    /// Faults in force at some point between the first invocation shown and the window's
+    /// last completion, by start. `None` in counterexamples written before faults were
+    /// recorded; `Some(empty)` when none was.
+    #[serde(default)]
+    pub faults: Option<Vec<FaultInForce>>,
 }
 
 /// Everything a counterexample needs from the checked key.
@@ -69,6 +106,10 @@ pub struct Context<'a, M: Model> {
     pub values: &'a Values,
     pub f_names: &'a [String],
     pub partition: &'a Partition<M::Call>,
+    /// [`crate::checker::prepare::Prepared::nodes`].
+    pub nodes: &'a [String],
+    /// [`crate::checker::prepare::Prepared::nemesis`].
+    pub nemesis: &'a [NemesisOp],
 }
 
 impl<M: Model> Context<'_, M> {
@@ -86,6 +127,10 @@ impl<M: Model> Context<'_, M> {
             outcome: meta.outcome,
             invoke: meta.invoke,
             complete: meta.complete,
+            node: (meta.node != NO_NODE)
+                .then(|| self.nodes.get(meta.node as usize).cloned())
+                .flatten(),
+            node_faults: Vec::new(),
         }
     }
 }
@@ -103,7 +148,7 @@ pub fn build<M: Model>(
 ) -> Counterexample {
     let shrunk = shrink(cx, failure.failing, shrink_time, memory_limit_bytes);
     let skip = failure.deepest.len().saturating_sub(PREFIX_SHOWN);
-    Counterexample {
+    let mut found = Counterexample {
         key: cx.partition.key.clone(),
         failing_call: cx.view(failure.failing),
         states_before,
@@ -115,7 +160,270 @@ pub fn build<M: Model>(
             .iter()
             .map(|&i| cx.view(i))
             .collect(),
+        faults: None,
+    };
+    attach_faults(&mut found, fault_windows(cx.nemesis, cx.nodes));
+    found
+}
+
+/// Keep the faults of `all` in force around the calls shown and point each call at those
+/// that hit its node while it ran.
+fn attach_faults(cx: &mut Counterexample, all: Vec<FaultInForce>) {
+    let shown = || {
+        cx.window
+            .iter()
+            .chain(std::iter::once(&cx.failing_call))
+            .chain(&cx.prefix)
+    };
+    let lo = shown().map(|c| c.invoke.index).min().unwrap_or(0);
+    // The window is judged up to the failing call's return: later faults cannot explain
+    // it, even while an open call of the window lingers.
+    let hi = if cx.failing_call.complete.is_some() {
+        cx.window
+            .iter()
+            .chain(std::iter::once(&cx.failing_call))
+            .filter_map(|c| c.complete.map(|e| e.index))
+            .max()
+            .unwrap_or(u64::MAX)
+    } else {
+        u64::MAX
+    };
+    let overlaps = |f: &FaultInForce, from: u64, to: u64| {
+        f.start.index <= to && f.end.is_none_or(|e| e.index >= from)
+    };
+    let kept: Vec<FaultInForce> = all.into_iter().filter(|f| overlaps(f, lo, hi)).collect();
+    let mark = |c: &mut CallView| {
+        let Some(node) = &c.node else {
+            return;
+        };
+        let to = c
+            .complete
+            .map_or(hi, |e| e.index.min(hi).max(c.invoke.index));
+        c.node_faults = kept
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.nodes.contains(node) && overlaps(f, c.invoke.index, to))
+            .map(|(i, _)| i)
+            .collect();
+    };
+    cx.window.iter_mut().for_each(mark);
+    mark(&mut cx.failing_call);
+    cx.prefix.iter_mut().for_each(mark);
+    cx.faults = Some(kept);
+}
+
+/// The fault kind a nemesis `f` starts.
+fn started_by(f: &str) -> Option<FaultKind> {
+    Some(match f {
+        "start-partition" => FaultKind::Partition,
+        "pause" => FaultKind::Pause,
+        "kill" => FaultKind::Kill,
+        "bump-clock" => FaultKind::ClockBump,
+        "strobe-clock" => FaultKind::ClockStrobe,
+        "start-loss" => FaultKind::Loss,
+        "start-delay" => FaultKind::Delay,
+        _ => return None,
+    })
+}
+
+/// The heal group ([`FaultKind::heal_group`]) a nemesis `f` heals.
+fn heals(f: &str) -> Option<&'static str> {
+    Some(match f {
+        "stop-partition" => FaultKind::Partition.heal_group(),
+        "resume" => FaultKind::Pause.heal_group(),
+        "start" => FaultKind::Kill.heal_group(),
+        "reset-clock" => FaultKind::ClockBump.heal_group(),
+        "stop-loss" => FaultKind::Loss.heal_group(),
+        "stop-delay" => FaultKind::Delay.heal_group(),
+        _ => return None,
+    })
+}
+
+/// Every fault of the history: a start opens one, the next heal of its group closes every
+/// open one of the group (as the run page's timeline draws them: one `reset-clock` heals a
+/// bump and a strobe). A start the nemesis could not apply (it carries an `error`) or that
+/// hit no node opens nothing. `cluster` are the nodes known otherwise (those clients
+/// spoke to): a partition's op names only the nodes that lost a link, and whether its
+/// groups are a clean cut depends on the others too (a bridge node hears both sides).
+pub fn fault_windows(nemesis: &[NemesisOp], cluster: &[String]) -> Vec<FaultInForce> {
+    let mut windows: Vec<(FaultKind, FaultInForce)> = Vec::new();
+    let mut open: Vec<usize> = Vec::new();
+    for op in nemesis {
+        if let Some(kind) = started_by(&op.f) {
+            if op.error.is_some() {
+                continue;
+            }
+            let (nodes, sides, text) = describe(kind, &op.value, cluster);
+            if nodes.is_empty() {
+                continue;
+            }
+            open.push(windows.len());
+            windows.push((
+                kind,
+                FaultInForce {
+                    f: op.f.clone(),
+                    nodes,
+                    sides,
+                    text,
+                    start: op.event,
+                    end: None,
+                },
+            ));
+        } else if let Some(group) = heals(&op.f) {
+            open.retain(|&w| {
+                let (kind, fault) = &mut windows[w];
+                if kind.heal_group() == group {
+                    fault.end = Some(op.event);
+                    false
+                } else {
+                    true
+                }
+            });
+        }
     }
+    windows.into_iter().map(|(_, f)| f).collect()
+}
+
+fn names(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .map(|n| match n {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `+60 s`, `-250 ms`.
+fn offset_text(ms: i64) -> String {
+    if ms != 0 && ms % 1000 == 0 {
+        format!("{:+} s", ms / 1000)
+    } else {
+        format!("{ms:+} ms")
+    }
+}
+
+/// The nodes a fault hit, a partition's sides, and its one-line text.
+fn describe(
+    kind: FaultKind,
+    v: &Value,
+    cluster: &[String],
+) -> (Vec<String>, Vec<Vec<String>>, String) {
+    // Older journals and imports wrote a bare list of nodes as the value.
+    let listed = if v.is_array() {
+        names(Some(v))
+    } else {
+        names(v.get("nodes"))
+    };
+    let int = |k: &str| v.get(k).and_then(Value::as_i64).unwrap_or(0);
+    let joined = listed.join(", ");
+    match kind {
+        FaultKind::Partition => {
+            let Some(grudge) = v.get("grudge").and_then(Value::as_object) else {
+                return (listed, Vec::new(), format!("partition: {joined}"));
+            };
+            let drops: BTreeMap<String, BTreeSet<String>> = grudge
+                .iter()
+                .map(|(n, d)| (n.clone(), names(Some(d)).into_iter().collect()))
+                .filter(|(_, d): &(String, BTreeSet<String>)| !d.is_empty())
+                .collect();
+            let mut nodes: BTreeSet<String> = listed.into_iter().collect();
+            for (n, d) in &drops {
+                nodes.insert(n.clone());
+                nodes.extend(d.iter().cloned());
+            }
+            let one_way = v.get("one_way").and_then(Value::as_bool) == Some(true);
+            let what = if one_way {
+                "partition (one way)"
+            } else {
+                "partition"
+            };
+            let mut everyone = nodes.clone();
+            everyone.extend(cluster.iter().cloned());
+            let sides = sides(&everyone, &drops);
+            let text = if sides.len() >= 2 {
+                let s: Vec<String> = sides.iter().map(|s| s.join(",")).collect();
+                format!("{what}: {}", s.join(" | "))
+            } else {
+                let d: Vec<String> = drops
+                    .iter()
+                    .map(|(n, d)| {
+                        format!(
+                            "{n} drops {}",
+                            d.iter().cloned().collect::<Vec<_>>().join(" ")
+                        )
+                    })
+                    .collect();
+                format!("{what}: {}", d.join("; "))
+            };
+            (nodes.into_iter().collect(), sides, text)
+        }
+        FaultKind::Pause => (listed, Vec::new(), format!("paused {joined}")),
+        FaultKind::Kill => (listed, Vec::new(), format!("killed {joined}")),
+        FaultKind::ClockBump => {
+            let text = match v.get("offsets_ms").and_then(Value::as_object) {
+                Some(m) => m
+                    .iter()
+                    .map(|(n, o)| format!("{n} {}", offset_text(o.as_i64().unwrap_or(0))))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                None => joined,
+            };
+            (listed, Vec::new(), format!("clock: {text}"))
+        }
+        FaultKind::ClockStrobe => {
+            let text = format!(
+                "clock strobe: {joined} 0 ↔ {} every {} ms",
+                offset_text(int("offset_ms")),
+                int("period_ms")
+            );
+            (listed, Vec::new(), text)
+        }
+        FaultKind::Loss => {
+            let text = match v.get("percent") {
+                Some(p) => format!("loss: {joined} {p} %"),
+                None => format!("loss: {joined}"),
+            };
+            (listed, Vec::new(), text)
+        }
+        FaultKind::Delay => {
+            let text = format!(
+                "delay: {joined} {} ms ± {} ms",
+                int("latency_ms"),
+                int("jitter_ms")
+            );
+            (listed, Vec::new(), text)
+        }
+    }
+}
+
+/// The groups of a partition in which every node hears every other of its group and none
+/// outside it, smallest first; empty when the grudge is not such a clean cut (a bridge, a
+/// ring of majorities).
+fn sides(nodes: &BTreeSet<String>, drops: &BTreeMap<String, BTreeSet<String>>) -> Vec<Vec<String>> {
+    let linked = |a: &String, b: &String| {
+        !drops.get(a).is_some_and(|d| d.contains(b)) && !drops.get(b).is_some_and(|d| d.contains(a))
+    };
+    let mut groups: Vec<Vec<String>> = Vec::new();
+    for n in nodes {
+        match groups.iter_mut().find(|g| g.iter().all(|m| linked(n, m))) {
+            Some(g) => g.push(n.clone()),
+            None => groups.push(vec![n.clone()]),
+        }
+    }
+    let clean = groups.iter().enumerate().all(|(i, g)| {
+        groups[i + 1..]
+            .iter()
+            .all(|h| g.iter().all(|a| h.iter().all(|b| !linked(a, b))))
+    });
+    if !clean || groups.len() < 2 {
+        return Vec::new();
+    }
+    groups.sort_by(|a, b| a.len().cmp(&b.len()).then_with(|| a.cmp(b)));
+    groups
 }
 
 struct Shrunk {
@@ -280,12 +588,12 @@ fn shrink<M: Model>(
     }
 }
 
-fn line(f: &mut fmt::Formatter<'_>, c: &CallView) -> fmt::Result {
+fn line(f: &mut fmt::Formatter<'_>, c: &CallView, faults: &[FaultInForce]) -> fmt::Result {
     let done = match c.complete {
         Some(e) => format!("{:>6}", e.index),
         None => "     …".to_string(),
     };
-    writeln!(
+    write!(
         f,
         "    {:>6}–{done}  process {:<4} {:<28} {:<14} (line {})",
         c.invoke.index,
@@ -293,7 +601,20 @@ fn line(f: &mut fmt::Formatter<'_>, c: &CallView) -> fmt::Result {
         c.call,
         c.outcome.to_string(),
         c.invoke.line
-    )
+    )?;
+    if let Some(node) = &c.node {
+        write!(f, " on {node}")?;
+    }
+    let hit: Vec<&str> = c
+        .node_faults
+        .iter()
+        .filter_map(|&i| faults.get(i))
+        .map(|x| x.text.as_str())
+        .collect();
+    if !hit.is_empty() {
+        write!(f, " [{}]", hit.join("; "))?;
+    }
+    writeln!(f)
 }
 
 impl fmt::Display for Counterexample {
@@ -302,8 +623,9 @@ impl fmt::Display for Counterexample {
             Some(k) => writeln!(f, "key {k:?} cannot be linearized.")?,
             None => writeln!(f, "the history cannot be linearized.")?,
         }
+        let faults = self.faults.as_deref().unwrap_or_default();
         writeln!(f, "  failing call (history indexes invoke–complete):")?;
-        line(f, &self.failing_call)?;
+        line(f, &self.failing_call, faults)?;
         let states: Vec<String> = self.states_before.iter().map(Value::to_string).collect();
         writeln!(
             f,
@@ -321,7 +643,7 @@ impl fmt::Display for Counterexample {
             }
         )?;
         for c in &self.window {
-            line(f, c)?;
+            line(f, c, faults)?;
         }
         if self.window_others > 0 {
             writeln!(
@@ -329,6 +651,13 @@ impl fmt::Display for Counterexample {
                 "    (even if the {} other calls invoked before the failing call returned took effect at any time after their invocation, or never)",
                 self.window_others
             )?;
+        }
+        if !faults.is_empty() {
+            writeln!(f, "  faults in force around these calls:")?;
+            for x in faults {
+                let end = x.end.map_or("…".to_string(), |e| e.index.to_string());
+                writeln!(f, "    {:>6}–{end:>6}  {}", x.start.index, x.text)?;
+            }
         }
         writeln!(
             f,
@@ -342,9 +671,214 @@ impl fmt::Display for Counterexample {
                 self.prefix.len()
             )?;
             for c in &self.prefix {
-                line(f, c)?;
+                line(f, c, faults)?;
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checker::model::{ModelKind, ModelSpec};
+    use crate::checker::{check, CheckOptions};
+    use crate::history::{HistoryError, Op, OpType, Process};
+    use serde_json::json;
+    use std::path::Path;
+
+    fn client(p: u64, kind: OpType, f: &str, value: Value, node: &str) -> Op {
+        Op {
+            index: 0,
+            time_ns: 0,
+            process: Process::Client(p),
+            kind,
+            f: f.into(),
+            key: Some("k".into()),
+            value,
+            node: Some(node.into()),
+            error: None,
+        }
+    }
+
+    fn nemesis(f: &str, value: Value) -> Op {
+        Op {
+            index: 0,
+            time_ns: 0,
+            process: Process::Nemesis,
+            kind: OpType::Info,
+            f: f.into(),
+            key: None,
+            value,
+            node: None,
+            error: None,
+        }
+    }
+
+    fn counterexample(mut ops: Vec<Op>) -> Counterexample {
+        for (i, o) in ops.iter_mut().enumerate() {
+            o.index = i as u64;
+            o.time_ns = i as u64 * 1_000_000;
+        }
+        let lines: Vec<Result<(usize, Op), HistoryError>> = ops
+            .into_iter()
+            .enumerate()
+            .map(|(i, o)| Ok((i + 1, o)))
+            .collect();
+        let report = check(
+            lines,
+            Path::new("h.jsonl"),
+            &ModelSpec::new(ModelKind::Register),
+            &CheckOptions::default(),
+        )
+        .unwrap();
+        report
+            .counterexample
+            .expect("invalid with a counterexample")
+    }
+
+    /// n1 is cut off from n2 and n3; a write goes through n2, then n1 serves the old value.
+    fn stale_read_on_the_cut_off_node() -> Vec<Op> {
+        use OpType::*;
+        vec![
+            client(0, Invoke, "write", json!(1), "n2"),
+            client(0, Ok, "write", json!(1), "n2"),
+            client(3, Invoke, "read", Value::Null, "n3"),
+            client(3, Ok, "read", json!(1), "n3"),
+            nemesis(
+                "start-partition",
+                json!({"nodes": ["n1", "n2", "n3"], "grudge": {"n1": ["n2", "n3"], "n2": ["n1"], "n3": ["n1"]}, "one_way": false}),
+            ),
+            client(1, Invoke, "write", json!(2), "n2"),
+            client(1, Ok, "write", json!(2), "n2"),
+            client(2, Invoke, "read", Value::Null, "n1"),
+            client(2, Ok, "read", json!(1), "n1"),
+            nemesis("stop-partition", json!({"nodes": ["n1", "n2", "n3"]})),
+            // After the failing call returned: not part of the story.
+            nemesis("pause", json!({"nodes": ["n1"]})),
+        ]
+    }
+
+    #[test]
+    fn a_stale_read_names_its_node_and_the_partition_that_cut_it_off() {
+        let cx = counterexample(stale_read_on_the_cut_off_node());
+        assert_eq!(cx.failing_call.call, "read → 1");
+        assert_eq!(cx.failing_call.node.as_deref(), Some("n1"));
+        let faults = cx.faults.as_deref().unwrap();
+        assert_eq!(faults.len(), 1, "the later pause is left out: {faults:?}");
+        assert_eq!(faults[0].text, "partition: n1 | n2,n3");
+        assert_eq!(faults[0].sides, vec![vec!["n1"], vec!["n2", "n3"]]);
+        assert_eq!(faults[0].start.index, 4);
+        assert_eq!(faults[0].end.map(|e| e.index), Some(9));
+        assert_eq!(cx.failing_call.node_faults, vec![0]);
+        let first_write = cx.window.iter().find(|c| c.call == "write 1").unwrap();
+        assert_eq!(first_write.node.as_deref(), Some("n2"));
+        assert!(
+            first_write.node_faults.is_empty(),
+            "it completed before the partition"
+        );
+        let text = cx.to_string();
+        assert!(
+            text.contains("on n1 [partition: n1 | n2,n3]"),
+            "the terminal shows them too:\n{text}"
+        );
+        assert!(
+            text.contains("faults in force around these calls"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn faults_and_nodes_are_additive_fields_of_the_json() {
+        let cx = counterexample(stale_read_on_the_cut_off_node());
+        let v = serde_json::to_value(&cx).unwrap();
+        assert_eq!(v["failing_call"]["node"], "n1");
+        assert_eq!(v["failing_call"]["node_faults"], json!([0]));
+        assert_eq!(v["faults"][0]["f"], "start-partition");
+        assert_eq!(v["faults"][0]["nodes"], json!(["n1", "n2", "n3"]));
+        // A counterexample written before nodes and faults were recorded still reads.
+        let mut old = v.clone();
+        let o = old.as_object_mut().unwrap();
+        o.remove("faults");
+        let c = o["failing_call"].as_object_mut().unwrap();
+        c.remove("node");
+        c.remove("node_faults");
+        let back: Counterexample = serde_json::from_value(old).unwrap();
+        assert_eq!(back.faults, None);
+        assert_eq!(back.failing_call.node, None);
+    }
+
+    fn op_at(index: u64, f: &str, value: Value, error: Option<&str>) -> NemesisOp {
+        NemesisOp {
+            event: Event {
+                index,
+                time_ns: index,
+                line: index as usize + 1,
+            },
+            f: f.into(),
+            value,
+            error: error.map(String::from),
+        }
+    }
+
+    #[test]
+    fn fault_windows_describe_each_kind_and_close_at_their_heal() {
+        let cluster: Vec<String> = ["n1", "n2", "n3"].map(String::from).to_vec();
+        let w = fault_windows(
+            &[
+                // A bridge: n2 hears both sides, so there are no clean sides.
+                op_at(
+                    0,
+                    "start-partition",
+                    json!({"nodes": ["n1", "n3"], "grudge": {"n1": ["n3"], "n3": ["n1"]}}),
+                    None,
+                ),
+                op_at(1, "pause", json!({"nodes": ["n2"]}), None),
+                op_at(2, "kill", json!({}), Some("no leader")),
+                op_at(
+                    3,
+                    "bump-clock",
+                    json!({"nodes": ["n3"], "offsets_ms": {"n3": -60000}}),
+                    None,
+                ),
+                op_at(4, "resume", json!({"nodes": ["n2"]}), None),
+                op_at(
+                    5,
+                    "strobe-clock",
+                    json!({"nodes": ["n1"], "offset_ms": 250, "period_ms": 10}),
+                    None,
+                ),
+                op_at(6, "reset-clock", json!({"nodes": ["n1", "n3"]}), None),
+                op_at(
+                    7,
+                    "start-loss",
+                    json!({"nodes": ["n2"], "percent": 20}),
+                    None,
+                ),
+                op_at(
+                    8,
+                    "start-delay",
+                    json!({"nodes": ["n2"], "latency_ms": 50, "jitter_ms": 5}),
+                    None,
+                ),
+            ],
+            &cluster,
+        );
+        let got: Vec<(&str, Option<u64>)> = w
+            .iter()
+            .map(|f| (f.text.as_str(), f.end.map(|e| e.index)))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("partition: n1 drops n3; n3 drops n1", None),
+                ("paused n2", Some(4)),
+                ("clock: n3 -60 s", Some(6)),
+                ("clock strobe: n1 0 ↔ +250 ms every 10 ms", Some(6)),
+                ("loss: n2 20 %", None),
+                ("delay: n2 50 ms ± 5 ms", None),
+            ]
+        );
+        assert!(w[0].sides.is_empty());
     }
 }

@@ -381,6 +381,8 @@ where
                 values: &prepared.values,
                 f_names: &prepared.f_names,
                 partition: &parts[i],
+                nodes: &prepared.nodes,
+                nemesis: &prepared.nemesis,
             };
             let shrink_time = budget.remaining().clamp(SHRINK_MIN, SHRINK_MAX);
             let limit = budget

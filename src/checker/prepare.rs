@@ -39,6 +39,22 @@ pub struct CallMeta {
     pub outcome: Outcome,
     pub invoke: Event,
     pub complete: Option<Event>,
+    /// Index into [`Prepared::nodes`] ([`NO_NODE`]: the history did not say), interned
+    /// because this is held for every call of a million-op history.
+    pub node: u16,
+}
+
+/// [`CallMeta::node`] of a call whose ops name no node.
+pub const NO_NODE: u16 = u16::MAX;
+
+/// A nemesis op, kept as recorded: a counterexample names the faults in force around its
+/// calls, and there are few of these, unlike client ops.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NemesisOp {
+    pub event: Event,
+    pub f: String,
+    pub value: Value,
+    pub error: Option<String>,
 }
 
 /// The calls of one key, ordered by invocation, as three parallel vectors.
@@ -88,6 +104,10 @@ pub struct Prepared<M: Model> {
     pub values: Values,
     pub partitions: Vec<Partition<M::Call>>,
     pub f_names: Vec<String>,
+    /// The nodes client ops named, in order of first appearance.
+    pub nodes: Vec<String>,
+    /// The nemesis ops, in history order.
+    pub nemesis: Vec<NemesisOp>,
     pub stats: HistoryStats,
 }
 
@@ -102,7 +122,9 @@ impl<M: Model> Prepared<M> {
             .iter()
             .map(|p| p.calls.capacity() * per_call + 64)
             .sum();
-        calls + self.values.heap_bytes()
+        // A nemesis op's value is a small map of node names; a rough size is enough.
+        let nemesis = self.nemesis.len() * (std::mem::size_of::<NemesisOp>() + 256);
+        calls + nemesis + self.values.heap_bytes()
     }
 }
 
@@ -113,6 +135,7 @@ struct Open {
     input: Value,
     pos: u64,
     event: Event,
+    node: u16,
 }
 
 struct Pairing<'p, M: Model> {
@@ -122,6 +145,8 @@ struct Pairing<'p, M: Model> {
     by_key: bool,
     f_ids: FxHashMap<String, u16>,
     f_names: Vec<String>,
+    node_ids: FxHashMap<String, u16>,
+    nodes: Vec<String>,
     partition_ids: FxHashMap<Option<String>, usize>,
     partitions: Vec<Vec<(M::Call, Span, CallMeta)>>,
     keys: Vec<Option<String>>,
@@ -144,6 +169,23 @@ impl<M: Model> Pairing<'_, M> {
         Ok(id)
     }
 
+    fn node_id(&mut self, node: Option<String>) -> u16 {
+        let Some(node) = node else {
+            return NO_NODE;
+        };
+        if let Some(id) = self.node_ids.get(&node) {
+            return *id;
+        }
+        // Past 65535 distinct names (no real cluster) calls just go without a node.
+        let id = match u16::try_from(self.nodes.len()) {
+            Ok(id) if id != NO_NODE => id,
+            _ => return NO_NODE,
+        };
+        self.node_ids.insert(node.clone(), id);
+        self.nodes.push(node);
+        id
+    }
+
     /// Encode a paired call and file it under its key.
     fn finish(
         &mut self,
@@ -152,6 +194,7 @@ impl<M: Model> Pairing<'_, M> {
         output: Option<&Value>,
         outcome: Outcome,
         end: Option<(u64, Event)>,
+        node: u16,
     ) -> Result<(), HistoryError> {
         let raw = RawCall {
             f: &self.f_names[open.f as usize],
@@ -196,6 +239,7 @@ impl<M: Model> Pairing<'_, M> {
             outcome,
             invoke: open.event,
             complete: end.map(|(_, e)| e),
+            node,
         };
         let key = if self.by_key { open.key } else { None };
         let slot = match self.partition_ids.get(&key) {
@@ -235,12 +279,15 @@ where
         by_key,
         f_ids: FxHashMap::default(),
         f_names: Vec::new(),
+        node_ids: FxHashMap::default(),
+        nodes: Vec::new(),
         partition_ids: FxHashMap::default(),
         partitions: Vec::new(),
         keys: Vec::new(),
         stats: HistoryStats::default(),
     };
     let mut open: FxHashMap<u64, Open> = FxHashMap::default();
+    let mut nemesis = Vec::new();
     let mut pos: u64 = 0;
     for item in ops {
         let (line, op) = item?;
@@ -248,6 +295,16 @@ where
             Process::Client(p) => p,
             Process::Nemesis => {
                 p.stats.nemesis_ops += 1;
+                nemesis.push(NemesisOp {
+                    event: Event {
+                        index: op.index,
+                        time_ns: op.time_ns,
+                        line,
+                    },
+                    f: op.f,
+                    value: op.value,
+                    error: op.error,
+                });
                 continue;
             }
         };
@@ -269,6 +326,7 @@ where
                 ));
             }
             let f = p.f_id(&op.f, line)?;
+            let node = p.node_id(op.node);
             open.insert(
                 process,
                 Open {
@@ -277,6 +335,7 @@ where
                     input: op.value,
                     pos,
                     event,
+                    node,
                 },
             );
             continue;
@@ -311,20 +370,26 @@ where
             }
         }
         let end = Some((pos, event));
+        // The node that answered, when the completion says; else the one it was sent to.
+        let node = match op.node {
+            Some(n) => p.node_id(Some(n)),
+            None => inv.node,
+        };
         match op.kind {
-            OpType::Ok => p.finish(process, inv, Some(&op.value), Outcome::Ok, end)?,
+            OpType::Ok => p.finish(process, inv, Some(&op.value), Outcome::Ok, end, node)?,
             OpType::Fail if op.error.as_deref() == Some(COMPARE_FAILED) => {
-                p.finish(process, inv, None, Outcome::CompareFailed, end)?
+                p.finish(process, inv, None, Outcome::CompareFailed, end, node)?
             }
             OpType::Fail => p.stats.failed_dropped += 1,
-            OpType::Info => p.finish(process, inv, None, Outcome::Info, end)?,
+            OpType::Info => p.finish(process, inv, None, Outcome::Info, end, node)?,
             OpType::Invoke => {}
         }
     }
     let mut pending: Vec<(u64, Open)> = open.into_iter().collect();
     pending.sort_by_key(|(_, o)| o.pos);
     for (process, inv) in pending {
-        p.finish(process, inv, None, Outcome::Pending, None)?;
+        let node = inv.node;
+        p.finish(process, inv, None, Outcome::Pending, None, node)?;
     }
     let partitions = p
         .partitions
@@ -351,6 +416,8 @@ where
         values: p.values,
         partitions,
         f_names: p.f_names,
+        nodes: p.nodes,
+        nemesis,
         stats: p.stats,
     })
 }

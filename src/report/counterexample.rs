@@ -10,12 +10,17 @@
 //! which invocations and completions precede which, and an ordinal axis keeps a 2 ms read
 //! beside a 7 s timeout legible. Real times are in each bar's tooltip and in the table.
 //!
+//! Every call names the node that answered it, and the faults in force around the window
+//! are listed, drawn as bands above the lanes, and marked on each call whose node they hit
+//! while it ran (a stale read served by a node cut off from the majority).
+//!
 //! Input is the checker's JSON (`check.counterexample` of results.json), read into
 //! [`crate::checker::counterexample::Counterexample`]; JSON this faultline cannot read
 //! (written by another version) is shown as escaped JSON with a note instead.
 
 use super::escape::{html, push_html};
-use crate::checker::counterexample::{CallView, Counterexample};
+use super::run::FaultKind;
+use crate::checker::counterexample::{CallView, Counterexample, FaultInForce};
 use crate::checker::model::Outcome as CallOutcome;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -25,6 +30,8 @@ use std::fmt::Write as _;
 /// of budget) is cut, and the table below says how many calls were left out.
 const MAX_LANES: usize = 40;
 const MAX_CALLS_DRAWN: usize = 120;
+/// Most fault bands drawn above the lanes; the list above the diagram names them all.
+const MAX_BANDS: usize = 8;
 
 /// The view's HTML for `check` (the checker's JSON), or `None` when it has no
 /// counterexample.
@@ -61,6 +68,32 @@ fn same_call(a: &CallView, b: &CallView) -> bool {
 
 fn ms(ns: u64) -> String {
     format!("{:.3} s", ns as f64 / 1e9)
+}
+
+/// The band colour of the timeline for the same fault, so the two pages agree.
+fn fault_colour(f: &FaultInForce) -> String {
+    let (r, g, b) = FaultKind::started_by(&f.f).map_or((0x80, 0x80, 0x80), FaultKind::colour);
+    format!("rgb({r},{g},{b})")
+}
+
+/// What a fault meant for a call on `node`: a partition says which side the node was on
+/// when it was the smaller one, the case a stale read comes from.
+fn fault_on(f: &FaultInForce, node: &str) -> String {
+    let total: usize = f.sides.iter().map(Vec::len).sum();
+    match f.sides.iter().find(|s| s.iter().any(|n| n == node)) {
+        Some(side) if side.len() * 2 < total => format!("{} ({node} in the minority)", f.text),
+        _ => f.text.clone(),
+    }
+}
+
+/// The faults that hit `c`'s node while it ran, as text.
+fn node_faults(c: &CallView, faults: &[FaultInForce]) -> Vec<String> {
+    let node = c.node.as_deref().unwrap_or_default();
+    c.node_faults
+        .iter()
+        .filter_map(|&i| faults.get(i))
+        .map(|f| fault_on(f, node))
+        .collect()
 }
 
 fn render(out: &mut String, cx: &Counterexample) {
@@ -142,10 +175,13 @@ fn render(out: &mut String, cx: &Counterexample) {
             if cx.window_others == 1 { "" } else { "s" }
         );
     }
-    out.push_str("Bars run from invocation to completion in history order; a bar that fades out never completed (info: it may take effect at any later time).</p>\n<div class=\"cx\">");
-    diagram(out, &calls, failing);
+    out.push_str("Bars run from invocation to completion in history order; a bar that fades out never completed (info: it may take effect at any later time).</p>\n");
+    let faults = cx.faults.as_deref().unwrap_or_default();
+    faults_list(out, cx.faults.as_deref());
+    out.push_str("<div class=\"cx\">");
+    diagram(out, &calls, failing, faults);
     out.push_str("</div>\n");
-    calls_table(out, &calls, Some(failing), false);
+    calls_table(out, &calls, Some(failing), false, faults);
 
     let _ = writeln!(
         out,
@@ -162,7 +198,7 @@ fn render(out: &mut String, cx: &Counterexample) {
             cx.prefix.len()
         );
         let refs: Vec<&CallView> = cx.prefix.iter().collect();
-        calls_table(out, &refs, None, true);
+        calls_table(out, &refs, None, true, faults);
     }
     let _ = writeln!(
         out,
@@ -180,12 +216,48 @@ fn state_text(v: &Value) -> String {
     }
 }
 
-fn calls_table(out: &mut String, calls: &[&CallView], failing: Option<&CallView>, numbered: bool) {
+/// The faults in force around the window (`None`: the counterexample predates them).
+fn faults_list(out: &mut String, faults: Option<&[FaultInForce]>) {
+    let Some(faults) = faults else {
+        return;
+    };
+    if faults.is_empty() {
+        out.push_str("<p class=\"cx-faults none\">No fault was in force during these calls.</p>\n");
+        return;
+    }
+    out.push_str("<p>Faults in force around these calls:</p><ul class=\"cx-faults\">");
+    for f in faults {
+        let _ = write!(
+            out,
+            "<li><span class=\"swatch\" style=\"display:inline-block;width:.8em;height:.8em;margin-right:.4em;background:{};opacity:.6\"></span><b>{}</b> — from {} (history index {}) ",
+            fault_colour(f),
+            html(&f.text),
+            ms(f.start.time_ns),
+            f.start.index
+        );
+        match f.end {
+            Some(e) => {
+                let _ = write!(out, "to {} (index {})", ms(e.time_ns), e.index);
+            }
+            None => out.push_str("to the end of the history"),
+        }
+        out.push_str("</li>");
+    }
+    out.push_str("</ul>\n");
+}
+
+fn calls_table(
+    out: &mut String,
+    calls: &[&CallView],
+    failing: Option<&CallView>,
+    numbered: bool,
+    faults: &[FaultInForce],
+) {
     out.push_str("<table class=\"grid\"><thead><tr>");
     if numbered {
         out.push_str("<th class=\"num\">#</th>");
     }
-    out.push_str("<th>process</th><th>call</th><th>outcome</th><th class=\"num\">invoked</th><th class=\"num\">completed</th><th class=\"num\">history index</th><th class=\"num\">line</th></tr></thead><tbody>\n");
+    out.push_str("<th>process</th><th>node</th><th>call</th><th>outcome</th><th class=\"num\">invoked</th><th class=\"num\">completed</th><th class=\"num\">history index</th><th class=\"num\">line</th><th>faults on its node</th></tr></thead><tbody>\n");
     for (i, c) in calls.iter().enumerate() {
         let is_failing = failing.is_some_and(|f| same_call(c, f));
         out.push_str(if is_failing {
@@ -196,10 +268,12 @@ fn calls_table(out: &mut String, calls: &[&CallView], failing: Option<&CallView>
         if numbered {
             let _ = write!(out, "<td class=\"num\">{}</td>", i + 1);
         }
+        let hit = node_faults(c, faults);
         let _ = writeln!(
             out,
-            "<td>{}</td><td><code>{}</code>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}–{}</td><td class=\"num\">{}</td></tr>",
+            "<td>{}</td><td class=\"node\">{}</td><td><code>{}</code>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}–{}</td><td class=\"num\">{}</td><td class=\"node-faults\">{}</td></tr>",
             c.process,
+            c.node.as_deref().map_or("—".to_string(), html),
             html(&c.call),
             if is_failing { " ← cannot be linearized" } else { "" },
             outcome_text(c.outcome),
@@ -207,14 +281,19 @@ fn calls_table(out: &mut String, calls: &[&CallView], failing: Option<&CallView>
             c.complete.map_or("—".into(), |e| ms(e.time_ns)),
             c.invoke.index,
             c.complete.map_or("…".into(), |e| e.index.to_string()),
-            c.invoke.line
+            c.invoke.line,
+            if hit.is_empty() {
+                "—".to_string()
+            } else {
+                html(&hit.join("; "))
+            }
         );
     }
     out.push_str("</tbody></table>\n");
 }
 
 /// The per-process diagram as inline SVG.
-fn diagram(out: &mut String, calls: &[&CallView], failing: &CallView) {
+fn diagram(out: &mut String, calls: &[&CallView], failing: &CallView, faults: &[FaultInForce]) {
     let calls: Vec<&CallView> = calls.iter().copied().take(MAX_CALLS_DRAWN).collect();
     // Lanes: processes by first invocation.
     let mut lanes: BTreeMap<u64, usize> = BTreeMap::new();
@@ -233,7 +312,10 @@ fn diagram(out: &mut String, calls: &[&CallView], failing: &CallView) {
     events.sort_unstable();
     events.dedup();
     let slot = |index: u64| events.partition_point(|&e| e < index);
-    let (left, top, lane_h, slot_w) = (100.0, 30.0, 50.0, 64.0);
+    let bands: Vec<&FaultInForce> = faults.iter().take(MAX_BANDS).collect();
+    let band_h = 20.0;
+    let (left, lane_h, slot_w) = (100.0, 50.0, 64.0);
+    let top = 30.0 + bands.len() as f64 * band_h;
     let open_tail = 1.5;
     let width = left + (events.len() as f64 + open_tail + 0.5) * slot_w + 20.0;
     let height = top + lanes.len() as f64 * lane_h + 10.0;
@@ -245,6 +327,37 @@ fn diagram(out: &mut String, calls: &[&CallView], failing: &CallView) {
 <defs><linearGradient id=\"fade\" x1=\"0\" x2=\"1\"><stop offset=\"0\" stop-color=\"#f08c00\" stop-opacity=\".85\"/><stop offset=\"1\" stop-color=\"#f08c00\" stop-opacity=\"0\"/></linearGradient></defs>\
 <text x=\"{left}\" y=\"18\" fill=\"#57606a\" font-size=\"12\">history order →</text>"
     );
+    // A fault's edges fall between the calls' events: the boundary before the first event
+    // after it.
+    let edge = |index: u64| left + slot(index) as f64 * slot_w;
+    for (i, f) in bands.iter().enumerate() {
+        let y = 26.0 + i as f64 * band_h;
+        let x0 = edge(f.start.index);
+        let x1 = f.end.map_or(width - 10.0, |e| edge(e.index).max(x0 + 4.0));
+        let colour = fault_colour(f);
+        let tip = format!(
+            "{}\nfrom {} (index {}) {}",
+            f.text,
+            ms(f.start.time_ns),
+            f.start.index,
+            f.end
+                .map_or("to the end of the history".into(), |e| format!(
+                    "to {} (index {})",
+                    ms(e.time_ns),
+                    e.index
+                ))
+        );
+        let _ = write!(
+            out,
+            "<g class=\"fault\"><title>{}</title><rect x=\"{x0:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{colour}\" fill-opacity=\".22\" stroke=\"{colour}\"/><text x=\"{:.1}\" y=\"{:.1}\" fill=\"#24292f\" font-size=\"12\">{}</text></g>",
+            html(&tip),
+            x1 - x0,
+            band_h - 4.0,
+            x0 + 4.0,
+            y + 12.0,
+            html(&f.text)
+        );
+    }
     for (i, p) in order.iter().enumerate() {
         let y = top + i as f64 * lane_h + 32.0;
         let _ = write!(
@@ -273,8 +386,10 @@ fn diagram(out: &mut String, calls: &[&CallView], failing: &CallView) {
             CallOutcome::CompareFailed => ("#fbe3e3", "#d62728"),
             CallOutcome::Info | CallOutcome::Pending => ("url(#fade)", "#f08c00"),
         };
+        let hit = node_faults(c, faults);
+        let node = c.node.as_deref().unwrap_or("?");
         let tip = format!(
-            "process {} · {} · {}\ninvoked {} (index {}, line {})\n{}",
+            "process {} · {} · {} · node {node}\ninvoked {} (index {}, line {})\n{}{}",
             c.process,
             c.call,
             outcome_text(c.outcome),
@@ -284,6 +399,11 @@ fn diagram(out: &mut String, calls: &[&CallView], failing: &CallView) {
             match c.complete {
                 Some(e) => format!("completed {} (index {})", ms(e.time_ns), e.index),
                 None => "no completion: may take effect at any later time, or never".into(),
+            },
+            if hit.is_empty() {
+                String::new()
+            } else {
+                format!("\non {node} meanwhile: {}", hit.join("; "))
             }
         );
         let open =
@@ -302,8 +422,25 @@ fn diagram(out: &mut String, calls: &[&CallView], failing: &CallView) {
             y - 5.0,
             if is_failing { "#a40e26" } else { "#24292f" },
             if is_failing { 700 } else { 400 },
-            html(&format!("{}{}", c.call, if is_failing { "  ✗" } else { "" }))
+            html(&format!(
+                "{}{}{}",
+                c.call,
+                c.node.as_deref().map_or(String::new(), |n| format!(" · {n}")),
+                if is_failing { "  ✗" } else { "" }
+            ))
         );
+        // The mark that the node answering was under a fault: first thing to check when
+        // a read is stale.
+        if let Some(f) = c.node_faults.first().and_then(|&i| faults.get(i)) {
+            let _ = write!(
+                out,
+                "<circle class=\"node-fault\" data-index=\"{}\" cx=\"{x0:.1}\" cy=\"{:.1}\" r=\"6\" fill=\"{}\" stroke=\"#fff\" stroke-width=\"1.5\"><title>{}</title></circle>",
+                c.invoke.index,
+                y + h / 2.0,
+                fault_colour(f),
+                html(&hit.join("; "))
+            );
+        }
     }
     out.push_str("</svg>");
 }
@@ -358,6 +495,47 @@ mod tests {
     fn unreadable_counterexample_is_shown_as_escaped_json() {
         let s = section(&json!({"counterexample": {"key": "<b>", "odd": true}})).unwrap();
         assert!(s.contains("cannot draw") && s.contains("&lt;b&gt;"));
+    }
+
+    #[test]
+    fn names_each_calls_node_and_the_faults_in_force_escaped() {
+        let mut c = check();
+        let cx = &mut c["counterexample"];
+        let failing = &mut cx["failing_call"];
+        failing["node"] = json!("<n1>");
+        failing["node_faults"] = json!([0]);
+        cx["window"][2] = failing.clone();
+        cx["window"][0]["node"] = json!("n2");
+        cx["faults"] = json!([{
+            "f": "start-partition", "nodes": ["<n1>", "n2", "n3"],
+            "sides": [["<n1>"], ["n2", "n3"]], "text": "partition: <n1> | n2,n3",
+            "start": {"index": 3, "time_ns": 3000, "line": 4}, "end": null
+        }]);
+        let s = section(&c).unwrap();
+        assert!(!s.contains("<n1>"), "node names are escaped");
+        assert!(s.contains("<td class=\"node\">&lt;n1&gt;</td>"));
+        assert!(s.contains("<td class=\"node\">n2</td>"));
+        assert!(s.contains(
+            "<td class=\"node-faults\">partition: &lt;n1&gt; | n2,n3 (&lt;n1&gt; in the minority)</td>"
+        ));
+        assert!(s.contains("<b>partition: &lt;n1&gt; | n2,n3</b>"), "listed");
+        assert_eq!(s.matches("<g class=\"fault\">").count(), 1, "one band");
+        assert_eq!(
+            s.matches("class=\"node-fault\" data-index=\"4\"").count(),
+            1,
+            "the failing call is marked"
+        );
+        assert!(s.contains("read → 1 · &lt;n1&gt;  ✗"));
+    }
+
+    #[test]
+    fn says_when_no_fault_was_in_force_and_stays_quiet_for_older_files() {
+        let mut c = check();
+        assert!(!section(&c).unwrap().contains("cx-faults"), "older file");
+        c["counterexample"]["faults"] = json!([]);
+        assert!(section(&c)
+            .unwrap()
+            .contains("No fault was in force during these calls."));
     }
 
     #[test]

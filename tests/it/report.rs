@@ -231,6 +231,15 @@ fn invalid_run_page_draws_the_counterexample_and_escapes_target_strings() {
     );
     assert!(page.contains("Longest linearizable prefix"));
     assert!(page.contains("class=\"state\""));
+    // Which node served the stale read, and the partition in force meanwhile.
+    assert!(page.contains("<th>node</th>"));
+    assert!(
+        page.contains("<td class=\"node\">n3</td><td><code>read → 1</code> ← cannot be linearized"),
+        "the failing read names its node"
+    );
+    assert!(page.contains("<b>partition: n1 drops n2 n3</b>"));
+    assert!(page.contains("<g class=\"fault\">"), "drawn as a band");
+    assert!(page.contains("<td class=\"node-faults\">partition: n1 drops n2 n3</td>"));
     assert!(page.contains("timeline.html#op="));
     let timeline = read(&dir.join("timeline.html"));
     assert!(
@@ -529,6 +538,15 @@ fn pages_load_in_headless_chromium_without_console_errors() {
         json!([]),
     );
     assert!(calls.as_u64().unwrap() >= 2);
+    let band = b.exec(
+        "const r = document.querySelector('#counterexample g.fault rect'); \
+         return r ? r.getBoundingClientRect().width : 0",
+        json!([]),
+    );
+    assert!(
+        band.as_f64().unwrap() > 10.0,
+        "the partition is drawn above the lanes: {band}"
+    );
     assert!(
         b.exec(
             "return document.querySelectorAll('#counterexample .state').length",
