@@ -113,6 +113,22 @@ impl Drop for Lab {
     }
 }
 
+/// Run `steps` from `start`, cancel the schedule `after` that, and wait for the run to end.
+async fn run_then_cancel(lab: &Lab, steps: Vec<Step>, start: Instant, after: Duration) {
+    let (cancel, cancelled) = watch::channel(false);
+    let task = {
+        let nemesis = lab.nemesis.clone();
+        tokio::spawn(async move {
+            nemesis
+                .run(&steps, start, start + Duration::from_secs(60), cancelled)
+                .await
+        })
+    };
+    tokio::time::sleep(after).await;
+    cancel.send(true).expect("the schedule listens");
+    task.await.expect("no panic").expect("the schedule ran");
+}
+
 pub(crate) fn names(nodes: &[&str]) -> Vec<String> {
     nodes.iter().map(|s| s.to_string()).collect()
 }
@@ -230,20 +246,9 @@ async fn the_schedule_is_cancelled_between_steps_never_mid_step() {
             action: start_partition(),
         },
     ];
-    let (cancel, cancelled) = watch::channel(false);
     let start = Instant::now();
-    let task = {
-        let nemesis = lab.nemesis.clone();
-        tokio::spawn(async move {
-            nemesis
-                .run(&steps, start, start + Duration::from_secs(60), cancelled)
-                .await
-        })
-    };
-    // Cancel while the first step is loading the second node's rules.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    cancel.send(true).unwrap();
-    task.await.unwrap().unwrap();
+    run_then_cancel(&lab, steps, start, Duration::from_millis(200)).await;
+    // The cancel came while the first step was loading the second node's rules.
     let elapsed = start.elapsed();
     assert!(
         elapsed < Duration::from_millis(2000),
@@ -464,19 +469,8 @@ async fn a_step_still_waiting_for_an_election_stops_when_cancelled() {
             one_way: false,
         },
     }];
-    let (cancel, cancelled) = watch::channel(false);
     let start = Instant::now();
-    let task = {
-        let nemesis = lab.nemesis.clone();
-        tokio::spawn(async move {
-            nemesis
-                .run(&steps, start, start + Duration::from_secs(60), cancelled)
-                .await
-        })
-    };
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    cancel.send(true).unwrap();
-    task.await.unwrap().unwrap();
+    run_then_cancel(&lab, steps, start, Duration::from_millis(200)).await;
     assert!(
         start.elapsed() < Duration::from_secs(5),
         "{:?}",

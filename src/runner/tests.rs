@@ -6,6 +6,20 @@ use super::*;
 use crate::nemesis::tests::{isolate_n1, names, proc_state, Lab};
 use crate::spec::schedule::{Action, Step, Targets};
 
+/// Run the lab's plan through the run loop, uninterrupted.
+async fn run_to_the_end(lab: &Lab) -> RunSummary {
+    let (_stop_tx, stop) = watch::channel(false);
+    run_cluster(
+        lab.plan.clone(),
+        lab.cluster.clone(),
+        None,
+        lab.run_dir.path(),
+        stop,
+    )
+    .await
+    .expect("run")
+}
+
 fn step(at_ms: u64, action: Action) -> Step {
     Step {
         at: Duration::from_millis(at_ms),
@@ -34,16 +48,7 @@ async fn a_run_heals_what_its_schedule_left_in_force_before_the_final_reads() {
             },
         )],
     );
-    let (_stop_tx, stop) = watch::channel(false);
-    let summary = run_cluster(
-        lab.plan.clone(),
-        lab.cluster.clone(),
-        None,
-        lab.run_dir.path(),
-        stop,
-    )
-    .await
-    .expect("run");
+    let summary = run_to_the_end(&lab).await;
     assert!(!summary.interrupted);
     assert!(summary.ok > 0, "{summary:?}");
     let nft = lab.nft_calls();
@@ -222,16 +227,7 @@ async fn run_against_failing_adapter(backoff: crate::spec::workload::BackoffSpec
         plan.target.spec.client.protocol = crate::spec::target::Protocol::Stdio;
         plan.target.spec.client.command = vec!["python3".into(), adapter.display().to_string()];
     });
-    let (_stop_tx, stop) = watch::channel(false);
-    let summary = run_cluster(
-        lab.plan.clone(),
-        lab.cluster.clone(),
-        None,
-        lab.run_dir.path(),
-        stop,
-    )
-    .await
-    .expect("run");
+    let summary = run_to_the_end(&lab).await;
     let _ = lab.cluster.stop_all().await;
     summary
 }
@@ -259,16 +255,7 @@ async fn workers_pause_after_failures_in_a_row_instead_of_spinning() {
 #[tokio::test]
 async fn a_run_whose_ops_succeed_never_pauses() {
     let lab = lab(800, vec![]);
-    let (_stop_tx, stop) = watch::channel(false);
-    let summary = run_cluster(
-        lab.plan.clone(),
-        lab.cluster.clone(),
-        None,
-        lab.run_dir.path(),
-        stop,
-    )
-    .await
-    .expect("run");
+    let summary = run_to_the_end(&lab).await;
     assert!(summary.ok > 0, "{summary:?}");
     assert_eq!(summary.info, 0, "{summary:?}");
     // Failed comparisons are answers from a serving target, not failures to pause on.
