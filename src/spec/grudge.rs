@@ -9,8 +9,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// Who drops whose packets: fixed at compile time, or "isolate the leaders", decided when
 /// the fault starts.
+///
+/// Adjacently tagged for the reason given at [`super::schedule::Targets`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[serde(rename_all = "kebab-case", tag = "kind", content = "of")]
 pub enum Grudge {
     /// node → nodes whose packets it drops.
     Drops(BTreeMap<String, BTreeSet<String>>),

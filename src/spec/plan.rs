@@ -474,6 +474,48 @@ mod tests {
         assert!(parse_subnet("10.0.0.0/30").is_err());
     }
 
+    /// `faultline report --recheck` reads plan.yaml back: every shipped nemesis's compiled
+    /// schedule (node lists, grudges of every kind) must survive the round trip.
+    #[test]
+    fn every_shipped_nemesis_plan_reads_back_from_its_yaml() {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let roots = SpecRoots {
+            dirs: vec![root.clone()],
+        };
+        let mut names: Vec<String> = std::fs::read_dir(root.join("nemesis"))
+            .unwrap()
+            .flatten()
+            .filter_map(|e| {
+                e.path()
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .map(String::from)
+            })
+            .collect();
+        names.sort();
+        assert!(names.len() > 10, "{names:?}");
+        for name in names {
+            let o = Overrides {
+                nemesis: Some(name.clone()),
+                nodes: Some(3),
+                seed: Some(7),
+                time_limit: Some(std::time::Duration::from_secs(60)),
+                ..Overrides::default()
+            };
+            let hosts = HostsChoice::Local {
+                subnet: DEFAULT_SUBNET.into(),
+            };
+            let plan = Plan::resolve(&roots, &o, hosts).unwrap();
+            let text = plan.to_yaml().unwrap();
+            let back: Plan = crate::spec::parse_yaml(std::path::Path::new("plan.yaml"), &text)
+                .unwrap_or_else(|e| panic!("nemesis {name}: {e:#}"));
+            assert_eq!(
+                back.nemesis_schedule, plan.nemesis_schedule,
+                "nemesis {name}"
+            );
+        }
+    }
+
     #[test]
     fn plan_yaml_records_the_revision_the_binary_was_built_from() {
         // build.rs's constant: a commit (optionally `-dirty`) or `unknown`.

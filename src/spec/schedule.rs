@@ -18,8 +18,12 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// Nodes a fault acts on: fixed at compile time, or the leaders at fault time.
+///
+/// Adjacently tagged (`{kind: nodes, of: [n1]}`) because it sits inside the internally
+/// tagged [`Action`]: serde buffers such a step before it knows the variant, and a
+/// buffered YAML tag (`!nodes`) cannot be read back, so plan.yaml would not load again.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[serde(rename_all = "kebab-case", tag = "kind", content = "of")]
 pub enum Targets {
     Nodes(Vec<String>),
     Primaries,
