@@ -65,6 +65,11 @@ fn recheck_run(dir: &Path) -> Result<Value> {
         Some(mut r) => {
             r["verdict"] = json!(verdict);
             r["check"] = check;
+            // An interrupted run had no chance to recover: its liveness is not judged.
+            if r.pointer("/run/interrupted") != Some(&Value::Bool(true)) {
+                let l = crate::runner::check::liveness_of(&plan, &history)?;
+                r["liveness"] = serde_json::to_value(l)?;
+            }
             r
         }
         None => {
