@@ -2,8 +2,9 @@
 //!
 //! A pure function over a history ([`assess`]): fault windows come from the nemesis ops
 //! (a start opens a window of its kind, the next successful heal of that kind closes
-//! it), and client completions are measured against them — the `ok` share of completions
-//! inside each window and outside every window (calm), the time from each heal to the
+//! it), and client completions are measured against them — the share of completions the
+//! cluster served (`ok`, or a cas answered `compare-failed`: the target compared, so it
+//! served) inside each window and outside every window (calm), the time from each heal to the
 //! first acknowledged (`ok`) write after it, and the time from the final heal to the
 //! first `ok` op of any kind (the final reads, when the main phase ended first).
 //!
@@ -14,7 +15,7 @@
 //! This is kept apart from the safety verdict: a run can be linearizable and still never
 //! serve again, and callers report the two separately.
 
-use crate::history::{Op, OpType, Process};
+use crate::history::{Op, OpType, Process, COMPARE_FAILED};
 use serde::Serialize;
 use std::time::Duration;
 
@@ -26,8 +27,8 @@ pub struct Liveness {
     pub ok: bool,
     pub bound_s: f64,
     pub windows: Vec<Window>,
-    /// `ok` share of the client completions outside every fault window; `None` without
-    /// any.
+    /// Share of the client completions outside every fault window that were served;
+    /// `None` without any.
     pub calm_availability: Option<f64>,
     /// When the last fault was healed (seconds since the run's start).
     pub final_heal_s: Option<f64>,
@@ -45,7 +46,8 @@ pub struct Window {
     pub start_s: f64,
     /// `None`: never healed before the history ended.
     pub end_s: Option<f64>,
-    /// `ok` share of the client completions inside the window; `None` without any.
+    /// Share of the client completions inside the window that were served (`ok`, or a
+    /// cas answered `compare-failed`); `None` without any.
     pub availability: Option<f64>,
     /// From the heal to the first acknowledged write after it; `None` when no write was
     /// acknowledged after it (or it was never healed).
@@ -83,6 +85,8 @@ fn edge(f: &str) -> Option<Edge> {
 struct Completion {
     time_ns: u64,
     ok: bool,
+    /// `ok`, or a definite answer that did not change the state (`compare-failed`).
+    served: bool,
     /// Not a read: an acknowledged one changed the state, so the cluster committed.
     write: bool,
 }
@@ -114,9 +118,13 @@ pub fn assess(ops: impl IntoIterator<Item = Op>, bound: Duration) -> Liveness {
         match op.process {
             Process::Client(_) => {
                 if op.kind != OpType::Invoke {
+                    let ok = op.kind == OpType::Ok;
                     completions.push(Completion {
                         time_ns: op.time_ns,
-                        ok: op.kind == OpType::Ok,
+                        ok,
+                        served: ok
+                            || (op.kind == OpType::Fail
+                                && op.error.as_deref() == Some(COMPARE_FAILED)),
                         write: op.f != "read",
                     });
                 }
@@ -174,7 +182,7 @@ pub fn assess(ops: impl IntoIterator<Item = Op>, bound: Duration) -> Liveness {
             let (ok, all) = completions
                 .iter()
                 .filter(|c| inside(c, w))
-                .fold((0, 0), |(ok, all), c| (ok + usize::from(c.ok), all + 1));
+                .fold((0, 0), |(ok, all), c| (ok + usize::from(c.served), all + 1));
             Window {
                 f: w.f.clone(),
                 start_s: secs(w.start_ns),
@@ -187,7 +195,7 @@ pub fn assess(ops: impl IntoIterator<Item = Op>, bound: Duration) -> Liveness {
     let (calm_ok, calm_all) = completions
         .iter()
         .filter(|c| !windows.iter().any(|w| inside(c, w)))
-        .fold((0, 0), |(ok, all), c| (ok + usize::from(c.ok), all + 1));
+        .fold((0, 0), |(ok, all), c| (ok + usize::from(c.served), all + 1));
 
     let mut out = Liveness {
         ok: true,
@@ -386,6 +394,23 @@ mod tests {
         assert_eq!(l.windows[1].recovery_s, Some(0.1));
         assert_eq!(l.final_heal_s, Some(4.0));
         assert!(l.ok);
+    }
+
+    #[test]
+    fn a_cas_answered_compare_failed_was_served_but_is_no_acknowledged_write() {
+        let mut h = H::new()
+            .nemesis(1000, "start-partition")
+            .call(1100, 1, "cas", OpType::Fail)
+            .call(1200, 1, "read", OpType::Fail)
+            .nemesis(2000, "stop-partition")
+            .call(2100, 1, "cas", OpType::Fail)
+            .call(2600, 1, "write", OpType::Ok);
+        h.0[2].error = Some(COMPARE_FAILED.into());
+        h.0[7].error = Some(COMPARE_FAILED.into());
+        let l = assess(h.0, Duration::from_secs(10));
+        assert_eq!(l.windows[0].availability, Some(0.5));
+        assert_eq!(l.calm_availability, Some(1.0));
+        assert_eq!(l.windows[0].recovery_s, Some(0.6));
     }
 
     #[test]

@@ -734,7 +734,7 @@ fn liveness_section(out: &mut String, run: &RunData) {
             opt_s(w.get("recovery_s")),
         );
     }
-    out.push_str("</tbody></table>\n<p class=\"muted\">availability: the share of ops completed in the window that were ok. Only the final heal is held to the bound: during the run the next fault may come before the cluster recovered.</p>\n");
+    out.push_str("</tbody></table>\n<p class=\"muted\">availability: the share of ops completed in the window that the cluster served (ok, or a cas answered compare-failed). Only the final heal is held to the bound: during the run the next fault may come before the cluster recovered.</p>\n");
 }
 
 /// Under `serve`, offer the run as a .tar.gz (the link means nothing from `file://`).
