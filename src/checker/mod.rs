@@ -8,11 +8,13 @@
 //! worst verdict wins — P-compositionality: a history is linearizable iff each key's
 //! sub-history is); for an invalid key [`counterexample`] explains why. [`budget`]
 //! bounds time and memory throughout. [`simulate`] and [`brute`] exist to test all this;
-//! The `faultline check` subcommand is [`crate::commands::check`].
+//! The `faultline check` subcommand is [`crate::commands::check`]. Apart from all this,
+//! [`liveness`] judges whether the cluster served again after its faults were healed.
 
 pub mod brute;
 pub mod budget;
 pub mod counterexample;
+pub mod liveness;
 pub mod model;
 pub mod prepare;
 pub mod search;

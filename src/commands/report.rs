@@ -67,6 +67,11 @@ fn recheck_run(dir: &Path) -> Result<Value> {
             r["reason"] = json!(checked.reason);
             r["stats"] = serde_json::to_value(&checked.stats)?;
             r["check"] = checked.check;
+            // An interrupted run had no chance to recover: its liveness is not judged.
+            if r.pointer("/run/interrupted") != Some(&Value::Bool(true)) {
+                let l = crate::runner::check::liveness_of(&plan, &history)?;
+                r["liveness"] = serde_json::to_value(l)?;
+            }
             r
         }
         None => {

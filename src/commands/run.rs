@@ -73,10 +73,20 @@ pub fn run(args: RunArgs) -> ExitCode {
                     println!("unknown because: {reason}");
                 }
             }
+            // The reason goes to stderr: the last stdout line stays `DIR: verdict…`,
+            // which a campaign parses, and a reason may contain ": ".
+            if let Some(why) = &outcome.liveness_failed {
+                eprintln!("liveness failed: {why}");
+            }
             println!(
-                "{}: {}{}",
+                "{}: {}{}{}",
                 outcome.run_dir.display(),
                 verdict,
+                if outcome.liveness_failed.is_some() {
+                    ", liveness failed"
+                } else {
+                    ""
+                },
                 if outcome.interrupted {
                     " (interrupted)"
                 } else {

@@ -682,6 +682,9 @@ pub fn render(run: &RunData, plots: &[Plot]) -> String {
     if let Some(note) = unread_keys_note(run) {
         out.push_str(&note);
     }
+    if let Some(note) = liveness_note(run) {
+        out.push_str(&note);
+    }
 
     out.push_str("<div class=\"cols\"><div><h2>Test</h2><table id=\"parameters\">");
     for (k, v) in parameters(run) {
@@ -723,6 +726,7 @@ pub fn render(run: &RunData, plots: &[Plot]) -> String {
             html(&p.png_file)
         );
     }
+    liveness_section(&mut out, run);
     out.push_str("<h2>Checker</h2>\n");
     checker(&mut out, run);
     out.push_str("<h2 id=\"files\">Files and logs</h2>\n");
@@ -758,6 +762,78 @@ fn unread_keys_note(run: &RunData) -> Option<String> {
     ))
 }
 
+/// A liveness failure (results.json `liveness.ok` false) at the top, beside the verdict
+/// it does not change.
+fn liveness_note(run: &RunData) -> Option<String> {
+    let l = run.results.get("liveness")?;
+    if l.get("ok").and_then(Value::as_bool)? {
+        return None;
+    }
+    let reason = l
+        .get("reason")
+        .map(|r| value_text(r, 500))
+        .unwrap_or_else(|| "no reason recorded".into());
+    Some(format!(
+        "<p class=\"note\" id=\"liveness-failed\">Liveness failed: {} — the verdict above is about safety only.</p>\n",
+        html(&reason)
+    ))
+}
+
+fn opt_s(v: Option<&Value>) -> String {
+    v.and_then(Value::as_f64)
+        .map_or("—".into(), |s| format!("{s:.2} s"))
+}
+
+fn opt_share(v: Option<&Value>) -> String {
+    v.and_then(Value::as_f64)
+        .map_or("—".into(), |a| format!("{:.1} %", a * 100.0))
+}
+
+/// results.json `liveness`: a badge, the final recovery against its bound, and per fault
+/// window the availability in it and the time to the first acknowledged write after it.
+/// Nothing for a run that has none (older runs, interrupted runs).
+fn liveness_section(out: &mut String, run: &RunData) {
+    let Some(l) = run.results.get("liveness").filter(|l| l.is_object()) else {
+        return;
+    };
+    let ok = l.get("ok").and_then(Value::as_bool).unwrap_or(false);
+    let _ = writeln!(
+        out,
+        "<h2 id=\"liveness\">Liveness <span class=\"badge {}\">{}</span></h2>",
+        if ok { "valid" } else { "invalid" },
+        if ok { "OK" } else { "FAILED" }
+    );
+    let _ = write!(
+        out,
+        "<p>Final heal at {}; the cluster first served {} after it (bound {}). Calm availability: {}.",
+        opt_s(l.get("final_heal_s")),
+        opt_s(l.get("final_recovery_s")),
+        opt_s(l.get("bound_s")),
+        opt_share(l.get("calm_availability")),
+    );
+    if let Some(r) = l.get("reason").filter(|r| !r.is_null()) {
+        let _ = write!(out, " {}", html(&value_text(r, 500)));
+    }
+    out.push_str("</p>\n");
+    let windows = l.get("windows").and_then(Value::as_array);
+    let Some(windows) = windows.filter(|w| !w.is_empty()) else {
+        return;
+    };
+    out.push_str("<table class=\"grid\" id=\"liveness-windows\"><thead><tr><th>fault</th><th class=\"num\">from</th><th class=\"num\">to</th><th class=\"num\">availability</th><th class=\"num\">first ok write after</th></tr></thead><tbody>\n");
+    for w in windows.iter().take(MAX_FAULT_ROWS) {
+        let _ = writeln!(
+            out,
+            "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+            html(&value_text(w.get("f").unwrap_or(&Value::Null), 80)),
+            opt_s(w.get("start_s")),
+            opt_s(w.get("end_s")),
+            opt_share(w.get("availability")),
+            opt_s(w.get("recovery_s")),
+        );
+    }
+    out.push_str("</tbody></table>\n<p class=\"muted\">availability: the share of ops completed in the window that the cluster served (ok, or a cas answered compare-failed). Only the final heal is held to the bound: during the run the next fault may come before the cluster recovered.</p>\n");
+}
+
 /// Under `serve`, offer the run as a .tar.gz (the link means nothing from `file://`).
 const DOWNLOAD_JS: &str = r#"<script>
 (function () {
@@ -789,6 +865,38 @@ mod tests {
             "{note}"
         );
         assert!(note.contains("<code>k7, k9</code>, …"), "{note}");
+    }
+
+    #[test]
+    fn a_liveness_failure_has_its_own_note_and_section_beside_the_verdict() {
+        let run = |results| RunData::from_parts(Path::new("r"), results, Value::Null, Vec::new());
+        let none = run(serde_json::json!({"verdict": "valid"}));
+        assert_eq!(liveness_note(&none), None);
+        let mut out = String::new();
+        liveness_section(&mut out, &none);
+        assert_eq!(out, "");
+        let failed = run(serde_json::json!({"verdict": "valid", "liveness": {
+            "ok": false, "bound_s": 10.0, "final_heal_s": 20.0, "final_recovery_s": null,
+            "calm_availability": 0.9,
+            "reason": "nothing succeeded after the final heal at 20 s",
+            "windows": [{"f": "kill", "start_s": 5.0, "end_s": 20.0, "availability": 0.25, "recovery_s": null}]
+        }}));
+        let note = liveness_note(&failed).expect("a note");
+        assert!(
+            note.contains("Liveness failed: nothing succeeded after the final heal at 20 s"),
+            "{note}"
+        );
+        let mut out = String::new();
+        liveness_section(&mut out, &failed);
+        assert!(
+            out.contains("<span class=\"badge invalid\">FAILED</span>"),
+            "{out}"
+        );
+        assert!(out.contains("<td class=\"num\">25.0 %</td>"), "{out}");
+        assert!(out.contains("Calm availability: 90.0 %"), "{out}");
+        let page = render(&failed, &[]);
+        assert!(page.contains("id=\"liveness-failed\""));
+        assert!(page.contains("id=\"liveness\""));
     }
 
     #[test]

@@ -48,12 +48,21 @@ pub struct RunOutcome {
     pub run_dir: PathBuf,
     pub verdict: Option<Verdict>,
     pub interrupted: bool,
+    /// Why the cluster failed to serve again after the final heal; `None` when it did, or
+    /// when liveness was not judged.
+    pub liveness_failed: Option<String>,
 }
 
+/// Exit code of a run whose history is valid but whose cluster did not recover in time.
+pub const LIVENESS_FAILED: u8 = 4;
+
 impl RunOutcome {
+    /// Safety first: an invalid (1) or unknown (2) history keeps its code whatever the
+    /// liveness; only a valid one becomes 4 when the cluster did not serve again.
     pub fn exit_code(&self) -> u8 {
         match (self.interrupted, self.verdict) {
             (true, _) | (_, None) => 3,
+            (false, Some(Verdict::Valid)) if self.liveness_failed.is_some() => LIVENESS_FAILED,
             (false, Some(v)) => v.exit_code(),
         }
     }
@@ -258,10 +267,14 @@ pub async fn execute(plan: Plan, quiet: bool) -> Result<RunOutcome> {
     let interrupted = *stop_rx.borrow();
 
     let outcome = match result {
-        Ok(verdict) => RunOutcome {
+        Ok(checked) => RunOutcome {
             run_dir: run_dir.clone(),
-            verdict,
+            verdict: checked.as_ref().map(|c| c.0),
             interrupted,
+            liveness_failed: checked
+                .and_then(|c| c.1)
+                .filter(|l| !l.ok)
+                .map(|l| l.reason.unwrap_or_default()),
         },
         Err(e) => {
             log::line(&format!("run failed: {e:#}"));
@@ -350,7 +363,7 @@ async fn run_phases(
     plan: Arc<Plan>,
     run_dir: &Path,
     mut stop: watch::Receiver<bool>,
-) -> Result<Option<Verdict>> {
+) -> Result<Option<(Verdict, Option<crate::checker::liveness::Liveness>)>> {
     let run_id = format!("{:06x}", rand::random::<u32>() & 0xff_ffff);
     log::line(&format!("run id {run_id}"));
     log::line(&format!(

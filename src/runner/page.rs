@@ -3,6 +3,7 @@
 //! reports index of the store.
 
 use super::RunSummary;
+use crate::checker::liveness::Liveness;
 use crate::checker::Verdict;
 use crate::spec::Plan;
 use crate::store;
@@ -27,11 +28,16 @@ pub fn faults_did_not_land(t: &crate::nemesis::FaultTally) -> Option<String> {
     ))
 }
 
-/// Check `history.jsonl`, write results.json and the report; returns the verdict.
+/// Check `history.jsonl`, write results.json and the report; returns the verdict and,
+/// unless the run was interrupted, its liveness.
 ///
 /// The report is for people: if drawing it fails, the run's verdict still stands (and
 /// `faultline report RUN_DIR` can draw it later), so that failure is logged, not returned.
-pub fn check_and_report(plan: &Plan, run_dir: &Path, summary: &RunSummary) -> Result<Verdict> {
+pub fn check_and_report(
+    plan: &Plan,
+    run_dir: &Path,
+    summary: &RunSummary,
+) -> Result<(Verdict, Option<Liveness>)> {
     let history = run_dir.join("history.jsonl");
     let mut checked = super::check::check_history(plan, &history)?;
     // A run whose faults all missed tested nothing the nemesis promised: never valid.
@@ -68,6 +74,18 @@ pub fn check_and_report(plan: &Plan, run_dir: &Path, summary: &RunSummary) -> Re
     if let (Some(f), Some(obj)) = (&summary.final_reads, results.as_object_mut()) {
         obj.insert("final_reads".into(), serde_json::to_value(f)?);
     }
+    // An interrupted run neither restarted its killed nodes nor read back: it had no
+    // chance to recover, so its liveness is not judged.
+    let liveness = if summary.interrupted {
+        None
+    } else {
+        let l = super::check::liveness_of(plan, &history)?;
+        crate::log::line(&super::check::liveness_line(&l));
+        Some(l)
+    };
+    if let (Some(l), Some(obj)) = (&liveness, results.as_object_mut()) {
+        obj.insert("liveness".into(), serde_json::to_value(l)?);
+    }
     store::write_atomic(
         &run_dir.join("results.json"),
         serde_json::to_vec_pretty(&results)?.as_slice(),
@@ -82,5 +100,5 @@ pub fn check_and_report(plan: &Plan, run_dir: &Path, summary: &RunSummary) -> Re
     if let Err(e) = crate::report::index::write(&plan.store) {
         crate::log::line(&format!("report: cannot update the reports index: {e:#}"));
     }
-    Ok(verdict)
+    Ok((verdict, liveness))
 }

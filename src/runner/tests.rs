@@ -331,3 +331,68 @@ async fn final_reads_read_every_key_concurrently_reusing_one_client_per_reader()
     assert_eq!(processes.len(), 4, "{processes:?}");
     let _ = lab.cluster.stop_all().await;
 }
+
+#[tokio::test]
+async fn a_finished_run_writes_its_liveness_per_fault_window_into_results_json() {
+    let store = tempfile::tempdir().expect("store");
+    let store_path = store.path().to_path_buf();
+    let lab = Lab::with_plan(3, false, |plan| {
+        plan.time_limit = Duration::from_millis(1500);
+        plan.concurrency = 2;
+        plan.workload.op_timeout = Duration::from_millis(500);
+        plan.store = store_path;
+        plan.nemesis_schedule = vec![
+            step(
+                200,
+                Action::Pause {
+                    targets: Targets::Nodes(names(&["n1"])),
+                },
+            ),
+            step(700, Action::Resume),
+        ];
+    });
+    let (_stop_tx, stop) = watch::channel(false);
+    let summary = run_cluster(
+        lab.plan.clone(),
+        lab.cluster.clone(),
+        None,
+        lab.run_dir.path(),
+        stop,
+    )
+    .await
+    .expect("run");
+    let _ = lab.cluster.stop_all().await;
+    let (_, liveness) =
+        page::check_and_report(&lab.plan, lab.run_dir.path(), &summary).expect("checked");
+    let l = liveness.expect("judged: the run was not interrupted");
+    assert!(l.ok, "{l:?}");
+    let text = std::fs::read_to_string(lab.run_dir.path().join("results.json")).expect("results");
+    let results: serde_json::Value = serde_json::from_str(&text).expect("json");
+    let live = &results["liveness"];
+    assert_eq!(live["ok"], true, "{live}");
+    assert_eq!(live["bound_s"], 10.0);
+    let windows = live["windows"].as_array().expect("windows");
+    assert_eq!(windows.len(), 1, "{live}");
+    assert_eq!(windows[0]["f"], "pause");
+    assert!(windows[0]["end_s"].as_f64() > windows[0]["start_s"].as_f64());
+    assert!(windows[0]["availability"].is_number(), "{live}");
+    // lazykv answers at once after a resume: the first ok after the last heal is quick.
+    let recovery = live["final_recovery_s"].as_f64().expect("measured");
+    assert!(recovery < 10.0, "{live}");
+    let page = std::fs::read_to_string(lab.run_dir.path().join("index.html")).expect("page");
+    assert!(page.contains("id=\"liveness\""));
+}
+
+#[test]
+fn a_valid_run_that_did_not_recover_exits_4_but_safety_codes_win() {
+    let outcome = |verdict, liveness_failed: Option<&str>| RunOutcome {
+        run_dir: PathBuf::from("r"),
+        verdict: Some(verdict),
+        interrupted: false,
+        liveness_failed: liveness_failed.map(String::from),
+    };
+    assert_eq!(outcome(Verdict::Valid, None).exit_code(), 0);
+    assert_eq!(outcome(Verdict::Valid, Some("stuck")).exit_code(), 4);
+    assert_eq!(outcome(Verdict::Invalid, Some("stuck")).exit_code(), 1);
+    assert_eq!(outcome(Verdict::Unknown, Some("stuck")).exit_code(), 2);
+}

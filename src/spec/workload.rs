@@ -59,6 +59,10 @@ pub struct WorkloadSpec {
     /// How long a worker pauses after consecutive failures before its next op.
     #[serde(default)]
     pub backoff: BackoffSpec,
+    /// After the final heal the cluster must serve (an `ok` op) within this long, or the
+    /// run fails liveness (its safety verdict stands).
+    #[serde(with = "humantime_serde", default = "default_recovery")]
+    pub recovery: Duration,
 }
 
 /// A worker's pause after consecutive `fail`/`info` completions (a `fail` with
@@ -113,6 +117,12 @@ fn default_values() -> u32 {
 
 fn default_op_timeout() -> Duration {
     Duration::from_secs(2)
+}
+
+/// raftkv elects a leader in about 1 s and a restarted node catches up in a few; 10 s
+/// leaves room for a slower target without letting a stuck cluster pass.
+fn default_recovery() -> Duration {
+    Duration::from_secs(10)
 }
 
 fn yes() -> bool {
@@ -207,6 +217,12 @@ impl WorkloadSpec {
                 || (Duration::from_millis(1)..=self.backoff.max).contains(&self.backoff.initial),
             "backoff.initial",
             "must be between 1ms and backoff.max",
+        );
+        v.check(
+            self.recovery >= Duration::from_millis(100)
+                && self.recovery <= Duration::from_secs(600),
+            "recovery",
+            "must be between 100ms and 10m",
         );
         let model: Result<super::model::ModelKind, String> = self.model.parse();
         match model {
