@@ -69,6 +69,21 @@ pub struct RunState {
     /// an op kind that never succeeded). Absent in state files of older campaigns.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Faults the run's schedule started and how many landed (its results.json's
+    /// `run.faults`); absent for older runs and runs without a results.json.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub faults: Option<FaultsLanded>,
+    /// The run's history was valid but its cluster did not serve again in time after the
+    /// final heal (exit 4): a liveness failure, kept apart from the safety verdict.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub liveness_failed: bool,
+}
+
+/// How many of a run's planned faults landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FaultsLanded {
+    pub planned: u64,
+    pub landed: u64,
 }
 
 impl RunState {
@@ -89,6 +104,8 @@ impl RunState {
             first_anomaly_s: None,
             error: None,
             reason: None,
+            faults: None,
+            liveness_failed: false,
         }
     }
 }

@@ -229,6 +229,17 @@ fn first_anomaly_s(run_dir: &Path) -> Option<f64> {
     Some(ns / 1e9)
 }
 
+/// How many of the planned faults of the run in `run_dir` landed, from its results.json.
+fn faults_landed(run_dir: &Path) -> Option<super::dir::FaultsLanded> {
+    let text = std::fs::read_to_string(run_dir.join("results.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let f = v.pointer("/run/faults")?;
+    Some(super::dir::FaultsLanded {
+        planned: f.get("planned")?.as_u64()?,
+        landed: f.get("landed")?.as_u64()?,
+    })
+}
+
 /// Why the run in `run_dir` is unknown, from its results.json (runs before the stats
 /// rule: the checker's reason).
 fn unknown_reason(run_dir: &Path) -> Option<String> {
@@ -290,6 +301,8 @@ fn record(r: &mut RunState, campaign_dir: &Path, end: ChildEnd) {
         (Some(d), Some(Verdict::Unknown)) => unknown_reason(d),
         _ => None,
     };
+    r.faults = run_dir.as_deref().and_then(faults_landed);
+    r.liveness_failed = end.code == Some(4);
     r.error = None;
     r.status = Status::Done;
     if r.verdict.is_none() {

@@ -70,10 +70,36 @@ fn run_title(r: &RunState) -> String {
     if let Some(e) = &r.error {
         let _ = write!(t, ": {e}");
     }
+    if let Some(f) = r.faults.filter(|f| f.planned > 0) {
+        let _ = write!(t, ", faults landed {} of {}", f.landed, f.planned);
+    }
+    if r.liveness_failed {
+        t.push_str(", liveness failed (the cluster did not serve again in time)");
+    }
     if let Some(why) = &r.reason {
         let _ = write!(t, ": unknown because {why}");
     }
     t
+}
+
+/// "faults landed L/P" over the runs of a cell, and how many failed liveness, for the
+/// matrix: a cell whose faults did not land tested less than its name says.
+fn cell_faults_line(runs: &[&RunState]) -> Option<String> {
+    let (mut planned, mut landed, mut known) = (0, 0, false);
+    for f in runs.iter().filter_map(|r| r.faults) {
+        planned += f.planned;
+        landed += f.landed;
+        known = true;
+    }
+    let dead = runs.iter().filter(|r| r.liveness_failed).count();
+    let mut parts = Vec::new();
+    if known && planned > 0 {
+        parts.push(format!("faults landed {landed}/{planned}"));
+    }
+    if dead > 0 {
+        parts.push(format!("liveness failed in {dead}"));
+    }
+    (!parts.is_empty()).then(|| parts.join(", "))
 }
 
 /// One small square per run, coloured by verdict, outlined when not as expected.
@@ -232,6 +258,9 @@ fn matrix(out: &mut String, c: &Campaign, state: &State) {
                     "<br><span class=\"muted\">first anomaly {m:.1} s (median)</span>"
                 );
             }
+            if let Some(line) = cell_faults_line(&runs) {
+                let _ = write!(out, "<br><span class=\"muted\">{}</span>", html(&line));
+            }
             out.push_str("<br>");
             for r in runs {
                 run_chip(out, r);
@@ -366,5 +395,31 @@ mod tests {
         );
         assert!(page.contains(&format!("unknown because {why}\"")), "{page}");
         assert!(!page.contains("<x>"));
+    }
+
+    #[test]
+    fn a_cell_says_how_many_faults_landed_and_which_runs_failed_liveness() {
+        use crate::campaign::dir::FaultsLanded;
+        let (c, mut s) = finished([Some(Verdict::Valid), Some(Verdict::Valid), None, None]);
+        s.runs[0].faults = Some(FaultsLanded {
+            planned: 3,
+            landed: 2,
+        });
+        s.runs[1].faults = Some(FaultsLanded {
+            planned: 3,
+            landed: 0,
+        });
+        s.runs[1].liveness_failed = true;
+        let page = render(&c, &s);
+        // The two runs are in two cells.
+        assert!(page.contains(">faults landed 2/3<"), "{page}");
+        assert!(
+            page.contains(">faults landed 0/3, liveness failed in 1<"),
+            "{page}"
+        );
+        assert!(
+            page.contains("faults landed 0 of 3, liveness failed"),
+            "{page}"
+        );
     }
 }
