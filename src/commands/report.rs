@@ -60,9 +60,17 @@ fn recheck_run(dir: &Path) -> Result<Value> {
     })?;
     let plan: Plan = crate::spec::parse_yaml(&plan_path, &text)?;
     let history = dir.join("history.jsonl");
-    let checked = crate::runner::check::check_history(&plan, &history)?;
+    let mut checked = crate::runner::check::check_history(&plan, &history)?;
     let results = match read_results(dir)? {
         Some(mut r) => {
+            // The faults a run started are facts of the run, not of its history: kept in
+            // results.json, and judged again with the rest.
+            if let Some(faults) = r
+                .pointer("/run/faults")
+                .and_then(|f| serde_json::from_value(f.clone()).ok())
+            {
+                crate::runner::apply_faults_rule(&mut checked, &faults);
+            }
             r["verdict"] = json!(checked.verdict);
             r["reason"] = json!(checked.reason);
             r["stats"] = serde_json::to_value(&checked.stats)?;

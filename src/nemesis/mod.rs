@@ -97,7 +97,8 @@ impl Landed {
 
 /// Faults the schedule started and whether each landed: a run whose faults all hit nobody
 /// tested nothing the nemesis promised.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct FaultTally {
     /// Starts the schedule reached before its deadline.
     pub planned: u64,
@@ -110,14 +111,14 @@ pub struct FaultTally {
     pub slipped: Vec<Slipped>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Slipped {
     pub f: String,
     pub at_s: u64,
     pub late_ms: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Missed {
     pub f: String,
     pub at_s: u64,

@@ -8,6 +8,7 @@
 mod backoff;
 pub mod check;
 mod page;
+pub use page::apply_faults_rule;
 #[cfg(test)]
 mod tests;
 

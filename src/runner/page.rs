@@ -28,6 +28,24 @@ pub fn faults_did_not_land(t: &crate::nemesis::FaultTally) -> Option<String> {
     ))
 }
 
+/// A run whose faults all missed tested nothing the nemesis promised: never valid. Its
+/// reason joins the checker's and the stats rule's. The one place `faultline run` and
+/// `faultline report --recheck` apply it.
+pub fn apply_faults_rule(checked: &mut super::check::Checked, faults: &crate::nemesis::FaultTally) {
+    let Some(why) = faults_did_not_land(faults) else {
+        return;
+    };
+    if checked.verdict == Verdict::Valid {
+        checked.verdict = Verdict::Unknown;
+    }
+    if checked.verdict == Verdict::Unknown {
+        checked.reason = Some(match checked.reason.take() {
+            Some(r) => format!("{r}; {why}"),
+            None => why,
+        });
+    }
+}
+
 /// Check `history.jsonl`, write results.json and the report; returns the verdict and,
 /// unless the run was interrupted, its liveness.
 ///
@@ -40,18 +58,7 @@ pub fn check_and_report(
 ) -> Result<(Verdict, Option<Liveness>)> {
     let history = run_dir.join("history.jsonl");
     let mut checked = super::check::check_history(plan, &history)?;
-    // A run whose faults all missed tested nothing the nemesis promised: never valid.
-    if let Some(why) = faults_did_not_land(&summary.faults) {
-        if checked.verdict == Verdict::Valid {
-            checked.verdict = Verdict::Unknown;
-        }
-        if checked.verdict == Verdict::Unknown {
-            checked.reason = Some(match checked.reason.take() {
-                Some(r) => format!("{r}; {why}"),
-                None => why,
-            });
-        }
-    }
+    apply_faults_rule(&mut checked, &summary.faults);
     let verdict = checked.verdict;
     let shortfall = summary.final_reads.as_ref().and_then(|f| f.shortfall());
     let mut line = format!("checker: {verdict}");

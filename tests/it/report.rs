@@ -292,6 +292,41 @@ fn report_command_rechecks_and_exits_with_the_verdict() {
     assert_eq!(missing.status.code(), Some(3));
 }
 
+/// `--recheck` judges a run's faults again with its history: a valid history recorded
+/// while none of the planned faults landed stays unknown.
+#[test]
+fn recheck_keeps_a_run_whose_faults_all_missed_unknown() {
+    let store = store("recheck-missed");
+    let dir = valid_run(&store);
+    let mut results: Value = serde_json::from_str(&read(&dir.join("results.json"))).unwrap();
+    results["run"]["faults"] = serde_json::json!({
+        "planned": 2,
+        "landed": 0,
+        "missed": [{"f": "start-partition", "at_s": 1, "why": "no leader"}],
+    });
+    std::fs::write(dir.join("results.json"), results.to_string()).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args(["report", "--recheck"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let after: Value = serde_json::from_str(&read(&dir.join("results.json"))).unwrap();
+    assert_eq!(after["verdict"], "unknown", "{after}");
+    assert!(
+        after["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("no fault landed"),
+        "{after}"
+    );
+}
+
 #[test]
 fn reports_index_lists_every_run_newest_first() {
     let store = store("index");

@@ -627,3 +627,79 @@ fn a_run_in_which_nothing_succeeded_is_unknown_with_its_most_common_errors() {
     );
     std::fs::remove_dir_all(&store).ok();
 }
+
+/// A stdio adapter that hangs: every op times out, nothing succeeds, and the run says so
+/// instead of passing.
+#[test]
+fn a_run_against_a_hung_adapter_is_unknown() {
+    let _cluster = cluster_lock();
+    let store = store("silent");
+    let hosts = if is_root() { "local" } else { "loopback" };
+    let out = faultline()
+        .args([
+            "run",
+            "--target",
+            "tests/fixtures/silent/target.yaml",
+            "--workload",
+            "tests/fixtures/silent/workload.yaml",
+            "--nemesis",
+            "none",
+            "--nodes",
+            "3",
+            "--concurrency",
+            "2",
+            "--time-limit",
+            "2s",
+            "--quiet",
+        ])
+        .args(["--hosts", hosts])
+        .arg("--store")
+        .arg(&store)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    let r = results(&run_dir_of(&out));
+    assert_eq!(r["verdict"], "unknown", "{r}");
+    let reason = r["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("no write succeeded"), "{reason}");
+    std::fs::remove_dir_all(&store).ok();
+}
+
+/// A nemesis aimed at leaders is refused before the clients start when the target's
+/// adapter cannot name its leaders: it would otherwise hit nobody.
+#[test]
+fn a_leader_nemesis_is_refused_for_an_adapter_that_cannot_name_leaders() {
+    let Some((_cluster, store)) = root_cluster("blind-faults") else {
+        return;
+    };
+    let out = faultline()
+        .args([
+            "run",
+            "--target",
+            "tests/fixtures/wrong-id/target.yaml",
+            "--nemesis",
+            "partition-primaries",
+            "--nodes",
+            "3",
+            "--time-limit",
+            "5s",
+            "--quiet",
+        ])
+        .arg("--store")
+        .arg(&store)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("cannot name its leaders"), "{stderr}");
+    let dir = newest_run_dir(&store).expect("a run directory");
+    assert!(
+        !dir.join("history.jsonl").exists()
+            || std::fs::read_to_string(dir.join("history.jsonl"))
+                .unwrap()
+                .is_empty(),
+        "no client started"
+    );
+    std::fs::remove_dir_all(&store).ok();
+}
