@@ -245,45 +245,54 @@ fn the_default_run_against_correct_raftkv_is_valid() {
 }
 
 /// A seeded bug is found: the deposed leader of `--bug stale-read` serves old values.
+///
+/// Finding it is a matter of chance (a stale read needs a write through the new leader and
+/// then a read of the same key through the old one inside a window): a 35 s run caught it
+/// in most runs here, one in four or so missed. The test asks for it within two seeds, so
+/// it says whether faultline finds the bug rather than how lucky one run was.
 #[test]
 fn a_stale_read_bug_is_caught_under_leader_partitions() {
     let Some((_cluster, store)) = root_cluster("staleread") else {
         return;
     };
-    let out = faultline()
-        .args([
-            "run",
-            "--nemesis",
-            "partition-primaries",
-            // Four leader-isolation windows: one window alone misses now and then (1 in 4
-            // runs of 20 s came out valid); the 60 s table caught it 5/5.
-            "--time-limit",
-            "35s",
-            "--quiet",
-        ])
-        .args([
-            "--seed",
-            "1",
-            "--target-arg=--bug",
-            "--target-arg=stale-read",
-        ])
-        .arg("--store")
-        .arg(&store)
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r = crate::run::results(&crate::run::run_dir_of(&out));
-    assert_eq!(r["verdict"], "invalid");
-    assert!(
-        r["check"]["counterexample"]["failing_call"].is_object(),
-        "{r}"
-    );
-    std::fs::remove_dir_all(&store).ok();
+    let mut outcomes = Vec::new();
+    for seed in ["1", "2"] {
+        let out = faultline()
+            .args([
+                "run",
+                "--nemesis",
+                "partition-primaries",
+                "--time-limit",
+                "35s",
+                "--quiet",
+            ])
+            .args([
+                "--seed",
+                seed,
+                "--target-arg=--bug",
+                "--target-arg=stale-read",
+            ])
+            .arg("--store")
+            .arg(&store)
+            .output()
+            .unwrap();
+        if out.status.code() == Some(1) {
+            let r = crate::run::results(&crate::run::run_dir_of(&out));
+            assert_eq!(r["verdict"], "invalid");
+            assert!(
+                r["check"]["counterexample"]["failing_call"].is_object(),
+                "{r}"
+            );
+            std::fs::remove_dir_all(&store).ok();
+            return;
+        }
+        outcomes.push(format!(
+            "seed {seed}: exit {:?}: {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    panic!("the stale-read bug was not caught: {outcomes:?}");
 }
 
 /// `primaries-minority` cuts off the node that leads together with one follower (of five).
