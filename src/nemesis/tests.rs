@@ -113,6 +113,17 @@ impl Drop for Lab {
     }
 }
 
+/// Run `steps` from now until `limit`, never cancelled; returns when they started.
+async fn run_uncancelled(lab: &Lab, steps: &[Step], limit: Duration) -> Instant {
+    let (_cancel, cancelled) = watch::channel(false);
+    let start = Instant::now();
+    lab.nemesis
+        .run(steps, start, start + limit, cancelled)
+        .await
+        .expect("the schedule ran");
+    start
+}
+
 /// Run `steps` from `start`, cancel the schedule `after` that, and wait for the run to end.
 async fn run_then_cancel(lab: &Lab, steps: Vec<Step>, start: Instant, after: Duration) {
     let (cancel, cancelled) = watch::channel(false);
@@ -446,12 +457,7 @@ async fn the_tally_counts_planned_starts_and_those_that_hit_nobody() {
             action: Action::StopPartition,
         },
     ];
-    let (_cancel, cancelled) = watch::channel(false);
-    let start = Instant::now();
-    lab.nemesis
-        .run(&steps, start, start + Duration::from_secs(5), cancelled)
-        .await
-        .unwrap();
+    run_uncancelled(&lab, &steps, Duration::from_secs(5)).await;
     let t = lab.nemesis.tally();
     assert_eq!((t.planned, t.landed), (2, 1), "{t:?}");
     assert_eq!(t.missed[0].f, "pause");
@@ -496,12 +502,7 @@ async fn with_recover_a_fault_waits_for_the_cluster_and_the_timeline_slip_is_rep
     let lab = Lab::with_plan(3, false, |p| {
         p.nemesis.recover = Some(Duration::from_millis(1500))
     });
-    let (_cancel, cancelled) = watch::channel(false);
-    let start = Instant::now();
-    lab.nemesis
-        .run(&steps, start, start + Duration::from_secs(30), cancelled)
-        .await
-        .unwrap();
+    let start = run_uncancelled(&lab, &steps, Duration::from_secs(30)).await;
     assert!(start.elapsed() >= Duration::from_millis(1500));
     let t = lab.nemesis.tally();
     let slipped: Vec<&str> = t.slipped.iter().map(|s| s.f.as_str()).collect();
@@ -516,12 +517,7 @@ async fn with_recover_a_fault_waits_for_the_cluster_and_the_timeline_slip_is_rep
         p.nemesis.recover = Some(Duration::from_secs(10))
     });
     lab.cluster.start_all().await.expect("lazykv starts");
-    let (_cancel, cancelled) = watch::channel(false);
-    let start = Instant::now();
-    lab.nemesis
-        .run(&steps, start, start + Duration::from_secs(30), cancelled)
-        .await
-        .unwrap();
+    run_uncancelled(&lab, &steps, Duration::from_secs(30)).await;
     assert!(
         lab.nemesis.tally().slipped.is_empty(),
         "{:?}",

@@ -351,16 +351,7 @@ async fn a_finished_run_writes_its_liveness_per_fault_window_into_results_json()
             step(700, Action::Resume),
         ];
     });
-    let (_stop_tx, stop) = watch::channel(false);
-    let summary = run_cluster(
-        lab.plan.clone(),
-        lab.cluster.clone(),
-        None,
-        lab.run_dir.path(),
-        stop,
-    )
-    .await
-    .expect("run");
+    let summary = run_to_the_end(&lab).await;
     let _ = lab.cluster.stop_all().await;
     let (_, liveness) =
         page::check_and_report(&lab.plan, lab.run_dir.path(), &summary).expect("checked");
