@@ -1,9 +1,15 @@
 //! Generators: deterministic, seeded sources of client operations.
 //!
-//! No async and no clocks in here: given a seed and a workload, the sequence of
-//! invocations handed out is always the same (which worker receives which op depends on
-//! timing, the sequence does not). Rate limiting and the time limit are applied by the
-//! runner, which owns time.
+//! No async and no clocks in here: given a seed, a workload and the number of workers,
+//! each group's sequence of invocations is always the same (which of a group's workers
+//! receives which op, and how the groups interleave, depends on timing; the sequences do
+//! not). Rate limiting and the time limit are applied by the runner, which owns time.
+//!
+//! Bounded concurrency per key (Jepsen's independent keys): worker `w` belongs to group
+//! `w / threads_per_key`, and each group draws its ops only from keys of its own, so at
+//! most `threads_per_key` workers ever have an op open on one key — also when a key is
+//! retired, since its successor belongs to the same group. More workers mean more groups,
+//! so more keys in flight, never more ops on one key.
 
 use crate::history::Invocation;
 use crate::spec::workload::{KeyDistribution, OpKind, WorkloadSpec};
@@ -19,22 +25,43 @@ struct Slot {
     ops_left: Option<u64>,
 }
 
+/// What every group draws with: the workload's mix, values and key rules.
 #[derive(Debug)]
-pub struct Generator {
-    rng: ChaCha8Rng,
+struct Shape {
     mix: Vec<(OpKind, u32)>,
     total_weight: u64,
     values: u32,
     distribution: KeyDistribution,
     ops_per_key: Option<u64>,
+    groups: u64,
+}
+
+/// The workers that share keys, with the keys they share and their own random stream.
+#[derive(Debug)]
+struct Group {
+    /// The group's index: its keys are numbered `g`, `g + groups`, `g + 2 × groups`, …
+    /// so names never collide between groups and do not depend on timing.
+    index: u64,
+    rng: ChaCha8Rng,
     slots: Vec<Slot>,
-    next_key: u64,
+    /// Keys this group has opened so far.
+    opened: u64,
+}
+
+#[derive(Debug)]
+pub struct Generator {
+    shape: Shape,
+    threads_per_key: u32,
+    groups: Vec<Group>,
     /// Every key ever opened, in order (the final phase reads all of them).
     used: Vec<String>,
 }
 
 impl Generator {
-    pub fn new(spec: &WorkloadSpec, seed: u64) -> Generator {
+    /// A generator for `workers` workers, `threads_per_key` of them per key (clamped to
+    /// 1..=workers). Keys in flight: one group per `threads_per_key` workers (rounded up),
+    /// each with `ceil(keys.in_flight / groups)` keys.
+    pub fn new(spec: &WorkloadSpec, seed: u64, workers: u32, threads_per_key: u32) -> Generator {
         let mix: Vec<(OpKind, u32)> = spec
             .mix
             .iter()
@@ -42,37 +69,80 @@ impl Generator {
             .map(|(k, w)| (*k, *w))
             .collect();
         let total_weight = mix.iter().map(|(_, w)| u64::from(*w)).sum();
+        let workers = workers.max(1);
+        let threads_per_key = threads_per_key.clamp(1, workers);
+        let groups = workers.div_ceil(threads_per_key);
+        let per_group = spec.keys.in_flight.max(1).div_ceil(groups);
         let mut g = Generator {
-            rng: ChaCha8Rng::seed_from_u64(seed),
-            mix,
-            total_weight,
-            values: spec.values,
-            distribution: spec.keys.distribution,
-            ops_per_key: spec.keys.ops_per_key,
-            slots: Vec::new(),
-            next_key: 0,
+            shape: Shape {
+                mix,
+                total_weight,
+                values: spec.values,
+                distribution: spec.keys.distribution,
+                ops_per_key: spec.keys.ops_per_key,
+                groups: u64::from(groups),
+            },
+            threads_per_key,
+            groups: Vec::with_capacity(groups as usize),
             used: Vec::new(),
         };
-        for _ in 0..spec.keys.in_flight {
-            let slot = g.fresh_slot();
-            g.slots.push(slot);
+        for index in 0..u64::from(groups) {
+            // One ChaCha stream per group of the one seed: group 0's is the stream a
+            // single-group run always used, so a register run's sequence is unchanged.
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            rng.set_stream(index);
+            let mut group = Group {
+                index,
+                rng,
+                slots: Vec::with_capacity(per_group as usize),
+                opened: 0,
+            };
+            for _ in 0..per_group {
+                let slot = group.fresh_slot(&g.shape, &mut g.used);
+                group.slots.push(slot);
+            }
+            g.groups.push(group);
         }
         g
     }
 
-    fn fresh_slot(&mut self) -> Slot {
-        let key = format!("k{}", self.next_key);
-        self.next_key += 1;
-        self.used.push(key.clone());
+    /// The next invocation for worker `worker` (0-based; a worker past the last is
+    /// counted in the last group).
+    pub fn next_op(&mut self, worker: u32) -> Invocation {
+        let g = ((worker / self.threads_per_key) as usize).min(self.groups.len() - 1);
+        self.groups[g].next_op(&self.shape, &mut self.used)
+    }
+
+    /// Every key handed out so far.
+    pub fn keys_used(&self) -> &[String] {
+        &self.used
+    }
+
+    /// Keys open for operations at any moment.
+    pub fn keys_in_flight(&self) -> usize {
+        self.groups.iter().map(|g| g.slots.len()).sum()
+    }
+
+    /// Workers that share a key (the workload's setting, at most the number of workers).
+    pub fn threads_per_key(&self) -> u32 {
+        self.threads_per_key
+    }
+}
+
+impl Group {
+    fn fresh_slot(&mut self, shape: &Shape, used: &mut Vec<String>) -> Slot {
+        let key = format!("k{}", self.opened * shape.groups + self.index);
+        self.opened += 1;
+        used.push(key.clone());
         Slot {
             key,
-            ops_left: self.ops_per_key,
+            ops_left: shape.ops_per_key,
         }
     }
 
-    fn pick_slot(&mut self) -> usize {
+    fn pick_slot(&mut self, shape: &Shape) -> usize {
         let n = self.slots.len();
-        match self.distribution {
+        match shape.distribution {
             KeyDistribution::Uniform => self.rng.random_range(0..n),
             KeyDistribution::Exponential => {
                 // Slot i with probability ~2^-(i+1); what is left over goes to the last.
@@ -85,9 +155,9 @@ impl Generator {
         }
     }
 
-    fn pick_kind(&mut self) -> OpKind {
-        let mut r = self.rng.random_range(0..self.total_weight);
-        for (k, w) in &self.mix {
+    fn pick_kind(&mut self, shape: &Shape) -> OpKind {
+        let mut r = self.rng.random_range(0..shape.total_weight);
+        for (k, w) in &shape.mix {
             let w = u64::from(*w);
             if r < w {
                 return *k;
@@ -95,35 +165,29 @@ impl Generator {
             r -= w;
         }
         // Weights sum to total_weight, so the loop always returns; keep a total function.
-        self.mix.last().map(|(k, _)| *k).unwrap_or(OpKind::Read)
+        shape.mix.last().map(|(k, _)| *k).unwrap_or(OpKind::Read)
     }
 
-    fn value(&mut self) -> Value {
-        json!(self.rng.random_range(0..self.values))
+    fn value(&mut self, shape: &Shape) -> Value {
+        json!(self.rng.random_range(0..shape.values))
     }
 
-    /// The next invocation.
-    pub fn next_op(&mut self) -> Invocation {
-        let i = self.pick_slot();
+    fn next_op(&mut self, shape: &Shape, used: &mut Vec<String>) -> Invocation {
+        let i = self.pick_slot(shape);
         let key = self.slots[i].key.clone();
         if let Some(left) = &mut self.slots[i].ops_left {
             *left = left.saturating_sub(1);
             if *left == 0 {
-                self.slots[i] = self.fresh_slot();
+                self.slots[i] = self.fresh_slot(shape, used);
             }
         }
-        let f = self.pick_kind();
+        let f = self.pick_kind(shape);
         let value = match f {
             OpKind::Read => Value::Null,
-            OpKind::Write => self.value(),
-            OpKind::Cas => json!([self.value(), self.value()]),
+            OpKind::Write => self.value(shape),
+            OpKind::Cas => json!([self.value(shape), self.value(shape)]),
         };
         Invocation { f, key, value }
-    }
-
-    /// Every key handed out so far.
-    pub fn keys_used(&self) -> &[String] {
-        &self.used
     }
 }
 
@@ -131,6 +195,7 @@ impl Generator {
 mod tests {
     use super::*;
     use crate::spec::parse_yaml;
+    use std::collections::{BTreeMap, BTreeSet};
     use std::path::Path;
 
     fn kv() -> WorkloadSpec {
@@ -143,28 +208,130 @@ mod tests {
 
     #[test]
     fn the_same_seed_gives_the_same_sequence() {
-        let a: Vec<_> = {
-            let mut g = Generator::new(&kv(), 7);
-            (0..200).map(|_| g.next_op()).collect()
+        let run = |seed| {
+            let mut g = Generator::new(&kv(), seed, 1, 1);
+            (0..200).map(|_| g.next_op(0)).collect::<Vec<_>>()
         };
-        let b: Vec<_> = {
-            let mut g = Generator::new(&kv(), 7);
-            (0..200).map(|_| g.next_op()).collect()
-        };
-        let c: Vec<_> = {
-            let mut g = Generator::new(&kv(), 8);
-            (0..200).map(|_| g.next_op()).collect()
-        };
-        assert_eq!(a, b);
-        assert_ne!(a, c);
+        assert_eq!(run(7), run(7));
+        assert_ne!(run(7), run(8));
+    }
+
+    /// Drives `workers` workers in an order drawn from `schedule_seed`: at each step one
+    /// worker either invokes its next op or completes the one it has open, as workers
+    /// whose ops take random times would. Returns each worker group's sequence of ops and
+    /// the most workers that ever had an op open on one key at once.
+    fn simulate(
+        spec: &WorkloadSpec,
+        seed: u64,
+        workers: u32,
+        threads_per_key: u32,
+        schedule_seed: u64,
+        steps: usize,
+    ) -> (Generator, BTreeMap<u32, Vec<Invocation>>, usize) {
+        let mut g = Generator::new(spec, seed, workers, threads_per_key);
+        let mut schedule = ChaCha8Rng::seed_from_u64(schedule_seed);
+        let mut open: Vec<Option<String>> = vec![None; workers as usize];
+        let mut on_key = BTreeMap::<String, usize>::new();
+        let mut per_group = BTreeMap::<u32, Vec<Invocation>>::new();
+        let mut most = 0;
+        for _ in 0..steps {
+            let w = schedule.random_range(0..workers);
+            match open[w as usize].take() {
+                Some(key) => {
+                    let n = on_key.get_mut(&key).expect("open key counted");
+                    *n -= 1;
+                }
+                None => {
+                    let inv = g.next_op(w);
+                    let n = on_key.entry(inv.key.clone()).or_default();
+                    *n += 1;
+                    most = most.max(*n);
+                    open[w as usize] = Some(inv.key.clone());
+                    per_group
+                        .entry(w / g.threads_per_key())
+                        .or_default()
+                        .push(inv);
+                }
+            }
+        }
+        (g, per_group, most)
+    }
+
+    #[test]
+    fn at_most_threads_per_key_workers_have_an_op_open_on_one_key() {
+        let spec = kv();
+        for t in [1, 2, 3, 5, 7, 8, 16] {
+            let (g, _, most) = simulate(&spec, 5, 200, t, u64::from(t), 100_000);
+            assert!(most <= t as usize, "{t} per key: {most} open on one key");
+            // The bound is reached, so the check above is not vacuous: a group's workers
+            // do pile up on its one key (16 all open at once is too rare to wait for).
+            if t <= 8 {
+                assert_eq!(most, t as usize, "{t} per key");
+            }
+            // One group per t workers, each with ceil(3 / groups) = 1 key.
+            assert_eq!(g.keys_in_flight(), 200usize.div_ceil(t as usize), "{t}");
+            // Keys were retired after 10 ops many times over, and all of them are named.
+            assert!(g.keys_used().len() > 5 * g.keys_in_flight(), "{t}");
+        }
+    }
+
+    #[test]
+    fn keys_in_flight_grow_with_the_workers_and_never_fall_below_the_workload() {
+        let mut spec = kv();
+        spec.keys.in_flight = 100;
+        // 4 groups of 5 workers share the 100 keys, 25 each.
+        assert_eq!(Generator::new(&spec, 1, 20, 5).keys_in_flight(), 100);
+        // 40 groups: ceil(100 / 40) = 3 keys each.
+        assert_eq!(Generator::new(&spec, 1, 200, 5).keys_in_flight(), 120);
+        // More threads per key than workers: one group of all of them.
+        let g = Generator::new(&spec, 1, 3, 5);
+        assert_eq!((g.threads_per_key(), g.keys_in_flight()), (3, 100));
+    }
+
+    #[test]
+    fn each_groups_sequence_depends_on_the_seed_and_not_on_timing() {
+        let spec = kv();
+        let (_, a, _) = simulate(&spec, 7, 200, 5, 1, 50_000);
+        let (_, b, _) = simulate(&spec, 7, 200, 5, 2, 50_000);
+        // Different interleavings hand out different numbers of ops per group; what each
+        // group got is a prefix of the same sequence.
+        assert_eq!(a.len(), 40);
+        for (group, ops) in &a {
+            let other = &b[group];
+            let n = ops.len().min(other.len());
+            assert!(n > 100, "group {group}: {n}");
+            assert_eq!(ops[..n], other[..n], "group {group}");
+        }
+        let (_, c, _) = simulate(&spec, 8, 200, 5, 1, 50_000);
+        assert_ne!(a[&0][..100], c[&0][..100], "another seed, other ops");
+        // The setting is part of what a seed means: 2 per key splits the workers otherwise.
+        let (_, d, _) = simulate(&spec, 7, 200, 2, 1, 50_000);
+        assert_eq!(d.len(), 100);
+    }
+
+    #[test]
+    fn groups_never_share_a_key_and_every_key_is_named_for_the_final_reads() {
+        let (g, per_group, _) = simulate(&kv(), 3, 200, 5, 9, 100_000);
+        let mut owner = BTreeMap::<&str, u32>::new();
+        for (group, ops) in &per_group {
+            for op in ops {
+                let o = *owner.entry(op.key.as_str()).or_insert(*group);
+                assert_eq!(o, *group, "{} used by groups {o} and {group}", op.key);
+            }
+        }
+        let used: BTreeSet<&String> = g.keys_used().iter().collect();
+        assert_eq!(used.len(), g.keys_used().len(), "key names are unique");
+        assert!(owner.keys().all(|k| used.contains(&k.to_string())));
+        // Only keys opened and not yet given an op are named without having been used.
+        assert!(used.len() <= owner.len() + g.keys_in_flight());
     }
 
     #[test]
     fn keys_are_retired_after_their_ops_and_replaced() {
-        let mut g = Generator::new(&kv(), 1);
-        let mut per_key = std::collections::BTreeMap::<String, u64>::new();
+        let mut g = Generator::new(&kv(), 1, 1, 1);
+        let mut per_key = BTreeMap::<String, u64>::new();
         for _ in 0..300 {
-            *per_key.entry(g.next_op().key).or_default() += 1;
+            *per_key.entry(g.next_op(0).key).or_default() += 1;
         }
         assert!(per_key.values().all(|n| *n <= 10), "{per_key:?}");
         assert!(per_key.len() >= 30);
@@ -176,8 +343,8 @@ mod tests {
 
     #[test]
     fn the_mix_is_respected_and_values_stay_in_range() {
-        let mut g = Generator::new(&kv(), 3);
-        let ops: Vec<_> = (0..4000).map(|_| g.next_op()).collect();
+        let mut g = Generator::new(&kv(), 3, 10, 5);
+        let ops: Vec<_> = (0..4000).map(|i| g.next_op(i % 10)).collect();
         let reads = ops.iter().filter(|o| o.f == OpKind::Read).count();
         assert!((1800..2200).contains(&reads), "{reads}");
         for o in &ops {

@@ -146,7 +146,12 @@ struct Ctx {
 impl Ctx {
     fn new(plan: Arc<Plan>, cluster: Arc<Cluster>, journal: Arc<Journal>) -> Ctx {
         Ctx {
-            gen: Mutex::new(Generator::new(&plan.workload, plan.seed)),
+            gen: Mutex::new(Generator::new(
+                &plan.workload,
+                plan.seed,
+                plan.concurrency,
+                plan.workload.keys.threads_per_key(plan.nodes.len()),
+            )),
             stats: Stats::default(),
             rate: Rate::new(plan.rate),
             next_process: AtomicU64::new(u64::from(plan.concurrency)),
@@ -578,6 +583,14 @@ async fn run_cluster(
         start.into_std(),
     )?);
     let ctx = Arc::new(Ctx::new(plan.clone(), cluster.clone(), journal.clone()));
+    {
+        let gen = ctx.gen.lock().unwrap_or_else(|p| p.into_inner());
+        log::line(&format!(
+            "keys: {} in flight, at most {} worker(s) on one key (workload keys.threads_per_key)",
+            gen.keys_in_flight(),
+            gen.threads_per_key()
+        ));
+    }
 
     let nemesis = Arc::new(Nemesis::new(cluster.clone(), journal.clone(), clocks));
     let deadline = start + plan.time_limit;
@@ -787,7 +800,13 @@ async fn work(
                 _ = stopped(stop) => return Ok(()),
             }
         }
-        let inv = ctx.gen.lock().unwrap_or_else(|p| p.into_inner()).next_op();
+        // By slot, not process: a worker that went on under a new process id after an
+        // `info` keeps its group, so its group's bound on one key still holds.
+        let inv = ctx
+            .gen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .next_op(slot);
         ctx.invoke_op(process, &inv, node)?;
         let completion = tokio::select! {
             c = client.invoke(&inv, timeout) => c,

@@ -280,6 +280,7 @@ async fn final_reads_read_every_key_concurrently_reusing_one_client_per_reader()
         plan.workload.op_timeout = Duration::from_millis(500);
         plan.workload.keys = crate::spec::workload::KeySpec {
             in_flight: 20,
+            threads_per_key: None,
             ops_per_key: Some(2),
             distribution: crate::spec::workload::KeyDistribution::Uniform,
         };
@@ -290,8 +291,8 @@ async fn final_reads_read_every_key_concurrently_reusing_one_client_per_reader()
     let ctx = Arc::new(Ctx::new(lab.plan.clone(), lab.cluster.clone(), journal));
     let keys = {
         let mut gen = ctx.gen.lock().unwrap();
-        for _ in 0..200 {
-            gen.next_op();
+        for i in 0..200 {
+            gen.next_op(i % 4);
         }
         gen.keys_used().len()
     };
@@ -386,4 +387,59 @@ fn a_valid_run_that_did_not_recover_exits_4_but_safety_codes_win() {
     assert_eq!(outcome(Verdict::Valid, Some("stuck")).exit_code(), 4);
     assert_eq!(outcome(Verdict::Invalid, Some("stuck")).exit_code(), 1);
     assert_eq!(outcome(Verdict::Unknown, Some("stuck")).exit_code(), 2);
+}
+
+/// The most workers that had an op open on one key at once in a history: an invocation
+/// opens one for its key, the same process's next completion closes it (an `info` too —
+/// the worker moves on under a new process, as the runner's workers do).
+fn most_open_on_one_key(history: &str) -> (usize, usize) {
+    let mut open_by = std::collections::BTreeMap::<u64, String>::new();
+    let mut on_key = std::collections::BTreeMap::<String, usize>::new();
+    let mut most = 0;
+    for line in history.lines() {
+        let op: Value = serde_json::from_str(line).unwrap();
+        let (Some(process), Some(key)) = (op["process"].as_u64(), op["key"].as_str()) else {
+            continue;
+        };
+        if op["type"] == "invoke" {
+            assert!(open_by.insert(process, key.to_string()).is_none());
+            let n = on_key.entry(key.to_string()).or_default();
+            *n += 1;
+            most = most.max(*n);
+        } else {
+            let key = open_by
+                .remove(&process)
+                .expect("a completion of an open op");
+            *on_key.get_mut(&key).unwrap() -= 1;
+        }
+    }
+    (most, on_key.len())
+}
+
+#[tokio::test]
+async fn two_hundred_workers_put_at_most_threads_per_key_ops_on_one_key() {
+    let lab = Lab::with_plan(3, false, |plan| {
+        plan.time_limit = Duration::from_millis(1000);
+        plan.concurrency = 200;
+        plan.workload.op_timeout = Duration::from_millis(500);
+        plan.workload.final_reads = false;
+        plan.workload.keys = crate::spec::workload::KeySpec {
+            in_flight: 1,
+            threads_per_key: Some(4),
+            ops_per_key: Some(20),
+            distribution: crate::spec::workload::KeyDistribution::Uniform,
+        };
+    });
+    let summary = run_to_the_end(&lab).await;
+    let _ = lab.cluster.stop_all().await;
+    assert!(summary.ok > 200, "{summary:?}");
+    let (most, keys) = most_open_on_one_key(&lab.history());
+    assert!(most <= 4, "{most} workers had an op open on one key");
+    // 50 groups of 4 workers, each on a key of its own, each key retired after 20 ops.
+    assert!(most >= 2, "workers of a group do share its key: {most}");
+    assert!(
+        keys as u64 >= summary.ops / 20,
+        "{keys} keys for {} ops",
+        summary.ops
+    );
 }

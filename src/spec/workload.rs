@@ -1,9 +1,10 @@
 //! `workloads/<name>.yaml`: what clients do, and which model judges the history.
 //!
-//! A register is the special case of independent keys with one key in flight forever; the
-//! `kv` workload keeps a bounded number of keys in flight and retires each after a bounded
-//! number of ops, so every per-key history stays short enough to check (Jepsen's
-//! independent keys).
+//! Independent keys (Jepsen's): workers are split into groups of `keys.threads_per_key`,
+//! each group with keys of its own, so at most that many workers ever have an op open on
+//! one key whatever the concurrency; a key is retired after a bounded number of ops, so
+//! every per-key history stays short and narrow enough to check. A register is the special
+//! case of one key per group.
 
 use super::{load_yaml, Violations};
 use anyhow::Result;
@@ -132,9 +133,15 @@ fn yes() -> bool {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeySpec {
-    /// Keys open for operations at once.
+    /// Keys open for operations at once, at least: there is at least one per group of
+    /// `threads_per_key` workers, and every group gets the same number.
     #[serde(default = "one")]
     pub in_flight: u32,
+    /// Workers that share a key: the run's workers are split into groups of this many,
+    /// each working on keys of its own. Absent = the number of nodes (see
+    /// [`KeySpec::threads_per_key`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threads_per_key: Option<u32>,
     /// Retire a key after this many ops and open a fresh one; absent = never.
     #[serde(default)]
     pub ops_per_key: Option<u64>,
@@ -147,10 +154,28 @@ fn one() -> u32 {
     1
 }
 
+/// Most workers per key a workload may ask for: the most workers a run may have
+/// (`concurrency`); more would only mean "all of them".
+pub const MAX_THREADS_PER_KEY: u32 = 1000;
+
+impl KeySpec {
+    /// Workers per key in a run with `nodes` nodes. The default is one per node, as in
+    /// Jepsen's linearizable-register test: workers are spread over nodes round-robin and
+    /// a group is consecutive workers, so each key is then reached through every node once
+    /// (a stale read needs a read and a write through different nodes), and a per-key
+    /// history has as many concurrent ops as the cluster has nodes — few enough to check,
+    /// however many workers the run has.
+    pub fn threads_per_key(&self, nodes: usize) -> u32 {
+        self.threads_per_key
+            .unwrap_or_else(|| u32::try_from(nodes).unwrap_or(u32::MAX).max(1))
+    }
+}
+
 impl Default for KeySpec {
     fn default() -> Self {
         KeySpec {
             in_flight: 1,
+            threads_per_key: None,
             ops_per_key: None,
             distribution: KeyDistribution::Uniform,
         }
@@ -190,6 +215,15 @@ impl WorkloadSpec {
             (1..=10_000).contains(&self.keys.in_flight),
             "keys.in_flight",
             "must be between 1 and 10000",
+        );
+        v.check(
+            self.keys
+                .threads_per_key
+                .is_none_or(|n| (1..=MAX_THREADS_PER_KEY).contains(&n)),
+            "keys.threads_per_key",
+            format!(
+                "must be between 1 and {MAX_THREADS_PER_KEY} (workers sharing a key; more than the run's concurrency means all of them)"
+            ),
         );
         v.check(
             self.keys.ops_per_key.is_none_or(|n| n >= 1),
@@ -322,6 +356,46 @@ mod tests {
             err.contains("workloads/bad.yaml: keys.in_flight: must be between"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn threads_per_key_defaults_to_the_node_count_and_refuses_0_with_its_line() {
+        let p = Path::new("w.yaml");
+        let w: WorkloadSpec = parse_yaml(p, "name: r\nmix: {read: 1}\nmodel: register\n").unwrap();
+        assert_eq!(w.keys.threads_per_key, None);
+        assert_eq!(
+            (w.keys.threads_per_key(5), w.keys.threads_per_key(3)),
+            (5, 3)
+        );
+        let set: WorkloadSpec = parse_yaml(
+            p,
+            "name: r\nmix: {read: 1}\nmodel: register\nkeys: {threads_per_key: 2}\n",
+        )
+        .unwrap();
+        set.validate(p).unwrap();
+        assert_eq!(set.keys.threads_per_key(5), 2);
+        // More than any run's workers would be a typo; as many as the most workers is not.
+        let dir = tempfile::tempdir().unwrap();
+        for (n, ok) in [(0, false), (1000, true), (1001, false)] {
+            let path = dir.path().join("t.yaml");
+            std::fs::write(
+                &path,
+                format!("name: r\nmix: {{read: 1}}\nmodel: register\nkeys:\n  in_flight: 2\n  threads_per_key: {n}\n"),
+            )
+            .unwrap();
+            let r = WorkloadSpec::load(&path);
+            assert_eq!(r.is_ok(), ok, "{n}: {r:?}");
+            if let Err(e) = r {
+                let e = e.to_string();
+                assert!(
+                    e.contains(&format!(
+                        "{}:6:20: keys.threads_per_key: must be between 1 and 1000",
+                        path.display()
+                    )),
+                    "{e}"
+                );
+            }
+        }
     }
 
     #[test]
