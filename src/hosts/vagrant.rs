@@ -159,9 +159,10 @@ mod tests {
         );
         let addrs = parse_addresses(&["n2=10.0.0.2".into()]).unwrap();
         let yaml = inventory(&hosts, &addrs).unwrap();
-        let spec: InventorySpec = serde_yaml::from_str(&yaml).unwrap();
-        assert_eq!(spec.nodes[0].address, Some(Ipv4Addr::new(192, 168, 56, 11)));
-        assert_eq!(spec.nodes[1].address, Some(Ipv4Addr::new(10, 0, 0, 2)));
+        let spec: InventorySpec =
+            crate::spec::parse_yaml(std::path::Path::new("nodes.yaml"), &yaml).unwrap();
+        assert_eq!(spec.nodes[0].address, Ipv4Addr::new(192, 168, 56, 11));
+        assert_eq!(spec.nodes[1].address, Ipv4Addr::new(10, 0, 0, 2));
         assert_eq!(spec.nodes[0].ssh_host.as_deref(), Some("127.0.0.1"));
         // Key files do not exist here, so resolving reports them — by node and field.
         let e = resolve(std::path::Path::new("nodes.yaml"), &spec)

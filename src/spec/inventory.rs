@@ -17,13 +17,15 @@
 //!     ssh_port: 2222
 //! ```
 //!
-//! Validated like every other spec: unknown keys are errors, and each broken rule names
-//! the file and the field.
+//! Read like every other spec: serde checks the shape (an unknown field is an error that
+//! lists the valid ones, a wrong type or a missing `name` or `address` is named at its
+//! line), then [`resolve`] checks the rules across nodes and on disk, each reported as
+//! `file:line:column: field: rule`, all before anything starts.
 
 use super::{load_yaml, Violations};
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
@@ -65,41 +67,50 @@ pub enum ClockMode {
     System,
 }
 
-/// One entry of the inventory: a node under `nodes`, or the `defaults` every node starts
-/// from (which may not name a node, an address or an SSH host).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// What `defaults` sets for every node; each node may set the same fields for itself.
+/// A field missing here and at the node takes the built-in default.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct InventoryEntry {
-    #[serde(default)]
-    pub name: Option<String>,
-    #[serde(default)]
-    pub address: Option<Ipv4Addr>,
-    #[serde(default)]
-    pub ssh_host: Option<String>,
-    #[serde(default)]
+pub struct Defaults {
     pub ssh_port: Option<u16>,
-    #[serde(default)]
     pub user: Option<String>,
-    #[serde(default)]
     pub key: Option<String>,
-    #[serde(default)]
     pub sudo: Option<bool>,
-    #[serde(default)]
     pub dir: Option<String>,
-    #[serde(default)]
     pub host_keys: Option<HostKeys>,
-    #[serde(default)]
     pub known_hosts: Option<String>,
-    #[serde(default)]
     pub clock: Option<ClockMode>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One node under `nodes`: its name and address (required: serde reports a missing one
+/// at the node's line), where SSH reaches it if elsewhere, and any of the [`Defaults`]
+/// fields for this node alone. Name, address and SSH host are per node, so `defaults`
+/// has no such fields and naming one there is an unknown field.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeEntry {
+    pub name: String,
+    pub address: Ipv4Addr,
+    pub ssh_host: Option<String>,
+    pub ssh_port: Option<u16>,
+    pub user: Option<String>,
+    pub key: Option<String>,
+    pub sudo: Option<bool>,
+    pub dir: Option<String>,
+    pub host_keys: Option<HostKeys>,
+    pub known_hosts: Option<String>,
+    pub clock: Option<ClockMode>,
+}
+
+/// The inventory file. Its shape (fields, types, what is required) is serde's to check,
+/// with file, line and column and, for an unknown field, the valid ones; the rules that
+/// span nodes or touch the disk are [`resolve`]'s, located in the file the same way.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InventorySpec {
     #[serde(default)]
-    pub defaults: InventoryEntry,
-    pub nodes: Vec<InventoryEntry>,
+    pub defaults: Defaults,
+    pub nodes: Vec<NodeEntry>,
 }
 
 /// One node with every default applied and paths made absolute: what the SSH backend uses.
@@ -147,6 +158,9 @@ fn expand(base: &Path, p: &str) -> PathBuf {
     }
 }
 
+/// Apply the defaults, make paths absolute and check the rules serde cannot: names and
+/// addresses unique, names usable in file names, paths and user names well formed, key
+/// files present. Every broken rule is reported at once, each at its field's line.
 pub fn resolve(path: &Path, spec: &InventorySpec) -> Result<Vec<SshNode>> {
     let base = path
         .parent()
@@ -159,23 +173,12 @@ pub fn resolve(path: &Path, spec: &InventorySpec) -> Result<Vec<SshNode>> {
         "nodes",
         "must list at least one node",
     );
-    for (field, set) in [
-        ("name", d.name.is_some()),
-        ("address", d.address.is_some()),
-        ("ssh_host", d.ssh_host.is_some()),
-    ] {
-        v.check(
-            !set,
-            format!("defaults.{field}"),
-            "is set per node, not in defaults",
-        );
-    }
-    let mut names = BTreeSet::new();
-    let mut addresses = BTreeSet::new();
+    let mut names = BTreeMap::new();
+    let mut addresses = BTreeMap::new();
     let mut out = Vec::new();
     for (i, n) in spec.nodes.iter().enumerate() {
         let at = |f: &str| format!("nodes[{i}].{f}");
-        let name = n.name.clone().unwrap_or_default();
+        let name = n.name.clone();
         v.check(
             !name.is_empty()
                 && name.len() <= 8
@@ -185,24 +188,24 @@ pub fn resolve(path: &Path, spec: &InventorySpec) -> Result<Vec<SshNode>> {
             at("name"),
             "must be 1 to 8 lowercase letters or digits (it names files and chains)",
         );
-        v.check(
-            names.insert(name.clone()),
-            at("name"),
-            format!("{name} appears twice"),
-        );
-        let Some(address) = n.address else {
+        if let Some(first) = names.insert(name.clone(), i) {
+            v.check(
+                false,
+                at("name"),
+                format!(
+                    "{} appears twice (also nodes[{first}]; rule: every node has its own name)",
+                    super::short_echo(&name)
+                ),
+            );
+        }
+        let address = n.address;
+        if let Some(first) = addresses.insert(address, i) {
             v.check(
                 false,
                 at("address"),
-                "is required (the address peers and clients use)",
+                format!("{address} is used by two nodes (also nodes[{first}])"),
             );
-            continue;
-        };
-        v.check(
-            addresses.insert(address),
-            at("address"),
-            format!("{address} is used by two nodes"),
-        );
+        }
         let dir = n
             .dir
             .clone()
@@ -295,26 +298,135 @@ mod tests {
             e.contains("/inv/nodes.yaml: nodes[0].dir: must be an absolute path"),
             "{e}"
         );
-        assert!(e.contains("nodes[1].name: n1 appears twice"), "{e}");
+        assert!(e.contains("nodes[1].name: \"n1\" appears twice"), "{e}");
         assert!(
             e.contains("nodes[1].address: 10.0.0.1 is used by two nodes"),
-            "{e}"
-        );
-        let e = parse("nodes:\n  - {name: n1, address: 10.0.0.1, passwd: x}\n")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("/inv/nodes.yaml:2:") && e.contains("unknown field `passwd`"),
             "{e}"
         );
         let e = parse("nodes:\n  - {name: n1, address: 10.0.0.1, key: nokey}\n")
             .unwrap_err()
             .to_string();
         assert!(e.contains("nodes[0].key: no key file /inv/nokey"), "{e}");
-        let e = parse("defaults: {address: 10.0.0.9}\nnodes:\n  - {name: n1}\n")
+    }
+
+    #[test]
+    fn an_unknown_field_is_named_at_its_line_with_the_valid_ones() {
+        let e = parse("nodes:\n  - {name: n1, address: 10.0.0.1, passwd: x}\n")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("defaults.address: is set per node"), "{e}");
-        assert!(e.contains("nodes[0].address: is required"), "{e}");
+        assert!(
+            e.starts_with("/inv/nodes.yaml:2:35: nodes[0]: unknown field `passwd`, expected one of `name`, `address`, `ssh_host`, `ssh_port`, `user`, `key`, `sudo`, `dir`, `host_keys`, `known_hosts`, `clock`"),
+            "{e}"
+        );
+        // Name, address and SSH host are per node: in defaults they are unknown fields.
+        let e = parse("defaults: {user: root, address: 10.0.0.9}\nnodes:\n  - {name: n1, address: 10.0.0.1}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("/inv/nodes.yaml:1:24: defaults: unknown field `address`, expected one of `ssh_port`, `user`, `key`, `sudo`, `dir`, `host_keys`, `known_hosts`, `clock`"),
+            "{e}"
+        );
+        let e = parse("nodes: []\nhosts: []\n").unwrap_err().to_string();
+        assert!(
+            e.contains(":2:1: unknown field `hosts`, expected `defaults` or `nodes`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_wrong_type_is_named_at_its_line() {
+        for (text, want) in [
+            (
+                "nodes:\n  - {name: n1, address: 10.0.0.1, ssh_port: twenty}\n",
+                "/inv/nodes.yaml:2:45: nodes[0].ssh_port: invalid type: a string, expected u16",
+            ),
+            (
+                "nodes:\n  - name: n1\n    address: 10.0.0.300\n",
+                "/inv/nodes.yaml:3:14: nodes[0].address: invalid IPv4 address syntax",
+            ),
+            (
+                "defaults:\n  sudo: maybe\nnodes: [{name: n1, address: 10.0.0.1}]\n",
+                "/inv/nodes.yaml:2:9: defaults.sudo: invalid type: a string, expected a boolean",
+            ),
+            (
+                "defaults: {host_keys: ask}\nnodes: [{name: n1, address: 10.0.0.1}]\n",
+                "/inv/nodes.yaml:1:23: defaults.host_keys: unknown variant `ask`, expected one of `strict`, `accept-new`, `off`",
+            ),
+            (
+                "nodes: {name: n1, address: 10.0.0.1}\n",
+                "/inv/nodes.yaml:1:8: nodes: invalid type: map, expected a sequence",
+            ),
+        ] {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(e.starts_with(want), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_missing_required_field_is_named_at_its_node() {
+        let e = parse("nodes:\n  - {name: n1, address: 10.0.0.1}\n  - {name: n2}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("/inv/nodes.yaml:3:5: nodes[1]: missing field `address`"),
+            "{e}"
+        );
+        let e = parse("nodes:\n  - address: 10.0.0.1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("/inv/nodes.yaml:2:5: nodes[0]: missing field `name`"),
+            "{e}"
+        );
+        let e = parse("defaults: {user: root}\n").unwrap_err().to_string();
+        assert!(e.contains("missing field `nodes`"), "{e}");
+        let e = parse("nodes: []\n").unwrap_err().to_string();
+        assert!(e.contains("nodes: must list at least one node"), "{e}");
+    }
+
+    #[test]
+    fn rules_across_nodes_are_reported_at_their_line_in_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("nodes.yaml");
+        std::fs::write(
+            &file,
+            "defaults:\n  user: root\nnodes:\n  - name: n1\n    address: 10.0.0.1\n  - name: n2\n    address: 10.0.0.2\n  - name: n1\n    address: 10.0.0.2\n  - {name: Node_4, address: 10.0.0.4}\n",
+        )
+        .unwrap();
+        let e = load(&file).unwrap_err().to_string();
+        let f = file.display();
+        // Every broken rule at once, each at its own line and column.
+        assert!(
+            e.contains(&format!("{f}:8:11: nodes[2].name: \"n1\" appears twice (also nodes[0]; rule: every node has its own name)")),
+            "{e}"
+        );
+        assert!(
+            e.contains(&format!(
+                "{f}:9:14: nodes[2].address: 10.0.0.2 is used by two nodes (also nodes[1])"
+            )),
+            "{e}"
+        );
+        assert!(
+            e.contains(&format!(
+                "{f}:10:12: nodes[3].name: must be 1 to 8 lowercase letters or digits"
+            )),
+            "{e}"
+        );
+        assert_eq!(e.lines().count(), 3, "{e}");
+    }
+
+    #[test]
+    fn alias_bombs_are_refused_before_serde_expands_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("nodes.yaml");
+        let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..9 {
+            let p = i - 1;
+            text.push_str(&format!("a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"));
+        }
+        std::fs::write(&file, text).unwrap();
+        let e = load(&file).unwrap_err().to_string();
+        assert!(e.starts_with(&format!("{}:4:", file.display())), "{e}");
+        assert!(e.contains("aliases"), "{e}");
     }
 }

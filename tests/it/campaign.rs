@@ -127,9 +127,18 @@ fn the_ci_campaign_over_ssh_meets_its_expectations_and_writes_page_json_and_juni
         .filter(|n| n.has_tag_name("testcase"))
         .collect();
     assert_eq!(cases.len(), 4);
+    // Cases carry properties and a system-out line; none failed, erred or was skipped.
     assert!(
-        cases.iter().all(|c| c.first_element_child().is_none()),
-        "all pass"
+        cases.iter().all(|c| c
+            .children()
+            .all(|n| !["failure", "error", "skipped"].contains(&n.tag_name().name()))),
+        "all pass: {junit}"
+    );
+    assert!(
+        cases.iter().all(|c| c
+            .descendants()
+            .any(|p| p.attribute("name") == Some("verdict"))),
+        "every finished run has its verdict: {junit}"
     );
     assert_eq!(
         cases[0].attribute("classname"),
