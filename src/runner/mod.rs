@@ -58,14 +58,21 @@ pub struct RunOutcome {
 pub const LIVENESS_FAILED: u8 = 4;
 
 impl RunOutcome {
-    /// Safety first: an invalid (1) or unknown (2) history keeps its code whatever the
-    /// liveness; only a valid one becomes 4 when the cluster did not serve again.
     pub fn exit_code(&self) -> u8 {
         match (self.interrupted, self.verdict) {
             (true, _) | (_, None) => 3,
-            (false, Some(Verdict::Valid)) if self.liveness_failed.is_some() => LIVENESS_FAILED,
-            (false, Some(v)) => v.exit_code(),
+            (false, Some(v)) => verdict_exit_code(v, self.liveness_failed.is_some()),
         }
+    }
+}
+
+/// The exit code of a checked run, for `faultline run` and `faultline report` alike.
+/// Safety first: an invalid (1) or unknown (2) history keeps its code whatever the
+/// liveness; only a valid one becomes 4 when the cluster did not serve again.
+pub fn verdict_exit_code(verdict: Verdict, liveness_failed: bool) -> u8 {
+    match verdict {
+        Verdict::Valid if liveness_failed => LIVENESS_FAILED,
+        v => v.exit_code(),
     }
 }
 
