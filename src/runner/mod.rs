@@ -709,9 +709,10 @@ async fn run_cluster(
     })
 }
 
-/// A fault that aims at leaders hits nobody when the client cannot say who leads (a stdio
-/// adapter without `leaders`): refuse such a nemesis before the clients start instead of
-/// running a test without its faults.
+/// A fault that aims at leaders hits nobody when the client cannot say who leads. A target
+/// that does not declare it is refused at plan time (`spec::plan`); this is the backstop
+/// for an adapter that declares `leaders: true` and then does not answer it: refused
+/// before the clients start instead of running a test without its faults.
 async fn refuse_blind_faults(plan: &Plan, cluster: &Cluster) -> Result<()> {
     let Some(step) = plan
         .nemesis_schedule
@@ -726,13 +727,14 @@ async fn refuse_blind_faults(plan: &Plan, cluster: &Cluster) -> Result<()> {
     c.close().await;
     r.map_err(|why| {
         anyhow!(
-            "{}: nemesis {} aims `{}` at the leaders, but target {} cannot name its leaders ({why}); \
-             answer {{\"f\":\"leaders\"}} in the adapter (README: Writing a stdio adapter) or choose a \
-             nemesis with fixed nodes",
+            "{}: nemesis {} aims `{}` at the leaders, but target {} cannot name its leaders ({why}), \
+             although {} declares `leaders: true`; answer {{\"f\":\"leaders\"}} in the adapter \
+             (README: Writing a stdio adapter) or choose a nemesis with fixed nodes",
             plan.nemesis_file.display(),
             plan.nemesis.name,
             step.action.f(),
-            plan.target.spec.name
+            plan.target.spec.name,
+            plan.target.file.display()
         )
     })
 }
