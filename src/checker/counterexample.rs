@@ -26,6 +26,7 @@ use super::prepare::{CallMeta, Event, NemesisOp, Partition, NO_NODE};
 use super::search::{open_twins, search, Failure, SearchResult, Span, OPEN};
 use super::value::Values;
 use crate::spec::nemesis::FaultKind;
+use crate::spec::schedule::FaultEdge;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -212,33 +213,6 @@ fn attach_faults(cx: &mut Counterexample, all: Vec<FaultInForce>) {
     cx.faults = Some(kept);
 }
 
-/// The fault kind a nemesis `f` starts.
-fn started_by(f: &str) -> Option<FaultKind> {
-    Some(match f {
-        "start-partition" => FaultKind::Partition,
-        "pause" => FaultKind::Pause,
-        "kill" => FaultKind::Kill,
-        "bump-clock" => FaultKind::ClockBump,
-        "strobe-clock" => FaultKind::ClockStrobe,
-        "start-loss" => FaultKind::Loss,
-        "start-delay" => FaultKind::Delay,
-        _ => return None,
-    })
-}
-
-/// The heal group ([`FaultKind::heal_group`]) a nemesis `f` heals.
-fn heals(f: &str) -> Option<&'static str> {
-    Some(match f {
-        "stop-partition" => FaultKind::Partition.heal_group(),
-        "resume" => FaultKind::Pause.heal_group(),
-        "start" => FaultKind::Kill.heal_group(),
-        "reset-clock" => FaultKind::ClockBump.heal_group(),
-        "stop-loss" => FaultKind::Loss.heal_group(),
-        "stop-delay" => FaultKind::Delay.heal_group(),
-        _ => return None,
-    })
-}
-
 /// Every fault of the history: a start opens one, the next heal of its group closes every
 /// open one of the group (as the run page's timeline draws them: one `reset-clock` heals a
 /// bump and a strobe). A start the nemesis could not apply (it carries an `error`) or that
@@ -249,36 +223,40 @@ pub fn fault_windows(nemesis: &[NemesisOp], cluster: &[String]) -> Vec<FaultInFo
     let mut windows: Vec<(FaultKind, FaultInForce)> = Vec::new();
     let mut open: Vec<usize> = Vec::new();
     for op in nemesis {
-        if let Some(kind) = started_by(&op.f) {
-            if op.error.is_some() {
-                continue;
-            }
-            let (nodes, sides, text) = describe(kind, &op.value, cluster);
-            if nodes.is_empty() {
-                continue;
-            }
-            open.push(windows.len());
-            windows.push((
-                kind,
-                FaultInForce {
-                    f: op.f.clone(),
-                    nodes,
-                    sides,
-                    text,
-                    start: op.event,
-                    end: None,
-                },
-            ));
-        } else if let Some(group) = heals(&op.f) {
-            open.retain(|&w| {
-                let (kind, fault) = &mut windows[w];
-                if kind.heal_group() == group {
-                    fault.end = Some(op.event);
-                    false
-                } else {
-                    true
+        match FaultEdge::of(&op.f) {
+            Some(FaultEdge::Start(kind)) => {
+                if op.error.is_some() {
+                    continue;
                 }
-            });
+                let (nodes, sides, text) = describe(kind, &op.value, cluster);
+                if nodes.is_empty() {
+                    continue;
+                }
+                open.push(windows.len());
+                windows.push((
+                    kind,
+                    FaultInForce {
+                        f: op.f.clone(),
+                        nodes,
+                        sides,
+                        text,
+                        start: op.event,
+                        end: None,
+                    },
+                ));
+            }
+            Some(FaultEdge::Heal(group)) => {
+                open.retain(|&w| {
+                    let (kind, fault) = &mut windows[w];
+                    if kind.heal_group() == group {
+                        fault.end = Some(op.event);
+                        false
+                    } else {
+                        true
+                    }
+                });
+            }
+            None => {}
         }
     }
     windows.into_iter().map(|(_, f)| f).collect()

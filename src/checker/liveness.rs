@@ -16,6 +16,7 @@
 //! serve again, and callers report the two separately.
 
 use crate::history::{Op, OpType, Process, COMPARE_FAILED};
+use crate::spec::schedule::FaultEdge;
 use serde::Serialize;
 use std::time::Duration;
 
@@ -52,32 +53,6 @@ pub struct Window {
     /// From the heal to the first acknowledged write after it; `None` when no write was
     /// acknowledged after it (or it was never healed).
     pub recovery_s: Option<f64>,
-}
-
-/// Which inverse heals the fault an `f` starts, or which fault an `f` heals. Names
-/// mirror the nemesis's journal (see `ARCHITECTURE.md`, "Faults").
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Edge {
-    Start(&'static str),
-    Heal(&'static str),
-}
-
-fn edge(f: &str) -> Option<Edge> {
-    Some(match f {
-        "start-partition" => Edge::Start("partition"),
-        "stop-partition" => Edge::Heal("partition"),
-        "pause" => Edge::Start("pause"),
-        "resume" => Edge::Heal("pause"),
-        "kill" => Edge::Start("kill"),
-        "start" => Edge::Heal("kill"),
-        "bump-clock" | "strobe-clock" => Edge::Start("clock"),
-        "reset-clock" => Edge::Heal("clock"),
-        "start-loss" => Edge::Start("loss"),
-        "stop-loss" => Edge::Heal("loss"),
-        "start-delay" => Edge::Start("delay"),
-        "stop-delay" => Edge::Heal("delay"),
-        _ => return None,
-    })
 }
 
 /// One client completion, all that liveness needs of it.
@@ -135,14 +110,14 @@ pub fn assess(ops: impl IntoIterator<Item = Op>, bound: Duration) -> Liveness {
                 if op.kind == OpType::Invoke || op.error.is_some() {
                     continue;
                 }
-                match edge(&op.f) {
-                    Some(Edge::Start(group)) => windows.push(OpenWindow {
-                        group,
+                match FaultEdge::of(&op.f) {
+                    Some(FaultEdge::Start(kind)) => windows.push(OpenWindow {
+                        group: kind.heal_group(),
                         f: op.f.clone(),
                         start_ns: op.time_ns,
                         end_ns: None,
                     }),
-                    Some(Edge::Heal(group)) => {
+                    Some(FaultEdge::Heal(group)) => {
                         let mut closed = false;
                         for w in windows
                             .iter_mut()

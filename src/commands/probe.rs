@@ -89,6 +89,8 @@ fn probe_command(args: ProbeTargetArgs) -> Result<u8> {
         .build()
         .context("cannot start the async runtime")?;
     let timeout = plan.workload.op_timeout;
+    let declared_leaders = plan.target.spec.client.names_leaders();
+    let target_file = plan.target.file.clone();
     let result = rt.block_on(async {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let signals = tokio::spawn(async move {
@@ -113,6 +115,21 @@ fn probe_command(args: ProbeTargetArgs) -> Result<u8> {
         }
     };
     print!("{}", table(&rows));
+    // Planning trusts target.yaml, not this probe: say when the two disagree.
+    let names_leaders = rows
+        .iter()
+        .any(|r| r.op == "leaders" && r.problem.is_none());
+    if names_leaders && !declared_leaders {
+        println!(
+            "the adapter names leaders: declare `leaders: true` under `client:` in {} so that nemeses aimed at leaders can be planned",
+            target_file.display()
+        );
+    } else if !names_leaders && declared_leaders {
+        println!(
+            "{} declares that the client names leaders, but it named none here: a run with a nemesis aimed at leaders will be refused",
+            target_file.display()
+        );
+    }
     let broken = rows.iter().any(|r| r.problem.is_some() && !r.optional);
     if broken {
         let kept = dir.keep();

@@ -3,7 +3,8 @@
 //! `report RUN_DIR [--recheck]` re-renders a run from its files; with `--recheck` it first
 //! checks `history.jsonl` again with the run's plan, through the same function the runner
 //! uses ([`crate::runner::check::check_history`]), and rewrites `results.json`. The exit
-//! code is the verdict's (0 valid, 1 invalid, 2 unknown), 3 on error.
+//! code is `faultline run`'s ([`crate::runner::verdict_exit_code`]): the verdict's (0 valid,
+//! 1 invalid, 2 unknown), 4 for a valid run whose liveness failed, 3 on error.
 
 use super::cli::{ReportArgs, ServeArgs};
 use crate::checker::Verdict;
@@ -19,7 +20,10 @@ use std::process::ExitCode;
 /// `faultline report`.
 pub fn report(args: &ReportArgs) -> ExitCode {
     match report_run(&args.run_dir, args.recheck) {
-        Ok(verdict) => ExitCode::from(verdict.exit_code()),
+        Ok(judged) => ExitCode::from(crate::runner::verdict_exit_code(
+            judged.verdict,
+            judged.liveness_failed.is_some(),
+        )),
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(3)
@@ -27,8 +31,16 @@ pub fn report(args: &ReportArgs) -> ExitCode {
     }
 }
 
-/// Re-render (and optionally re-check) the run in `dir`; returns its verdict.
-pub fn report_run(dir: &Path, recheck: bool) -> Result<Verdict> {
+/// What a report found of a run: what its exit code is made of.
+#[derive(Debug)]
+pub struct Judged {
+    pub verdict: Verdict,
+    /// results.json `liveness.reason` when `liveness.ok` is false.
+    pub liveness_failed: Option<String>,
+}
+
+/// Re-render (and optionally re-check) the run in `dir`; returns its verdict and liveness.
+pub fn report_run(dir: &Path, recheck: bool) -> Result<Judged> {
     let results = if recheck {
         Some(recheck_run(dir)?)
     } else {
@@ -39,14 +51,39 @@ pub fn report_run(dir: &Path, recheck: bool) -> Result<Verdict> {
     if let Err(e) = crate::report::update_store_index(dir) {
         eprintln!("warning: cannot update the reports index: {e:#}");
     }
+    let liveness_failed = liveness_failure(&run.results);
+    // As `faultline run` does: the reason on stderr, the verdict line marked.
+    if let Some(why) = &liveness_failed {
+        eprintln!("liveness failed: {why}");
+    }
     println!(
-        "{}: {} ({} calls; timeline: {})",
+        "{}{}: {} ({} calls; timeline: {})",
         rendered.verdict,
+        if liveness_failed.is_some() {
+            ", liveness failed"
+        } else {
+            ""
+        },
         rendered.index_html.display(),
         rendered.calls,
         rendered.timeline_html.display()
     );
-    Ok(rendered.verdict)
+    Ok(Judged {
+        verdict: rendered.verdict,
+        liveness_failed,
+    })
+}
+
+/// Why results.json says liveness failed; `None` when it passed or was not judged (an
+/// interrupted run, or one written before liveness was checked).
+fn liveness_failure(results: &Value) -> Option<String> {
+    let l = results.get("liveness")?;
+    (l.get("ok") == Some(&Value::Bool(false))).then(|| {
+        l.get("reason")
+            .and_then(Value::as_str)
+            .unwrap_or("the cluster did not serve again after the final heal")
+            .to_string()
+    })
 }
 
 /// Check the run's history again and rewrite its results.json; returns the new results.

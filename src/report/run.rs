@@ -9,6 +9,7 @@
 //! as today's [`crate::spec::Plan`].
 
 use crate::history::{self, Format, Op, OpType, Process};
+use crate::spec::schedule::FaultEdge;
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
@@ -110,28 +111,24 @@ impl FaultKind {
 
     /// The kind a nemesis `f` starts, if it starts one.
     pub fn started_by(f: &str) -> Option<FaultKind> {
-        Some(match f {
-            "start-partition" => FaultKind::Partition,
-            "pause" => FaultKind::Pause,
-            "kill" => FaultKind::Kill,
-            "bump-clock" | "strobe-clock" => FaultKind::Clock,
-            "start-loss" => FaultKind::Loss,
-            "start-delay" => FaultKind::Delay,
-            _ => return None,
-        })
+        match FaultEdge::of(f)? {
+            FaultEdge::Start(k) => FaultKind::of_group(k.heal_group()),
+            FaultEdge::Heal(_) => None,
+        }
     }
 
     /// The kind a nemesis `f` heals, if it heals one.
     pub fn healed_by(f: &str) -> Option<FaultKind> {
-        Some(match f {
-            "stop-partition" => FaultKind::Partition,
-            "resume" => FaultKind::Pause,
-            "start" => FaultKind::Kill,
-            "reset-clock" => FaultKind::Clock,
-            "stop-loss" => FaultKind::Loss,
-            "stop-delay" => FaultKind::Delay,
-            _ => return None,
-        })
+        match FaultEdge::of(f)? {
+            FaultEdge::Heal(group) => FaultKind::of_group(group),
+            FaultEdge::Start(_) => None,
+        }
+    }
+
+    /// A band is drawn per heal group ([`crate::spec::nemesis::FaultKind::heal_group`]):
+    /// a clock bump and a strobe share one.
+    fn of_group(group: &str) -> Option<FaultKind> {
+        FaultKind::ALL.into_iter().find(|k| k.name() == group)
     }
 }
 

@@ -58,14 +58,21 @@ pub struct RunOutcome {
 pub const LIVENESS_FAILED: u8 = 4;
 
 impl RunOutcome {
-    /// Safety first: an invalid (1) or unknown (2) history keeps its code whatever the
-    /// liveness; only a valid one becomes 4 when the cluster did not serve again.
     pub fn exit_code(&self) -> u8 {
         match (self.interrupted, self.verdict) {
             (true, _) | (_, None) => 3,
-            (false, Some(Verdict::Valid)) if self.liveness_failed.is_some() => LIVENESS_FAILED,
-            (false, Some(v)) => v.exit_code(),
+            (false, Some(v)) => verdict_exit_code(v, self.liveness_failed.is_some()),
         }
+    }
+}
+
+/// The exit code of a checked run, for `faultline run` and `faultline report` alike.
+/// Safety first: an invalid (1) or unknown (2) history keeps its code whatever the
+/// liveness; only a valid one becomes 4 when the cluster did not serve again.
+pub fn verdict_exit_code(verdict: Verdict, liveness_failed: bool) -> u8 {
+    match verdict {
+        Verdict::Valid if liveness_failed => LIVENESS_FAILED,
+        v => v.exit_code(),
     }
 }
 
@@ -715,9 +722,10 @@ async fn run_cluster(
     })
 }
 
-/// A fault that aims at leaders hits nobody when the client cannot say who leads (a stdio
-/// adapter without `leaders`): refuse such a nemesis before the clients start instead of
-/// running a test without its faults.
+/// A fault that aims at leaders hits nobody when the client cannot say who leads. A target
+/// that does not declare it is refused at plan time (`spec::plan`); this is the backstop
+/// for an adapter that declares `leaders: true` and then does not answer it: refused
+/// before the clients start instead of running a test without its faults.
 async fn refuse_blind_faults(plan: &Plan, cluster: &Cluster) -> Result<()> {
     let Some(step) = plan
         .nemesis_schedule
@@ -732,13 +740,14 @@ async fn refuse_blind_faults(plan: &Plan, cluster: &Cluster) -> Result<()> {
     c.close().await;
     r.map_err(|why| {
         anyhow!(
-            "{}: nemesis {} aims `{}` at the leaders, but target {} cannot name its leaders ({why}); \
-             answer {{\"f\":\"leaders\"}} in the adapter (README: Writing a stdio adapter) or choose a \
-             nemesis with fixed nodes",
+            "{}: nemesis {} aims `{}` at the leaders, but target {} cannot name its leaders ({why}), \
+             although {} declares `leaders: true`; answer {{\"f\":\"leaders\"}} in the adapter \
+             (README: Writing a stdio adapter) or choose a nemesis with fixed nodes",
             plan.nemesis_file.display(),
             plan.nemesis.name,
             step.action.f(),
-            plan.target.spec.name
+            plan.target.spec.name,
+            plan.target.file.display()
         )
     })
 }

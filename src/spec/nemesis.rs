@@ -156,6 +156,34 @@ pub enum SelectorName {
     All,
 }
 
+impl GrudgeName {
+    /// Whether the nodes it cuts off are decided by who leads when the fault starts.
+    pub fn aims_at_leaders(self) -> bool {
+        matches!(
+            self,
+            GrudgeName::Primaries | GrudgeName::PrimariesMinority | GrudgeName::NextPrimaries
+        )
+    }
+}
+
+impl SelectorName {
+    /// Whether the nodes it names are decided by who leads when the fault starts.
+    pub fn aims_at_leaders(self) -> bool {
+        matches!(
+            self,
+            SelectorName::Primaries | SelectorName::NextPrimaries | SelectorName::Followers
+        )
+    }
+}
+
+/// A unit variant as written in YAML (`primaries-minority`).
+fn kebab(v: &impl Serialize) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => String::new(),
+    }
+}
+
 const GRUDGE_FORMS: &str = "accepted: one, majority, majorities-ring, bridge, primaries, primaries-minority, next-primaries, or a map {n1: [n2, n3]} (n1 drops packets from n2 and n3)";
 const TARGET_FORMS: &str = "accepted: one, minority, majority, primaries, next-primaries, followers, all, or a list of nodes [n1, n2]";
 
@@ -364,6 +392,40 @@ impl NemesisSpec {
                     }
                 }
             }
+        }
+        v.into_result()
+    }
+
+    /// The faults whose nodes are decided by who leads when they start, by field
+    /// (`faults[1].grudge`, `timeline[0].target`) with the form written there. Every fault
+    /// counts, not just those the seed happens to draw.
+    pub fn leader_fields(&self) -> Vec<(String, String)> {
+        let mut found = Vec::new();
+        for (field, p) in self.fault_params() {
+            if let Some(GrudgeSpec::Named(g)) = &p.grudge {
+                if g.aims_at_leaders() {
+                    found.push((format!("{field}.grudge"), kebab(g)));
+                }
+            }
+            if let Some(NodeSelector::Named(t)) = &p.target {
+                if t.aims_at_leaders() {
+                    found.push((format!("{field}.target"), kebab(t)));
+                }
+            }
+        }
+        found
+    }
+
+    /// Refuse faults aimed at leaders ([`Self::leader_fields`]) for a target whose client
+    /// cannot say who leads (`why`, naming the target): each would hit nobody.
+    pub fn check_leaders(&self, path: &Path, why: &str) -> Result<()> {
+        let mut v = Violations::new(path);
+        for (field, form) in self.leader_fields() {
+            v.check(
+                false,
+                field,
+                format!("`{form}` aims the fault at the leaders, but {why}"),
+            );
         }
         v.into_result()
     }

@@ -312,6 +312,20 @@ impl Plan {
             }
         }
 
+        // A fault aimed at leaders would hit nobody: refused before anything starts. The
+        // runner still asks the client once before the clients start, for an adapter that
+        // declares `leaders` and then names none.
+        if !target_spec.client.names_leaders() {
+            nemesis.check_leaders(
+                &nemesis_file,
+                &format!(
+                    "target {} ({}) cannot name its leaders: its stdio adapter is not declared to answer them; once the adapter answers {{\"f\":\"leaders\"}} (README: \"Writing a stdio adapter\"), declare it with `leaders: true` under `client:` there, or aim the fault at fixed nodes",
+                    target_spec.name,
+                    target_file.display()
+                ),
+            )?;
+        }
+
         if workload.serializable && !target_spec.client.protocol.has_serializable_reads() {
             bail!(
                 "{}: serializable: workload {} asks for serializable reads, but target {}'s {} client has none (etcd and stdio targets do)",
@@ -608,6 +622,75 @@ mod tests {
             assert!(
                 err.contains("odd.yaml:6:33: faults[1].target[1]: \"n99\" is not a node of this run (its nodes: n1, n2, n3)"),
                 "seed {seed}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_leader_fault_is_refused_at_plan_time_for_an_adapter_that_cannot_name_leaders() {
+        let dir = tempfile::tempdir().unwrap();
+        let timeline = dir.path().join("blind.yaml");
+        std::fs::write(
+            &timeline,
+            "name: blind\ntimeline:\n  - {at: 1s, start: pause, target: [n1]}\n  - {at: 2s, stop: pause}\n  - {at: 3s, start: kill, target: followers}\n",
+        )
+        .unwrap();
+        let timeline = timeline.display().to_string();
+        let blind = "tests/fixtures/wrong-id/target.yaml";
+        let declared = "tests/fixtures/wrong-id/leaders.yaml";
+        let resolve = |target: &str, nemesis: &str, seed: u64| {
+            let o = Overrides {
+                target: Some(target.into()),
+                nemesis: Some(nemesis.into()),
+                nodes: Some(3),
+                seed: Some(seed),
+                ..Overrides::default()
+            };
+            Plan::resolve(&SpecRoots::default_roots(), &o, HostsChoice::Loopback)
+        };
+        let err = format!("{:#}", resolve(blind, &timeline, 1).unwrap_err());
+        assert!(
+            err.contains(&format!(
+                "blind.yaml:5:35: timeline[2].target: `followers` aims the fault at the leaders, but target wrong-id ({blind}) cannot name its leaders"
+            )),
+            "{err}"
+        );
+        assert!(err.contains("`leaders: true` under `client:`"), "{err}");
+        assert!(!err.contains("timeline[0]"), "fixed nodes are fine: {err}");
+        // Every fault of a random schedule counts, whichever the seed draws.
+        for seed in 0..4 {
+            let err = format!("{:#}", resolve(blind, "pause", seed).unwrap_err());
+            assert!(
+                err.contains("pause.yaml:") && err.contains(": faults[2].target: `primaries` aims"),
+                "{err}"
+            );
+        }
+        // Declared, or aimed at fixed nodes only, the plan stands.
+        resolve(declared, &timeline, 1).unwrap();
+        resolve(declared, "pause", 1).unwrap();
+        resolve(blind, "none", 1).unwrap();
+    }
+
+    /// The plan refuses by the nemesis file's fields, the runner by the compiled steps:
+    /// both must agree on which faults aim at leaders, for every shipped nemesis.
+    #[test]
+    fn the_fields_refused_at_plan_time_are_the_steps_aimed_at_leaders() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("nemesis");
+        let nodes: Vec<String> = (1..=5).map(|i| format!("n{i}")).collect();
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let spec = NemesisSpec::load(&entry.path()).unwrap();
+            let aimed = (0..8).any(|seed| {
+                crate::spec::schedule::compile(&spec, &nodes, seed, Duration::from_secs(60))
+                    .unwrap()
+                    .iter()
+                    .any(|s| s.action.aims_at_leaders())
+            });
+            assert_eq!(
+                !spec.leader_fields().is_empty(),
+                aimed,
+                "{}: {:?}",
+                spec.name,
+                spec.leader_fields()
             );
         }
     }

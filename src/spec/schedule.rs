@@ -80,19 +80,77 @@ pub enum Action {
     StopDelay,
 }
 
+/// What a nemesis step does to the faults in force.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultEdge {
+    /// Starts a fault of this kind.
+    Start(FaultKind),
+    /// Heals every fault in force of this heal group ([`FaultKind::heal_group`]): one
+    /// `reset-clock` heals a bump and a strobe.
+    Heal(&'static str),
+}
+
+impl FaultEdge {
+    /// The edge of the step journaled as `f`; `None` for an `f` that is neither (a
+    /// nemesis op of an imported history). This reads back what [`Action::f`] writes, and
+    /// it is the one such reading: the checker (counterexamples, liveness) and the report
+    /// derive their fault windows from it.
+    pub fn of(f: &str) -> Option<FaultEdge> {
+        use FaultKind as K;
+        let heal = |k: K| FaultEdge::Heal(k.heal_group());
+        Some(match f {
+            "start-partition" => FaultEdge::Start(K::Partition),
+            "stop-partition" => heal(K::Partition),
+            "pause" => FaultEdge::Start(K::Pause),
+            "resume" => heal(K::Pause),
+            "kill" => FaultEdge::Start(K::Kill),
+            "start" => heal(K::Kill),
+            "bump-clock" => FaultEdge::Start(K::ClockBump),
+            "strobe-clock" => FaultEdge::Start(K::ClockStrobe),
+            "reset-clock" => heal(K::ClockBump),
+            "start-loss" => FaultEdge::Start(K::Loss),
+            "stop-loss" => heal(K::Loss),
+            "start-delay" => FaultEdge::Start(K::Delay),
+            "stop-delay" => heal(K::Delay),
+            _ => return None,
+        })
+    }
+
+    /// The heal group this edge opens a window in or closes windows of.
+    pub fn heal_group(self) -> &'static str {
+        match self {
+            FaultEdge::Start(k) => k.heal_group(),
+            FaultEdge::Heal(g) => g,
+        }
+    }
+}
+
 impl Action {
+    /// What this step does to the faults in force.
+    pub fn edge(&self) -> FaultEdge {
+        use FaultKind as K;
+        let heal = |k: K| FaultEdge::Heal(k.heal_group());
+        match self {
+            Action::StartPartition { .. } => FaultEdge::Start(K::Partition),
+            Action::Pause { .. } => FaultEdge::Start(K::Pause),
+            Action::Kill { .. } => FaultEdge::Start(K::Kill),
+            Action::BumpClock { .. } => FaultEdge::Start(K::ClockBump),
+            Action::StrobeClock { .. } => FaultEdge::Start(K::ClockStrobe),
+            Action::StartLoss { .. } => FaultEdge::Start(K::Loss),
+            Action::StartDelay { .. } => FaultEdge::Start(K::Delay),
+            Action::StopPartition => heal(K::Partition),
+            Action::Resume => heal(K::Pause),
+            Action::Restart => heal(K::Kill),
+            Action::ResetClock => heal(K::ClockBump),
+            Action::StopLoss => heal(K::Loss),
+            Action::StopDelay => heal(K::Delay),
+        }
+    }
+
     /// Whether this starts a fault (rather than healing one): the steps a run counts as
     /// planned faults and checks for having landed.
     pub fn is_start(&self) -> bool {
-        !matches!(
-            self,
-            Action::StopPartition
-                | Action::Resume
-                | Action::Restart
-                | Action::ResetClock
-                | Action::StopLoss
-                | Action::StopDelay
-        )
+        matches!(self.edge(), FaultEdge::Start(_))
     }
 
     /// Whether whom it hits is decided by who leads when it starts, which the target's
@@ -116,7 +174,7 @@ impl Action {
         }
     }
 
-    /// The `f` this action is journaled under.
+    /// The `f` this action is journaled under ([`FaultEdge::of`] reads it back).
     pub fn f(&self) -> &'static str {
         match self {
             Action::StartPartition { .. } => "start-partition",
@@ -351,6 +409,55 @@ mod tests {
         }
         .aims_at_leaders());
         assert!(!Action::Resume.is_start() && !Action::Resume.aims_at_leaders());
+    }
+
+    #[test]
+    fn every_journaled_f_reads_back_as_its_edge() {
+        let t = || Targets::Nodes(vec!["n1".into()]);
+        let all = [
+            Action::StartPartition {
+                grudge: Grudge::NextPrimaries { settle_ms: 0 },
+                one_way: false,
+            },
+            Action::StopPartition,
+            Action::Pause { targets: t() },
+            Action::Resume,
+            Action::Kill { targets: t() },
+            Action::Restart,
+            Action::BumpClock {
+                targets: t(),
+                offsets_ms: BTreeMap::new(),
+                offset_ms: 0,
+            },
+            Action::StrobeClock {
+                targets: t(),
+                offset_ms: 0,
+                period_ms: 1,
+            },
+            Action::ResetClock,
+            Action::StartLoss {
+                targets: t(),
+                percent: 1,
+            },
+            Action::StopLoss,
+            Action::StartDelay {
+                targets: t(),
+                latency_ms: 1,
+                jitter_ms: 0,
+            },
+            Action::StopDelay,
+        ];
+        for a in &all {
+            assert_eq!(FaultEdge::of(a.f()), Some(a.edge()), "{}", a.f());
+        }
+        // Every kind's inverse heals its group, and one reset heals both clock faults.
+        for a in all.iter().filter(|a| a.is_start()) {
+            let FaultEdge::Start(k) = a.edge() else {
+                unreachable!()
+            };
+            assert_eq!(Action::heal(k).edge(), FaultEdge::Heal(k.heal_group()));
+        }
+        assert_eq!(FaultEdge::of("read"), None);
     }
     use crate::spec::parse_yaml;
     use std::path::Path;

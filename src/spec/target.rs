@@ -152,6 +152,21 @@ pub struct ClientSpec {
     /// `serializable`): fast, possibly stale. Off by default; a workload may ask as well.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub serializable: bool,
+    /// `stdio` only: the adapter answers `{"f":"leaders"}` with the nodes that lead, so
+    /// faults aimed at leaders (`primaries`, `followers`, …) can be planned against this
+    /// target. Absent: it does not (the built-in clients ask each node themselves).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leaders: Option<bool>,
+}
+
+impl ClientSpec {
+    /// Whether this client can say which nodes lead, as faults aimed at leaders need.
+    pub fn names_leaders(&self) -> bool {
+        match self.protocol {
+            Protocol::Raftkv | Protocol::Etcd => true,
+            Protocol::Stdio => self.leaders == Some(true),
+        }
+    }
 }
 
 /// The client protocols faultline speaks.
@@ -358,6 +373,14 @@ impl TargetSpec {
             "client.command",
             format!(
                 "is only for client.protocol stdio (the {} client is built in)",
+                self.client.protocol.as_str()
+            ),
+        );
+        v.check(
+            stdio || self.client.leaders.is_none(),
+            "client.leaders",
+            format!(
+                "is only for client.protocol stdio (the {} client asks each node who leads)",
                 self.client.protocol.as_str()
             ),
         );
@@ -711,6 +734,28 @@ client: {protocol: raftkv, port: client}
         );
         assert!(
             err.contains("client.command: is only for client.protocol stdio"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn only_a_stdio_adapter_declares_whether_it_names_leaders() {
+        let p = Path::new("t.yaml");
+        let client = |c: &str| {
+            let text = GOOD.replace("{protocol: raftkv, port: client}", c);
+            let spec: TargetSpec = parse_yaml(p, &text).unwrap();
+            spec.validate(p).map(|()| spec.client.names_leaders())
+        };
+        assert!(client("{protocol: raftkv, port: client}").unwrap());
+        let stdio = "{protocol: stdio, port: client, command: [a.py]";
+        assert!(!client(&format!("{stdio}}}")).unwrap());
+        assert!(!client(&format!("{stdio}, leaders: false}}")).unwrap());
+        assert!(client(&format!("{stdio}, leaders: true}}")).unwrap());
+        let err = client("{protocol: etcd, port: client, leaders: true}")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("client.leaders: is only for client.protocol stdio"),
             "{err}"
         );
     }

@@ -201,6 +201,10 @@ fn the_skeleton_filled_in_for_lazykv_probes_clean_and_runs_a_test() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(row(&stdout, "leaders").contains("n1,n2,n3"), "{stdout}");
+    assert!(
+        stdout.contains("the adapter names leaders: declare `leaders: true` under `client:`"),
+        "its target.yaml does not declare it yet: {stdout}"
+    );
 
     // A run through the adapter reaches a verdict on real ops. (lazykv's stale reads make it
     // invalid nearly always, but through one adapter process per worker a 5 s run on a

@@ -292,6 +292,84 @@ fn report_command_rechecks_and_exits_with_the_verdict() {
     assert_eq!(missing.status.code(), Some(3));
 }
 
+/// A register history that is linearizable but never served again: every kind succeeds
+/// before a partition, and after its heal every op fails for longer than the 10 s bound.
+fn dead_after_heal_history() -> Vec<Op> {
+    use OpType::*;
+    let nemesis = |t_ms: f64, f: &str| Op {
+        index: 0,
+        time_ns: (t_ms * 1e6) as u64,
+        process: Process::Nemesis,
+        kind: Info,
+        f: f.into(),
+        key: None,
+        value: json!({"nodes": ["n1", "n2", "n3"], "grudge": {"n1": ["n2", "n3"]}}),
+        node: None,
+        error: None,
+    };
+    let mut ops = vec![
+        op(0, 0.0, 0, Invoke, "write", json!(1)),
+        op(0, 10.0, 0, Ok, "write", json!(1)),
+        op(0, 20.0, 0, Invoke, "read", Value::Null),
+        op(0, 30.0, 0, Ok, "read", json!(1)),
+        op(0, 40.0, 0, Invoke, "cas", json!([1, 2])),
+        op(0, 50.0, 0, Ok, "cas", json!([1, 2])),
+        nemesis(1_000.0, "start-partition"),
+        nemesis(2_000.0, "stop-partition"),
+    ];
+    for i in 0..24 {
+        let t = 2_500.0 + 500.0 * f64::from(i);
+        ops.push(op(0, t, 1, Invoke, "read", Value::Null));
+        let mut failed = op(0, t + 100.0, 1, Fail, "read", Value::Null);
+        failed.error = Some("unavailable".into());
+        ops.push(failed);
+    }
+    for (i, o) in ops.iter_mut().enumerate() {
+        o.index = i as u64;
+    }
+    ops
+}
+
+/// `faultline report` exits as `faultline run` does: a valid run whose cluster did not
+/// recover after the final heal exits 4, re-rendered or re-checked.
+#[test]
+fn report_exits_4_for_a_valid_run_whose_liveness_failed() {
+    let store = store("report-liveness");
+    let plan = plan("register-dead", "partition", &store);
+    let (dir, verdict) = write_run(&store, &plan, &dead_after_heal_history());
+    assert_eq!(verdict, Verdict::Valid);
+    // What the runner adds to results.json at the end of a run, from the same function.
+    let liveness =
+        faultline::runner::check::liveness_of(&plan, &dir.join("history.jsonl")).unwrap();
+    assert!(!liveness.ok, "{liveness:?}");
+    let mut results: Value = serde_json::from_str(&read(&dir.join("results.json"))).unwrap();
+    results["liveness"] = serde_json::to_value(&liveness).unwrap();
+    std::fs::write(dir.join("results.json"), results.to_string()).unwrap();
+
+    let bin = env!("CARGO_BIN_EXE_faultline");
+    let report = |args: &[&str]| {
+        let out = Command::new(bin).args(args).arg(&dir).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(4), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("liveness failed: nothing succeeded after the final heal"),
+            "{stderr}"
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("valid, liveness failed"),
+            "{args:?}"
+        );
+    };
+    report(&["report"]);
+    // Re-checked, liveness is judged again from the history, not copied.
+    results.as_object_mut().unwrap().remove("liveness").unwrap();
+    std::fs::write(dir.join("results.json"), results.to_string()).unwrap();
+    report(&["report", "--recheck"]);
+    let after: Value = serde_json::from_str(&read(&dir.join("results.json"))).unwrap();
+    assert_eq!(after["verdict"], "valid", "{after}");
+    assert_eq!(after["liveness"]["ok"], false, "{after}");
+}
+
 /// `--recheck` judges a run's faults again with its history: a valid history recorded
 /// while none of the planned faults landed stays unknown.
 #[test]

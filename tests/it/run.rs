@@ -666,33 +666,63 @@ fn a_run_against_a_hung_adapter_is_unknown() {
     std::fs::remove_dir_all(&store).ok();
 }
 
-/// A nemesis aimed at leaders is refused before the clients start when the target's
-/// adapter cannot name its leaders: it would otherwise hit nobody.
+/// A quiet 5 s run of 3 nodes of `target` under `nemesis` into `store`.
+fn short_run(target: &str, nemesis: &str, extra: &[&str], store: &Path) -> Output {
+    faultline()
+        .args(["run", "--target", target, "--nemesis", nemesis])
+        .args(["--nodes", "3", "--time-limit", "5s", "--quiet"])
+        .args(extra)
+        .arg("--store")
+        .arg(store)
+        .output()
+        .unwrap()
+}
+
+/// A nemesis aimed at leaders is refused at plan time when the target does not declare
+/// that its adapter names leaders: it would otherwise hit nobody. Nothing starts: no run
+/// directory, no node. (Until the target declared it, this was refused only after the
+/// cluster had started.)
 #[test]
 fn a_leader_nemesis_is_refused_for_an_adapter_that_cannot_name_leaders() {
-    let Some((_cluster, store)) = root_cluster("blind-faults") else {
+    let store = store("blind-faults");
+    let out = short_run(
+        "tests/fixtures/wrong-id/target.yaml",
+        "pause",
+        &["--hosts", "loopback"],
+        &store,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    // The nemesis file at the line of the fault, the rule, and the target.yaml to change.
+    assert!(
+        stderr.contains("nemesis/pause.yaml:9:28: faults[2].target: `primaries` aims the fault at the leaders, but target wrong-id (tests/fixtures/wrong-id/target.yaml) cannot name its leaders"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("`leaders: true` under `client:`"),
+        "{stderr}"
+    );
+    assert_eq!(newest_run_dir(&store), None, "refused before the run began");
+    std::fs::remove_dir_all(&store).ok();
+}
+
+/// The runner's backstop: an adapter that declares `leaders: true` but never names one is
+/// refused once the cluster is up, before the clients start.
+#[test]
+fn an_adapter_that_declares_leaders_but_names_none_is_refused_before_the_clients_start() {
+    let Some((_cluster, store)) = root_cluster("blind-declared") else {
         return;
     };
-    let out = faultline()
-        .args([
-            "run",
-            "--target",
-            "tests/fixtures/wrong-id/target.yaml",
-            "--nemesis",
-            "partition-primaries",
-            "--nodes",
-            "3",
-            "--time-limit",
-            "5s",
-            "--quiet",
-        ])
-        .arg("--store")
-        .arg(&store)
-        .output()
-        .unwrap();
+    let out = short_run(
+        "tests/fixtures/wrong-id/leaders.yaml",
+        "partition-primaries",
+        &[],
+        &store,
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("cannot name its leaders"), "{stderr}");
+    assert!(stderr.contains("declares `leaders: true`"), "{stderr}");
     let dir = newest_run_dir(&store).expect("a run directory");
     assert!(
         !dir.join("history.jsonl").exists()
