@@ -542,13 +542,11 @@ impl Cluster {
         let path = self.plan.target.spec.ready.path.as_deref().unwrap_or("/");
         for n in &self.plan.nodes {
             let addr = self.client_addr(n).map_err(|e| e.to_string())?;
-            let resp = tokio::time::timeout(Duration::from_millis(500), async {
-                let mut c = client::http::HttpConn::connect(addr).await?;
-                c.request("GET", path, None).await
-            })
-            .await
-            .map_err(|_| format!("{n}: GET {path} timed out"))?
-            .map_err(|e| format!("{n}: GET {path}: {e}"))?;
+            let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
+            let resp = client::http::HttpConn::new(addr)
+                .request("GET", path, None, deadline)
+                .await
+                .map_err(|e| format!("{n}: GET {path}: {e}"))?;
             if resp.status != 200 {
                 return Err(format!(
                     "{n}: GET {path} answered HTTP {}: {}",
