@@ -90,9 +90,7 @@ impl Cluster {
             match RunCgroups::create(&reg) {
                 Ok(c) => Some(c),
                 Err(reason) => {
-                    tracing_line(&format!(
-                        "node processes are tracked by process group only ({reason}): a node that leaves its group (a daemon calling setsid) is neither killed nor seen"
-                    ));
+                    tracing::info!("node processes are tracked by process group only ({reason}): a node that leaves its group (a daemon calling setsid) is neither killed nor seen");
                     None
                 }
             }
@@ -177,11 +175,11 @@ impl Cluster {
         for r in futures::future::join_all(uploads).await {
             r?;
         }
-        tracing_line(&format!(
+        tracing::info!(
             "uploaded {} to {} hosts",
             local.display(),
             self.plan.nodes.len()
-        ));
+        );
         Ok(())
     }
 
@@ -400,7 +398,7 @@ impl Cluster {
         };
         let pid = proc.pid();
         self.procs.lock().await.insert(node.to_string(), proc);
-        tracing_line(&format!("started {node} (pid {pid}): {}", argv.join(" ")));
+        tracing::info!("started {node} (pid {pid}): {}", argv.join(" "));
         Ok(())
     }
 
@@ -417,9 +415,7 @@ impl Cluster {
                 Some(status) if cgroup.as_deref().is_some_and(cgroup::populated) => {
                     if !*detached {
                         *detached = true;
-                        tracing_line(&format!(
-                            "{node}: its start command exited ({status}) and left the node running in the background; it is tracked in its cgroup"
-                        ));
+                        tracing::info!("{node}: its start command exited ({status}) and left the node running in the background; it is tracked in its cgroup");
                     }
                     return Ok(());
                 }
@@ -664,7 +660,7 @@ impl Cluster {
         // then kill the rest of the group for good measure.
         let _ = killpg(pg, Signal::SIGKILL);
         self.reg.remove_group(id.pid)?;
-        tracing_line(&format!("{node} ended ({sig})"));
+        tracing::info!("{node} ended ({sig})");
         Ok(())
     }
 
@@ -700,7 +696,7 @@ impl Cluster {
             .map_err(|_| anyhow!("node {node} (pid {}) was never reaped", id.pid))?
             .with_context(|| format!("waiting for node {node}"))?;
         self.reg.remove_group(id.pid)?;
-        tracing_line(&format!("{node} ended ({sig})"));
+        tracing::info!("{node} ended ({sig})");
         Ok(())
     }
 
@@ -730,7 +726,7 @@ impl Cluster {
             }
         }
         self.reg.remove_remote_group(node, p.pid)?;
-        tracing_line(&format!("{node} ended ({sig})"));
+        tracing::info!("{node} ended ({sig})");
         Ok(())
     }
 
@@ -848,8 +844,4 @@ pub fn stderr_tail(dir: &Path) -> String {
     } else {
         lines[start..].join("\n")
     }
-}
-
-fn tracing_line(msg: &str) {
-    crate::log::line(msg);
 }
