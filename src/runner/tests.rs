@@ -36,9 +36,9 @@ fn lab(time_limit_ms: u64, steps: Vec<Step>) -> Lab {
     })
 }
 
-#[tokio::test]
-async fn a_run_heals_what_its_schedule_left_in_force_before_the_final_reads() {
-    let lab = lab(
+/// A 1.5 s run that isolates n1 at 200 ms.
+fn partition_lab() -> Lab {
+    lab(
         1500,
         vec![step(
             200,
@@ -47,7 +47,12 @@ async fn a_run_heals_what_its_schedule_left_in_force_before_the_final_reads() {
                 one_way: false,
             },
         )],
-    );
+    )
+}
+
+#[tokio::test]
+async fn a_run_heals_what_its_schedule_left_in_force_before_the_final_reads() {
+    let lab = partition_lab();
     let summary = run_to_the_end(&lab).await;
     assert!(!summary.interrupted);
     assert!(summary.ok > 0, "{summary:?}");
@@ -393,16 +398,7 @@ fn a_valid_run_that_did_not_recover_exits_4_but_safety_codes_win() {
 /// `faultline.log`, none in the other's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_runs_in_one_process_keep_their_logs_apart() {
-    let partitioned = Arc::new(lab(
-        1500,
-        vec![step(
-            200,
-            Action::StartPartition {
-                grudge: isolate_n1(),
-                one_way: false,
-            },
-        )],
-    ));
+    let partitioned = Arc::new(partition_lab());
     let paused = Arc::new(lab(
         1500,
         vec![step(
