@@ -19,7 +19,8 @@
 //! Listed bottom-up: a module imports only modules above it in this list (a test,
 //! `tests/it/modules.rs`, fails on any cycle).
 //!
-//! - [`log`]: the run log (`faultline.log` and stderr, around the progress line).
+//! - [`log`]: the run log: a `tracing` subscriber per run (`faultline.log` and stderr,
+//!   around the progress line); other modules just emit `tracing` events.
 //! - [`store`]: the run directory, atomic writes, `latest` links.
 //! - [`history`]: the op vocabulary ([`history::Op`], [`history::Invocation`]), the
 //!   journal, the JSONL writer and reader, importers and exporters.

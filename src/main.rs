@@ -20,6 +20,8 @@ fn main() -> ExitCode {
             };
         }
     };
+    // Runs log to their own faultline.log; anything logged outside a run goes to stderr.
+    faultline::log::init_outside_runs();
     match cli.command {
         Command::Export(args) => export(args),
         Command::Check(args) => faultline::commands::check::run(&args),

@@ -2,12 +2,11 @@
 //! --store <campaign>/runs --hosts H --quiet`, at most `parallel` at a time, in the
 //! campaign's order, skipping runs already done.
 //!
-//! Why children rather than `runner::execute` in this process: a run's log and progress
-//! line are process-wide (one `faultline.log` at a time), a run installs process-wide
-//! SIGINT/SIGTERM handling, and the checker may hold gigabytes; a child isolates all of
-//! that, lets runs go in parallel, and lets the campaign stop a run that overstays its
-//! time budget without stopping itself. The child is exactly what a user would type to
-//! reproduce the run.
+//! Why children rather than `runner::execute` in this process: a run's progress line is
+//! the terminal's, a run installs process-wide SIGINT/SIGTERM handling, and the checker
+//! may hold gigabytes; a child isolates all of that, lets runs go in parallel, and lets
+//! the campaign stop a run that overstays its time budget without stopping itself. The
+//! child is exactly what a user would type to reproduce the run.
 //!
 //! Interrupts: SIGINT or SIGTERM to the campaign starts no further run and forwards
 //! SIGINT to the running children, which heal, tear down and exit (a terminal's Ctrl-C

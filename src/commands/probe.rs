@@ -19,6 +19,7 @@ use serde_json::{json, Value};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tracing::instrument::WithSubscriber;
 
 /// A key no workload uses, so a reader of the probe's table knows where it came from.
 const PROBE_KEY: &str = "faultline-probe";
@@ -76,14 +77,17 @@ fn probe_command(args: ProbeTargetArgs) -> Result<u8> {
         .prefix("faultline-probe-")
         .tempdir()
         .context("cannot create a directory for the probe's logs")?;
-    crate::log::open(&dir.path().join("faultline.log"), false)
+    let log = crate::log::RunLog::create(&dir.path().join("faultline.log"), false)
         .context("cannot create the probe's log")?;
-    crate::log::line(&format!(
+    // The probe's own thread logs there (block_on polls its future here); spawned tasks
+    // carry the subscriber along.
+    let logging = tracing::dispatcher::set_default(&log.dispatch());
+    tracing::info!(
         "probing target {} ({} nodes, {})",
         plan.target.spec.name,
         plan.nodes.len(),
         plan.target.file.display()
-    ));
+    );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -93,18 +97,21 @@ fn probe_command(args: ProbeTargetArgs) -> Result<u8> {
     let target_file = plan.target.file.clone();
     let result = rt.block_on(async {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let signals = tokio::spawn(async move {
-            crate::runner::stop_signal().await;
-            crate::log::line("interrupted: stopping and cleaning up");
-            let _ = stop_tx.send(true);
-        });
+        let signals = tokio::spawn(
+            async move {
+                crate::runner::stop_signal().await;
+                tracing::info!("interrupted: stopping and cleaning up");
+                let _ = stop_tx.send(true);
+            }
+            .with_current_subscriber(),
+        );
         let r =
             crate::runner::with_cluster(Arc::new(plan), dir.path(), stop_rx, |c| probe(c, timeout))
                 .await;
         signals.abort();
         r
     });
-    crate::log::close();
+    drop(logging);
     let rows = match result {
         Ok(rows) => rows,
         Err(e) => {

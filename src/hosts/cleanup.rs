@@ -289,9 +289,7 @@ impl Registry {
     /// failure to write that is logged (the cluster is kept in this process either way).
     pub fn keep(&self) {
         if let Err(e) = self.try_keep() {
-            crate::log::line(&format!(
-                "cleanup: {e:#}; the next run's sweep may remove the kept cluster"
-            ));
+            tracing::info!("cleanup: {e:#}; the next run's sweep may remove the kept cluster");
         }
     }
 

@@ -4,7 +4,6 @@
 //! the clocks are reset or the entry is dropped, never outliving the run.
 
 use super::{nodes_list, Failed, Landed, Nemesis};
-use crate::log;
 use anyhow::Result;
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
@@ -61,7 +60,7 @@ pub async fn bump(
         clocks.set(node, o).await?;
         applied.insert(node.clone(), o);
     }
-    log::line(&format!("nemesis: clock offsets (ms) {applied:?}"));
+    tracing::info!("nemesis: clock offsets (ms) {applied:?}");
     Ok(Landed::on(json!({ "nodes": nodes, "offsets_ms": applied })))
 }
 
@@ -90,10 +89,10 @@ pub async fn strobe(
             }
         }))));
     }
-    log::line(&format!(
+    tracing::info!(
         "nemesis: strobing clocks of {} between +0 and {offset_ms} ms every {period_ms} ms",
         nodes_list(nodes)
-    ));
+    );
     Ok(Landed::on(json!({
         "nodes": nodes, "offset_ms": offset_ms, "period_ms": period_ms
     })))
@@ -120,6 +119,6 @@ pub async fn reset(n: &Nemesis) -> Result<Landed> {
     } else {
         n.in_force().await.clock.nodes.clear();
     }
-    log::line(&format!("nemesis: clocks reset on {}", nodes_list(&nodes)));
+    tracing::info!("nemesis: clocks reset on {}", nodes_list(&nodes));
     Ok(Landed::on(json!({ "nodes": nodes })))
 }

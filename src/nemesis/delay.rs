@@ -19,7 +19,6 @@
 //! the entry) ends it.
 
 use super::{nodes_list, Failed, Landed, Nemesis};
-use crate::log;
 use anyhow::{anyhow, bail, Context, Result};
 use nfq::{Queue, Verdict};
 use rand::{Rng, SeedableRng};
@@ -49,10 +48,10 @@ pub async fn start(
         };
         start_one(n, node, cfg).await?;
     }
-    log::line(&format!(
+    tracing::info!(
         "nemesis: packets to peers delayed {latency_ms} ms ± {jitter_ms} ms on {}",
         nodes_list(nodes)
-    ));
+    );
     Ok(Landed::on(json!({
         "nodes": nodes, "latency_ms": latency_ms, "jitter_ms": jitter_ms
     })))
@@ -122,7 +121,7 @@ pub async fn stop(n: &Nemesis) -> Result<Landed> {
         );
     }
     failed.into_result()?;
-    log::line(&format!("nemesis: delay stopped ({})", lines.join("; ")));
+    tracing::info!("nemesis: delay stopped ({})", lines.join("; "));
     Ok(Landed::on(json!({ "nodes": nodes, "held": held })))
 }
 
@@ -189,18 +188,19 @@ impl Delayer {
         let stop = Arc::new(AtomicBool::new(false));
         let (ready_tx, ready_rx) = mpsc::channel();
         let flag = stop.clone();
+        // The thread logs into the run's log, like the task that starts it.
+        let log = tracing::dispatcher::get_default(tracing::Dispatch::clone);
         let thread = std::thread::Builder::new()
             .name(format!("delay-{netns}"))
             .spawn({
                 let netns = netns.to_string();
                 move || {
+                    let _logging = tracing::dispatcher::set_default(&log);
                     let r = verdict_thread(ns, cfg, flag, ready_tx);
                     if let Err(e) = &r {
                         // Without a listener the bypass flag lets packets pass: the fault
                         // has ended early, which the run log must say.
-                        crate::log::line(&format!(
-                            "nemesis: the delay in {netns} failed ({e:#}); its packets pass undelayed"
-                        ));
+                        tracing::info!("nemesis: the delay in {netns} failed ({e:#}); its packets pass undelayed");
                     }
                     r
                 }

@@ -3,7 +3,6 @@
 //! so a restart cut half-way can be repeated.
 
 use super::{nodes_list, Failed, Landed, Nemesis};
-use crate::log;
 use anyhow::Result;
 use serde_json::json;
 
@@ -14,7 +13,7 @@ pub async fn kill(n: &Nemesis, nodes: &[String]) -> Result<Landed> {
         n.cluster.kill_node(node).await?;
         n.in_force().await.paused.remove(node);
     }
-    log::line(&format!("nemesis: killed {}", nodes_list(nodes)));
+    tracing::info!("nemesis: killed {}", nodes_list(nodes));
     Ok(Landed::on(json!({ "nodes": nodes })))
 }
 
@@ -34,6 +33,6 @@ pub async fn restart(n: &Nemesis) -> Result<Landed> {
         }
     }
     failed.into_result()?;
-    log::line(&format!("nemesis: restarted {}", nodes_list(&nodes)));
+    tracing::info!("nemesis: restarted {}", nodes_list(&nodes));
     Ok(Landed::on(json!({ "nodes": nodes })))
 }

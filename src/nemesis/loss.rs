@@ -5,7 +5,6 @@
 use super::partition::{addr_set, delete_script};
 use super::{nodes_list, Failed, Landed, Nemesis};
 use crate::hosts::LOSS_TABLE;
-use crate::log;
 use anyhow::Result;
 use serde_json::json;
 use std::net::Ipv4Addr;
@@ -17,10 +16,7 @@ pub async fn start(n: &Nemesis, nodes: &[String], percent: u8) -> Result<Landed>
         n.in_force().await.lossy.insert(node.clone());
         n.nft(node, &loss_script(&peers, percent)).await?;
     }
-    log::line(&format!(
-        "nemesis: {percent}% packet loss on {}",
-        nodes_list(nodes)
-    ));
+    tracing::info!("nemesis: {percent}% packet loss on {}", nodes_list(nodes));
     Ok(Landed::on(json!({ "nodes": nodes, "percent": percent })))
 }
 
@@ -34,7 +30,7 @@ pub async fn stop(n: &Nemesis) -> Result<Landed> {
         }
     }
     failed.into_result()?;
-    log::line("nemesis: packet loss stopped");
+    tracing::info!("nemesis: packet loss stopped");
     Ok(Landed::on(json!({ "nodes": nodes })))
 }
 

@@ -31,7 +31,6 @@ pub(crate) mod tests;
 
 use crate::history::{Journal, Op, OpType, Process};
 use crate::hosts::clock::Clocks;
-use crate::log;
 use crate::spec::schedule::{Action, Step, Targets};
 use crate::target::Cluster;
 use anyhow::{anyhow, bail, Context, Result};
@@ -234,12 +233,12 @@ impl Nemesis {
             }
             let late = Instant::now().saturating_duration_since(start + step.at);
             if late > SLIP_REPORTED {
-                log::line(&format!(
+                tracing::info!(
                     "nemesis: {} planned at {:.1} s runs {:.1} s late",
                     step.action.f(),
                     step.at.as_secs_f64(),
                     late.as_secs_f64()
-                ));
+                );
                 self.tally
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
@@ -361,7 +360,7 @@ impl Nemesis {
         let mut first_error = None;
         let mut heal = |r: Result<Option<String>>| {
             if let Err(e) = r {
-                log::line(&format!("nemesis: heal failed: {e:#}"));
+                tracing::info!("nemesis: heal failed: {e:#}");
                 first_error.get_or_insert(e);
             }
         };
@@ -420,11 +419,11 @@ impl Nemesis {
                 break;
             }
             if began.elapsed() >= bound {
-                log::line(&format!(
+                tracing::info!(
                     "nemesis: the cluster did not recover within {} s; starting {} anyway",
                     bound.as_secs_f64(),
                     action.f()
-                ));
+                );
                 break;
             }
             tokio::select! {
@@ -480,22 +479,22 @@ impl Nemesis {
             tokio::select! {
                 _ = tokio::time::sleep(NEXT_LEADER_POLL) => {}
                 _ = cancelled(&mut cancel) => {
-                    log::line("nemesis: schedule stopped while waiting for an election; the fault hits nobody");
+                    tracing::info!("nemesis: schedule stopped while waiting for an election; the fault hits nobody");
                     return Vec::new();
                 }
             }
             let now: BTreeSet<String> = self.leaders().await.into_iter().collect();
             let new: Vec<String> = now.difference(&before).cloned().collect();
             if !new.is_empty() {
-                log::line(&format!(
+                tracing::info!(
                     "nemesis: {} leads now (waited {:.2} s)",
                     new.join(", "),
                     began.elapsed().as_secs_f64()
-                ));
+                );
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_millis(settle_ms)) => return new,
                     _ = cancelled(&mut cancel) => {
-                        log::line("nemesis: schedule stopped while the fault settled; it hits nobody");
+                        tracing::info!("nemesis: schedule stopped while the fault settled; it hits nobody");
                         return Vec::new();
                     }
                 }
@@ -503,7 +502,7 @@ impl Nemesis {
             // A leader that stepped down and wins again is a new leader too.
             before.retain(|n| now.contains(n));
         }
-        log::line("nemesis: no new leader was elected; the fault hits nobody");
+        tracing::info!("nemesis: no new leader was elected; the fault hits nobody");
         Vec::new()
     }
 

@@ -4,7 +4,6 @@
 
 use super::{Failed, Landed, Nemesis};
 use crate::hosts::PARTITION_TABLE;
-use crate::log;
 use crate::spec::grudge::Grudge;
 use anyhow::Result;
 use serde_json::json;
@@ -24,7 +23,7 @@ pub async fn start(n: &Nemesis, grudge: &Grudge, one_way: bool) -> Result<Landed
                 _ => n.leaders().await,
             };
             if leaders.is_empty() {
-                log::line("nemesis: no node believes it leads; isolating nobody");
+                tracing::info!("nemesis: no node believes it leads; isolating nobody");
                 return Ok(Landed {
                     value: json!({"grudge": {}}),
                     note: Some("no leader".into()),
@@ -60,7 +59,7 @@ pub async fn start(n: &Nemesis, grudge: &Grudge, one_way: bool) -> Result<Landed
     let applied: BTreeSet<String> = nodes.iter().filter(|node| cut(node)).cloned().collect();
     let desc: BTreeMap<&String, &BTreeSet<String>> =
         drops.iter().filter(|(_, d)| !d.is_empty()).collect();
-    log::line(&format!("nemesis: partition {}", describe_grudge(&drops)));
+    tracing::info!("nemesis: partition {}", describe_grudge(&drops));
     Ok(Landed::on(
         json!({"nodes": applied, "grudge": desc, "one_way": one_way}),
     ))
@@ -76,7 +75,7 @@ pub async fn heal(n: &Nemesis) -> Result<Landed> {
         }
     }
     failed.into_result()?;
-    log::line("nemesis: partition healed");
+    tracing::info!("nemesis: partition healed");
     Ok(Landed::on(json!({ "nodes": nodes })))
 }
 

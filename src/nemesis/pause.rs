@@ -3,7 +3,6 @@
 //! so a resume may be repeated until it succeeds.
 
 use super::{nodes_list, Failed, Landed, Nemesis};
-use crate::log;
 use anyhow::Result;
 use nix::sys::signal::Signal;
 use serde_json::json;
@@ -19,7 +18,7 @@ pub async fn pause(n: &Nemesis, nodes: &[String]) -> Result<Landed> {
         n.cluster.signal(node, Signal::SIGSTOP).await?;
         paused.push(node.clone());
     }
-    log::line(&format!("nemesis: paused {}", nodes_list(&paused)));
+    tracing::info!("nemesis: paused {}", nodes_list(&paused));
     Ok(Landed::on(json!({ "nodes": paused })))
 }
 
@@ -39,6 +38,6 @@ pub async fn resume(n: &Nemesis) -> Result<Landed> {
         }
     }
     failed.into_result()?;
-    log::line(&format!("nemesis: resumed {}", nodes_list(&nodes)));
+    tracing::info!("nemesis: resumed {}", nodes_list(&nodes));
     Ok(Landed::on(json!({ "nodes": nodes })))
 }

@@ -16,7 +16,7 @@ use crate::checker::Verdict;
 use crate::generator::Generator;
 use crate::history::{Journal, Op, OpType, Process};
 use crate::hosts::{self, Capability, Hosts, Registry};
-use crate::log;
+use crate::log::{self, RunLog};
 use crate::nemesis::{HealMode, Nemesis};
 use crate::spec::{HostsChoice, Plan};
 use crate::store;
@@ -31,6 +31,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
+use tracing::instrument::WithSubscriber;
 
 /// Read attempts per key in the final phase before giving up on that key.
 const FINAL_READ_ATTEMPTS: u32 = 10;
@@ -265,15 +266,23 @@ pub async fn execute(plan: Plan, quiet: bool) -> Result<RunOutcome> {
     let plan = Arc::new(plan);
     let run_dir = store::create_run_dir(&plan.store, &plan.name)?;
     store::write_atomic(&run_dir.join("plan.yaml"), plan.to_yaml()?.as_bytes())?;
-    log::open(&run_dir.join("faultline.log"), quiet)
+    let log = RunLog::create(&run_dir.join("faultline.log"), quiet)
         .with_context(|| format!("cannot create {}/faultline.log", run_dir.display()))?;
-    log::line(&format!("run directory {}", run_dir.display()));
+    // Everything the run logs, in this future and the tasks it spawns, goes to its log.
+    execute_logged(plan, run_dir)
+        .with_subscriber(log.dispatch())
+        .await
+}
+
+/// [`execute`] once the run directory and its log exist.
+async fn execute_logged(plan: Arc<Plan>, run_dir: PathBuf) -> Result<RunOutcome> {
+    tracing::info!("run directory {}", run_dir.display());
     for line in hosts::cleanup::sweep_stale() {
-        log::line(&line);
+        tracing::info!("{line}");
     }
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let signals = tokio::spawn(watch_signals(stop_tx));
+    let signals = tokio::spawn(watch_signals(stop_tx).with_current_subscriber());
 
     let result = run_phases(plan.clone(), &run_dir, stop_rx.clone()).await;
     signals.abort();
@@ -290,7 +299,7 @@ pub async fn execute(plan: Plan, quiet: bool) -> Result<RunOutcome> {
                 .map(|l| l.reason.unwrap_or_default()),
         },
         Err(e) => {
-            log::line(&format!("run failed: {e:#}"));
+            tracing::info!("run failed: {e:#}");
             let results = serde_json::json!({
                 "verdict": Value::Null,
                 "error": format!("{e:#}"),
@@ -302,18 +311,14 @@ pub async fn execute(plan: Plan, quiet: bool) -> Result<RunOutcome> {
             );
             // Its page says why it failed, so `latest` never points at a run without one.
             if let Err(pe) = crate::report::render_run(&run_dir) {
-                log::line(&format!(
-                    "report: cannot write the page of the failed run: {pe:#}"
-                ));
+                tracing::info!("report: cannot write the page of the failed run: {pe:#}");
             }
             let _ = crate::report::index::write(&plan.store);
             let _ = store::update_latest(&plan.store, &run_dir);
-            log::close();
             return Err(e.context(format!("run directory {}", run_dir.display())));
         }
     };
     store::update_latest(&plan.store, &run_dir)?;
-    log::close();
     Ok(outcome)
 }
 
@@ -321,8 +326,8 @@ pub async fn execute(plan: Plan, quiet: bool) -> Result<RunOutcome> {
 /// it recorded.
 async fn watch_signals(stop: watch::Sender<bool>) {
     match stop_signal().await {
-        StopSignal::Interrupt => log::line("interrupted (SIGINT): stopping and cleaning up"),
-        StopSignal::Terminate => log::line("terminated (SIGTERM): stopping and cleaning up"),
+        StopSignal::Interrupt => tracing::info!("interrupted (SIGINT): stopping and cleaning up"),
+        StopSignal::Terminate => tracing::info!("terminated (SIGTERM): stopping and cleaning up"),
     }
     let _ = stop.send(true);
 }
@@ -378,17 +383,15 @@ async fn run_phases(
     mut stop: watch::Receiver<bool>,
 ) -> Result<Option<(Verdict, Option<crate::checker::liveness::Liveness>)>> {
     let run_id = format!("{:06x}", rand::random::<u32>() & 0xff_ffff);
-    log::line(&format!("run id {run_id}"));
-    log::line(&format!(
-        "plan: target {} ({} nodes), workload {}, nemesis {}, concurrency {}, time limit {}, seed {}",
+    tracing::info!("run id {run_id}");
+    tracing::info!("plan: target {} ({} nodes), workload {}, nemesis {}, concurrency {}, time limit {}, seed {}",
         plan.target.spec.name,
         plan.nodes.len(),
         plan.workload.name,
         plan.nemesis.name,
         plan.concurrency,
         humantime::format_duration(plan.time_limit),
-        plan.seed
-    ));
+        plan.seed);
 
     unless_stopped(&mut stop, "installing the target", install(&plan)).await?;
 
@@ -418,9 +421,7 @@ async fn run_phases(
     // Teardown on every path: stop nodes, collect logs, remove hosts.
     if plan.leave_running && body.is_ok() {
         reg.keep();
-        log::line(&format!(
-            "leaving the cluster running (--leave-running); remove it with `faultline cleanup {run_id}`"
-        ));
+        tracing::info!("leaving the cluster running (--leave-running); remove it with `faultline cleanup {run_id}`");
     } else {
         tear_down(&cluster, &reg).await;
     }
@@ -465,9 +466,9 @@ async fn create_hosts(
             Hosts::Ssh(ssh)
         }
     };
-    log::line(&format!("hosts: {}", hosts.describe()));
+    tracing::info!("hosts: {}", hosts.describe());
     for n in hosts.nodes() {
-        log::line(&format!("  {} at {}", n.node, n.ip));
+        tracing::info!("  {} at {}", n.node, n.ip);
     }
     Ok(hosts)
 }
@@ -475,17 +476,17 @@ async fn create_hosts(
 /// Stop every node, collect its logs and remove the hosts; problems go to the run log.
 async fn tear_down(cluster: &Cluster, reg: &Registry) {
     for p in cluster.stop_all().await {
-        log::line(&format!("stop: {p}"));
+        tracing::info!("stop: {p}");
     }
     for p in cluster.collect_logs().await {
-        log::line(&format!("logs: {p}"));
+        tracing::info!("logs: {p}");
     }
     let problems = reg.teardown();
     for p in &problems {
-        log::line(&format!("cleanup: {p}"));
+        tracing::info!("cleanup: {p}");
     }
     if problems.is_empty() {
-        log::line(&hosts::cleanup::teardown_summary(&reg.snapshot()));
+        tracing::info!("{}", hosts::cleanup::teardown_summary(&reg.snapshot()));
     }
 }
 
@@ -505,7 +506,7 @@ where
     Fut: std::future::Future<Output = Result<T>>,
 {
     let run_id = format!("{:06x}", rand::random::<u32>() & 0xff_ffff);
-    log::line(&format!("run id {run_id}"));
+    tracing::info!("run id {run_id}");
     unless_stopped(&mut stop, "installing the target", install(&plan)).await?;
     let reg = Registry::new(&run_id)?;
     let hosts = Arc::new(create_hosts(&plan, &reg, run_dir, &mut stop).await?);
@@ -577,10 +578,7 @@ async fn run_cluster(
     let t0 = Instant::now();
     unless_stopped(&mut stop, "starting the cluster", cluster.start_all()).await?;
     refuse_blind_faults(&plan, &cluster).await?;
-    log::line(&format!(
-        "cluster ready after {:.1}s",
-        t0.elapsed().as_secs_f64()
-    ));
+    tracing::info!("cluster ready after {:.1}s", t0.elapsed().as_secs_f64());
 
     // time_ns in the history and the nemesis schedule share one origin: the moment the
     // clients start (not the install step or cluster start-up before it).
@@ -592,11 +590,11 @@ async fn run_cluster(
     let ctx = Arc::new(Ctx::new(plan.clone(), cluster.clone(), journal.clone()));
     {
         let gen = ctx.gen.lock().unwrap_or_else(|p| p.into_inner());
-        log::line(&format!(
+        tracing::info!(
             "keys: {} in flight, at most {} worker(s) on one key (workload keys.threads_per_key)",
             gen.keys_in_flight(),
             gen.threads_per_key()
-        ));
+        );
     }
 
     let nemesis = Arc::new(Nemesis::new(cluster.clone(), journal.clone(), clocks));
@@ -606,11 +604,14 @@ async fn run_cluster(
     let mut nemesis_task = {
         let nemesis = nemesis.clone();
         let steps = plan.nemesis_schedule.clone();
-        tokio::spawn(async move {
-            nemesis
-                .run(&steps, start, deadline, schedule_cancelled)
-                .await
-        })
+        tokio::spawn(
+            async move {
+                nemesis
+                    .run(&steps, start, deadline, schedule_cancelled)
+                    .await
+            }
+            .with_current_subscriber(),
+        )
     };
     let bar = progress_bar(&plan);
     log::set_bar(bar.clone());
@@ -619,39 +620,44 @@ async fn run_cluster(
         let nemesis = nemesis.clone();
         let bar = bar.clone();
         let limit = plan.time_limit;
-        tokio::spawn(async move {
-            let start = Instant::now();
-            let mut last_log = Instant::now();
-            loop {
-                tokio::time::sleep(Duration::from_millis(250)).await;
-                let el = start.elapsed().min(limit);
-                let faults = nemesis.describe().await;
-                let msg = format!(
-                    "{:>5.1}s/{}s  {}  [{faults}]",
-                    el.as_secs_f64(),
-                    limit.as_secs(),
-                    ctx.stats.line()
-                );
-                match &bar {
-                    Some(b) => {
-                        b.set_position(el.as_millis() as u64);
-                        b.set_message(format!("{}  [{faults}]", ctx.stats.line()));
+        tokio::spawn(
+            async move {
+                let start = Instant::now();
+                let mut last_log = Instant::now();
+                loop {
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                    let el = start.elapsed().min(limit);
+                    let faults = nemesis.describe().await;
+                    let msg = format!(
+                        "{:>5.1}s/{}s  {}  [{faults}]",
+                        el.as_secs_f64(),
+                        limit.as_secs(),
+                        ctx.stats.line()
+                    );
+                    match &bar {
+                        Some(b) => {
+                            b.set_position(el.as_millis() as u64);
+                            b.set_message(format!("{}  [{faults}]", ctx.stats.line()));
+                        }
+                        None if last_log.elapsed() >= Duration::from_secs(5) => {
+                            tracing::info!("{msg}");
+                            last_log = Instant::now();
+                        }
+                        None => {}
                     }
-                    None if last_log.elapsed() >= Duration::from_secs(5) => {
-                        log::line(&msg);
-                        last_log = Instant::now();
-                    }
-                    None => {}
                 }
             }
-        })
+            .with_current_subscriber(),
+        )
     };
 
     let mut workers = tokio::task::JoinSet::new();
     for slot in 0..plan.concurrency {
         let ctx = ctx.clone();
         let stop = stop.clone();
-        workers.spawn(async move { worker(slot, ctx, deadline, stop).await });
+        workers.spawn(
+            async move { worker(slot, ctx, deadline, stop).await }.with_current_subscriber(),
+        );
     }
     let mut first_error = None;
     while let Some(r) = workers.join_next().await {
@@ -681,14 +687,14 @@ async fn run_cluster(
         Ok(_) => {}
         Err(_) => {
             nemesis_task.abort();
-            log::line(&format!(
+            tracing::info!(
                 "nemesis: a step still ran {} s after the schedule was stopped; aborted it",
                 NEMESIS_STEP_GRACE.as_secs()
-            ));
+            );
         }
     }
     let interrupted = *stop.borrow();
-    log::line(&format!("main phase over: {}", ctx.stats.line()));
+    tracing::info!("main phase over: {}", ctx.stats.line());
     // Healed on every path. After an error or an interrupt, killed nodes stay down (the
     // teardown stops every node), but nothing else in force may outlive the run: a paused
     // group, a strobing clock, a delay thread, rules on an SSH host.
@@ -837,12 +843,10 @@ async fn work(
         if let Some(pause) = backoff.after(&completion) {
             ctx.stats.backoffs.fetch_add(1, Ordering::Relaxed);
             if !ctx.backoff_logged.swap(true, Ordering::Relaxed) {
-                log::line(&format!(
-                    "worker {slot}: {} failures in a row (last: {}); pausing between its ops, up to {} (workload backoff)",
+                tracing::info!("worker {slot}: {} failures in a row (last: {}); pausing between its ops, up to {} (workload backoff)",
                     ctx.plan.workload.backoff.after,
                     completion.error.as_deref().unwrap_or("no reason given"),
-                    humantime::format_duration(ctx.plan.workload.backoff.max)
-                ));
+                    humantime::format_duration(ctx.plan.workload.backoff.max));
             }
             ctx.journal.flush()?;
             tokio::select! {
@@ -864,7 +868,7 @@ async fn final_phase(ctx: &Arc<Ctx>, stop: &mut watch::Receiver<bool>) -> Result
     let ready = ctx.plan.target.spec.ready.timeout;
     match unless_stopped(stop, "waiting for recovery", ctx.cluster.wait_ready(ready)).await {
         Ok(()) => {}
-        Err(e) => log::line(&format!("final phase: the cluster did not recover: {e:#}")),
+        Err(e) => tracing::info!("final phase: the cluster did not recover: {e:#}"),
     }
     let keys: Arc<Vec<String>> = Arc::new(
         ctx.gen
@@ -874,10 +878,10 @@ async fn final_phase(ctx: &Arc<Ctx>, stop: &mut watch::Receiver<bool>) -> Result
             .to_vec(),
     );
     let readers = (ctx.plan.concurrency as usize).clamp(1, keys.len().max(1));
-    log::line(&format!(
+    tracing::info!(
         "final reads of {} key(s) by {readers} reader(s)",
         keys.len()
-    ));
+    );
     let budget_end = Instant::now() + FINAL_READS_BUDGET;
     let next_key = Arc::new(AtomicUsize::new(0));
     let mut tasks = tokio::task::JoinSet::new();
@@ -886,7 +890,10 @@ async fn final_phase(ctx: &Arc<Ctx>, stop: &mut watch::Receiver<bool>) -> Result
         let keys = keys.clone();
         let next_key = next_key.clone();
         let stop = stop.clone();
-        tasks.spawn(async move { final_reader(r, &ctx, &keys, &next_key, budget_end, stop).await });
+        tasks.spawn(
+            async move { final_reader(r, &ctx, &keys, &next_key, budget_end, stop).await }
+                .with_current_subscriber(),
+        );
     }
     let mut read = vec![false; keys.len()];
     let mut first_error = None;
@@ -922,7 +929,7 @@ async fn final_phase(ctx: &Arc<Ctx>, stop: &mut watch::Receiver<bool>) -> Result
     if let Some(short) = out.shortfall() {
         let budget_spent = Instant::now() >= budget_end;
         let shown: Vec<&str> = unread.iter().take(20).map(|k| k.as_str()).collect();
-        log::line(&format!(
+        tracing::info!(
             "final phase: {short}{}: {}{}",
             if budget_spent {
                 format!(" (the {}s budget was spent)", FINAL_READS_BUDGET.as_secs())
@@ -935,7 +942,7 @@ async fn final_phase(ctx: &Arc<Ctx>, stop: &mut watch::Receiver<bool>) -> Result
             } else {
                 ""
             }
-        ));
+        );
     }
     Ok(out)
 }
@@ -1050,12 +1057,12 @@ async fn install(plan: &Plan) -> Result<()> {
         .command
         .split_first()
         .ok_or_else(|| anyhow!("{}: install.command is empty", t.file.display()))?;
-    log::line(&format!(
+    tracing::info!(
         "installing {}: {} (in {})",
         t.spec.name,
         inst.command.join(" "),
         workdir.display()
-    ));
+    );
     // Its own process group, ended whole if the install is abandoned (an interrupt drops
     // this future): killing `cargo` alone left its `rustc` children compiling on.
     let child = tokio::process::Command::new(prog)

@@ -69,7 +69,7 @@ pub fn check_and_report(
     if let Some(s) = &shortfall {
         line.push_str(&format!(" ({s})"));
     }
-    crate::log::line(&line);
+    tracing::info!("{line}");
     let mut results = crate::report::results_json(
         plan,
         serde_json::to_value(summary)?,
@@ -87,7 +87,7 @@ pub fn check_and_report(
         None
     } else {
         let l = super::check::liveness_of(plan, &history)?;
-        crate::log::line(&super::check::liveness_line(&l));
+        tracing::info!("{}", super::check::liveness_line(&l));
         Some(l)
     };
     if let (Some(l), Some(obj)) = (&liveness, results.as_object_mut()) {
@@ -98,14 +98,14 @@ pub fn check_and_report(
         serde_json::to_vec_pretty(&results)?.as_slice(),
     )?;
     match crate::report::render_run(run_dir) {
-        Ok(r) => crate::log::line(&format!("report: {}", r.index_html.display())),
-        Err(e) => crate::log::line(&format!(
+        Ok(r) => tracing::info!("report: {}", r.index_html.display()),
+        Err(e) => tracing::info!(
             "report: cannot render (the verdict stands; retry with `faultline report {}`): {e:#}",
             run_dir.display()
-        )),
+        ),
     }
     if let Err(e) = crate::report::index::write(&plan.store) {
-        crate::log::line(&format!("report: cannot update the reports index: {e:#}"));
+        tracing::info!("report: cannot update the reports index: {e:#}");
     }
     Ok((verdict, liveness))
 }

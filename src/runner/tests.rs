@@ -36,9 +36,9 @@ fn lab(time_limit_ms: u64, steps: Vec<Step>) -> Lab {
     })
 }
 
-#[tokio::test]
-async fn a_run_heals_what_its_schedule_left_in_force_before_the_final_reads() {
-    let lab = lab(
+/// A 1.5 s run that isolates n1 at 200 ms.
+fn partition_lab() -> Lab {
+    lab(
         1500,
         vec![step(
             200,
@@ -47,7 +47,12 @@ async fn a_run_heals_what_its_schedule_left_in_force_before_the_final_reads() {
                 one_way: false,
             },
         )],
-    );
+    )
+}
+
+#[tokio::test]
+async fn a_run_heals_what_its_schedule_left_in_force_before_the_final_reads() {
+    let lab = partition_lab();
     let summary = run_to_the_end(&lab).await;
     assert!(!summary.interrupted);
     assert!(summary.ok > 0, "{summary:?}");
@@ -442,4 +447,66 @@ async fn two_hundred_workers_put_at_most_threads_per_key_ops_on_one_key() {
         "{keys} keys for {} ops",
         summary.ops
     );
+}
+
+/// Two runs in one process, each under its own run log on a multi-thread runtime: every
+/// line — from the run's own future, its nemesis task, its node starts — lands in its own
+/// `faultline.log`, none in the other's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_runs_in_one_process_keep_their_logs_apart() {
+    let partitioned = Arc::new(partition_lab());
+    let paused = Arc::new(lab(
+        1500,
+        vec![step(
+            200,
+            Action::Pause {
+                targets: Targets::Nodes(names(&["n2"])),
+            },
+        )],
+    ));
+    let path = |l: &Lab| l.run_dir.path().join("faultline.log");
+    let run = |l: &Arc<Lab>| {
+        let log = RunLog::create(&path(l), true).expect("log");
+        let l = l.clone();
+        tokio::spawn(
+            async move {
+                tracing::info!("run id {}", l.reg.run_id());
+                run_to_the_end(&l).await
+            }
+            .with_subscriber(log.dispatch()),
+        )
+    };
+    let (a, b) = (run(&partitioned), run(&paused));
+    a.await.expect("run a");
+    b.await.expect("run b");
+    let (la, lb) = (
+        std::fs::read_to_string(path(&partitioned)).unwrap(),
+        std::fs::read_to_string(path(&paused)).unwrap(),
+    );
+    // The run's own future, its nemesis task and its cluster each left their lines.
+    let (ida, pida) = own_lines(&partitioned).await;
+    let (idb, pidb) = own_lines(&paused).await;
+    for line in [&ida, &pida, "nemesis: partition", "main phase over"] {
+        assert!(la.contains(line), "{line:?} missing:\n{la}");
+    }
+    for line in [&idb, &pidb, "nemesis: paused", "main phase over"] {
+        assert!(lb.contains(line), "{line:?} missing:\n{lb}");
+    }
+    for line in [&idb, &pidb, "nemesis: paused"] {
+        assert!(!la.contains(line), "{line:?} in the other run's log:\n{la}");
+    }
+    for line in [&ida, &pida, "nemesis: partition"] {
+        assert!(!lb.contains(line), "{line:?} in the other run's log:\n{lb}");
+    }
+    let _ = partitioned.cluster.stop_all().await;
+    let _ = paused.cluster.stop_all().await;
+}
+
+/// Lines only lab `l`'s run log may hold: its run id and its n1's start.
+async fn own_lines(l: &Lab) -> (String, String) {
+    let pid = l.cluster.pid("n1").await.expect("n1 runs");
+    (
+        format!("run id {}", l.reg.run_id()),
+        format!("started n1 (pid {pid})"),
+    )
 }

@@ -90,9 +90,7 @@ impl Cluster {
             match RunCgroups::create(&reg) {
                 Ok(c) => Some(c),
                 Err(reason) => {
-                    tracing_line(&format!(
-                        "node processes are tracked by process group only ({reason}): a node that leaves its group (a daemon calling setsid) is neither killed nor seen"
-                    ));
+                    tracing::info!("node processes are tracked by process group only ({reason}): a node that leaves its group (a daemon calling setsid) is neither killed nor seen");
                     None
                 }
             }
@@ -177,11 +175,11 @@ impl Cluster {
         for r in futures::future::join_all(uploads).await {
             r?;
         }
-        tracing_line(&format!(
+        tracing::info!(
             "uploaded {} to {} hosts",
             local.display(),
             self.plan.nodes.len()
-        ));
+        );
         Ok(())
     }
 
@@ -400,7 +398,7 @@ impl Cluster {
         };
         let pid = proc.pid();
         self.procs.lock().await.insert(node.to_string(), proc);
-        tracing_line(&format!("started {node} (pid {pid}): {}", argv.join(" ")));
+        tracing::info!("started {node} (pid {pid}): {}", argv.join(" "));
         Ok(())
     }
 
@@ -417,9 +415,7 @@ impl Cluster {
                 Some(status) if cgroup.as_deref().is_some_and(cgroup::populated) => {
                     if !*detached {
                         *detached = true;
-                        tracing_line(&format!(
-                            "{node}: its start command exited ({status}) and left the node running in the background; it is tracked in its cgroup"
-                        ));
+                        tracing::info!("{node}: its start command exited ({status}) and left the node running in the background; it is tracked in its cgroup");
                     }
                     return Ok(());
                 }
@@ -542,13 +538,11 @@ impl Cluster {
         let path = self.plan.target.spec.ready.path.as_deref().unwrap_or("/");
         for n in &self.plan.nodes {
             let addr = self.client_addr(n).map_err(|e| e.to_string())?;
-            let resp = tokio::time::timeout(Duration::from_millis(500), async {
-                let mut c = client::http::HttpConn::connect(addr).await?;
-                c.request("GET", path, None).await
-            })
-            .await
-            .map_err(|_| format!("{n}: GET {path} timed out"))?
-            .map_err(|e| format!("{n}: GET {path}: {e}"))?;
+            let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
+            let resp = client::http::HttpConn::new(addr)
+                .request("GET", path, None, deadline)
+                .await
+                .map_err(|e| format!("{n}: GET {path}: {e}"))?;
             if resp.status != 200 {
                 return Err(format!(
                     "{n}: GET {path} answered HTTP {}: {}",
@@ -666,7 +660,7 @@ impl Cluster {
         // then kill the rest of the group for good measure.
         let _ = killpg(pg, Signal::SIGKILL);
         self.reg.remove_group(id.pid)?;
-        tracing_line(&format!("{node} ended ({sig})"));
+        tracing::info!("{node} ended ({sig})");
         Ok(())
     }
 
@@ -702,7 +696,7 @@ impl Cluster {
             .map_err(|_| anyhow!("node {node} (pid {}) was never reaped", id.pid))?
             .with_context(|| format!("waiting for node {node}"))?;
         self.reg.remove_group(id.pid)?;
-        tracing_line(&format!("{node} ended ({sig})"));
+        tracing::info!("{node} ended ({sig})");
         Ok(())
     }
 
@@ -732,7 +726,7 @@ impl Cluster {
             }
         }
         self.reg.remove_remote_group(node, p.pid)?;
-        tracing_line(&format!("{node} ended ({sig})"));
+        tracing::info!("{node} ended ({sig})");
         Ok(())
     }
 
@@ -850,8 +844,4 @@ pub fn stderr_tail(dir: &Path) -> String {
     } else {
         lines[start..].join("\n")
     }
-}
-
-fn tracing_line(msg: &str) {
-    crate::log::line(msg);
 }

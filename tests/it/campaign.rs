@@ -298,6 +298,37 @@ fn an_interrupted_campaign_resumes_without_redoing_finished_runs() {
         .map(|r| r["seed"].as_u64().unwrap())
         .collect();
     assert_eq!(seeds, [7, 8, 9]);
+    // Runs 2 and 3 went side by side, each into its own faultline.log.
+    let summary = json(&dir.join("summary.json"));
+    let logs: Vec<(String, String)> = summary["runs"].as_array().unwrap()[1..]
+        .iter()
+        .map(|r| {
+            let run_dir = r["run_dir"].as_str().unwrap().to_string();
+            let log = std::fs::read_to_string(dir.join(&run_dir).join("faultline.log")).unwrap();
+            (run_dir, log)
+        })
+        .collect();
+    let ids: Vec<String> = logs
+        .iter()
+        .map(|(_, log)| {
+            let ids: Vec<&str> = log
+                .lines()
+                .filter_map(|l| l.split("run id ").nth(1))
+                .collect();
+            assert_eq!(ids.len(), 1, "one run per log:\n{log}");
+            ids[0].trim().to_string()
+        })
+        .collect();
+    assert_ne!(ids[0], ids[1]);
+    for (i, (run_dir, log)) in logs.iter().enumerate() {
+        let named = log.lines().find_map(|l| l.split("run directory ").nth(1));
+        assert!(
+            named.is_some_and(|d| d.ends_with(run_dir.as_str())),
+            "{run_dir}: {log}"
+        );
+        assert!(log.contains("checker: valid"), "{log}");
+        assert!(!log.contains(&ids[1 - i]), "the other run's lines:\n{log}");
+    }
     std::fs::remove_dir_all(&store).ok();
 }
 

@@ -31,8 +31,9 @@ pub struct EtcdClient {
     addrs: BTreeMap<String, SocketAddr>,
     /// Ask for `serializable` ranges: served by the home node from its own state.
     serializable: bool,
-    /// One keep-alive connection per node; dropped after any error or timeout, because a
-    /// late response on it would be read as the answer to the next request.
+    /// One keep-alive client per node; its connection is dropped after any error or
+    /// timeout, because a late response on it would be read as the answer to the next
+    /// request.
     conns: BTreeMap<String, HttpConn>,
 }
 
@@ -63,19 +64,18 @@ impl EtcdClient {
             .addrs
             .get(node)
             .ok_or_else(|| HttpError::NotSent(format!("unknown node {node}")))?;
-        let mut conn = match self.conns.remove(node) {
-            Some(c) => c,
-            None => tokio::time::timeout_at(deadline, HttpConn::connect(addr))
-                .await
-                .map_err(|_| HttpError::NotSent(format!("connect to {node} timed out")))??,
-        };
+        let conn = self
+            .conns
+            .entry(node.to_string())
+            .or_insert_with(|| HttpConn::new(addr));
         let bytes = body.map(|b| b.to_string().into_bytes());
-        let resp = tokio::time::timeout_at(deadline, conn.request(method, path, bytes.as_deref()))
+        let resp = conn
+            .request(method, path, bytes.as_deref(), deadline)
             .await
-            .map_err(|_| HttpError::NoAnswer(format!("{node}: timed out")))??;
-        if conn.reusable() {
-            self.conns.insert(node.to_string(), conn);
-        }
+            .map_err(|e| match e {
+                HttpError::NotSent(m) => HttpError::NotSent(format!("{node}: {m}")),
+                HttpError::NoAnswer(m) => HttpError::NoAnswer(format!("{node}: {m}")),
+            })?;
         let v = if resp.body.is_empty() {
             Value::Null
         } else {
