@@ -39,22 +39,24 @@ const MAX_BANDS: usize = 8;
 /// counterexample.
 pub fn section(check: &Value) -> Option<Markup> {
     let raw = check.get("counterexample").filter(|v| !v.is_null())?;
-    Some(match serde_json::from_value::<Counterexample>(raw.clone()) {
-        Ok(cx) => render(&cx),
-        Err(e) => {
-            let pretty = serde_json::to_string_pretty(raw).unwrap_or_default();
-            html! {
-                div.why #counterexample {
-                    h2 { "Why it is invalid" }
-                    p.note {
-                        "This counterexample was written in a form this faultline cannot draw ("
-                        (e) "); here it is as the checker wrote it."
+    Some(
+        match serde_json::from_value::<Counterexample>(raw.clone()) {
+            Ok(cx) => render(&cx),
+            Err(e) => {
+                let pretty = serde_json::to_string_pretty(raw).unwrap_or_default();
+                html! {
+                    div.why #counterexample {
+                        h2 { "Why it is invalid" }
+                        p.note {
+                            "This counterexample was written in a form this faultline cannot draw ("
+                            (e) "); here it is as the checker wrote it."
+                        }
+                        pre { (pretty) }
                     }
-                    pre { (pretty) }
                 }
             }
-        }
-    })
+        },
+    )
 }
 
 fn outcome_text(o: CallOutcome) -> &'static str {

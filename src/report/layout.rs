@@ -17,7 +17,12 @@ use maud::{html, Markup, PreEscaped, DOCTYPE};
 
 /// A whole page: the shared head, `page_css` after the report stylesheet (it may override
 /// it), and `body`. `verdict` becomes `body[data-verdict]` for pages about one run.
-pub fn document(title: &str, page_css: &'static str, verdict: Option<&str>, body: Markup) -> Markup {
+pub fn document(
+    title: &str,
+    page_css: &'static str,
+    verdict: Option<&str>,
+    body: Markup,
+) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {

@@ -714,7 +714,13 @@ pub fn render(run: &RunData, plots: &[Plot]) -> String {
             script { (static_asset(DOWNLOAD_JS)) }
         }
     };
-    document(&format!("{upper} · {name} — faultline"), "", Some(class), body).into_string()
+    document(
+        &format!("{upper} · {name} — faultline"),
+        "",
+        Some(class),
+        body,
+    )
+    .into_string()
 }
 
 /// A run that failed before it could be checked (install error, a node that would not

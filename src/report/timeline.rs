@@ -281,7 +281,13 @@ pub fn render(run: &RunData) -> Result<String> {
         script #data type="application/json" { (json) }
         script { (static_asset(SCRIPT)) }
     };
-    Ok(document(&format!("Timeline · {name} — faultline"), TIMELINE_CSS, Some(class), body).into_string())
+    Ok(document(
+        &format!("Timeline · {name} — faultline"),
+        TIMELINE_CSS,
+        Some(class),
+        body,
+    )
+    .into_string())
 }
 
 #[cfg(test)]

@@ -299,7 +299,10 @@ fn hostile_strings_are_escaped_on_every_page_kind() {
     for what in ["name", "target", "error", "node", "key"] {
         assert!(page.contains(&escaped(what)), "run page: {what}");
     }
-    assert!(page.contains("Key <code>key &lt;script&gt;"), "the counterexample's key");
+    assert!(
+        page.contains("Key <code>key &lt;script&gt;"),
+        "the counterexample's key"
+    );
     assert!(
         page.contains("<td class=\"node\">node &lt;script&gt;"),
         "the counterexample's nodes"
@@ -308,11 +311,20 @@ fn hostile_strings_are_escaped_on_every_page_kind() {
         page.contains("read → &quot;value 1 &lt;script&gt;"),
         "the counterexample's values"
     );
-    assert!(page.contains("href=\"nodes/n1/a%3Cb%3E&amp;%22q%22%27.log\">a&lt;b&gt;&amp;&quot;q&quot;'.log</a>"));
+    assert!(page.contains(
+        "href=\"nodes/n1/a%3Cb%3E&amp;%22q%22%27.log\">a&lt;b&gt;&amp;&quot;q&quot;'.log</a>"
+    ));
 
     let timeline = read(&dir.join("timeline.html"));
-    assert_eq!(timeline.matches("<script").count(), 2, "only the page's own");
-    assert!(timeline.contains(&format!("<title>Timeline · {} — faultline</title>", escaped("name"))));
+    assert_eq!(
+        timeline.matches("<script").count(),
+        2,
+        "only the page's own"
+    );
+    assert!(timeline.contains(&format!(
+        "<title>Timeline · {} — faultline</title>",
+        escaped("name")
+    )));
     for what in ["key", "node", "error", "value 1"] {
         assert!(
             timeline.contains(&format!("{what} \\u003cscript\\u003e")),
