@@ -1,14 +1,15 @@
 //! The campaign page, `index.html` of a campaign directory: a banner with the outcome,
 //! the matrix of verdicts (rows: target / workload / option set; columns: nemeses), each
 //! cell coloured by whether its runs met the expectation and linking every run's page,
-//! and a table of all runs. Same stylesheet and escaping as the run pages and the reports
-//! index ([`crate::report`]); self-contained, no scripts.
+//! and a table of all runs. Same layout, stylesheet and escaping as the run pages and the
+//! reports index ([`crate::report::layout`]); self-contained, no scripts.
 
 use super::dir::{RunState, State, Status};
 use super::summary::{self, assess, Assessment, Counts, Outcome};
 use super::Campaign;
-use crate::report::escape::html;
-use crate::report::page::{href, run_time, CSS};
+use crate::report::layout::{banner, document, Banner};
+use crate::report::page::{href, run_time};
+use maud::{html, Markup};
 use std::fmt::Write as _;
 
 /// Page-specific styles on top of the report stylesheet.
@@ -103,30 +104,15 @@ fn cell_faults_line(runs: &[&RunState]) -> Option<String> {
 }
 
 /// One small square per run, coloured by verdict, outlined when not as expected.
-fn run_chip(out: &mut String, r: &RunState) {
+fn run_chip(r: &RunState) -> Markup {
     let unexpected = if assess(r) == Assessment::Unexpected {
         " unexpected"
     } else {
         ""
     };
-    let class = verdict_class(r);
-    match run_link(r) {
-        Some(link) => {
-            let _ = write!(
-                out,
-                "<a class=\"run {class}{unexpected}\" href=\"{}\" title=\"{}\">{}</a>",
-                html(&link),
-                html(&run_title(r)),
-                r.repeat + 1
-            );
-        }
-        None => {
-            let _ = write!(
-                out,
-                "<a class=\"run {class}{unexpected}\" title=\"{}\">{}</a>",
-                html(&run_title(r)),
-                r.repeat + 1
-            );
+    html! {
+        a class={ "run " (verdict_class(r)) (unexpected) } href=[run_link(r)] title=(run_title(r)) {
+            (r.repeat + 1)
         }
     }
 }
@@ -168,151 +154,164 @@ pub fn render(c: &Campaign, state: &State) -> String {
             ),
         ),
     };
-    let mut out = String::with_capacity(32 * 1024 + state.runs.len() * 600);
-    let _ = write!(
-        out,
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><link rel=\"icon\" href=\"data:,\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>campaign {name}: {headline}</title>\n<style>{CSS}{CAMPAIGN_CSS}</style></head>\n<body><header class=\"banner\" style=\"background:{colour}\"><div class=\"inner\"><div class=\"verdict\">campaign {name}</div><div class=\"sub\">{headline} — exit code {code}; {ae} as expected, {un} not, {er} errors, {pe} pending</div><nav><a href=\"summary.json\">summary.json</a><a href=\"junit.xml\">junit.xml</a><a href=\"campaign.yaml\">campaign.yaml</a><a href=\"state.json\">state.json</a><a href=\"runs/index.html\">all runs</a></nav></div></header><main>\n",
-        name = html(c.name()),
-        headline = html(&headline),
-        ae = counts.as_expected,
-        un = counts.unexpected,
-        er = counts.errors,
-        pe = counts.pending,
+    let name = format!("campaign {}", c.name());
+    let sub = format!(
+        "{headline} — exit code {code}; {} as expected, {} not, {} errors, {} pending",
+        counts.as_expected, counts.unexpected, counts.errors, counts.pending
     );
-    if let Some(d) = &c.spec.description {
-        let _ = writeln!(out, "<p>{}</p>", html(d));
-    }
-    let _ = writeln!(
-        out,
-        "<p class=\"muted\">{file}, hosts {hosts}, started {started}. Each cell: runs that reached the expected verdict / runs; the squares link each run (outlined: not as expected).</p>",
-        file = html(&c.file.display().to_string()),
-        hosts = super::hosts_arg(&state.hosts),
-        started = html(&run_time(&state.started)),
-    );
-    matrix(&mut out, c, state);
-    runs_table(&mut out, c, state);
-    out.push_str("</main></body></html>\n");
-    out
+    let body = html! {
+        (banner(&Banner {
+            class: "",
+            background: Some(colour),
+            headline: &name,
+            headline_id: None,
+            sub: &sub,
+            sub_id: None,
+            nav: &[
+                ("summary.json", "summary.json"),
+                ("junit.xml", "junit.xml"),
+                ("campaign.yaml", "campaign.yaml"),
+                ("state.json", "state.json"),
+                ("runs/index.html", "all runs"),
+            ],
+        }))
+        main {
+            @if let Some(d) = &c.spec.description { p { (d) } }
+            p.muted {
+                (c.file.display()) ", hosts " (super::hosts_arg(&state.hosts))
+                ", started " (run_time(&state.started))
+                ". Each cell: runs that reached the expected verdict / runs; the squares link each run (outlined: not as expected)."
+            }
+            (matrix(c, state))
+            (runs_table(c, state))
+        }
+    };
+    document(&format!("{name}: {headline}"), CAMPAIGN_CSS, None, body).into_string()
 }
 
-fn matrix(out: &mut String, c: &Campaign, state: &State) {
+fn matrix(c: &Campaign, state: &State) -> Markup {
     let nemeses = &c.spec.matrix.nemesis;
-    out.push_str("<h2>Matrix</h2>\n<table class=\"grid matrix\"><thead><tr><th>target / workload</th><th>option set</th>");
-    for n in nemeses {
-        let _ = write!(out, "<th>{}</th>", html(n));
-    }
-    out.push_str("</tr></thead><tbody>\n");
     // Cells come rows-first (target, workload, option), so a row is a run of equal keys.
+    let row_key = |k: usize| {
+        let x = &c.cells[k].cell;
+        (&x.target, &x.workload, &x.option)
+    };
+    let mut rows = Vec::new();
     let mut i = 0;
     while i < c.cells.len() {
-        let row_key = |k: usize| {
-            let x = &c.cells[k].cell;
-            (&x.target, &x.workload, &x.option)
-        };
         let mut j = i;
         while j < c.cells.len() && row_key(j) == row_key(i) {
             j += 1;
         }
-        let first = &c.cells[i].cell;
-        let args = if first.target_args.is_empty() {
-            String::new()
-        } else {
-            format!(
-                "<br><code class=\"muted\">{}</code>",
-                html(&first.target_args.join(" "))
-            )
-        };
-        let _ = write!(
-            out,
-            "<tr><td><span title=\"{}\">{}</span> / {}</td><td>{}{args}</td>",
-            html(&first.target),
-            html(&spec_label(&first.target)),
-            html(&first.workload),
-            html(&first.option)
-        );
-        for n in nemeses {
-            let Some(cp) = c.cells[i..j].iter().find(|cp| &cp.cell.nemesis == n) else {
-                out.push_str("<td class=\"cell none\">–</td>");
-                continue;
-            };
-            let runs = summary::runs_of(state, cp.cell.index);
-            let counts = Counts::of(runs.iter().copied());
-            let _ = write!(
-                out,
-                "<td class=\"cell {}\"><span class=\"label\">{}/{} {}</span>",
-                cell_class(&counts),
-                counts.as_expected,
-                counts.runs,
-                cp.cell.expect.as_str()
-            );
-            if counts.pending > 0 {
-                let _ = write!(
-                    out,
-                    " <span class=\"muted\">({} pending)</span>",
-                    counts.pending
-                );
-            }
-            if let Some(m) = summary::median_first_anomaly_s(runs.iter().copied()) {
-                let _ = write!(
-                    out,
-                    "<br><span class=\"muted\">first anomaly {m:.1} s (median)</span>"
-                );
-            }
-            if let Some(line) = cell_faults_line(&runs) {
-                let _ = write!(out, "<br><span class=\"muted\">{}</span>", html(&line));
-            }
-            out.push_str("<br>");
-            for r in runs {
-                run_chip(out, r);
-            }
-            out.push_str("</td>");
-        }
-        out.push_str("</tr>\n");
+        rows.push(&c.cells[i..j]);
         i = j;
     }
-    out.push_str("</tbody></table>\n");
+    html! {
+        h2 { "Matrix" }
+        table.grid.matrix {
+            thead { tr {
+                th { "target / workload" } th { "option set" }
+                @for n in nemeses { th { (n) } }
+            } }
+            tbody {
+                @for row in rows {
+                    @let first = &row[0].cell;
+                    tr {
+                        td { span title=(first.target) { (spec_label(&first.target)) } " / " (first.workload) }
+                        td {
+                            (first.option)
+                            @if !first.target_args.is_empty() {
+                                br; code.muted { (first.target_args.join(" ")) }
+                            }
+                        }
+                        @for n in nemeses {
+                            @match row.iter().find(|cp| &cp.cell.nemesis == n) {
+                                None => td.cell.none { "–" },
+                                Some(cp) => (cell(state, cp)),
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
-fn runs_table(out: &mut String, c: &Campaign, state: &State) {
-    out.push_str("<h2>Runs</h2>\n<table class=\"grid\"><thead><tr><th class=\"num\">#</th><th>cell</th><th class=\"num\">repeat</th><th class=\"num\">seed</th><th>verdict</th><th>expected</th><th>assessment</th><th class=\"num\">seconds</th><th class=\"num\">first anomaly</th><th>run</th></tr></thead><tbody>\n");
-    for r in &state.runs {
-        let class = verdict_class(r);
-        let verdict = match (r.status, r.verdict) {
-            (Status::Done, Some(v)) => v.to_string(),
-            (Status::Done, None) => "error".into(),
-            (Status::Running, _) => "running".into(),
-            (Status::Pending, _) => "pending".into(),
-        };
-        // The link text is the run's start time: the cell has its own column.
-        let started = r
-            .run_dir
-            .as_deref()
-            .and_then(|d| d.rsplit('/').next())
-            .map(run_time)
-            .unwrap_or_default();
-        let link = run_link(r)
-            .map(|l| format!("<a href=\"{}\">{}</a>", html(&l), html(&started)))
-            .unwrap_or_default();
-        let label = c
-            .cells
-            .get(r.cell)
-            .map_or_else(|| r.name.clone(), |cp| cp.cell.label());
-        let _ = writeln!(
-            out,
-            "<tr><td class=\"num\">{idx}</td><td>{name}</td><td class=\"num\">{rep}</td><td class=\"num mono\">{seed}</td><td><span class=\"badge {class}\" style=\"{style}\">{verdict}</span></td><td>{exp}</td><td>{assessment}{err}</td><td class=\"num\">{secs}</td><td class=\"num\">{first}</td><td>{link}</td></tr>",
-            idx = r.index + 1,
-            name = html(&label),
-            rep = r.repeat + 1,
-            seed = r.seed,
-            style = if matches!(class, "valid" | "invalid" | "unknown") { "" } else { "background:#8c959f" },
-            exp = r.expect.as_str(),
-            assessment = assess(r).as_str(),
-            err = r.error.as_deref().or(r.reason.as_deref()).map(|e| format!("<br><span class=\"muted\">{}</span>", html(e))).unwrap_or_default(),
-            secs = r.seconds.map_or(String::new(), |s| format!("{s:.1}")),
-            first = r.first_anomaly_s.map_or(String::new(), |s| format!("{s:.1} s")),
-        );
+/// One cell of the matrix: its runs against the expectation, and a square per run.
+fn cell(state: &State, cp: &super::CellPlan) -> Markup {
+    let runs = summary::runs_of(state, cp.cell.index);
+    let counts = Counts::of(runs.iter().copied());
+    html! {
+        td class={ "cell " (cell_class(&counts)) } {
+            span.label { (counts.as_expected) "/" (counts.runs) " " (cp.cell.expect.as_str()) }
+            @if counts.pending > 0 {
+                " " span.muted { "(" (counts.pending) " pending)" }
+            }
+            @if let Some(m) = summary::median_first_anomaly_s(runs.iter().copied()) {
+                br; span.muted { "first anomaly " (format_args!("{m:.1}")) " s (median)" }
+            }
+            @if let Some(line) = cell_faults_line(&runs) {
+                br; span.muted { (line) }
+            }
+            br;
+            @for r in &runs { (run_chip(r)) }
+        }
     }
-    out.push_str("</tbody></table>\n");
+}
+
+fn runs_table(c: &Campaign, state: &State) -> Markup {
+    html! {
+        h2 { "Runs" }
+        table.grid {
+            thead { tr {
+                th.num { "#" } th { "cell" } th.num { "repeat" } th.num { "seed" }
+                th { "verdict" } th { "expected" } th { "assessment" } th.num { "seconds" }
+                th.num { "first anomaly" } th { "run" }
+            } }
+            tbody { @for r in &state.runs { (run_row(c, r)) } }
+        }
+    }
+}
+
+fn run_row(c: &Campaign, r: &RunState) -> Markup {
+    let class = verdict_class(r);
+    let verdict = match (r.status, r.verdict) {
+        (Status::Done, Some(v)) => v.to_string(),
+        (Status::Done, None) => "error".into(),
+        (Status::Running, _) => "running".into(),
+        (Status::Pending, _) => "pending".into(),
+    };
+    // The link text is the run's start time: the cell has its own column.
+    let started = r
+        .run_dir
+        .as_deref()
+        .and_then(|d| d.rsplit('/').next())
+        .map(run_time)
+        .unwrap_or_default();
+    let label = c
+        .cells
+        .get(r.cell)
+        .map_or_else(|| r.name.clone(), |cp| cp.cell.label());
+    let coloured = matches!(class, "valid" | "invalid" | "unknown");
+    html! {
+        tr {
+            td.num { (r.index + 1) }
+            td { (label) }
+            td.num { (r.repeat + 1) }
+            td.num.mono { (r.seed) }
+            td { span class={ "badge " (class) } style=(if coloured { "" } else { "background:#8c959f" }) { (verdict) } }
+            td { (r.expect.as_str()) }
+            td {
+                (assess(r).as_str())
+                @if let Some(e) = r.error.as_deref().or(r.reason.as_deref()) {
+                    br; span.muted { (e) }
+                }
+            }
+            td.num { @if let Some(s) = r.seconds { (format_args!("{s:.1}")) } }
+            td.num { @if let Some(s) = r.first_anomaly_s { (format_args!("{s:.1} s")) } }
+            td { @if let Some(l) = run_link(r) { a href=(l) { (started) } } }
+        }
+    }
 }
 
 /// How a target given as a file is named in the matrix: `…/lazykv/target.yaml` is
@@ -379,6 +378,28 @@ mod tests {
             "errors are escaped"
         );
         assert!(page.contains("incomplete: 4 of 4 runs done, 1 errors"));
+    }
+
+    #[test]
+    fn strings_from_specs_and_runs_are_escaped() {
+        const HOSTILE: &str = "<script>alert(\"x\")</script> & 'q'";
+        const HOSTILE_HTML: &str = "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; 'q'";
+        let (mut c, mut s) = finished([None, Some(Verdict::Unknown), None, None]);
+        for cp in &mut c.cells {
+            cp.cell.target = format!("target {HOSTILE}");
+            cp.cell.target_args.push(format!("arg {HOSTILE}"));
+        }
+        c.spec.description = Some(format!("description {HOSTILE}"));
+        s.runs[0].error = Some(format!("error {HOSTILE}"));
+        s.runs[1].reason = Some(format!("reason {HOSTILE}"));
+        let page = render(&c, &s);
+        assert!(!page.contains("<script"), "the campaign page has no script");
+        for what in ["target", "arg", "description", "error", "reason"] {
+            assert!(
+                page.contains(&format!("{what} {HOSTILE_HTML}")),
+                "{what}: {page}"
+            );
+        }
     }
 
     #[test]

@@ -17,14 +17,16 @@
 //! Input is the checker's JSON (`check.counterexample` of results.json), read into
 //! [`crate::checker::counterexample::Counterexample`]; JSON this faultline cannot read
 //! (written by another version) is shown as escaped JSON with a note instead.
+//!
+//! HTML and the diagram's SVG are written with maud, so the calls, values and node names
+//! in it are escaped where they are spliced in.
 
-use super::escape::{html, push_html};
 use super::run::FaultKind;
 use crate::checker::counterexample::{CallView, Counterexample, FaultInForce};
 use crate::checker::model::Outcome as CallOutcome;
+use maud::{html, Markup};
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 
 /// Most lanes (processes) and calls the diagram draws; a bigger window (shrinking ran out
 /// of budget) is cut, and the table below says how many calls were left out.
@@ -35,22 +37,26 @@ const MAX_BANDS: usize = 8;
 
 /// The view's HTML for `check` (the checker's JSON), or `None` when it has no
 /// counterexample.
-pub fn section(check: &Value) -> Option<String> {
+pub fn section(check: &Value) -> Option<Markup> {
     let raw = check.get("counterexample").filter(|v| !v.is_null())?;
-    let mut out = String::new();
-    match serde_json::from_value::<Counterexample>(raw.clone()) {
-        Ok(cx) => render(&mut out, &cx),
-        Err(e) => {
-            let pretty = serde_json::to_string_pretty(raw).unwrap_or_default();
-            let _ = write!(
-                out,
-                "<div class=\"why\" id=\"counterexample\"><h2>Why it is invalid</h2><p class=\"note\">This counterexample was written in a form this faultline cannot draw ({}); here it is as the checker wrote it.</p><pre>{}</pre></div>",
-                html(&e.to_string()),
-                html(&pretty)
-            );
-        }
-    }
-    Some(out)
+    Some(
+        match serde_json::from_value::<Counterexample>(raw.clone()) {
+            Ok(cx) => render(&cx),
+            Err(e) => {
+                let pretty = serde_json::to_string_pretty(raw).unwrap_or_default();
+                html! {
+                    div.why #counterexample {
+                        h2 { "Why it is invalid" }
+                        p.note {
+                            "This counterexample was written in a form this faultline cannot draw ("
+                            (e) "); here it is as the checker wrote it."
+                        }
+                        pre { (pretty) }
+                    }
+                }
+            }
+        },
+    )
 }
 
 fn outcome_text(o: CallOutcome) -> &'static str {
@@ -96,115 +102,87 @@ fn node_faults(c: &CallView, faults: &[FaultInForce]) -> Vec<String> {
         .collect()
 }
 
-fn render(out: &mut String, cx: &Counterexample) {
-    let failing = &cx.failing_call;
-    out.push_str("<div class=\"why\" id=\"counterexample\"><h2>Why it is invalid</h2>\n<p>");
-    match &cx.key {
-        Some(k) => {
-            out.push_str("Key <code>");
-            push_html(out, k);
-            out.push_str("</code> cannot be linearized: ");
-        }
-        None => out.push_str("The history cannot be linearized: "),
-    }
-    let _ = writeln!(
-        out,
-        "no order of its calls that respects real time explains what the clients saw. The call that could not be placed is <b class=\"failing-call\">process {} · <code>{}</code></b> ({}, history indexes {}–{}).</p>",
-        failing.process,
-        html(&failing.call),
-        outcome_text(failing.outcome),
-        failing.invoke.index,
-        failing
-            .complete
-            .map_or("…".to_string(), |c| c.index.to_string())
-    );
-
-    out.push_str("<p>Just before it had to take effect, the model could be in ");
-    if cx.states_before.is_empty() {
-        out.push_str("no state at all (every order of the earlier calls already failed).");
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
     } else {
-        let _ = write!(
-            out,
-            "{} state{}: ",
-            cx.states_before.len(),
-            if cx.states_before.len() == 1 { "" } else { "s" }
-        );
-        for s in &cx.states_before {
-            out.push_str("<span class=\"state\">");
-            push_html(out, &state_text(s));
-            out.push_str("</span>");
-        }
-        if cx.states_before.len() == 1 {
-            let _ = write!(
-                out,
-                " — and from it, <code>{}</code> cannot happen.",
-                html(&failing.call)
-            );
-        } else {
-            let _ = write!(
-                out,
-                " — and from none of them can <code>{}</code> happen.",
-                html(&failing.call)
-            );
-        }
+        "s"
     }
-    out.push_str("</p>\n");
+}
 
+fn render(cx: &Counterexample) -> Markup {
+    let failing = &cx.failing_call;
     let mut calls: Vec<&CallView> = cx.window.iter().collect();
     if !calls.iter().any(|c| same_call(c, failing)) {
         calls.push(failing);
     }
     calls.sort_by_key(|c| c.invoke.index);
-    let _ = write!(
-        out,
-        "<h3>The smallest window found: {} call{}{}</h3>\n<p class=\"muted\">",
-        cx.window.len(),
-        if cx.window.len() == 1 { "" } else { "s" },
-        if cx.window_minimal { ", minimal" } else { "" }
-    );
-    if cx.window_minimal {
-        out.push_str("Remove any one of these calls and the rest can be linearized. ");
-    } else {
-        out.push_str("Shrinking stopped at its time budget: a smaller window may exist. ");
-    }
-    if cx.window_others > 0 {
-        let _ = write!(
-            out,
-            "This holds whatever the {} other call{} invoked before the failing call returned did (they may have taken effect at any time after their invocation, or never). ",
-            cx.window_others,
-            if cx.window_others == 1 { "" } else { "s" }
-        );
-    }
-    out.push_str("Bars run from invocation to completion in history order; a bar that fades out never completed (info: it may take effect at any later time).</p>\n");
     let faults = cx.faults.as_deref().unwrap_or_default();
-    faults_list(out, cx.faults.as_deref());
-    out.push_str("<div class=\"cx\">");
-    diagram(out, &calls, failing, faults);
-    out.push_str("</div>\n");
-    calls_table(out, &calls, Some(failing), false, faults);
-
-    let _ = writeln!(
-        out,
-        "<h3>Longest linearizable prefix: {} call{}</h3>",
-        cx.prefix_len,
-        if cx.prefix_len == 1 { "" } else { "s" }
-    );
-    if cx.prefix.is_empty() {
-        out.push_str("<p>Not even the first call could be linearized.</p>\n");
-    } else {
-        let _ = writeln!(
-            out,
-            "<p class=\"muted\">The search linearized this many calls before it got stuck; the last {} of them in the order they took effect:</p>",
-            cx.prefix.len()
-        );
-        let refs: Vec<&CallView> = cx.prefix.iter().collect();
-        calls_table(out, &refs, None, true, faults);
+    let prefix: Vec<&CallView> = cx.prefix.iter().collect();
+    html! {
+        div.why #counterexample {
+            h2 { "Why it is invalid" }
+            p {
+                @match &cx.key {
+                    Some(k) => { "Key " code { (k) } " cannot be linearized: " },
+                    None => "The history cannot be linearized: ",
+                }
+                "no order of its calls that respects real time explains what the clients saw. The call that could not be placed is "
+                b.failing-call { "process " (failing.process) " · " code { (failing.call) } }
+                " (" (outcome_text(failing.outcome)) ", history indexes " (failing.invoke.index) "–"
+                @match failing.complete {
+                    Some(c) => (c.index),
+                    None => "…",
+                }
+                ")."
+            }
+            p {
+                "Just before it had to take effect, the model could be in "
+                @if cx.states_before.is_empty() {
+                    "no state at all (every order of the earlier calls already failed)."
+                } @else {
+                    (cx.states_before.len()) " state" (plural(cx.states_before.len())) ": "
+                    @for s in &cx.states_before { span.state { (state_text(s)) } }
+                    @if cx.states_before.len() == 1 {
+                        " — and from it, " code { (failing.call) } " cannot happen."
+                    } @else {
+                        " — and from none of them can " code { (failing.call) } " happen."
+                    }
+                }
+            }
+            h3 {
+                "The smallest window found: " (cx.window.len()) " call" (plural(cx.window.len()))
+                @if cx.window_minimal { ", minimal" }
+            }
+            p.muted {
+                @if cx.window_minimal {
+                    "Remove any one of these calls and the rest can be linearized. "
+                } @else {
+                    "Shrinking stopped at its time budget: a smaller window may exist. "
+                }
+                @if cx.window_others > 0 {
+                    "This holds whatever the " (cx.window_others) " other call"
+                    (plural(cx.window_others))
+                    " invoked before the failing call returned did (they may have taken effect at any time after their invocation, or never). "
+                }
+                "Bars run from invocation to completion in history order; a bar that fades out never completed (info: it may take effect at any later time)."
+            }
+            (faults_list(cx.faults.as_deref()))
+            div.cx { (diagram(&calls, failing, faults)) }
+            (calls_table(&calls, Some(failing), false, faults))
+            h3 { "Longest linearizable prefix: " (cx.prefix_len) " call" (plural(cx.prefix_len)) }
+            @if cx.prefix.is_empty() {
+                p { "Not even the first call could be linearized." }
+            } @else {
+                p.muted {
+                    "The search linearized this many calls before it got stuck; the last "
+                    (cx.prefix.len()) " of them in the order they took effect:"
+                }
+                (calls_table(&prefix, None, true, faults))
+            }
+            p { a href={ "timeline.html#op=" (failing.invoke.index) } { "See the failing call in the timeline" } }
+        }
     }
-    let _ = writeln!(
-        out,
-        "<p><a href=\"timeline.html#op={}\">See the failing call in the timeline</a></p></div>",
-        failing.invoke.index
-    );
 }
 
 /// A model state as text: strings without quotes, `nil` for null.
@@ -217,83 +195,80 @@ fn state_text(v: &Value) -> String {
 }
 
 /// The faults in force around the window (`None`: the counterexample predates them).
-fn faults_list(out: &mut String, faults: Option<&[FaultInForce]>) {
+fn faults_list(faults: Option<&[FaultInForce]>) -> Markup {
     let Some(faults) = faults else {
-        return;
+        return html! {};
     };
     if faults.is_empty() {
-        out.push_str("<p class=\"cx-faults none\">No fault was in force during these calls.</p>\n");
-        return;
+        return html! { p.cx-faults.none { "No fault was in force during these calls." } };
     }
-    out.push_str("<p>Faults in force around these calls:</p><ul class=\"cx-faults\">");
-    for f in faults {
-        let _ = write!(
-            out,
-            "<li><span class=\"swatch\" style=\"display:inline-block;width:.8em;height:.8em;margin-right:.4em;background:{};opacity:.6\"></span><b>{}</b> — from {} (history index {}) ",
-            fault_colour(f),
-            html(&f.text),
-            ms(f.start.time_ns),
-            f.start.index
-        );
-        match f.end {
-            Some(e) => {
-                let _ = write!(out, "to {} (index {})", ms(e.time_ns), e.index);
+    html! {
+        p { "Faults in force around these calls:" }
+        ul.cx-faults {
+            @for f in faults {
+                li {
+                    span.swatch style={
+                        "display:inline-block;width:.8em;height:.8em;margin-right:.4em;background:"
+                        (fault_colour(f)) ";opacity:.6"
+                    } {}
+                    b { (f.text) }
+                    " — from " (ms(f.start.time_ns)) " (history index " (f.start.index) ") "
+                    @match f.end {
+                        Some(e) => { "to " (ms(e.time_ns)) " (index " (e.index) ")" },
+                        None => "to the end of the history",
+                    }
+                }
             }
-            None => out.push_str("to the end of the history"),
         }
-        out.push_str("</li>");
     }
-    out.push_str("</ul>\n");
 }
 
 fn calls_table(
-    out: &mut String,
     calls: &[&CallView],
     failing: Option<&CallView>,
     numbered: bool,
     faults: &[FaultInForce],
-) {
-    out.push_str("<table class=\"grid\"><thead><tr>");
-    if numbered {
-        out.push_str("<th class=\"num\">#</th>");
-    }
-    out.push_str("<th>process</th><th>node</th><th>call</th><th>outcome</th><th class=\"num\">invoked</th><th class=\"num\">completed</th><th class=\"num\">history index</th><th class=\"num\">line</th><th>faults on its node</th></tr></thead><tbody>\n");
-    for (i, c) in calls.iter().enumerate() {
-        let is_failing = failing.is_some_and(|f| same_call(c, f));
-        out.push_str(if is_failing {
-            "<tr class=\"failing\">"
-        } else {
-            "<tr>"
-        });
-        if numbered {
-            let _ = write!(out, "<td class=\"num\">{}</td>", i + 1);
-        }
-        let hit = node_faults(c, faults);
-        let _ = writeln!(
-            out,
-            "<td>{}</td><td class=\"node\">{}</td><td><code>{}</code>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}–{}</td><td class=\"num\">{}</td><td class=\"node-faults\">{}</td></tr>",
-            c.process,
-            c.node.as_deref().map_or("—".to_string(), html),
-            html(&c.call),
-            if is_failing { " ← cannot be linearized" } else { "" },
-            outcome_text(c.outcome),
-            ms(c.invoke.time_ns),
-            c.complete.map_or("—".into(), |e| ms(e.time_ns)),
-            c.invoke.index,
-            c.complete.map_or("…".into(), |e| e.index.to_string()),
-            c.invoke.line,
-            if hit.is_empty() {
-                "—".to_string()
-            } else {
-                html(&hit.join("; "))
+) -> Markup {
+    html! {
+        table.grid {
+            thead { tr {
+                @if numbered { th.num { "#" } }
+                th { "process" } th { "node" } th { "call" } th { "outcome" }
+                th.num { "invoked" } th.num { "completed" } th.num { "history index" }
+                th.num { "line" } th { "faults on its node" }
+            } }
+            tbody {
+                @for (i, c) in calls.iter().enumerate() {
+                    @let is_failing = failing.is_some_and(|f| same_call(c, f));
+                    @let hit = node_faults(c, faults);
+                    tr class=[is_failing.then_some("failing")] {
+                        @if numbered { td.num { (i + 1) } }
+                        td { (c.process) }
+                        td.node { (c.node.as_deref().unwrap_or("—")) }
+                        td { code { (c.call) } @if is_failing { " ← cannot be linearized" } }
+                        td { (outcome_text(c.outcome)) }
+                        td.num { (ms(c.invoke.time_ns)) }
+                        td.num { (c.complete.map_or("—".into(), |e| ms(e.time_ns))) }
+                        td.num {
+                            (c.invoke.index) "–"
+                            @match c.complete {
+                                Some(e) => (e.index),
+                                None => "…",
+                            }
+                        }
+                        td.num { (c.invoke.line) }
+                        td.node-faults {
+                            @if hit.is_empty() { "—" } @else { (hit.join("; ")) }
+                        }
+                    }
+                }
             }
-        );
+        }
     }
-    out.push_str("</tbody></table>\n");
 }
 
 /// The per-process diagram as inline SVG.
-fn diagram(out: &mut String, calls: &[&CallView], failing: &CallView, faults: &[FaultInForce]) {
+fn diagram(calls: &[&CallView], failing: &CallView, faults: &[FaultInForce]) -> Markup {
     let calls: Vec<&CallView> = calls.iter().copied().take(MAX_CALLS_DRAWN).collect();
     // Lanes: processes by first invocation.
     let mut lanes: BTreeMap<u64, usize> = BTreeMap::new();
@@ -320,17 +295,11 @@ fn diagram(out: &mut String, calls: &[&CallView], failing: &CallView, faults: &[
     let width = left + (events.len() as f64 + open_tail + 0.5) * slot_w + 20.0;
     let height = top + lanes.len() as f64 * lane_h + 10.0;
     let x = |s: usize| left + (s as f64 + 0.5) * slot_w;
-    // Never wider than drawn: a three-call window should not fill the screen.
-    let _ = write!(
-        out,
-        "<svg style=\"max-width:{width:.0}px\" viewBox=\"0 0 {width:.0} {height:.0}\" xmlns=\"http://www.w3.org/2000/svg\" font-family=\"system-ui, sans-serif\" font-size=\"13\" role=\"img\" aria-label=\"per-process timeline of the window\">\
-<defs><linearGradient id=\"fade\" x1=\"0\" x2=\"1\"><stop offset=\"0\" stop-color=\"#f08c00\" stop-opacity=\".85\"/><stop offset=\"1\" stop-color=\"#f08c00\" stop-opacity=\"0\"/></linearGradient></defs>\
-<text x=\"{left}\" y=\"18\" fill=\"#57606a\" font-size=\"12\">history order →</text>"
-    );
     // A fault's edges fall between the calls' events: the boundary before the first event
     // after it.
     let edge = |index: u64| left + slot(index) as f64 * slot_w;
-    for (i, f) in bands.iter().enumerate() {
+    let f1 = |v: f64| format!("{v:.1}");
+    let band = |i: usize, f: &FaultInForce| -> Markup {
         let y = 26.0 + i as f64 * band_h;
         let x0 = edge(f.start.index);
         let x1 = f.end.map_or(width - 10.0, |e| edge(e.index).max(x0 + 4.0));
@@ -347,30 +316,16 @@ fn diagram(out: &mut String, calls: &[&CallView], failing: &CallView, faults: &[
                     e.index
                 ))
         );
-        let _ = write!(
-            out,
-            "<g class=\"fault\"><title>{}</title><rect x=\"{x0:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{colour}\" fill-opacity=\".22\" stroke=\"{colour}\"/><text x=\"{:.1}\" y=\"{:.1}\" fill=\"#24292f\" font-size=\"12\">{}</text></g>",
-            html(&tip),
-            x1 - x0,
-            band_h - 4.0,
-            x0 + 4.0,
-            y + 12.0,
-            html(&f.text)
-        );
-    }
-    for (i, p) in order.iter().enumerate() {
-        let y = top + i as f64 * lane_h + 32.0;
-        let _ = write!(
-            out,
-            "<line x1=\"{left}\" x2=\"{:.0}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"#d0d7de\"/><text x=\"8\" y=\"{:.1}\" fill=\"#24292f\">process {p}</text>",
-            width - 10.0,
-            y + 4.0
-        );
-    }
-    for c in &calls {
-        let Some(&lane) = lanes.get(&c.process) else {
-            continue;
-        };
+        html! {
+            g.fault {
+                title { (tip) }
+                rect x=(f1(x0)) y=(f1(y)) width=(f1(x1 - x0)) height=(f1(band_h - 4.0))
+                    fill=(colour) fill-opacity=".22" stroke=(colour) {}
+                text x=(f1(x0 + 4.0)) y=(f1(y + 12.0)) fill="#24292f" font-size="12" { (f.text) }
+            }
+        }
+    };
+    let call = |c: &CallView, lane: usize| -> Markup {
         let is_failing = same_call(c, failing);
         // The label sits above its bar, so it may be longer than the bar is wide.
         let y = top + lane as f64 * lane_h + 24.0;
@@ -408,41 +363,56 @@ fn diagram(out: &mut String, calls: &[&CallView], failing: &CallView, faults: &[
         );
         let open =
             c.complete.is_none() || matches!(c.outcome, CallOutcome::Info | CallOutcome::Pending);
-        let _ = write!(
-            out,
-            "<g class=\"call{}\" data-index=\"{}\"><title>{}</title><rect x=\"{x0:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{h:.1}\" rx=\"4\" fill=\"{fill}\" stroke=\"{stroke}\" stroke-width=\"{}\"{}/>\
-<text x=\"{:.1}\" y=\"{:.1}\" fill=\"{}\" font-weight=\"{}\">{}</text></g>",
-            if is_failing { " failing" } else { "" },
-            c.invoke.index,
-            html(&tip),
-            (x1 - x0).max(8.0),
-            if is_failing { 3 } else { 1 },
-            if open { " stroke-dasharray=\"5 3\"" } else { "" },
-            x0 + 1.0,
-            y - 5.0,
-            if is_failing { "#a40e26" } else { "#24292f" },
-            if is_failing { 700 } else { 400 },
-            html(&format!(
-                "{}{}{}",
-                c.call,
-                c.node.as_deref().map_or(String::new(), |n| format!(" · {n}")),
-                if is_failing { "  ✗" } else { "" }
-            ))
-        );
         // The mark that the node answering was under a fault: first thing to check when
         // a read is stale.
-        if let Some(f) = c.node_faults.first().and_then(|&i| faults.get(i)) {
-            let _ = write!(
-                out,
-                "<circle class=\"node-fault\" data-index=\"{}\" cx=\"{x0:.1}\" cy=\"{:.1}\" r=\"6\" fill=\"{}\" stroke=\"#fff\" stroke-width=\"1.5\"><title>{}</title></circle>",
-                c.invoke.index,
-                y + h / 2.0,
-                fault_colour(f),
-                html(&hit.join("; "))
-            );
+        let marked = c.node_faults.first().and_then(|&i| faults.get(i));
+        html! {
+            g.call.failing[is_failing] data-index=(c.invoke.index) {
+                title { (tip) }
+                rect x=(f1(x0)) y=(f1(y)) width=(f1((x1 - x0).max(8.0))) height=(f1(h)) rx="4"
+                    fill=(fill) stroke=(stroke) stroke-width=(if is_failing { 3 } else { 1 })
+                    stroke-dasharray=[open.then_some("5 3")] {}
+                text x=(f1(x0 + 1.0)) y=(f1(y - 5.0))
+                    fill=(if is_failing { "#a40e26" } else { "#24292f" })
+                    font-weight=(if is_failing { 700 } else { 400 }) {
+                    (c.call)
+                    @if let Some(n) = &c.node { " · " (n) }
+                    @if is_failing { "  ✗" }
+                }
+            }
+            @if let Some(f) = marked {
+                circle.node-fault data-index=(c.invoke.index) cx=(f1(x0)) cy=(f1(y + h / 2.0))
+                    r="6" fill=(fault_colour(f)) stroke="#fff" stroke-width="1.5" {
+                    title { (hit.join("; ")) }
+                }
+            }
+        }
+    };
+    // Never wider than drawn: a three-call window should not fill the screen.
+    html! {
+        svg style={ "max-width:" (format_args!("{width:.0}")) "px" }
+            viewBox=(format_args!("0 0 {width:.0} {height:.0}"))
+            xmlns="http://www.w3.org/2000/svg" font-family="system-ui, sans-serif"
+            font-size="13" role="img" aria-label="per-process timeline of the window" {
+            defs {
+                linearGradient #fade x1="0" x2="1" {
+                    stop offset="0" stop-color="#f08c00" stop-opacity=".85" {}
+                    stop offset="1" stop-color="#f08c00" stop-opacity="0" {}
+                }
+            }
+            text x=(left) y="18" fill="#57606a" font-size="12" { "history order →" }
+            @for (i, f) in bands.iter().enumerate() { (band(i, f)) }
+            @for (i, p) in order.iter().enumerate() {
+                @let y = top + i as f64 * lane_h + 32.0;
+                line x1=(left) x2=(format_args!("{:.0}", width - 10.0)) y1=(f1(y)) y2=(f1(y))
+                    stroke="#d0d7de" {}
+                text x="8" y=(f1(y + 4.0)) fill="#24292f" { "process " (p) }
+            }
+            @for c in &calls {
+                @if let Some(&lane) = lanes.get(&c.process) { (call(c, lane)) }
+            }
         }
     }
-    out.push_str("</svg>");
 }
 
 #[cfg(test)]
@@ -456,6 +426,10 @@ mod tests {
             "invoke": {"index": inv, "time_ns": inv * 1000, "line": inv + 1},
             "complete": done.map(|d| json!({"index": d, "time_ns": d * 1000, "line": d + 1})),
         })
+    }
+
+    fn page(check: &Value) -> String {
+        section(check).expect("a counterexample").into_string()
     }
 
     fn check() -> Value {
@@ -474,7 +448,7 @@ mod tests {
 
     #[test]
     fn highlights_the_failing_call_and_names_the_states() {
-        let s = section(&check()).unwrap();
+        let s = page(&check());
         assert!(s.contains("k&lt;1&gt;"), "key escaped");
         assert_eq!(s.matches("class=\"call failing\"").count(), 1);
         assert!(s.contains("<span class=\"state\">2</span>"));
@@ -487,13 +461,13 @@ mod tests {
         let mut c = check();
         c["counterexample"]["failing_call"]["call"] =
             json!("read → </svg><script>alert(1)</script>");
-        let s = section(&c).unwrap();
+        let s = page(&c);
         assert!(!s.contains("<script>"));
     }
 
     #[test]
     fn unreadable_counterexample_is_shown_as_escaped_json() {
-        let s = section(&json!({"counterexample": {"key": "<b>", "odd": true}})).unwrap();
+        let s = page(&json!({"counterexample": {"key": "<b>", "odd": true}}));
         assert!(s.contains("cannot draw") && s.contains("&lt;b&gt;"));
     }
 
@@ -511,7 +485,7 @@ mod tests {
             "sides": [["<n1>"], ["n2", "n3"]], "text": "partition: <n1> | n2,n3",
             "start": {"index": 3, "time_ns": 3000, "line": 4}, "end": null
         }]);
-        let s = section(&c).unwrap();
+        let s = page(&c);
         assert!(!s.contains("<n1>"), "node names are escaped");
         assert!(s.contains("<td class=\"node\">&lt;n1&gt;</td>"));
         assert!(s.contains("<td class=\"node\">n2</td>"));
@@ -531,11 +505,9 @@ mod tests {
     #[test]
     fn says_when_no_fault_was_in_force_and_stays_quiet_for_older_files() {
         let mut c = check();
-        assert!(!section(&c).unwrap().contains("cx-faults"), "older file");
+        assert!(!page(&c).contains("cx-faults"), "older file");
         c["counterexample"]["faults"] = json!([]);
-        assert!(section(&c)
-            .unwrap()
-            .contains("No fault was in force during these calls."));
+        assert!(page(&c).contains("No fault was in force during these calls."));
     }
 
     #[test]

@@ -1,20 +1,17 @@
 //! Escaping for everything a page shows that came from a target or a file: node names,
 //! values, errors, log file names, keys. Two contexts exist in our pages: HTML text and
-//! attribute values ([`html`]), and JSON embedded in a `<script>` element
-//! ([`json_for_script`]). Pages never build HTML in JavaScript from data; scripts set
-//! `textContent`, so these two are the only doors.
+//! attribute values, escaped by maud wherever a page splices a value in
+//! ([`super::layout`]), and JSON embedded in a `<script>` element ([`json_for_script`]).
+//! Pages never build HTML in JavaScript from data; scripts set `textContent`, so these two
+//! are the only doors. [`html`] is for the text still written without maud (`serve`'s
+//! directory listing, junit.xml).
 
+use maud::{Markup, PreEscaped};
 use serde::Serialize;
 
 /// Escape text for HTML element content and quoted attribute values.
 pub fn html(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + s.len() / 8);
-    push_html(&mut out, s);
-    out
-}
-
-/// [`html`] appending to `out` (pages are built in one buffer).
-pub fn push_html(out: &mut String, s: &str) {
     for c in s.chars() {
         match c {
             '&' => out.push_str("&amp;"),
@@ -25,15 +22,18 @@ pub fn push_html(out: &mut String, s: &str) {
             c => out.push(c),
         }
     }
+    out
 }
 
 /// Serialize `value` as JSON that is safe inside `<script type="application/json">`:
 /// `<`, `>` and `&` become `\u003c`… so neither `</script>` nor `<!--` can appear, and
 /// U+2028/U+2029 are escaped for engines that still treat them as line ends. The result
 /// is still valid JSON with the same meaning (`JSON.parse` restores every character).
-pub fn json_for_script<T: Serialize + ?Sized>(value: &T) -> serde_json::Result<String> {
+/// Returned as markup for maud: the text of a `<script>` element is not HTML-escaped (an
+/// `&quot;` there would stay five characters), so this escaping is the one it gets.
+pub fn json_for_script<T: Serialize + ?Sized>(value: &T) -> serde_json::Result<Markup> {
     let raw = serde_json::to_string(value)?;
-    Ok(script_safe(&raw))
+    Ok(PreEscaped(script_safe(&raw)))
 }
 
 /// The escaping of [`json_for_script`] for JSON text already serialized.
@@ -89,7 +89,7 @@ mod tests {
     #[test]
     fn script_json_cannot_close_the_script_element() {
         let v = json!({"value": "</script><script>alert(1)</script><!--", "e": "a\u{2028}b&c"});
-        let s = json_for_script(&v).unwrap();
+        let s = json_for_script(&v).unwrap().into_string();
         assert!(
             !s.contains('<') && !s.contains('>') && !s.contains('&'),
             "{s}"

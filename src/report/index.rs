@@ -6,13 +6,14 @@
 //! A run without `results.json` (still running, or its controller died before checking)
 //! is listed as "not checked", with what `plan.yaml` says about it.
 
-use super::escape::{html, value_text};
-use super::page::{href, run_time, CSS};
+use super::escape::value_text;
+use super::layout::{banner, document, static_asset, Banner};
+use super::page::{href, run_time};
 use super::run::{read_plan, read_results};
 use crate::store;
 use anyhow::Result;
+use maud::{html, Markup};
 use serde_json::Value;
-use std::fmt::Write as _;
 use std::path::Path;
 
 /// Most runs listed (the newest); older ones are counted, not listed.
@@ -119,17 +120,20 @@ fn entry(dir: &Path, test: String, run: String) -> RunEntry {
     }
 }
 
-fn options(out: &mut String, id: &str, label: &str, values: &mut Vec<String>) {
-    values.sort();
+/// A filter: a select of every distinct value of one column.
+fn options(id: &str, label: &str, mut values: Vec<&str>) -> Markup {
+    values.sort_unstable();
     values.dedup();
-    let _ = write!(
-        out,
-        "<label>{label} <select id=\"{id}\"><option value=\"\">all</option>"
-    );
-    for v in values.iter() {
-        let _ = write!(out, "<option>{}</option>", html(v));
+    html! {
+        label {
+            (label) " "
+            select #(id) {
+                option value="" { "all" }
+                @for v in values { option { (v) } }
+            }
+        }
+        " "
     }
-    out.push_str("</select></label> ");
 }
 
 /// Most campaign directories listed (the newest).
@@ -190,28 +194,74 @@ pub fn scan_campaigns(store: &Path) -> Vec<CampaignEntry> {
     found
 }
 
-fn campaigns_table(out: &mut String, campaigns: &[CampaignEntry]) {
-    out.push_str("<h2>Campaigns</h2>\n<table class=\"grid\" id=\"campaigns\"><thead><tr><th>started</th><th>campaign</th><th>outcome</th><th class=\"num\">as expected</th><th class=\"num\">pending</th></tr></thead><tbody>\n");
-    for c in campaigns {
-        let class = match c.outcome.as_str() {
-            "as-expected" => "valid",
-            "not-as-expected" => "invalid",
-            _ => "",
-        };
-        let _ = writeln!(
-            out,
-            "<tr><td><a href=\"{link}\">{time}</a></td><td>{name}</td><td><span class=\"badge {class}\" style=\"{style}\">{outcome}</span></td><td class=\"num\">{ok}/{runs}</td><td class=\"num\">{pending}</td></tr>",
-            link = html(&href(&["campaigns", &c.name, &c.started, "index.html"])),
-            time = html(&run_time(&c.started)),
-            name = html(&c.name),
-            style = if class.is_empty() { "background:#8c959f" } else { "" },
-            outcome = html(&c.outcome.replace('-', " ")),
-            ok = c.as_expected,
-            runs = c.runs,
-            pending = c.pending,
-        );
+/// A badge's grey for outcomes that have no colour class of their own.
+fn badge_style(class: &str) -> &'static str {
+    if class.is_empty() {
+        "background:#8c959f"
+    } else {
+        ""
     }
-    out.push_str("</tbody></table>\n<h2>Runs</h2>\n");
+}
+
+fn campaigns_table(campaigns: &[CampaignEntry]) -> Markup {
+    html! {
+        h2 { "Campaigns" }
+        table.grid #campaigns {
+            thead { tr {
+                th { "started" } th { "campaign" } th { "outcome" }
+                th.num { "as expected" } th.num { "pending" }
+            } }
+            tbody {
+                @for c in campaigns {
+                    @let class = match c.outcome.as_str() {
+                        "as-expected" => "valid",
+                        "not-as-expected" => "invalid",
+                        _ => "",
+                    };
+                    tr {
+                        td { a href=(href(&["campaigns", &c.name, &c.started, "index.html"])) { (run_time(&c.started)) } }
+                        td { (c.name) }
+                        td { span class={ "badge " (class) } style=(badge_style(class)) { (c.outcome.replace('-', " ")) } }
+                        td.num { (c.as_expected) "/" (c.runs) }
+                        td.num { (c.pending) }
+                    }
+                }
+            }
+        }
+        h2 { "Runs" }
+    }
+}
+
+fn run_row(r: &RunEntry) -> Markup {
+    // An unchecked run has no page yet: link its directory.
+    let link = if r.verdict == NOT_CHECKED {
+        format!("{}/", href(&[&r.test, &r.run]))
+    } else {
+        href(&[&r.test, &r.run, "index.html"])
+    };
+    let class = match r.verdict.as_str() {
+        "valid" | "invalid" | "unknown" => r.verdict.as_str(),
+        _ => "",
+    };
+    html! {
+        tr data-verdict=(r.verdict) data-target=(r.target) data-workload=(r.workload) data-nemesis=(r.nemesis) {
+            td { a href=(link) { (run_time(&r.run)) } }
+            td { (r.test) }
+            td { span class={ "badge " (class) } style=(badge_style(class)) { (r.verdict) } }
+            td { (r.target) }
+            td { (r.workload) }
+            td { (r.nemesis) }
+            td.num { (r.nodes) }
+            td.num { @if let Some(o) = r.ops { (o) } }
+            td.num { @if let Some(e) = r.elapsed_s { (format_args!("{e:.1} s")) } }
+            td.num.mono { (r.seed) }
+            td {
+                a href=(href(&[&r.test, &r.run, "timeline.html"])) { "timeline" }
+                " "
+                a.download hidden href={ "/download/" (href(&[&r.test, &r.run])) ".tar.gz" } { ".tar.gz" }
+            }
+        }
+    }
 }
 
 /// Render the index page for `runs`.
@@ -221,94 +271,65 @@ pub fn render(runs: &[RunEntry]) -> String {
 
 /// Render the index page for `runs`, with a table of `campaigns` above them when any.
 pub fn render_with_campaigns(runs: &[RunEntry], campaigns: &[CampaignEntry]) -> String {
-    let mut out = String::with_capacity(64 * 1024 + runs.len() * 600);
     let count = |v: &str| runs.iter().filter(|r| r.verdict == v).count();
-    let _ = write!(
-        out,
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><link rel=\"icon\" href=\"data:,\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>faultline runs</title>\n<style>{CSS}\n#filters {{ margin: 1em 0; display: flex; flex-wrap: wrap; gap: .6em 1.4em; }}\n#runs tbody tr:hover td {{ background: #f6f8fa; }}\n</style></head>\n<body><header class=\"banner\" style=\"background:#24292f\"><div class=\"inner\"><div class=\"verdict\">faultline runs</div><div class=\"sub\" id=\"counts\">{} runs: {} valid, {} invalid, {} unknown, {} not checked</div></div></header><main>\n",
+    let counts = format!(
+        "{} runs: {} valid, {} invalid, {} unknown, {} not checked",
         runs.len(),
         count("valid"),
         count("invalid"),
         count("unknown"),
         count(NOT_CHECKED)
     );
-    if !campaigns.is_empty() {
-        campaigns_table(&mut out, campaigns);
-    }
-    out.push_str("<div id=\"filters\">");
-    let mut verdicts: Vec<String> = runs.iter().map(|r| r.verdict.clone()).collect();
-    options(&mut out, "f-verdict", "verdict", &mut verdicts);
-    options(
-        &mut out,
-        "f-target",
-        "target",
-        &mut runs.iter().map(|r| r.target.clone()).collect(),
-    );
-    options(
-        &mut out,
-        "f-workload",
-        "workload",
-        &mut runs.iter().map(|r| r.workload.clone()).collect(),
-    );
-    options(
-        &mut out,
-        "f-nemesis",
-        "nemesis",
-        &mut runs.iter().map(|r| r.nemesis.clone()).collect(),
-    );
-    out.push_str("<label>search <input id=\"f-text\" type=\"search\" placeholder=\"test, seed …\"></label> <span class=\"muted\" id=\"shown\"></span></div>\n");
-    out.push_str("<table class=\"grid\" id=\"runs\"><thead><tr><th>started</th><th>test</th><th>verdict</th><th>target</th><th>workload</th><th>nemesis</th><th class=\"num\">nodes</th><th class=\"num\">ops</th><th class=\"num\">duration</th><th class=\"num\">seed</th><th></th></tr></thead><tbody>\n");
-    for r in runs.iter().take(MAX_RUNS_LISTED) {
-        // An unchecked run has no page yet: link its directory.
-        let link = if r.verdict == NOT_CHECKED {
-            format!("{}/", href(&[&r.test, &r.run]))
-        } else {
-            href(&[&r.test, &r.run, "index.html"])
-        };
-        let class = match r.verdict.as_str() {
-            "valid" | "invalid" | "unknown" => r.verdict.as_str(),
-            _ => "",
-        };
-        let _ = writeln!(
-            out,
-            "<tr data-verdict=\"{v}\" data-target=\"{t}\" data-workload=\"{w}\" data-nemesis=\"{n}\"><td><a href=\"{link}\">{time}</a></td><td>{test}</td><td><span class=\"badge {class}\" style=\"{style}\">{v}</span></td><td>{t}</td><td>{w}</td><td>{n}</td><td class=\"num\">{nodes}</td><td class=\"num\">{ops}</td><td class=\"num\">{dur}</td><td class=\"num mono\">{seed}</td><td><a href=\"{tl}\">timeline</a> <a class=\"download\" hidden href=\"/download/{dl}.tar.gz\">.tar.gz</a></td></tr>",
-            v = html(&r.verdict),
-            t = html(&r.target),
-            w = html(&r.workload),
-            n = html(&r.nemesis),
-            link = html(&link),
-            time = html(&run_time(&r.run)),
-            test = html(&r.test),
-            class = class,
-            style = if class.is_empty() { "background:#8c959f" } else { "" },
-            nodes = r.nodes,
-            ops = r.ops.map_or(String::new(), |o| o.to_string()),
-            dur = r.elapsed_s.map_or(String::new(), |e| format!("{e:.1} s")),
-            seed = html(&r.seed),
-            tl = html(&href(&[&r.test, &r.run, "timeline.html"])),
-            dl = html(&href(&[&r.test, &r.run])),
-        );
-    }
-    out.push_str("</tbody></table>\n");
-    if runs.len() > MAX_RUNS_LISTED {
-        let _ = writeln!(
-            out,
-            "<p class=\"muted\">{} older runs are not listed.</p>",
-            runs.len() - MAX_RUNS_LISTED
-        );
-    }
-    if runs.is_empty() {
-        out.push_str(
-            "<p class=\"muted\">No runs yet: <code>faultline run</code> writes one here.</p>\n",
-        );
-    }
-    out.push_str(INDEX_JS);
-    out.push_str("</main></body></html>\n");
-    out
+    let column = |f: fn(&RunEntry) -> &str| runs.iter().map(f).collect::<Vec<_>>();
+    let body = html! {
+        (banner(&Banner {
+            class: "",
+            background: Some("#24292f"),
+            headline: "faultline runs",
+            headline_id: None,
+            sub: &counts,
+            sub_id: Some("counts"),
+            nav: &[],
+        }))
+        main {
+            @if !campaigns.is_empty() { (campaigns_table(campaigns)) }
+            div #filters {
+                (options("f-verdict", "verdict", column(|r| &r.verdict)))
+                (options("f-target", "target", column(|r| &r.target)))
+                (options("f-workload", "workload", column(|r| &r.workload)))
+                (options("f-nemesis", "nemesis", column(|r| &r.nemesis)))
+                label { "search " input #f-text type="search" placeholder="test, seed …"; }
+                " "
+                span.muted #shown {}
+            }
+            table.grid #runs {
+                thead { tr {
+                    th { "started" } th { "test" } th { "verdict" } th { "target" }
+                    th { "workload" } th { "nemesis" } th.num { "nodes" } th.num { "ops" }
+                    th.num { "duration" } th.num { "seed" } th {}
+                } }
+                tbody { @for r in runs.iter().take(MAX_RUNS_LISTED) { (run_row(r)) } }
+            }
+            @if runs.len() > MAX_RUNS_LISTED {
+                p.muted { (runs.len() - MAX_RUNS_LISTED) " older runs are not listed." }
+            }
+            @if runs.is_empty() {
+                p.muted { "No runs yet: " code { "faultline run" } " writes one here." }
+            }
+            script { (static_asset(INDEX_JS)) }
+        }
+    };
+    document("faultline runs", INDEX_CSS, None, body).into_string()
 }
 
+/// The filters' row, and the row under the pointer.
+const INDEX_CSS: &str = "
+#filters { margin: 1em 0; display: flex; flex-wrap: wrap; gap: .6em 1.4em; }
+#runs tbody tr:hover td { background: #f6f8fa; }
+";
+
 /// Filtering by the row's data attributes and text; download links only under `serve`.
-const INDEX_JS: &str = r##"<script>
+const INDEX_JS: &str = r##"
 (function () {
   var rows = Array.prototype.slice.call(document.querySelectorAll("#runs tbody tr"));
   var ids = ["verdict", "target", "workload", "nemesis"];
@@ -331,7 +352,6 @@ const INDEX_JS: &str = r##"<script>
   }
   apply();
 })();
-</script>
 "##;
 
 /// Rewrite `<store>/index.html` from the run directories; returns how many runs it lists.

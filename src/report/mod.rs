@@ -9,12 +9,14 @@
 //! and does not write `results.json` during a run (the runner does, with [`results_json`]).
 //!
 //! Pages are self-contained (no CDN, no external file needed) so they work from `file://`
-//! and from `serve`; every string from a target is escaped ([`escape`]).
+//! and from `serve`. They are maud templates sharing one [`layout`], so every string from a
+//! target is escaped where a page splices it in; JSON for scripts has its own [`escape`].
 
 pub mod counterexample;
 pub mod escape;
 pub mod font;
 pub mod index;
+pub mod layout;
 pub mod page;
 pub mod plots;
 pub mod run;

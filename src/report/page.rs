@@ -5,14 +5,16 @@
 //!
 //! The page is one self-contained file (styles inlined, plots as inline SVG; the PNG
 //! files beside it are for sharing), so it works from `file://` and from `serve` alike.
-//! Every string that came from the target or from a file passes through
-//! [`super::escape::html`].
+//! Written with maud ([`super::layout`]): every string that came from the target or from
+//! a file is escaped where it is spliced in.
 
 use super::counterexample;
-use super::escape::{html, push_html, truncate, value_text};
+use super::escape::{truncate, value_text};
+use super::layout::{banner, document, plotters_svg, static_asset, swatch, Banner};
 use super::plots::Plot;
 use super::run::{FaultKind, Outcome, RunData};
 use crate::checker::Verdict;
+use maud::{html, Markup};
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 use serde_json::Value;
 use std::fmt::Write as _;
@@ -295,7 +297,7 @@ fn parameters(run: &RunData) -> Vec<(&'static str, String)> {
 }
 
 /// Per-f counts and latencies.
-fn per_f(out: &mut String, run: &RunData) {
+fn per_f(run: &RunData) -> Markup {
     #[derive(Default)]
     struct Row {
         n: [u64; 4],
@@ -316,19 +318,12 @@ fn per_f(out: &mut String, run: &RunData) {
             }
         }
     }
-    out.push_str(
-        "<table class=\"grid\" id=\"per-f\"><thead><tr><th>f</th><th class=\"num\">invoked</th>",
-    );
     // A pending column only when some call never completed (a cut run).
     let shown: Vec<Outcome> = Outcome::ALL
         .into_iter()
         .filter(|&o| o != Outcome::Pending || total.n[o.code() as usize] > 0)
         .collect();
-    for o in &shown {
-        let _ = write!(out, "<th class=\"num {0}\">{0}</th>", o.name());
-    }
-    out.push_str("<th class=\"num\" title=\"latency of ok ops\">p50</th><th class=\"num\">p99</th><th class=\"num\">max</th></tr></thead><tbody>\n");
-    let line = |out: &mut String, name: &str, r: &mut Row, bold: bool| {
+    let line = |name: &str, r: &mut Row, bold: bool| -> Markup {
         r.lat.sort_unstable();
         let q = |p: f64| -> String {
             if r.lat.is_empty() {
@@ -337,121 +332,131 @@ fn per_f(out: &mut String, run: &RunData) {
             let rank = ((p * r.lat.len() as f64).ceil() as usize).clamp(1, r.lat.len());
             format!("{:.1} ms", r.lat[rank - 1] as f64 / 1e6)
         };
-        let _ = write!(
-            out,
-            "<tr{}><td>{}</td><td class=\"num\">{}</td>",
-            if bold {
-                " style=\"font-weight:600\""
-            } else {
-                ""
-            },
-            html(name),
-            r.n.iter().sum::<u64>()
-        );
-        for o in &shown {
-            let n = r.n[o.code() as usize];
-            let _ = write!(out, "<td class=\"num\">{n}</td>");
+        html! {
+            tr style=[bold.then_some("font-weight:600")] {
+                td { (name) }
+                td.num { (r.n.iter().sum::<u64>()) }
+                @for o in &shown { td.num { (r.n[o.code() as usize]) } }
+                td.num { (q(0.5)) }
+                td.num { (q(0.99)) }
+                td.num { (q(1.0)) }
+            }
         }
-        let _ = writeln!(
-            out,
-            "<td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
-            q(0.5),
-            q(0.99),
-            q(1.0)
-        );
     };
-    for (i, r) in rows.iter_mut().enumerate() {
-        line(out, &run.fs[i], r, false);
+    let body: Vec<Markup> = rows
+        .iter_mut()
+        .enumerate()
+        .map(|(i, r)| line(&run.fs[i], r, false))
+        .chain((run.fs.len() > 1).then(|| line("all", &mut total, true)))
+        .collect();
+    html! {
+        table.grid #per-f {
+            thead { tr {
+                th { "f" }
+                th.num { "invoked" }
+                @for o in &shown { th class={ "num " (o.name()) } { (o.name()) } }
+                th.num title="latency of ok ops" { "p50" }
+                th.num { "p99" }
+                th.num { "max" }
+            } }
+            tbody { @for row in body { (row) } }
+        }
+        p.muted { "p50, p99, max: latency of the ok ops." }
     }
-    if run.fs.len() > 1 {
-        line(out, "all", &mut total, true);
-    }
-    out.push_str(
-        "</tbody></table>\n<p class=\"muted\">p50, p99, max: latency of the ok ops.</p>\n",
-    );
 }
 
-fn faults_table(out: &mut String, run: &RunData) {
+fn faults_table(run: &RunData) -> Markup {
     if run.faults.is_empty() {
-        out.push_str("<p class=\"muted\">No fault was injected.</p>\n");
-        return;
+        return html! { p.muted { "No fault was injected." } };
     }
-    out.push_str("<table class=\"grid\" id=\"faults\"><thead><tr><th>fault</th><th class=\"num\">from</th><th class=\"num\">to</th><th>nodes</th><th>what</th></tr></thead><tbody>\n");
-    for w in run.faults.iter().take(MAX_FAULT_ROWS) {
-        let (r, g, b) = w.kind.colour();
-        let _ = writeln!(
-            out,
-            "<tr><td><span class=\"swatch\" style=\"background:rgb({r},{g},{b})\"></span>{}</td><td class=\"num\">{:.2} s</td><td class=\"num\">{}</td><td>{}</td><td>{}</td></tr>",
-            html(&w.f),
-            w.start_ns as f64 / 1e9,
-            w.end_ns.map_or("never healed".into(), |e| format!("{:.2} s", e as f64 / 1e9)),
-            html(&w.nodes.join(", ")),
-            html(&truncate(&w.detail, 300))
-        );
-    }
-    out.push_str("</tbody></table>\n");
-    if run.faults.len() > MAX_FAULT_ROWS {
-        let _ = writeln!(
-            out,
-            "<p class=\"muted\">and {} more (all of them are in the plots, the timeline and history.jsonl)</p>",
-            run.faults.len() - MAX_FAULT_ROWS
-        );
+    html! {
+        table.grid #faults {
+            thead { tr {
+                th { "fault" } th.num { "from" } th.num { "to" } th { "nodes" } th { "what" }
+            } }
+            tbody {
+                @for w in run.faults.iter().take(MAX_FAULT_ROWS) {
+                    @let (r, g, b) = w.kind.colour();
+                    tr {
+                        td { (swatch(&format!("rgb({r},{g},{b})"))) (w.f) }
+                        td.num { (format_args!("{:.2} s", w.start_ns as f64 / 1e9)) }
+                        td.num {
+                            @match w.end_ns {
+                                Some(e) => (format_args!("{:.2} s", e as f64 / 1e9)),
+                                None => "never healed",
+                            }
+                        }
+                        td { (w.nodes.join(", ")) }
+                        td { (truncate(&w.detail, 300)) }
+                    }
+                }
+            }
+        }
+        @if run.faults.len() > MAX_FAULT_ROWS {
+            p.muted {
+                "and " (run.faults.len() - MAX_FAULT_ROWS)
+                " more (all of them are in the plots, the timeline and history.jsonl)"
+            }
+        }
     }
 }
 
 /// Links to the run's files; node logs as found on disk.
-fn files(out: &mut String, run: &RunData) {
-    out.push_str("<p class=\"files\">");
-    for (f, label) in [
-        ("timeline.html", "timeline"),
-        ("history.jsonl", "history.jsonl"),
-        ("plan.yaml", "plan.yaml"),
-        ("results.json", "results.json"),
-        ("faultline.log", "faultline.log"),
-    ] {
-        if run.dir.join(f).exists() || f == "timeline.html" {
-            let _ = write!(out, "<a href=\"{f}\">{label}</a>");
-        }
-    }
-    out.push_str("<a href=\"../../index.html\">all runs</a><a class=\"download\" hidden href=\"\">download .tar.gz</a></p>\n");
+fn files(run: &RunData) -> Markup {
     let nodes_dir = run.dir.join("nodes");
-    let mut nodes: Vec<String> = read_names(&nodes_dir);
-    nodes.sort();
-    if nodes.is_empty() {
-        return;
-    }
-    out.push_str("<table id=\"node-logs\"><tbody>\n");
-    for node in nodes {
-        let _ = write!(out, "<tr><th>{}</th><td class=\"files\">", html(&node));
-        let mut logs = read_names(&nodes_dir.join(&node));
-        logs.sort();
-        let more = logs.len().saturating_sub(MAX_LOG_LINKS_PER_NODE);
-        for log in logs.iter().take(MAX_LOG_LINKS_PER_NODE) {
-            let size = std::fs::metadata(nodes_dir.join(&node).join(log)).map_or(0, |m| m.len());
-            let _ = write!(
-                out,
-                "<a href=\"{}\">{}</a> <span class=\"muted\">{}</span> ",
-                html(&href(&["nodes", &node, log])),
-                html(log),
-                human_bytes(size)
-            );
+    let nodes = read_names(&nodes_dir);
+    html! {
+        p.files {
+            @for (f, label) in [
+                ("timeline.html", "timeline"),
+                ("history.jsonl", "history.jsonl"),
+                ("plan.yaml", "plan.yaml"),
+                ("results.json", "results.json"),
+                ("faultline.log", "faultline.log"),
+            ] {
+                @if run.dir.join(f).exists() || f == "timeline.html" {
+                    a href=(f) { (label) }
+                }
+            }
+            a href="../../index.html" { "all runs" }
+            a.download hidden href="" { "download .tar.gz" }
         }
-        if more > 0 {
-            let _ = write!(out, "<span class=\"muted\">and {more} more</span>");
+        @if !nodes.is_empty() {
+            table #node-logs { tbody {
+                @for node in &nodes {
+                    @let logs = read_names(&nodes_dir.join(node));
+                    tr {
+                        th { (node) }
+                        td.files {
+                            @for log in logs.iter().take(MAX_LOG_LINKS_PER_NODE) {
+                                @let size = std::fs::metadata(nodes_dir.join(node).join(log)).map_or(0, |m| m.len());
+                                a href=(href(&["nodes", node, log])) { (log) }
+                                " "
+                                span.muted { (human_bytes(size)) }
+                                " "
+                            }
+                            @if logs.len() > MAX_LOG_LINKS_PER_NODE {
+                                span.muted { "and " (logs.len() - MAX_LOG_LINKS_PER_NODE) " more" }
+                            }
+                        }
+                    }
+                }
+            } }
         }
-        out.push_str("</td></tr>\n");
     }
-    out.push_str("</tbody></table>\n");
 }
 
+/// The names in `dir`, sorted; none when it cannot be read.
 fn read_names(dir: &Path) -> Vec<String> {
-    std::fs::read_dir(dir)
+    let mut names: Vec<String> = std::fs::read_dir(dir)
         .map(|rd| {
             rd.filter_map(|e| e.ok())
                 .filter_map(|e| e.file_name().to_str().map(str::to_string))
                 .collect()
         })
-        .unwrap_or_default()
+        .unwrap_or_default();
+    names.sort();
+    names
 }
 
 pub fn human_bytes(n: u64) -> String {
@@ -488,14 +493,14 @@ fn keys_line(check: &Value) -> Option<String> {
 /// The most common errors of each f's fail and info completions in the main phase
 /// (results.json's `stats`), and which f never succeeded. Error texts come from the
 /// target: escaped like everything else.
-fn top_errors(out: &mut String, run: &RunData) {
+fn top_errors(run: &RunData) -> Markup {
     let Some(fs) = run
         .results
         .pointer("/stats/fs")
         .and_then(Value::as_array)
         .filter(|fs| !fs.is_empty())
     else {
-        return;
+        return html! {};
     };
     let never: Vec<String> = fs
         .iter()
@@ -503,14 +508,6 @@ fn top_errors(out: &mut String, run: &RunData) {
         .filter(|f| f["ok"].as_u64().unwrap_or(0) + f["compare_failed"].as_u64().unwrap_or(0) == 0)
         .map(|f| value_text(&f["f"], 40))
         .collect();
-    if !never.is_empty() {
-        let _ = writeln!(
-            out,
-            "<p class=\"note\" id=\"never-succeeded\">Never succeeded in the main phase: {}. The run did not test {}.</p>",
-            html(&never.join(", ")),
-            if never.len() == 1 { "it" } else { "them" }
-        );
-    }
     let rows: Vec<(String, &Value)> = fs
         .iter()
         .flat_map(|f| {
@@ -522,28 +519,36 @@ fn top_errors(out: &mut String, run: &RunData) {
                 .map(move |e| (name.clone(), e))
         })
         .collect();
-    if rows.is_empty() {
-        return;
+    html! {
+        @if !never.is_empty() {
+            p.note #never-succeeded {
+                "Never succeeded in the main phase: " (never.join(", "))
+                ". The run did not test " (if never.len() == 1 { "it" } else { "them" }) "."
+            }
+        }
+        @if !rows.is_empty() {
+            h3 { "Most common errors" }
+            table.grid #top-errors {
+                thead { tr { th { "f" } th { "error (fail and info)" } th.num { "count" } } }
+                tbody {
+                    @for (f, e) in &rows {
+                        tr {
+                            td { (f) }
+                            td { code { (value_text(&e["error"], 300)) } }
+                            td.num { (value_text(&e["count"], 20)) }
+                        }
+                    }
+                }
+            }
+        }
     }
-    out.push_str("<h3>Most common errors</h3><table class=\"grid\" id=\"top-errors\"><thead><tr><th>f</th><th>error (fail and info)</th><th class=\"num\">count</th></tr></thead><tbody>\n");
-    for (f, e) in rows {
-        let _ = writeln!(
-            out,
-            "<tr><td>{}</td><td><code>{}</code></td><td class=\"num\">{}</td></tr>",
-            html(&f),
-            html(&value_text(&e["error"], 300)),
-            html(&value_text(&e["count"], 20))
-        );
-    }
-    out.push_str("</tbody></table>\n");
 }
 
 /// The checker's summary lines.
-fn checker(out: &mut String, run: &RunData) {
+fn checker(run: &RunData) -> Markup {
     let check = run.results.get("check").cloned().unwrap_or(Value::Null);
     let get = |k: &str| check.get(k).map(|v| value_text(v, 200));
-    out.push_str("<table>");
-    for (label, v) in [
+    let lines = [
         ("model", get("model")),
         ("keys", get("keys")),
         ("keys invalid", get("keys_invalid")),
@@ -568,35 +573,39 @@ fn checker(out: &mut String, run: &RunData) {
         ),
         ("checked in", get("elapsed_ms").map(|m| format!("{m} ms"))),
         ("unknown because", get("reason")),
-    ] {
-        if let Some(v) = v {
-            let _ = write!(out, "<tr><th>{label}</th><td>{}</td></tr>", html(&v));
-        }
-    }
-    out.push_str("</table>\n");
-    if let Some(problems) = check
+    ];
+    let problems = check
         .get("problems")
         .and_then(Value::as_array)
-        .filter(|p| !p.is_empty())
-    {
-        out.push_str("<h3>Keys that were not valid</h3><table class=\"grid\"><thead><tr><th>key</th><th class=\"num\">calls</th><th>verdict</th><th>why</th></tr></thead><tbody>");
-        for p in problems.iter().take(100) {
-            let _ =
-                write!(
-                out,
-                "<tr><td><code>{}</code></td><td class=\"num\">{}</td><td>{}</td><td>{}</td></tr>",
-                html(&value_text(&p["key"], 80)),
-                html(&value_text(&p["calls"], 20)),
-                html(&value_text(&p["verdict"], 20)),
-                html(&p.get("reason").map(|r| value_text(r, 300)).unwrap_or_default())
-            );
-        }
-        out.push_str("</tbody></table>\n");
-    }
+        .filter(|p| !p.is_empty());
     let pretty = serde_json::to_string_pretty(&run.results).unwrap_or_default();
-    out.push_str("<details><summary>results.json</summary><pre>");
-    push_html(out, &truncate(&pretty, 200_000));
-    out.push_str("</pre></details>\n");
+    html! {
+        table {
+            @for (label, v) in &lines {
+                @if let Some(v) = v { tr { th { (label) } td { (v) } } }
+            }
+        }
+        @if let Some(problems) = problems {
+            h3 { "Keys that were not valid" }
+            table.grid {
+                thead { tr { th { "key" } th.num { "calls" } th { "verdict" } th { "why" } } }
+                tbody {
+                    @for p in problems.iter().take(100) {
+                        tr {
+                            td { code { (value_text(&p["key"], 80)) } }
+                            td.num { (value_text(&p["calls"], 20)) }
+                            td { (value_text(&p["verdict"], 20)) }
+                            td { (p.get("reason").map(|r| value_text(r, 300)).unwrap_or_default()) }
+                        }
+                    }
+                }
+            }
+        }
+        details {
+            summary { "results.json" }
+            pre { (truncate(&pretty, 200_000)) }
+        }
+    }
 }
 
 /// The one-line summary under the verdict.
@@ -630,115 +639,118 @@ pub fn render(run: &RunData, plots: &[Plot]) -> String {
     let verdict = run.verdict();
     let class = verdict_class(verdict);
     let name = run.result_str("name");
-    let mut out =
-        String::with_capacity(256 * 1024 + plots.iter().map(|p| p.svg.len()).sum::<usize>());
-    let _ = write!(
-        out,
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><link rel=\"icon\" href=\"data:,\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>{} · {} — faultline</title>\n<style>{CSS}</style></head>\n<body data-verdict=\"{class}\">\n<header class=\"banner {class}\"><div class=\"inner\"><div class=\"verdict\" id=\"verdict\">{}</div><div class=\"sub\">{}</div>\n<nav><a href=\"../../index.html\">all runs</a><a href=\"timeline.html\">timeline</a><a href=\"#plots\">plots</a><a href=\"#files\">files and logs</a></nav></div></header>\n<main>\n",
-        verdict.to_string().to_uppercase(),
-        html(&name),
-        verdict.to_string().to_uppercase(),
-        html(&format!("{name} — {}", summary_line(run)))
-    );
+    let upper = verdict.to_string().to_uppercase();
     let check = run.results.get("check").cloned().unwrap_or(Value::Null);
-    if verdict == Verdict::Invalid {
-        match counterexample::section(&check) {
-            Some(s) => out.push_str(&s),
-            None => out.push_str("<div class=\"why\" id=\"counterexample\"><h2>Why it is invalid</h2><p>The checker found the history invalid but recorded no counterexample; see the keys listed under Checker.</p></div>\n"),
+    let sub = format!("{name} — {}", summary_line(run));
+    let body = html! {
+        (banner(&Banner {
+            class,
+            background: None,
+            headline: &upper,
+            headline_id: Some("verdict"),
+            sub: &sub,
+            sub_id: None,
+            nav: &[
+                ("../../index.html", "all runs"),
+                ("timeline.html", "timeline"),
+                ("#plots", "plots"),
+                ("#files", "files and logs"),
+            ],
+        }))
+        main {
+            @if verdict == Verdict::Invalid {
+                @match counterexample::section(&check) {
+                    Some(s) => (s),
+                    None => div.why #counterexample {
+                        h2 { "Why it is invalid" }
+                        p { "The checker found the history invalid but recorded no counterexample; see the keys listed under Checker." }
+                    },
+                }
+                @if let Some(line) = keys_line(&check) { p #keys-invalid { (line) } }
+            }
+            (run_notes(run, verdict, &check))
+            @if let Some(note) = unread_keys_note(run) { (note) }
+            @if let Some(note) = liveness_note(run) { (note) }
+            div.cols {
+                div {
+                    h2 { "Test" }
+                    table #parameters {
+                        @for (k, v) in parameters(run) { tr { th { (k) } td { (v) } } }
+                    }
+                    @if let Some(cmd) = reproduce(run) {
+                        h3 { "Reproduce" }
+                        pre #reproduce { (cmd) }
+                    }
+                }
+                div {
+                    h2 { "Operations" }
+                    (per_f(run))
+                    (top_errors(run))
+                    h2 { "Faults" }
+                    (faults_table(run))
+                }
+            }
+            h2 #plots { "Plots" }
+            @if !run.faults.is_empty() {
+                p.muted {
+                    "Shaded bands are fault windows: "
+                    @for k in run.fault_kinds() {
+                        @let (r, g, b) = FaultKind::colour(k);
+                        (swatch(&format!("rgba({r},{g},{b},.35)"))) (k.name()) " "
+                    }
+                }
+            }
+            @for p in plots {
+                figure id={ "plot-" (p.name) } {
+                    (plotters_svg(&p.svg))
+                    figcaption { (p.title) " · " a href=(p.png_file) { "PNG" } }
+                }
+            }
+            (liveness_section(run))
+            h2 { "Checker" }
+            (checker(run))
+            h2 #files { "Files and logs" }
+            (files(run))
+            script { (static_asset(DOWNLOAD_JS)) }
         }
-    }
-    if verdict == Verdict::Invalid {
-        if let Some(line) = keys_line(&check) {
-            let _ = writeln!(out, "<p id=\"keys-invalid\">{}</p>", html(&line));
-        }
-    }
-    // A run that failed before it could be checked (install error, a node that would not
-    // start) says why at the top, not only inside results.json.
-    if let Some(err) = run.results.get("error").filter(|e| !e.is_null()) {
-        let _ = writeln!(
-            out,
-            "<p class=\"note\" id=\"run-error\">The run failed: {}</p>",
-            html(&value_text(err, 2000))
-        );
-    } else if verdict == Verdict::Unknown {
-        // The run's own reason (the checker's and the stats rule's together); a run
-        // written before the stats rule has only the checker's.
-        let reason = match run.results.get("reason").filter(|r| !r.is_null()) {
-            Some(r) => format!("Unknown: {}", value_text(r, 2000)),
-            None => format!(
-                "The checker could not decide: {}",
-                check
-                    .get("reason")
-                    .map(|r| value_text(r, 500))
-                    .unwrap_or_else(|| "the checker gave no reason".into())
-            ),
-        };
-        let _ = writeln!(
-            out,
-            "<p class=\"note\" id=\"unknown-reason\">{}</p>",
-            html(&reason)
-        );
-    }
-    if let Some(note) = unread_keys_note(run) {
-        out.push_str(&note);
-    }
-    if let Some(note) = liveness_note(run) {
-        out.push_str(&note);
-    }
+    };
+    document(
+        &format!("{upper} · {name} — faultline"),
+        "",
+        Some(class),
+        body,
+    )
+    .into_string()
+}
 
-    out.push_str("<div class=\"cols\"><div><h2>Test</h2><table id=\"parameters\">");
-    for (k, v) in parameters(run) {
-        let _ = write!(out, "<tr><th>{}</th><td>{}</td></tr>", html(k), html(&v));
+/// A run that failed before it could be checked (install error, a node that would not
+/// start) says why at the top, not only inside results.json; an unknown run says why it
+/// is unknown.
+fn run_notes(run: &RunData, verdict: Verdict, check: &Value) -> Markup {
+    if let Some(err) = run.results.get("error").filter(|e| !e.is_null()) {
+        return html! { p.note #run-error { "The run failed: " (value_text(err, 2000)) } };
     }
-    out.push_str("</table>\n");
-    if let Some(cmd) = reproduce(run) {
-        let _ = writeln!(
-            out,
-            "<h3>Reproduce</h3><pre id=\"reproduce\">{}</pre>",
-            html(&cmd)
-        );
+    if verdict != Verdict::Unknown {
+        return html! {};
     }
-    out.push_str("</div><div><h2>Operations</h2>\n");
-    per_f(&mut out, run);
-    top_errors(&mut out, run);
-    out.push_str("<h2>Faults</h2>\n");
-    faults_table(&mut out, run);
-    out.push_str("</div></div>\n<h2 id=\"plots\">Plots</h2>\n");
-    if !run.faults.is_empty() {
-        out.push_str("<p class=\"muted\">Shaded bands are fault windows: ");
-        for k in run.fault_kinds() {
-            let (r, g, b) = FaultKind::colour(k);
-            let _ = write!(
-                out,
-                "<span class=\"swatch\" style=\"background:rgba({r},{g},{b},.35)\"></span>{} ",
-                k.name()
-            );
-        }
-        out.push_str("</p>\n");
-    }
-    for p in plots {
-        let _ = writeln!(
-            out,
-            "<figure id=\"plot-{}\">{}<figcaption>{} · <a href=\"{}\">PNG</a></figcaption></figure>",
-            p.name,
-            p.svg,
-            html(&p.title),
-            html(&p.png_file)
-        );
-    }
-    liveness_section(&mut out, run);
-    out.push_str("<h2>Checker</h2>\n");
-    checker(&mut out, run);
-    out.push_str("<h2 id=\"files\">Files and logs</h2>\n");
-    files(&mut out, run);
-    out.push_str(DOWNLOAD_JS);
-    out.push_str("</main></body></html>\n");
-    out
+    // The run's own reason (the checker's and the stats rule's together); a run written
+    // before the stats rule has only the checker's.
+    let reason = match run.results.get("reason").filter(|r| !r.is_null()) {
+        Some(r) => format!("Unknown: {}", value_text(r, 2000)),
+        None => format!(
+            "The checker could not decide: {}",
+            check
+                .get("reason")
+                .map(|r| value_text(r, 500))
+                .unwrap_or_else(|| "the checker gave no reason".into())
+        ),
+    };
+    html! { p.note #unknown-reason { (reason) } }
 }
 
 /// Keys the final phase did not read back (results.json `final_reads`): whatever the
 /// verdict, a lost write on one of them could not show.
-fn unread_keys_note(run: &RunData) -> Option<String> {
+fn unread_keys_note(run: &RunData) -> Option<Markup> {
     let f = run.results.get("final_reads")?;
     let keys = f.get("keys").and_then(Value::as_u64)?;
     let read = f.get("read").and_then(Value::as_u64)?;
@@ -755,16 +767,18 @@ fn unread_keys_note(run: &RunData) -> Option<String> {
     } else {
         ""
     };
-    Some(format!(
-        "<p class=\"note\" id=\"final-reads\">Final reads: {} of {keys} key(s) were not read back, so a write lost on them cannot show in this verdict: <code>{}</code>{more}</p>\n",
-        keys - read,
-        html(&named.join(", "))
-    ))
+    Some(html! {
+        p.note #final-reads {
+            "Final reads: " (keys - read) " of " (keys)
+            " key(s) were not read back, so a write lost on them cannot show in this verdict: "
+            code { (named.join(", ")) } (more)
+        }
+    })
 }
 
 /// A liveness failure (results.json `liveness.ok` false) at the top, beside the verdict
 /// it does not change.
-fn liveness_note(run: &RunData) -> Option<String> {
+fn liveness_note(run: &RunData) -> Option<Markup> {
     let l = run.results.get("liveness")?;
     if l.get("ok").and_then(Value::as_bool)? {
         return None;
@@ -773,10 +787,11 @@ fn liveness_note(run: &RunData) -> Option<String> {
         .get("reason")
         .map(|r| value_text(r, 500))
         .unwrap_or_else(|| "no reason recorded".into());
-    Some(format!(
-        "<p class=\"note\" id=\"liveness-failed\">Liveness failed: {} — the verdict above is about safety only.</p>\n",
-        html(&reason)
-    ))
+    Some(html! {
+        p.note #liveness-failed {
+            "Liveness failed: " (reason) " — the verdict above is about safety only."
+        }
+    })
 }
 
 fn opt_s(v: Option<&Value>) -> String {
@@ -792,50 +807,54 @@ fn opt_share(v: Option<&Value>) -> String {
 /// results.json `liveness`: a badge, the final recovery against its bound, and per fault
 /// window the availability in it and the time to the first acknowledged write after it.
 /// Nothing for a run that has none (older runs, interrupted runs).
-fn liveness_section(out: &mut String, run: &RunData) {
+fn liveness_section(run: &RunData) -> Markup {
     let Some(l) = run.results.get("liveness").filter(|l| l.is_object()) else {
-        return;
+        return html! {};
     };
     let ok = l.get("ok").and_then(Value::as_bool).unwrap_or(false);
-    let _ = writeln!(
-        out,
-        "<h2 id=\"liveness\">Liveness <span class=\"badge {}\">{}</span></h2>",
-        if ok { "valid" } else { "invalid" },
-        if ok { "OK" } else { "FAILED" }
-    );
-    let _ = write!(
-        out,
-        "<p>Final heal at {}; the cluster first served {} after it (bound {}). Calm availability: {}.",
-        opt_s(l.get("final_heal_s")),
-        opt_s(l.get("final_recovery_s")),
-        opt_s(l.get("bound_s")),
-        opt_share(l.get("calm_availability")),
-    );
-    if let Some(r) = l.get("reason").filter(|r| !r.is_null()) {
-        let _ = write!(out, " {}", html(&value_text(r, 500)));
+    let windows = l
+        .get("windows")
+        .and_then(Value::as_array)
+        .filter(|w| !w.is_empty());
+    html! {
+        h2 #liveness {
+            "Liveness "
+            span.badge.(if ok { "valid" } else { "invalid" }) { (if ok { "OK" } else { "FAILED" }) }
+        }
+        p {
+            "Final heal at " (opt_s(l.get("final_heal_s")))
+            "; the cluster first served " (opt_s(l.get("final_recovery_s")))
+            " after it (bound " (opt_s(l.get("bound_s")))
+            "). Calm availability: " (opt_share(l.get("calm_availability"))) "."
+            @if let Some(r) = l.get("reason").filter(|r| !r.is_null()) {
+                " " (value_text(r, 500))
+            }
+        }
+        @if let Some(windows) = windows {
+            table.grid #liveness-windows {
+                thead { tr {
+                    th { "fault" } th.num { "from" } th.num { "to" }
+                    th.num { "availability" } th.num { "first ok write after" }
+                } }
+                tbody {
+                    @for w in windows.iter().take(MAX_FAULT_ROWS) {
+                        tr {
+                            td { (value_text(w.get("f").unwrap_or(&Value::Null), 80)) }
+                            td.num { (opt_s(w.get("start_s"))) }
+                            td.num { (opt_s(w.get("end_s"))) }
+                            td.num { (opt_share(w.get("availability"))) }
+                            td.num { (opt_s(w.get("recovery_s"))) }
+                        }
+                    }
+                }
+            }
+            p.muted { "availability: the share of ops completed in the window that the cluster served (ok, or a cas answered compare-failed). Only the final heal is held to the bound: during the run the next fault may come before the cluster recovered." }
+        }
     }
-    out.push_str("</p>\n");
-    let windows = l.get("windows").and_then(Value::as_array);
-    let Some(windows) = windows.filter(|w| !w.is_empty()) else {
-        return;
-    };
-    out.push_str("<table class=\"grid\" id=\"liveness-windows\"><thead><tr><th>fault</th><th class=\"num\">from</th><th class=\"num\">to</th><th class=\"num\">availability</th><th class=\"num\">first ok write after</th></tr></thead><tbody>\n");
-    for w in windows.iter().take(MAX_FAULT_ROWS) {
-        let _ = writeln!(
-            out,
-            "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
-            html(&value_text(w.get("f").unwrap_or(&Value::Null), 80)),
-            opt_s(w.get("start_s")),
-            opt_s(w.get("end_s")),
-            opt_share(w.get("availability")),
-            opt_s(w.get("recovery_s")),
-        );
-    }
-    out.push_str("</tbody></table>\n<p class=\"muted\">availability: the share of ops completed in the window that the cluster served (ok, or a cas answered compare-failed). Only the final heal is held to the bound: during the run the next fault may come before the cluster recovered.</p>\n");
 }
 
 /// Under `serve`, offer the run as a .tar.gz (the link means nothing from `file://`).
-const DOWNLOAD_JS: &str = r#"<script>
+const DOWNLOAD_JS: &str = r#"
 (function () {
   if (!/^https?:$/.test(location.protocol)) return;
   var parts = location.pathname.replace(/\/(index\.html)?$/, "").split("/").filter(Boolean);
@@ -844,7 +863,6 @@ const DOWNLOAD_JS: &str = r#"<script>
   a.href = "/download/" + parts.slice(-2).join("/") + ".tar.gz";
   a.hidden = false;
 })();
-</script>
 "#;
 
 #[cfg(test)]
@@ -854,12 +872,13 @@ mod tests {
     #[test]
     fn keys_left_unread_by_the_final_phase_are_named() {
         let run = |results| RunData::from_parts(Path::new("r"), results, Value::Null, Vec::new());
-        assert_eq!(unread_keys_note(&run(serde_json::json!({}))), None);
+        let note = |results| unread_keys_note(&run(results)).map(Markup::into_string);
+        assert_eq!(note(serde_json::json!({})), None);
         let all = serde_json::json!({"final_reads": {"keys": 3, "read": 3, "unread": []}});
-        assert_eq!(unread_keys_note(&run(all)), None);
+        assert_eq!(note(all), None);
         let some =
             serde_json::json!({"final_reads": {"keys": 1003, "read": 390, "unread": ["k7", "k9"]}});
-        let note = unread_keys_note(&run(some)).expect("a note");
+        let note = note(some).expect("a note");
         assert!(
             note.contains("613 of 1003 key(s) were not read back"),
             "{note}"
@@ -871,23 +890,20 @@ mod tests {
     fn a_liveness_failure_has_its_own_note_and_section_beside_the_verdict() {
         let run = |results| RunData::from_parts(Path::new("r"), results, Value::Null, Vec::new());
         let none = run(serde_json::json!({"verdict": "valid"}));
-        assert_eq!(liveness_note(&none), None);
-        let mut out = String::new();
-        liveness_section(&mut out, &none);
-        assert_eq!(out, "");
+        assert!(liveness_note(&none).is_none());
+        assert_eq!(liveness_section(&none).into_string(), "");
         let failed = run(serde_json::json!({"verdict": "valid", "liveness": {
             "ok": false, "bound_s": 10.0, "final_heal_s": 20.0, "final_recovery_s": null,
             "calm_availability": 0.9,
             "reason": "nothing succeeded after the final heal at 20 s",
             "windows": [{"f": "kill", "start_s": 5.0, "end_s": 20.0, "availability": 0.25, "recovery_s": null}]
         }}));
-        let note = liveness_note(&failed).expect("a note");
+        let note = liveness_note(&failed).expect("a note").into_string();
         assert!(
             note.contains("Liveness failed: nothing succeeded after the final heal at 20 s"),
             "{note}"
         );
-        let mut out = String::new();
-        liveness_section(&mut out, &failed);
+        let out = liveness_section(&failed).into_string();
         assert!(
             out.contains("<span class=\"badge invalid\">FAILED</span>"),
             "{out}"

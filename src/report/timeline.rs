@@ -9,17 +9,35 @@
 //!
 //! Every string from the target (values, errors, node names, keys) reaches the page only
 //! inside the escaped JSON ([`super::escape::json_for_script`]) and is shown with
-//! `textContent`, never as HTML.
+//! `textContent`, never as HTML; the page around it is written with maud.
 
-use super::escape::{html, json_for_script, value_text};
-use super::page::{verdict_class, CSS};
+use super::escape::{json_for_script, value_text};
+use super::layout::{document, static_asset, swatch};
+use super::page::verdict_class;
 use super::run::{Call, Outcome, RunData};
 use anyhow::{Context, Result};
+use maud::html;
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 
 const SCRIPT: &str = include_str!("assets/timeline.js");
+
+/// The timeline fills the window: the canvas scrolls, the page does not.
+const TIMELINE_CSS: &str = "
+html, body { height: 100%; overflow: hidden; }
+body { display: flex; flex-direction: column; }
+#bar { display: flex; flex-wrap: wrap; align-items: center; gap: .4em 1.2em; padding: .45em 1em; border-bottom: 1px solid var(--line); background: var(--soft); font-size: .92em; }
+#bar .badge { font-size: .8em; }
+#bar button { font: inherit; padding: .1em .6em; }
+#bar input { width: 7em; font: inherit; }
+#wrap { flex: 1; display: flex; min-height: 0; }
+#scroll { flex: 1; overflow-y: auto; overflow-x: hidden; position: relative; cursor: grab; }
+#scroll.dragging { cursor: grabbing; }
+#canvas { position: sticky; top: 0; left: 0; display: block; }
+#details { width: 22em; border-left: 1px solid var(--line); padding: .6em .9em; overflow-y: auto; font-size: .9em; white-space: pre-wrap; word-break: break-word; }
+#tip { position: fixed; pointer-events: none; background: #24292f; color: #fff; padding: .35em .6em; border-radius: 4px; font-size: .85em; white-space: pre; max-width: 40em; overflow: hidden; z-index: 10; }
+";
 
 /// Longest value text embedded per op (the history has the rest).
 const MAX_VALUE_CHARS: usize = 120;
@@ -221,57 +239,55 @@ pub fn render(run: &RunData) -> Result<String> {
     let d = data(run);
     let json = json_for_script(&d).context("cannot serialise the timeline data")?;
     let verdict = run.verdict();
-    let mut legend = String::new();
-    for o in Outcome::ALL {
-        let (r, g, b) = o.colour();
-        legend.push_str(&format!(
-            "<span><span class=\"swatch\" style=\"background:rgb({r},{g},{b})\"></span>{}</span> ",
-            o.name()
-        ));
-    }
-    for k in run.fault_kinds() {
-        let (r, g, b) = k.colour();
-        legend.push_str(&format!(
-            "<span><span class=\"swatch\" style=\"background:rgba({r},{g},{b},.35)\"></span>{}</span> ",
-            k.name()
-        ));
-    }
-    Ok(format!(
-        r#"<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><link rel="icon" href="data:,"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Timeline · {name} — faultline</title>
-<style>{CSS}
-html, body {{ height: 100%; overflow: hidden; }}
-body {{ display: flex; flex-direction: column; }}
-#bar {{ display: flex; flex-wrap: wrap; align-items: center; gap: .4em 1.2em; padding: .45em 1em; border-bottom: 1px solid var(--line); background: var(--soft); font-size: .92em; }}
-#bar .badge {{ font-size: .8em; }}
-#bar button {{ font: inherit; padding: .1em .6em; }}
-#bar input {{ width: 7em; font: inherit; }}
-#wrap {{ flex: 1; display: flex; min-height: 0; }}
-#scroll {{ flex: 1; overflow-y: auto; overflow-x: hidden; position: relative; cursor: grab; }}
-#scroll.dragging {{ cursor: grabbing; }}
-#canvas {{ position: sticky; top: 0; left: 0; display: block; }}
-#details {{ width: 22em; border-left: 1px solid var(--line); padding: .6em .9em; overflow-y: auto; font-size: .9em; white-space: pre-wrap; word-break: break-word; }}
-#tip {{ position: fixed; pointer-events: none; background: #24292f; color: #fff; padding: .35em .6em; border-radius: 4px; font-size: .85em; white-space: pre; max-width: 40em; overflow: hidden; z-index: 10; }}
-</style></head>
-<body data-verdict="{class}">
-<div id="bar"><b>{name}</b><span class="badge {class}">{verdict_up}</span><a href="index.html">run page</a>
-<span>{legend}</span>
-<span><button id="zoom-in" title="zoom in (+)">+</button> <button id="zoom-out" title="zoom out (−)">−</button> <button id="fit" title="whole run (0)">fit</button> <button id="rows" title="one row per process, or processes packed into lanes (a worker continues as a new process after an info)">rows</button></span>
-<label>op index <input id="goto" type="number" min="0" placeholder="e.g. 1234"></label>
-<span class="muted" id="status"></span></div>
-<div id="wrap"><div id="scroll"><canvas id="canvas"></canvas><div id="spacer"></div></div>
-<div id="details"><b>Details</b>
-<span class="muted">Hover over an op; click to pin it here. Ctrl+wheel or +/− zooms, drag pans, wheel scrolls processes.</span></div></div>
-<div id="tip" hidden></div>
-<script id="data" type="application/json">{json}</script>
-<script>{SCRIPT}</script>
-</body></html>
-"#,
-        name = html(&run.result_str("name")),
-        class = verdict_class(verdict),
-        verdict_up = verdict.to_string().to_uppercase(),
-    ))
+    let class = verdict_class(verdict);
+    let name = run.result_str("name");
+    let body = html! {
+        div #bar {
+            b { (name) }
+            span.badge.(class) { (verdict.to_string().to_uppercase()) }
+            a href="index.html" { "run page" }
+            "\n"
+            span {
+                @for o in Outcome::ALL {
+                    @let (r, g, b) = o.colour();
+                    span { (swatch(&format!("rgb({r},{g},{b})"))) (o.name()) } " "
+                }
+                @for k in run.fault_kinds() {
+                    @let (r, g, b) = k.colour();
+                    span { (swatch(&format!("rgba({r},{g},{b},.35)"))) (k.name()) } " "
+                }
+            }
+            "\n"
+            span {
+                button #zoom-in title="zoom in (+)" { "+" } " "
+                button #zoom-out title="zoom out (−)" { "−" } " "
+                button #fit title="whole run (0)" { "fit" } " "
+                button #rows title="one row per process, or processes packed into lanes (a worker continues as a new process after an info)" { "rows" }
+            }
+            "\n"
+            label { "op index " input #goto type="number" min="0" placeholder="e.g. 1234"; }
+            "\n"
+            span.muted #status {}
+        }
+        div #wrap {
+            div #scroll { canvas #canvas {} div #spacer {} }
+            div #details {
+                b { "Details" }
+                "\n"
+                span.muted { "Hover over an op; click to pin it here. Ctrl+wheel or +/− zooms, drag pans, wheel scrolls processes." }
+            }
+        }
+        div #tip hidden {}
+        script #data type="application/json" { (json) }
+        script { (static_asset(SCRIPT)) }
+    };
+    Ok(document(
+        &format!("Timeline · {name} — faultline"),
+        TIMELINE_CSS,
+        Some(class),
+        body,
+    )
+    .into_string())
 }
 
 #[cfg(test)]

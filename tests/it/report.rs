@@ -249,6 +249,95 @@ fn invalid_run_page_draws_the_counterexample_and_escapes_target_strings() {
     assert_eq!(timeline.matches("<script").count(), 2);
 }
 
+/// Text a target could report anywhere: markup, both quotes and an ampersand.
+const HOSTILE: &str = "<script>alert(\"x\")</script> & 'q'";
+/// [`HOSTILE`] as HTML text or a quoted attribute value.
+const HOSTILE_HTML: &str = "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; 'q'";
+
+#[test]
+fn hostile_strings_are_escaped_on_every_page_kind() {
+    let store = store("hostile");
+    let plan = plan("register-hostile", "partition", &store);
+    // The stale read again, with a hostile key, node name, values and error.
+    let hostile_value = |v: &Value| match v {
+        Value::Number(n) => json!(format!("value {n} {HOSTILE}")),
+        Value::Array(a) => json!(a
+            .iter()
+            .map(|n| format!("value {n} {HOSTILE}"))
+            .collect::<Vec<_>>()),
+        other => other.clone(),
+    };
+    let mut ops = stale_read_history();
+    for o in ops.iter_mut().filter(|o| o.is_client()) {
+        o.key = Some(format!("key {HOSTILE}"));
+        o.node = Some(format!("node {HOSTILE}"));
+        o.value = hostile_value(&o.value);
+        if o.error.is_some() {
+            o.error = Some(format!("error {HOSTILE}"));
+        }
+    }
+    let (dir, verdict) = write_run(&store, &plan, &ops);
+    assert_eq!(verdict, Verdict::Invalid);
+    // What a target's spec and a failed run put into results.json.
+    let mut results: Value = serde_json::from_str(&read(&dir.join("results.json"))).unwrap();
+    results["name"] = json!(format!("name {HOSTILE}"));
+    results["target"] = json!(format!("target {HOSTILE}"));
+    results["error"] = json!(format!("error {HOSTILE}"));
+    std::fs::write(
+        dir.join("results.json"),
+        serde_json::to_vec(&results).unwrap(),
+    )
+    .unwrap();
+    // A node log file named by the target (a name cannot hold the `/`).
+    std::fs::write(dir.join("nodes/n1/a<b>&\"q\"'.log"), "x").unwrap();
+    report::render_run(&dir).unwrap();
+    report::index::write(&store).unwrap();
+
+    let escaped = |what: &str| format!("{what} {HOSTILE_HTML}");
+    let page = read(&dir.join("index.html"));
+    assert_eq!(page.matches("<script").count(), 1, "only the page's own");
+    for what in ["name", "target", "error", "node", "key"] {
+        assert!(page.contains(&escaped(what)), "run page: {what}");
+    }
+    assert!(
+        page.contains("Key <code>key &lt;script&gt;"),
+        "the counterexample's key"
+    );
+    assert!(
+        page.contains("<td class=\"node\">node &lt;script&gt;"),
+        "the counterexample's nodes"
+    );
+    assert!(
+        page.contains("read → &quot;value 1 &lt;script&gt;"),
+        "the counterexample's values"
+    );
+    assert!(page.contains(
+        "href=\"nodes/n1/a%3Cb%3E&amp;%22q%22%27.log\">a&lt;b&gt;&amp;&quot;q&quot;'.log</a>"
+    ));
+
+    let timeline = read(&dir.join("timeline.html"));
+    assert_eq!(
+        timeline.matches("<script").count(),
+        2,
+        "only the page's own"
+    );
+    assert!(timeline.contains(&format!(
+        "<title>Timeline · {} — faultline</title>",
+        escaped("name")
+    )));
+    for what in ["key", "node", "error", "value 1"] {
+        assert!(
+            timeline.contains(&format!("{what} \\u003cscript\\u003e")),
+            "timeline data: {what}"
+        );
+    }
+
+    let index = read(&store.join("index.html"));
+    assert_eq!(index.matches("<script").count(), 1, "only the page's own");
+    assert!(index.contains(&format!("data-target=\"{}\"", escaped("target"))));
+    assert!(index.contains(&format!("<option>{}</option>", escaped("target"))));
+}
+
 #[test]
 fn report_command_rechecks_and_exits_with_the_verdict() {
     let store = store("report-command");
