@@ -348,6 +348,9 @@ fn reports_index_lists_every_run_newest_first() {
 fn raw(addr: std::net::SocketAddr, request: &str) -> (u16, String, Vec<u8>) {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    // The server keeps connections alive: ask it to close after this answer, which is
+    // read to its end.
+    let request = request.replacen("\r\n", "\r\nConnection: close\r\n", 1);
     s.write_all(request.as_bytes()).unwrap();
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).unwrap();
