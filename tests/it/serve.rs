@@ -3,36 +3,19 @@
 //! archives streamed through a `faultline serve` process whose peak memory stays far below
 //! their size. (Pages, logs and the node-file policy: tests/it/report.rs.)
 
+use super::report::store;
 use faultline::report::serve;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-fn store(test: &str) -> PathBuf {
-    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join("serve-it")
-        .join(test);
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
 /// One raw request, the path exactly as written (an HTTP client would normalise `..`).
 fn raw(addr: SocketAddr, method: &str, path: &str) -> (u16, String, Vec<u8>) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    super::report::raw(
+        addr,
+        &format!("{method} {path} HTTP/1.1\r\nHost: x\r\n\r\n"),
     )
-    .unwrap();
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).unwrap();
-    let split = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-    let head = String::from_utf8_lossy(&buf[..split]).to_string();
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (status, head, buf[split + 4..].to_vec())
 }
 
 /// A header's value from a raw response head (names compared without case).
