@@ -1,42 +1,55 @@
 //! `faultline serve`: browse a reports tree over HTTP and download a run as `.tar.gz`.
 //!
-//! A deliberately small HTTP/1.1 server on tokio (already the runtime of the crate):
-//! GET and HEAD only, one request per connection (`Connection: close`), request heads
-//! parsed by `httparse`. That is all a browser needs to read static pages, and it keeps
-//! the attack surface to one function, [`resolve`], which maps a URL path to a file
-//! *inside* the root: the path is percent-decoded first, any `..` segment, backslash or
-//! NUL is refused, and the canonical result (symlinks resolved) must still lie under the
-//! canonical root — so neither `/../`, `%2e%2e`, `..%2f` nor a symlink pointing outside
-//! can reach another file.
+//! An axum router on hyper's HTTP/1.1 connection (keep-alive, HEAD, chunked bodies and
+//! the request grammar are theirs), GET and HEAD only. Every request path goes through
+//! one function, [`resolve`], which maps a URL path to a file *inside* the root: the path
+//! is percent-decoded first, any `..` segment, backslash or NUL is refused, and the
+//! canonical result (symlinks resolved) must still lie under the canonical root — so
+//! neither `/../`, `%2e%2e`, `..%2f` nor a symlink pointing outside can reach another file.
+//! Only that checked canonical path is handed to tower-http's `ServeFile` (the single-file
+//! form of `ServeDir`), which streams it with Content-Length, Range and conditional GET:
+//! `ServeDir` over the whole root would refuse `..` too, but follows symlinks out of it.
 //!
 //! Files under a run's `nodes/` directory were written by the target, not by us: whatever
 //! their name, they are sent as `text/plain` under a policy that lets nothing load or run
 //! ([`served_as`]), so a node's `evil.html` can never act as a page of ours.
 //!
 //! `/download/<test>/<run>.tar.gz` streams the run directory through `tar` and `flate2`
-//! on a blocking thread into a bounded channel, sent with chunked encoding, so a large
-//! run is never held in memory and a truncated download is detectable.
+//! on a blocking thread into a bounded channel that is the response body (chunked), so a
+//! large run is never held in memory, a slow client slows the archiver, and a failed
+//! archive ends the response without its last chunk, which a client can detect.
 //!
-//! Limits: request head ≤ 16 KiB, read within 10 s, each write within 30 s, at most 64
-//! connections at once. Default bind is loopback only.
+//! Limits: request head ≤ 16 KiB and read within 10 s (which also ends idle keep-alive
+//! connections), each write within 30 s, at most 64 connections at once. Default bind is
+//! loopback only; any other address is allowed, with a warning.
 
 use super::escape::html;
 use super::page::{href, CSS};
 use anyhow::{Context, Result};
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use percent_encoding::percent_decode_str;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch, Semaphore};
+use tokio_io_timeout::TimeoutStream;
+use tower::ServiceExt;
+use tower_http::services::ServeFile;
 
 pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
+/// hyper's read buffer, hence the largest request head (it may not go below 8 KiB).
 const MAX_HEAD_BYTES: usize = 16 * 1024;
-const MAX_HEADERS: usize = 64;
-const READ_TIMEOUT: Duration = Duration::from_secs(10);
+const HEAD_READ_TIMEOUT: Duration = Duration::from_secs(10);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_CONNECTIONS: usize = 64;
 /// Most entries a directory listing shows.
@@ -46,16 +59,13 @@ const CHUNK_BYTES: usize = 64 * 1024;
 /// the archiver instead of growing memory).
 const DOWNLOAD_QUEUE_CHUNKS: usize = 8;
 
-/// Headers on every response: no sniffing a log into HTML, no caching of pages that are
-/// rewritten after each run. The Content-Security-Policy comes with each response.
-const COMMON_HEADERS: &str = "Connection: close\r\nX-Content-Type-Options: nosniff\r\nCache-Control: no-cache\r\nReferrer-Policy: no-referrer\r\n";
-
 /// The policy of our own pages: scripts and styles only from the page itself (the
 /// timeline and report pages are self-contained, with inline script and style).
 const PAGE_CSP: &str = "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'none'; frame-ancestors 'none'";
 
-/// The policy of files a target wrote: nothing may load or run, even if a browser were to
-/// render one despite its `text/plain` type.
+/// The policy of files a target wrote (and of every response that does not set its
+/// own): nothing may load or run, even if a browser were to render one despite its
+/// `text/plain` type.
 const STRICT_CSP: &str = "default-src 'none'; sandbox; frame-ancestors 'none'";
 
 /// The directory of a run that holds what its nodes wrote (logs, stdout, stderr).
@@ -183,11 +193,7 @@ pub fn spawn(root: &Path, bind: &str) -> Result<Handle> {
     std_listener.set_nonblocking(true)?;
     let addr = std_listener.local_addr()?;
     let (stop, stopped) = watch::channel(false);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the server runtime")?;
+    let rt = runtime()?;
     let thread = std::thread::Builder::new()
         .name("faultline-serve".into())
         .spawn(move || {
@@ -205,6 +211,14 @@ pub fn spawn(root: &Path, bind: &str) -> Result<Handle> {
     })
 }
 
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the server runtime")
+}
+
 fn canonical_root(root: &Path) -> Result<PathBuf> {
     let root = root
         .canonicalize()
@@ -218,12 +232,7 @@ fn canonical_root(root: &Path) -> Result<PathBuf> {
 /// `faultline serve`: serve until Ctrl-C.
 pub fn run_until_interrupted(root: &Path, bind: &str) -> Result<()> {
     let root = canonical_root(root)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the server runtime")?;
-    rt.block_on(async move {
+    runtime()?.block_on(async move {
         let listener = TcpListener::bind(bind)
             .await
             .with_context(|| format!("cannot listen on {bind}"))?;
@@ -245,8 +254,35 @@ pub fn run_until_interrupted(root: &Path, bind: &str) -> Result<()> {
     })
 }
 
+/// The routes: a run's archive, and every other path as a file or directory of the root.
+fn router(root: PathBuf) -> Router {
+    Router::new()
+        .route("/download/{*rest}", get(download))
+        .fallback(file)
+        .layer(axum::middleware::map_response(common_headers))
+        .with_state(Arc::new(root))
+}
+
+/// Headers on every response: no sniffing a log into HTML, no caching of pages that are
+/// rewritten after each run, and the strict policy unless a handler chose the page one.
+async fn common_headers(mut response: Response) -> Response {
+    let h = response.headers_mut();
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.entry(header::CONTENT_SECURITY_POLICY)
+        .or_insert(HeaderValue::from_static(STRICT_CSP));
+    response
+}
+
 async fn serve(listener: TcpListener, root: PathBuf, mut stopped: watch::Receiver<bool>) {
-    let root = Arc::new(root);
+    let app = router(root);
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let permit = tokio::select! {
@@ -258,180 +294,100 @@ async fn serve(listener: TcpListener, root: PathBuf, mut stopped: watch::Receive
             _ = stopped.changed() => return,
         };
         let Ok((stream, _)) = accepted else { continue };
-        let root = root.clone();
+        // A response is often a head and a body in two writes; with Nagle's algorithm the
+        // second waits for the client's delayed ACK (40 ms) on a keep-alive connection.
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(app.clone());
         tokio::spawn(async move {
-            let _ = handle(stream, &root).await;
+            let mut stream = TimeoutStream::new(stream);
+            stream.set_write_timeout(Some(WRITE_TIMEOUT));
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEAD_READ_TIMEOUT)
+                .max_buf_size(MAX_HEAD_BYTES)
+                // `Content-Type`, not `content-type`: the spelling the server always sent,
+                // for people and scripts reading raw responses.
+                .title_case_headers(true)
+                .serve_connection(TokioIo::new(Box::pin(stream)), service)
+                .await;
             drop(permit);
         });
     }
 }
 
-/// The request line and headers that matter.
-struct Request {
-    method: String,
-    path: String,
+/// A short plain-text answer (errors, redirects).
+fn simple(status: StatusCode, body: &'static str) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        body,
+    )
+        .into_response()
 }
 
-async fn read_request(stream: &mut TcpStream) -> Result<Option<Request>> {
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 2048];
-    loop {
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            return Ok(None);
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut req = httparse::Request::new(&mut headers);
-        match req.parse(&buf) {
-            Ok(httparse::Status::Complete(_)) => {
-                return Ok(Some(Request {
-                    method: req.method.unwrap_or("").to_string(),
-                    path: req.path.unwrap_or("").to_string(),
-                }))
-            }
-            Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD_BYTES => continue,
-            Ok(httparse::Status::Partial) => anyhow::bail!("request head too large"),
-            Err(e) => anyhow::bail!("bad request: {e}"),
-        }
+/// Any path but `/download/…`: a file, a directory's index.html, or a listing.
+async fn file(State(root): State<Arc<PathBuf>>, request: Request) -> Response {
+    // A fallback sees every method; a route's `get` would answer 405 by itself.
+    if !matches!(*request.method(), Method::GET | Method::HEAD) {
+        let mut response = simple(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n");
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return response;
     }
-}
-
-async fn write_timed(stream: &mut TcpStream, bytes: &[u8]) -> Result<()> {
-    tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(bytes))
-        .await
-        .context("client too slow")??;
-    Ok(())
-}
-
-async fn simple(
-    stream: &mut TcpStream,
-    status: &str,
-    body: &str,
-    extra: &str,
-    head_only: bool,
-) -> Result<()> {
-    let head = format!(
-        "HTTP/1.1 {status}\r\n{COMMON_HEADERS}Content-Security-Policy: {STRICT_CSP}\r\n{extra}Content-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    write_timed(stream, head.as_bytes()).await?;
-    if !head_only {
-        write_timed(stream, body.as_bytes()).await?;
-    }
-    Ok(())
-}
-
-async fn handle(mut stream: TcpStream, root: &Path) -> Result<()> {
-    let req = match tokio::time::timeout(READ_TIMEOUT, read_request(&mut stream)).await {
-        Ok(Ok(Some(r))) => r,
-        Ok(Ok(None)) => return Ok(()),
-        Ok(Err(e)) => {
-            return simple(&mut stream, "400 Bad Request", &format!("{e}\n"), "", false).await
-        }
-        Err(_) => {
-            return simple(
-                &mut stream,
-                "408 Request Timeout",
-                "request timeout\n",
-                "",
-                false,
-            )
-            .await
-        }
-    };
-    let head_only = match req.method.as_str() {
-        "GET" => false,
-        "HEAD" => true,
-        _ => {
-            return simple(
-                &mut stream,
-                "405 Method Not Allowed",
-                "only GET and HEAD\n",
-                "Allow: GET, HEAD\r\n",
-                false,
-            )
-            .await
-        }
-    };
-    let path = req.path.split(['?', '#']).next().unwrap_or("");
-    if let Some(rest) = path.strip_prefix("/download/") {
-        return download(&mut stream, root, rest, head_only).await;
-    }
-    let file = match resolve(root, path) {
+    let path = request.uri().path().to_string();
+    let found = match resolve(&root, &path) {
         Ok(f) => f,
-        Err(Refusal::BadPath) => {
-            return simple(&mut stream, "400 Bad Request", "bad path\n", "", head_only).await
-        }
-        Err(Refusal::NotFound) => {
-            return simple(&mut stream, "404 Not Found", "not found\n", "", head_only).await
-        }
+        Err(Refusal::BadPath) => return simple(StatusCode::BAD_REQUEST, "bad path\n"),
+        Err(Refusal::NotFound) => return simple(StatusCode::NOT_FOUND, "not found\n"),
     };
-    if file.is_dir() {
-        if !path.ends_with('/') {
-            // Relative links in a directory's page need the trailing slash.
-            let location = format!("Location: {path}/\r\n");
-            return simple(
-                &mut stream,
-                "301 Moved Permanently",
-                "moved\n",
-                &location,
-                head_only,
-            )
-            .await;
-        }
-        let index = file.join("index.html");
-        if index.is_file() {
-            return send_file(&mut stream, &index, root, head_only).await;
-        }
-        let page = listing(root, &file);
-        let head = format!(
-            "HTTP/1.1 200 OK\r\n{COMMON_HEADERS}Content-Security-Policy: {PAGE_CSP}\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\n\r\n",
-            page.len()
-        );
-        write_timed(&mut stream, head.as_bytes()).await?;
-        if !head_only {
-            write_timed(&mut stream, page.as_bytes()).await?;
-        }
-        return Ok(());
+    if !found.is_dir() {
+        return send_file(&root, &found, request).await;
     }
-    send_file(&mut stream, &file, root, head_only).await
+    if !path.ends_with('/') {
+        // Relative links in a directory's page need the trailing slash.
+        let mut response = simple(StatusCode::MOVED_PERMANENTLY, "moved\n");
+        if let Ok(location) = HeaderValue::from_str(&format!("{path}/")) {
+            response.headers_mut().insert(header::LOCATION, location);
+        }
+        return response;
+    }
+    let index = found.join("index.html");
+    if index.is_file() {
+        return send_file(&root, &index, request).await;
+    }
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CONTENT_SECURITY_POLICY, PAGE_CSP),
+        ],
+        listing(&root, &found),
+    )
+        .into_response()
 }
 
-async fn send_file(
-    stream: &mut TcpStream,
-    path: &Path,
-    root: &Path,
-    head_only: bool,
-) -> Result<()> {
-    let mut file = match tokio::fs::File::open(path).await {
-        Ok(f) => f,
-        Err(_) => return simple(stream, "404 Not Found", "not found\n", "", head_only).await,
-    };
-    let len = file.metadata().await?.len();
+/// Stream `path` (canonical, inside `root`) with our content type and policy.
+async fn send_file(root: &Path, path: &Path, request: Request) -> Response {
     let served = served_as(path, root);
-    let head = format!(
-        "HTTP/1.1 200 OK\r\n{COMMON_HEADERS}Content-Security-Policy: {}\r\nContent-Type: {}\r\nContent-Length: {len}\r\n\r\n",
-        served.csp, served.content_type
+    let Ok(response) = ServeFile::new(path).oneshot(request).await;
+    let status = response.status();
+    if status == StatusCode::NOT_FOUND {
+        // Gone between resolving and opening.
+        return simple(StatusCode::NOT_FOUND, "not found\n");
+    }
+    let mut response = response.map(Body::new);
+    let h = response.headers_mut();
+    if status == StatusCode::OK || status == StatusCode::PARTIAL_CONTENT {
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(served.content_type),
+        );
+    }
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(served.csp),
     );
-    write_timed(stream, head.as_bytes()).await?;
-    if head_only {
-        return Ok(());
-    }
-    // Send exactly the length announced, even if the file grows meanwhile (a live
-    // history.jsonl); a file that shrank ends the connection early.
-    let mut left = len;
-    let mut buf = vec![0u8; CHUNK_BYTES];
-    while left > 0 {
-        let want = (left as usize).min(buf.len());
-        let n = file.read(&mut buf[..want]).await?;
-        if n == 0 {
-            anyhow::bail!("{} shrank while being sent", path.display());
-        }
-        write_timed(stream, &buf[..n]).await?;
-        left -= n as u64;
-    }
-    Ok(())
+    response
 }
 
 /// A directory listing (for directories without index.html, e.g. `nodes/n1/`).
@@ -473,9 +429,12 @@ fn plain_segment(s: &str) -> bool {
     !s.is_empty() && s != "." && s != ".." && !s.contains(['/', '\\', '\0'])
 }
 
-/// Sends a blocking writer's output to the socket task in bounded chunks.
+/// What the archiver sends the response body: chunks, or the error that cut it short.
+type Chunk = std::io::Result<Bytes>;
+
+/// Sends a blocking writer's output to the response body in bounded chunks.
 struct ChannelWriter {
-    tx: mpsc::Sender<Vec<u8>>,
+    tx: mpsc::Sender<Chunk>,
     buf: Vec<u8>,
 }
 
@@ -486,7 +445,7 @@ impl ChannelWriter {
         }
         let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK_BYTES));
         self.tx
-            .blocking_send(chunk)
+            .blocking_send(Ok(chunk.into()))
             .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client went away"))
     }
 }
@@ -517,7 +476,13 @@ fn archive(dir: &Path, top: &str, out: ChannelWriter) -> std::io::Result<()> {
     out.flush()
 }
 
-async fn download(stream: &mut TcpStream, root: &Path, rest: &str, head_only: bool) -> Result<()> {
+/// `/download/<test>/<run>.tar.gz`: the run directory, archived while it is sent.
+async fn download(State(root): State<Arc<PathBuf>>, method: Method, request: Request) -> Response {
+    let rest = request
+        .uri()
+        .path()
+        .strip_prefix("/download/")
+        .unwrap_or("");
     let decoded = percent_decode_str(rest)
         .decode_utf8()
         .map(|s| s.to_string())
@@ -528,21 +493,17 @@ async fn download(stream: &mut TcpStream, root: &Path, rest: &str, head_only: bo
         .filter(|(t, r)| plain_segment(t) && plain_segment(r));
     let Some((test, run)) = parsed else {
         return simple(
-            stream,
-            "400 Bad Request",
+            StatusCode::BAD_REQUEST,
             "expected /download/<test>/<run>.tar.gz\n",
-            "",
-            head_only,
-        )
-        .await;
+        );
     };
-    let dir = match resolve(root, &format!("/{}", href(&[test, run]))) {
+    let dir = match resolve(&root, &format!("/{}", href(&[test, run]))) {
         Ok(d)
             if d.is_dir() && (d.join("plan.yaml").exists() || d.join("results.json").exists()) =>
         {
             d
         }
-        _ => return simple(stream, "404 Not Found", "no such run\n", "", head_only).await,
+        _ => return simple(StatusCode::NOT_FOUND, "no such run\n"),
     };
     // The archive's folder is named after the real run (`latest` resolved).
     let leaf = dir
@@ -560,30 +521,35 @@ async fn download(stream: &mut TcpStream, root: &Path, rest: &str, head_only: bo
             }
         })
         .collect();
-    let head = format!(
-        "HTTP/1.1 200 OK\r\n{COMMON_HEADERS}Content-Security-Policy: {STRICT_CSP}\r\nContent-Type: application/gzip\r\nContent-Disposition: attachment; filename=\"{top}.tar.gz\"\r\nTransfer-Encoding: chunked\r\n\r\n"
-    );
-    write_timed(stream, head.as_bytes()).await?;
-    if head_only {
-        return Ok(());
+    let headers = [
+        (header::CONTENT_TYPE, "application/gzip".to_string()),
+        (
+            header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"{top}.tar.gz\""),
+        ),
+    ];
+    if method == Method::HEAD {
+        // A body of unknown length, as GET's: hyper then announces it chunked, not as
+        // `Content-Length: 0`, and no archive is built for nothing.
+        let none = futures::stream::empty::<Chunk>();
+        return (headers, Body::from_stream(none)).into_response();
     }
-    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(DOWNLOAD_QUEUE_CHUNKS);
+    let (tx, rx) = mpsc::channel::<Chunk>(DOWNLOAD_QUEUE_CHUNKS);
     let writer = ChannelWriter {
-        tx,
+        tx: tx.clone(),
         buf: Vec::with_capacity(CHUNK_BYTES),
     };
-    let job = tokio::task::spawn_blocking(move || archive(&dir, &top, writer));
-    while let Some(chunk) = rx.recv().await {
-        write_timed(stream, format!("{:x}\r\n", chunk.len()).as_bytes()).await?;
-        write_timed(stream, &chunk).await?;
-        write_timed(stream, b"\r\n").await?;
-    }
-    match job.await {
-        // Only a complete archive gets the final chunk: a client can tell a cut one.
-        Ok(Ok(())) => write_timed(stream, b"0\r\n\r\n").await,
-        Ok(Err(e)) => Err(e).context("archiving the run failed"),
-        Err(e) => Err(anyhow::anyhow!("archiving the run panicked: {e}")),
-    }
+    tokio::task::spawn_blocking(move || {
+        if let Err(e) = archive(&dir, &top, writer) {
+            // Only a complete archive gets the final chunk: an error in the body makes
+            // hyper cut the connection instead, so a client can tell a truncated one.
+            let _ = tx.blocking_send(Err(e));
+        }
+    });
+    let body = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|chunk| (chunk, rx))
+    });
+    (headers, Body::from_stream(body)).into_response()
 }
 
 #[cfg(test)]
@@ -702,8 +668,11 @@ mod tests {
         use std::io::Read;
         let mut s = std::net::TcpStream::connect(addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
-            .unwrap();
+        // The server keeps connections alive; reading the response to its end needs this.
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .unwrap();
         let mut buf = Vec::new();
         s.read_to_end(&mut buf).unwrap();
         let text = String::from_utf8_lossy(&buf).into_owned();

@@ -10,4 +10,5 @@ mod nemesis;
 mod probe;
 mod report;
 mod run;
+mod serve;
 mod ssh;

@@ -25,7 +25,7 @@ fn repo() -> PathBuf {
 }
 
 /// A fresh store for one test, kept after it (screenshots are artifacts).
-fn store(test: &str) -> PathBuf {
+pub(crate) fn store(test: &str) -> PathBuf {
     let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .join("report-it")
         .join(test);
@@ -512,9 +512,12 @@ fn reports_index_lists_every_run_newest_first() {
 }
 
 /// Send one raw request (paths exactly as written: no client-side normalisation).
-fn raw(addr: std::net::SocketAddr, request: &str) -> (u16, String, Vec<u8>) {
+pub(crate) fn raw(addr: std::net::SocketAddr, request: &str) -> (u16, String, Vec<u8>) {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    // The server keeps connections alive: ask it to close after this answer, which is
+    // read to its end.
+    let request = request.replacen("\r\n", "\r\nConnection: close\r\n", 1);
     s.write_all(request.as_bytes()).unwrap();
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).unwrap();
