@@ -250,8 +250,10 @@ fn search_key<M: Model>(
     part: &Partition<M::Call>,
     budget: &Budget,
 ) -> (KeyOutcome, SearchStats) {
-    let twins = search::open_twins(&part.calls, &part.spans);
-    let mut steps = model.steps(&part.calls);
+    let merged = model.merge_unobserved(&part.calls);
+    let calls = merged.as_deref().unwrap_or(&part.calls);
+    let twins = search::twins(calls, &part.spans);
+    let mut steps = model.steps(calls);
     let (result, stats) = search::search(&part.spans, &twins, &mut steps, budget);
     let outcome = match result {
         SearchResult::Linearizable => KeyOutcome::Valid,
