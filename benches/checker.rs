@@ -12,8 +12,8 @@
 //! wall times and the peak resident memory of the child (getrusage), streaming included.
 //!
 //! `heavy_key` is one key as a 200-client run under every fault gives it (the run of
-//! issue 18): about 500 calls of 25 concurrent workers over five values, a third of them
-//! crashed and open to the end, many during a pause. [`heavy_key_history`] builds it
+//! issue 18): 500 calls of 100 concurrent workers over five values, a third of them
+//! crashed and open to the end, most during two pauses. [`heavy_key_history`] builds it
 //! linearizable by construction (seeds 1–5) and, for each seed, an invalid variant with
 //! one provably stale read; each file is checked once by the real `faultline check`, with
 //! its wall time and the child's peak RSS.
@@ -243,24 +243,24 @@ fn heavy_written(c: &HeavyCall) -> Option<&Value> {
     }
 }
 
-/// One register as a 200-client run under every fault gives each key: 25 workers (200
-/// clients over 8 keys in flight), 500 invocations over values 0..4 (read 2 : write 1 :
-/// cas 1, the `register` workload's mix), ops 1–20 ms long, 40 ms apart per worker. Ops
-/// invoked during one of two pauses (the node paused, each worker's ops to it pile up)
-/// and a few others crash, a third in all: half of them take effect up to 300 ms later,
-/// two thirds complete `info` after the 2 s op timeout, the rest never; a crashed worker
-/// continues as a new process. Effects are applied to a real register in time order, so
+/// One register as a 200-client run under every fault gave its hardest keys (up to 176
+/// calls in flight on one key, ops taking 20 ms): 100 workers, 500 invocations over
+/// values 0..4 (read 2 : write 1 : cas 1, the `register` workload's mix), ops 2–40 ms
+/// long, up to 5 ms apart per worker. Most ops invoked during one of two pauses (the
+/// node paused, ops to it pile up) and a fifth of the others crash, about a third in
+/// all: half of them take effect up to 50 ms later, two thirds complete `info` after the
+/// 2 s op timeout, the rest never; a crashed worker continues as a new process. Effects are applied to a real register in time order, so
 /// the history is linearizable. With `stale`, one completed read is changed to a value
-/// that was provably overwritten: every writer of that value invoked before the read
+/// that was provably overwritten (every writer of that value invoked before the read
 /// returned completed before some other completed write that returned before the read
-/// began. `None` when the seed gives no such read.
+/// began) or, when there is no such read, a read in the middle to a value never written.
 fn heavy_key_history(seed: u64, stale: bool) -> Option<Vec<Op>> {
-    const WORKERS: u64 = 25;
+    const WORKERS: u64 = 100;
     const CALLS: usize = 500;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let pauses = [(120_000u64, 420_000u64), (600_000, 760_000)];
+    let pauses = [(15_000u64, 45_000u64), (70_000, 90_000)];
     let paused = |t: u64| pauses.iter().any(|&(a, b)| (a..b).contains(&t));
-    let mut next_invoke: Vec<u64> = (0..WORKERS).map(|_| rng.random_range(0..40_000)).collect();
+    let mut next_invoke: Vec<u64> = (0..WORKERS).map(|_| rng.random_range(0..5_000)).collect();
     let mut process: Vec<u64> = (0..WORKERS).collect();
     let mut fresh_process = WORKERS;
     let mut calls: Vec<HeavyCall> = Vec::with_capacity(CALLS);
@@ -278,13 +278,13 @@ fn heavy_key_history(seed: u64, stale: bool) -> Option<Vec<Op>> {
         let crashed = if paused(t) {
             rng.random_bool(0.8)
         } else {
-            rng.random_bool(0.12)
+            rng.random_bool(0.2)
         };
-        let latency = rng.random_range(1_000..20_000);
+        let latency = rng.random_range(2_000..40_000);
         let (effect_us, complete_us) = if crashed {
             let effect = rng
                 .random_bool(0.5)
-                .then(|| t + rng.random_range(1..300_000));
+                .then(|| t + rng.random_range(1..50_000));
             let complete = rng.random_bool(2.0 / 3.0).then_some(t + 2_000_000);
             (effect, complete)
         } else {
@@ -304,9 +304,9 @@ fn heavy_key_history(seed: u64, stale: bool) -> Option<Vec<Op>> {
         if crashed {
             process[w] = fresh_process;
             fresh_process += 1;
-            next_invoke[w] = t + rng.random_range(1_000..40_000);
+            next_invoke[w] = t + rng.random_range(100..5_000);
         } else {
-            next_invoke[w] = t + latency + rng.random_range(1_000..40_000);
+            next_invoke[w] = t + latency + rng.random_range(100..5_000);
         }
     }
     // Apply the effects in time order to a real register.
@@ -325,8 +325,13 @@ fn heavy_key_history(seed: u64, stale: bool) -> Option<Vec<Op>> {
         }
     }
     if stale {
-        let victim = stale_victim(&calls)?;
-        let (read, value) = victim;
+        // Failing a provably stale read, a read in the middle returns a value no call
+        // writes: the search must exhaust every order of the calls before it to say so.
+        let (read, value) = stale_victim(&calls).or_else(|| {
+            (calls.len() / 2..calls.len())
+                .find(|&i| calls[i].f == "read" && !calls[i].crashed)
+                .map(|i| (i, json!(5)))
+        })?;
         calls[read].output = value;
     }
     // Events: invocations and completions in time order.
@@ -469,7 +474,7 @@ fn heavy_key() {
     for seed in 1..=5 {
         for stale in [false, true] {
             let Some(ops) = heavy_key_history(seed, stale) else {
-                println!("heavy-key seed {seed}: no stale-read candidate");
+                println!("heavy-key seed {seed}: no read to make stale");
                 continue;
             };
             let name = format!("heavy-key-{seed}{}", if stale { "-stale" } else { "" });
