@@ -2,7 +2,7 @@
 //!
 //! Run with `cargo bench --bench checker` (all) or `cargo bench --bench checker -- NAME`
 //! (one: `etcd_all`, `etcd_002`, `etcd_007`, `kv_c50_ok`, `single_key_20p_10k`,
-//! `kv_1m`, `single_key_file`). Parsing is excluded from the corpus timings, as in Porcupine's figures
+//! `kv_1m`, `single_key_file`, `heavy_key`). Parsing is excluded from the corpus timings, as in Porcupine's figures
 //! (MANIFEST.tsv); the ops are read once, and each iteration checks them from memory.
 //!
 //! `kv_1m` and `single_key_file` are not criterion benchmarks: each writes a simulated
@@ -10,12 +10,22 @@
 //! processes; one cas-register key with 20 processes, 10,000 ops, a third crashing),
 //! then runs the real `faultline check` on the file three times and prints the verdicts,
 //! wall times and the peak resident memory of the child (getrusage), streaming included.
+//!
+//! `heavy_key` is one key as a 200-client run under every fault gives it (the run of
+//! issue 18): 500 calls of 100 concurrent workers over five values, a third of them
+//! crashed and open to the end, most during two pauses. [`heavy_key_history`] builds it
+//! linearizable by construction (seeds 1–5) and, for each seed, an invalid variant with
+//! one provably stale read; each file is checked once by the real `faultline check`, with
+//! its wall time and the child's peak RSS.
 
 use criterion::{BenchmarkId, Criterion};
 use faultline::checker::model::{ModelKind, ModelSpec};
 use faultline::checker::simulate::{SimConfig, Simulation, Workload};
 use faultline::checker::{check, CheckOptions, Verdict};
-use faultline::history::{self, Format, HistoryError, Op};
+use faultline::history::{self, Format, HistoryError, Op, OpType, Process, COMPARE_FAILED};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -209,6 +219,278 @@ fn single_key_file() {
     );
 }
 
+/// One call of [`heavy_key_history`] before it is written out.
+struct HeavyCall {
+    process: u64,
+    f: &'static str,
+    input: Value,
+    invoke_us: u64,
+    /// When it takes effect on the register, if it does.
+    effect_us: Option<u64>,
+    /// `None`: crashed and never completed.
+    complete_us: Option<u64>,
+    crashed: bool,
+    output: Value,
+    compare_failed: bool,
+}
+
+/// What a write or cas leaves in the register if it takes effect.
+fn heavy_written(c: &HeavyCall) -> Option<&Value> {
+    match c.f {
+        "write" => Some(&c.input),
+        "cas" => c.input.get(1),
+        _ => None,
+    }
+}
+
+/// One register as a 200-client run under every fault gave its hardest keys (up to 176
+/// calls in flight on one key, ops taking 20 ms): 100 workers, 500 invocations over
+/// values 0..4 (read 2 : write 1 : cas 1, the `register` workload's mix), ops 2–40 ms
+/// long, up to 5 ms apart per worker. Most ops invoked during one of two pauses (the
+/// node paused, ops to it pile up) and a fifth of the others crash, about a third in
+/// all: half of them take effect up to 50 ms later, two thirds complete `info` after the
+/// 2 s op timeout, the rest never; a crashed worker continues as a new process. Effects are applied to a real register in time order, so
+/// the history is linearizable. With `stale`, one completed read is changed to a value
+/// that was provably overwritten (every writer of that value invoked before the read
+/// returned completed before some other completed write that returned before the read
+/// began) or, when there is no such read, a read in the middle to a value never written.
+fn heavy_key_history(seed: u64, stale: bool) -> Option<Vec<Op>> {
+    const WORKERS: u64 = 100;
+    const CALLS: usize = 500;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let pauses = [(15_000u64, 45_000u64), (70_000, 90_000)];
+    let paused = |t: u64| pauses.iter().any(|&(a, b)| (a..b).contains(&t));
+    let mut next_invoke: Vec<u64> = (0..WORKERS).map(|_| rng.random_range(0..5_000)).collect();
+    let mut process: Vec<u64> = (0..WORKERS).collect();
+    let mut fresh_process = WORKERS;
+    let mut calls: Vec<HeavyCall> = Vec::with_capacity(CALLS);
+    while calls.len() < CALLS {
+        let w = (0..WORKERS as usize)
+            .min_by_key(|&w| next_invoke[w])
+            .unwrap_or(0);
+        let t = next_invoke[w];
+        let value = |rng: &mut ChaCha8Rng| json!(rng.random_range(0..5));
+        let (f, input) = match rng.random_range(0..4) {
+            0 | 1 => ("read", Value::Null),
+            2 => ("write", value(&mut rng)),
+            _ => ("cas", json!([value(&mut rng), value(&mut rng)])),
+        };
+        let crashed = if paused(t) {
+            rng.random_bool(0.8)
+        } else {
+            rng.random_bool(0.2)
+        };
+        let latency = rng.random_range(2_000..40_000);
+        let (effect_us, complete_us) = if crashed {
+            let effect = rng
+                .random_bool(0.5)
+                .then(|| t + rng.random_range(1..50_000));
+            let complete = rng.random_bool(2.0 / 3.0).then_some(t + 2_000_000);
+            (effect, complete)
+        } else {
+            (Some(t + rng.random_range(0..latency)), Some(t + latency))
+        };
+        calls.push(HeavyCall {
+            process: process[w],
+            f,
+            input,
+            invoke_us: t,
+            effect_us,
+            complete_us,
+            crashed,
+            output: Value::Null,
+            compare_failed: false,
+        });
+        if crashed {
+            process[w] = fresh_process;
+            fresh_process += 1;
+            next_invoke[w] = t + rng.random_range(100..5_000);
+        } else {
+            next_invoke[w] = t + latency + rng.random_range(100..5_000);
+        }
+    }
+    // Apply the effects in time order to a real register.
+    let mut order: Vec<usize> = (0..calls.len())
+        .filter(|&i| calls[i].effect_us.is_some())
+        .collect();
+    order.sort_by_key(|&i| (calls[i].effect_us, i));
+    let mut register = Value::Null;
+    for i in order {
+        let c = &mut calls[i];
+        match c.f {
+            "read" => c.output = register.clone(),
+            "write" => register = c.input.clone(),
+            _ if c.input[0] == register => register = c.input[1].clone(),
+            _ => c.compare_failed = !c.crashed,
+        }
+    }
+    if stale {
+        // Failing a provably stale read, a read in the middle returns a value no call
+        // writes: the search must exhaust every order of the calls before it to say so.
+        let (read, value) = stale_victim(&calls).or_else(|| {
+            (calls.len() / 2..calls.len())
+                .find(|&i| calls[i].f == "read" && !calls[i].crashed)
+                .map(|i| (i, json!(5)))
+        })?;
+        calls[read].output = value;
+    }
+    // Events: invocations and completions in time order.
+    let mut events: Vec<(u64, usize, bool)> = Vec::new();
+    for (i, c) in calls.iter().enumerate() {
+        events.push((c.invoke_us, i, false));
+        if let Some(done) = c.complete_us {
+            events.push((done, i, true));
+        }
+    }
+    events.sort();
+    let ops = events
+        .into_iter()
+        .enumerate()
+        .map(|(index, (t, i, done))| {
+            let c = &calls[i];
+            let (kind, value, error) = match (done, c.crashed, c.compare_failed) {
+                (false, _, _) => (OpType::Invoke, c.input.clone(), None),
+                (true, true, _) => (OpType::Info, c.input.clone(), Some("timeout".to_string())),
+                (true, false, true) => (
+                    OpType::Fail,
+                    c.input.clone(),
+                    Some(COMPARE_FAILED.to_string()),
+                ),
+                (true, false, false) if c.f == "read" => (OpType::Ok, c.output.clone(), None),
+                (true, false, false) => (OpType::Ok, c.input.clone(), None),
+            };
+            Op {
+                index: index as u64,
+                time_ns: t * 1_000,
+                process: Process::Client(c.process),
+                kind,
+                f: c.f.to_string(),
+                key: None,
+                value,
+                node: None,
+                error,
+            }
+        })
+        .collect();
+    Some(ops)
+}
+
+/// A completed read and a value it cannot have returned: some completed write or cas W
+/// (of another value) returned before the read was invoked, and every call that could
+/// write the value and was invoked before the read returned completed `ok` before W was
+/// invoked. Looks at the later reads first, where most calls are open.
+fn stale_victim(calls: &[HeavyCall]) -> Option<(usize, Value)> {
+    let ok = |c: &HeavyCall| !c.crashed && !c.compare_failed;
+    for (r, read) in calls.iter().enumerate().rev() {
+        let (false, "read", Some(r_done)) = (read.crashed, read.f, read.complete_us) else {
+            continue;
+        };
+        for v in 0..5 {
+            let v = json!(v);
+            if v == read.output {
+                continue;
+            }
+            let writers: Vec<&HeavyCall> = calls
+                .iter()
+                .filter(|c| heavy_written(c) == Some(&v) && c.invoke_us < r_done)
+                .collect();
+            let overwritten = calls.iter().any(|w| {
+                ok(w)
+                    && heavy_written(w).is_some_and(|x| *x != v)
+                    && w.complete_us.is_some_and(|d| d < read.invoke_us)
+                    && writers.iter().all(|c| {
+                        ok(c) && c.f == "write" && c.complete_us.is_some_and(|d| d < w.invoke_us)
+                    })
+            });
+            if overwritten && !writers.is_empty() {
+                return Some((r, v));
+            }
+        }
+    }
+    None
+}
+
+/// Write `ops` to `target/checker-bench/NAME.jsonl` (replacing it), then run the real
+/// `faultline check` on it once; print the verdict, the wall time, the search's counters
+/// and the child's peak RSS.
+fn check_file_once(name: &str, ops: &[Op], args: &[&str]) -> (String, Duration, i64) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/checker-bench");
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let file = dir.join(format!("{name}.jsonl"));
+    let mut w =
+        std::io::BufWriter::new(std::fs::File::create(&file).unwrap_or_else(|e| panic!("{e}")));
+    for op in ops {
+        serde_json::to_writer(&mut w, op).unwrap_or_else(|e| panic!("{e}"));
+        std::io::Write::write_all(&mut w, b"\n").unwrap_or_else(|e| panic!("{e}"));
+    }
+    drop(w);
+    let started = Instant::now();
+    // Reaped by wait4 below, which also gives this child's own peak RSS.
+    #[allow(clippy::zombie_processes)]
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .arg("check")
+        .args(args)
+        .arg(&file)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let pid = child.id() as libc::pid_t;
+    let mut out = String::new();
+    if let Some(mut stdout) = child.stdout {
+        std::io::Read::read_to_string(&mut stdout, &mut out).unwrap_or_else(|e| panic!("{e}"));
+    }
+    // SAFETY: wait4 only writes into the status and the struct we pass.
+    let rss_kib = unsafe {
+        let mut status = 0;
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::wait4(pid, &mut status, 0, &mut usage);
+        usage.ru_maxrss
+    };
+    let wall = started.elapsed();
+    let verdict = out
+        .lines()
+        .find_map(|l| l.strip_prefix("verdict: "))
+        .unwrap_or("?")
+        .to_lowercase();
+    let search = out
+        .lines()
+        .find_map(|l| l.strip_prefix("search: "))
+        .unwrap_or("?");
+    let why = out
+        .lines()
+        .find_map(|l| l.strip_prefix("unknown because: "))
+        .map(|r| format!(" ({r})"))
+        .unwrap_or_default();
+    println!(
+        "{name}: {verdict}{why} in {wall:.2?} wall, peak RSS {} MiB; search: {search}",
+        rss_kib / 1024
+    );
+    (verdict, wall, rss_kib)
+}
+
+/// [`heavy_key_history`] for seeds 1–5, valid and with a stale read, each checked once
+/// with a 10 s limit.
+fn heavy_key() {
+    for seed in 1..=5 {
+        for stale in [false, true] {
+            let Some(ops) = heavy_key_history(seed, stale) else {
+                println!("heavy-key seed {seed}: no read to make stale");
+                continue;
+            };
+            let name = format!("heavy-key-{seed}{}", if stale { "-stale" } else { "" });
+            let (verdict, _, _) = check_file_once(
+                &name,
+                &ops,
+                &["--model", "cas-register", "--time-limit", "10s"],
+            );
+            let expected = if stale { "invalid" } else { "valid" };
+            if verdict != expected && verdict != "unknown" {
+                panic!("{name}: verdict {verdict}, built to be {expected}");
+            }
+        }
+    }
+}
+
 fn main() {
     let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let wants = |name: &str| {
@@ -225,5 +507,8 @@ fn main() {
     }
     if wants("single_key_file") {
         single_key_file();
+    }
+    if wants("heavy_key") {
+        heavy_key();
     }
 }

@@ -211,6 +211,23 @@ impl Drop for Meter<'_> {
     }
 }
 
+/// Start measuring the process's peak resident memory afresh (Linux: `5` to
+/// `/proc/self/clear_refs` resets `VmHWM`), so that [`peak_rss_bytes`] afterwards tells
+/// what a check needed rather than what a run held before it. Best effort: where that
+/// file is missing or not writable the peak stays the process's whole-life peak.
+pub fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", b"5");
+}
+
+/// The process's peak resident memory (`VmHWM` of `/proc/self/status`), in bytes;
+/// `None` where the kernel does not say.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?;
+    let kib: u64 = line.trim().strip_suffix("kB")?.trim().parse().ok()?;
+    Some(kib * 1024)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -252,6 +269,17 @@ mod tests {
         budget.cancel_after(Duration::ZERO);
         budget.cancel_after(Duration::from_secs(30));
         assert_eq!(budget.check(), Err(Exhausted::Cancelled));
+    }
+
+    #[test]
+    fn the_peak_rss_covers_memory_touched_after_a_reset() {
+        // Other tests may reset the peak at any time (every check does), but never below
+        // what is resident, and this block stays resident until the end.
+        reset_peak_rss();
+        let block = vec![1u8; 64 << 20];
+        let peak = peak_rss_bytes().expect("Linux reports VmHWM");
+        assert!(block.iter().step_by(4096).all(|&b| b == 1));
+        assert!(peak >= 64 << 20, "{peak}");
     }
 
     #[test]

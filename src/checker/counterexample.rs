@@ -23,7 +23,7 @@
 use super::budget::Budget;
 use super::model::{Model, Outcome};
 use super::prepare::{CallMeta, Event, NemesisOp, Partition, NO_NODE};
-use super::search::{open_twins, search, Failure, SearchResult, Span, OPEN};
+use super::search::{search, twins, Failure, SearchResult, Span, OPEN};
 use super::value::Values;
 use crate::spec::nemesis::FaultKind;
 use crate::spec::schedule::FaultEdge;
@@ -438,7 +438,10 @@ fn unlinearizable<M: Model>(
             });
         }
     }
-    let twins = open_twins(&calls, &spans);
+    if let Some(merged) = cx.model.merge_unobserved(&calls) {
+        calls = merged;
+    }
+    let twins = twins(&calls, &spans);
     let mut steps = cx.model.steps(&calls);
     match search(&spans, &twins, &mut steps, budget).0 {
         SearchResult::NotLinearizable(_) => Some(true),

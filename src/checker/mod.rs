@@ -154,6 +154,10 @@ pub struct CheckReport {
     pub problems: Vec<KeyProblem>,
     pub search: SearchTotals,
     pub elapsed_ms: u64,
+    /// The process's peak resident memory while checking (reading and pairing the
+    /// history included), where the kernel says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_rss_bytes: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub counterexample: Option<Counterexample>,
 }
@@ -211,6 +215,7 @@ where
     I: IntoIterator<Item = Result<(usize, Op), HistoryError>>,
 {
     let started = Instant::now();
+    budget::reset_peak_rss();
     let mut values = value::Values::new();
     let name = spec.to_string();
     let report = match spec.kind {
@@ -229,6 +234,7 @@ where
     };
     Ok(CheckReport {
         elapsed_ms: started.elapsed().as_millis() as u64,
+        peak_rss_bytes: budget::peak_rss_bytes(),
         ..report
     })
 }
@@ -250,8 +256,10 @@ fn search_key<M: Model>(
     part: &Partition<M::Call>,
     budget: &Budget,
 ) -> (KeyOutcome, SearchStats) {
-    let twins = search::open_twins(&part.calls, &part.spans);
-    let mut steps = model.steps(&part.calls);
+    let merged = model.merge_unobserved(&part.calls);
+    let calls = merged.as_deref().unwrap_or(&part.calls);
+    let twins = search::twins(calls, &part.spans);
+    let mut steps = model.steps(calls);
     let (result, stats) = search::search(&part.spans, &twins, &mut steps, budget);
     let outcome = match result {
         SearchResult::Linearizable => KeyOutcome::Valid,
@@ -308,6 +316,7 @@ where
         problems: Vec::new(),
         search: SearchTotals::default(),
         elapsed_ms: 0,
+        peak_rss_bytes: None,
         counterexample: None,
     };
     let mut first_invalid: Option<usize> = None;
@@ -492,6 +501,9 @@ impl fmt::Display for CheckReport {
             "search: {} steps, {} configurations, {} ms",
             self.search.steps, self.search.configurations, self.elapsed_ms
         )?;
+        if let Some(bytes) = self.peak_rss_bytes {
+            writeln!(f, "memory: peak RSS {}", budget::format_bytes(bytes))?;
+        }
         if let Some(reason) = &self.reason {
             writeln!(f, "unknown because: {reason}")?;
         }

@@ -393,6 +393,13 @@ pub fn stale_read(history: &[Op]) -> Option<Vec<Op>> {
 /// a tiny domain so that coincidences (and violations) are common, random overlaps,
 /// some crashed or never completed, some compare-failed cas.
 pub fn random_small(workload: Workload, seed: u64, calls: usize) -> Vec<Op> {
+    random_small_with(workload, seed, calls, 0.25)
+}
+
+/// [`random_small`] with `crashed` of the calls crashing (three fifths of them complete
+/// `info`, the rest never): many crashed writes, some of whose values are read, are what
+/// the search's pruning of open calls must get right.
+pub fn random_small_with(workload: Workload, seed: u64, calls: usize, crashed: f64) -> Vec<Op> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     // Each call gets an invocation and (maybe) a completion slot on a shared timeline.
     let mut events: Vec<(u64, usize, bool)> = Vec::new();
@@ -428,11 +435,11 @@ pub fn random_small(workload: Workload, seed: u64, calls: usize) -> Vec<Op> {
             _ => ("write", small(&mut rng), Value::Null),
         };
         let fate: f64 = rng.random();
-        let (kind, error) = if fate < 0.15 {
+        let (kind, error) = if fate < crashed * 0.6 {
             (Some(OpType::Info), Some("timeout".to_string()))
-        } else if fate < 0.25 {
+        } else if fate < crashed {
             (None, None)
-        } else if fate < 0.35 && f == "cas" {
+        } else if fate < crashed + 0.1 && f == "cas" {
             (Some(OpType::Fail), Some(COMPARE_FAILED.to_string()))
         } else {
             (Some(OpType::Ok), None)

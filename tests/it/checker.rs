@@ -146,6 +146,67 @@ fn the_search_agrees_with_brute_force_on_small_random_histories() {
     );
 }
 
+/// The pruning of open calls (merged unobserved values, deduplicated equal calls) meets
+/// its hard cases where crashes are common and many calls overlap: half the calls crash
+/// here, and histories go up to 11 calls.
+#[test]
+fn the_search_agrees_with_brute_force_when_half_the_calls_crash() {
+    let mut seen = [0usize; 2];
+    for seed in 0..3000u64 {
+        let workload = [Workload::Register, Workload::CasRegister][(seed % 2) as usize];
+        let calls = 4 + (seed / 2 % 8) as usize;
+        let ops = simulate::random_small_with(workload, 50_000 + seed, calls, 0.5);
+        let mut values = Values::new();
+        let model = Register::new(
+            workload == Workload::CasRegister,
+            &serde_json::Value::Null,
+            false,
+            &mut values,
+        );
+        let expected = brute_verdict(model, values, &ops);
+        let got = run(&ops, &spec_of(workload));
+        assert_eq!(
+            got, expected,
+            "seed {seed}, {workload:?}, {calls} calls:\n{ops:#?}"
+        );
+        seen[usize::from(got == Verdict::Invalid)] += 1;
+    }
+    assert!(
+        seen[0] > 300 && seen[1] > 300,
+        "both verdicts must be common in the sample: {seen:?} (valid, invalid)"
+    );
+}
+
+/// A crashed write matters exactly when its value is read: the merged-values pruning
+/// must keep it apart then, and must not let it take effect before it was invoked.
+#[test]
+fn a_crashed_write_whose_value_is_read_later_is_kept() {
+    let op = |index: u64, process: u64, kind: &str, f: &str, value: serde_json::Value| -> Op {
+        serde_json::from_value(serde_json::json!({"index": index, "time_ns": index, "process": process, "type": kind, "f": f, "value": value})).unwrap()
+    };
+    let history = |read_first: bool| {
+        let mut ops = vec![
+            op(0, 1, "invoke", "write", serde_json::json!(1)),
+            op(1, 1, "ok", "write", serde_json::json!(1)),
+            // Crashed writes: 2 is read later, 3 never.
+            op(4, 2, "invoke", "write", serde_json::json!(2)),
+            op(5, 3, "invoke", "write", serde_json::json!(3)),
+            op(6, 2, "info", "write", serde_json::json!(2)),
+            op(9, 5, "invoke", "read", serde_json::Value::Null),
+            op(10, 5, "ok", "read", serde_json::json!(2)),
+        ];
+        if read_first {
+            // The read of 2 completes before the write of 2 is invoked.
+            ops.insert(2, op(2, 4, "invoke", "read", serde_json::Value::Null));
+            ops.insert(3, op(3, 4, "ok", "read", serde_json::json!(2)));
+        }
+        ops
+    };
+    let spec = ModelSpec::new(ModelKind::CasRegister);
+    assert_eq!(run(&history(false), &spec), Verdict::Valid);
+    assert_eq!(run(&history(true), &spec), Verdict::Invalid);
+}
+
 #[test]
 fn a_search_past_its_time_limit_answers_unknown_with_the_reason() {
     // 60 crashed appends of distinct strings and a get of a string none of them makes:

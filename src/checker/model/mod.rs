@@ -119,6 +119,15 @@ pub trait Model: Send + Sync {
         false
     }
 
+    /// `calls` with the values no call can tell apart merged into one, or `None` when
+    /// nothing merges (the default). The search then meets fewer distinct states and more
+    /// equal calls (which it deduplicates). Must keep every verdict: each merged call must
+    /// step from each merged state exactly as the original steps from the original, up to
+    /// the merge, and the initial state must map to itself.
+    fn merge_unobserved(&self, _calls: &[Self::Call]) -> Option<Vec<Self::Call>> {
+        None
+    }
+
     /// Heap and inline bytes of a state, for the memory budget.
     fn state_bytes(&self, _state: &Self::State) -> usize {
         std::mem::size_of::<Self::State>()

@@ -6,6 +6,7 @@
 use super::{show, Model, Outcome, RawCall};
 use crate::checker::search::Transitions;
 use crate::checker::value::{ValueId, Values};
+use rustc_hash::FxHashSet;
 use serde_json::Value;
 
 /// A read/write register, optionally with compare-and-set.
@@ -110,6 +111,49 @@ impl Model for Register {
 
     fn is_read_only(&self, call: &RegisterCall) -> bool {
         read_only(*call)
+    }
+
+    /// A register's step compares the state only with the values reads returned and cas
+    /// calls expected. Every other value (written, say, by a crashed write that no read
+    /// saw, or overwritten before any read) behaves the same in every call, so all of them
+    /// become one: the initial value if it is among them, else the first such one written.
+    /// Crashed writes of such values then become equal calls, which the search tries once.
+    fn merge_unobserved(&self, calls: &[RegisterCall]) -> Option<Vec<RegisterCall>> {
+        let mut observed: FxHashSet<ValueId> = FxHashSet::default();
+        for call in calls {
+            match *call {
+                RegisterCall::Read(v)
+                | RegisterCall::Cas { from: v, .. }
+                | RegisterCall::CasFailed { from: v } => {
+                    observed.insert(v);
+                }
+                RegisterCall::Write(_) => {}
+            }
+        }
+        let unobserved = |v: &ValueId| !observed.contains(v);
+        let written = calls.iter().filter_map(|call| match *call {
+            RegisterCall::Write(v) | RegisterCall::Cas { to: v, .. } => Some(v),
+            _ => None,
+        });
+        let one = std::iter::once(self.init).chain(written).find(unobserved)?;
+        let merge = |v: ValueId| if unobserved(&v) { one } else { v };
+        let mut changed = false;
+        let merged = calls
+            .iter()
+            .map(|call| {
+                let m = match *call {
+                    RegisterCall::Write(v) => RegisterCall::Write(merge(v)),
+                    RegisterCall::Cas { from, to } => RegisterCall::Cas {
+                        from,
+                        to: merge(to),
+                    },
+                    other => other,
+                };
+                changed |= m != *call;
+                m
+            })
+            .collect();
+        changed.then_some(merged)
     }
 
     fn relax(&self, call: &RegisterCall) -> Option<RegisterCall> {
@@ -303,6 +347,88 @@ mod tests {
         assert!(err.contains("cas-register"), "{err}");
         let err = encode(&mut m, &mut v, "incr", json!(1), None, Outcome::Ok).unwrap_err();
         assert!(err.contains("\"incr\""), "{err}");
+    }
+
+    fn merged(init: i64, calls: &[RegisterCall], v: &mut Values) -> Option<Vec<RegisterCall>> {
+        Register::new(true, &json!(init), false, v).merge_unobserved(calls)
+    }
+
+    #[test]
+    fn values_no_call_observes_merge_into_the_initial_one() {
+        let mut v = Values::new();
+        let [zero, one, two, three] = [0, 1, 2, 3].map(|i| v.intern(&json!(i)));
+        use RegisterCall::*;
+        // 1 is read, 2 expected by a cas; 3 only written: it merges into the initial 0,
+        // which nothing observes either.
+        let calls = [
+            Write(one),
+            Read(one),
+            Write(three),
+            Cas {
+                from: two,
+                to: three,
+            },
+            Write(two),
+        ];
+        assert_eq!(
+            merged(0, &calls, &mut v),
+            Some(vec![
+                Write(one),
+                Read(one),
+                Write(zero),
+                Cas {
+                    from: two,
+                    to: zero
+                },
+                Write(two),
+            ])
+        );
+    }
+
+    #[test]
+    fn a_read_or_a_compare_failed_cas_keeps_a_value_apart() {
+        let mut v = Values::new();
+        let [one, two] = [1, 2].map(|i| v.intern(&json!(i)));
+        use RegisterCall::*;
+        // A crashed write of 1 whose value is read later: 1 stays itself; so does 2, which
+        // a compare-failed cas observed; the initial 0 is read.
+        let zero = v.intern(&json!(0));
+        let calls = [
+            Write(one),
+            Write(two),
+            Read(one),
+            CasFailed { from: two },
+            Read(zero),
+        ];
+        assert_eq!(merged(0, &calls, &mut v), None);
+    }
+
+    #[test]
+    fn without_an_unobserved_initial_value_the_first_unobserved_write_is_kept() {
+        let mut v = Values::new();
+        let [zero, five, six] = [0, 5, 6].map(|i| v.intern(&json!(i)));
+        use RegisterCall::*;
+        let calls = [
+            Read(zero),
+            Write(five),
+            Write(six),
+            Cas {
+                from: zero,
+                to: six,
+            },
+        ];
+        assert_eq!(
+            merged(0, &calls, &mut v),
+            Some(vec![
+                Read(zero),
+                Write(five),
+                Write(five),
+                Cas {
+                    from: zero,
+                    to: five
+                }
+            ])
+        );
     }
 
     #[test]

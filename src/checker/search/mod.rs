@@ -17,6 +17,13 @@
 //! - Among open calls that are equal (same model call, e.g. two crashed `write 3`s) only
 //!   the earliest-invoked unplaced one is tried: any linearization using a later twin can
 //!   use the earlier one instead, because an open call has no return bound.
+//! - Among completed calls that are equal and may both go next, only the one that returns
+//!   first is tried (earliest deadline first): in any linearization that places the later
+//!   one now and the earlier one further on, the two can swap places. The states along
+//!   the way do not change (the calls are equal), the one placed now may go next too, and
+//!   the one moved later returns no earlier than the one that stood there. Under heavy
+//!   overlap (a hundred calls in flight on a key whose values come from a handful) this
+//!   turns dozens of equivalent choices into one per distinct call.
 //! - A read-only call (a read, a compare-failed cas) that may go next and is legal in the
 //!   current state is placed at once, and the configuration is not explored any other
 //!   way: moving a read earlier, to a point where it is legal and allowed by real time,
@@ -117,18 +124,31 @@ pub struct SearchStats {
 /// How often (in loop iterations) the search looks at the clock and its memory.
 const CHECK_EVERY: u64 = 4096;
 
-/// The previous open call equal to each open call (or [`NONE`]): the "twins" the search
-/// deduplicates. `calls[i]` is the model call of `spans[i]`.
-pub fn open_twins<C: Eq + std::hash::Hash>(calls: &[C], spans: &[Span]) -> Vec<u32> {
-    let mut order: Vec<u32> = (0..spans.len() as u32)
-        .filter(|&i| spans[i as usize].is_open())
-        .collect();
-    order.sort_by_key(|&i| spans[i as usize].invoke);
-    let mut last: rustc_hash::FxHashMap<&C, u32> = rustc_hash::FxHashMap::default();
+/// Each call's previous "twin" (or [`NONE`]), the equal calls the search deduplicates:
+/// for an open call, the previous equal open call by invocation; for a completed call,
+/// the previous equal completed call by return. `calls[i]` is the model call of
+/// `spans[i]`.
+pub fn twins<C: Eq + std::hash::Hash>(calls: &[C], spans: &[Span]) -> Vec<u32> {
     let mut twins = vec![NONE; spans.len()];
-    for i in order {
-        if let Some(prev) = last.insert(&calls[i as usize], i) {
-            twins[i as usize] = prev;
+    for open in [true, false] {
+        let mut order: Vec<u32> = (0..spans.len() as u32)
+            .filter(|&i| spans[i as usize].is_open() == open)
+            .collect();
+        // Open calls by invocation, completed ones by return (ties cannot happen: every
+        // event has its own position).
+        order.sort_by_key(|&i| {
+            let s = spans[i as usize];
+            if open {
+                s.invoke
+            } else {
+                s.ret
+            }
+        });
+        let mut last: rustc_hash::FxHashMap<&C, u32> = rustc_hash::FxHashMap::default();
+        for i in order {
+            if let Some(prev) = last.insert(&calls[i as usize], i) {
+                twins[i as usize] = prev;
+            }
         }
     }
     twins
@@ -136,7 +156,7 @@ pub fn open_twins<C: Eq + std::hash::Hash>(calls: &[C], spans: &[Span]) -> Vec<u
 
 /// Decide whether the calls of one key can be linearized.
 ///
-/// `twins` comes from [`open_twins`] (or is all [`NONE`] to disable the deduplication).
+/// `twins` comes from [`twins`] (or is all [`NONE`] to disable the deduplication).
 /// Stops with [`SearchResult::Exhausted`] when `budget` runs out.
 pub fn search<T: Transitions>(
     spans: &[Span],
@@ -161,6 +181,10 @@ struct Frame {
     call: u32,
     state: u32,
     frontier: u32,
+    /// The return position before which the candidates of the configuration this call was
+    /// placed from were invoked (unused for forced reads, whose configuration is never
+    /// scanned again).
+    bound: u64,
     /// Placed as a legal read: its configuration has no other way forward.
     forced: bool,
 }
@@ -188,6 +212,9 @@ struct Searcher<'a> {
     open_tail: u32,
     read_only: Vec<bool>,
     blind: Vec<bool>,
+    /// The earliest return among unplaced completed calls of the current configuration
+    /// (known once its scan for a legal read found none): candidates are invoked before.
+    bound: u64,
     placed: Vec<u64>,
     placed_hash: u64,
     zobrist: Vec<u64>,
@@ -265,6 +292,7 @@ impl<'a> Searcher<'a> {
             open_tail,
             read_only: Vec::new(),
             blind: Vec::new(),
+            bound: OPEN,
             placed: vec![0; words],
             placed_hash: 0,
             zobrist: (0..n as u64).map(splitmix).collect(),
@@ -338,6 +366,7 @@ impl<'a> Searcher<'a> {
             call: c,
             state: *state,
             frontier,
+            bound: self.bound,
             forced: false,
         });
         self.max_depth = self.max_depth.max(self.stack.len() as u32);
@@ -357,6 +386,7 @@ impl<'a> Searcher<'a> {
         let c = frame.call;
         self.flip(c);
         *state = frame.state;
+        self.bound = frame.bound;
         if self.spans[c as usize].is_open() {
             Self::relink(&mut self.open_next, &mut self.open_prev, c);
             Cursor::Open {
@@ -372,7 +402,9 @@ impl<'a> Searcher<'a> {
     }
 
     /// A read-only call that may go next and is legal in `state`, with the state after it.
-    fn legal_read<T: Transitions>(&self, t: &mut T, state: u32) -> Option<(u32, u32)> {
+    /// When there is none, the scan has reached the earliest return among unplaced
+    /// completed calls, which becomes [`Self::bound`].
+    fn legal_read<T: Transitions>(&mut self, t: &mut T, state: u32) -> Option<(u32, u32)> {
         let mut node = self.next[self.head as usize];
         while node & 1 == 0 && node < self.head {
             let c = node >> 1;
@@ -383,7 +415,26 @@ impl<'a> Searcher<'a> {
             }
             node = self.next[node as usize];
         }
+        self.bound = self.spans.get((node >> 1) as usize).map_or(OPEN, |s| s.ret);
         None
+    }
+
+    /// Whether completed candidate `c` has an equal unplaced candidate that returns
+    /// earlier: then only that one is tried (see the module doc).
+    fn has_earlier_twin(&self, c: u32) -> bool {
+        let mut d = self.twins[c as usize];
+        while d != NONE {
+            let span = self.spans[d as usize];
+            // Every completed call returning before the bound is placed already.
+            if span.ret < self.bound {
+                return false;
+            }
+            if !self.is_placed(d) && span.invoke < self.bound {
+                return true;
+            }
+            d = self.twins[d as usize];
+        }
+        false
     }
 
     /// Pop frames until one whose configuration has other candidates left; `None` when
@@ -464,6 +515,7 @@ impl<'a> Searcher<'a> {
                             call: c,
                             state,
                             frontier: NONE,
+                            bound: OPEN,
                             forced: true,
                         });
                         self.max_depth = self.max_depth.max(self.stack.len() as u32);
@@ -492,7 +544,8 @@ impl<'a> Searcher<'a> {
                 Cursor::Main(node) => {
                     let c = node >> 1;
                     if node & 1 == 0 && node < self.head {
-                        cursor = if self.place(t, &mut state, c, NONE) {
+                        cursor = if !self.has_earlier_twin(c) && self.place(t, &mut state, c, NONE)
+                        {
                             if self.remaining == 0 {
                                 return SearchResult::Linearizable;
                             }
@@ -576,7 +629,7 @@ mod tests {
 
     fn run(calls: &[(char, u32, u32)], spans: &[Span]) -> SearchResult {
         let budget = Budget::new(Duration::from_secs(10), 1 << 30);
-        let twins = open_twins(calls, spans);
+        let twins = twins(calls, spans);
         search(spans, &twins, &mut Reg { calls }, &budget).0
     }
 
@@ -675,6 +728,68 @@ mod tests {
             run(&calls, &spans),
             SearchResult::NotLinearizable(_)
         ));
+    }
+
+    #[test]
+    fn equal_completed_writes_keep_both_orders_open() {
+        // Two `write 1`s: A long, B short. After `write 2`, a read sees 1 again, so A must
+        // go after `write 2` even though B (returning first) is the one tried first.
+        let calls = [('w', 1, 0), ('w', 1, 0), ('w', 2, 0), ('r', 1, 0)];
+        let spans = [span(0, 10), span(1, 3), span(4, 5), span(6, 7)];
+        assert_eq!(run(&calls, &spans), SearchResult::Linearizable);
+        // A returning before `write 2` begins: no `write 1` can follow it.
+        let spans = [span(0, 2), span(1, 3), span(4, 5), span(6, 7)];
+        assert!(matches!(
+            run(&calls, &spans),
+            SearchResult::NotLinearizable(_)
+        ));
+    }
+
+    #[test]
+    fn equal_completed_cas_calls_chain_in_either_order() {
+        // cas 0→1 twice (A long, B short) around a cas 1→0; the read of 1 at the end
+        // needs both, B first.
+        let calls = [('c', 0, 1), ('c', 0, 1), ('c', 1, 0), ('r', 1, 0)];
+        let spans = [span(0, 10), span(1, 3), span(4, 5), span(6, 7)];
+        assert_eq!(run(&calls, &spans), SearchResult::Linearizable);
+        // A third cas 0→1 cannot happen: a read of 0 after everything is impossible.
+        let calls = [
+            ('c', 0, 1),
+            ('c', 0, 1),
+            ('c', 1, 0),
+            ('r', 1, 0),
+            ('r', 0, 0),
+        ];
+        let spans = [
+            span(0, 10),
+            span(1, 3),
+            span(4, 5),
+            span(6, 7),
+            span(11, 12),
+        ];
+        assert!(matches!(
+            run(&calls, &spans),
+            SearchResult::NotLinearizable(_)
+        ));
+    }
+
+    #[test]
+    fn twins_pair_open_calls_by_invocation_and_completed_ones_by_return() {
+        let calls = [
+            ('w', 1, 0),
+            ('w', 1, 0),
+            ('w', 1, 0),
+            ('w', 1, 0),
+            ('w', 2, 0),
+        ];
+        let spans = [
+            span(0, 10),
+            span(1, OPEN),
+            span(2, 5),
+            span(3, OPEN),
+            span(4, 6),
+        ];
+        assert_eq!(twins(&calls, &spans), vec![2, NONE, NONE, 1, NONE]);
     }
 
     #[test]
