@@ -3,27 +3,11 @@
 //! attribute values, escaped by maud wherever a page splices a value in
 //! ([`super::layout`]), and JSON embedded in a `<script>` element ([`json_for_script`]).
 //! Pages never build HTML in JavaScript from data; scripts set `textContent`, so these two
-//! are the only doors. [`html`] is for the text still written without maud (`serve`'s
-//! directory listing, junit.xml).
+//! are the only doors; `serve`'s directory listing is a maud page too, and junit.xml is
+//! quick-junit's.
 
 use maud::{Markup, PreEscaped};
 use serde::Serialize;
-
-/// Escape text for HTML element content and quoted attribute values.
-pub fn html(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + s.len() / 8);
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 /// Serialize `value` as JSON that is safe inside `<script type="application/json">`:
 /// `<`, `>` and `&` become `\u003c`… so neither `</script>` nor `<!--` can appear, and
@@ -77,14 +61,6 @@ pub fn truncate(s: &str, max_chars: usize) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn html_escapes_markup_and_quotes() {
-        assert_eq!(
-            html("<script>alert('x') & \"y\"</script>"),
-            "&lt;script&gt;alert(&#39;x&#39;) &amp; &quot;y&quot;&lt;/script&gt;"
-        );
-    }
 
     #[test]
     fn script_json_cannot_close_the_script_element() {

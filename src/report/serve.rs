@@ -23,8 +23,7 @@
 //! connections), each write within 30 s, at most 64 connections at once. Default bind is
 //! loopback only; any other address is allowed, with a warning.
 
-use super::escape::html;
-use super::page::{href, CSS};
+use super::page::href;
 use anyhow::{Context, Result};
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
@@ -405,22 +404,24 @@ fn listing(root: &Path, dir: &Path) -> String {
         })
         .unwrap_or_default();
     entries.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
-    let mut out = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><link rel=\"icon\" href=\"data:,\"><title>{t}</title><style>{CSS}</style></head><body><main><h2>{t}</h2><ul><li><a href=\"../\">../</a></li>",
-        t = html(&title)
-    );
-    for (is_dir, name) in entries.iter().take(MAX_LISTING) {
-        let slash = if *is_dir { "/" } else { "" };
-        out.push_str(&format!(
-            "<li><a href=\"{}{slash}\">{}{slash}</a></li>",
-            html(&href(&[name])),
-            html(name)
-        ));
-    }
-    if entries.len() > MAX_LISTING {
-        out.push_str(&format!("<li>… {} more</li>", entries.len() - MAX_LISTING));
-    }
-    out.push_str("</ul></main></body></html>\n");
+    let more = entries.len().saturating_sub(MAX_LISTING);
+    let body = maud::html! {
+        main {
+            h2 { (title) }
+            ul {
+                li { a href="../" { "../" } }
+                @for (is_dir, name) in entries.iter().take(MAX_LISTING) {
+                    @let slash = if *is_dir { "/" } else { "" };
+                    li { a href={ (href(&[name])) (slash) } { (name) (slash) } }
+                }
+                @if more > 0 {
+                    li { "… " (more) " more" }
+                }
+            }
+        }
+    };
+    let mut out = super::layout::document(&title, "", None, body).into_string();
+    out.push('\n');
     out
 }
 
