@@ -19,6 +19,7 @@
 //! Listed bottom-up: a module imports only modules above it in this list (a test,
 //! `tests/it/modules.rs`, fails on any cycle).
 //!
+//! - [`shell`]: quoting words for the POSIX shell (SSH scripts, commands on the page).
 //! - [`log`]: the run log (`faultline.log` and stderr, around the progress line).
 //! - [`store`]: the run directory, atomic writes, `latest` links.
 //! - [`history`]: the op vocabulary ([`history::Op`], [`history::Invocation`]), the
@@ -61,6 +62,7 @@ pub mod log;
 pub mod nemesis;
 pub mod report;
 pub mod runner;
+pub mod shell;
 pub mod spec;
 pub mod store;
 pub mod target;

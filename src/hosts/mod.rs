@@ -132,7 +132,11 @@ impl Hosts {
     /// Run a command inside a node's host and wait for it, feeding `stdin`.
     pub async fn exec(&self, node: &NodeHost, argv: &[&str], stdin: &[u8]) -> Result<Output> {
         match self {
-            Hosts::Ssh(h) => h.conn(&node.node)?.run(&ssh::quote_argv(argv), stdin).await,
+            Hosts::Ssh(h) => {
+                h.conn(&node.node)?
+                    .run(&crate::shell::join(argv)?, stdin)
+                    .await
+            }
             #[cfg(test)]
             Hosts::Recording(h) => h.exec(node, argv, stdin).await,
             _ => local::exec_in(node.netns.as_deref(), argv, stdin).await,

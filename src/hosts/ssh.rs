@@ -16,6 +16,7 @@
 
 use super::cleanup::{ClockOrigin, ProcId, Registry};
 use super::{NodeHost, SpawnSpec};
+use crate::shell::{self, quote};
 use crate::spec::inventory::{ClockMode, SshNode};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -61,24 +62,6 @@ const ALIVE_FN: &str = r#"alive() { [ -r /proc/$1/stat ] && awk -v t="$2" '{ s=$
 const GROUP_FN: &str = r#"members() { cat /proc/[0-9]*/stat 2>/dev/null | awk -v g="$1" -v t="$2" '{ p = $0; sub(/ .*/, "", p); s = $0; sub(/^.*\) /, "", s); split(s, a, " "); if (p == g && a[20] != t) reused = 1; if (a[3] == g && a[20] >= t && a[1] != "Z" && a[1] != "X") m = m " " p } END { if (!reused) print m }'; }
 killgroup() { if [ -n "$(members "$1" "$2")" ]; then kill -s KILL -- "-$1" 2>/dev/null; fi; true; }
 gonegroup() { i=0; while [ -n "$(members "$1" "$2")" ]; do i=$((i+1)); [ $i -gt 100 ] && echo "process group $1 survived SIGKILL" >&2 && return 1; sleep 0.1; done; true; }"#;
-
-/// Quote one word for a POSIX shell.
-pub fn quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
-    {
-        return s.to_string();
-    }
-    format!("'{}'", s.replace('\'', r"'\''"))
-}
-
-pub fn quote_argv<S: AsRef<str>>(argv: &[S]) -> String {
-    argv.iter()
-        .map(|a| quote(a.as_ref()))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
 
 /// How one node is reached.
 #[derive(Debug, Clone)]
@@ -179,25 +162,25 @@ impl SshConn {
     }
 
     /// `script` as the remote shell should run it (with `sudo -n` when configured).
-    fn remote(&self, script: &str) -> String {
+    fn remote(&self, script: &str) -> Result<String> {
         if self.node.sudo {
-            format!("sudo -n sh -c {}", quote(script))
+            Ok(format!("sudo -n sh -c {}", quote(script)?))
         } else {
-            script.to_string()
+            Ok(script.to_string())
         }
     }
 
-    fn command(&self, script: &str) -> tokio::process::Command {
+    fn command(&self, script: &str) -> Result<tokio::process::Command> {
         let mut cmd = tokio::process::Command::new("ssh");
         cmd.args(self.options(false))
             .arg(&self.node.ssh_host)
             .arg("--")
-            .arg(self.remote(script))
+            .arg(self.remote(script)?)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        cmd
+        Ok(cmd)
     }
 
     /// Start the connection master for this node as our own child, recorded for cleanup
@@ -232,7 +215,7 @@ impl SshConn {
                 tokio::time::sleep(Duration::from_millis(500 << attempt)).await;
             }
             let mut child = self
-                .command(script)
+                .command(script)?
                 .spawn()
                 .with_context(|| format!("node {}: cannot run ssh", self.node.name))?;
             if let Some(mut input) = child.stdin.take() {
@@ -323,7 +306,7 @@ impl SshConn {
             cmd.args(self.options(false))
                 .arg(&self.node.ssh_host)
                 .arg("--")
-                .arg(self.remote(script));
+                .arg(self.remote(script)?);
             let out = bounded_output(cmd, CLEANUP_TIMEOUT)
                 .with_context(|| format!("node {} ({})", self.node.name, self.node.endpoint()))?;
             match self.settle(out) {
@@ -345,9 +328,9 @@ impl SshConn {
             .unwrap_or_else(|| "/".into());
         let script = format!(
             "mkdir -p {d} && cat > {t} && chmod 755 {t} && mv {t} {r}",
-            d = quote(&dir),
-            t = quote(&tmp),
-            r = quote(remote)
+            d = quote(&dir)?,
+            t = quote(&tmp)?,
+            r = quote(remote)?
         );
         let out = self.run(&script, &bytes).await?;
         if !out.status.success() {
@@ -364,7 +347,7 @@ impl SshConn {
     /// Copy every regular file of remote directory `dir` into local `to` (one tar stream).
     pub async fn download_dir(&self, dir: &str, to: &Path) -> Result<()> {
         let out = self
-            .run(&format!("cd {} && tar cf - .", quote(dir)), &[])
+            .run(&format!("cd {} && tar cf - .", quote(dir)?), &[])
             .await?;
         if !out.status.success() {
             bail!(
@@ -407,14 +390,14 @@ impl SshConn {
         ];
         let script = format!(
             "set -e\nmkdir -p {dirs}\ncd {cwd}\nenv {env} setsid {argv} > {out} 2> {err} < /dev/null &\npid=$!\necho \"$pid\" > {pidfile}\nproc=\"$pid $(sed 's/^.*) //' /proc/$pid/stat | cut -d' ' -f20)\"\necho \"$proc\" > {procfile}\necho \"$proc\"\n",
-            pidfile = quote(&format!("{}/node.pid", parent(&spec.stdout))),
-            procfile = quote(&format!("{}/{NODE_PROC}", parent(&spec.stdout))),
-            dirs = quote_argv(&dirs),
-            cwd = quote(&spec.cwd.display().to_string()),
-            env = quote_argv(&env),
-            argv = quote_argv(&spec.argv),
-            out = quote(&spec.stdout.display().to_string()),
-            err = quote(&spec.stderr.display().to_string()),
+            pidfile = quote(&format!("{}/node.pid", parent(&spec.stdout)))?,
+            procfile = quote(&format!("{}/{NODE_PROC}", parent(&spec.stdout)))?,
+            dirs = shell::join(&dirs)?,
+            cwd = quote(&spec.cwd.display().to_string())?,
+            env = shell::join(&env)?,
+            argv = shell::join(&spec.argv)?,
+            out = quote(&spec.stdout.display().to_string())?,
+            err = quote(&spec.stderr.display().to_string())?,
         );
         let line = self.check(&script, "starting the node").await?;
         parse_proc(&line).ok_or_else(|| {
@@ -573,11 +556,11 @@ fn parse_proc(line: &str) -> Option<RemoteProc> {
 /// recorded ones and any a `node.proc` in the run's directory names), faultline's nftables
 /// tables, and the run's directory (kept if the clock could not be restored, since it holds
 /// the record of the step).
-pub fn cleanup_script(host: &super::cleanup::RemoteHost) -> String {
+pub fn cleanup_script(host: &super::cleanup::RemoteHost) -> Result<String> {
     let run_dir = &host.dir;
     let mut s = format!("{GROUP_FN}\nclock_failed=\n");
     if host.clock_origin.is_some() {
-        s.push_str(&clock_undo_script(run_dir));
+        s.push_str(&clock_undo_script(run_dir)?);
     } else if host.clock_offset_ms != 0 {
         // A state file from before clock origins were recorded: step back as it was.
         s.push_str(&format!(
@@ -592,7 +575,7 @@ pub fn cleanup_script(host: &super::cleanup::RemoteHost) -> String {
         .collect();
     groups.push(format!(
         "$(find {} -name {NODE_PROC} -exec cat {{}} + 2>/dev/null)",
-        quote(run_dir)
+        quote(run_dir)?
     ));
     s.push_str(&format!("groups=\"{}\"\n", groups.join("\n")));
     s.push_str(
@@ -606,16 +589,16 @@ pub fn cleanup_script(host: &super::cleanup::RemoteHost) -> String {
         ));
     }
     s.push_str("[ -z \"$clock_failed\" ] || exit 1\n");
-    s.push_str(&format!("rm -rf {}\n", quote(run_dir)));
+    s.push_str(&format!("rm -rf {}\n", quote(run_dir)?));
     // The run's directory holds one directory per node; the last node out removes it
     // (several nodes may share a machine, so only when empty).
     if let Some(parent) = Path::new(run_dir).parent() {
         s.push_str(&format!(
             "rmdir {} 2>/dev/null || true\n",
-            quote(&parent.display().to_string())
+            quote(&parent.display().to_string())?
         ));
     }
-    s
+    Ok(s)
 }
 
 /// The record of a `clock: system` host's first step, in the run's directory on the host:
@@ -655,34 +638,34 @@ fn set_from_record(offset_ms: i64) -> String {
 /// time: absolute (the origin plus elapsed boot time), so steps do not accumulate errors
 /// and repeating one is harmless. Writes the record first, so that nothing can step the
 /// clock without leaving the record cleanup undoes from.
-pub fn step_clock_script(run_dir: &str, origin: &ClockOrigin, offset_ms: i64) -> String {
-    format!(
+pub fn step_clock_script(run_dir: &str, origin: &ClockOrigin, offset_ms: i64) -> Result<String> {
+    Ok(format!(
         "m={m}\nmkdir -p {d} || exit 1\n\
          if [ ! -f \"$m\" ]; then printf '%s %s %s\\n' {b} {r} {u} > \"$m.tmp\" && mv \"$m.tmp\" \"$m\" || exit 1; fi\n{set}",
-        m = quote(&clock_record(run_dir)),
-        d = quote(run_dir),
-        b = quote(&origin.boot_id),
-        r = quote(&origin.real),
-        u = quote(&origin.uptime),
+        m = quote(&clock_record(run_dir))?,
+        d = quote(run_dir)?,
+        b = quote(&origin.boot_id)?,
+        r = quote(&origin.real)?,
+        u = quote(&origin.uptime)?,
         set = set_from_record(offset_ms),
-    )
+    ))
 }
 
 /// A script that restores a `clock: system` host's clock at most once: the record is
 /// claimed by an atomic rename, so of two cleanups (teardown and a sweep, two sweeps, a heal
 /// and a sweep) only one restores; the other finds no record and does nothing. A failed
 /// restore puts the record back for the next attempt. Sets `clock_failed` on failure.
-pub fn clock_undo_script(run_dir: &str) -> String {
-    format!(
+pub fn clock_undo_script(run_dir: &str) -> Result<String> {
+    Ok(format!(
         "m={m}\n\
          if mv -f \"$m\" \"$m.undoing\" 2>/dev/null; then\n\
            if (m=\"$m.undoing\"\n{set}); then rm -f \"$m.undoing\"\n\
            elif [ \"$(cut -d' ' -f1 \"$m.undoing\")\" != \"$(cat /proc/sys/kernel/random/boot_id)\" ]; then rm -f \"$m.undoing\"; clock_failed=1\n\
            else mv -f \"$m.undoing\" \"$m\"; echo 'cannot restore the clock' >&2; clock_failed=1; fi\n\
          fi\n",
-        m = quote(&clock_record(run_dir)),
+        m = quote(&clock_record(run_dir))?,
         set = set_from_record(0),
-    )
+    ))
 }
 
 /// Steps the clock by `delta_ms` relative to its current time: only for undoing the steps
@@ -814,7 +797,7 @@ async fn preflight(c: &SshConn, needs: Needs) -> Result<()> {
     }
     let mut script = format!(
         "mkdir -p {d} && [ -w {d} ] || {{ echo 'cannot write {d}' >&2; exit 1; }}\n",
-        d = quote(&n.dir)
+        d = quote(&n.dir)?
     );
     if !n.sudo && n.user != "root" {
         script.push_str(
@@ -911,7 +894,7 @@ pub fn remove_remote(hosts: &[super::cleanup::RemoteHost]) -> Vec<String> {
 
 fn remove_host(h: &super::cleanup::RemoteHost) -> Option<String> {
     let conn = SshConn::new(h.ssh.clone(), h.control.clone());
-    match conn.run_blocking(&cleanup_script(h)) {
+    match cleanup_script(h).and_then(|script| conn.run_blocking(&script)) {
         Ok(out) if out.status.success() => None,
         Ok(out) => Some(format!(
             "node {} ({}): cleanup failed: {}",
@@ -933,20 +916,6 @@ pub fn control_socket(run_id: &str, node: &str) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn quoting_survives_the_shell() {
-        assert_eq!(quote("abc-1.2/x=y"), "abc-1.2/x=y");
-        assert_eq!(quote(""), "''");
-        assert_eq!(quote("a b"), "'a b'");
-        assert_eq!(quote("it's"), r"'it'\''s'");
-        let argv = ["echo", "a b", "it's", "$HOME", "x;y"];
-        let out = std::process::Command::new("sh")
-            .args(["-c", &quote_argv(&argv)])
-            .output()
-            .unwrap();
-        assert_eq!(String::from_utf8_lossy(&out.stdout), "a b it's $HOME x;y\n");
-    }
 
     #[test]
     fn the_alive_function_knows_a_live_process_from_a_recycled_pid() {
@@ -1084,14 +1053,17 @@ mod tests {
         let run_dir = fakes.dir.join("run").join("n1").display().to_string();
         let o = origin_here();
         for offset in [5_000, -60_000] {
-            let out = fakes.run(&step_clock_script(&run_dir, &o, offset));
+            let out = fakes.run(&step_clock_script(&run_dir, &o, offset).unwrap());
             assert!(out.status.success(), "{out:?}");
         }
         let steps = fakes.steps();
         assert!(near(steps[0], 1005.0) && near(steps[1], 940.0), "{steps:?}");
         assert!(Path::new(&clock_record(&run_dir)).exists());
         // Teardown and a sweep (or two sweeps) both run the undo; one restores.
-        let undo = format!("{}[ -z \"$clock_failed\" ]", clock_undo_script(&run_dir));
+        let undo = format!(
+            "{}[ -z \"$clock_failed\" ]",
+            clock_undo_script(&run_dir).unwrap()
+        );
         for _ in 0..2 {
             assert!(fakes.run(&undo).status.success());
         }
@@ -1106,7 +1078,7 @@ mod tests {
         let fakes = Fakes::new("clock-fail");
         let run_dir = fakes.dir.join("run").join("n1").display().to_string();
         assert!(fakes
-            .run(&step_clock_script(&run_dir, &origin_here(), 5_000))
+            .run(&step_clock_script(&run_dir, &origin_here(), 5_000).unwrap())
             .status
             .success());
         let host = crate::hosts::cleanup::RemoteHost {
@@ -1118,7 +1090,7 @@ mod tests {
             clock_origin: Some(origin_here()),
         };
         std::fs::write(fakes.dir.join("fail"), "").unwrap();
-        let out = fakes.run(&cleanup_script(&host));
+        let out = fakes.run(&cleanup_script(&host).unwrap());
         assert!(!out.status.success());
         assert!(String::from_utf8_lossy(&out.stderr).contains("cannot restore the clock"));
         assert!(
@@ -1126,7 +1098,7 @@ mod tests {
             "kept for the next try"
         );
         std::fs::remove_file(fakes.dir.join("fail")).unwrap();
-        let out = fakes.run(&cleanup_script(&host));
+        let out = fakes.run(&cleanup_script(&host).unwrap());
         assert!(out.status.success(), "{out:?}");
         assert!(near(*fakes.steps().last().unwrap(), 1000.0));
         assert!(!Path::new(&run_dir).exists());
@@ -1135,7 +1107,9 @@ mod tests {
             clock_origin: None,
             ..host
         };
-        assert!(cleanup_script(&old).contains(&legacy_step_clock_script(-5_000)));
+        assert!(cleanup_script(&old)
+            .unwrap()
+            .contains(&legacy_step_clock_script(-5_000)));
     }
 
     /// A wrapper shell (the group's leader) whose `sleep` outlives it once the shell is
@@ -1200,7 +1174,7 @@ mod tests {
             clock_offset_ms: 0,
             clock_origin: None,
         };
-        let out = fakes.run(&cleanup_script(&host));
+        let out = fakes.run(&cleanup_script(&host).unwrap());
         assert!(out.status.success(), "{out:?}");
         assert!(gone(sleep1) && gone(sleep2));
         assert!(!run_dir.exists());

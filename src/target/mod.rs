@@ -9,7 +9,7 @@ pub mod client;
 
 use crate::hosts::cgroup::{self, RunCgroups};
 use crate::hosts::cleanup::ProcId;
-use crate::hosts::ssh::{quote, RemoteProc};
+use crate::hosts::ssh::RemoteProc;
 use crate::hosts::{Hosts, NodeHost, Registry, SpawnSpec, Spawned};
 use crate::spec::target::{fill, signal_by_name, Protocol, ReadyCheck};
 use crate::spec::Plan;
@@ -762,16 +762,16 @@ impl Cluster {
                 };
                 let dst = self.node_dir(node).join(name);
                 if let Some(h) = self.hosts.remote() {
-                    let got = match h.conn(node) {
-                        Ok(c) => c
-                            .check(
-                                &format!("cat {}", quote(&src.display().to_string())),
-                                "reading a log",
-                            )
-                            .await
-                            .and_then(|text| crate::store::write_atomic(&dst, text.as_bytes())),
-                        Err(e) => Err(e),
-                    };
+                    let got = async {
+                        let path = src.display().to_string();
+                        let file = crate::shell::quote(&path)?;
+                        let text = h
+                            .conn(node)?
+                            .check(&format!("cat {file}"), "reading a log")
+                            .await?;
+                        crate::store::write_atomic(&dst, text.as_bytes())
+                    }
+                    .await;
                     if let Err(e) = got {
                         problems.push(format!("{node}: cannot collect {}: {e:#}", src.display()));
                     }
