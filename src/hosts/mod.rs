@@ -16,6 +16,7 @@ pub mod loopback;
 #[cfg(test)]
 pub mod recording;
 pub mod ssh;
+pub mod tarball;
 pub mod vagrant;
 
 use anyhow::Result;

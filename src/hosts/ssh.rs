@@ -344,36 +344,120 @@ impl SshConn {
         Ok(())
     }
 
-    /// Copy every regular file of remote directory `dir` into local `to` (one tar stream).
+    /// Copy remote directory `dir` into local `to`: one tar stream from the host, unpacked
+    /// as it arrives (never whole in memory) and confined to `to` ([`super::tarball`]).
+    /// Entries the host should not have sent (paths out of `to`, links out of it) are
+    /// refused and named in the error, after everything else was unpacked.
     pub async fn download_dir(&self, dir: &str, to: &Path) -> Result<()> {
-        let out = self
-            .run(&format!("cd {} && tar cf - .", quote(dir)?), &[])
-            .await?;
-        if !out.status.success() {
+        let script = format!("cd {} && tar cf - .", quote(dir)?);
+        let (conn, to_dir) = (self.clone(), to.to_path_buf());
+        let refused = tokio::task::spawn_blocking(move || {
+            conn.stream(&script, COMMAND_TIMEOUT, |out| {
+                super::tarball::unpack_confined(out, &to_dir)
+            })
+        })
+        .await
+        .context("the log download panicked")?
+        .with_context(|| format!("node {}: cannot download {dir}", self.node.name))?;
+        if !refused.is_empty() {
             bail!(
-                "node {}: cannot read {dir}: {}",
+                "node {}: refused {} entries of {dir}: {}",
                 self.node.name,
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        std::fs::create_dir_all(to).with_context(|| format!("cannot create {}", to.display()))?;
-        let mut tar = tokio::process::Command::new("tar")
-            .args(["xf", "-", "-C"])
-            .arg(to)
-            .stdin(Stdio::piped())
-            .spawn()
-            .context("cannot run tar")?;
-        if let Some(mut input) = tar.stdin.take() {
-            input.write_all(&out.stdout).await?;
-        }
-        let st = tar.wait().await?;
-        if !st.success() {
-            bail!(
-                "node {}: tar could not unpack the logs of {dir}",
-                self.node.name
+                refused.len(),
+                refused.join("; ")
             );
         }
         Ok(())
+    }
+
+    /// Run `script` on the node and hand its stdout to `consume` as it streams (blocking;
+    /// stdin empty). Killed with everything it started once `limit` has passed. Retried
+    /// only when ssh failed before sending the script, when `consume` saw no output.
+    fn stream<T>(
+        &self,
+        script: &str,
+        limit: Duration,
+        mut consume: impl FnMut(&mut dyn std::io::Read) -> Result<T>,
+    ) -> Result<T> {
+        use std::io::Read;
+        use std::os::unix::process::CommandExt;
+        let mut last = String::new();
+        for attempt in 0..ATTEMPTS {
+            if attempt > 0 {
+                std::thread::sleep(Duration::from_millis(500 << attempt));
+            }
+            let mut cmd = std::process::Command::new("ssh");
+            cmd.args(self.options(false))
+                .arg(&self.node.ssh_host)
+                .arg("--")
+                .arg(self.remote(script)?)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                // Ours alone, so the watchdog's kill reaches a ProxyCommand too.
+                .process_group(0);
+            let mut child = cmd.spawn().context("cannot run ssh")?;
+            let group = ProcId::of(child.id() as i32);
+            let (done, watch) = std::sync::mpsc::channel::<()>();
+            let watchdog = std::thread::spawn(move || {
+                if watch.recv_timeout(limit) == Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
+                    if let Some(g) = group.filter(|g| !super::cleanup::group_members(g).is_empty())
+                    {
+                        let _ = nix::sys::signal::killpg(
+                            nix::unistd::Pid::from_raw(g.pid),
+                            nix::sys::signal::Signal::SIGKILL,
+                        );
+                    }
+                    return true;
+                }
+                false
+            });
+            let stderr = child.stderr.take().map(|mut e| {
+                std::thread::spawn(move || {
+                    let mut text = String::new();
+                    let _ = e.read_to_string(&mut text);
+                    text
+                })
+            });
+            let mut out = child.stdout.take().context("ssh has no stdout")?;
+            let got = consume(&mut out);
+            // Whatever `consume` left unread, so ssh is not stuck on a full pipe.
+            let _ = std::io::copy(&mut out, &mut std::io::sink());
+            let status = child.wait().context("waiting for ssh")?;
+            let _ = done.send(());
+            let timed_out = watchdog.join().unwrap_or(false);
+            let err = stderr.and_then(|t| t.join().ok()).unwrap_or_default();
+            if timed_out {
+                bail!(
+                    "node {} ({}): no answer within {}s (killed ssh): {}",
+                    self.node.name,
+                    self.node.endpoint(),
+                    limit.as_secs(),
+                    err.trim()
+                );
+            }
+            if status.code() == Some(255) && never_sent(&err) {
+                last = err;
+                continue;
+            }
+            let got = got?;
+            if !status.success() {
+                let out = self.explained(Output {
+                    status,
+                    stdout: Vec::new(),
+                    stderr: err.clone().into_bytes(),
+                })?;
+                bail!(
+                    "node {} ({}): the command failed ({}): {}",
+                    self.node.name,
+                    self.node.endpoint(),
+                    out.status,
+                    err.trim()
+                );
+            }
+            return Ok(got);
+        }
+        self.gave_up(&last)
     }
 
     /// Start a node daemon: its own session (so its PID is its process group), output to
