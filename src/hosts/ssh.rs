@@ -951,6 +951,45 @@ impl SshHosts {
     }
 }
 
+impl SshHosts {
+    /// Run a target's clock probe (`argv`) on `node`'s host under the preload its node
+    /// would get there (that host's libfaketime, [`crate::spec::target::preload_env`], an
+    /// offset file in the run's directory set back 30 s), bounded like the local probe.
+    /// `Ok(None)` when it ran cleanly, `Ok(Some(why))` in the local probe's words.
+    pub async fn probe_clock(&self, node: &str, argv: &[String]) -> Result<Option<String>> {
+        let limit_s = 10;
+        let root = self.root(node)?;
+        let file = format!("{root}/clock.probe");
+        let lib = self.libfaketime(node).await?;
+        let env: Vec<String> = crate::spec::target::preload_env(&lib, &file)
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let script = format!(
+            "mkdir -p {d} && printf '%s\\n' -30.000 > {f} || exit 125\nenv {env} timeout -s KILL {limit_s} {argv} < /dev/null > /dev/null",
+            d = quote(root)?,
+            f = quote(&file)?,
+            env = shell::join(&env)?,
+            argv = shell::join(argv)?,
+        );
+        let out = self.conn(node)?.run(&script, &[]).await?;
+        let err = String::from_utf8_lossy(&out.stderr);
+        Ok(match out.status.code() {
+            Some(0) => None,
+            Some(125) => bail!("node {node}: cannot write {file}: {}", err.trim()),
+            Some(137) => Some(format!(
+                "`{}` did not finish within {limit_s} s under libfaketime",
+                argv.join(" ")
+            )),
+            _ => Some(crate::spec::target::probe_failure(
+                argv,
+                &out.status.to_string(),
+                &err,
+            )),
+        })
+    }
+}
+
 /// A shell snippet that sets `$lib` to the first libfaketime found, or fails.
 fn libfaketime_probe() -> String {
     let candidates = crate::hosts::clock::LIBFAKETIME_CANDIDATES.join(" ");

@@ -185,6 +185,62 @@ impl Cluster {
         Ok(())
     }
 
+    /// Clock faults on SSH hosts: the target's clock probe, run on every `libfaketime`
+    /// host under the preload as its node would get it, refuses the run (before any node
+    /// starts) for the reason the plan gives locally. A host's Python may differ from
+    /// ours, so the plan's probe on this machine cannot speak for it.
+    async fn probe_remote_clocks(&self) -> Result<()> {
+        let (Some(remote), Some(_)) = (self.hosts.remote(), &self.clocks) else {
+            return Ok(());
+        };
+        let probes = self.plan.nodes.iter().map(|n| async move {
+            let conn = remote.conn(n)?;
+            if conn.node.clock != crate::spec::inventory::ClockMode::Libfaketime {
+                return Ok(None);
+            }
+            let argv = self
+                .plan
+                .target
+                .spec
+                .clock_probe_argv(&self.binary_on(n).display().to_string());
+            if argv.is_empty() {
+                return Ok(None);
+            }
+            let why = remote.probe_clock(n, &argv).await?;
+            anyhow::Ok(why.map(|w| format!("node {n} ({}): {w}", conn.node.endpoint())))
+        });
+        let mut failed = Vec::new();
+        for r in futures::future::join_all(probes).await {
+            failed.extend(r?);
+        }
+        if let Some(first) = failed.first() {
+            let kind = self
+                .plan
+                .nemesis
+                .kinds()
+                .into_iter()
+                .find(|k| k.is_clock())
+                .map_or("clock", |k| k.as_str());
+            bail!(
+                "{}: nemesis {} injects {kind} faults, but {}{}",
+                self.plan.nemesis_file.display(),
+                self.plan.nemesis.name,
+                crate::spec::target::clock_refusal(&self.plan.target.spec.name, first),
+                if failed.len() > 1 {
+                    format!(
+                        " ({} of {} hosts failed the probe)",
+                        failed.len(),
+                        self.plan.nodes.len()
+                    )
+                } else {
+                    String::new()
+                }
+            );
+        }
+        tracing_line("clock probe passed on the SSH hosts");
+        Ok(())
+    }
+
     /// Template variables for one node.
     fn vars(&self, node: &str) -> Result<BTreeMap<String, String>> {
         let spec = &self.plan.target.spec;
@@ -474,6 +530,7 @@ impl Cluster {
     /// Start every node and wait until the cluster answers.
     pub async fn start_all(&self) -> Result<()> {
         self.upload_binaries().await?;
+        self.probe_remote_clocks().await?;
         for n in self.plan.nodes.clone() {
             self.start_node(&n).await?;
         }

@@ -350,3 +350,56 @@ fn a_sigkilled_controller_over_ssh_is_cleaned_from_the_hosts() {
     lab.stop();
     std::fs::remove_dir_all(&store).ok();
 }
+
+/// Clock faults against a Python target over SSH: the plan cannot probe the hosts' Python
+/// from here, so each host runs the probe under its own preload before any node starts,
+/// and the run is refused for the reason a local plan gives.
+#[test]
+fn clock_faults_over_ssh_are_refused_for_a_python_target_whose_sleep_the_preload_breaks() {
+    let Some((_lock, store, lab)) = lab("ssh-clock-probe", 3) else {
+        return;
+    };
+    if faultline::hosts::clock::find_libfaketime().is_err() {
+        eprintln!("skipped: needs libfaketime");
+        return;
+    }
+    let broken = faultline::spec::target::probe_clock(&[
+        "/usr/bin/python3".into(),
+        "-c".into(),
+        "import time; time.sleep(0.01)".into(),
+    ])
+    .unwrap();
+    let out = lab
+        .run(&store, CLOCK_BUMP, "10s")
+        .args(["--target", "tests/fixtures/sleepy/target.yaml"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    match broken {
+        Some(_) => {
+            assert_eq!(out.status.code(), Some(3), "{err}");
+            assert!(
+                err.contains("target sleepy's nodes would not survive them"),
+                "{err}"
+            );
+            assert!(err.contains("Invalid argument"), "{err}");
+            assert!(err.contains("node n1 ("), "names the host: {err}");
+            // Refused before any node started: nothing runs and nothing is left on the hosts.
+            assert!(!err.contains("started n1"), "{err}");
+        }
+        // A libfaketime that leaves sleep alone: the probe passes there too.
+        None => assert!(!err.contains("would not survive"), "{err}"),
+    }
+    let remote = lab.dir.join("remote");
+    let left: Vec<_> = std::fs::read_dir(&remote)
+        .map(|it| it.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "the run left {left:?} on its hosts");
+    lab.stop();
+    std::fs::remove_dir_all(&store).ok();
+}
+
+const CLOCK_BUMP: &str = "name: ssh-clock
+timeline:
+  - {at: 2s, start: clock-bump, target: [n1], offset: 30s}
+";
