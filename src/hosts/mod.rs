@@ -52,8 +52,9 @@ pub struct SpawnSpec {
     pub stderr: PathBuf,
     /// Kill the node when the controller dies (off for `--leave-running`).
     pub die_with_controller: bool,
-    /// The node's cgroup (v2) on this machine, which it joins before exec, so that nothing
-    /// it starts can leave it; `None` on SSH hosts and where cgroups are unavailable.
+    /// The node's cgroup (v2) on the machine it runs on (this one, or its SSH host), which
+    /// it joins before exec, so that nothing it starts can leave it; `None` where cgroups
+    /// are unavailable.
     pub cgroup: Option<PathBuf>,
 }
 

@@ -3,8 +3,9 @@
 //!
 //! Every host operation the local backend has works here too: run a command (partitions
 //! are `nft -f -` on the node, so the same faultline-owned tables), start a node as a
-//! daemon in its own session and remember its PID and start time, signal its process
-//! group, wait until it has really exited, upload a binary, download logs.
+//! daemon in its own session and remember its PID and start time — inside a cgroup of its
+//! own where the host has cgroup v2, as locally —, signal it, wait until it has really
+//! exited, upload a binary, download logs.
 //!
 //! One `ssh -M` master per node, started by us and recorded in the cleanup registry, keeps a
 //! connection open; every command reuses it (`ControlPath`), which makes a command cost
@@ -62,6 +63,35 @@ const ALIVE_FN: &str = r#"alive() { [ -r /proc/$1/stat ] && awk -v t="$2" '{ s=$
 const GROUP_FN: &str = r#"members() { cat /proc/[0-9]*/stat 2>/dev/null | awk -v g="$1" -v t="$2" '{ p = $0; sub(/ .*/, "", p); s = $0; sub(/^.*\) /, "", s); split(s, a, " "); if (p == g && a[20] != t) reused = 1; if (a[3] == g && a[20] >= t && a[1] != "Z" && a[1] != "X") m = m " " p } END { if (!reused) print m }'; }
 killgroup() { if [ -n "$(members "$1" "$2")" ]; then kill -s KILL -- "-$1" 2>/dev/null; fi; true; }
 gonegroup() { i=0; while [ -n "$(members "$1" "$2")" ]; do i=$((i+1)); [ $i -gt 100 ] && echo "process group $1 survived SIGKILL" >&2 && return 1; sleep 0.1; done; true; }"#;
+
+/// Shell functions for a node's cgroup (v2) on its host, the remote twin of
+/// [`super::cgroup`]: `populated CG` (a process lives in it), `sigall CG SIG` (signal every
+/// member, reading the list again until a pass finds nobody new, at most 16 passes),
+/// `killcg CG` (`cgroup.kill`, then wait up to 10 s until it is empty; fine if it is gone).
+const CGROUP_FN: &str = r#"populated() { grep -qx 'populated 1' "$1/cgroup.events" 2>/dev/null; }
+sigall() { n=0; sent=' '; while [ $n -lt 16 ]; do fresh=; for p in $(cat "$1/cgroup.procs" 2>/dev/null); do case "$sent" in *" $p "*) ;; *) fresh=1; sent="$sent$p "; kill -s "$2" "$p" 2>/dev/null;; esac; done; [ -z "$fresh" ] && break; n=$((n+1)); done; true; }
+killcg() { [ -d "$1" ] || return 0; if populated "$1"; then echo 1 > "$1/cgroup.kill" || return 1; fi; n=0; while populated "$1"; do n=$((n+1)); [ $n -gt 100 ] && echo "cgroup $1 still holds processes $(cat "$1/cgroup.procs" | tr '\n' ' ')after cgroup.kill" >&2 && return 1; sleep 0.1; done; true; }"#;
+
+/// Prints `cgroup2=MOUNT` when node cgroups can be made on the host (cgroup v2 mounted,
+/// `faultline/` creatable under it, `cgroup.kill` there), else `cgroup: WHY`. The mount
+/// point is field 5 of the mountinfo line whose type (after the `-`) is cgroup2.
+const CGROUP_PROBE: &str = r#"cg=$(awk '{ for (i = 7; i <= NF; i++) if ($i == "-") break; if ($(i+1) == "cgroup2") { print $5; exit } }' /proc/self/mountinfo)
+if [ -z "$cg" ]; then echo 'cgroup: no cgroup v2 hierarchy is mounted'
+elif ! mkdir -p "$cg/faultline" 2>/dev/null; then echo "cgroup: cannot create $cg/faultline (not root, or a read-only mount)"
+elif [ ! -e "$cg/faultline/cgroup.kill" ]; then echo 'cgroup: this kernel has no cgroup.kill (Linux 5.14 or later needed)'
+else echo "cgroup2=$cg"; fi
+"#;
+
+/// What a remote node's processes are doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemoteState {
+    /// The process faultline started still runs.
+    Running,
+    /// The start command is gone but its cgroup still holds processes (a node that put
+    /// itself in the background).
+    Detached,
+    Gone,
+}
 
 /// How one node is reached.
 #[derive(Debug, Clone)]
@@ -472,10 +502,36 @@ impl SshConn {
             parent(&spec.stdout),
             parent(&spec.stderr),
         ];
+        // The node starts as a subshell that records its own /proc stat line (`read` is
+        // a builtin, so /proc/self is the subshell) and then becomes the node by exec: its
+        // start time is known even if it exits at once (a start command that backgrounds
+        // the real node). In a cgroup it first moves itself in (`0` is the writer), so the
+        // node and everything it forks are inside before its first instruction. The
+        // cgroup is recorded by the caller before it is created here; a restart reuses it.
+        let logs = parent(&spec.stdout);
+        let stat = quote(&format!("{logs}/node.stat"))?.into_owned();
+        let (setup, join) = match &spec.cgroup {
+            Some(cg) => {
+                let cg = cg.display().to_string();
+                (
+                    format!(
+                        "mkdir -p {p}\n[ -d {c} ] || mkdir {c}\n",
+                        p = quote(&parent(Path::new(&cg)))?,
+                        c = quote(&cg)?,
+                    ),
+                    format!("echo 0 > {} && ", quote(&format!("{cg}/cgroup.procs"))?),
+                )
+            }
+            None => (String::new(), String::new()),
+        };
         let script = format!(
-            "set -e\nmkdir -p {dirs}\ncd {cwd}\nenv {env} setsid {argv} > {out} 2> {err} < /dev/null &\npid=$!\necho \"$pid\" > {pidfile}\nproc=\"$pid $(sed 's/^.*) //' /proc/$pid/stat | cut -d' ' -f20)\"\necho \"$proc\" > {procfile}\necho \"$proc\"\n",
-            pidfile = quote(&format!("{}/node.pid", parent(&spec.stdout)))?,
-            procfile = quote(&format!("{}/{NODE_PROC}", parent(&spec.stdout)))?,
+            "set -e\nmkdir -p {dirs}\ncd {cwd}\n{setup}rm -f {stat}\n\
+             ( read -r st < /proc/self/stat && echo \"$st\" > {stat}.tmp && mv {stat}.tmp {stat} && {join}exec env {env} setsid {argv} ) > {out} 2> {err} < /dev/null &\n\
+             pid=$!\necho \"$pid\" > {pidfile}\n\
+             i=0; while [ ! -f {stat} ]; do i=$((i+1)); [ $i -gt 100 ] && {{ echo 'the node did not start within 5 s' >&2; exit 1; }}; sleep 0.05; done\n\
+             proc=\"$pid $(sed 's/^.*) //' {stat} | cut -d' ' -f20)\"\necho \"$proc\" > {procfile}\necho \"$proc\"\n",
+            pidfile = quote(&format!("{logs}/node.pid"))?,
+            procfile = quote(&format!("{logs}/{NODE_PROC}"))?,
             dirs = shell::join(&dirs)?,
             cwd = quote(&spec.cwd.display().to_string())?,
             env = shell::join(&env)?,
@@ -492,36 +548,66 @@ impl SshConn {
         })
     }
 
-    /// Signal a node's process group if it still runs.
-    pub async fn signal(&self, p: RemoteProc, sig: &str) -> Result<()> {
-        let script = format!(
-            "{ALIVE_FN}\nif alive {pid} {t}; then kill -s {sig} -- -{pid}; fi",
-            pid = p.pid,
-            t = p.start_ticks
-        );
+    /// Signal a node: every process of its cgroup when it has one, else its process group
+    /// if it still runs.
+    pub async fn signal(&self, p: RemoteProc, cgroup: Option<&str>, sig: &str) -> Result<()> {
+        let script = match cgroup {
+            Some(cg) => format!("{CGROUP_FN}\nsigall {} {sig}", quote(cg)?),
+            None => format!(
+                "{ALIVE_FN}\nif alive {pid} {t}; then kill -s {sig} -- -{pid}; fi",
+                pid = p.pid,
+                t = p.start_ticks
+            ),
+        };
         self.check(&script, &format!("kill -s {sig}")).await?;
         Ok(())
     }
 
-    pub async fn alive(&self, p: RemoteProc) -> Result<bool> {
-        let out = self
-            .run(
-                &format!("{ALIVE_FN}\nalive {} {}", p.pid, p.start_ticks),
-                &[],
-            )
-            .await?;
-        Ok(out.status.success())
+    /// Whether the node runs: its process, or — with a cgroup — anything left in it.
+    pub async fn state(&self, p: RemoteProc, cgroup: Option<&str>) -> Result<RemoteState> {
+        let cg = match cgroup {
+            Some(cg) => format!("elif populated {}; then echo detached; ", quote(cg)?),
+            None => String::new(),
+        };
+        let script = format!(
+            "{ALIVE_FN}\n{CGROUP_FN}\nif alive {} {}; then echo running; {cg}fi",
+            p.pid, p.start_ticks
+        );
+        let out = self.check(&script, "checking the node").await?;
+        Ok(match out.trim() {
+            "running" => RemoteState::Running,
+            "detached" => RemoteState::Detached,
+            _ => RemoteState::Gone,
+        })
     }
 
-    /// Wait up to `limit` for the process to be gone; true if it is.
-    pub async fn wait_gone(&self, p: RemoteProc, limit: Duration) -> Result<bool> {
+    /// Wait up to `limit` for the node to be gone (its cgroup empty, when it has one);
+    /// true if it is.
+    pub async fn wait_gone(
+        &self,
+        p: RemoteProc,
+        cgroup: Option<&str>,
+        limit: Duration,
+    ) -> Result<bool> {
         let tries = (limit.as_millis() / 100).max(1);
+        let test = match cgroup {
+            Some(cg) => format!("populated {}", quote(cg)?),
+            None => format!("alive {} {}", p.pid, p.start_ticks),
+        };
         let script = format!(
-            "{ALIVE_FN}\ni=0\nwhile alive {pid} {t}; do i=$((i+1)); [ $i -gt {tries} ] && exit 1; sleep 0.1; done\nexit 0",
-            pid = p.pid,
-            t = p.start_ticks
+            "{ALIVE_FN}\n{CGROUP_FN}\ni=0\nwhile {test}; do i=$((i+1)); [ $i -gt {tries} ] && exit 1; sleep 0.1; done\nexit 0"
         );
         Ok(self.run(&script, &[]).await?.status.success())
+    }
+
+    /// Kill everything in a node's cgroup (`cgroup.kill`) and wait until it is empty.
+    pub async fn kill_cgroup(&self, cgroup: &str) -> Result<()> {
+        self.check(
+            &format!("{CGROUP_FN}\nkillcg {}", quote(cgroup)?),
+            "killing the node's cgroup",
+        )
+        .await?;
+        Ok(())
     }
 }
 
@@ -661,6 +747,16 @@ pub fn cleanup_script(host: &super::cleanup::RemoteHost) -> Result<String> {
         "$(find {} -name {NODE_PROC} -exec cat {{}} + 2>/dev/null)",
         quote(run_dir)?
     ));
+    if let Some(cg) = &host.cgroup {
+        // Before the groups: the cgroup holds every process the node started, also one
+        // that left its group. Removed only once empty (rmdir fails otherwise); the run's
+        // cgroup above it goes with the last node of the host.
+        s.push_str(&format!(
+            "{CGROUP_FN}\nkillcg {c} || exit 1\nif [ -d {c} ] && ! rmdir {c}; then echo 'cannot remove cgroup '{c} >&2; exit 1; fi\nrmdir {p} 2>/dev/null || true\n",
+            c = quote(cg)?,
+            p = quote(&parent(Path::new(cg)))?,
+        ));
+    }
     s.push_str(&format!("groups=\"{}\"\n", groups.join("\n")));
     s.push_str(
         "valid() { case \"$1$2\" in ''|*[!0-9]*) return 1;; esac; }\n\
@@ -768,6 +864,9 @@ pub struct SshHosts {
     conns: BTreeMap<String, SshConn>,
     /// This run's directory on each node: `<dir>/<run id>/<node>`.
     roots: BTreeMap<String, String>,
+    /// Each node's cgroup on its host (`<cgroup2 mount>/faultline/<run id>/<node>`), or
+    /// why its host has none (the node is then tracked by process group only).
+    cgroups: BTreeMap<String, CgroupSupport>,
     /// The connection masters; kept so that they are reaped when the hosts go away.
     _masters: Vec<tokio::process::Child>,
 }
@@ -813,9 +912,21 @@ impl SshHosts {
             nodes,
             conns,
             roots,
+            cgroups: BTreeMap::new(),
             _masters: Vec::new(),
         };
-        check_all(hosts.conns.values(), needs).await?;
+        let support = check_all(hosts.conns.values(), needs).await?;
+        for (c, s) in hosts.conns.values().zip(support) {
+            let name = &c.node.name;
+            let cg = s.map(|mount| format!("{mount}/{}/{run_id}/{name}", super::cgroup::PARENT));
+            match &cg {
+                Ok(dir) => crate::log::line(&format!("{name}: node cgroup {dir} on its host")),
+                Err(why) => crate::log::line(&format!(
+                    "{name}: node processes on its host are tracked by process group only ({why}): a node that leaves its group (a daemon calling setsid) is neither killed nor seen"
+                )),
+            }
+            hosts.cgroups.insert(name.clone(), cg);
+        }
         // Recorded only now: a run refused by the checks above did nothing on any host, and
         // must not leave a cleanup job behind for hosts that may never answer.
         for c in hosts.conns.values() {
@@ -833,14 +944,19 @@ impl SshHosts {
 }
 
 /// Check every host in parallel (see [`preflight`]); one error lists every bad host.
-async fn check_all<'a>(conns: impl Iterator<Item = &'a SshConn>, needs: Needs) -> Result<()> {
+async fn check_all<'a>(
+    conns: impl Iterator<Item = &'a SshConn>,
+    needs: Needs,
+) -> Result<Vec<CgroupSupport>> {
     let conns: Vec<&SshConn> = conns.collect();
-    let problems: Vec<String> =
-        futures::future::join_all(conns.iter().map(|c| preflight(c, needs)))
-            .await
-            .into_iter()
-            .filter_map(|r| r.err().map(|e| format!("{e:#}")))
-            .collect();
+    let mut problems = Vec::new();
+    let mut support = Vec::new();
+    for r in futures::future::join_all(conns.iter().map(|c| preflight(c, needs))).await {
+        match r {
+            Ok(s) => support.push(s),
+            Err(e) => problems.push(format!("{e:#}")),
+        }
+    }
     if !problems.is_empty() {
         bail!(
             "{} of {} SSH hosts are not usable:\n  {}",
@@ -849,7 +965,7 @@ async fn check_all<'a>(conns: impl Iterator<Item = &'a SshConn>, needs: Needs) -
             problems.join("\n  ")
         );
     }
-    Ok(())
+    Ok(support)
 }
 
 /// The checks a run makes before it starts, for callers that run many (a campaign checks
@@ -860,12 +976,16 @@ pub async fn check_inventory(nodes: &[SshNode], needs: Needs) -> Result<()> {
         .iter()
         .map(|n| SshConn::new(n.clone(), dir.join(format!("fl-nomaster-{}", n.name))))
         .collect();
-    check_all(conns.iter(), needs).await
+    check_all(conns.iter(), needs).await.map(drop)
 }
 
+/// Whether a host can give its nodes cgroups: the cgroup2 mount, or why not.
+type CgroupSupport = std::result::Result<String, String>;
+
 /// One round trip that proves the node is reachable with the key, that sudo works
-/// without a password when asked for, and that the tools the run needs are there.
-async fn preflight(c: &SshConn, needs: Needs) -> Result<()> {
+/// without a password when asked for, and that the tools the run needs are there; it also
+/// finds out whether nodes can have cgroups there.
+async fn preflight(c: &SshConn, needs: Needs) -> Result<CgroupSupport> {
     let n = &c.node;
     let who = format!("node {} ({})", n.name, n.endpoint());
     let out = c.run("true", &[]).await?;
@@ -899,6 +1019,7 @@ async fn preflight(c: &SshConn, needs: Needs) -> Result<()> {
                 libfaketime_probe()
             ));
     }
+    script.push_str(CGROUP_PROBE);
     if needs.clock && n.clock == ClockMode::System {
         script.push_str("cat /proc/sys/kernel/random/boot_id\n");
     }
@@ -909,7 +1030,12 @@ async fn preflight(c: &SshConn, needs: Needs) -> Result<()> {
     if needs.clock && n.clock == ClockMode::System {
         // Stepping the clock of a "host" that is really this machine (a container, the
         // SSH lab) would step ours: never.
-        let theirs = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let theirs = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| !l.starts_with("cgroup"))
+            .collect::<String>()
+            .trim()
+            .to_string();
         let ours = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
             .unwrap_or_default()
             .trim()
@@ -920,7 +1046,16 @@ async fn preflight(c: &SshConn, needs: Needs) -> Result<()> {
                 );
         }
     }
-    Ok(())
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    Ok(stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("cgroup2=").map(str::to_string))
+        .ok_or_else(|| {
+            stdout
+                .lines()
+                .find_map(|l| l.strip_prefix("cgroup: ").map(str::to_string))
+                .unwrap_or_else(|| "the host did not say whether it has cgroup v2".into())
+        }))
 }
 
 impl SshHosts {
@@ -928,6 +1063,11 @@ impl SshHosts {
         self.conns
             .get(node)
             .ok_or_else(|| anyhow!("no SSH host for node {node}"))
+    }
+
+    /// `node`'s cgroup on its host, if the host has cgroups.
+    pub fn cgroup(&self, node: &str) -> Option<&str> {
+        self.cgroups.get(node)?.as_deref().ok()
     }
 
     /// This run's directory on `node`.
@@ -1211,6 +1351,7 @@ mod tests {
             groups: Vec::new(),
             clock_offset_ms: 5_000,
             clock_origin: Some(origin_here()),
+            cgroup: None,
         };
         std::fs::write(fakes.dir.join("fail"), "").unwrap();
         let out = fakes.run(&cleanup_script(&host).unwrap());
@@ -1296,12 +1437,82 @@ mod tests {
             groups: vec![recorded, impostor],
             clock_offset_ms: 0,
             clock_origin: None,
+            cgroup: None,
         };
         let out = fakes.run(&cleanup_script(&host).unwrap());
         assert!(out.status.success(), "{out:?}");
         assert!(gone(sleep1) && gone(sleep2));
         assert!(!run_dir.exists());
         assert!(fakes.steps().is_empty(), "no clock was touched");
+    }
+
+    #[test]
+    fn the_teardown_message_claims_no_process_only_when_every_host_had_cgroups() {
+        use crate::hosts::cleanup::{teardown_summary, RemoteHost, Resources};
+        let host = |cgroup: Option<&str>| RemoteHost {
+            ssh: test_node(),
+            control: PathBuf::from("/nonexistent"),
+            dir: "/tmp/x".into(),
+            groups: Vec::new(),
+            clock_offset_ms: 0,
+            clock_origin: None,
+            cgroup: cgroup.map(str::to_string),
+        };
+        let res = |hosts: Vec<RemoteHost>| Resources {
+            remote: hosts,
+            ..Resources::default()
+        };
+        let all = teardown_summary(&res(vec![host(Some("/cg/a")), host(Some("/cg/b"))]));
+        assert!(all.contains("no node process left"), "{all}");
+        let some = teardown_summary(&res(vec![host(Some("/cg/a")), host(None)]));
+        assert!(!some.contains("no node process left"), "{some}");
+        assert!(some.contains("not tracked"), "{some}");
+    }
+
+    /// The host's cleanup script, run here against this machine's cgroup v2: a daemon
+    /// that left its process group (never recorded anywhere) is killed with its cgroup,
+    /// and the cgroup and the run's cgroup above it are removed.
+    #[test]
+    fn host_cleanup_kills_and_removes_a_node_cgroup() {
+        let probe = std::process::Command::new("sh")
+            .args(["-c", CGROUP_PROBE])
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&probe.stdout).to_string();
+        let Some(mount) = said.trim().strip_prefix("cgroup2=") else {
+            eprintln!("skipped: no cgroups here: {said}");
+            return;
+        };
+        let fakes = Fakes::new("cgroup");
+        let run = format!("{mount}/faultline/sshtest-{}", std::process::id());
+        let cg = format!("{run}/n1");
+        let start = format!(
+            "mkdir -p {run} && mkdir {cg} && ( echo 0 > {cg}/cgroup.procs && exec setsid sh -c 'sleep 1000 & echo $!' ) > {d}/pid 2> /dev/null",
+            d = fakes.dir.display()
+        );
+        assert!(fakes.run(&start).status.success());
+        std::thread::sleep(Duration::from_millis(200));
+        let daemon: i32 = std::fs::read_to_string(fakes.dir.join("pid"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(!gone(daemon));
+        let host = crate::hosts::cleanup::RemoteHost {
+            ssh: test_node(),
+            control: PathBuf::from("/nonexistent"),
+            dir: fakes.dir.join("run").join("n1").display().to_string(),
+            groups: Vec::new(),
+            clock_offset_ms: 0,
+            clock_origin: None,
+            cgroup: Some(cg.clone()),
+        };
+        let out = fakes.run(&cleanup_script(&host).unwrap());
+        assert!(out.status.success(), "{out:?}");
+        assert!(gone(daemon), "the daemon outlived its cgroup");
+        assert!(!Path::new(&cg).exists() && !Path::new(&run).exists());
+        // Again (a sweep after teardown): nothing to do, and no error.
+        assert!(fakes.run(&cleanup_script(&host).unwrap()).status.success());
     }
 
     #[test]

@@ -9,7 +9,7 @@ pub mod client;
 
 use crate::hosts::cgroup::{self, RunCgroups};
 use crate::hosts::cleanup::ProcId;
-use crate::hosts::ssh::RemoteProc;
+use crate::hosts::ssh::{RemoteProc, RemoteState};
 use crate::hosts::{Hosts, NodeHost, Registry, SpawnSpec, Spawned};
 use crate::spec::target::{fill, signal_by_name, Protocol, ReadyCheck};
 use crate::spec::Plan;
@@ -41,14 +41,20 @@ enum NodeProc {
         /// run log says so once.
         detached: bool,
     },
-    Remote(RemoteProc),
+    Remote {
+        p: RemoteProc,
+        /// The node's cgroup on its host, where the host has cgroups.
+        cgroup: Option<String>,
+        /// As for `Local`: the start command exited, the node lives on in its cgroup.
+        detached: bool,
+    },
 }
 
 impl NodeProc {
     fn pid(&self) -> i32 {
         match self {
             NodeProc::Local { id, .. } => id.pid,
-            NodeProc::Remote(p) => p.pid,
+            NodeProc::Remote { p, .. } => p.pid,
         }
     }
 }
@@ -68,8 +74,8 @@ pub struct Cluster {
     starts: Mutex<BTreeMap<String, usize>>,
     /// Per-node clock offset files when the run plans clock faults.
     clocks: Option<Arc<crate::hosts::clock::Clocks>>,
-    /// Node cgroups on this machine; `None` on SSH hosts or where cgroup v2 is unavailable
-    /// (nodes are then tracked by process group only).
+    /// Node cgroups on this machine; `None` on SSH hosts (whose cgroups `hosts::ssh` keeps)
+    /// or where cgroup v2 is unavailable (nodes are then tracked by process group only).
     cgroups: Option<RunCgroups>,
     cluster_token: String,
 }
@@ -417,7 +423,17 @@ impl Cluster {
         } else {
             format!(".{restarts}")
         };
-        let cgroup = self.cgroups.as_ref().map(|c| c.node(node)).transpose()?;
+        let cgroup = match self.hosts.remote() {
+            // Recorded before the start script creates it on the host.
+            Some(h) => match h.cgroup(node) {
+                Some(cg) => {
+                    self.reg.set_remote_cgroup(node, cg)?;
+                    Some(PathBuf::from(cg))
+                }
+                None => None,
+            },
+            None => self.cgroups.as_ref().map(|c| c.node(node)).transpose()?,
+        };
         let spawn = SpawnSpec {
             argv: argv.clone(),
             env,
@@ -451,7 +467,11 @@ impl Cluster {
             }
             Spawned::Remote(p) => {
                 self.reg.add_remote_group(node, p)?;
-                NodeProc::Remote(p)
+                NodeProc::Remote {
+                    p,
+                    cgroup: cgroup.map(|c| c.display().to_string()),
+                    detached: false,
+                }
             }
         };
         let pid = proc.pid();
@@ -485,14 +505,26 @@ impl Cluster {
                 }
                 None => return Ok(()),
             },
-            Some(NodeProc::Remote(p)) => {
-                let p = *p;
-                if self.remote_alive(node, p).await? {
+            Some(NodeProc::Remote {
+                p,
+                cgroup,
+                detached,
+            }) => match self.remote_state(node, *p, cgroup.as_deref()).await? {
+                RemoteState::Running => return Ok(()),
+                RemoteState::Detached => {
+                    if !*detached {
+                        *detached = true;
+                        tracing_line(&format!(
+                            "{node}: its start command exited and left the node running in the background; it is tracked in its cgroup on its host"
+                        ));
+                    }
                     return Ok(());
                 }
-                self.reg.remove_remote_group(node, p.pid)?;
-                "it is gone".into()
-            }
+                RemoteState::Gone => {
+                    self.reg.remove_remote_group(node, p.pid)?;
+                    "it is gone".into()
+                }
+            },
             None => return Ok(()),
         };
         procs.remove(node);
@@ -502,10 +534,15 @@ impl Cluster {
         bail!("node {node} exited during start-up ({status}); last lines of its stderr:\n{tail}")
     }
 
-    async fn remote_alive(&self, node: &str, p: RemoteProc) -> Result<bool> {
+    async fn remote_state(
+        &self,
+        node: &str,
+        p: RemoteProc,
+        cgroup: Option<&str>,
+    ) -> Result<RemoteState> {
         match self.hosts.remote() {
-            Some(h) => h.conn(node)?.alive(p).await,
-            None => Ok(false),
+            Some(h) => h.conn(node)?.state(p, cgroup).await,
+            None => Ok(RemoteState::Gone),
         }
     }
 
@@ -647,19 +684,25 @@ impl Cluster {
                         .with_context(|| format!("cannot send {sig} to node {node}"))?;
                 }
             }
-            NodeProc::Remote(p) => {
-                let p = *p;
+            NodeProc::Remote { p, cgroup, .. } => {
+                let (p, cgroup) = (*p, cgroup.clone());
                 drop(procs);
-                self.remote_signal(node, p, sig).await?;
+                self.remote_signal(node, p, cgroup.as_deref(), sig).await?;
             }
         }
         Ok(())
     }
 
-    async fn remote_signal(&self, node: &str, p: RemoteProc, sig: Signal) -> Result<()> {
+    async fn remote_signal(
+        &self,
+        node: &str,
+        p: RemoteProc,
+        cgroup: Option<&str>,
+        sig: Signal,
+    ) -> Result<()> {
         let name = sig.as_str().trim_start_matches("SIG");
         match self.hosts.remote() {
-            Some(h) => h.conn(node)?.signal(p, name).await,
+            Some(h) => h.conn(node)?.signal(p, cgroup, name).await,
             None => Ok(()),
         }
     }
@@ -698,7 +741,11 @@ impl Cluster {
                 ..
             } => return self.end_cgroup(node, child, id, &cg, sig, grace).await,
             NodeProc::Local { child, id, .. } => (child, id),
-            NodeProc::Remote(p) => return self.end_remote(node, p, sig, grace).await,
+            NodeProc::Remote { p, cgroup, .. } => {
+                return self
+                    .end_remote(node, p, cgroup.as_deref(), sig, grace)
+                    .await
+            }
         };
         let p = &mut child;
         let pg = Pid::from_raw(id.pid);
@@ -764,11 +811,13 @@ impl Cluster {
     }
 
     /// [`Cluster::end_node`] for a daemon on an SSH host: the same signals, and the wait
-    /// for its exit happens on the host.
+    /// for its exit happens on the host. With a cgroup there, as locally: the node is
+    /// ended when its cgroup is empty, and a kill is `cgroup.kill`.
     async fn end_remote(
         &self,
         node: &str,
         p: RemoteProc,
+        cgroup: Option<&str>,
         sig: Signal,
         grace: Duration,
     ) -> Result<()> {
@@ -776,16 +825,27 @@ impl Cluster {
             return Ok(());
         };
         let conn = h.conn(node)?;
-        conn.signal(p, "CONT").await?;
-        self.remote_signal(node, p, sig).await?;
-        let exited = !grace.is_zero() && conn.wait_gone(p, grace).await?;
+        if cgroup.is_none() || !grace.is_zero() {
+            // A paused node cannot act on SIGTERM; let it run so it can exit.
+            conn.signal(p, cgroup, "CONT").await?;
+            self.remote_signal(node, p, cgroup, sig).await?;
+        }
+        let exited = !grace.is_zero() && conn.wait_gone(p, cgroup, grace).await?;
         if !exited {
-            conn.signal(p, "KILL").await?;
-            if !conn.wait_gone(p, Duration::from_secs(10)).await? {
-                bail!(
-                    "node {node} (pid {} on its host) did not exit after SIGKILL",
-                    p.pid
-                );
+            match cgroup {
+                Some(cg) => conn
+                    .kill_cgroup(cg)
+                    .await
+                    .with_context(|| format!("node {node}: cannot kill its cgroup"))?,
+                None => {
+                    conn.signal(p, None, "KILL").await?;
+                    if !conn.wait_gone(p, None, Duration::from_secs(10)).await? {
+                        bail!(
+                            "node {node} (pid {} on its host) did not exit after SIGKILL",
+                            p.pid
+                        );
+                    }
+                }
             }
         }
         self.reg.remove_remote_group(node, p.pid)?;

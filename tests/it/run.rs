@@ -334,7 +334,7 @@ fn daemons_of(id: &str) -> Vec<i32> {
 }
 
 /// The run's cgroup directory, wherever the cgroup2 hierarchy is mounted.
-fn run_cgroup(id: &str) -> Option<PathBuf> {
+pub fn run_cgroup(id: &str) -> Option<PathBuf> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
     let mount = faultline::hosts::cgroup::cgroup2_mount(&info)?;
     Some(mount.join("faultline").join(id))

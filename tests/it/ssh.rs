@@ -403,3 +403,68 @@ const CLOCK_BUMP: &str = "name: ssh-clock
 timeline:
   - {at: 2s, start: clock-bump, target: [n1], offset: 30s}
 ";
+
+/// Live processes whose command line names run `id`'s directory on the lab's hosts (the
+/// daemonkv fixture puts its data dir there).
+fn remote_daemons_of(lab: &SshLab, id: &str) -> Vec<i32> {
+    let marker = format!(
+        "faultline-data={}",
+        lab.dir.join("remote").join(id).display()
+    );
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&marker))
+        })
+        .collect()
+}
+
+/// A start command that puts the node in the background and exits (the daemonkv
+/// fixture) over SSH: each node runs in a cgroup of its own on its host, so the run
+/// tracks it, and teardown kills it and removes the cgroup — nothing is left on the hosts.
+#[test]
+fn a_node_that_daemonizes_on_an_ssh_host_is_killed_with_its_cgroup() {
+    let Some((_lock, store, lab)) = lab("ssh-daemon", 3) else {
+        return;
+    };
+    let out = lab
+        .run(&store, SHORT_PARTITION, "8s")
+        .args(["--target", "tests/fixtures/daemonkv/target.yaml"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(matches!(out.status.code(), Some(0..=2)), "{stderr}");
+    let dir = run_dir_of(&out);
+    let log = std::fs::read_to_string(dir.join("faultline.log")).unwrap();
+    if log.contains("tracked by process group only") {
+        eprintln!("skipped: the lab's hosts have no cgroups: {log}");
+        return;
+    }
+    let (id, _) = ids_from_log(&dir);
+    let cgroup = crate::run::run_cgroup(&id).unwrap();
+    assert!(
+        log.contains(&format!("n1: node cgroup {}/n1", cgroup.display())),
+        "{log}"
+    );
+    assert!(
+        log.contains("left the node running in the background"),
+        "{log}"
+    );
+    assert!(
+        log.contains("node cgroups on the SSH hosts empty and removed"),
+        "{log}"
+    );
+    assert_eq!(
+        remote_daemons_of(&lab, &id),
+        Vec::<i32>::new(),
+        "daemons outlived the run"
+    );
+    assert!(!cgroup.exists(), "{} is left", cgroup.display());
+    assert!(!lab.dir.join("remote").join(&id).exists());
+    assert!(!crate::run::state_file_exists(&id));
+    lab.stop();
+    std::fs::remove_dir_all(&store).ok();
+}
