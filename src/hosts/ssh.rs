@@ -324,6 +324,16 @@ impl SshConn {
         }
     }
 
+    /// `ssh … -- script` for the blocking paths (no runtime there).
+    fn blocking_command(&self, script: &str) -> Result<std::process::Command> {
+        let mut cmd = std::process::Command::new("ssh");
+        cmd.args(self.options(false))
+            .arg(&self.node.ssh_host)
+            .arg("--")
+            .arg(self.remote(script)?);
+        Ok(cmd)
+    }
+
     /// The same as [`SshConn::run`] without a runtime, for teardown paths (Drop, sweep),
     /// and bounded by [`CLEANUP_TIMEOUT`].
     pub fn run_blocking(&self, script: &str) -> Result<Output> {
@@ -332,12 +342,7 @@ impl SshConn {
             if attempt > 0 {
                 std::thread::sleep(Duration::from_millis(500 << attempt));
             }
-            let mut cmd = std::process::Command::new("ssh");
-            cmd.args(self.options(false))
-                .arg(&self.node.ssh_host)
-                .arg("--")
-                .arg(self.remote(script)?);
-            let out = bounded_output(cmd, CLEANUP_TIMEOUT)
+            let out = bounded_output(self.blocking_command(script)?, CLEANUP_TIMEOUT)
                 .with_context(|| format!("node {} ({})", self.node.name, self.node.endpoint()))?;
             match self.settle(out) {
                 Ok(done) => return done,
@@ -416,12 +421,8 @@ impl SshConn {
             if attempt > 0 {
                 std::thread::sleep(Duration::from_millis(500 << attempt));
             }
-            let mut cmd = std::process::Command::new("ssh");
-            cmd.args(self.options(false))
-                .arg(&self.node.ssh_host)
-                .arg("--")
-                .arg(self.remote(script)?)
-                .stdin(Stdio::null())
+            let mut cmd = self.blocking_command(script)?;
+            cmd.stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 // Ours alone, so the watchdog's kill reaches a ProxyCommand too.

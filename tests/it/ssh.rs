@@ -407,19 +407,10 @@ timeline:
 /// Live processes whose command line names run `id`'s directory on the lab's hosts (the
 /// daemonkv fixture puts its data dir there).
 fn remote_daemons_of(lab: &SshLab, id: &str) -> Vec<i32> {
-    let marker = format!(
+    crate::run::processes_naming(&format!(
         "faultline-data={}",
         lab.dir.join("remote").join(id).display()
-    );
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&marker))
-        })
-        .collect()
+    ))
 }
 
 /// A start command that puts the node in the background and exits (the daemonkv
