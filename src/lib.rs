@@ -21,6 +21,7 @@
 //!
 //! - [`log`]: the run log: a `tracing` subscriber per run (`faultline.log` and stderr,
 //!   around the progress line); other modules just emit `tracing` events.
+//! - [`shell`]: quoting words for the POSIX shell (SSH scripts, commands on the page).
 //! - [`store`]: the run directory, atomic writes, `latest` links.
 //! - [`history`]: the op vocabulary ([`history::Op`], [`history::Invocation`]), the
 //!   journal, the JSONL writer and reader, importers and exporters.
@@ -62,6 +63,7 @@ pub mod log;
 pub mod nemesis;
 pub mod report;
 pub mod runner;
+pub mod shell;
 pub mod spec;
 pub mod store;
 pub mod target;

@@ -89,6 +89,10 @@ pub struct RemoteHost {
     /// [`super::ssh::clock_undo_script`]).
     #[serde(default)]
     pub clock_origin: Option<ClockOrigin>,
+    /// The node's cgroup on the host, recorded before it is created; cleanup kills
+    /// everything in it and removes it. `None` where the host has no usable cgroup v2.
+    #[serde(default)]
+    pub cgroup: Option<String>,
 }
 
 /// A host's real time paired with its boot-time clock (which stepping the real clock does
@@ -247,6 +251,7 @@ impl Registry {
             groups: Vec::new(),
             clock_offset_ms: 0,
             clock_origin: None,
+            cgroup: None,
         });
         self.persist()
     }
@@ -254,6 +259,11 @@ impl Registry {
     /// Record a node process started on an SSH host.
     pub fn add_remote_group(&self, node: &str, p: super::ssh::RemoteProc) -> Result<()> {
         self.edit_host(node, |h| h.groups.push(p))
+    }
+
+    /// Record a node's cgroup on its SSH host, before it is created there.
+    pub fn set_remote_cgroup(&self, node: &str, cgroup: &str) -> Result<()> {
+        self.edit_host(node, |h| h.cgroup = Some(cgroup.to_string()))
     }
 
     /// Forget a remote node process that is known to be gone.
@@ -348,10 +358,13 @@ impl Drop for State {
 pub fn teardown_summary(res: &Resources) -> String {
     if !res.cgroups.is_empty() {
         "teardown complete: node cgroups empty and removed; no node process, namespace or bridge left".into()
+    } else if !res.remote.is_empty() && res.remote.iter().all(|h| h.cgroup.is_some()) {
+        "teardown complete: node cgroups on the SSH hosts empty and removed; no node process left"
+            .into()
     } else if res.remote.is_empty() {
         "teardown complete: no namespace or bridge left, and no process in the nodes' process groups (without cgroups, a node process that left its group is not tracked)".into()
     } else {
-        "teardown complete: no node process group, namespace or bridge left".into()
+        "teardown complete: no node process group left on the SSH hosts (on a host without cgroups, a node process that left its group is not tracked)".into()
     }
 }
 

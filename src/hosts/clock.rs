@@ -14,8 +14,9 @@
 //! `time.sleep` fails under this preload (libfaketime 0.9.10); the plan probes such targets
 //! first (`spec::target::probe_clock`).
 
-use super::ssh::{self, quote, SshConn};
+use super::ssh::{self, SshConn};
 use super::{Hosts, Registry};
+use crate::shell::quote;
 use crate::spec::inventory::ClockMode;
 use anyhow::{anyhow, Context, Result};
 use std::collections::BTreeMap;
@@ -113,8 +114,8 @@ impl Clocks {
                     .ok_or_else(|| anyhow!("remote clocks without SSH hosts"))?;
                 let script = format!(
                     "mkdir -p {d} && {{ [ -f {f} ] || printf '+0.000\\n' > {f}; }}",
-                    d = quote(h.root(node)?),
-                    f = quote(&f.display().to_string())
+                    d = quote(h.root(node)?)?,
+                    f = quote(&f.display().to_string())?
                 );
                 h.conn(node)?
                     .check(&script, "creating the clock file")
@@ -153,8 +154,8 @@ impl Clocks {
                     .ok_or_else(|| anyhow!("remote clocks without SSH hosts"))?;
                 let script = format!(
                     "printf '%s\\n' {text} > {t} && mv {t} {f}",
-                    t = quote(&tmp.display().to_string()),
-                    f = quote(&f.display().to_string())
+                    t = quote(&tmp.display().to_string())?,
+                    f = quote(&f.display().to_string())?
                 );
                 h.conn(node)?
                     .check(&script, "setting the clock offset")
@@ -189,7 +190,7 @@ async fn set_system(
         conn.check(
             &format!(
                 "clock_failed=\n{}[ -z \"$clock_failed\" ]",
-                ssh::clock_undo_script(dir)
+                ssh::clock_undo_script(dir)?
             ),
             "restoring the clock",
         )
@@ -212,7 +213,7 @@ async fn set_system(
     };
     reg.set_remote_clock(node, offset_ms)?;
     conn.check(
-        &ssh::step_clock_script(dir, &origin, offset_ms),
+        &ssh::step_clock_script(dir, &origin, offset_ms)?,
         "stepping the clock",
     )
     .await?;

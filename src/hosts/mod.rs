@@ -16,6 +16,7 @@ pub mod loopback;
 #[cfg(test)]
 pub mod recording;
 pub mod ssh;
+pub mod tarball;
 pub mod vagrant;
 
 use anyhow::Result;
@@ -51,8 +52,9 @@ pub struct SpawnSpec {
     pub stderr: PathBuf,
     /// Kill the node when the controller dies (off for `--leave-running`).
     pub die_with_controller: bool,
-    /// The node's cgroup (v2) on this machine, which it joins before exec, so that nothing
-    /// it starts can leave it; `None` on SSH hosts and where cgroups are unavailable.
+    /// The node's cgroup (v2) on the machine it runs on (this one, or its SSH host), which
+    /// it joins before exec, so that nothing it starts can leave it; `None` where cgroups
+    /// are unavailable.
     pub cgroup: Option<PathBuf>,
 }
 
@@ -132,7 +134,11 @@ impl Hosts {
     /// Run a command inside a node's host and wait for it, feeding `stdin`.
     pub async fn exec(&self, node: &NodeHost, argv: &[&str], stdin: &[u8]) -> Result<Output> {
         match self {
-            Hosts::Ssh(h) => h.conn(&node.node)?.run(&ssh::quote_argv(argv), stdin).await,
+            Hosts::Ssh(h) => {
+                h.conn(&node.node)?
+                    .run(&crate::shell::join(argv)?, stdin)
+                    .await
+            }
             #[cfg(test)]
             Hosts::Recording(h) => h.exec(node, argv, stdin).await,
             _ => local::exec_in(node.netns.as_deref(), argv, stdin).await,

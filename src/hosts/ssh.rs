@@ -3,8 +3,9 @@
 //!
 //! Every host operation the local backend has works here too: run a command (partitions
 //! are `nft -f -` on the node, so the same faultline-owned tables), start a node as a
-//! daemon in its own session and remember its PID and start time, signal its process
-//! group, wait until it has really exited, upload a binary, download logs.
+//! daemon in its own session and remember its PID and start time — inside a cgroup of its
+//! own where the host has cgroup v2, as locally —, signal it, wait until it has really
+//! exited, upload a binary, download logs.
 //!
 //! One `ssh -M` master per node, started by us and recorded in the cleanup registry, keeps a
 //! connection open; every command reuses it (`ControlPath`), which makes a command cost
@@ -16,6 +17,7 @@
 
 use super::cleanup::{ClockOrigin, ProcId, Registry};
 use super::{NodeHost, SpawnSpec};
+use crate::shell::{self, quote};
 use crate::spec::inventory::{ClockMode, SshNode};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -62,22 +64,33 @@ const GROUP_FN: &str = r#"members() { cat /proc/[0-9]*/stat 2>/dev/null | awk -v
 killgroup() { if [ -n "$(members "$1" "$2")" ]; then kill -s KILL -- "-$1" 2>/dev/null; fi; true; }
 gonegroup() { i=0; while [ -n "$(members "$1" "$2")" ]; do i=$((i+1)); [ $i -gt 100 ] && echo "process group $1 survived SIGKILL" >&2 && return 1; sleep 0.1; done; true; }"#;
 
-/// Quote one word for a POSIX shell.
-pub fn quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
-    {
-        return s.to_string();
-    }
-    format!("'{}'", s.replace('\'', r"'\''"))
-}
+/// Shell functions for a node's cgroup (v2) on its host, the remote twin of
+/// [`super::cgroup`]: `populated CG` (a process lives in it), `sigall CG SIG` (signal every
+/// member, reading the list again until a pass finds nobody new, at most 16 passes),
+/// `killcg CG` (`cgroup.kill`, then wait up to 10 s until it is empty; fine if it is gone).
+const CGROUP_FN: &str = r#"populated() { grep -qx 'populated 1' "$1/cgroup.events" 2>/dev/null; }
+sigall() { n=0; sent=' '; while [ $n -lt 16 ]; do fresh=; for p in $(cat "$1/cgroup.procs" 2>/dev/null); do case "$sent" in *" $p "*) ;; *) fresh=1; sent="$sent$p "; kill -s "$2" "$p" 2>/dev/null;; esac; done; [ -z "$fresh" ] && break; n=$((n+1)); done; true; }
+killcg() { [ -d "$1" ] || return 0; if populated "$1"; then echo 1 > "$1/cgroup.kill" || return 1; fi; n=0; while populated "$1"; do n=$((n+1)); [ $n -gt 100 ] && echo "cgroup $1 still holds processes $(cat "$1/cgroup.procs" | tr '\n' ' ')after cgroup.kill" >&2 && return 1; sleep 0.1; done; true; }"#;
 
-pub fn quote_argv<S: AsRef<str>>(argv: &[S]) -> String {
-    argv.iter()
-        .map(|a| quote(a.as_ref()))
-        .collect::<Vec<_>>()
-        .join(" ")
+/// Prints `cgroup2=MOUNT` when node cgroups can be made on the host (cgroup v2 mounted,
+/// `faultline/` creatable under it, `cgroup.kill` there), else `cgroup: WHY`. The mount
+/// point is field 5 of the mountinfo line whose type (after the `-`) is cgroup2.
+const CGROUP_PROBE: &str = r#"cg=$(awk '{ for (i = 7; i <= NF; i++) if ($i == "-") break; if ($(i+1) == "cgroup2") { print $5; exit } }' /proc/self/mountinfo)
+if [ -z "$cg" ]; then echo 'cgroup: no cgroup v2 hierarchy is mounted'
+elif ! mkdir -p "$cg/faultline" 2>/dev/null; then echo "cgroup: cannot create $cg/faultline (not root, or a read-only mount)"
+elif [ ! -e "$cg/faultline/cgroup.kill" ]; then echo 'cgroup: this kernel has no cgroup.kill (Linux 5.14 or later needed)'
+else echo "cgroup2=$cg"; fi
+"#;
+
+/// What a remote node's processes are doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemoteState {
+    /// The process faultline started still runs.
+    Running,
+    /// The start command is gone but its cgroup still holds processes (a node that put
+    /// itself in the background).
+    Detached,
+    Gone,
 }
 
 /// How one node is reached.
@@ -179,25 +192,25 @@ impl SshConn {
     }
 
     /// `script` as the remote shell should run it (with `sudo -n` when configured).
-    fn remote(&self, script: &str) -> String {
+    fn remote(&self, script: &str) -> Result<String> {
         if self.node.sudo {
-            format!("sudo -n sh -c {}", quote(script))
+            Ok(format!("sudo -n sh -c {}", quote(script)?))
         } else {
-            script.to_string()
+            Ok(script.to_string())
         }
     }
 
-    fn command(&self, script: &str) -> tokio::process::Command {
+    fn command(&self, script: &str) -> Result<tokio::process::Command> {
         let mut cmd = tokio::process::Command::new("ssh");
         cmd.args(self.options(false))
             .arg(&self.node.ssh_host)
             .arg("--")
-            .arg(self.remote(script))
+            .arg(self.remote(script)?)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        cmd
+        Ok(cmd)
     }
 
     /// Start the connection master for this node as our own child, recorded for cleanup
@@ -232,7 +245,7 @@ impl SshConn {
                 tokio::time::sleep(Duration::from_millis(500 << attempt)).await;
             }
             let mut child = self
-                .command(script)
+                .command(script)?
                 .spawn()
                 .with_context(|| format!("node {}: cannot run ssh", self.node.name))?;
             if let Some(mut input) = child.stdin.take() {
@@ -311,6 +324,16 @@ impl SshConn {
         }
     }
 
+    /// `ssh … -- script` for the blocking paths (no runtime there).
+    fn blocking_command(&self, script: &str) -> Result<std::process::Command> {
+        let mut cmd = std::process::Command::new("ssh");
+        cmd.args(self.options(false))
+            .arg(&self.node.ssh_host)
+            .arg("--")
+            .arg(self.remote(script)?);
+        Ok(cmd)
+    }
+
     /// The same as [`SshConn::run`] without a runtime, for teardown paths (Drop, sweep),
     /// and bounded by [`CLEANUP_TIMEOUT`].
     pub fn run_blocking(&self, script: &str) -> Result<Output> {
@@ -319,12 +342,7 @@ impl SshConn {
             if attempt > 0 {
                 std::thread::sleep(Duration::from_millis(500 << attempt));
             }
-            let mut cmd = std::process::Command::new("ssh");
-            cmd.args(self.options(false))
-                .arg(&self.node.ssh_host)
-                .arg("--")
-                .arg(self.remote(script));
-            let out = bounded_output(cmd, CLEANUP_TIMEOUT)
+            let out = bounded_output(self.blocking_command(script)?, CLEANUP_TIMEOUT)
                 .with_context(|| format!("node {} ({})", self.node.name, self.node.endpoint()))?;
             match self.settle(out) {
                 Ok(done) => return done,
@@ -345,9 +363,9 @@ impl SshConn {
             .unwrap_or_else(|| "/".into());
         let script = format!(
             "mkdir -p {d} && cat > {t} && chmod 755 {t} && mv {t} {r}",
-            d = quote(&dir),
-            t = quote(&tmp),
-            r = quote(remote)
+            d = quote(&dir)?,
+            t = quote(&tmp)?,
+            r = quote(remote)?
         );
         let out = self.run(&script, &bytes).await?;
         if !out.status.success() {
@@ -361,36 +379,116 @@ impl SshConn {
         Ok(())
     }
 
-    /// Copy every regular file of remote directory `dir` into local `to` (one tar stream).
+    /// Copy remote directory `dir` into local `to`: one tar stream from the host, unpacked
+    /// as it arrives (never whole in memory) and confined to `to` ([`super::tarball`]).
+    /// Entries the host should not have sent (paths out of `to`, links out of it) are
+    /// refused and named in the error, after everything else was unpacked.
     pub async fn download_dir(&self, dir: &str, to: &Path) -> Result<()> {
-        let out = self
-            .run(&format!("cd {} && tar cf - .", quote(dir)), &[])
-            .await?;
-        if !out.status.success() {
+        let script = format!("cd {} && tar cf - .", quote(dir)?);
+        let (conn, to_dir) = (self.clone(), to.to_path_buf());
+        let refused = tokio::task::spawn_blocking(move || {
+            conn.stream(&script, COMMAND_TIMEOUT, |out| {
+                super::tarball::unpack_confined(out, &to_dir)
+            })
+        })
+        .await
+        .context("the log download panicked")?
+        .with_context(|| format!("node {}: cannot download {dir}", self.node.name))?;
+        if !refused.is_empty() {
             bail!(
-                "node {}: cannot read {dir}: {}",
+                "node {}: refused {} entries of {dir}: {}",
                 self.node.name,
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        std::fs::create_dir_all(to).with_context(|| format!("cannot create {}", to.display()))?;
-        let mut tar = tokio::process::Command::new("tar")
-            .args(["xf", "-", "-C"])
-            .arg(to)
-            .stdin(Stdio::piped())
-            .spawn()
-            .context("cannot run tar")?;
-        if let Some(mut input) = tar.stdin.take() {
-            input.write_all(&out.stdout).await?;
-        }
-        let st = tar.wait().await?;
-        if !st.success() {
-            bail!(
-                "node {}: tar could not unpack the logs of {dir}",
-                self.node.name
+                refused.len(),
+                refused.join("; ")
             );
         }
         Ok(())
+    }
+
+    /// Run `script` on the node and hand its stdout to `consume` as it streams (blocking;
+    /// stdin empty). Killed with everything it started once `limit` has passed. Retried
+    /// only when ssh failed before sending the script, when `consume` saw no output.
+    fn stream<T>(
+        &self,
+        script: &str,
+        limit: Duration,
+        mut consume: impl FnMut(&mut dyn std::io::Read) -> Result<T>,
+    ) -> Result<T> {
+        use std::io::Read;
+        use std::os::unix::process::CommandExt;
+        let mut last = String::new();
+        for attempt in 0..ATTEMPTS {
+            if attempt > 0 {
+                std::thread::sleep(Duration::from_millis(500 << attempt));
+            }
+            let mut cmd = self.blocking_command(script)?;
+            cmd.stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                // Ours alone, so the watchdog's kill reaches a ProxyCommand too.
+                .process_group(0);
+            let mut child = cmd.spawn().context("cannot run ssh")?;
+            let group = ProcId::of(child.id() as i32);
+            let (done, watch) = std::sync::mpsc::channel::<()>();
+            let watchdog = std::thread::spawn(move || {
+                if watch.recv_timeout(limit) == Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
+                    if let Some(g) = group.filter(|g| !super::cleanup::group_members(g).is_empty())
+                    {
+                        let _ = nix::sys::signal::killpg(
+                            nix::unistd::Pid::from_raw(g.pid),
+                            nix::sys::signal::Signal::SIGKILL,
+                        );
+                    }
+                    return true;
+                }
+                false
+            });
+            let stderr = child.stderr.take().map(|mut e| {
+                std::thread::spawn(move || {
+                    let mut text = String::new();
+                    let _ = e.read_to_string(&mut text);
+                    text
+                })
+            });
+            let mut out = child.stdout.take().context("ssh has no stdout")?;
+            let got = consume(&mut out);
+            // Whatever `consume` left unread, so ssh is not stuck on a full pipe.
+            let _ = std::io::copy(&mut out, &mut std::io::sink());
+            let status = child.wait().context("waiting for ssh")?;
+            let _ = done.send(());
+            let timed_out = watchdog.join().unwrap_or(false);
+            let err = stderr.and_then(|t| t.join().ok()).unwrap_or_default();
+            if timed_out {
+                bail!(
+                    "node {} ({}): no answer within {}s (killed ssh): {}",
+                    self.node.name,
+                    self.node.endpoint(),
+                    limit.as_secs(),
+                    err.trim()
+                );
+            }
+            if status.code() == Some(255) && never_sent(&err) {
+                last = err;
+                continue;
+            }
+            let got = got?;
+            if !status.success() {
+                let out = self.explained(Output {
+                    status,
+                    stdout: Vec::new(),
+                    stderr: err.clone().into_bytes(),
+                })?;
+                bail!(
+                    "node {} ({}): the command failed ({}): {}",
+                    self.node.name,
+                    self.node.endpoint(),
+                    out.status,
+                    err.trim()
+                );
+            }
+            return Ok(got);
+        }
+        self.gave_up(&last)
     }
 
     /// Start a node daemon: its own session (so its PID is its process group), output to
@@ -405,16 +503,42 @@ impl SshConn {
             parent(&spec.stdout),
             parent(&spec.stderr),
         ];
+        // The node starts as a subshell that records its own /proc stat line (`read` is
+        // a builtin, so /proc/self is the subshell) and then becomes the node by exec: its
+        // start time is known even if it exits at once (a start command that backgrounds
+        // the real node). In a cgroup it first moves itself in (`0` is the writer), so the
+        // node and everything it forks are inside before its first instruction. The
+        // cgroup is recorded by the caller before it is created here; a restart reuses it.
+        let logs = parent(&spec.stdout);
+        let stat = quote(&format!("{logs}/node.stat"))?.into_owned();
+        let (setup, join) = match &spec.cgroup {
+            Some(cg) => {
+                let cg = cg.display().to_string();
+                (
+                    format!(
+                        "mkdir -p {p}\n[ -d {c} ] || mkdir {c}\n",
+                        p = quote(&parent(Path::new(&cg)))?,
+                        c = quote(&cg)?,
+                    ),
+                    format!("echo 0 > {} && ", quote(&format!("{cg}/cgroup.procs"))?),
+                )
+            }
+            None => (String::new(), String::new()),
+        };
         let script = format!(
-            "set -e\nmkdir -p {dirs}\ncd {cwd}\nenv {env} setsid {argv} > {out} 2> {err} < /dev/null &\npid=$!\necho \"$pid\" > {pidfile}\nproc=\"$pid $(sed 's/^.*) //' /proc/$pid/stat | cut -d' ' -f20)\"\necho \"$proc\" > {procfile}\necho \"$proc\"\n",
-            pidfile = quote(&format!("{}/node.pid", parent(&spec.stdout))),
-            procfile = quote(&format!("{}/{NODE_PROC}", parent(&spec.stdout))),
-            dirs = quote_argv(&dirs),
-            cwd = quote(&spec.cwd.display().to_string()),
-            env = quote_argv(&env),
-            argv = quote_argv(&spec.argv),
-            out = quote(&spec.stdout.display().to_string()),
-            err = quote(&spec.stderr.display().to_string()),
+            "set -e\nmkdir -p {dirs}\ncd {cwd}\n{setup}rm -f {stat}\n\
+             ( read -r st < /proc/self/stat && echo \"$st\" > {stat}.tmp && mv {stat}.tmp {stat} && {join}exec env {env} setsid {argv} ) > {out} 2> {err} < /dev/null &\n\
+             pid=$!\necho \"$pid\" > {pidfile}\n\
+             i=0; while [ ! -f {stat} ]; do i=$((i+1)); [ $i -gt 100 ] && {{ echo 'the node did not start within 5 s' >&2; exit 1; }}; sleep 0.05; done\n\
+             proc=\"$pid $(sed 's/^.*) //' {stat} | cut -d' ' -f20)\"\necho \"$proc\" > {procfile}\necho \"$proc\"\n",
+            pidfile = quote(&format!("{logs}/node.pid"))?,
+            procfile = quote(&format!("{logs}/{NODE_PROC}"))?,
+            dirs = shell::join(&dirs)?,
+            cwd = quote(&spec.cwd.display().to_string())?,
+            env = shell::join(&env)?,
+            argv = shell::join(&spec.argv)?,
+            out = quote(&spec.stdout.display().to_string())?,
+            err = quote(&spec.stderr.display().to_string())?,
         );
         let line = self.check(&script, "starting the node").await?;
         parse_proc(&line).ok_or_else(|| {
@@ -425,36 +549,66 @@ impl SshConn {
         })
     }
 
-    /// Signal a node's process group if it still runs.
-    pub async fn signal(&self, p: RemoteProc, sig: &str) -> Result<()> {
-        let script = format!(
-            "{ALIVE_FN}\nif alive {pid} {t}; then kill -s {sig} -- -{pid}; fi",
-            pid = p.pid,
-            t = p.start_ticks
-        );
+    /// Signal a node: every process of its cgroup when it has one, else its process group
+    /// if it still runs.
+    pub async fn signal(&self, p: RemoteProc, cgroup: Option<&str>, sig: &str) -> Result<()> {
+        let script = match cgroup {
+            Some(cg) => format!("{CGROUP_FN}\nsigall {} {sig}", quote(cg)?),
+            None => format!(
+                "{ALIVE_FN}\nif alive {pid} {t}; then kill -s {sig} -- -{pid}; fi",
+                pid = p.pid,
+                t = p.start_ticks
+            ),
+        };
         self.check(&script, &format!("kill -s {sig}")).await?;
         Ok(())
     }
 
-    pub async fn alive(&self, p: RemoteProc) -> Result<bool> {
-        let out = self
-            .run(
-                &format!("{ALIVE_FN}\nalive {} {}", p.pid, p.start_ticks),
-                &[],
-            )
-            .await?;
-        Ok(out.status.success())
+    /// Whether the node runs: its process, or — with a cgroup — anything left in it.
+    pub async fn state(&self, p: RemoteProc, cgroup: Option<&str>) -> Result<RemoteState> {
+        let cg = match cgroup {
+            Some(cg) => format!("elif populated {}; then echo detached; ", quote(cg)?),
+            None => String::new(),
+        };
+        let script = format!(
+            "{ALIVE_FN}\n{CGROUP_FN}\nif alive {} {}; then echo running; {cg}fi",
+            p.pid, p.start_ticks
+        );
+        let out = self.check(&script, "checking the node").await?;
+        Ok(match out.trim() {
+            "running" => RemoteState::Running,
+            "detached" => RemoteState::Detached,
+            _ => RemoteState::Gone,
+        })
     }
 
-    /// Wait up to `limit` for the process to be gone; true if it is.
-    pub async fn wait_gone(&self, p: RemoteProc, limit: Duration) -> Result<bool> {
+    /// Wait up to `limit` for the node to be gone (its cgroup empty, when it has one);
+    /// true if it is.
+    pub async fn wait_gone(
+        &self,
+        p: RemoteProc,
+        cgroup: Option<&str>,
+        limit: Duration,
+    ) -> Result<bool> {
         let tries = (limit.as_millis() / 100).max(1);
+        let test = match cgroup {
+            Some(cg) => format!("populated {}", quote(cg)?),
+            None => format!("alive {} {}", p.pid, p.start_ticks),
+        };
         let script = format!(
-            "{ALIVE_FN}\ni=0\nwhile alive {pid} {t}; do i=$((i+1)); [ $i -gt {tries} ] && exit 1; sleep 0.1; done\nexit 0",
-            pid = p.pid,
-            t = p.start_ticks
+            "{ALIVE_FN}\n{CGROUP_FN}\ni=0\nwhile {test}; do i=$((i+1)); [ $i -gt {tries} ] && exit 1; sleep 0.1; done\nexit 0"
         );
         Ok(self.run(&script, &[]).await?.status.success())
+    }
+
+    /// Kill everything in a node's cgroup (`cgroup.kill`) and wait until it is empty.
+    pub async fn kill_cgroup(&self, cgroup: &str) -> Result<()> {
+        self.check(
+            &format!("{CGROUP_FN}\nkillcg {}", quote(cgroup)?),
+            "killing the node's cgroup",
+        )
+        .await?;
+        Ok(())
     }
 }
 
@@ -573,11 +727,11 @@ fn parse_proc(line: &str) -> Option<RemoteProc> {
 /// recorded ones and any a `node.proc` in the run's directory names), faultline's nftables
 /// tables, and the run's directory (kept if the clock could not be restored, since it holds
 /// the record of the step).
-pub fn cleanup_script(host: &super::cleanup::RemoteHost) -> String {
+pub fn cleanup_script(host: &super::cleanup::RemoteHost) -> Result<String> {
     let run_dir = &host.dir;
     let mut s = format!("{GROUP_FN}\nclock_failed=\n");
     if host.clock_origin.is_some() {
-        s.push_str(&clock_undo_script(run_dir));
+        s.push_str(&clock_undo_script(run_dir)?);
     } else if host.clock_offset_ms != 0 {
         // A state file from before clock origins were recorded: step back as it was.
         s.push_str(&format!(
@@ -592,8 +746,18 @@ pub fn cleanup_script(host: &super::cleanup::RemoteHost) -> String {
         .collect();
     groups.push(format!(
         "$(find {} -name {NODE_PROC} -exec cat {{}} + 2>/dev/null)",
-        quote(run_dir)
+        quote(run_dir)?
     ));
+    if let Some(cg) = &host.cgroup {
+        // Before the groups: the cgroup holds every process the node started, also one
+        // that left its group. Removed only once empty (rmdir fails otherwise); the run's
+        // cgroup above it goes with the last node of the host.
+        s.push_str(&format!(
+            "{CGROUP_FN}\nkillcg {c} || exit 1\nif [ -d {c} ] && ! rmdir {c}; then echo 'cannot remove cgroup '{c} >&2; exit 1; fi\nrmdir {p} 2>/dev/null || true\n",
+            c = quote(cg)?,
+            p = quote(&parent(Path::new(cg)))?,
+        ));
+    }
     s.push_str(&format!("groups=\"{}\"\n", groups.join("\n")));
     s.push_str(
         "valid() { case \"$1$2\" in ''|*[!0-9]*) return 1;; esac; }\n\
@@ -606,16 +770,16 @@ pub fn cleanup_script(host: &super::cleanup::RemoteHost) -> String {
         ));
     }
     s.push_str("[ -z \"$clock_failed\" ] || exit 1\n");
-    s.push_str(&format!("rm -rf {}\n", quote(run_dir)));
+    s.push_str(&format!("rm -rf {}\n", quote(run_dir)?));
     // The run's directory holds one directory per node; the last node out removes it
     // (several nodes may share a machine, so only when empty).
     if let Some(parent) = Path::new(run_dir).parent() {
         s.push_str(&format!(
             "rmdir {} 2>/dev/null || true\n",
-            quote(&parent.display().to_string())
+            quote(&parent.display().to_string())?
         ));
     }
-    s
+    Ok(s)
 }
 
 /// The record of a `clock: system` host's first step, in the run's directory on the host:
@@ -655,34 +819,34 @@ fn set_from_record(offset_ms: i64) -> String {
 /// time: absolute (the origin plus elapsed boot time), so steps do not accumulate errors
 /// and repeating one is harmless. Writes the record first, so that nothing can step the
 /// clock without leaving the record cleanup undoes from.
-pub fn step_clock_script(run_dir: &str, origin: &ClockOrigin, offset_ms: i64) -> String {
-    format!(
+pub fn step_clock_script(run_dir: &str, origin: &ClockOrigin, offset_ms: i64) -> Result<String> {
+    Ok(format!(
         "m={m}\nmkdir -p {d} || exit 1\n\
          if [ ! -f \"$m\" ]; then printf '%s %s %s\\n' {b} {r} {u} > \"$m.tmp\" && mv \"$m.tmp\" \"$m\" || exit 1; fi\n{set}",
-        m = quote(&clock_record(run_dir)),
-        d = quote(run_dir),
-        b = quote(&origin.boot_id),
-        r = quote(&origin.real),
-        u = quote(&origin.uptime),
+        m = quote(&clock_record(run_dir))?,
+        d = quote(run_dir)?,
+        b = quote(&origin.boot_id)?,
+        r = quote(&origin.real)?,
+        u = quote(&origin.uptime)?,
         set = set_from_record(offset_ms),
-    )
+    ))
 }
 
 /// A script that restores a `clock: system` host's clock at most once: the record is
 /// claimed by an atomic rename, so of two cleanups (teardown and a sweep, two sweeps, a heal
 /// and a sweep) only one restores; the other finds no record and does nothing. A failed
 /// restore puts the record back for the next attempt. Sets `clock_failed` on failure.
-pub fn clock_undo_script(run_dir: &str) -> String {
-    format!(
+pub fn clock_undo_script(run_dir: &str) -> Result<String> {
+    Ok(format!(
         "m={m}\n\
          if mv -f \"$m\" \"$m.undoing\" 2>/dev/null; then\n\
            if (m=\"$m.undoing\"\n{set}); then rm -f \"$m.undoing\"\n\
            elif [ \"$(cut -d' ' -f1 \"$m.undoing\")\" != \"$(cat /proc/sys/kernel/random/boot_id)\" ]; then rm -f \"$m.undoing\"; clock_failed=1\n\
            else mv -f \"$m.undoing\" \"$m\"; echo 'cannot restore the clock' >&2; clock_failed=1; fi\n\
          fi\n",
-        m = quote(&clock_record(run_dir)),
+        m = quote(&clock_record(run_dir))?,
         set = set_from_record(0),
-    )
+    ))
 }
 
 /// Steps the clock by `delta_ms` relative to its current time: only for undoing the steps
@@ -701,6 +865,9 @@ pub struct SshHosts {
     conns: BTreeMap<String, SshConn>,
     /// This run's directory on each node: `<dir>/<run id>/<node>`.
     roots: BTreeMap<String, String>,
+    /// Each node's cgroup on its host (`<cgroup2 mount>/faultline/<run id>/<node>`), or
+    /// why its host has none (the node is then tracked by process group only).
+    cgroups: BTreeMap<String, CgroupSupport>,
     /// The connection masters; kept so that they are reaped when the hosts go away.
     _masters: Vec<tokio::process::Child>,
 }
@@ -746,9 +913,21 @@ impl SshHosts {
             nodes,
             conns,
             roots,
+            cgroups: BTreeMap::new(),
             _masters: Vec::new(),
         };
-        check_all(hosts.conns.values(), needs).await?;
+        let support = check_all(hosts.conns.values(), needs).await?;
+        for (c, s) in hosts.conns.values().zip(support) {
+            let name = &c.node.name;
+            let cg = s.map(|mount| format!("{mount}/{}/{run_id}/{name}", super::cgroup::PARENT));
+            match &cg {
+                Ok(dir) => tracing::info!("{name}: node cgroup {dir} on its host"),
+                Err(why) => tracing::info!(
+                    "{name}: node processes on its host are tracked by process group only ({why}): a node that leaves its group (a daemon calling setsid) is neither killed nor seen"
+                ),
+            }
+            hosts.cgroups.insert(name.clone(), cg);
+        }
         // Recorded only now: a run refused by the checks above did nothing on any host, and
         // must not leave a cleanup job behind for hosts that may never answer.
         for c in hosts.conns.values() {
@@ -766,14 +945,19 @@ impl SshHosts {
 }
 
 /// Check every host in parallel (see [`preflight`]); one error lists every bad host.
-async fn check_all<'a>(conns: impl Iterator<Item = &'a SshConn>, needs: Needs) -> Result<()> {
+async fn check_all<'a>(
+    conns: impl Iterator<Item = &'a SshConn>,
+    needs: Needs,
+) -> Result<Vec<CgroupSupport>> {
     let conns: Vec<&SshConn> = conns.collect();
-    let problems: Vec<String> =
-        futures::future::join_all(conns.iter().map(|c| preflight(c, needs)))
-            .await
-            .into_iter()
-            .filter_map(|r| r.err().map(|e| format!("{e:#}")))
-            .collect();
+    let mut problems = Vec::new();
+    let mut support = Vec::new();
+    for r in futures::future::join_all(conns.iter().map(|c| preflight(c, needs))).await {
+        match r {
+            Ok(s) => support.push(s),
+            Err(e) => problems.push(format!("{e:#}")),
+        }
+    }
     if !problems.is_empty() {
         bail!(
             "{} of {} SSH hosts are not usable:\n  {}",
@@ -782,7 +966,7 @@ async fn check_all<'a>(conns: impl Iterator<Item = &'a SshConn>, needs: Needs) -
             problems.join("\n  ")
         );
     }
-    Ok(())
+    Ok(support)
 }
 
 /// The checks a run makes before it starts, for callers that run many (a campaign checks
@@ -793,12 +977,16 @@ pub async fn check_inventory(nodes: &[SshNode], needs: Needs) -> Result<()> {
         .iter()
         .map(|n| SshConn::new(n.clone(), dir.join(format!("fl-nomaster-{}", n.name))))
         .collect();
-    check_all(conns.iter(), needs).await
+    check_all(conns.iter(), needs).await.map(drop)
 }
 
+/// Whether a host can give its nodes cgroups: the cgroup2 mount, or why not.
+type CgroupSupport = std::result::Result<String, String>;
+
 /// One round trip that proves the node is reachable with the key, that sudo works
-/// without a password when asked for, and that the tools the run needs are there.
-async fn preflight(c: &SshConn, needs: Needs) -> Result<()> {
+/// without a password when asked for, and that the tools the run needs are there; it also
+/// finds out whether nodes can have cgroups there.
+async fn preflight(c: &SshConn, needs: Needs) -> Result<CgroupSupport> {
     let n = &c.node;
     let who = format!("node {} ({})", n.name, n.endpoint());
     let out = c.run("true", &[]).await?;
@@ -814,7 +1002,7 @@ async fn preflight(c: &SshConn, needs: Needs) -> Result<()> {
     }
     let mut script = format!(
         "mkdir -p {d} && [ -w {d} ] || {{ echo 'cannot write {d}' >&2; exit 1; }}\n",
-        d = quote(&n.dir)
+        d = quote(&n.dir)?
     );
     if !n.sudo && n.user != "root" {
         script.push_str(
@@ -832,6 +1020,7 @@ async fn preflight(c: &SshConn, needs: Needs) -> Result<()> {
                 libfaketime_probe()
             ));
     }
+    script.push_str(CGROUP_PROBE);
     if needs.clock && n.clock == ClockMode::System {
         script.push_str("cat /proc/sys/kernel/random/boot_id\n");
     }
@@ -842,7 +1031,12 @@ async fn preflight(c: &SshConn, needs: Needs) -> Result<()> {
     if needs.clock && n.clock == ClockMode::System {
         // Stepping the clock of a "host" that is really this machine (a container, the
         // SSH lab) would step ours: never.
-        let theirs = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let theirs = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| !l.starts_with("cgroup"))
+            .collect::<String>()
+            .trim()
+            .to_string();
         let ours = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
             .unwrap_or_default()
             .trim()
@@ -853,7 +1047,16 @@ async fn preflight(c: &SshConn, needs: Needs) -> Result<()> {
                 );
         }
     }
-    Ok(())
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    Ok(stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("cgroup2=").map(str::to_string))
+        .ok_or_else(|| {
+            stdout
+                .lines()
+                .find_map(|l| l.strip_prefix("cgroup: ").map(str::to_string))
+                .unwrap_or_else(|| "the host did not say whether it has cgroup v2".into())
+        }))
 }
 
 impl SshHosts {
@@ -861,6 +1064,11 @@ impl SshHosts {
         self.conns
             .get(node)
             .ok_or_else(|| anyhow!("no SSH host for node {node}"))
+    }
+
+    /// `node`'s cgroup on its host, if the host has cgroups.
+    pub fn cgroup(&self, node: &str) -> Option<&str> {
+        self.cgroups.get(node)?.as_deref().ok()
     }
 
     /// This run's directory on `node`.
@@ -881,6 +1089,45 @@ impl SshHosts {
             )
             .await?;
         Ok(out.trim().to_string())
+    }
+}
+
+impl SshHosts {
+    /// Run a target's clock probe (`argv`) on `node`'s host under the preload its node
+    /// would get there (that host's libfaketime, [`crate::spec::target::preload_env`], an
+    /// offset file in the run's directory set back 30 s), bounded like the local probe.
+    /// `Ok(None)` when it ran cleanly, `Ok(Some(why))` in the local probe's words.
+    pub async fn probe_clock(&self, node: &str, argv: &[String]) -> Result<Option<String>> {
+        let limit_s = 10;
+        let root = self.root(node)?;
+        let file = format!("{root}/clock.probe");
+        let lib = self.libfaketime(node).await?;
+        let env: Vec<String> = crate::spec::target::preload_env(&lib, &file)
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let script = format!(
+            "mkdir -p {d} && printf '%s\\n' -30.000 > {f} || exit 125\nenv {env} timeout -s KILL {limit_s} {argv} < /dev/null > /dev/null",
+            d = quote(root)?,
+            f = quote(&file)?,
+            env = shell::join(&env)?,
+            argv = shell::join(argv)?,
+        );
+        let out = self.conn(node)?.run(&script, &[]).await?;
+        let err = String::from_utf8_lossy(&out.stderr);
+        Ok(match out.status.code() {
+            Some(0) => None,
+            Some(125) => bail!("node {node}: cannot write {file}: {}", err.trim()),
+            Some(137) => Some(format!(
+                "`{}` did not finish within {limit_s} s under libfaketime",
+                argv.join(" ")
+            )),
+            _ => Some(crate::spec::target::probe_failure(
+                argv,
+                &out.status.to_string(),
+                &err,
+            )),
+        })
     }
 }
 
@@ -911,7 +1158,7 @@ pub fn remove_remote(hosts: &[super::cleanup::RemoteHost]) -> Vec<String> {
 
 fn remove_host(h: &super::cleanup::RemoteHost) -> Option<String> {
     let conn = SshConn::new(h.ssh.clone(), h.control.clone());
-    match conn.run_blocking(&cleanup_script(h)) {
+    match cleanup_script(h).and_then(|script| conn.run_blocking(&script)) {
         Ok(out) if out.status.success() => None,
         Ok(out) => Some(format!(
             "node {} ({}): cleanup failed: {}",
@@ -933,20 +1180,6 @@ pub fn control_socket(run_id: &str, node: &str) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn quoting_survives_the_shell() {
-        assert_eq!(quote("abc-1.2/x=y"), "abc-1.2/x=y");
-        assert_eq!(quote(""), "''");
-        assert_eq!(quote("a b"), "'a b'");
-        assert_eq!(quote("it's"), r"'it'\''s'");
-        let argv = ["echo", "a b", "it's", "$HOME", "x;y"];
-        let out = std::process::Command::new("sh")
-            .args(["-c", &quote_argv(&argv)])
-            .output()
-            .unwrap();
-        assert_eq!(String::from_utf8_lossy(&out.stdout), "a b it's $HOME x;y\n");
-    }
 
     #[test]
     fn the_alive_function_knows_a_live_process_from_a_recycled_pid() {
@@ -1084,14 +1317,17 @@ mod tests {
         let run_dir = fakes.dir.join("run").join("n1").display().to_string();
         let o = origin_here();
         for offset in [5_000, -60_000] {
-            let out = fakes.run(&step_clock_script(&run_dir, &o, offset));
+            let out = fakes.run(&step_clock_script(&run_dir, &o, offset).unwrap());
             assert!(out.status.success(), "{out:?}");
         }
         let steps = fakes.steps();
         assert!(near(steps[0], 1005.0) && near(steps[1], 940.0), "{steps:?}");
         assert!(Path::new(&clock_record(&run_dir)).exists());
         // Teardown and a sweep (or two sweeps) both run the undo; one restores.
-        let undo = format!("{}[ -z \"$clock_failed\" ]", clock_undo_script(&run_dir));
+        let undo = format!(
+            "{}[ -z \"$clock_failed\" ]",
+            clock_undo_script(&run_dir).unwrap()
+        );
         for _ in 0..2 {
             assert!(fakes.run(&undo).status.success());
         }
@@ -1106,7 +1342,7 @@ mod tests {
         let fakes = Fakes::new("clock-fail");
         let run_dir = fakes.dir.join("run").join("n1").display().to_string();
         assert!(fakes
-            .run(&step_clock_script(&run_dir, &origin_here(), 5_000))
+            .run(&step_clock_script(&run_dir, &origin_here(), 5_000).unwrap())
             .status
             .success());
         let host = crate::hosts::cleanup::RemoteHost {
@@ -1116,9 +1352,10 @@ mod tests {
             groups: Vec::new(),
             clock_offset_ms: 5_000,
             clock_origin: Some(origin_here()),
+            cgroup: None,
         };
         std::fs::write(fakes.dir.join("fail"), "").unwrap();
-        let out = fakes.run(&cleanup_script(&host));
+        let out = fakes.run(&cleanup_script(&host).unwrap());
         assert!(!out.status.success());
         assert!(String::from_utf8_lossy(&out.stderr).contains("cannot restore the clock"));
         assert!(
@@ -1126,7 +1363,7 @@ mod tests {
             "kept for the next try"
         );
         std::fs::remove_file(fakes.dir.join("fail")).unwrap();
-        let out = fakes.run(&cleanup_script(&host));
+        let out = fakes.run(&cleanup_script(&host).unwrap());
         assert!(out.status.success(), "{out:?}");
         assert!(near(*fakes.steps().last().unwrap(), 1000.0));
         assert!(!Path::new(&run_dir).exists());
@@ -1135,7 +1372,9 @@ mod tests {
             clock_origin: None,
             ..host
         };
-        assert!(cleanup_script(&old).contains(&legacy_step_clock_script(-5_000)));
+        assert!(cleanup_script(&old)
+            .unwrap()
+            .contains(&legacy_step_clock_script(-5_000)));
     }
 
     /// A wrapper shell (the group's leader) whose `sleep` outlives it once the shell is
@@ -1199,12 +1438,82 @@ mod tests {
             groups: vec![recorded, impostor],
             clock_offset_ms: 0,
             clock_origin: None,
+            cgroup: None,
         };
-        let out = fakes.run(&cleanup_script(&host));
+        let out = fakes.run(&cleanup_script(&host).unwrap());
         assert!(out.status.success(), "{out:?}");
         assert!(gone(sleep1) && gone(sleep2));
         assert!(!run_dir.exists());
         assert!(fakes.steps().is_empty(), "no clock was touched");
+    }
+
+    #[test]
+    fn the_teardown_message_claims_no_process_only_when_every_host_had_cgroups() {
+        use crate::hosts::cleanup::{teardown_summary, RemoteHost, Resources};
+        let host = |cgroup: Option<&str>| RemoteHost {
+            ssh: test_node(),
+            control: PathBuf::from("/nonexistent"),
+            dir: "/tmp/x".into(),
+            groups: Vec::new(),
+            clock_offset_ms: 0,
+            clock_origin: None,
+            cgroup: cgroup.map(str::to_string),
+        };
+        let res = |hosts: Vec<RemoteHost>| Resources {
+            remote: hosts,
+            ..Resources::default()
+        };
+        let all = teardown_summary(&res(vec![host(Some("/cg/a")), host(Some("/cg/b"))]));
+        assert!(all.contains("no node process left"), "{all}");
+        let some = teardown_summary(&res(vec![host(Some("/cg/a")), host(None)]));
+        assert!(!some.contains("no node process left"), "{some}");
+        assert!(some.contains("not tracked"), "{some}");
+    }
+
+    /// The host's cleanup script, run here against this machine's cgroup v2: a daemon
+    /// that left its process group (never recorded anywhere) is killed with its cgroup,
+    /// and the cgroup and the run's cgroup above it are removed.
+    #[test]
+    fn host_cleanup_kills_and_removes_a_node_cgroup() {
+        let probe = std::process::Command::new("sh")
+            .args(["-c", CGROUP_PROBE])
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&probe.stdout).to_string();
+        let Some(mount) = said.trim().strip_prefix("cgroup2=") else {
+            eprintln!("skipped: no cgroups here: {said}");
+            return;
+        };
+        let fakes = Fakes::new("cgroup");
+        let run = format!("{mount}/faultline/sshtest-{}", std::process::id());
+        let cg = format!("{run}/n1");
+        let start = format!(
+            "mkdir -p {run} && mkdir {cg} && ( echo 0 > {cg}/cgroup.procs && exec setsid sh -c 'sleep 1000 & echo $!' ) > {d}/pid 2> /dev/null",
+            d = fakes.dir.display()
+        );
+        assert!(fakes.run(&start).status.success());
+        std::thread::sleep(Duration::from_millis(200));
+        let daemon: i32 = std::fs::read_to_string(fakes.dir.join("pid"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(!gone(daemon));
+        let host = crate::hosts::cleanup::RemoteHost {
+            ssh: test_node(),
+            control: PathBuf::from("/nonexistent"),
+            dir: fakes.dir.join("run").join("n1").display().to_string(),
+            groups: Vec::new(),
+            clock_offset_ms: 0,
+            clock_origin: None,
+            cgroup: Some(cg.clone()),
+        };
+        let out = fakes.run(&cleanup_script(&host).unwrap());
+        assert!(out.status.success(), "{out:?}");
+        assert!(gone(daemon), "the daemon outlived its cgroup");
+        assert!(!Path::new(&cg).exists() && !Path::new(&run).exists());
+        // Again (a sweep after teardown): nothing to do, and no error.
+        assert!(fakes.run(&cleanup_script(&host).unwrap()).status.success());
     }
 
     #[test]

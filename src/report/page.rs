@@ -94,15 +94,7 @@ fn plan_str(plan: &Value, path: &[&str]) -> Option<String> {
 
 /// Quote a word for a POSIX shell when it needs it.
 fn sh(word: &str) -> String {
-    let plain = !word.is_empty()
-        && word
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
-    if plain {
-        word.to_string()
-    } else {
-        format!("'{}'", word.replace('\'', "'\\''"))
-    }
+    crate::shell::show(word)
 }
 
 /// A spec on the command line: its name when the file is where a name resolves to
@@ -938,6 +930,7 @@ mod tests {
             "targets/raftkv/target.yaml"
         );
         assert_eq!(sh("--target-arg=--bug stale"), "'--target-arg=--bug stale'");
-        assert_eq!(sh("it's"), "'it'\\''s'");
+        // shlex's choice for a word with a single quote: double quotes (sh reads the same).
+        assert_eq!(sh("it's"), "\"it's\"");
     }
 }

@@ -297,16 +297,17 @@ impl Plan {
                     target_spec.name
                 );
             }
-            // The probe runs on this machine, so it speaks only for nodes on this machine.
+            // The probe runs on this machine, so it speaks only for nodes on this machine;
+            // SSH hosts run it themselves before any node starts (`target::Cluster`).
             if matches!(&hosts, HostsChoice::Local { .. } | HostsChoice::Loopback) {
                 let argv = target_spec.clock_probe_argv(&binary.display().to_string());
                 if let Some(why) = super::target::probe_clock(&argv)? {
                     bail!(
-                        "{}: nemesis {} injects {} faults, but target {}'s nodes would not survive them: {why}. With Debian's libfaketime 0.9.10, CPython 3.11's time.sleep() fails this way while the monotonic clock is left real (README, \"Clock faults\"); a target that never calls it can say so with `clock_probe: []`.",
+                        "{}: nemesis {} injects {} faults, but {}",
                         nemesis_file.display(),
                         nemesis.name,
                         k.as_str(),
-                        target_spec.name
+                        super::target::clock_refusal(&target_spec.name, &why)
                     );
                 }
             }

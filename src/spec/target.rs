@@ -564,6 +564,29 @@ pub fn preload_env(lib: &str, offset_file: &str) -> BTreeMap<String, String> {
     env
 }
 
+/// Why a clock probe failed, from how it ended (`exit status: 1`) and its stderr: the
+/// same words whether it ran here or on an SSH host.
+pub fn probe_failure(argv: &[String], status: &str, stderr: &str) -> String {
+    let last = stderr
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("");
+    format!(
+        "`{}` fails under libfaketime ({status}: {})",
+        argv.join(" "),
+        last.trim()
+    )
+}
+
+/// Why clock faults are refused for a target whose probe failed (`why`, from
+/// [`probe_clock`] or a probe on an SSH host), after "nemesis N injects K faults, but ".
+pub fn clock_refusal(target: &str, why: &str) -> String {
+    format!(
+        "target {target}'s nodes would not survive them: {why}. With Debian's libfaketime 0.9.10, CPython 3.11's time.sleep() fails this way while the monotonic clock is left real (README, \"Clock faults\"); a target that never calls it can say so with `clock_probe: []`."
+    )
+}
+
 /// Run `argv` on this machine under the clock preload, its wall clock set back 30 s (the
 /// failure measured does not depend on the offset). `Ok(None)` when it ran cleanly or
 /// there is nothing to probe with (no libfaketime: the run says so when it needs it);
@@ -611,16 +634,7 @@ pub fn probe_clock(argv: &[String]) -> Result<Option<String>> {
         use std::io::Read;
         let _ = e.read_to_string(&mut err);
     }
-    let last = err
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("");
-    Ok(Some(format!(
-        "`{}` fails under libfaketime ({status}: {})",
-        argv.join(" "),
-        last.trim()
-    )))
+    Ok(Some(probe_failure(argv, &status.to_string(), &err)))
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ pub mod client;
 
 use crate::hosts::cgroup::{self, RunCgroups};
 use crate::hosts::cleanup::ProcId;
-use crate::hosts::ssh::{quote, RemoteProc};
+use crate::hosts::ssh::{RemoteProc, RemoteState};
 use crate::hosts::{Hosts, NodeHost, Registry, SpawnSpec, Spawned};
 use crate::spec::target::{fill, signal_by_name, Protocol, ReadyCheck};
 use crate::spec::Plan;
@@ -41,14 +41,20 @@ enum NodeProc {
         /// run log says so once.
         detached: bool,
     },
-    Remote(RemoteProc),
+    Remote {
+        p: RemoteProc,
+        /// The node's cgroup on its host, where the host has cgroups.
+        cgroup: Option<String>,
+        /// As for `Local`: the start command exited, the node lives on in its cgroup.
+        detached: bool,
+    },
 }
 
 impl NodeProc {
     fn pid(&self) -> i32 {
         match self {
             NodeProc::Local { id, .. } => id.pid,
-            NodeProc::Remote(p) => p.pid,
+            NodeProc::Remote { p, .. } => p.pid,
         }
     }
 }
@@ -68,8 +74,8 @@ pub struct Cluster {
     starts: Mutex<BTreeMap<String, usize>>,
     /// Per-node clock offset files when the run plans clock faults.
     clocks: Option<Arc<crate::hosts::clock::Clocks>>,
-    /// Node cgroups on this machine; `None` on SSH hosts or where cgroup v2 is unavailable
-    /// (nodes are then tracked by process group only).
+    /// Node cgroups on this machine; `None` on SSH hosts (whose cgroups `hosts::ssh` keeps)
+    /// or where cgroup v2 is unavailable (nodes are then tracked by process group only).
     cgroups: Option<RunCgroups>,
     cluster_token: String,
 }
@@ -180,6 +186,62 @@ impl Cluster {
             local.display(),
             self.plan.nodes.len()
         );
+        Ok(())
+    }
+
+    /// Clock faults on SSH hosts: the target's clock probe, run on every `libfaketime`
+    /// host under the preload as its node would get it, refuses the run (before any node
+    /// starts) for the reason the plan gives locally. A host's Python may differ from
+    /// ours, so the plan's probe on this machine cannot speak for it.
+    async fn probe_remote_clocks(&self) -> Result<()> {
+        let (Some(remote), Some(_)) = (self.hosts.remote(), &self.clocks) else {
+            return Ok(());
+        };
+        let probes = self.plan.nodes.iter().map(|n| async move {
+            let conn = remote.conn(n)?;
+            if conn.node.clock != crate::spec::inventory::ClockMode::Libfaketime {
+                return Ok(None);
+            }
+            let argv = self
+                .plan
+                .target
+                .spec
+                .clock_probe_argv(&self.binary_on(n).display().to_string());
+            if argv.is_empty() {
+                return Ok(None);
+            }
+            let why = remote.probe_clock(n, &argv).await?;
+            anyhow::Ok(why.map(|w| format!("node {n} ({}): {w}", conn.node.endpoint())))
+        });
+        let mut failed = Vec::new();
+        for r in futures::future::join_all(probes).await {
+            failed.extend(r?);
+        }
+        if let Some(first) = failed.first() {
+            let kind = self
+                .plan
+                .nemesis
+                .kinds()
+                .into_iter()
+                .find(|k| k.is_clock())
+                .map_or("clock", |k| k.as_str());
+            bail!(
+                "{}: nemesis {} injects {kind} faults, but {}{}",
+                self.plan.nemesis_file.display(),
+                self.plan.nemesis.name,
+                crate::spec::target::clock_refusal(&self.plan.target.spec.name, first),
+                if failed.len() > 1 {
+                    format!(
+                        " ({} of {} hosts failed the probe)",
+                        failed.len(),
+                        self.plan.nodes.len()
+                    )
+                } else {
+                    String::new()
+                }
+            );
+        }
+        tracing::info!("clock probe passed on the SSH hosts");
         Ok(())
     }
 
@@ -359,7 +421,17 @@ impl Cluster {
         } else {
             format!(".{restarts}")
         };
-        let cgroup = self.cgroups.as_ref().map(|c| c.node(node)).transpose()?;
+        let cgroup = match self.hosts.remote() {
+            // Recorded before the start script creates it on the host.
+            Some(h) => match h.cgroup(node) {
+                Some(cg) => {
+                    self.reg.set_remote_cgroup(node, cg)?;
+                    Some(PathBuf::from(cg))
+                }
+                None => None,
+            },
+            None => self.cgroups.as_ref().map(|c| c.node(node)).transpose()?,
+        };
         let spawn = SpawnSpec {
             argv: argv.clone(),
             env,
@@ -393,7 +465,11 @@ impl Cluster {
             }
             Spawned::Remote(p) => {
                 self.reg.add_remote_group(node, p)?;
-                NodeProc::Remote(p)
+                NodeProc::Remote {
+                    p,
+                    cgroup: cgroup.map(|c| c.display().to_string()),
+                    detached: false,
+                }
             }
         };
         let pid = proc.pid();
@@ -425,14 +501,26 @@ impl Cluster {
                 }
                 None => return Ok(()),
             },
-            Some(NodeProc::Remote(p)) => {
-                let p = *p;
-                if self.remote_alive(node, p).await? {
+            Some(NodeProc::Remote {
+                p,
+                cgroup,
+                detached,
+            }) => match self.remote_state(node, *p, cgroup.as_deref()).await? {
+                RemoteState::Running => return Ok(()),
+                RemoteState::Detached => {
+                    if !*detached {
+                        *detached = true;
+                        tracing::info!(
+                            "{node}: its start command exited and left the node running in the background; it is tracked in its cgroup on its host"
+                        );
+                    }
                     return Ok(());
                 }
-                self.reg.remove_remote_group(node, p.pid)?;
-                "it is gone".into()
-            }
+                RemoteState::Gone => {
+                    self.reg.remove_remote_group(node, p.pid)?;
+                    "it is gone".into()
+                }
+            },
             None => return Ok(()),
         };
         procs.remove(node);
@@ -442,10 +530,15 @@ impl Cluster {
         bail!("node {node} exited during start-up ({status}); last lines of its stderr:\n{tail}")
     }
 
-    async fn remote_alive(&self, node: &str, p: RemoteProc) -> Result<bool> {
+    async fn remote_state(
+        &self,
+        node: &str,
+        p: RemoteProc,
+        cgroup: Option<&str>,
+    ) -> Result<RemoteState> {
         match self.hosts.remote() {
-            Some(h) => h.conn(node)?.alive(p).await,
-            None => Ok(false),
+            Some(h) => h.conn(node)?.state(p, cgroup).await,
+            None => Ok(RemoteState::Gone),
         }
     }
 
@@ -470,6 +563,7 @@ impl Cluster {
     /// Start every node and wait until the cluster answers.
     pub async fn start_all(&self) -> Result<()> {
         self.upload_binaries().await?;
+        self.probe_remote_clocks().await?;
         for n in self.plan.nodes.clone() {
             self.start_node(&n).await?;
         }
@@ -584,19 +678,25 @@ impl Cluster {
                         .with_context(|| format!("cannot send {sig} to node {node}"))?;
                 }
             }
-            NodeProc::Remote(p) => {
-                let p = *p;
+            NodeProc::Remote { p, cgroup, .. } => {
+                let (p, cgroup) = (*p, cgroup.clone());
                 drop(procs);
-                self.remote_signal(node, p, sig).await?;
+                self.remote_signal(node, p, cgroup.as_deref(), sig).await?;
             }
         }
         Ok(())
     }
 
-    async fn remote_signal(&self, node: &str, p: RemoteProc, sig: Signal) -> Result<()> {
+    async fn remote_signal(
+        &self,
+        node: &str,
+        p: RemoteProc,
+        cgroup: Option<&str>,
+        sig: Signal,
+    ) -> Result<()> {
         let name = sig.as_str().trim_start_matches("SIG");
         match self.hosts.remote() {
-            Some(h) => h.conn(node)?.signal(p, name).await,
+            Some(h) => h.conn(node)?.signal(p, cgroup, name).await,
             None => Ok(()),
         }
     }
@@ -635,7 +735,11 @@ impl Cluster {
                 ..
             } => return self.end_cgroup(node, child, id, &cg, sig, grace).await,
             NodeProc::Local { child, id, .. } => (child, id),
-            NodeProc::Remote(p) => return self.end_remote(node, p, sig, grace).await,
+            NodeProc::Remote { p, cgroup, .. } => {
+                return self
+                    .end_remote(node, p, cgroup.as_deref(), sig, grace)
+                    .await
+            }
         };
         let p = &mut child;
         let pg = Pid::from_raw(id.pid);
@@ -701,11 +805,13 @@ impl Cluster {
     }
 
     /// [`Cluster::end_node`] for a daemon on an SSH host: the same signals, and the wait
-    /// for its exit happens on the host.
+    /// for its exit happens on the host. With a cgroup there, as locally: the node is
+    /// ended when its cgroup is empty, and a kill is `cgroup.kill`.
     async fn end_remote(
         &self,
         node: &str,
         p: RemoteProc,
+        cgroup: Option<&str>,
         sig: Signal,
         grace: Duration,
     ) -> Result<()> {
@@ -713,16 +819,27 @@ impl Cluster {
             return Ok(());
         };
         let conn = h.conn(node)?;
-        conn.signal(p, "CONT").await?;
-        self.remote_signal(node, p, sig).await?;
-        let exited = !grace.is_zero() && conn.wait_gone(p, grace).await?;
+        if cgroup.is_none() || !grace.is_zero() {
+            // A paused node cannot act on SIGTERM; let it run so it can exit.
+            conn.signal(p, cgroup, "CONT").await?;
+            self.remote_signal(node, p, cgroup, sig).await?;
+        }
+        let exited = !grace.is_zero() && conn.wait_gone(p, cgroup, grace).await?;
         if !exited {
-            conn.signal(p, "KILL").await?;
-            if !conn.wait_gone(p, Duration::from_secs(10)).await? {
-                bail!(
-                    "node {node} (pid {} on its host) did not exit after SIGKILL",
-                    p.pid
-                );
+            match cgroup {
+                Some(cg) => conn
+                    .kill_cgroup(cg)
+                    .await
+                    .with_context(|| format!("node {node}: cannot kill its cgroup"))?,
+                None => {
+                    conn.signal(p, None, "KILL").await?;
+                    if !conn.wait_gone(p, None, Duration::from_secs(10)).await? {
+                        bail!(
+                            "node {node} (pid {} on its host) did not exit after SIGKILL",
+                            p.pid
+                        );
+                    }
+                }
             }
         }
         self.reg.remove_remote_group(node, p.pid)?;
@@ -756,16 +873,16 @@ impl Cluster {
                 };
                 let dst = self.node_dir(node).join(name);
                 if let Some(h) = self.hosts.remote() {
-                    let got = match h.conn(node) {
-                        Ok(c) => c
-                            .check(
-                                &format!("cat {}", quote(&src.display().to_string())),
-                                "reading a log",
-                            )
-                            .await
-                            .and_then(|text| crate::store::write_atomic(&dst, text.as_bytes())),
-                        Err(e) => Err(e),
-                    };
+                    let got = async {
+                        let path = src.display().to_string();
+                        let file = crate::shell::quote(&path)?;
+                        let text = h
+                            .conn(node)?
+                            .check(&format!("cat {file}"), "reading a log")
+                            .await?;
+                        crate::store::write_atomic(&dst, text.as_bytes())
+                    }
+                    .await;
                     if let Err(e) = got {
                         problems.push(format!("{node}: cannot collect {}: {e:#}", src.display()));
                     }

@@ -314,12 +314,16 @@ fn a_sigkilled_controller_leaves_a_checkable_history_and_cleanup_removes_the_res
 /// Live processes of the daemonkv fixture that run `id` started (their command line holds
 /// the run's data dir).
 fn daemons_of(id: &str) -> Vec<i32> {
-    let marker = format!(
+    processes_naming(&format!(
         "faultline-data={}",
         std::env::temp_dir()
             .join(format!("faultline-data-{id}"))
             .display()
-    );
+    ))
+}
+
+/// Live processes whose command line contains `marker`.
+pub fn processes_naming(marker: &str) -> Vec<i32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -328,13 +332,13 @@ fn daemons_of(id: &str) -> Vec<i32> {
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
         .filter(|pid| {
             std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&marker))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(marker))
         })
         .collect()
 }
 
 /// The run's cgroup directory, wherever the cgroup2 hierarchy is mounted.
-fn run_cgroup(id: &str) -> Option<PathBuf> {
+pub fn run_cgroup(id: &str) -> Option<PathBuf> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
     let mount = faultline::hosts::cgroup::cgroup2_mount(&info)?;
     Some(mount.join("faultline").join(id))

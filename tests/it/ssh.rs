@@ -350,3 +350,112 @@ fn a_sigkilled_controller_over_ssh_is_cleaned_from_the_hosts() {
     lab.stop();
     std::fs::remove_dir_all(&store).ok();
 }
+
+/// Clock faults against a Python target over SSH: the plan cannot probe the hosts' Python
+/// from here, so each host runs the probe under its own preload before any node starts,
+/// and the run is refused for the reason a local plan gives.
+#[test]
+fn clock_faults_over_ssh_are_refused_for_a_python_target_whose_sleep_the_preload_breaks() {
+    let Some((_lock, store, lab)) = lab("ssh-clock-probe", 3) else {
+        return;
+    };
+    if faultline::hosts::clock::find_libfaketime().is_err() {
+        eprintln!("skipped: needs libfaketime");
+        return;
+    }
+    let broken = faultline::spec::target::probe_clock(&[
+        "/usr/bin/python3".into(),
+        "-c".into(),
+        "import time; time.sleep(0.01)".into(),
+    ])
+    .unwrap();
+    let out = lab
+        .run(&store, CLOCK_BUMP, "10s")
+        .args(["--target", "tests/fixtures/sleepy/target.yaml"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    match broken {
+        Some(_) => {
+            assert_eq!(out.status.code(), Some(3), "{err}");
+            assert!(
+                err.contains("target sleepy's nodes would not survive them"),
+                "{err}"
+            );
+            assert!(err.contains("Invalid argument"), "{err}");
+            assert!(err.contains("node n1 ("), "names the host: {err}");
+            // Refused before any node started: nothing runs and nothing is left on the hosts.
+            assert!(!err.contains("started n1"), "{err}");
+        }
+        // A libfaketime that leaves sleep alone: the probe passes there too.
+        None => assert!(!err.contains("would not survive"), "{err}"),
+    }
+    let remote = lab.dir.join("remote");
+    let left: Vec<_> = std::fs::read_dir(&remote)
+        .map(|it| it.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "the run left {left:?} on its hosts");
+    lab.stop();
+    std::fs::remove_dir_all(&store).ok();
+}
+
+const CLOCK_BUMP: &str = "name: ssh-clock
+timeline:
+  - {at: 2s, start: clock-bump, target: [n1], offset: 30s}
+";
+
+/// Live processes whose command line names run `id`'s directory on the lab's hosts (the
+/// daemonkv fixture puts its data dir there).
+fn remote_daemons_of(lab: &SshLab, id: &str) -> Vec<i32> {
+    crate::run::processes_naming(&format!(
+        "faultline-data={}",
+        lab.dir.join("remote").join(id).display()
+    ))
+}
+
+/// A start command that puts the node in the background and exits (the daemonkv
+/// fixture) over SSH: each node runs in a cgroup of its own on its host, so the run
+/// tracks it, and teardown kills it and removes the cgroup — nothing is left on the hosts.
+#[test]
+fn a_node_that_daemonizes_on_an_ssh_host_is_killed_with_its_cgroup() {
+    let Some((_lock, store, lab)) = lab("ssh-daemon", 3) else {
+        return;
+    };
+    let out = lab
+        .run(&store, SHORT_PARTITION, "8s")
+        .args(["--target", "tests/fixtures/daemonkv/target.yaml"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(matches!(out.status.code(), Some(0..=2)), "{stderr}");
+    let dir = run_dir_of(&out);
+    let log = std::fs::read_to_string(dir.join("faultline.log")).unwrap();
+    if log.contains("tracked by process group only") {
+        eprintln!("skipped: the lab's hosts have no cgroups: {log}");
+        return;
+    }
+    let (id, _) = ids_from_log(&dir);
+    let cgroup = crate::run::run_cgroup(&id).unwrap();
+    assert!(
+        log.contains(&format!("n1: node cgroup {}/n1", cgroup.display())),
+        "{log}"
+    );
+    assert!(
+        log.contains("left the node running in the background"),
+        "{log}"
+    );
+    assert!(
+        log.contains("node cgroups on the SSH hosts empty and removed"),
+        "{log}"
+    );
+    assert_eq!(
+        remote_daemons_of(&lab, &id),
+        Vec::<i32>::new(),
+        "daemons outlived the run"
+    );
+    assert!(!cgroup.exists(), "{} is left", cgroup.display());
+    assert!(!lab.dir.join("remote").join(&id).exists());
+    assert!(!crate::run::state_file_exists(&id));
+    lab.stop();
+    std::fs::remove_dir_all(&store).ok();
+}
