@@ -251,6 +251,11 @@ pub struct RunArgs {
     /// Seed of the generators and the nemesis schedule (default: random, recorded in plan.yaml).
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Before each fault, wait up to this long for the cluster to serve again (a leader for
+    /// faults aimed at leaders, else readiness), e.g. 10s: the nemesis file's `recover`, for
+    /// targets slower than raftkv to restart or elect.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub recover: Option<std::time::Duration>,
     /// Extra argument for every node's start command (repeatable), e.g. --target-arg=--bug --target-arg=stale-read.
     #[arg(long = "target-arg", allow_hyphen_values = true)]
     pub target_args: Vec<String>,

@@ -39,6 +39,7 @@ pub fn run(args: RunArgs) -> ExitCode {
             }
         },
         subnet: args.where_.subnet.clone(),
+        recover: args.recover,
     };
     let plan = match Plan::resolve(&SpecRoots::default_roots(), &overrides, auto) {
         Ok(p) => p,

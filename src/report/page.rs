@@ -157,6 +157,7 @@ fn reproduce(run: &RunData) -> Option<String> {
     flag("time-limit", plan_str(p, &["time_limit"]));
     flag("rate", plan_str(p, &["rate"]));
     flag("seed", plan_str(p, &["seed"]));
+    flag("recover", plan_str(p, &["nemesis", "recover"]));
     if let Some(args) = p.get("target_args").and_then(Value::as_array) {
         for a in args.iter().filter_map(Value::as_str) {
             cmd.push(sh(&format!("--target-arg={a}")));

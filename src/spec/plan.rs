@@ -50,6 +50,8 @@ pub struct Overrides {
     /// `None` = decide from what this machine allows.
     pub hosts: Option<HostsChoice>,
     pub subnet: Option<String>,
+    /// `--recover`: the nemesis file's `recover`, set or replaced for this run.
+    pub recover: Option<Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -171,7 +173,15 @@ impl Plan {
             &nemesis_name,
             roots.resolve(SpecKind::Nemesis, &nemesis_name),
         )?;
-        let nemesis = by.wrap(&nemesis_name, NemesisSpec::load(&nemesis_file))?;
+        let mut nemesis = by.wrap(&nemesis_name, NemesisSpec::load(&nemesis_file))?;
+        if let Some(bound) = o.recover {
+            // Checked here rather than by clap so the message names the flag's rule the
+            // way a nemesis file's would be named.
+            if bound.is_zero() {
+                bail!("--recover: must be longer than 0 s (it bounds the wait for the cluster to serve again before each fault)");
+            }
+            nemesis.recover = Some(bound);
+        }
 
         let inventory = match &hosts_kind {
             HostsChoice::Ssh { inventory, .. } => Some(super::inventory::load(inventory)?),
@@ -571,6 +581,27 @@ mod tests {
             ..Overrides::default()
         };
         Plan::resolve(&SpecRoots::default_roots(), &o, HostsChoice::Loopback)
+    }
+
+    #[test]
+    fn recover_on_the_command_line_sets_the_nemesis_bound_and_refuses_zero() {
+        let with = |recover: Option<Duration>| {
+            let o = Overrides {
+                nemesis: Some("crash-restart".into()),
+                seed: Some(1),
+                recover,
+                ..Overrides::default()
+            };
+            Plan::resolve(&SpecRoots::default_roots(), &o, HostsChoice::Loopback)
+        };
+        assert_eq!(with(None).unwrap().nemesis.recover, None);
+        let plan = with(Some(Duration::from_secs(10))).unwrap();
+        assert_eq!(plan.nemesis.recover, Some(Duration::from_secs(10)));
+        // plan.yaml keeps it, so a re-rendered page's reproduce command carries it too.
+        let yaml = serde_yaml::to_string(&plan).unwrap();
+        assert!(yaml.contains("recover: 10s"), "{yaml}");
+        let err = format!("{:#}", with(Some(Duration::ZERO)).unwrap_err());
+        assert!(err.contains("--recover: must be longer than 0 s"), "{err}");
     }
 
     #[test]
