@@ -96,11 +96,27 @@ pub fn render_reply(id: &Value, reply: &Reply) -> String {
         }
         Reply::Fail(e) => json!({"id": id, "type": "fail", "error": e}),
         Reply::Unknown(e) => json!({"id": id, "type": "info", "error": e}),
-        Reply::Status(s) => json!({
-            "id": id, "type": "ok", "node": s.node, "leader": s.leader,
-            "leader_id": s.leader_id, "term": s.term,
-            "commit_index": s.commit_index, "applied_index": s.applied_index,
-        }),
+        Reply::Status(s) => {
+            let peers: Map<String, Value> = s
+                .peers
+                .iter()
+                .map(|(peer, c)| {
+                    let counts = json!({
+                        "messages_sent": c.messages_sent, "bytes_sent": c.bytes_sent,
+                        "writes_sent": c.writes_sent, "acks_sent": c.acks_sent,
+                        "messages_received": c.messages_received,
+                        "bytes_received": c.bytes_received,
+                    });
+                    (peer.clone(), counts)
+                })
+                .collect();
+            json!({
+                "id": id, "type": "ok", "node": s.node, "leader": s.leader,
+                "leader_id": s.leader_id, "term": s.term,
+                "commit_index": s.commit_index, "applied_index": s.applied_index,
+                "peers": peers,
+            })
+        }
     };
     v.to_string()
 }
@@ -113,7 +129,7 @@ pub fn render_bad_request(bad: &BadRequest) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::replica::Status;
+    use crate::replica::{PeerCounts, Status};
 
     #[test]
     fn parses_every_op() {
@@ -210,11 +226,25 @@ mod tests {
             term: 7,
             commit_index: 123,
             applied_index: 120,
+            peers: [(
+                "n2".to_string(),
+                PeerCounts {
+                    messages_sent: 10,
+                    bytes_sent: 900,
+                    writes_sent: 8,
+                    acks_sent: 6,
+                    messages_received: 9,
+                    bytes_received: 500,
+                },
+            )]
+            .into(),
         };
         assert_eq!(
             r(Reply::Status(status)),
             json!({"id":5,"type":"ok","node":"n1","leader":true,"leader_id":"n1",
-                   "term":7,"commit_index":123,"applied_index":120})
+                   "term":7,"commit_index":123,"applied_index":120,
+                   "peers":{"n2":{"messages_sent":10,"bytes_sent":900,"writes_sent":8,
+                   "acks_sent":6,"messages_received":9,"bytes_received":500}}})
         );
     }
 }

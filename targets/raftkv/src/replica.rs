@@ -43,6 +43,29 @@ pub struct Status {
     pub term: u64,
     pub commit_index: u64,
     pub applied_index: u64,
+    /// What this node's transport sent to and received from each peer since it started;
+    /// the replica leaves it empty and the server fills it in (the core sees no sockets).
+    pub peers: BTreeMap<NodeId, PeerCounts>,
+}
+
+/// One peer's traffic as the transport saw it, the truth a wire measurement (faultline's
+/// per-link counters) is checked against.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PeerCounts {
+    /// Raft messages written to the peer's connection.
+    pub messages_sent: u64,
+    /// Their bytes, newline framing included (TCP/IP headers not).
+    pub bytes_sent: u64,
+    /// Socket writes carrying those messages: queued messages go out together, so with
+    /// batching this is below `messages_sent`.
+    pub writes_sent: u64,
+    /// Acknowledgement lines written back on the peer's connection to us; each is a
+    /// data-carrying segment on the wire too.
+    pub acks_sent: u64,
+    /// Raft messages read from the peer's connections.
+    pub messages_received: u64,
+    /// Their bytes, newline framing included.
+    pub bytes_received: u64,
 }
 
 /// Replica-level knobs.
@@ -217,6 +240,7 @@ impl Replica {
                     term: r.term(),
                     commit_index: r.commit_index(),
                     applied_index: r.applied_index(),
+                    peers: BTreeMap::new(),
                 };
                 self.replies.push((token, Reply::Status(status)));
             }

@@ -25,7 +25,7 @@ use crate::protocol::{parse_request, render_bad_request, render_reply};
 use crate::raft::{Envelope, NodeId, Persist};
 use crate::replica::{Replica, Reply, Request};
 use crate::storage::DiskStorage;
-use crate::transport::{serve_peers, spawn_peer, PEER_QUEUE};
+use crate::transport::{serve_peers, spawn_peer, WireStats, PEER_QUEUE};
 use anyhow::{Context, Result};
 use std::collections::HashMap;
 use std::future::Future;
@@ -103,7 +103,13 @@ pub async fn run(s: Settings, shutdown: impl Future<Output = ()>) -> Result<()> 
 
     let (peer_tx, mut peer_rx) = mpsc::channel::<Envelope>(PEER_QUEUE);
     let (client_tx, mut client_rx) = mpsc::channel::<Call>(CLIENT_QUEUE);
-    tokio::spawn(serve_peers(s.id.clone(), peer_listener, peer_tx));
+    let wire = Arc::new(WireStats::default());
+    tokio::spawn(serve_peers(
+        s.id.clone(),
+        peer_listener,
+        peer_tx,
+        wire.clone(),
+    ));
     let call_timeout = Duration::from_millis(s.request_timeout_ms + 1000);
     tokio::spawn(serve_clients(
         s.id.clone(),
@@ -117,7 +123,7 @@ pub async fn run(s: Settings, shutdown: impl Future<Output = ()>) -> Result<()> 
         .peers
         .iter()
         .map(|(id, addr)| {
-            let tx = spawn_peer(s.id.clone(), id.clone(), addr.clone(), stall);
+            let tx = spawn_peer(s.id.clone(), id.clone(), addr.clone(), stall, wire.clone());
             (id.clone(), tx)
         })
         .collect();
@@ -216,7 +222,10 @@ pub async fn run(s: Settings, shutdown: impl Future<Output = ()>) -> Result<()> 
         } else {
             job.messages = ready.messages;
         }
-        for (token, reply) in ready.replies {
+        for (token, mut reply) in ready.replies {
+            if let Reply::Status(status) = &mut reply {
+                status.peers = wire.snapshot();
+            }
             if let Some(tx) = calls.waiting.remove(&token) {
                 if s.bugs.ack_before_commit {
                     // Its "ok" may rest on this very batch reaching our disk.

@@ -10,11 +10,16 @@
 //! (a count on the reverse direction): unacknowledged frames for longer than the stall
 //! timeout make the sender drop the connection and dial again, instead of waiting for
 //! TCP's retransmission back-off after the partition heals.
+//!
+//! Every message, write and acknowledgement is counted per peer in [`WireStats`], which
+//! the status request reports, so a measurement from outside can be checked against it.
 
 use crate::log_line;
 use crate::raft::{Envelope, NodeId};
+use crate::replica::PeerCounts;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -31,15 +36,36 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 const MIN_BACKOFF: Duration = Duration::from_millis(20);
 const MAX_BACKOFF: Duration = Duration::from_millis(1000);
 
+/// Per-peer traffic counts, shared by all the transport's tasks.
+#[derive(Debug, Default)]
+pub struct WireStats(Mutex<BTreeMap<NodeId, PeerCounts>>);
+
+impl WireStats {
+    fn add(&self, peer: &str, f: impl FnOnce(&mut PeerCounts)) {
+        // A poisoned lock only means another task panicked mid-count: keep counting.
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match map.get_mut(peer) {
+            Some(c) => f(c),
+            None => f(map.entry(peer.to_string()).or_default()),
+        }
+    }
+
+    /// The counts so far, by peer.
+    pub fn snapshot(&self) -> BTreeMap<NodeId, PeerCounts> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
 /// Starts the task that owns the connection to `peer`; returns the queue feeding it.
 pub fn spawn_peer(
     me: NodeId,
     peer: NodeId,
     addr: String,
     stall: Duration,
+    stats: Arc<WireStats>,
 ) -> mpsc::Sender<Envelope> {
     let (tx, rx) = mpsc::channel(PEER_QUEUE);
-    tokio::spawn(outbound(me, peer, addr, rx, stall));
+    tokio::spawn(outbound(me, peer, addr, rx, stall, stats));
     tx
 }
 
@@ -56,6 +82,7 @@ async fn outbound(
     addr: String,
     mut rx: mpsc::Receiver<Envelope>,
     stall: Duration,
+    stats: Arc<WireStats>,
 ) {
     let mut backoff = MIN_BACKOFF;
     let mut reported_down = false;
@@ -66,7 +93,7 @@ async fn outbound(
                 log_line(&me, &format!("connected to peer {peer} at {addr}"));
                 reported_down = false;
                 backoff = MIN_BACKOFF;
-                match run_connection(stream, &mut rx, stall).await {
+                match run_connection(stream, &mut rx, stall, &peer, &stats).await {
                     End::Shutdown => return,
                     End::Broken(why) => why,
                 }
@@ -107,6 +134,8 @@ async fn run_connection(
     stream: TcpStream,
     rx: &mut mpsc::Receiver<Envelope>,
     stall: Duration,
+    peer: &str,
+    stats: &WireStats,
 ) -> End {
     let (rd, mut wr) = stream.into_split();
     let acked = Arc::new(AtomicU64::new(0));
@@ -134,17 +163,25 @@ async fn run_connection(
         if let Some(m) = first {
             buf.clear();
             let mut next = Some(m);
+            let mut messages = 0u64;
             while let Some(m) = next.take() {
                 if serde_json::to_writer(&mut buf, &m).is_ok() {
                     buf.push(b'\n');
-                    sent += 1;
+                    messages += 1;
                 }
                 if buf.len() < MAX_WRITE_BYTES {
                     next = rx.try_recv().ok();
                 }
             }
             match timeout(stall, wr.write_all(&buf)).await {
-                Ok(Ok(())) => {}
+                Ok(Ok(())) => {
+                    sent += messages;
+                    stats.add(peer, |c| {
+                        c.messages_sent += messages;
+                        c.bytes_sent += buf.len() as u64;
+                        c.writes_sent += 1;
+                    });
+                }
                 Ok(Err(e)) => return End::Broken(format!("write failed: {e}")),
                 Err(_) => return End::Broken("write stalled".into()),
             }
@@ -166,11 +203,16 @@ async fn run_connection(
 }
 
 /// Accepts peers' connections and forwards their messages to the core.
-pub async fn serve_peers(me: NodeId, listener: TcpListener, to_core: mpsc::Sender<Envelope>) {
+pub async fn serve_peers(
+    me: NodeId,
+    listener: TcpListener,
+    to_core: mpsc::Sender<Envelope>,
+    stats: Arc<WireStats>,
+) {
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
-                tokio::spawn(inbound(me.clone(), stream, to_core.clone()));
+                tokio::spawn(inbound(me.clone(), stream, to_core.clone(), stats.clone()));
             }
             Err(e) => {
                 log_line(&me, &format!("accepting a peer connection failed: {e}"));
@@ -180,22 +222,30 @@ pub async fn serve_peers(me: NodeId, listener: TcpListener, to_core: mpsc::Sende
     }
 }
 
-async fn inbound(me: NodeId, stream: TcpStream, to_core: mpsc::Sender<Envelope>) {
+async fn inbound(
+    me: NodeId,
+    stream: TcpStream,
+    to_core: mpsc::Sender<Envelope>,
+    stats: Arc<WireStats>,
+) {
     let _ = stream.set_nodelay(true);
     let (rd, mut wr) = stream.into_split();
     // Acknowledgements go out from their own task so a peer that stopped reading them
-    // never stalls our reading of its messages.
-    let (ack_tx, mut ack_rx) = watch::channel(0u64);
+    // never stalls our reading of its messages. The watch carries the count and who the
+    // sender is (known from its first message, which always precedes the first ack).
+    let (ack_tx, mut ack_rx) = watch::channel((0u64, NodeId::new()));
+    let ack_stats = stats.clone();
     let _acker = AbortOnDrop(tokio::spawn(async move {
         while ack_rx.changed().await.is_ok() {
-            let n = *ack_rx.borrow_and_update();
+            let (n, from) = ack_rx.borrow_and_update().clone();
             let line = format!("{n}\n");
             match timeout(Duration::from_secs(5), wr.write_all(line.as_bytes())).await {
-                Ok(Ok(())) => {}
+                Ok(Ok(())) => ack_stats.add(&from, |c| c.acks_sent += 1),
                 _ => return,
             }
         }
     }));
+    let mut from = NodeId::new();
     let mut rd = BufReader::with_capacity(256 << 10, rd);
     let mut line = Vec::new();
     let mut count = 0u64;
@@ -217,6 +267,13 @@ async fn inbound(me: NodeId, stream: TcpStream, to_core: mpsc::Sender<Envelope>)
         }
         match serde_json::from_slice::<Envelope>(&line) {
             Ok(env) => {
+                if env.from != from {
+                    from = env.from.clone();
+                }
+                stats.add(&from, |c| {
+                    c.messages_received += 1;
+                    c.bytes_received += line.len() as u64;
+                });
                 if to_core.send(env).await.is_err() {
                     return;
                 }
@@ -228,7 +285,7 @@ async fn inbound(me: NodeId, stream: TcpStream, to_core: mpsc::Sender<Envelope>)
         }
         count += 1;
         if rd.buffer().is_empty() {
-            let _ = ack_tx.send(count);
+            let _ = ack_tx.send((count, from.clone()));
         }
     }
 }
@@ -252,14 +309,39 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let (to_core, mut core) = mpsc::channel(16);
-        tokio::spawn(serve_peers("n2".into(), listener, to_core));
-        let tx = spawn_peer("n1".into(), "n2".into(), addr, Duration::from_millis(300));
+        let theirs = Arc::new(WireStats::default());
+        tokio::spawn(serve_peers("n2".into(), listener, to_core, theirs.clone()));
+        let ours = Arc::new(WireStats::default());
+        let tx = spawn_peer(
+            "n1".into(),
+            "n2".into(),
+            addr,
+            Duration::from_millis(300),
+            ours.clone(),
+        );
         for seq in 1..=5 {
             tx.send(heartbeat(seq)).await.unwrap();
         }
         for seq in 1..=5 {
             let got = timeout(Duration::from_secs(5), core.recv()).await.unwrap();
             assert_eq!(got, Some(heartbeat(seq)));
+        }
+        // Both ends count the same five messages and bytes, each under the other's name.
+        let frame_bytes: u64 = (1..=5)
+            .map(|seq| serde_json::to_vec(&heartbeat(seq)).unwrap().len() as u64 + 1)
+            .sum();
+        let sent = ours.snapshot()["n2"];
+        assert_eq!((sent.messages_sent, sent.bytes_sent), (5, frame_bytes));
+        assert!((1..=5).contains(&sent.writes_sent), "{sent:?}");
+        let start = Instant::now();
+        loop {
+            let got = theirs.snapshot().get("n1").copied().unwrap_or_default();
+            if got.messages_received == 5 && got.acks_sent >= 1 {
+                assert_eq!(got.bytes_received, frame_bytes);
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(5), "{got:?}");
+            sleep(Duration::from_millis(10)).await;
         }
     }
 
@@ -269,7 +351,13 @@ mod tests {
         // process or a partition that drops packets looks like from here.
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
-        let tx = spawn_peer("n1".into(), "n2".into(), addr, Duration::from_millis(200));
+        let tx = spawn_peer(
+            "n1".into(),
+            "n2".into(),
+            addr,
+            Duration::from_millis(200),
+            Arc::default(),
+        );
         let mut held = Vec::new();
         let start = Instant::now();
         let mut seq = 0;
