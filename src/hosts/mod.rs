@@ -18,6 +18,7 @@ pub mod recording;
 pub mod ssh;
 pub mod tarball;
 pub mod vagrant;
+pub mod wire;
 
 use anyhow::Result;
 use std::collections::BTreeMap;
@@ -32,6 +33,7 @@ pub use cleanup::Registry;
 pub const PARTITION_TABLE: &str = "faultline_partition";
 /// The nftables table faultline owns in a node's host for packet loss.
 pub const LOSS_TABLE: &str = "faultline_loss";
+pub use wire::WIRE_TABLE;
 
 /// One node's place: its name and the address the controller and its peers reach it at.
 #[derive(Debug, Clone, PartialEq, Eq)]

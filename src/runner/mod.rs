@@ -8,6 +8,7 @@
 mod backoff;
 pub mod check;
 mod page;
+pub mod wire;
 pub use page::apply_faults_rule;
 #[cfg(test)]
 mod tests;
@@ -579,6 +580,19 @@ async fn run_cluster(
     unless_stopped(&mut stop, "starting the cluster", cluster.start_all()).await?;
     refuse_blind_faults(&plan, &cluster).await?;
     tracing::info!("cluster ready after {:.1}s", t0.elapsed().as_secs_f64());
+    let wire = match wire::unavailable(cluster.hosts()) {
+        Some(why) => {
+            tracing::info!("wire: links not counted: {why}");
+            None
+        }
+        None => match wire::Wire::install(cluster.clone()).await {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::info!("wire: links not counted: {e:#}");
+                None
+            }
+        },
+    };
 
     // time_ns in the history and the nemesis schedule share one origin: the moment the
     // clients start (not the install step or cluster start-up before it).
@@ -587,6 +601,11 @@ async fn run_cluster(
         &run_dir.join("history.jsonl"),
         start.into_std(),
     )?);
+    let sampler = wire.and_then(|w| {
+        w.start_sampling(&run_dir.join("wire.jsonl"), start)
+            .map_err(|e| tracing::info!("wire: links not counted: {e:#}"))
+            .ok()
+    });
     let ctx = Arc::new(Ctx::new(plan.clone(), cluster.clone(), journal.clone()));
     {
         let gen = ctx.gen.lock().unwrap_or_else(|p| p.into_inner());
@@ -695,6 +714,11 @@ async fn run_cluster(
     }
     let interrupted = *stop.borrow();
     tracing::info!("main phase over: {}", ctx.stats.line());
+    if let Some(sampler) = sampler {
+        if let Err(e) = sampler.finish().await {
+            tracing::info!("wire: the final sample failed: {e:#}");
+        }
+    }
     // Healed on every path. After an error or an interrupt, killed nodes stay down (the
     // teardown stops every node), but nothing else in force may outlive the run: a paused
     // group, a strobing clock, a delay thread, rules on an SSH host.
