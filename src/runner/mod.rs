@@ -543,6 +543,10 @@ pub struct RunSummary {
     /// Written as results.json's own `final_reads`, not under `run`.
     #[serde(skip)]
     pub final_reads: Option<FinalReads>,
+    /// Why links were not counted (results.json `wire` is then null, with this as
+    /// `wire_reason`); `None` when `wire.jsonl` was written.
+    #[serde(skip)]
+    pub wire_unavailable: Option<String>,
 }
 
 /// What the final phase read back: results.json `final_reads`, shown on the run page.
@@ -580,18 +584,13 @@ async fn run_cluster(
     unless_stopped(&mut stop, "starting the cluster", cluster.start_all()).await?;
     refuse_blind_faults(&plan, &cluster).await?;
     tracing::info!("cluster ready after {:.1}s", t0.elapsed().as_secs_f64());
-    let wire = match wire::unavailable(cluster.hosts()) {
-        Some(why) => {
-            tracing::info!("wire: links not counted: {why}");
-            None
-        }
-        None => match wire::Wire::install(cluster.clone()).await {
-            Ok(w) => Some(w),
-            Err(e) => {
-                tracing::info!("wire: links not counted: {e:#}");
-                None
-            }
-        },
+    let mut wire_unavailable = wire::unavailable(cluster.hosts());
+    let wire = match &wire_unavailable {
+        Some(_) => None,
+        None => wire::Wire::install(cluster.clone())
+            .await
+            .map_err(|e| wire_unavailable = Some(format!("{e:#}")))
+            .ok(),
     };
 
     // time_ns in the history and the nemesis schedule share one origin: the moment the
@@ -603,9 +602,12 @@ async fn run_cluster(
     )?);
     let sampler = wire.and_then(|w| {
         w.start_sampling(&run_dir.join("wire.jsonl"), start)
-            .map_err(|e| tracing::info!("wire: links not counted: {e:#}"))
+            .map_err(|e| wire_unavailable = Some(format!("{e:#}")))
             .ok()
     });
+    if let Some(why) = &wire_unavailable {
+        tracing::info!("wire: links not counted: {why}");
+    }
     let ctx = Arc::new(Ctx::new(plan.clone(), cluster.clone(), journal.clone()));
     {
         let gen = ctx.gen.lock().unwrap_or_else(|p| p.into_inner());
@@ -717,6 +719,7 @@ async fn run_cluster(
     if let Some(sampler) = sampler {
         if let Err(e) = sampler.finish().await {
             tracing::info!("wire: the final sample failed: {e:#}");
+            wire_unavailable = Some(format!("the final sample failed: {e:#}"));
         }
     }
     // Healed on every path. After an error or an interrupt, killed nodes stay down (the
@@ -749,6 +752,7 @@ async fn run_cluster(
         interrupted,
         backoffs: ctx.stats.backoffs.load(Ordering::Relaxed),
         final_reads,
+        wire_unavailable,
     })
 }
 

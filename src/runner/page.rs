@@ -46,6 +46,29 @@ pub fn apply_faults_rule(checked: &mut super::check::Checked, faults: &crate::ne
     }
 }
 
+/// results.json's `wire` and, when it is null, why.
+fn wire_of(run_dir: &Path, summary: &RunSummary) -> (serde_json::Value, Option<String>) {
+    if let Some(why) = &summary.wire_unavailable {
+        return (serde_json::Value::Null, Some(why.clone()));
+    }
+    match super::wire::summarize(&run_dir.join("wire.jsonl"), &run_dir.join("history.jsonl")) {
+        Ok(w) => {
+            let f = |k: &str| w[k].as_f64().map_or("-".into(), |x| format!("{x:.1}"));
+            tracing::info!(
+                "wire: {} peer packets and {} peer bytes per acknowledged write, {} packets per read",
+                f("messages_per_write"),
+                f("bytes_per_write"),
+                f("messages_per_read")
+            );
+            (w, None)
+        }
+        Err(e) => {
+            tracing::info!("wire: cannot summarize: {e:#}");
+            (serde_json::Value::Null, Some(format!("{e:#}")))
+        }
+    }
+}
+
 /// Check `history.jsonl`, write results.json and the report; returns the verdict and,
 /// unless the run was interrupted, its liveness.
 ///
@@ -80,6 +103,13 @@ pub fn check_and_report(
     );
     if let (Some(f), Some(obj)) = (&summary.final_reads, results.as_object_mut()) {
         obj.insert("final_reads".into(), serde_json::to_value(f)?);
+    }
+    if let Some(obj) = results.as_object_mut() {
+        let (wire, why) = wire_of(run_dir, summary);
+        obj.insert("wire".into(), wire);
+        if let Some(why) = why {
+            obj.insert("wire_reason".into(), why.into());
+        }
     }
     // An interrupted run neither restarted its killed nodes nor read back: it had no
     // chance to recover, so its liveness is not judged.

@@ -237,6 +237,129 @@ pub fn parse_sample(line: &str) -> Result<(u64, bool, BTreeMap<Link, Count>)> {
     Ok((time_ns, v["final"] == true, links))
 }
 
+/// results.json's `wire`: what the main phase cost on the wire, from `wire.jsonl` and the
+/// history's acknowledged operations between the first and the final sample.
+///
+/// Per-op figures divide the whole peer traffic by the ops of one kind, so they describe a
+/// workload of that kind alone (writes only, reads only); in a mix each one counts all of
+/// it. Peer traffic includes everything nodes send each other (heartbeats, transport
+/// acknowledgements, retransmissions): what a write costs on this target's wire.
+pub fn summarize(wire_jsonl: &Path, history_jsonl: &Path) -> Result<Value> {
+    let text = std::fs::read_to_string(wire_jsonl)
+        .with_context(|| format!("cannot read {}", wire_jsonl.display()))?;
+    let samples = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(parse_sample)
+        .collect::<Result<Vec<_>>>()?;
+    let (Some(first), Some(last)) = (samples.first(), samples.last()) else {
+        bail!("{} holds no sample", wire_jsonl.display());
+    };
+    if !last.1 {
+        bail!("{} has no final sample", wire_jsonl.display());
+    }
+    let (t0, t1) = (first.0, last.0);
+    let delta: BTreeMap<&Link, Count> = last
+        .2
+        .iter()
+        .map(|(l, c)| {
+            let before = first.2.get(l).copied().unwrap_or_default();
+            let d = Count {
+                packets: c.packets.saturating_sub(before.packets),
+                bytes: c.bytes.saturating_sub(before.bytes),
+            };
+            (l, d)
+        })
+        .collect();
+    let sum = |client: bool| {
+        delta
+            .iter()
+            .filter(|(l, _)| (l.from == CLIENT || l.to == CLIENT) == client)
+            .fold(Count::default(), |a, (_, c)| Count {
+                packets: a.packets + c.packets,
+                bytes: a.bytes + c.bytes,
+            })
+    };
+    let (peer, client) = (sum(false), sum(true));
+    let (writes, reads) = ok_ops_between(history_jsonl, t0, t1)?;
+    let per = |n: u64, ops: u64| (ops > 0).then(|| n as f64 / ops as f64);
+    // The matrix: rows send, columns receive; nodes in order, the controller last.
+    let mut names: Vec<String> = Vec::new();
+    for l in delta.keys() {
+        for n in [&l.from, &l.to] {
+            if n != CLIENT && !names.contains(n) {
+                names.push(n.clone());
+            }
+        }
+    }
+    names.sort_by_key(|n| natural(n));
+    names.push(CLIENT.into());
+    let matrix = |f: fn(&Count) -> u64| -> Vec<Vec<Option<u64>>> {
+        names
+            .iter()
+            .map(|from| {
+                names
+                    .iter()
+                    .map(|to| {
+                        delta
+                            .get(&Link {
+                                from: from.clone(),
+                                to: to.clone(),
+                            })
+                            .map(f)
+                    })
+                    .collect()
+            })
+            .collect()
+    };
+    Ok(json!({
+        "interval_s": (t1.saturating_sub(t0)) as f64 / 1e9,
+        "ok_writes": writes,
+        "ok_reads": reads,
+        "peer_packets": peer.packets,
+        "peer_bytes": peer.bytes,
+        "client_packets": client.packets,
+        "client_bytes": client.bytes,
+        "messages_per_write": per(peer.packets, writes),
+        "bytes_per_write": per(peer.bytes, writes),
+        "messages_per_read": per(peer.packets, reads),
+        "bytes_per_read": per(peer.bytes, reads),
+        "links": {
+            "nodes": names,
+            "packets": matrix(|c| c.packets),
+            "bytes": matrix(|c| c.bytes),
+        },
+    }))
+}
+
+/// Orders n2 before n10.
+fn natural(name: &str) -> (String, u64) {
+    let digits = name.len() - name.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+    let (stem, num) = name.split_at(name.len() - digits);
+    (stem.to_string(), num.parse().unwrap_or(0))
+}
+
+/// Acknowledged writes (`write`, `cas`) and reads completed in `(t0, t1]` of the history.
+fn ok_ops_between(history_jsonl: &Path, t0: u64, t1: u64) -> Result<(u64, u64)> {
+    let text = std::fs::read_to_string(history_jsonl)
+        .with_context(|| format!("cannot read {}", history_jsonl.display()))?;
+    let (mut writes, mut reads) = (0, 0);
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let op: Value = serde_json::from_str(line)
+            .with_context(|| format!("{}: invalid line", history_jsonl.display()))?;
+        let t = op["time_ns"].as_u64().unwrap_or(0);
+        if op["type"] != "ok" || t <= t0 || t > t1 {
+            continue;
+        }
+        match op["f"].as_str() {
+            Some("write" | "cas") => writes += 1,
+            Some("read") => reads += 1,
+            _ => {}
+        }
+    }
+    Ok((writes, reads))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -269,8 +392,73 @@ mod tests {
             .iter()
             .map(|l| l["kind"].as_str().unwrap())
             .collect();
-        assert_eq!(kinds, ["client", "peer", "client"]);
+        assert_eq!(kinds, ["client", "client", "peer"]);
         let (t, last, back) = parse_sample(&line.to_string()).unwrap();
         assert_eq!((t, last, back), (1_000_000_000, true, links));
+    }
+
+    #[test]
+    fn summarizes_the_main_phase_per_acknowledged_op_with_a_link_matrix() {
+        let dir = std::env::temp_dir().join(format!("fl-wire-sum-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let link = |f: &str, t: &str| Link {
+            from: f.into(),
+            to: t.into(),
+        };
+        let c = |packets, bytes| Count { packets, bytes };
+        let at = |t: u64, last: bool, k: u64| {
+            let links: BTreeMap<Link, Count> = [
+                (link("n1", "n2"), c(10 + 8 * k, 1000 + 800 * k)),
+                (link("n2", "n1"), c(10 + 8 * k, 500 + 400 * k)),
+                (link("n1", CLIENT), c(2 * k, 100 * k)),
+                (link(CLIENT, "n1"), c(2 * k, 100 * k)),
+            ]
+            .into();
+            sample_line(t, last, &links).to_string()
+        };
+        // From 0 to 2 s: 4 writes' worth of traffic (k = 4).
+        let wire = format!(
+            "{}\n{}\n{}\n",
+            at(0, false, 0),
+            at(1_000_000_000, false, 2),
+            at(2_000_000_000, true, 4)
+        );
+        std::fs::write(dir.join("wire.jsonl"), wire).unwrap();
+        let ops = [
+            (100u64, "ok", "write"),
+            (200, "ok", "cas"),
+            (300, "fail", "write"),
+            (400, "info", "write"),
+            (1_500_000_000, "ok", "write"),
+            (1_600_000_000, "ok", "write"),
+            (1_700_000_000, "ok", "read"),
+            // The final phase, after the last sample: not the main phase's.
+            (3_000_000_000, "ok", "read"),
+        ];
+        let history: String = ops
+            .iter()
+            .map(|(t, ty, f)| {
+                format!(
+                    "{}\n",
+                    json!({"time_ns": t, "type": ty, "f": f, "key": "k"})
+                )
+            })
+            .collect();
+        std::fs::write(dir.join("history.jsonl"), history).unwrap();
+        let w = summarize(&dir.join("wire.jsonl"), &dir.join("history.jsonl")).unwrap();
+        assert_eq!(w["ok_writes"], 4);
+        assert_eq!(w["ok_reads"], 1);
+        assert_eq!(w["peer_packets"], 64);
+        assert_eq!(w["messages_per_write"], 16.0);
+        assert_eq!(w["bytes_per_write"], (3200.0 + 1600.0) / 4.0);
+        assert_eq!(w["messages_per_read"], 64.0);
+        assert_eq!(w["client_packets"], 16);
+        assert_eq!(w["interval_s"], 2.0);
+        assert_eq!(w["links"]["nodes"], json!(["n1", "n2", "client"]));
+        assert_eq!(
+            w["links"]["packets"],
+            json!([[null, 32, 8], [32, null, null], [8, null, null]])
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

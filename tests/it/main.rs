@@ -12,3 +12,4 @@ mod report;
 mod run;
 mod serve;
 mod ssh;
+mod wire;
