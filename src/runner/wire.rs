@@ -62,17 +62,14 @@ impl Wire {
         let nodes = cluster.hosts().nodes().to_vec();
         for (i, n) in nodes.iter().enumerate() {
             let script = counters::install_script(&nodes, i, client);
-            let out = cluster
-                .hosts()
-                .exec(n, &["nft", "-f", "-"], script.as_bytes())
-                .await?;
-            if !out.status.success() {
-                bail!(
-                    "node {}: installing the link counters failed: {}",
-                    n.node,
-                    String::from_utf8_lossy(&out.stderr).trim()
-                );
-            }
+            nft(
+                &cluster,
+                n,
+                &["nft", "-f", "-"],
+                script.as_bytes(),
+                "installing",
+            )
+            .await?;
         }
         Ok(Wire { cluster, nodes })
     }
@@ -81,20 +78,9 @@ impl Wire {
     pub async fn sample(&self) -> Result<BTreeMap<Link, Count>> {
         let mut links = BTreeMap::new();
         for (i, n) in self.nodes.iter().enumerate() {
-            let out = self
-                .cluster
-                .hosts()
-                .exec(n, &counters::LIST_ARGV, b"")
-                .await?;
-            if !out.status.success() {
-                bail!(
-                    "node {}: reading the link counters failed: {}",
-                    n.node,
-                    String::from_utf8_lossy(&out.stderr).trim()
-                );
-            }
-            let found = counters::parse_counters(&String::from_utf8_lossy(&out.stdout))
-                .with_context(|| format!("node {}", n.node))?;
+            let out = nft(&self.cluster, n, &counters::LIST_ARGV, b"", "reading").await?;
+            let found =
+                counters::parse_counters(&out).with_context(|| format!("node {}", n.node))?;
             links.extend(counters::links_of(&self.nodes, i, &found)?);
         }
         Ok(links)
@@ -141,6 +127,26 @@ impl Wire {
         );
         Ok(Sampler { shared, task })
     }
+}
+
+/// Runs an nft command in `node`'s namespace; its stdout, or why it failed (`doing` says
+/// what to the counters, for the message).
+async fn nft(
+    cluster: &Cluster,
+    node: &NodeHost,
+    argv: &[&str],
+    stdin: &[u8],
+    doing: &str,
+) -> Result<String> {
+    let out = cluster.hosts().exec(node, argv, stdin).await?;
+    if !out.status.success() {
+        bail!(
+            "node {}: {doing} the link counters failed: {}",
+            node.node,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 struct Shared {
