@@ -30,9 +30,14 @@
 //!   keeps any linearization a linearization, since it changes no state. So if placing
 //!   it leads nowhere (or to a configuration already known to fail), neither does
 //!   anything else from here.
-//! - A blind write (a write, a put) is never placed right after an open call: it would
-//!   erase the open call's effect, and the configuration without the open call, which
-//!   the search also explores, can do everything this one can.
+//! - Open calls go in just in time (Lowe): only right before a call they enable, one
+//!   that steps differently (or at all) without them, like the read of a crashed write's
+//!   value. Any other linearization placing an open call `o` in state `s` and then `c`
+//!   stays one with `o` left out, since `c` reaches the same state from `s`; the
+//!   configuration without `o`, from which the search also tries `c`, can do everything
+//!   this one can. So crashed writes nothing reads are never placed, and an open call
+//!   that changes nothing neither. (A blind write — a write, a put — is the cheap case,
+//!   checked before stepping: it never follows an open call.)
 //!
 //! States are small integers handed out by a [`Transitions`] implementation; the set of
 //! placed calls is a bitset with an incrementally maintained Zobrist hash.
@@ -205,9 +210,15 @@ struct Searcher<'a> {
     next: Vec<u32>,
     prev: Vec<u32>,
     head: u32,
-    /// List of open calls by invocation: node `c` is call `c`.
+    /// List of open calls by invocation: node `c` is call `c`. Only the first unplaced
+    /// call of each class of equal open calls is in it (the others would be skipped
+    /// anyway), so a scan meets each class once: with two thousand crashed calls open,
+    /// most of them equal after merging, scanning them all cost more than anything else.
     open_next: Vec<u32>,
     open_prev: Vec<u32>,
+    /// The next equal open call by invocation (the inverse of `twins` over open calls):
+    /// it takes a placed call's turn in the open list.
+    twin_next: Vec<u32>,
     open_head: u32,
     open_tail: u32,
     read_only: Vec<bool>,
@@ -271,7 +282,13 @@ impl<'a> Searcher<'a> {
         let mut open_next = vec![open_tail; n + 2];
         let mut open_prev = vec![open_head; n + 2];
         let mut last = open_head;
+        let mut twin_next = vec![NONE; n];
         for &(_, c) in &open {
+            let twin = twins[c as usize];
+            if twin != NONE {
+                twin_next[twin as usize] = c;
+                continue;
+            }
             open_next[last as usize] = c;
             open_prev[c as usize] = last;
             last = c;
@@ -288,6 +305,7 @@ impl<'a> Searcher<'a> {
             head,
             open_next,
             open_prev,
+            twin_next,
             open_head,
             open_tail,
             read_only: Vec::new(),
@@ -311,7 +329,8 @@ impl<'a> Searcher<'a> {
         let lists = (self.next.capacity()
             + self.prev.capacity()
             + self.open_next.capacity()
-            + self.open_prev.capacity())
+            + self.open_prev.capacity()
+            + self.twin_next.capacity())
             * 4;
         let stack = self.stack.capacity() * std::mem::size_of::<Frame>();
         let blocked = self.blocked.capacity() * (MAX_BLOCKED_STATES * 4 + 1);
@@ -343,20 +362,63 @@ impl<'a> Searcher<'a> {
         prev[n as usize] = x;
     }
 
+    /// Take open call `c` out of the open list; its next equal call, if any, goes in at
+    /// its place by invocation.
+    fn unlink_open(&mut self, c: u32) {
+        let mut at = self.open_prev[c as usize];
+        Self::unlink(&mut self.open_next, &mut self.open_prev, c);
+        let twin = self.twin_next[c as usize];
+        if twin == NONE {
+            return;
+        }
+        let invoke = self.spans[twin as usize].invoke;
+        let mut node = self.open_next[at as usize];
+        while node != self.open_tail && self.spans[node as usize].invoke < invoke {
+            at = node;
+            node = self.open_next[node as usize];
+        }
+        self.open_next[twin as usize] = node;
+        self.open_prev[twin as usize] = at;
+        self.open_next[at as usize] = twin;
+        self.open_prev[node as usize] = twin;
+    }
+
+    /// Undo [`Self::unlink_open`] (the last list change, as backtracking goes).
+    fn relink_open(&mut self, c: u32) {
+        let twin = self.twin_next[c as usize];
+        if twin != NONE {
+            Self::unlink(&mut self.open_next, &mut self.open_prev, twin);
+        }
+        Self::relink(&mut self.open_next, &mut self.open_prev, c);
+    }
+
     /// Try to place call `c` next; on success push a frame and descend.
     #[inline]
     fn place<T: Transitions>(&mut self, t: &mut T, state: &mut u32, c: u32, frontier: u32) -> bool {
-        if self.blind[c as usize]
-            && self
-                .stack
-                .last()
-                .is_some_and(|f| self.spans[f.call as usize].is_open())
-        {
+        // The state before the open call placed last, if the last call is open.
+        let before_open = self
+            .stack
+            .last()
+            .filter(|f| !f.forced && self.spans[f.call as usize].is_open())
+            .map(|f| f.state);
+        if self.blind[c as usize] && before_open.is_some() {
             return false;
         }
         let Some(after) = t.step(*state, c) else {
             return false;
         };
+        if self.spans[c as usize].is_open() && after == *state {
+            // An open call that changes nothing can as well never have happened.
+            return false;
+        }
+        if let Some(before) = before_open {
+            // Just-in-time: an open call goes in only right before a call it enables (one
+            // that steps differently without it); otherwise leaving it out, which the
+            // search explores too, does the same.
+            if t.step(before, c) == Some(after) {
+                return false;
+            }
+        }
         self.flip(c);
         if !self.visited.insert(&self.placed, self.placed_hash, after) {
             self.flip(c);
@@ -372,7 +434,7 @@ impl<'a> Searcher<'a> {
         self.max_depth = self.max_depth.max(self.stack.len() as u32);
         *state = after;
         if self.spans[c as usize].is_open() {
-            Self::unlink(&mut self.open_next, &mut self.open_prev, c);
+            self.unlink_open(c);
         } else {
             Self::unlink(&mut self.next, &mut self.prev, 2 * c);
             Self::unlink(&mut self.next, &mut self.prev, 2 * c + 1);
@@ -388,7 +450,7 @@ impl<'a> Searcher<'a> {
         *state = frame.state;
         self.bound = frame.bound;
         if self.spans[c as usize].is_open() {
-            Self::relink(&mut self.open_next, &mut self.open_prev, c);
+            self.relink_open(c);
             Cursor::Open {
                 node: self.open_next[c as usize],
                 frontier: frame.frontier,
@@ -574,9 +636,11 @@ impl<'a> Searcher<'a> {
                             None => return SearchResult::NotLinearizable(self.failure()),
                         }
                     } else {
-                        let twin = self.twins[node as usize];
-                        let canonical = twin == NONE || self.is_placed(twin);
-                        cursor = if canonical && self.place(t, &mut state, node, frontier) {
+                        debug_assert!({
+                            let twin = self.twins[node as usize];
+                            twin == NONE || self.is_placed(twin)
+                        });
+                        cursor = if self.place(t, &mut state, node, frontier) {
                             fresh = true;
                             cursor
                         } else {
@@ -793,11 +857,52 @@ mod tests {
     }
 
     #[test]
-    fn reports_exhaustion_instead_of_running_past_its_deadline() {
-        // Many concurrent open writes and an impossible read: exponential without budget.
+    fn open_calls_go_in_only_before_a_call_they_enable() {
+        // Sixty crashed writes and a read of a value none writes: without the
+        // just-in-time rule the search would try every order of the writes (the test
+        // below, with completed writes, shows how long that takes).
         let mut calls: Vec<(char, u32, u32)> = (0..60).map(|i| ('w', i + 1, 0)).collect();
         calls.push(('r', 1000, 0));
         let mut spans: Vec<Span> = (0..60).map(|i| span(i, OPEN)).collect();
+        spans.push(span(100, 101));
+        let budget = Budget::new(Duration::from_secs(10), 1 << 30);
+        let twins = vec![NONE; spans.len()];
+        let (result, stats) = search(&spans, &twins, &mut Reg { calls: &calls }, &budget);
+        assert!(
+            matches!(result, SearchResult::NotLinearizable(_)),
+            "{result:?}"
+        );
+        assert!(stats.configurations < 100, "{stats:?}");
+        // A chain of open calls, each enabling the next: write 1, cas 1→2, cas 2→3, all
+        // crashed, then a read of 3.
+        let calls = [('w', 1, 0), ('c', 1, 2), ('c', 2, 3), ('r', 3, 0)];
+        let spans = [span(0, OPEN), span(1, OPEN), span(2, OPEN), span(3, 4)];
+        assert_eq!(run(&calls, &spans), SearchResult::Linearizable);
+        // The same with the chain broken by a crashed write of 9 nothing reads.
+        let calls = [
+            ('w', 1, 0),
+            ('w', 9, 0),
+            ('c', 1, 2),
+            ('c', 2, 3),
+            ('r', 3, 0),
+        ];
+        let spans = [
+            span(0, OPEN),
+            span(1, OPEN),
+            span(2, OPEN),
+            span(3, OPEN),
+            span(4, 5),
+        ];
+        assert_eq!(run(&calls, &spans), SearchResult::Linearizable);
+    }
+
+    #[test]
+    fn reports_exhaustion_instead_of_running_past_its_deadline() {
+        // Many concurrent completed writes and an impossible read: every subset of the
+        // writes is a configuration to fail in, exponential without budget.
+        let mut calls: Vec<(char, u32, u32)> = (0..60).map(|i| ('w', i + 1, 0)).collect();
+        calls.push(('r', 1000, 0));
+        let mut spans: Vec<Span> = (0..60).map(|i| span(i, 200 + i)).collect();
         spans.push(span(100, 101));
         let budget = Budget::new(Duration::from_millis(50), 1 << 30);
         let twins = vec![NONE; spans.len()];
