@@ -14,6 +14,10 @@
 //!   invocation, or never) live in a second list and are tried only after every completed
 //!   candidate: most open writes never need to happen, so the search does not start by
 //!   assuming they did. The search succeeds as soon as every *completed* call is placed.
+//! - The completed call returning first is tried first, then the other candidates in
+//!   invocation order: it is the most constrained (every call invoked after its return
+//!   must follow it), and trying an older write first sends the search into a subtree
+//!   that holds no linearization but takes long to exhaust. The order changes no verdict.
 //! - Among open calls that are equal (same model call, e.g. two crashed `write 3`s) only
 //!   the earliest-invoked unplaced one is tried: any linearization using a later twin can
 //!   use the earlier one instead, because an open call has no return bound.
@@ -192,6 +196,9 @@ struct Frame {
     bound: u64,
     /// Placed as a legal read: its configuration has no other way forward.
     forced: bool,
+    /// Placed as its configuration's first try, the completed call returning first: the
+    /// scan of the configuration's other candidates starts after it is undone.
+    first_try: bool,
 }
 
 #[derive(Clone, Copy)]
@@ -226,6 +233,9 @@ struct Searcher<'a> {
     /// The earliest return among unplaced completed calls of the current configuration
     /// (known once its scan for a legal read found none): candidates are invoked before.
     bound: u64,
+    /// The call returning at [`Self::bound`] (or [`NONE`]): tried first, skipped by the
+    /// scan.
+    first: u32,
     placed: Vec<u64>,
     placed_hash: u64,
     zobrist: Vec<u64>,
@@ -311,6 +321,7 @@ impl<'a> Searcher<'a> {
             read_only: Vec::new(),
             blind: Vec::new(),
             bound: OPEN,
+            first: NONE,
             placed: vec![0; words],
             placed_hash: 0,
             zobrist: (0..n as u64).map(splitmix).collect(),
@@ -430,6 +441,7 @@ impl<'a> Searcher<'a> {
             frontier,
             bound: self.bound,
             forced: false,
+            first_try: false,
         });
         self.max_depth = self.max_depth.max(self.stack.len() as u32);
         *state = after;
@@ -449,6 +461,7 @@ impl<'a> Searcher<'a> {
         self.flip(c);
         *state = frame.state;
         self.bound = frame.bound;
+        self.first = frame.frontier;
         if self.spans[c as usize].is_open() {
             self.relink_open(c);
             Cursor::Open {
@@ -459,7 +472,11 @@ impl<'a> Searcher<'a> {
             Self::relink(&mut self.next, &mut self.prev, 2 * c + 1);
             Self::relink(&mut self.next, &mut self.prev, 2 * c);
             self.remaining += 1;
-            Cursor::Main(self.next[2 * c as usize])
+            if frame.first_try {
+                Cursor::Main(self.next[self.head as usize])
+            } else {
+                Cursor::Main(self.next[2 * c as usize])
+            }
         }
     }
 
@@ -478,6 +495,7 @@ impl<'a> Searcher<'a> {
             node = self.next[node as usize];
         }
         self.bound = self.spans.get((node >> 1) as usize).map_or(OPEN, |s| s.ret);
+        self.first = if node < self.head { node >> 1 } else { NONE };
         None
     }
 
@@ -579,6 +597,7 @@ impl<'a> Searcher<'a> {
                             frontier: NONE,
                             bound: OPEN,
                             forced: true,
+                            first_try: false,
                         });
                         self.max_depth = self.max_depth.max(self.stack.len() as u32);
                         state = after;
@@ -600,13 +619,27 @@ impl<'a> Searcher<'a> {
                     }
                     continue;
                 }
+                let first = self.first;
+                if first != NONE && self.place(t, &mut state, first, first) {
+                    if let Some(frame) = self.stack.last_mut() {
+                        frame.first_try = true;
+                    }
+                    if self.remaining == 0 {
+                        return SearchResult::Linearizable;
+                    }
+                    fresh = true;
+                    continue;
+                }
                 cursor = Cursor::Main(self.next[self.head as usize]);
             }
             match cursor {
                 Cursor::Main(node) => {
                     let c = node >> 1;
                     if node & 1 == 0 && node < self.head {
-                        cursor = if !self.has_earlier_twin(c) && self.place(t, &mut state, c, NONE)
+                        let first = self.first;
+                        cursor = if c != first
+                            && !self.has_earlier_twin(c)
+                            && self.place(t, &mut state, c, first)
                         {
                             if self.remaining == 0 {
                                 return SearchResult::Linearizable;
