@@ -18,6 +18,12 @@
 //!   invocation order: it is the most constrained (every call invoked after its return
 //!   must follow it), and trying an older write first sends the search into a subtree
 //!   that holds no linearization but takes long to exhaust. The order changes no verdict.
+//! - A state that no unplaced call observes any more (a register value whose reads and
+//!   cas calls are all placed) is dead: the model promises every call steps from it as
+//!   from its one never-observed state ([`Transitions::dead`]), so the search maps it to
+//!   that one and the memo equates the configurations. Blind open calls into the dead
+//!   state are then interchangeable (each leads there whenever it goes in): a scan tries
+//!   only the first it meets.
 //! - Among open calls that are equal (same model call, e.g. two crashed `write 3`s) only
 //!   the earliest-invoked unplaced one is tried: any linearization using a later twin can
 //!   use the earlier one instead, because an open call has no return bound.
@@ -95,6 +101,19 @@ pub trait Transitions {
     /// effect: leaving the open call out (it may never have happened) does as well.
     fn blind(&self, _call: u32) -> bool {
         false
+    }
+    /// The one state `call` tells apart from the others (a read of `v`, a cas from `v`),
+    /// or `None`.
+    fn observes(&self, _call: u32) -> Option<u32> {
+        None
+    }
+    /// A state no call observes, or `None` (then the search merges no states). The search
+    /// maps every state that no unplaced call observes any more to it, so the contract
+    /// is: a call `c` steps from any two states it does not observe alike — illegal in
+    /// both, to the same state, or (read-only `c`) to each state itself. Both are then
+    /// dead for good, and the configurations bisimilar.
+    fn dead(&self) -> Option<u32> {
+        None
     }
 }
 
@@ -199,6 +218,8 @@ struct Frame {
     /// Placed as its configuration's first try, the completed call returning first: the
     /// scan of the configuration's other candidates starts after it is undone.
     first_try: bool,
+    /// For an open call, the scan's `dead_done` to resume with.
+    dead_done: bool,
 }
 
 #[derive(Clone, Copy)]
@@ -206,7 +227,12 @@ enum Cursor {
     /// Scanning the event list of completed calls at this node.
     Main(u32),
     /// Scanning open calls at `node`; candidates must be invoked before `frontier` returns.
-    Open { node: u32, frontier: u32 },
+    /// `dead_done`: a blind open call into the dead state was met already in this scan.
+    Open {
+        node: u32,
+        frontier: u32,
+        dead_done: bool,
+    },
 }
 
 struct Searcher<'a> {
@@ -230,6 +256,11 @@ struct Searcher<'a> {
     open_tail: u32,
     read_only: Vec<bool>,
     blind: Vec<bool>,
+    /// [`Transitions::observes`] per call ([`NONE`] for none), and per state how many
+    /// unplaced calls observe it; [`Transitions::dead`] or [`NONE`].
+    observes: Vec<u32>,
+    observers: Vec<u32>,
+    dead: u32,
     /// The earliest return among unplaced completed calls of the current configuration
     /// (known once its scan for a legal read found none): candidates are invoked before.
     bound: u64,
@@ -320,6 +351,9 @@ impl<'a> Searcher<'a> {
             open_tail,
             read_only: Vec::new(),
             blind: Vec::new(),
+            observes: Vec::new(),
+            observers: Vec::new(),
+            dead: NONE,
             bound: OPEN,
             first: NONE,
             placed: vec![0; words],
@@ -403,9 +437,51 @@ impl<'a> Searcher<'a> {
         Self::relink(&mut self.open_next, &mut self.open_prev, c);
     }
 
+    /// `c` leaves (`placed`) or rejoins the unplaced calls: its observed state loses or
+    /// gains an observer.
+    #[inline]
+    fn observe(&mut self, c: u32, placed: bool) {
+        let s = self.observes[c as usize];
+        if let Some(n) = self.observers.get_mut(s as usize) {
+            if placed {
+                *n -= 1;
+            } else {
+                *n += 1;
+            }
+        }
+    }
+
+    /// `s`, or the dead state when no unplaced call observes `s` any more (states that
+    /// nothing tells apart behave alike from here on, so the memo may equate them).
+    #[inline]
+    fn canon(&self, s: u32) -> u32 {
+        if self.dead != NONE && self.observers.get(s as usize).is_none_or(|&n| n == 0) {
+            self.dead
+        } else {
+            s
+        }
+    }
+
     /// Try to place call `c` next; on success push a frame and descend.
     #[inline]
     fn place<T: Transitions>(&mut self, t: &mut T, state: &mut u32, c: u32, frontier: u32) -> bool {
+        if self.try_place(t, state, c, frontier) {
+            return true;
+        }
+        self.observe(c, false);
+        false
+    }
+
+    /// [`Self::place`], leaving `c` counted as placed by [`Self::observe`] when it fails.
+    #[inline]
+    fn try_place<T: Transitions>(
+        &mut self,
+        t: &mut T,
+        state: &mut u32,
+        c: u32,
+        frontier: u32,
+    ) -> bool {
+        self.observe(c, true);
         // The state before the open call placed last, if the last call is open.
         let before_open = self
             .stack
@@ -415,7 +491,7 @@ impl<'a> Searcher<'a> {
         if self.blind[c as usize] && before_open.is_some() {
             return false;
         }
-        let Some(after) = t.step(*state, c) else {
+        let Some(after) = t.step(*state, c).map(|s| self.canon(s)) else {
             return false;
         };
         if self.spans[c as usize].is_open() && after == *state {
@@ -426,7 +502,7 @@ impl<'a> Searcher<'a> {
             // Just-in-time: an open call goes in only right before a call it enables (one
             // that steps differently without it); otherwise leaving it out, which the
             // search explores too, does the same.
-            if t.step(before, c) == Some(after) {
+            if t.step(before, c).map(|s| self.canon(s)) == Some(after) {
                 return false;
             }
         }
@@ -442,6 +518,7 @@ impl<'a> Searcher<'a> {
             bound: self.bound,
             forced: false,
             first_try: false,
+            dead_done: false,
         });
         self.max_depth = self.max_depth.max(self.stack.len() as u32);
         *state = after;
@@ -459,6 +536,7 @@ impl<'a> Searcher<'a> {
     fn unplace(&mut self, frame: Frame, state: &mut u32) -> Cursor {
         let c = frame.call;
         self.flip(c);
+        self.observe(c, false);
         *state = frame.state;
         self.bound = frame.bound;
         self.first = frame.frontier;
@@ -467,6 +545,7 @@ impl<'a> Searcher<'a> {
             Cursor::Open {
                 node: self.open_next[c as usize],
                 frontier: frame.frontier,
+                dead_done: frame.dead_done,
             }
         } else {
             Self::relink(&mut self.next, &mut self.prev, 2 * c + 1);
@@ -570,11 +649,25 @@ impl<'a> Searcher<'a> {
             return SearchResult::Linearizable;
         }
         let mut meter = budget.meter();
-        let mut state = t.init();
+        let state = t.init();
         self.read_only = (0..self.spans.len() as u32)
             .map(|c| !self.spans[c as usize].is_open() && t.read_only(c))
             .collect();
         self.blind = (0..self.spans.len() as u32).map(|c| t.blind(c)).collect();
+        self.observes = (0..self.spans.len() as u32)
+            .map(|c| t.observes(c).unwrap_or(NONE))
+            .collect();
+        self.dead = t.dead().unwrap_or(NONE);
+        if self.dead != NONE {
+            let states = self.observes.iter().filter(|&&s| s != NONE).max();
+            self.observers = vec![0; states.map_or(0, |&s| s as usize + 1)];
+            for &s in &self.observes {
+                if let Some(n) = self.observers.get_mut(s as usize) {
+                    *n += 1;
+                }
+            }
+        }
+        let mut state = self.canon(state);
         let mut cursor = Cursor::Main(self.next[self.head as usize]);
         // Whether the search just entered a new configuration (and should first look for
         // a legal read to force).
@@ -589,6 +682,8 @@ impl<'a> Searcher<'a> {
             }
             if std::mem::take(&mut fresh) {
                 if let Some((c, after)) = self.legal_read(t, state) {
+                    self.observe(c, true);
+                    let after = self.canon(after);
                     self.flip(c);
                     if self.visited.insert(&self.placed, self.placed_hash, after) {
                         self.stack.push(Frame {
@@ -598,6 +693,7 @@ impl<'a> Searcher<'a> {
                             bound: OPEN,
                             forced: true,
                             first_try: false,
+                            dead_done: false,
                         });
                         self.max_depth = self.max_depth.max(self.stack.len() as u32);
                         state = after;
@@ -612,6 +708,7 @@ impl<'a> Searcher<'a> {
                         // Placing the read leads to a configuration known to fail, so
                         // this one fails too.
                         self.flip(c);
+                        self.observe(c, false);
                         match self.backtrack(&mut state) {
                             Some(next) => cursor = next,
                             None => return SearchResult::NotLinearizable(self.failure()),
@@ -657,10 +754,15 @@ impl<'a> Searcher<'a> {
                         cursor = Cursor::Open {
                             node: self.open_next[self.open_head as usize],
                             frontier: c,
+                            dead_done: false,
                         };
                     }
                 }
-                Cursor::Open { node, frontier } => {
+                Cursor::Open {
+                    node,
+                    frontier,
+                    dead_done,
+                } => {
                     let bound = self.spans.get(frontier as usize).map_or(OPEN, |s| s.ret);
                     if node == self.open_tail || self.spans[node as usize].invoke > bound {
                         self.note_blocked(frontier, state);
@@ -673,13 +775,25 @@ impl<'a> Searcher<'a> {
                             let twin = self.twins[node as usize];
                             twin == NONE || self.is_placed(twin)
                         });
-                        cursor = if self.place(t, &mut state, node, frontier) {
+                        // Blind open calls whose value nothing observes any more are
+                        // interchangeable from here on (each leads to the dead state
+                        // whenever it goes in): only the first met is tried.
+                        let dead_write = self.dead != NONE
+                            && self.blind[node as usize]
+                            && t.step(state, node).map(|s| self.canon(s)) == Some(self.dead);
+                        let skip = dead_write && dead_done;
+                        let dead_done = dead_done || dead_write;
+                        cursor = if !skip && self.place(t, &mut state, node, frontier) {
+                            if let Some(frame) = self.stack.last_mut() {
+                                frame.dead_done = dead_done;
+                            }
                             fresh = true;
                             cursor
                         } else {
                             Cursor::Open {
                                 node: self.open_next[node as usize],
                                 frontier,
+                                dead_done,
                             }
                         };
                     }
