@@ -50,7 +50,10 @@
 //!   checked before stepping: it never follows an open call.)
 //!
 //! States are small integers handed out by a [`Transitions`] implementation; the set of
-//! placed calls is a bitset with an incrementally maintained Zobrist hash.
+//! placed calls is a bitset (completed calls first, then open ones) with an incrementally
+//! maintained Zobrist hash of its completed part. The memo skips a configuration that
+//! one already explored dominates: the same completed calls and state with fewer open
+//! calls placed ([`visited`]).
 
 mod interned;
 pub mod visited;
@@ -267,7 +270,11 @@ struct Searcher<'a> {
     /// The call returning at [`Self::bound`] (or [`NONE`]): tried first, skipped by the
     /// scan.
     first: u32,
+    /// The placed calls: completed calls in the first words, open calls after them
+    /// (`bit[c]` is call `c`'s position), so that the memo can compare the open part by
+    /// inclusion ([`Visited`]). The hash covers the completed part only.
     placed: Vec<u64>,
+    bit: Vec<u32>,
     placed_hash: u64,
     zobrist: Vec<u64>,
     visited: Visited,
@@ -337,7 +344,23 @@ impl<'a> Searcher<'a> {
         open_next[last as usize] = open_tail;
         open_prev[open_tail as usize] = last;
 
-        let words = n.div_ceil(64).max(1);
+        // Completed calls take bit positions 0.., open ones start at a word boundary.
+        let completed_words = (events.len() / 2).div_ceil(64).max(1);
+        let (mut next_completed, mut next_open) = (0u32, 64 * completed_words as u32);
+        let bit: Vec<u32> = spans
+            .iter()
+            .map(|span| {
+                let counter = if span.is_open() {
+                    &mut next_open
+                } else {
+                    &mut next_completed
+                };
+                *counter += 1;
+                *counter - 1
+            })
+            .collect();
+        let open_words = open.len().div_ceil(64);
+        let words = completed_words + open_words;
         Searcher {
             spans,
             twins,
@@ -357,9 +380,20 @@ impl<'a> Searcher<'a> {
             bound: OPEN,
             first: NONE,
             placed: vec![0; words],
+            bit,
             placed_hash: 0,
-            zobrist: (0..n as u64).map(splitmix).collect(),
-            visited: Visited::new(words),
+            zobrist: spans
+                .iter()
+                .enumerate()
+                .map(|(c, span)| {
+                    if span.is_open() {
+                        0
+                    } else {
+                        splitmix(c as u64)
+                    }
+                })
+                .collect(),
+            visited: Visited::new(completed_words, open_words),
             stack: Vec::new(),
             remaining: events.len() / 2,
             blocked: Vec::new(),
@@ -379,17 +413,23 @@ impl<'a> Searcher<'a> {
             * 4;
         let stack = self.stack.capacity() * std::mem::size_of::<Frame>();
         let blocked = self.blocked.capacity() * (MAX_BLOCKED_STATES * 4 + 1);
-        (self.visited.heap_bytes() + lists + stack + blocked + self.zobrist.capacity() * 8) as u64
+        (self.visited.heap_bytes()
+            + lists
+            + stack
+            + blocked
+            + (self.zobrist.capacity() * 8 + self.bit.capacity() * 4)) as u64
     }
 
     #[inline]
     fn is_placed(&self, c: u32) -> bool {
-        self.placed[(c >> 6) as usize] & (1 << (c & 63)) != 0
+        let b = self.bit[c as usize];
+        self.placed[(b >> 6) as usize] & (1 << (b & 63)) != 0
     }
 
     #[inline]
     fn flip(&mut self, c: u32) {
-        self.placed[(c >> 6) as usize] ^= 1 << (c & 63);
+        let b = self.bit[c as usize];
+        self.placed[(b >> 6) as usize] ^= 1 << (b & 63);
         self.placed_hash ^= self.zobrist[c as usize];
     }
 
