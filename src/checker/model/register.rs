@@ -170,9 +170,18 @@ impl Model for Register {
     type Steps<'a> = RegisterSteps<'a>;
 
     fn steps<'a>(&'a self, calls: &'a [RegisterCall]) -> RegisterSteps<'a> {
+        let observed: FxHashSet<ValueId> = calls.iter().filter_map(|&c| observes(c)).collect();
+        let written = calls.iter().filter_map(|call| match *call {
+            RegisterCall::Write(v) | RegisterCall::Cas { to: v, .. } => Some(v),
+            _ => None,
+        });
+        let dead = std::iter::once(self.init)
+            .chain(written)
+            .find(|v| !observed.contains(v));
         RegisterSteps {
             init: self.init,
             calls,
+            dead,
         }
     }
 
@@ -194,6 +203,8 @@ impl Model for Register {
 pub struct RegisterSteps<'a> {
     init: ValueId,
     calls: &'a [RegisterCall],
+    /// A value no call observes (see [`Transitions::dead`]).
+    dead: Option<ValueId>,
 }
 
 impl Transitions for RegisterSteps<'_> {
@@ -223,6 +234,29 @@ impl Transitions for RegisterSteps<'_> {
 
     fn blind(&self, call: u32) -> bool {
         matches!(self.calls.get(call as usize), Some(RegisterCall::Write(_)))
+    }
+
+    fn observes(&self, call: u32) -> Option<u32> {
+        self.calls
+            .get(call as usize)
+            .and_then(|&c| observes(c))
+            .map(|v| v.0)
+    }
+
+    fn dead(&self) -> Option<u32> {
+        self.dead.map(|v| v.0)
+    }
+}
+
+/// The value a call tells apart from every other: [`step`] treats all the values a call
+/// does not observe alike (illegal, to the same value, or unchanged for a compare-failed
+/// cas), which is what [`Transitions::dead`] asks of the dead value.
+fn observes(call: RegisterCall) -> Option<ValueId> {
+    match call {
+        RegisterCall::Read(v)
+        | RegisterCall::Cas { from: v, .. }
+        | RegisterCall::CasFailed { from: v } => Some(v),
+        RegisterCall::Write(_) => None,
     }
 }
 
@@ -347,6 +381,52 @@ mod tests {
         assert!(err.contains("cas-register"), "{err}");
         let err = encode(&mut m, &mut v, "incr", json!(1), None, Outcome::Ok).unwrap_err();
         assert!(err.contains("\"incr\""), "{err}");
+    }
+
+    #[test]
+    fn calls_step_alike_from_values_they_do_not_observe() {
+        // The contract of `Transitions::dead`: the search maps a value no unplaced call
+        // observes to the dead one, which is only sound if no call can tell them apart.
+        let mut v = Values::new();
+        let ids = [0, 1, 2, 3].map(|i| v.intern(&json!(i)));
+        use RegisterCall::*;
+        for &a in &ids {
+            for &b in &ids {
+                let calls = [
+                    Read(a),
+                    Write(a),
+                    Cas { from: a, to: b },
+                    CasFailed { from: a },
+                ];
+                for call in calls {
+                    let unobserved: Vec<ValueId> = ids
+                        .iter()
+                        .copied()
+                        .filter(|&x| observes(call) != Some(x))
+                        .collect();
+                    for &x in &unobserved {
+                        for &y in &unobserved {
+                            let (sx, sy) = (step(x, call), step(y, call));
+                            let alike =
+                                sx == sy || (read_only(call) && sx == Some(x) && sy == Some(y));
+                            assert!(alike, "{call:?} from {x:?} and {y:?}: {sx:?}, {sy:?}");
+                        }
+                    }
+                }
+            }
+        }
+        // The dead value is one nothing observes: here 3, only written.
+        let calls = [
+            Read(ids[0]),
+            Write(ids[3]),
+            CasFailed { from: ids[1] },
+            Cas {
+                from: ids[2],
+                to: ids[0],
+            },
+        ];
+        let reg = Register::new(true, &json!(0), false, &mut v);
+        assert_eq!(reg.steps(&calls).dead(), Some(ids[3].0));
     }
 
     fn merged(init: i64, calls: &[RegisterCall], v: &mut Values) -> Option<Vec<RegisterCall>> {
