@@ -338,6 +338,15 @@ fn hostile_strings_are_escaped_on_every_page_kind() {
     assert!(index.contains(&format!("<option>{}</option>", escaped("target"))));
 }
 
+/// `faultline report --recheck DIR`, as a user re-judges a run.
+fn recheck(dir: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args(["report", "--recheck"])
+        .arg(dir)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn report_command_rechecks_and_exits_with_the_verdict() {
     let store = store("report-command");
@@ -354,11 +363,7 @@ fn report_command_rechecks_and_exits_with_the_verdict() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("use --recheck"));
 
-    let out = Command::new(bin)
-        .args(["report", "--recheck"])
-        .arg(&dir)
-        .output()
-        .unwrap();
+    let out = recheck(&dir);
     assert_eq!(
         out.status.code(),
         Some(1),
@@ -472,11 +477,7 @@ fn recheck_keeps_a_run_whose_faults_all_missed_unknown() {
         "missed": [{"f": "start-partition", "at_s": 1, "why": "no leader"}],
     });
     std::fs::write(dir.join("results.json"), results.to_string()).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_faultline"))
-        .args(["report", "--recheck"])
-        .arg(&dir)
-        .output()
-        .unwrap();
+    let out = recheck(&dir);
     assert_eq!(
         out.status.code(),
         Some(2),
