@@ -31,6 +31,7 @@ struct Shape {
     mix: Vec<(OpKind, u32)>,
     total_weight: u64,
     values: u32,
+    value_bytes: Option<u32>,
     distribution: KeyDistribution,
     ops_per_key: Option<u64>,
     groups: u64,
@@ -78,6 +79,7 @@ impl Generator {
                 mix,
                 total_weight,
                 values: spec.values,
+                value_bytes: spec.value_bytes,
                 distribution: spec.keys.distribution,
                 ops_per_key: spec.keys.ops_per_key,
                 groups: u64::from(groups),
@@ -169,7 +171,11 @@ impl Group {
     }
 
     fn value(&mut self, shape: &Shape) -> Value {
-        json!(self.rng.random_range(0..shape.values))
+        let v = self.rng.random_range(0..shape.values);
+        match shape.value_bytes {
+            None => json!(v),
+            Some(n) => Value::String(padded(v, n)),
+        }
     }
 
     fn next_op(&mut self, shape: &Shape, used: &mut Vec<String>) -> Invocation {
@@ -191,6 +197,16 @@ impl Group {
     }
 }
 
+/// Value `v` as a string of `bytes` bytes (longer only when `v` itself needs more).
+fn padded(v: u32, bytes: u32) -> String {
+    let mut s = format!("{v}:");
+    let want = bytes as usize;
+    if s.len() < want {
+        s.extend(std::iter::repeat_n('.', want - s.len()));
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,6 +220,37 @@ mod tests {
             "name: kv\nmix: {read: 2, write: 1, cas: 1}\nkeys: {in_flight: 3, ops_per_key: 10}\nmodel: cas-register\n",
         )
         .unwrap()
+    }
+
+    #[test]
+    fn padded_values_keep_the_integer_sequence_and_reach_their_size() {
+        let plain: Vec<Invocation> = {
+            let mut g = Generator::new(&kv(), 3, 1, 1);
+            (0..100).map(|_| g.next_op(0)).collect()
+        };
+        let mut spec = kv();
+        spec.value_bytes = Some(64);
+        let mut g = Generator::new(&spec, 3, 1, 1);
+        let mut written = 0;
+        for p in &plain {
+            let op = g.next_op(0);
+            let expect = |v: &Value| Value::String(padded(v.as_u64().unwrap() as u32, 64));
+            match p.f {
+                OpKind::Read => assert_eq!(op.value, Value::Null),
+                OpKind::Write => {
+                    assert_eq!(op.value, expect(&p.value));
+                    written += 1;
+                }
+                OpKind::Cas => {
+                    assert_eq!(op.value[0], expect(&p.value[0]));
+                    assert_eq!(op.value[1], expect(&p.value[1]));
+                }
+            }
+            assert_eq!((op.f, &op.key), (p.f, &p.key));
+        }
+        assert!(written > 10);
+        assert_eq!(padded(7, 8), "7:......");
+        assert_eq!(padded(12345, 3), "12345:", "never cut a value short");
     }
 
     #[test]

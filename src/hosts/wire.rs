@@ -15,7 +15,10 @@
 //!
 //! nftables cannot subtract header lengths, so "TCP with payload" is "not a packet whose
 //! IP length equals 20 + 4 × data offset", one rule per data offset (5..=15); a node's
-//! packets carry no IP options. Bytes are IP lengths (headers included). Segmentation
+//! packets carry no IP options. Bytes are IP lengths (headers included). Each link counts
+//! its packets per TCP data offset (and UDP apart) in a chain of its own, so the payload
+//! bytes — what the target's sockets wrote, the figure a target's own byte counter can be
+//! held against — are the bytes less each packet's exact header length. Segmentation
 //! offload may hand the hook one large packet for what the NIC sends as several, which
 //! makes the count closer to "socket writes" for bulk transfers; small messages are
 //! unaffected.
@@ -37,8 +40,26 @@ const FROM_CLIENT: &str = "from_client";
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Count {
     pub packets: u64,
+    /// IP lengths, headers included.
     pub bytes: u64,
+    /// Bytes above the TCP and UDP headers.
+    pub payload: u64,
 }
+
+impl Count {
+    /// Adds `packets` packets of `bytes` bytes whose IP + transport headers are `header`
+    /// bytes each.
+    fn add(&mut self, packets: u64, bytes: u64, header: u64) {
+        self.packets += packets;
+        self.bytes += bytes;
+        self.payload += bytes.saturating_sub(packets * header);
+    }
+}
+
+/// The TCP data offsets a link's chain tells apart (in 32-bit words; 5 = no options).
+const DOFFS: std::ops::RangeInclusive<u32> = 5..=15;
+/// IPv4 (no options) and UDP header bytes.
+const UDP_HEADER: u64 = 28;
 
 /// The counter name for data sent to the `i`-th node (names of nodes may hold characters
 /// nft identifiers cannot, so counters go by position).
@@ -55,16 +76,28 @@ pub fn install_script(nodes: &[NodeHost], me: usize, client: Ipv4Addr) -> String
     let mut s = format!("table ip {t}\ndelete table ip {t}\ntable ip {t} {{\n");
     let peers: Vec<(usize, &NodeHost)> =
         nodes.iter().enumerate().filter(|(i, _)| *i != me).collect();
-    for (i, _) in &peers {
-        s.push_str(&format!("  counter {} {{}}\n", peer_counter(*i)));
+    let mut names: Vec<String> = peers.iter().map(|(i, _)| peer_counter(*i)).collect();
+    names.extend([TO_CLIENT.to_string(), FROM_CLIENT.to_string()]);
+    // One chain per link, counting per header length: the output and input chains jump
+    // to it by address.
+    for name in &names {
+        let mut chain = format!("  chain link_{name} {{\n");
+        for doff in DOFFS {
+            s.push_str(&format!("  counter {name}_d{doff} {{}}\n"));
+            chain.push_str(&format!(
+                "    tcp doff {doff} counter name {name}_d{doff} accept\n"
+            ));
+        }
+        s.push_str(&format!("  counter {name}_udp {{}}\n"));
+        chain.push_str(&format!(
+            "    meta l4proto udp counter name {name}_udp accept\n  }}\n"
+        ));
+        s.push_str(&chain);
     }
-    s.push_str(&format!(
-        "  counter {TO_CLIENT} {{}}\n  counter {FROM_CLIENT} {{}}\n"
-    ));
     // `accept` ends only this table's chain: the partition and loss tables have already
     // decided, and nothing after us in these hooks is faultline's.
     let skip_empty = |s: &mut String| {
-        for doff in 5..=15u32 {
+        for doff in DOFFS {
             s.push_str(&format!(
                 "    tcp doff {doff} ip length {} accept\n",
                 20 + 4 * doff
@@ -76,18 +109,18 @@ pub fn install_script(nodes: &[NodeHost], me: usize, client: Ipv4Addr) -> String
     skip_empty(&mut s);
     for (i, n) in &peers {
         s.push_str(&format!(
-            "    ip daddr {} counter name {}\n",
+            "    ip daddr {} jump link_{}\n",
             n.ip,
             peer_counter(*i)
         ));
     }
     s.push_str(&format!(
-        "    ip daddr {client} counter name {TO_CLIENT}\n  }}\n"
+        "    ip daddr {client} jump link_{TO_CLIENT}\n  }}\n"
     ));
     s.push_str("  chain input {\n    type filter hook input priority 100; policy accept;\n");
     skip_empty(&mut s);
     s.push_str(&format!(
-        "    ip saddr {client} counter name {FROM_CLIENT}\n  }}\n}}\n"
+        "    ip saddr {client} jump link_{FROM_CLIENT}\n  }}\n}}\n"
     ));
     s
 }
@@ -124,6 +157,7 @@ pub fn parse_counters(json: &str) -> Result<BTreeMap<String, Count>> {
             Count {
                 packets: field("packets")?,
                 bytes: field("bytes")?,
+                payload: 0,
             },
         );
     }
@@ -149,10 +183,19 @@ pub fn links_of(
     let node = |i: usize| nodes[i].node.clone();
     let mut out = BTreeMap::new();
     let mut take = |name: &str, link: Link| -> Result<()> {
-        let c = counters
-            .get(name)
-            .ok_or_else(|| anyhow!("node {}: counter {name} missing", node(me)))?;
-        out.insert(link, *c);
+        let get = |part: String| {
+            counters
+                .get(&part)
+                .ok_or_else(|| anyhow!("node {}: counter {part} missing", node(me)))
+        };
+        let mut c = Count::default();
+        for doff in DOFFS {
+            let d = get(format!("{name}_d{doff}"))?;
+            c.add(d.packets, d.bytes, 20 + 4 * u64::from(doff));
+        }
+        let u = get(format!("{name}_udp"))?;
+        c.add(u.packets, u.bytes, UDP_HEADER);
+        out.insert(link, c);
         Ok(())
     };
     for i in (0..nodes.len()).filter(|i| *i != me) {
@@ -198,25 +241,53 @@ mod tests {
     #[test]
     fn script_counts_every_peer_and_the_client_and_only_touches_its_table() {
         let s = install_script(&nodes(), 1, Ipv4Addr::new(10, 213, 0, 1));
-        assert!(s.contains("ip daddr 10.213.0.2 counter name to_node0"));
-        assert!(s.contains("ip daddr 10.213.0.4 counter name to_node2"));
+        assert!(s.contains("ip daddr 10.213.0.2 jump link_to_node0"));
+        assert!(s.contains("ip daddr 10.213.0.4 jump link_to_node2"));
         assert!(!s.contains("10.213.0.3"), "a node counts no link to itself");
-        assert!(s.contains("ip saddr 10.213.0.1 counter name from_client"));
+        assert!(s.contains("ip saddr 10.213.0.1 jump link_from_client"));
         assert!(s.contains("tcp doff 15 ip length 80 accept"));
+        assert!(s.contains("tcp doff 8 counter name to_node0_d8 accept"));
+        assert!(s.contains("meta l4proto udp counter name to_client_udp accept"));
         assert!(!s.contains("flush ruleset"));
         assert!(remove_script().contains(&format!("delete table ip {WIRE_TABLE}")));
     }
 
+    /// nft's JSON for node n2's counters: every counter zero but those given.
+    fn nft_json(set: &[(&str, u64, u64)]) -> String {
+        let mut items = vec![serde_json::json!({"metainfo": {"version": "1.0.6"}})];
+        for link in ["to_node0", "to_node2", "to_client", "from_client"] {
+            let parts = DOFFS
+                .map(|d| format!("{link}_d{d}"))
+                .chain([format!("{link}_udp")]);
+            for name in parts {
+                let (p, b) = set
+                    .iter()
+                    .find(|(n, _, _)| *n == name)
+                    .map_or((0, 0), |(_, p, b)| (*p, *b));
+                items.push(serde_json::json!({"counter": {"family": "ip", "name": name,
+                    "table": WIRE_TABLE, "handle": 4, "packets": p, "bytes": b}}));
+            }
+        }
+        items.push(
+            serde_json::json!({"counter": {"family": "ip", "name": "to_node0_d8",
+            "table": "someone_else", "handle": 8, "packets": 99, "bytes": 99}}),
+        );
+        serde_json::json!({ "nftables": items }).to_string()
+    }
+
     #[test]
-    fn parses_nft_json_counters_into_links() {
-        let json = r#"{"nftables": [{"metainfo": {"version": "1.0.6", "json_schema_version": 1}},
-          {"counter": {"family": "ip", "name": "to_node0", "table": "faultline_wire", "handle": 4, "packets": 5, "bytes": 243}},
-          {"counter": {"family": "ip", "name": "to_node2", "table": "faultline_wire", "handle": 5, "packets": 1, "bytes": 60}},
-          {"counter": {"family": "ip", "name": "to_client", "table": "faultline_wire", "handle": 6, "packets": 2, "bytes": 100}},
-          {"counter": {"family": "ip", "name": "from_client", "table": "faultline_wire", "handle": 7, "packets": 3, "bytes": 150}},
-          {"counter": {"family": "ip", "name": "to_node0", "table": "someone_else", "handle": 8, "packets": 99, "bytes": 99}}]}"#;
-        let counters = parse_counters(json).unwrap();
-        assert_eq!(counters.len(), 4);
+    fn parses_nft_json_counters_into_links_with_their_payload() {
+        let json = nft_json(&[
+            // 5 segments with timestamps (52-byte headers) and one without options.
+            ("to_node0_d8", 5, 5 * 52 + 300),
+            ("to_node0_d5", 1, 40 + 10),
+            ("to_node2_udp", 1, 60),
+            ("to_client_d8", 2, 100 + 104),
+            ("from_client_d8", 3, 150 + 156),
+        ]);
+        let counters = parse_counters(&json).unwrap();
+        assert_eq!(counters.len(), 4 * 12);
+        assert_eq!(counters["to_node0_d8"].packets, 5, "other tables ignored");
         let links = links_of(&nodes(), 1, &counters).unwrap();
         let l = |f: &str, t: &str| {
             links[&Link {
@@ -224,37 +295,19 @@ mod tests {
                 to: t.into(),
             }]
         };
-        assert_eq!(
-            l("n2", "n1"),
-            Count {
-                packets: 5,
-                bytes: 243
-            }
-        );
-        assert_eq!(
-            l("n2", "n3"),
-            Count {
-                packets: 1,
-                bytes: 60
-            }
-        );
-        assert_eq!(
-            l("n2", "client"),
-            Count {
-                packets: 2,
-                bytes: 100
-            }
-        );
-        assert_eq!(
-            l("client", "n2"),
-            Count {
-                packets: 3,
-                bytes: 150
-            }
-        );
+        let c = |packets, bytes, payload| Count {
+            packets,
+            bytes,
+            payload,
+        };
+        assert_eq!(l("n2", "n1"), c(6, 5 * 52 + 300 + 50, 310));
+        assert_eq!(l("n2", "n3"), c(1, 60, 32));
+        assert_eq!(l("n2", "client"), c(2, 204, 100));
+        assert_eq!(l("client", "n2"), c(3, 306, 150));
         assert!(parse_counters("{}").is_err());
         let mut short = counters.clone();
-        short.remove("to_client");
-        assert!(links_of(&nodes(), 1, &short).is_err());
+        short.remove("to_client_d7");
+        let e = links_of(&nodes(), 1, &short).unwrap_err();
+        assert!(format!("{e}").contains("to_client_d7 missing"), "{e}");
     }
 }

@@ -3,7 +3,7 @@
 //! reports index of the store.
 
 use super::RunSummary;
-use crate::checker::liveness::Liveness;
+use crate::checker::liveness::{Liveness, Window};
 use crate::checker::Verdict;
 use crate::spec::Plan;
 use crate::store;
@@ -47,11 +47,19 @@ pub fn apply_faults_rule(checked: &mut super::check::Checked, faults: &crate::ne
 }
 
 /// results.json's `wire` and, when it is null, why.
-fn wire_of(run_dir: &Path, summary: &RunSummary) -> (serde_json::Value, Option<String>) {
+fn wire_of(
+    run_dir: &Path,
+    summary: &RunSummary,
+    windows: &[Window],
+) -> (serde_json::Value, Option<String>) {
     if let Some(why) = &summary.wire_unavailable {
         return (serde_json::Value::Null, Some(why.clone()));
     }
-    match super::wire::summarize(&run_dir.join("wire.jsonl"), &run_dir.join("history.jsonl")) {
+    match super::wire::summarize(
+        &run_dir.join("wire.jsonl"),
+        &run_dir.join("history.jsonl"),
+        windows,
+    ) {
         Ok(w) => {
             let f = |k: &str| w[k].as_f64().map_or("-".into(), |x| format!("{x:.1}"));
             tracing::info!(
@@ -104,8 +112,11 @@ pub fn check_and_report(
     if let (Some(f), Some(obj)) = (&summary.final_reads, results.as_object_mut()) {
         obj.insert("final_reads".into(), serde_json::to_value(f)?);
     }
+    // Fault windows come from the history whether or not liveness is judged: the wire
+    // figures are attributed to them.
+    let assessed = super::check::liveness_of(plan, &history)?;
     if let Some(obj) = results.as_object_mut() {
-        let (wire, why) = wire_of(run_dir, summary);
+        let (wire, why) = wire_of(run_dir, summary, &assessed.windows);
         obj.insert("wire".into(), wire);
         if let Some(why) = why {
             obj.insert("wire_reason".into(), why.into());
@@ -116,9 +127,8 @@ pub fn check_and_report(
     let liveness = if summary.interrupted {
         None
     } else {
-        let l = super::check::liveness_of(plan, &history)?;
-        tracing::info!("{}", super::check::liveness_line(&l));
-        Some(l)
+        tracing::info!("{}", super::check::liveness_line(&assessed));
+        Some(assessed)
     };
     if let (Some(l), Some(obj)) = (&liveness, results.as_object_mut()) {
         obj.insert("liveness".into(), serde_json::to_value(l)?);

@@ -10,6 +10,7 @@
 //! restarts. Only local (namespace) hosts are counted: loopback nodes share one network
 //! stack, and SSH hosts are refused for now.
 
+use crate::checker::liveness::Window;
 use crate::hosts::wire::{self as counters, Count, Link, CLIENT};
 use crate::hosts::{Hosts, NodeHost};
 use crate::target::Cluster;
@@ -200,20 +201,23 @@ pub fn sample_line(time_ns: u64, last: bool, links: &BTreeMap<Link, Count>) -> V
     let links: Vec<Value> = links
         .iter()
         .map(|(l, c)| {
-            let kind = if l.from == CLIENT || l.to == CLIENT {
-                "client"
-            } else {
-                "peer"
-            };
+            let kind = if is_client(l) { "client" } else { "peer" };
             json!({"from": l.from, "to": l.to, "kind": kind,
-                   "packets": c.packets, "bytes": c.bytes})
+                   "packets": c.packets, "bytes": c.bytes, "payload": c.payload})
         })
         .collect();
     json!({"time_ns": time_ns, "final": last, "links": links})
 }
 
+fn is_client(l: &Link) -> bool {
+    l.from == CLIENT || l.to == CLIENT
+}
+
+/// One parsed `wire.jsonl` line: its time, whether it is the final sample, the links.
+pub type Sample = (u64, bool, BTreeMap<Link, Count>);
+
 /// Parses one `wire.jsonl` line back into its time, finality and links.
-pub fn parse_sample(line: &str) -> Result<(u64, bool, BTreeMap<Link, Count>)> {
+pub fn parse_sample(line: &str) -> Result<Sample> {
     let v: Value = serde_json::from_str(line).context("wire.jsonl: invalid JSON")?;
     let time_ns = v["time_ns"]
         .as_u64()
@@ -237,27 +241,111 @@ pub fn parse_sample(line: &str) -> Result<(u64, bool, BTreeMap<Link, Count>)> {
             Count {
                 packets: n("packets")?,
                 bytes: n("bytes")?,
+                // Samples written before payloads were counted have none.
+                payload: l["payload"].as_u64().unwrap_or(0),
             },
         );
     }
     Ok((time_ns, v["final"] == true, links))
 }
 
+/// Reads every sample of `wire.jsonl`.
+pub fn read_samples(wire_jsonl: &Path) -> Result<Vec<Sample>> {
+    let text = std::fs::read_to_string(wire_jsonl)
+        .with_context(|| format!("cannot read {}", wire_jsonl.display()))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            parse_sample(l).with_context(|| format!("{}:{}", wire_jsonl.display(), i + 1))
+        })
+        .collect()
+}
+
+/// Peer and client traffic, summed over links.
+#[derive(Debug, Clone, Copy, Default)]
+struct Traffic {
+    peer: [f64; 3],
+    client: [f64; 3],
+}
+
+impl Traffic {
+    /// What every link carried from `before` to `after`.
+    fn between(before: &BTreeMap<Link, Count>, after: &BTreeMap<Link, Count>) -> Traffic {
+        let mut t = Traffic::default();
+        for (l, c) in after {
+            let b = before.get(l).copied().unwrap_or_default();
+            let side = if is_client(l) {
+                &mut t.client
+            } else {
+                &mut t.peer
+            };
+            side[0] += c.packets.saturating_sub(b.packets) as f64;
+            side[1] += c.bytes.saturating_sub(b.bytes) as f64;
+            side[2] += c.payload.saturating_sub(b.payload) as f64;
+        }
+        t
+    }
+
+    fn add_share(&mut self, other: &Traffic, share: f64) {
+        for i in 0..3 {
+            self.peer[i] += other.peer[i] * share;
+            self.client[i] += other.client[i] * share;
+        }
+    }
+}
+
+/// A stretch of the run the figures are attributed to: a fault window, or calm time.
+struct Period {
+    /// The nemesis `f` that opened the window; `None` for calm time.
+    f: Option<String>,
+    start_ns: u64,
+    end_ns: u64,
+    /// Seconds of the main phase in the period.
+    seconds: f64,
+    traffic: Traffic,
+    writes: u64,
+    reads: u64,
+}
+
+fn overlap(a: (u64, u64), b: (u64, u64)) -> u64 {
+    a.1.min(b.1).saturating_sub(a.0.max(b.0))
+}
+
+/// How much of `span` the union of `windows` covers.
+fn covered(span: (u64, u64), windows: &[(u64, u64)]) -> u64 {
+    let mut cut: Vec<(u64, u64)> = windows
+        .iter()
+        .map(|w| (w.0.max(span.0), w.1.min(span.1)))
+        .filter(|w| w.0 < w.1)
+        .collect();
+    cut.sort_unstable();
+    let (mut total, mut reach) = (0, span.0);
+    for (s, e) in cut {
+        let s = s.max(reach);
+        if e > s {
+            total += e - s;
+            reach = e;
+        }
+    }
+    total
+}
+
 /// results.json's `wire`: what the main phase cost on the wire, from `wire.jsonl` and the
-/// history's acknowledged operations between the first and the final sample.
+/// history's acknowledged operations between the first and the final sample, in all and
+/// per fault window (`windows`: the liveness windows of the same history) and calm time.
 ///
 /// Per-op figures divide the whole peer traffic by the ops of one kind, so they describe a
 /// workload of that kind alone (writes only, reads only); in a mix each one counts all of
 /// it. Peer traffic includes everything nodes send each other (heartbeats, transport
 /// acknowledgements, retransmissions): what a write costs on this target's wire.
-pub fn summarize(wire_jsonl: &Path, history_jsonl: &Path) -> Result<Value> {
-    let text = std::fs::read_to_string(wire_jsonl)
-        .with_context(|| format!("cannot read {}", wire_jsonl.display()))?;
-    let samples = text
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(parse_sample)
-        .collect::<Result<Vec<_>>>()?;
+///
+/// Traffic is sampled once a second, so a sample interval that a window's edge cuts is
+/// shared between the window and what lies beside it in proportion to time; ops are
+/// attributed by their completion time. Overlapping windows each count the traffic they
+/// share; calm time is what no window covers.
+pub fn summarize(wire_jsonl: &Path, history_jsonl: &Path, windows: &[Window]) -> Result<Value> {
+    let samples = read_samples(wire_jsonl)?;
     let (Some(first), Some(last)) = (samples.first(), samples.last()) else {
         bail!("{} holds no sample", wire_jsonl.display());
     };
@@ -273,6 +361,7 @@ pub fn summarize(wire_jsonl: &Path, history_jsonl: &Path) -> Result<Value> {
             let d = Count {
                 packets: c.packets.saturating_sub(before.packets),
                 bytes: c.bytes.saturating_sub(before.bytes),
+                payload: c.payload.saturating_sub(before.payload),
             };
             (l, d)
         })
@@ -280,14 +369,17 @@ pub fn summarize(wire_jsonl: &Path, history_jsonl: &Path) -> Result<Value> {
     let sum = |client: bool| {
         delta
             .iter()
-            .filter(|(l, _)| (l.from == CLIENT || l.to == CLIENT) == client)
+            .filter(|(l, _)| is_client(l) == client)
             .fold(Count::default(), |a, (_, c)| Count {
                 packets: a.packets + c.packets,
                 bytes: a.bytes + c.bytes,
+                payload: a.payload + c.payload,
             })
     };
     let (peer, client) = (sum(false), sum(true));
-    let (writes, reads) = ok_ops_between(history_jsonl, t0, t1)?;
+    let ops = ok_ops_between(history_jsonl, t0, t1)?;
+    let writes = ops.iter().filter(|(_, w)| *w).count() as u64;
+    let reads = ops.len() as u64 - writes;
     let per = |n: u64, ops: u64| (ops > 0).then(|| n as f64 / ops as f64);
     // The matrix: rows send, columns receive; nodes in order, the controller last.
     let mut names: Vec<String> = Vec::new();
@@ -318,24 +410,129 @@ pub fn summarize(wire_jsonl: &Path, history_jsonl: &Path) -> Result<Value> {
             })
             .collect()
     };
+    let periods = periods(&samples, &ops, windows);
     Ok(json!({
         "interval_s": (t1.saturating_sub(t0)) as f64 / 1e9,
         "ok_writes": writes,
         "ok_reads": reads,
         "peer_packets": peer.packets,
         "peer_bytes": peer.bytes,
+        "peer_payload_bytes": peer.payload,
         "client_packets": client.packets,
         "client_bytes": client.bytes,
+        "client_payload_bytes": client.payload,
         "messages_per_write": per(peer.packets, writes),
         "bytes_per_write": per(peer.bytes, writes),
+        "payload_bytes_per_write": per(peer.payload, writes),
         "messages_per_read": per(peer.packets, reads),
         "bytes_per_read": per(peer.bytes, reads),
         "links": {
             "nodes": names,
             "packets": matrix(|c| c.packets),
             "bytes": matrix(|c| c.bytes),
+            "payload": matrix(|c| c.payload),
         },
+        "periods": periods.iter().map(period_json).collect::<Vec<_>>(),
     }))
+}
+
+/// The fault windows, then calm time, with the traffic and acknowledged ops of each.
+fn periods(samples: &[Sample], ops: &[(u64, bool)], windows: &[Window]) -> Vec<Period> {
+    let (t0, t1) = match (samples.first(), samples.last()) {
+        (Some(a), Some(b)) => (a.0, b.0),
+        _ => return Vec::new(),
+    };
+    let ns = |s: f64| (s * 1e9).round().max(0.0) as u64;
+    let spans: Vec<(u64, u64)> = windows
+        .iter()
+        .map(|w| (ns(w.start_s), w.end_s.map_or(u64::MAX, ns)))
+        .collect();
+    let mut out: Vec<Period> = windows
+        .iter()
+        .zip(&spans)
+        .map(|(w, s)| Period {
+            f: Some(w.f.clone()),
+            start_ns: s.0,
+            end_ns: s.1.min(t1.max(s.0)),
+            seconds: overlap(*s, (t0, t1)) as f64 / 1e9,
+            traffic: Traffic::default(),
+            writes: 0,
+            reads: 0,
+        })
+        .collect();
+    let main = t1.saturating_sub(t0);
+    out.push(Period {
+        f: None,
+        start_ns: t0,
+        end_ns: t1,
+        seconds: (main - covered((t0, t1), &spans)) as f64 / 1e9,
+        traffic: Traffic::default(),
+        writes: 0,
+        reads: 0,
+    });
+    for pair in samples.windows(2) {
+        let (a, b) = (&pair[0], &pair[1]);
+        let len = b.0.saturating_sub(a.0);
+        if len == 0 {
+            continue;
+        }
+        let t = Traffic::between(&a.2, &b.2);
+        let mut calm = len;
+        for (p, s) in out.iter_mut().zip(&spans) {
+            p.traffic
+                .add_share(&t, overlap(*s, (a.0, b.0)) as f64 / len as f64);
+        }
+        calm -= covered((a.0, b.0), &spans);
+        if let Some(c) = out.last_mut() {
+            c.traffic.add_share(&t, calm as f64 / len as f64);
+        }
+    }
+    for &(time, write) in ops {
+        let n = out.len() - 1;
+        let mut in_any = false;
+        for (p, s) in out[..n].iter_mut().zip(&spans) {
+            if time >= s.0 && time <= s.1 {
+                in_any = true;
+                if write {
+                    p.writes += 1;
+                } else {
+                    p.reads += 1;
+                }
+            }
+        }
+        if !in_any {
+            if write {
+                out[n].writes += 1;
+            } else {
+                out[n].reads += 1;
+            }
+        }
+    }
+    out
+}
+
+fn period_json(p: &Period) -> Value {
+    let per = |x: f64, n: u64| (n > 0).then(|| x / n as f64);
+    let secs = |ns: u64| (ns as f64 / 1e6).round() / 1e3;
+    let [packets, bytes, payload] = p.traffic.peer;
+    json!({
+        "period": if p.f.is_some() { "window" } else { "calm" },
+        "f": p.f,
+        "start_s": p.f.as_ref().map(|_| secs(p.start_ns)),
+        "end_s": p.f.as_ref().map(|_| secs(p.end_ns)),
+        "seconds": p.seconds,
+        "ok_writes": p.writes,
+        "ok_reads": p.reads,
+        "peer_packets": packets.round() as u64,
+        "peer_bytes": bytes.round() as u64,
+        "peer_payload_bytes": payload.round() as u64,
+        "client_packets": p.traffic.client[0].round() as u64,
+        "messages_per_write": per(packets, p.writes),
+        "bytes_per_write": per(bytes, p.writes),
+        "payload_bytes_per_write": per(payload, p.writes),
+        "messages_per_read": per(packets, p.reads),
+        "peer_packets_per_s": (p.seconds > 0.0).then(|| packets / p.seconds),
+    })
 }
 
 /// Orders n2 before n10.
@@ -345,11 +542,12 @@ fn natural(name: &str) -> (String, u64) {
     (stem.to_string(), num.parse().unwrap_or(0))
 }
 
-/// Acknowledged writes (`write`, `cas`) and reads completed in `(t0, t1]` of the history.
-fn ok_ops_between(history_jsonl: &Path, t0: u64, t1: u64) -> Result<(u64, u64)> {
+/// The completion times of acknowledged ops completed in `(t0, t1]` of the history, each
+/// with whether it was a write (`write`, `cas`) rather than a read.
+fn ok_ops_between(history_jsonl: &Path, t0: u64, t1: u64) -> Result<Vec<(u64, bool)>> {
     let text = std::fs::read_to_string(history_jsonl)
         .with_context(|| format!("cannot read {}", history_jsonl.display()))?;
-    let (mut writes, mut reads) = (0, 0);
+    let mut ops = Vec::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let op: Value = serde_json::from_str(line)
             .with_context(|| format!("{}: invalid line", history_jsonl.display()))?;
@@ -358,12 +556,12 @@ fn ok_ops_between(history_jsonl: &Path, t0: u64, t1: u64) -> Result<(u64, u64)> 
             continue;
         }
         match op["f"].as_str() {
-            Some("write" | "cas") => writes += 1,
-            Some("read") => reads += 1,
+            Some("write" | "cas") => ops.push((t, true)),
+            Some("read") => ops.push((t, false)),
             _ => {}
         }
     }
-    Ok((writes, reads))
+    Ok(ops)
 }
 
 #[cfg(test)]
@@ -387,6 +585,7 @@ mod tests {
                 Count {
                     packets: p,
                     bytes: b,
+                    payload: b / 2,
                 },
             )
         })
@@ -411,7 +610,11 @@ mod tests {
             from: f.into(),
             to: t.into(),
         };
-        let c = |packets, bytes| Count { packets, bytes };
+        let c = |packets, bytes| Count {
+            packets,
+            bytes,
+            payload: bytes / 2,
+        };
         let at = |t: u64, last: bool, k: u64| {
             let links: BTreeMap<Link, Count> = [
                 (link("n1", "n2"), c(10 + 8 * k, 1000 + 800 * k)),
@@ -451,8 +654,9 @@ mod tests {
             })
             .collect();
         std::fs::write(dir.join("history.jsonl"), history).unwrap();
-        let w = summarize(&dir.join("wire.jsonl"), &dir.join("history.jsonl")).unwrap();
+        let w = summarize(&dir.join("wire.jsonl"), &dir.join("history.jsonl"), &[]).unwrap();
         assert_eq!(w["ok_writes"], 4);
+        assert_eq!(w["payload_bytes_per_write"], (3200.0 + 1600.0) / 8.0);
         assert_eq!(w["ok_reads"], 1);
         assert_eq!(w["peer_packets"], 64);
         assert_eq!(w["messages_per_write"], 16.0);
@@ -465,6 +669,63 @@ mod tests {
             w["links"]["packets"],
             json!([[null, 32, 8], [32, null, null], [8, null, null]])
         );
+        // Without fault windows, all of it is calm.
+        let periods = w["periods"].as_array().unwrap();
+        assert_eq!(periods.len(), 1);
+        assert_eq!(periods[0]["period"], "calm");
+        assert_eq!(periods[0]["peer_packets"], 64);
+        assert_eq!(periods[0]["ok_writes"], 4);
+        assert_eq!(periods[0]["seconds"], 2.0);
+
+        // A window from 0.5 s to 1.5 s takes half of each sample interval's traffic
+        // (32 packets in all) and the ops completed inside it.
+        let window = Window {
+            f: "start-partition".into(),
+            start_s: 0.5,
+            end_s: Some(1.5),
+            availability: None,
+            recovery_s: None,
+        };
+        let w = summarize(
+            &dir.join("wire.jsonl"),
+            &dir.join("history.jsonl"),
+            &[window],
+        )
+        .unwrap();
+        let periods = w["periods"].as_array().unwrap();
+        assert_eq!(periods.len(), 2);
+        let (win, calm) = (&periods[0], &periods[1]);
+        assert_eq!(win["period"], "window");
+        assert_eq!(win["f"], "start-partition");
+        assert_eq!(
+            (win["start_s"].clone(), win["end_s"].clone()),
+            (json!(0.5), json!(1.5))
+        );
+        assert_eq!(win["seconds"], 1.0);
+        assert_eq!(win["peer_packets"], 32);
+        assert_eq!(
+            win["ok_writes"], 1,
+            "the write at 1.5 s closes it; 1.6 s is after"
+        );
+        assert_eq!(win["messages_per_write"], 32.0);
+        assert_eq!(win["peer_packets_per_s"], 32.0);
+        assert_eq!(calm["period"], "calm");
+        assert_eq!(calm["start_s"], Value::Null);
+        assert_eq!(calm["seconds"], 1.0);
+        assert_eq!(calm["peer_packets"], 32);
+        assert_eq!(
+            (calm["ok_writes"].clone(), calm["ok_reads"].clone()),
+            (json!(3), json!(1))
+        );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn overlapping_windows_each_count_what_they_share_and_calm_is_the_rest() {
+        assert_eq!(covered((0, 10), &[(2, 5), (4, 7), (9, 20)]), 6);
+        assert_eq!(covered((0, 10), &[]), 0);
+        assert_eq!(covered((5, 10), &[(0, 3)]), 0);
+        assert_eq!(overlap((0, 10), (5, 20)), 5);
+        assert_eq!(overlap((0, 4), (5, 20)), 0);
     }
 }

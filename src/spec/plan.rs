@@ -337,6 +337,15 @@ impl Plan {
             )?;
         }
 
+        if workload.value_bytes.is_some() && !target_spec.client.protocol.carries_any_value() {
+            bail!(
+                "{}: value_bytes: workload {} pads values into strings, but target {}'s {} client carries integers only (etcd and stdio targets carry strings)",
+                workload_file.display(),
+                workload.name,
+                target_spec.name,
+                target_spec.client.protocol.as_str()
+            );
+        }
         if workload.serializable && !target_spec.client.protocol.has_serializable_reads() {
             bail!(
                 "{}: serializable: workload {} asks for serializable reads, but target {}'s {} client has none (etcd and stdio targets do)",
@@ -656,6 +665,27 @@ mod tests {
                 "seed {seed}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn padded_values_are_refused_at_plan_time_for_a_client_that_carries_integers_only() {
+        let resolve = |target: &str| {
+            let o = Overrides {
+                target: Some(target.into()),
+                workload: Some("writes-4k".into()),
+                nemesis: Some("none".into()),
+                nodes: Some(3),
+                ..Overrides::default()
+            };
+            Plan::resolve(&SpecRoots::default_roots(), &o, HostsChoice::Loopback)
+        };
+        let err = format!("{:#}", resolve("raftkv").unwrap_err());
+        assert!(
+            err.contains("writes-4k.yaml: value_bytes: workload writes-4k pads values into strings, but target raftkv's raftkv client carries integers only"),
+            "{err}"
+        );
+        let plan = resolve("tests/fixtures/wrong-id/leaders.yaml").unwrap();
+        assert_eq!(plan.workload.value_bytes, Some(4096));
     }
 
     #[test]

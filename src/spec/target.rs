@@ -191,6 +191,14 @@ impl Protocol {
         }
     }
 
+    /// Whether the client carries any JSON value (strings among them), not only integers.
+    pub fn carries_any_value(self) -> bool {
+        match self {
+            Protocol::Raftkv => false,
+            Protocol::Etcd | Protocol::Stdio => true,
+        }
+    }
+
     /// Whether the client can ask for serializable (local, possibly stale) reads.
     pub fn has_serializable_reads(self) -> bool {
         match self {

@@ -43,6 +43,13 @@ pub struct WorkloadSpec {
     /// (and so anomalies) likely.
     #[serde(default = "default_values")]
     pub values: u32,
+    /// Pad every written value to this many bytes: value `v` is written as the string
+    /// `"v:"` followed by `.`s, still one of `values` distinct values. What a write costs
+    /// on the wire grows with what it carries; a realistic payload makes a target's own
+    /// framing a small share of it. Absent = plain integers. Needs a client that carries
+    /// strings (etcd, stdio), refused at plan time for others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_bytes: Option<u32>,
     #[serde(default)]
     pub keys: KeySpec,
     /// The model the checker replays (a name from `faultline check --help`).
@@ -154,6 +161,10 @@ fn one() -> u32 {
     1
 }
 
+/// The largest padded value: etcd's default request limit is 1.5 MiB, and a history of
+/// 1 MiB values would outgrow any disk.
+pub const MAX_VALUE_BYTES: u32 = 65_536;
+
 /// Most workers per key a workload may ask for: the most workers a run may have
 /// (`concurrency`); more would only mean "all of them".
 pub const MAX_THREADS_PER_KEY: u32 = 1000;
@@ -210,6 +221,12 @@ impl WorkloadSpec {
             (1..=1_000_000).contains(&self.values),
             "values",
             "must be between 1 and 1000000",
+        );
+        v.check(
+            self.value_bytes
+                .is_none_or(|n| (1..=MAX_VALUE_BYTES).contains(&n)),
+            "value_bytes",
+            format!("must be between 1 and {MAX_VALUE_BYTES}"),
         );
         v.check(
             (1..=10_000).contains(&self.keys.in_flight),

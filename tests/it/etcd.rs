@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Output;
 
 /// Why etcd tests cannot run here, if they cannot.
-fn missing_etcd(with_etcdctl: bool) -> Option<String> {
+pub fn missing_etcd(with_etcdctl: bool) -> Option<String> {
     let mut need = vec!["/usr/bin/etcd"];
     if with_etcdctl {
         need.push("/usr/bin/etcdctl");
