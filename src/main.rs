@@ -33,6 +33,7 @@ fn main() -> ExitCode {
         Command::Hosts(cmd) => faultline::commands::hosts::run(cmd),
         Command::InitTarget(args) => faultline::commands::init_target::run(&args),
         Command::ProbeTarget(args) => faultline::commands::probe::run(args),
+        Command::Compare(args) => faultline::commands::compare::run(&args),
     }
 }
 

@@ -51,6 +51,22 @@ pub enum Command {
     /// Exit 0 when write, read and cas work, 1 when one does not, 3 when the cluster
     /// did not start.
     ProbeTarget(ProbeTargetArgs),
+    /// The protocol comparison: one row per target and cluster size from the runs found
+    /// below the given directories (run dirs, a store, a campaign dir) — peer messages and
+    /// bytes per write, write latency in ms and round trips, writes/s, calm and with one
+    /// node cut off. `faultline campaign campaigns/protocols.yaml` makes the runs.
+    Compare(CompareArgs),
+}
+
+/// `faultline compare DIR...`.
+#[derive(Debug, clap::Args)]
+pub struct CompareArgs {
+    /// Directories holding runs (searched up to 4 levels down).
+    #[arg(required = true)]
+    pub dirs: Vec<std::path::PathBuf>,
+    /// Print the rows as JSON instead of a Markdown table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `faultline init-target DIR [--name NAME]`.

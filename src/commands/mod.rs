@@ -5,6 +5,7 @@
 pub mod campaign;
 pub mod check;
 pub mod cli;
+pub mod compare;
 pub mod hosts;
 pub mod init_target;
 pub mod probe;

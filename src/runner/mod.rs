@@ -8,6 +8,7 @@
 mod backoff;
 pub mod check;
 mod page;
+pub mod perf;
 pub mod wire;
 pub use page::apply_faults_rule;
 #[cfg(test)]
@@ -540,6 +541,12 @@ pub struct RunSummary {
     pub interrupted: bool,
     /// Pauses of workers after consecutive failures.
     pub backoffs: u64,
+    /// From the clients' start to the end of the main phase (before the final reads).
+    pub main_phase_s: f64,
+    /// The median time to open a TCP connection to a node's client port from the
+    /// controller before the clients started: one round trip over the bridge (or the
+    /// network to SSH hosts); `None` when no node accepted one.
+    pub rtt_ms: Option<f64>,
     /// Written as results.json's own `final_reads`, not under `run`.
     #[serde(skip)]
     pub final_reads: Option<FinalReads>,
@@ -584,6 +591,10 @@ async fn run_cluster(
     unless_stopped(&mut stop, "starting the cluster", cluster.start_all()).await?;
     refuse_blind_faults(&plan, &cluster).await?;
     tracing::info!("cluster ready after {:.1}s", t0.elapsed().as_secs_f64());
+    let rtt_ms = round_trip_ms(&cluster).await;
+    if let Some(ms) = rtt_ms {
+        tracing::info!("round trip to the nodes: {ms:.3} ms (median TCP connect)");
+    }
     let mut wire_unavailable = wire::unavailable(cluster.hosts());
     let wire = match &wire_unavailable {
         Some(_) => None,
@@ -715,6 +726,7 @@ async fn run_cluster(
         }
     }
     let interrupted = *stop.borrow();
+    let main_phase_s = start.elapsed().as_secs_f64();
     tracing::info!("main phase over: {}", ctx.stats.line());
     if let Some(sampler) = sampler {
         if let Err(e) = sampler.finish().await {
@@ -751,9 +763,34 @@ async fn run_cluster(
         elapsed_s: t0.elapsed().as_secs_f64(),
         interrupted,
         backoffs: ctx.stats.backoffs.load(Ordering::Relaxed),
+        main_phase_s,
+        rtt_ms,
         final_reads,
         wire_unavailable,
     })
+}
+
+/// Connections opened to each node's client port to time a round trip.
+const RTT_PROBES: usize = 10;
+
+/// The median time to open a TCP connection to the nodes' client ports: the SYN and its
+/// answer, one round trip, answered by the node's kernel whatever the target does.
+async fn round_trip_ms(cluster: &Cluster) -> Option<f64> {
+    let mut times = Vec::new();
+    for node in cluster.hosts().nodes() {
+        let Ok(addr) = cluster.client_addr(&node.node) else {
+            continue;
+        };
+        for _ in 0..RTT_PROBES {
+            let t = Instant::now();
+            let connect = tokio::net::TcpStream::connect(addr);
+            if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(1), connect).await {
+                times.push(t.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    times.get(times.len() / 2).copied()
 }
 
 /// A fault that aims at leaders hits nobody when the client cannot say who leads. A target

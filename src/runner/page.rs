@@ -121,6 +121,13 @@ pub fn check_and_report(
         if let Some(why) = why {
             obj.insert("wire_reason".into(), why.into());
         }
+        let main_end_ns = (summary.main_phase_s * 1e9) as u64;
+        match super::perf::summarize(&history, &assessed.windows, main_end_ns, summary.rtt_ms) {
+            Ok(p) => {
+                obj.insert("perf".into(), p);
+            }
+            Err(e) => tracing::info!("perf: cannot summarize: {e:#}"),
+        }
     }
     // An interrupted run neither restarted its killed nodes nor read back: it had no
     // chance to recover, so its liveness is not judged.

@@ -308,12 +308,13 @@ struct Period {
     reads: u64,
 }
 
-fn overlap(a: (u64, u64), b: (u64, u64)) -> u64 {
+/// How long spans `a` and `b` share.
+pub(crate) fn overlap(a: (u64, u64), b: (u64, u64)) -> u64 {
     a.1.min(b.1).saturating_sub(a.0.max(b.0))
 }
 
 /// How much of `span` the union of `windows` covers.
-fn covered(span: (u64, u64), windows: &[(u64, u64)]) -> u64 {
+pub(crate) fn covered(span: (u64, u64), windows: &[(u64, u64)]) -> u64 {
     let mut cut: Vec<(u64, u64)> = windows
         .iter()
         .map(|w| (w.0.max(span.0), w.1.min(span.1)))
@@ -436,17 +437,23 @@ pub fn summarize(wire_jsonl: &Path, history_jsonl: &Path, windows: &[Window]) ->
     }))
 }
 
+/// The windows as nanosecond spans of the history's clock; one never healed lasts to the
+/// end.
+pub(crate) fn spans_of(windows: &[Window]) -> Vec<(u64, u64)> {
+    let ns = |s: f64| (s * 1e9).round().max(0.0) as u64;
+    windows
+        .iter()
+        .map(|w| (ns(w.start_s), w.end_s.map_or(u64::MAX, ns)))
+        .collect()
+}
+
 /// The fault windows, then calm time, with the traffic and acknowledged ops of each.
 fn periods(samples: &[Sample], ops: &[(u64, bool)], windows: &[Window]) -> Vec<Period> {
     let (t0, t1) = match (samples.first(), samples.last()) {
         (Some(a), Some(b)) => (a.0, b.0),
         _ => return Vec::new(),
     };
-    let ns = |s: f64| (s * 1e9).round().max(0.0) as u64;
-    let spans: Vec<(u64, u64)> = windows
-        .iter()
-        .map(|w| (ns(w.start_s), w.end_s.map_or(u64::MAX, ns)))
-        .collect();
+    let spans = spans_of(windows);
     let mut out: Vec<Period> = windows
         .iter()
         .zip(&spans)

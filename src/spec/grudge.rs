@@ -26,6 +26,10 @@ pub enum Grudge {
     NextPrimaries {
         settle_ms: u64,
     },
+    /// Isolate the first node of `order` that does not lead.
+    Follower {
+        order: Vec<String>,
+    },
 }
 
 /// Each node drops packets from every node outside its own component.
@@ -57,6 +61,10 @@ impl Grudge {
             Grudge::Drops(d) => d.clone(),
             Grudge::Primaries | Grudge::NextPrimaries { .. } => isolate(leaders, nodes),
             Grudge::PrimariesMinority { order } => leaders_with_minority(leaders, order, nodes),
+            Grudge::Follower { order } => match order.iter().find(|n| !leaders.contains(n)) {
+                Some(f) => isolate(std::slice::from_ref(f), nodes),
+                None => BTreeMap::new(),
+            },
         }
     }
 }
@@ -83,6 +91,7 @@ pub fn grudge_for(
         GrudgeSpec::Named(GrudgeName::PrimariesMinority) => {
             Grudge::PrimariesMinority { order: ring }
         }
+        GrudgeSpec::Named(GrudgeName::Follower) => Grudge::Follower { order: ring },
         GrudgeSpec::Named(GrudgeName::One) => {
             let (one, rest) = ring.split_at(1.min(n));
             Grudge::Drops(from_components(&[one.to_vec(), rest.to_vec()]))
@@ -183,7 +192,10 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         match grudge_for(&spec, &nodes(n), 0, &mut rng) {
             Grudge::Drops(d) => d,
-            Grudge::Primaries | Grudge::PrimariesMinority { .. } | Grudge::NextPrimaries { .. } => {
+            Grudge::Primaries
+            | Grudge::PrimariesMinority { .. }
+            | Grudge::NextPrimaries { .. }
+            | Grudge::Follower { .. } => {
                 panic!("not a fixed grudge")
             }
         }
@@ -248,6 +260,28 @@ mod tests {
             Grudge::PrimariesMinority { order } => assert_eq!(order.len(), 5),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn follower_isolates_the_first_node_of_its_order_that_does_not_lead() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let g = grudge_for(
+            &GrudgeSpec::Named(GrudgeName::Follower),
+            &nodes(3),
+            0,
+            &mut rng,
+        );
+        let Grudge::Follower { order } = &g else {
+            panic!("{g:?}")
+        };
+        let leader = order[0].clone();
+        let d = g.around(std::slice::from_ref(&leader), &nodes(3));
+        let cut = &order[1];
+        assert_eq!(d[cut].len(), 2, "{d:?}");
+        assert!(d[&leader].contains(cut) && !d[&leader].contains(&order[2]));
+        // Every node leads (or says so): nobody to cut.
+        assert!(g.around(&nodes(3), &nodes(3)).is_empty());
+        assert!(GrudgeName::Follower.aims_at_leaders());
     }
 
     #[test]

@@ -132,6 +132,9 @@ pub enum GrudgeName {
     /// Isolate the next node to win an election (one that did not lead when the fault
     /// started), as soon as the target reports it leads, or `settle` later.
     NextPrimaries,
+    /// Isolate one node that does not lead (a random one, decided when the fault starts):
+    /// the leader stays, and the cluster works on with one replica fewer.
+    Follower,
 }
 
 /// Which nodes a process or clock fault hits.
@@ -161,7 +164,10 @@ impl GrudgeName {
     pub fn aims_at_leaders(self) -> bool {
         matches!(
             self,
-            GrudgeName::Primaries | GrudgeName::PrimariesMinority | GrudgeName::NextPrimaries
+            GrudgeName::Primaries
+                | GrudgeName::PrimariesMinority
+                | GrudgeName::NextPrimaries
+                | GrudgeName::Follower
         )
     }
 }
@@ -184,7 +190,7 @@ fn kebab(v: &impl Serialize) -> String {
     }
 }
 
-const GRUDGE_FORMS: &str = "accepted: one, majority, majorities-ring, bridge, primaries, primaries-minority, next-primaries, or a map {n1: [n2, n3]} (n1 drops packets from n2 and n3)";
+const GRUDGE_FORMS: &str = "accepted: one, majority, majorities-ring, bridge, primaries, primaries-minority, next-primaries, follower, or a map {n1: [n2, n3]} (n1 drops packets from n2 and n3)";
 const TARGET_FORMS: &str = "accepted: one, minority, majority, primaries, next-primaries, followers, all, or a list of nodes [n1, n2]";
 
 // GrudgeSpec and NodeSelector are read by hand rather than as `untagged` enums, whose only

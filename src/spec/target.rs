@@ -51,6 +51,10 @@ pub struct TargetSpec {
     #[serde(default)]
     pub stop: Stop,
     pub client: ClientSpec,
+    /// The faults the protocol is built to survive, for the protocol comparison
+    /// (`faultline compare`): absent = not said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault_model: Option<FaultModel>,
     /// How clock faults reach this target's nodes.
     #[serde(default)]
     pub clock: ClockSupport,
@@ -204,6 +208,27 @@ impl Protocol {
         match self {
             Protocol::Raftkv => false,
             Protocol::Etcd | Protocol::Stdio => true,
+        }
+    }
+}
+
+/// What a protocol tolerates, in the comparison's "faults tolerated" column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FaultModel {
+    /// Any minority may crash or be cut off: ⌊(n − 1) / 2⌋ of n (Raft, Paxos, ZAB).
+    Crash,
+    /// Up to ⌊(n − 1) / 3⌋ of n may do anything, lie included (PBFT, HotStuff).
+    Byzantine,
+}
+
+impl FaultModel {
+    /// How many of `nodes` nodes may fail, and how, in words.
+    pub fn tolerated(self, nodes: usize) -> String {
+        let n = nodes.max(1);
+        match self {
+            FaultModel::Crash => format!("{} crashed or cut off", (n - 1) / 2),
+            FaultModel::Byzantine => format!("{} arbitrary (Byzantine)", (n - 1) / 3),
         }
     }
 }
