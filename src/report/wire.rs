@@ -186,19 +186,27 @@ pub fn grouped(n: u64) -> String {
     out
 }
 
-/// A per-op count with one decimal, `—` when there was nothing to divide by.
-fn per_op(v: Option<&Value>) -> String {
-    v.and_then(Value::as_f64)
-        .map_or("—".into(), |x| format!("{x:.1}"))
+/// A count per op with one decimal, `—` when there was nothing to divide by (also on the
+/// campaign page).
+pub fn per_op_figure(x: Option<f64>) -> String {
+    x.map_or("—".into(), |x| format!("{x:.1}"))
 }
 
-/// Bytes per op: `850 B`, `12.3 KiB`; `—` when absent.
-fn bytes_per_op(v: Option<&Value>) -> String {
-    match v.and_then(Value::as_f64) {
+/// Bytes per op: `850 B`, `12.3 KiB`; `—` when absent (also on the campaign page).
+pub fn bytes_figure(x: Option<f64>) -> String {
+    match x {
         Some(x) if x < 1024.0 => format!("{x:.0} B"),
         Some(x) => human_bytes(x as u64),
         None => "—".into(),
     }
+}
+
+fn per_op(v: Option<&Value>) -> String {
+    per_op_figure(v.and_then(Value::as_f64))
+}
+
+fn bytes_per_op(v: Option<&Value>) -> String {
+    bytes_figure(v.and_then(Value::as_f64))
 }
 
 fn count(v: Option<&Value>) -> String {
