@@ -378,7 +378,7 @@ fn heatmap(links: &Value) -> Markup {
         }
     };
     html! {
-        div.heat-wrap { table.heat #wire-links {
+        div.scroll-x { table.heat #wire-links {
             thead { tr {
                 th.corner title="rows send, columns receive" { "from ╲ to" }
                 @for (j, to) in names.iter().enumerate() {
@@ -440,19 +440,22 @@ fn periods_table(periods: &[Value]) -> Markup {
         .chain(calm.iter())
         .copied();
     html! {
-        table.grid #wire-periods {
+        div.scroll-x { table.grid.compact #wire-periods {
             thead { tr {
                 th { "period" } th.num { "from" } th.num { "to" } th.num { "seconds" }
-                th.num { "ok writes" } th.num { "ok reads" } th.num { "peer packets" }
-                th.num { "peer bytes" } th.num { "packets / write" } th.num { "bytes / write" }
-                th.num { "packets / read" } th.num { "peer packets / s" }
+                th.num title="acknowledged writes" { "writes" }
+                th.num title="acknowledged reads" { "reads" }
+                th.num title="node-to-node packets" { "packets" }
+                th.num title="node-to-node bytes" { "bytes" }
+                th.num { "packets / write" } th.num { "bytes / write" }
+                th.num { "packets / read" } th.num { "packets / s" }
             } }
             tbody {
                 @for p in shown {
                     @let calm = p.get("period").and_then(Value::as_str) == Some("calm");
                     @let f = p.get("f").and_then(Value::as_str);
                     tr class=[calm.then_some("calm")] {
-                        td {
+                        td.nowrap {
                             @if calm { "calm" } @else {
                                 @if let Some((r, g, b)) = f.and_then(FaultKind::started_by).map(FaultKind::colour) {
                                     (swatch(&format!("rgba({r},{g},{b},.35)")))
@@ -474,11 +477,11 @@ fn periods_table(periods: &[Value]) -> Markup {
                     }
                 }
             }
-        }
+        } }
         @if windows.len() > MAX_PERIOD_ROWS {
             p.muted { "and " (windows.len() - MAX_PERIOD_ROWS) " more windows (all of them are in results.json)" }
         }
-        p.muted { "Calm time is the main phase outside every fault window. A window with no acknowledged write has no packets per write: what the cluster spent then bought nothing." }
+        p.muted { "Node-to-node traffic and acknowledged ops in each fault window and in calm time (the main phase outside every window); — where no op of that kind was acknowledged." }
     }
 }
 
@@ -650,7 +653,7 @@ mod tests {
         let periods = &page[at("id=\"wire-periods\"")..];
         assert!(periods.contains("start-partition"));
         assert!(periods.contains("never healed"));
-        assert!(periods.contains("<tr class=\"calm\"><td>calm</td>"));
+        assert!(periods.contains("<tr class=\"calm\"><td class=\"nowrap\">calm</td>"));
         // The rate plot sits in the Wire section, not among the other plots.
         assert!(at("id=\"plot-wire\"") > at("id=\"wire\""));
         assert_eq!(page.matches("id=\"plot-wire\"").count(), 1);
