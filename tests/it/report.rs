@@ -2,6 +2,7 @@
 //! kind, an invalid register run written by hand and checked by the real checker, and a
 //! 100,000-call run. Pages are rendered, served by `faultline serve` and loaded in
 //! headless Chromium (skipped, with the reason printed, when Chromium is not installed).
+//! One test makes a real raftkv run in network namespaces (root) for its Wire section.
 //!
 //! Fixture stores live under `target/tmp/report-it/<test>/` and are kept after the test,
 //! so the screenshots saved into each run directory can be looked at.
@@ -1022,4 +1023,54 @@ fn png_plots_are_identical_without_any_system_font() {
             "{name} differs when no system font is visible"
         );
     }
+}
+
+/// A real raftkv run in network namespaces: its page has the Wire section with the link
+/// matrix filled from the kernel's counters, and the packets-per-second plot.
+#[test]
+fn a_real_run_page_shows_what_it_cost_on_the_wire() {
+    use crate::run::{faultline, results, root_cluster, run_dir_of};
+    let Some((_cluster, store)) = root_cluster("wire-page") else {
+        return;
+    };
+    let out = faultline()
+        .args(["run", "--target", "raftkv", "--workload", "register"])
+        .args([
+            "--nemesis",
+            "partition",
+            "--nodes",
+            "5",
+            "--concurrency",
+            "5",
+        ])
+        .args(["--time-limit", "7s", "--quiet", "--store"])
+        .arg(&store)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // Valid, or valid with a liveness failure: either way the page was written.
+    assert!(matches!(out.status.code(), Some(0 | 4)), "{stderr}");
+    let run_dir = run_dir_of(&out);
+    let wire = results(&run_dir)["wire"].clone();
+    assert!(wire.is_object(), "links counted: {wire} {stderr}");
+    let page = read(&run_dir.join("index.html"));
+    for id in ["wire-figures", "wire-links", "plot-wire"] {
+        assert!(page.contains(&format!("id=\"{id}\"")), "{id} on the page");
+    }
+    if wire["periods"].as_array().is_some_and(|p| !p.is_empty()) {
+        assert!(page.contains("id=\"wire-periods\""));
+    }
+    // 5 nodes and the client: every peer link and both directions of each client link.
+    let packets: Vec<u64> = page
+        .split("data-packets=\"")
+        .skip(1)
+        .map(|s| s.split('"').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(packets.len(), 20 + 10, "{packets:?}");
+    assert!(
+        packets.iter().filter(|&&p| p > 0).count() >= 20,
+        "traffic on the links: {packets:?}"
+    );
+    assert!(run_dir.join("wire.png").exists());
+    std::fs::remove_dir_all(&store).ok();
 }
