@@ -4,7 +4,7 @@
 //! `wire.jsonl` ([`read_rates`]: packets per second between successive samples).
 //!
 //! Both files are read as generic JSON, field by field, so a run written before a field
-//! existed (no `periods`, no `payload_bytes`) or before wire accounting (no `wire` at all)
+//! existed (no `periods`, no payload counts) or before wire accounting (no `wire` at all)
 //! still renders: a missing field shows as `—`, a missing `wire` as no section. Node names
 //! come from the run's files and are escaped by maud like every other string.
 
@@ -252,6 +252,11 @@ pub fn section(run: &RunData, plot: Option<&Plot>) -> Markup {
         };
     }
     let ok = |k: &str| w.get(k).and_then(Value::as_u64);
+    // `peer_payload_bytes` as the runner writes it; `payload_bytes` is the name it was
+    // first announced under.
+    let payload = w
+        .get("peer_payload_bytes")
+        .or_else(|| w.get("payload_bytes"));
     let acked = ok("ok_writes").unwrap_or(0) + ok("ok_reads").unwrap_or(0);
     let client_per_op = match (ok("client_packets"), acked) {
         (Some(p), n) if n > 0 => format!("{:.1}", p as f64 / n as f64),
@@ -286,7 +291,7 @@ pub fn section(run: &RunData, plot: Option<&Plot>) -> Markup {
     ];
     if let Some(p) = w.get("payload_bytes_per_write").filter(|p| !p.is_null()) {
         cards.push((
-            "payload bytes per write",
+            "peer payload bytes per write",
             bytes_per_op(Some(p)),
             "payload_bytes_per_write",
         ));
@@ -308,8 +313,8 @@ pub fn section(run: &RunData, plot: Option<&Plot>) -> Markup {
             (count(w.get("peer_packets"))) " packets (" (bytes(w.get("peer_bytes")))
             ") between nodes, " (count(w.get("client_packets"))) " packets ("
             (bytes(w.get("client_bytes"))) ") between clients and nodes"
-            @if let Some(p) = w.get("payload_bytes").and_then(Value::as_u64) {
-                ", " (human_bytes(p)) " of payload"
+            @if let Some(p) = payload.and_then(Value::as_u64) {
+                "; " (human_bytes(p)) " of it between nodes was payload (TCP and UDP headers excluded)"
             }
             ". A packet is a data-carrying packet counted by the kernel at its sender, not a protocol message; each per-op figure divides all node-to-node traffic by the acknowledged ops of one kind."
         }
@@ -394,6 +399,7 @@ fn heatmap(links: &Value) -> Markup {
                             @let col = class(j);
                             @match (cell("packets", i, j), cell("bytes", i, j)) {
                                 (Some(p), b) => {
+                                    @let payload = cell("payload", i, j).map(|x| format!(" ({} of it payload)", human_bytes(x))).unwrap_or_default();
                                     @let max = if client { max_client } else { max_peer };
                                     @let share = if max == 0 { 0.0 } else { p as f64 / max as f64 };
                                     @let alpha = if p == 0 { 0.0 } else { 0.08 + 0.82 * share };
@@ -403,8 +409,8 @@ fn heatmap(links: &Value) -> Markup {
                                         style={ "background:rgba(" (r) "," (g) "," (bl) "," (format_args!("{alpha:.2}")) ");color:" (ink) }
                                         data-packets=(p)
                                         title={ (from) " → " (to) ": " (grouped(p)) " packets, "
-                                            (b.map_or("—".into(), human_bytes))
-                                            (format_args!(" ({:.0} % of the largest {} link)", share * 100.0, if client { "client" } else { "node" })) } {
+                                            (b.map_or("—".into(), human_bytes)) (payload)
+                                            (format_args!("; {:.0} % of the busiest {} link", share * 100.0, if client { "client" } else { "node" })) } {
                                         span.p { (grouped(p)) }
                                         br;
                                         span.b { (b.map_or("—".into(), human_bytes)) }
@@ -520,11 +526,12 @@ mod tests {
             "peer_packets": 128, "peer_bytes": 12800, "client_packets": 32, "client_bytes": 3200,
             "messages_per_write": 16.0, "bytes_per_write": 1600.0,
             "messages_per_read": 64.0, "bytes_per_read": 6400.0,
-            "payload_bytes": 64, "payload_bytes_per_write": 8.0,
+            "peer_payload_bytes": 64, "payload_bytes_per_write": 8.0,
             "links": {
                 "nodes": ["n1", node2, "client"],
                 "packets": [[null, 64, 16], [64, null, null], [16, null, null]],
                 "bytes": [[null, 6400, 1600], [6400, null, null], [1600, null, null]],
+                "payload": [[null, 4096, 800], [4096, null, null], [800, null, null]],
             },
             "periods": [
                 {"period": "window", "f": "start-partition", "start_s": 1.0, "end_s": 2.0,
@@ -625,7 +632,7 @@ mod tests {
             "<div class=\"value\">1.6 KiB</div><div class=\"label\">peer bytes per write</div>",
             "<div class=\"value\">64.0</div><div class=\"label\">peer packets per read</div>",
             "<div class=\"value\">3.2</div><div class=\"label\">client packets per op</div>",
-            "<div class=\"value\">8 B</div><div class=\"label\">payload bytes per write</div>",
+            "<div class=\"value\">8 B</div><div class=\"label\">peer payload bytes per write</div>",
         ] {
             assert!(page.contains(figure), "{figure}");
         }
@@ -633,7 +640,7 @@ mod tests {
         assert!(
             page.contains(
                 "style=\"background:rgba(43,108,176,0.90);color:#fff\" data-packets=\"64\" \
-                 title=\"n1 → n2: 64 packets, 6.2 KiB (100 % of the largest node link)\""
+                 title=\"n1 → n2: 64 packets, 6.2 KiB (4.0 KiB of it payload); 100 % of the busiest node link\""
             ),
             "{page}"
         );
@@ -645,7 +652,7 @@ mod tests {
         ));
         assert!(page.contains("<tr class=\"client first-client\"><th scope=\"row\">client</th>"));
         assert!(page.contains(
-            "title=\"client → n1: 16 packets, 1.6 KiB (100 % of the largest client link)\""
+            "title=\"client → n1: 16 packets, 1.6 KiB (800 B of it payload); 100 % of the busiest client link\""
         ));
         assert_eq!(page.matches("data-packets=").count(), 4);
         assert!(page.contains("title=\"n1 → n1: not counted\""));
@@ -707,7 +714,7 @@ mod tests {
         let dir = fixture("lean");
         let mut results = wire_results("n2");
         let w = results["wire"].as_object_mut().unwrap();
-        for k in ["periods", "payload_bytes", "payload_bytes_per_write"] {
+        for k in ["periods", "peer_payload_bytes", "payload_bytes_per_write"] {
             w.remove(k);
         }
         // A cut last line (a controller that died mid-write) is skipped and said.
