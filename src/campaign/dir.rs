@@ -77,6 +77,18 @@ pub struct RunState {
     /// final heal (exit 4): a liveness failure, kept apart from the safety verdict.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub liveness_failed: bool,
+    /// What a write cost on the wire in this run (its results.json's `wire`); absent for
+    /// older runs and runs whose links were not counted (loopback, SSH hosts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wire: Option<WireCost>,
+}
+
+/// A run's node-to-node traffic per acknowledged write (results.json `wire`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct WireCost {
+    /// Peer packets per acknowledged write; null when no write was acknowledged.
+    pub messages_per_write: Option<f64>,
+    pub bytes_per_write: Option<f64>,
 }
 
 /// How many of a run's planned faults landed.
@@ -106,6 +118,7 @@ impl RunState {
             reason: None,
             faults: None,
             liveness_failed: false,
+            wire: None,
         }
     }
 }

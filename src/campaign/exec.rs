@@ -239,6 +239,18 @@ fn faults_landed(run_dir: &Path) -> Option<super::dir::FaultsLanded> {
     })
 }
 
+/// What a write cost on the wire in the run in `run_dir`, from its results.json; `None`
+/// when its links were not counted.
+fn wire_cost(run_dir: &Path) -> Option<super::dir::WireCost> {
+    let text = std::fs::read_to_string(run_dir.join("results.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let w = v.get("wire").filter(|w| w.is_object())?;
+    Some(super::dir::WireCost {
+        messages_per_write: w.get("messages_per_write").and_then(|x| x.as_f64()),
+        bytes_per_write: w.get("bytes_per_write").and_then(|x| x.as_f64()),
+    })
+}
+
 /// Why the run in `run_dir` is unknown, from its results.json (runs before the stats
 /// rule: the checker's reason).
 fn unknown_reason(run_dir: &Path) -> Option<String> {
@@ -301,6 +313,7 @@ fn record(r: &mut RunState, campaign_dir: &Path, end: ChildEnd) {
         _ => None,
     };
     r.faults = run_dir.as_deref().and_then(faults_landed);
+    r.wire = run_dir.as_deref().and_then(wire_cost);
     r.liveness_failed = end.code == Some(4);
     r.error = None;
     r.status = Status::Done;

@@ -1,6 +1,7 @@
 //! The campaign page, `index.html` of a campaign directory: a banner with the outcome,
 //! the matrix of verdicts (rows: target / workload / option set; columns: nemeses), each
 //! cell coloured by whether its runs met the expectation and linking every run's page,
+//! with what a write cost on the wire (median over its runs) when links were counted,
 //! and a table of all runs. Same layout, stylesheet and escaping as the run pages and the
 //! reports index ([`crate::report::layout`]); self-contained, no scripts.
 
@@ -9,6 +10,7 @@ use super::summary::{self, assess, Assessment, Counts, Outcome};
 use super::Campaign;
 use crate::report::layout::{banner, document, Banner};
 use crate::report::page::{href, run_time};
+use crate::report::wire::{bytes_figure as bytes_per_write, per_op_figure as per_write};
 use maud::{html, Markup};
 use std::fmt::Write as _;
 
@@ -77,6 +79,14 @@ fn run_title(r: &RunState) -> String {
     if r.liveness_failed {
         t.push_str(", liveness failed (the cluster did not serve again in time)");
     }
+    if let Some(w) = r.wire {
+        let _ = write!(
+            t,
+            ", {} peer packets and {} per write",
+            per_write(w.messages_per_write),
+            bytes_per_write(w.bytes_per_write)
+        );
+    }
     if let Some(why) = &r.reason {
         let _ = write!(t, ": unknown because {why}");
     }
@@ -101,6 +111,12 @@ fn cell_faults_line(runs: &[&RunState]) -> Option<String> {
         parts.push(format!("liveness failed in {dead}"));
     }
     (!parts.is_empty()).then(|| parts.join(", "))
+}
+
+/// Whether any run of the campaign had its links counted: then every cell says what a
+/// write cost, `—` where its runs have no figure.
+fn wire_counted(state: &State) -> bool {
+    state.runs.iter().any(|r| r.wire.is_some())
 }
 
 /// One small square per run, coloured by verdict, outlined when not as expected.
@@ -253,6 +269,14 @@ fn cell(state: &State, cp: &super::CellPlan) -> Markup {
             @if let Some(line) = cell_faults_line(&runs) {
                 br; span.muted { (line) }
             }
+            @if wire_counted(state) && counts.runs > counts.pending {
+                @let (messages, bytes) = summary::median_wire_per_write(runs.iter().copied());
+                br; span.muted.wire title="median over the runs of peer packets and bytes per acknowledged write" {
+                    @if messages.is_none() && bytes.is_none() { "per write —" } @else {
+                        "per write " (per_write(messages)) " packets, " (bytes_per_write(bytes))
+                    }
+                }
+            }
             br;
             @for r in &runs { (run_chip(r)) }
         }
@@ -266,7 +290,10 @@ fn runs_table(c: &Campaign, state: &State) -> Markup {
             thead { tr {
                 th.num { "#" } th { "cell" } th.num { "repeat" } th.num { "seed" }
                 th { "verdict" } th { "expected" } th { "assessment" } th.num { "seconds" }
-                th.num { "first anomaly" } th { "run" }
+                th.num { "first anomaly" }
+                th.num title="peer packets per acknowledged write" { "packets / write" }
+                th.num title="peer bytes per acknowledged write" { "bytes / write" }
+                th { "run" }
             } }
             tbody { @for r in &state.runs { (run_row(c, r)) } }
         }
@@ -309,6 +336,8 @@ fn run_row(c: &Campaign, r: &RunState) -> Markup {
             }
             td.num { @if let Some(s) = r.seconds { (format_args!("{s:.1}")) } }
             td.num { @if let Some(s) = r.first_anomaly_s { (format_args!("{s:.1} s")) } }
+            td.num { @if let Some(w) = r.wire { (per_write(w.messages_per_write)) } }
+            td.num { @if let Some(w) = r.wire { (bytes_per_write(w.bytes_per_write)) } }
             td { @if let Some(l) = run_link(r) { a href=(l) { (started) } } }
         }
     }
@@ -442,5 +471,32 @@ mod tests {
             page.contains("faults landed 0 of 3, liveness failed"),
             "{page}"
         );
+    }
+
+    #[test]
+    fn cells_and_runs_show_what_a_write_cost_on_the_wire() {
+        use crate::campaign::dir::WireCost;
+        let (c, mut s) = finished([Some(Verdict::Invalid), Some(Verdict::Valid), None, None]);
+        let page = render(&c, &s);
+        assert!(
+            !page.contains("per write"),
+            "no wire line in a campaign whose links were not counted"
+        );
+        s.runs[0].wire = Some(WireCost {
+            messages_per_write: Some(16.54),
+            bytes_per_write: Some(2940.4),
+        });
+        let page = render(&c, &s);
+        assert!(
+            page.contains(">per write 16.5 packets, 2.9 KiB</span>"),
+            "{page}"
+        );
+        // Other finished cells say they have no figure; an errored run has none either.
+        assert!(page.contains(">per write —</span>"), "{page}");
+        assert!(page.contains("<td class=\"num\">16.5</td><td class=\"num\">2.9 KiB</td>"));
+        assert!(page.contains(", 16.5 peer packets and 2.9 KiB per write"));
+        assert!(page.contains(
+            "<th class=\"num\" title=\"peer packets per acknowledged write\">packets / write</th>"
+        ));
     }
 }

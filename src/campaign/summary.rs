@@ -130,12 +130,17 @@ impl Counts {
     }
 }
 
-/// Median seconds to the first anomaly over the runs that have one.
-pub fn median_first_anomaly_s<'a>(runs: impl IntoIterator<Item = &'a RunState>) -> Option<f64> {
+/// The median of a figure over the finished runs that have it (the middle pair's mean
+/// for an even count).
+fn median_of<'a>(
+    runs: impl IntoIterator<Item = &'a RunState>,
+    figure: impl Fn(&RunState) -> Option<f64>,
+) -> Option<f64> {
     let mut t: Vec<f64> = runs
         .into_iter()
         .filter(|r| r.status == Status::Done)
-        .filter_map(|r| r.first_anomaly_s)
+        .filter_map(figure)
+        .filter(|x| x.is_finite())
         .collect();
     if t.is_empty() {
         return None;
@@ -147,6 +152,22 @@ pub fn median_first_anomaly_s<'a>(runs: impl IntoIterator<Item = &'a RunState>) 
     } else {
         (t[m - 1] + t[m]) / 2.0
     })
+}
+
+/// Median seconds to the first anomaly over the runs that have one.
+pub fn median_first_anomaly_s<'a>(runs: impl IntoIterator<Item = &'a RunState>) -> Option<f64> {
+    median_of(runs, |r| r.first_anomaly_s)
+}
+
+/// Median peer packets and bytes per acknowledged write over the runs whose links were
+/// counted (`None` each when no run has the figure).
+pub fn median_wire_per_write<'a>(
+    runs: impl IntoIterator<Item = &'a RunState> + Clone,
+) -> (Option<f64>, Option<f64>) {
+    (
+        median_of(runs.clone(), |r| r.wire?.messages_per_write),
+        median_of(runs, |r| r.wire?.bytes_per_write),
+    )
 }
 
 /// The runs of cell `cell`, in repeat order.
@@ -165,6 +186,7 @@ pub fn json(c: &Campaign, state: &State, dir: &Path) -> Value {
         .map(|cp| {
             let runs = runs_of(state, cp.cell.index);
             let cell = &cp.cell;
+            let (messages, bytes) = median_wire_per_write(runs.iter().copied());
             json!({
                 "name": cp.name,
                 "target": cell.target,
@@ -176,6 +198,8 @@ pub fn json(c: &Campaign, state: &State, dir: &Path) -> Value {
                 "time_limit_s": cell.time_limit.as_secs_f64(),
                 "counts": Counts::of(runs.iter().copied()),
                 "median_first_anomaly_s": median_first_anomaly_s(runs.iter().copied()),
+                "median_messages_per_write": messages,
+                "median_bytes_per_write": bytes,
             })
         })
         .collect();
@@ -290,6 +314,52 @@ overrides:
         assert_eq!(cells[2]["expect"], "valid");
         assert_eq!(j["runs"][1]["assessment"], "unexpected");
         assert_eq!(j["runs"][1]["seed"], 1);
+    }
+
+    #[test]
+    fn summary_json_gives_each_cell_the_median_wire_cost_of_a_write() {
+        use crate::campaign::dir::WireCost;
+        let (c, mut s) = finished([Some(Verdict::Invalid); 4]);
+        let cost = |m: f64, b: f64| {
+            Some(WireCost {
+                messages_per_write: Some(m),
+                bytes_per_write: Some(b),
+            })
+        };
+        // Two repeats of the first cell, one with no write acknowledged.
+        s.runs[0].wire = cost(16.0, 2000.0);
+        let mut again = s.runs[0].clone();
+        again.index = 4;
+        again.repeat = 1;
+        again.wire = Some(WireCost {
+            messages_per_write: None,
+            bytes_per_write: None,
+        });
+        s.runs.push(again);
+        let mut third = s.runs[0].clone();
+        third.index = 5;
+        third.repeat = 2;
+        third.wire = cost(20.0, 3000.0);
+        s.runs.push(third);
+        s.runs[1].wire = cost(9.0, 900.0);
+        let j = json(&c, &s, Path::new("reports/campaigns/ci/x"));
+        let cells = j["cells"].as_array().unwrap();
+        assert_eq!(cells[0]["median_messages_per_write"], 18.0);
+        assert_eq!(cells[0]["median_bytes_per_write"], 2500.0);
+        assert_eq!(cells[1]["median_messages_per_write"], 9.0);
+        // A cell whose links were not counted (loopback): null, not 0.
+        assert_eq!(cells[2]["median_messages_per_write"], Value::Null);
+        assert_eq!(cells[2]["median_bytes_per_write"], Value::Null);
+        assert_eq!(j["runs"][0]["wire"]["messages_per_write"], 16.0);
+        assert!(
+            j["runs"][2].get("wire").is_none(),
+            "absent, as in older state files"
+        );
+        // An older state.json entry (no `wire`) still reads.
+        let mut old = serde_json::to_value(&s.runs[2]).unwrap();
+        old.as_object_mut().unwrap().remove("wire");
+        let back: RunState = serde_json::from_value(old).unwrap();
+        assert_eq!(back.wire, None);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! bundled [`font`]), the run page `index.html` ([`page`]) with its counterexample view
 //! ([`counterexample`]), `timeline.html` ([`timeline`]), the store's `index.html` listing
 //! every run ([`index`]), and `faultline serve` ([`serve`]) to browse and download runs.
+//! The run page's Wire section (what the run cost on the wire) is [`wire`].
 //! The `report` and `serve` subcommands are [`crate::commands::report`]. It does not check histories
 //! (that is [`crate::checker`], reached through `runner::check` on `--recheck`)
 //! and does not write `results.json` during a run (the runner does, with [`results_json`]).
@@ -24,6 +25,7 @@ pub mod run;
 pub mod sample;
 pub mod serve;
 pub mod timeline;
+pub mod wire;
 
 use crate::checker::stats::OpStats;
 use crate::checker::Verdict;

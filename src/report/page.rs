@@ -1,7 +1,8 @@
 //! The run page, `index.html` of a run directory: verdict banner, why it is invalid (the
 //! counterexample view), test parameters with the command that reproduces the run, op
-//! counts and latencies per `f`, the fault windows, the plots, the checker's summary and
-//! links to every file of the run, node logs included.
+//! counts and latencies per `f`, the fault windows, the plots, what the run cost on the
+//! wire ([`super::wire`]), the checker's summary and links to every file of the run, node
+//! logs included.
 //!
 //! The page is one self-contained file (styles inlined, plots as inline SVG; the PNG
 //! files beside it are for sharing), so it works from `file://` and from `serve` alike.
@@ -635,6 +636,16 @@ pub fn render(run: &RunData, plots: &[Plot]) -> String {
     let upper = verdict.to_string().to_uppercase();
     let check = run.results.get("check").cloned().unwrap_or(Value::Null);
     let sub = format!("{name} — {}", summary_line(run));
+    let wire_plot = plots.iter().find(|p| p.name == super::plots::WIRE);
+    let mut nav = vec![
+        ("../../index.html", "all runs"),
+        ("timeline.html", "timeline"),
+        ("#plots", "plots"),
+    ];
+    if run.results.get("wire").is_some() {
+        nav.push(("#wire", "wire"));
+    }
+    nav.push(("#files", "files and logs"));
     let body = html! {
         (banner(&Banner {
             class,
@@ -643,12 +654,7 @@ pub fn render(run: &RunData, plots: &[Plot]) -> String {
             headline_id: Some("verdict"),
             sub: &sub,
             sub_id: None,
-            nav: &[
-                ("../../index.html", "all runs"),
-                ("timeline.html", "timeline"),
-                ("#plots", "plots"),
-                ("#files", "files and logs"),
-            ],
+            nav: &nav,
         }))
         main {
             @if verdict == Verdict::Invalid {
@@ -693,12 +699,13 @@ pub fn render(run: &RunData, plots: &[Plot]) -> String {
                     }
                 }
             }
-            @for p in plots {
+            @for p in plots.iter().filter(|p| p.name != super::plots::WIRE) {
                 figure id={ "plot-" (p.name) } {
                     (plotters_svg(&p.svg))
                     figcaption { (p.title) " · " a href=(p.png_file) { "PNG" } }
                 }
             }
+            (super::wire::section(run, wire_plot))
             (liveness_section(run))
             h2 { "Checker" }
             (checker(run))

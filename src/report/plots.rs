@@ -1,5 +1,6 @@
 //! The run's plots, drawn with plotters: latency of every completed op, latency quantiles
-//! and throughput over time, and each node's clock offset when clock faults ran. Every
+//! and throughput over time, each node's clock offset when clock faults ran, and packets
+//! per second on the wire when the run counted its links ([`WIRE`]). Every
 //! plot shades the fault windows by kind and carries its own legend, so a PNG file makes
 //! sense on its own when shared.
 //!
@@ -14,6 +15,7 @@
 
 use super::font::{self, FAMILY};
 use super::run::{Call, FaultKind, Outcome, RunData};
+use super::wire::Rates;
 use anyhow::{anyhow, Result};
 use plotters::coord::ranged1d::ValueFormatter;
 use plotters::coord::types::RangedCoordf64;
@@ -31,6 +33,9 @@ const LEGEND_PX: u32 = 170;
 const PNG_SCALE: f64 = 2.0;
 /// Most time buckets of the quantile and throughput plots.
 const MAX_BUCKETS: f64 = 100.0;
+
+/// Name of the wire plot, which the page shows in its Wire section, not among the plots.
+pub const WIRE: &str = "wire";
 
 /// One rendered plot.
 #[derive(Debug, Clone)]
@@ -149,6 +154,9 @@ pub fn render_all(run: &RunData, out_dir: &Path) -> Result<Vec<Plot>> {
     ];
     if !run.clocks.is_empty() {
         plots.push(render(&Clocks { run }, out_dir)?);
+    }
+    if let Some(rates) = run.wire.as_ref().filter(|r| !r.intervals.is_empty()) {
+        plots.push(render(&WireRate { run, rates }, out_dir)?);
     }
     Ok(plots)
 }
@@ -866,6 +874,84 @@ impl Figure for Clocks<'_> {
             &[("node", entries), ("faults", fault_entries(run))],
         )?;
         Ok(marks)
+    }
+}
+
+/// Peer and client packets per second between successive samples of `wire.jsonl`, drawn
+/// as steps: each rate holds over the interval it was measured in.
+struct WireRate<'a> {
+    run: &'a RunData,
+    rates: &'a Rates,
+}
+
+const PEER_COLOUR: (u8, u8, u8) = (0x1b, 0x9e, 0x77);
+const CLIENT_COLOUR: (u8, u8, u8) = (0x6e, 0x54, 0x94);
+
+impl Figure for WireRate<'_> {
+    fn name(&self) -> &'static str {
+        WIRE
+    }
+
+    fn title(&self) -> String {
+        "Packets per second on the wire: between nodes (peer) and between clients and nodes".into()
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>, px: Px) -> Result<usize>
+    where
+        DB::ErrorType: 'static,
+    {
+        let (run, iv) = (self.run, &self.rates.intervals);
+        let (area, side) = split(root, px)?;
+        let top = iv
+            .iter()
+            .map(|i| i.peer_pps.max(i.client_pps))
+            .fold(1.0, f64::max)
+            * 1.08;
+        let end = iv.last().map_or(0.0, |i| secs(i.end_ns)).max(end_s(run));
+        let mut chart = build(
+            &area,
+            px,
+            &self.title(),
+            end,
+            RangedCoordf64::from(0.0..top),
+        )?;
+        shade(&mut chart, run, (0.0, top))?;
+        mesh(&mut chart, px, "packets / s", &|v| format!("{v:.0}"))?;
+        let steps = |rate: fn(&super::wire::Interval) -> f64| -> Vec<(f64, f64)> {
+            iv.iter()
+                .flat_map(|i| [(secs(i.start_ns), rate(i)), (secs(i.end_ns), rate(i))])
+                .collect()
+        };
+        draw_line(
+            &mut chart,
+            px,
+            steps(|i| i.client_pps),
+            rgb(CLIENT_COLOUR),
+            Dash::Dashed,
+        )?;
+        draw_line(
+            &mut chart,
+            px,
+            steps(|i| i.peer_pps),
+            rgb(PEER_COLOUR),
+            Dash::Solid,
+        )?;
+        let entries = vec![
+            (
+                "peer".to_string(),
+                Swatch::Line(rgb(PEER_COLOUR), Dash::Solid),
+            ),
+            (
+                "client".to_string(),
+                Swatch::Line(rgb(CLIENT_COLOUR), Dash::Dashed),
+            ),
+        ];
+        legend(
+            &side,
+            px,
+            &[("packets / s", entries), ("faults", fault_entries(run))],
+        )?;
+        Ok(iv.len())
     }
 }
 

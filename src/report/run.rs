@@ -1,7 +1,7 @@
 //! A run directory read back for reporting: `results.json`, `plan.yaml` and
-//! `history.jsonl`, turned into what pages and plots draw — client *calls* (an invoke
-//! paired with its completion), *fault windows* from the nemesis ops, and each node's
-//! clock offset over time.
+//! `history.jsonl` (and `wire.jsonl` when there is one), turned into what pages and plots
+//! draw — client *calls* (an invoke paired with its completion), *fault windows* from the
+//! nemesis ops, each node's clock offset over time, and packets per second on the wire.
 //!
 //! Everything is derived from the files alone, so `faultline report` re-renders any run,
 //! including one whose controller died. The plan is kept as a generic YAML value: a page
@@ -201,6 +201,8 @@ pub struct RunData {
     pub clocks: BTreeMap<String, ClockTrack>,
     /// Time of the last op (0 for an empty history).
     pub end_ns: u64,
+    /// Packets per second on the wire, from `wire.jsonl` (`None` without one).
+    pub wire: Option<super::wire::Rates>,
 }
 
 /// Read a small JSON or YAML file as a generic value, with its size bounded.
@@ -317,7 +319,9 @@ impl RunData {
         } else {
             Vec::new()
         };
-        Ok(RunData::from_parts(dir, results, plan, ops))
+        let mut run = RunData::from_parts(dir, results, plan, ops);
+        run.wire = super::wire::read_rates(dir);
+        Ok(run)
     }
 
     /// Derive calls, fault windows and clocks from ops already in memory.
@@ -336,6 +340,7 @@ impl RunData {
             faults,
             clocks,
             end_ns,
+            wire: None,
         }
     }
 

@@ -2,6 +2,7 @@
 //! kind, an invalid register run written by hand and checked by the real checker, and a
 //! 100,000-call run. Pages are rendered, served by `faultline serve` and loaded in
 //! headless Chromium (skipped, with the reason printed, when Chromium is not installed).
+//! One test makes a real raftkv run in network namespaces (root) for its Wire section.
 //!
 //! Fixture stores live under `target/tmp/report-it/<test>/` and are kept after the test,
 //! so the screenshots saved into each run directory can be looked at.
@@ -155,14 +156,89 @@ fn stale_read_history() -> Vec<Op> {
 
 fn valid_run(store: &Path) -> PathBuf {
     let plan = plan("register-all", "all", store);
-    let (dir, verdict) = write_run(store, &plan, &report::sample::history(3_000, 6, 1, 7));
+    let ops = report::sample::history(3_000, 6, 1, 7);
+    let (dir, verdict) = write_run(store, &plan, &ops);
     assert_eq!(
         verdict,
         Verdict::Valid,
         "the simulated history is linearizable by construction"
     );
+    add_wire(&dir, &plan.nodes, ops.last().map_or(0, |o| o.time_ns));
     report::render_run(&dir).unwrap();
     dir
+}
+
+/// What the runner adds for a run on namespace hosts: `wire.jsonl`, one sample per second
+/// up to `end_ns` (every node sends each peer 40 packets a second, 4 to the client, which
+/// sends each node 4), and results.json `wire` with its link matrix and one period per
+/// fault window and calm time.
+fn add_wire(dir: &Path, nodes: &[String], end_ns: u64) {
+    let mut names: Vec<&str> = nodes.iter().map(String::as_str).collect();
+    names.push("client");
+    let rate = |from: &str, to: &str| match (from, to) {
+        (f, t) if f == t => None,
+        ("client", _) | (_, "client") => Some(4u64),
+        _ => Some(40),
+    };
+    let samples = end_ns / 1_000_000_000;
+    let mut wire = String::new();
+    for k in 0..=samples {
+        let mut links = Vec::new();
+        for from in &names {
+            for to in &names {
+                if let Some(r) = rate(from, to) {
+                    let kind = if *from == "client" || *to == "client" {
+                        "client"
+                    } else {
+                        "peer"
+                    };
+                    // The peers' traffic doubles from the third second on.
+                    let p = r * k
+                        + if kind == "peer" {
+                            r * k.saturating_sub(2)
+                        } else {
+                            0
+                        };
+                    links.push(json!({"from": from, "to": to, "kind": kind, "packets": p, "bytes": p * 120}));
+                }
+            }
+        }
+        let line = json!({"time_ns": k * 1_000_000_000, "final": k == samples, "links": links});
+        wire.push_str(&format!("{line}\n"));
+    }
+    std::fs::write(dir.join("wire.jsonl"), wire).unwrap();
+    let matrix = |scale: u64| -> Vec<Vec<Option<u64>>> {
+        names
+            .iter()
+            .map(|f| {
+                names
+                    .iter()
+                    .map(|t| rate(f, t).map(|r| r * samples * scale))
+                    .collect()
+            })
+            .collect()
+    };
+    let path = dir.join("results.json");
+    let mut results: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    results["wire"] = json!({
+        "interval_s": samples as f64, "ok_writes": 1000, "ok_reads": 500,
+        "peer_packets": 40 * 20 * samples, "peer_bytes": 40 * 20 * samples * 120,
+        "client_packets": 8 * 5 * samples, "client_bytes": 8 * 5 * samples * 120,
+        "messages_per_write": 0.8 * samples as f64, "bytes_per_write": 96.0 * samples as f64,
+        "messages_per_read": 1.6 * samples as f64, "bytes_per_read": 192.0 * samples as f64,
+        "links": {"nodes": names, "packets": matrix(1), "bytes": matrix(120)},
+        "periods": [
+            {"period": "window", "f": "start-partition", "start_s": 1.0, "end_s": 2.0,
+             "seconds": 1.0, "ok_writes": 0, "ok_reads": 10, "peer_packets": 800,
+             "peer_bytes": 96000, "messages_per_write": null, "bytes_per_write": null,
+             "messages_per_read": 80.0, "peer_packets_per_s": 800.0},
+            {"period": "calm", "f": null, "start_s": null, "end_s": null,
+             "seconds": 2.0, "ok_writes": 1000, "ok_reads": 490, "peer_packets": 1600,
+             "peer_bytes": 192000, "messages_per_write": 1.6, "bytes_per_write": 192.0,
+             "messages_per_read": 3.3, "peer_packets_per_s": 800.0},
+        ],
+    });
+    std::fs::write(&path, serde_json::to_vec_pretty(&results).unwrap()).unwrap();
 }
 
 fn invalid_run(store: &Path) -> PathBuf {
@@ -214,6 +290,14 @@ fn valid_run_page_shows_verdict_parameters_plots_and_links() {
     }
     assert!(!page.contains("id=\"counterexample\""));
     assert!(dir.join("timeline.html").exists());
+    // The Wire section: figures, a 6 × 6 link matrix (5 nodes and the client, no cell on
+    // the diagonal), the periods and the packets-per-second plot.
+    assert!(page.contains("id=\"wire-figures\""));
+    assert_eq!(page.matches("data-packets=").count(), 6 * 6 - 6);
+    assert!(page.contains("id=\"wire-periods\""));
+    assert!(page.contains("<figure id=\"plot-wire\"><svg"));
+    let png = std::fs::read(dir.join("wire.png")).unwrap();
+    assert_eq!(&png[1..4], b"PNG", "wire.png");
 }
 
 #[test]
@@ -699,7 +783,7 @@ fn pages_load_in_headless_chromium_without_console_errors() {
         "VALID"
     );
     let plots = b.exec(
-        "return Array.from(document.querySelectorAll('figure svg.plot')).map(s => s.getBoundingClientRect().height)",
+        "return Array.from(document.querySelectorAll('figure:not(#plot-wire) svg.plot')).map(s => s.getBoundingClientRect().height)",
         json!([]),
     );
     let heights: Vec<f64> = plots
@@ -720,6 +804,26 @@ fn pages_load_in_headless_chromium_without_console_errors() {
         json!([]),
     );
     b.screenshot(&valid.join("screenshot-plots.png"));
+
+    // Its Wire section: the link matrix laid out as a table with shaded cells, the
+    // packets-per-second plot at a readable size.
+    let wire = b.exec(
+        "const cells = Array.from(document.querySelectorAll('#wire-links td[data-packets]'));          const shaded = cells.filter(c => getComputedStyle(c).backgroundColor !== 'rgba(0, 0, 0, 0)');          const table = document.getElementById('wire-links').getBoundingClientRect();          const plot = document.querySelector('#plot-wire svg.plot').getBoundingClientRect();          return {cells: cells.length, shaded: shaded.length, width: table.width, plot: plot.height}",
+        json!([]),
+    );
+    assert_eq!(wire["cells"], 30, "{wire}");
+    assert_eq!(
+        wire["shaded"], 30,
+        "every counted link carries traffic: {wire}"
+    );
+    assert!(wire["width"].as_f64().unwrap() > 300.0, "{wire}");
+    assert!(wire["plot"].as_f64().unwrap() > 150.0, "{wire}");
+    no_errors(&b, "valid run page, wire section");
+    b.exec(
+        "document.getElementById('wire').scrollIntoView()",
+        json!([]),
+    );
+    b.screenshot(&valid.join("screenshot-wire.png"));
 
     // An invalid run page: the counterexample is drawn, the failing call highlighted.
     b.goto(&url(invalid.join("index.html")));
@@ -905,7 +1009,13 @@ fn png_plots_are_identical_without_any_system_font() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    for plot in ["latency", "latency-quantiles", "throughput", "clock"] {
+    for plot in [
+        "latency",
+        "latency-quantiles",
+        "throughput",
+        "clock",
+        "wire",
+    ] {
         let name = format!("{plot}.png");
         assert_eq!(
             std::fs::read(run.join(&name)).unwrap(),
@@ -913,4 +1023,54 @@ fn png_plots_are_identical_without_any_system_font() {
             "{name} differs when no system font is visible"
         );
     }
+}
+
+/// A real raftkv run in network namespaces: its page has the Wire section with the link
+/// matrix filled from the kernel's counters, and the packets-per-second plot.
+#[test]
+fn a_real_run_page_shows_what_it_cost_on_the_wire() {
+    use crate::run::{faultline, results, root_cluster, run_dir_of};
+    let Some((_cluster, store)) = root_cluster("wire-page") else {
+        return;
+    };
+    let out = faultline()
+        .args(["run", "--target", "raftkv", "--workload", "register"])
+        .args([
+            "--nemesis",
+            "partition",
+            "--nodes",
+            "5",
+            "--concurrency",
+            "5",
+        ])
+        .args(["--time-limit", "7s", "--quiet", "--store"])
+        .arg(&store)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // Valid, or valid with a liveness failure: either way the page was written.
+    assert!(matches!(out.status.code(), Some(0 | 4)), "{stderr}");
+    let run_dir = run_dir_of(&out);
+    let wire = results(&run_dir)["wire"].clone();
+    assert!(wire.is_object(), "links counted: {wire} {stderr}");
+    let page = read(&run_dir.join("index.html"));
+    for id in ["wire-figures", "wire-links", "plot-wire"] {
+        assert!(page.contains(&format!("id=\"{id}\"")), "{id} on the page");
+    }
+    if wire["periods"].as_array().is_some_and(|p| !p.is_empty()) {
+        assert!(page.contains("id=\"wire-periods\""));
+    }
+    // 5 nodes and the client: every peer link and both directions of each client link.
+    let packets: Vec<u64> = page
+        .split("data-packets=\"")
+        .skip(1)
+        .map(|s| s.split('"').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(packets.len(), 20 + 10, "{packets:?}");
+    assert!(
+        packets.iter().filter(|&&p| p > 0).count() >= 20,
+        "traffic on the links: {packets:?}"
+    );
+    assert!(run_dir.join("wire.png").exists());
+    std::fs::remove_dir_all(&store).ok();
 }
