@@ -213,3 +213,76 @@ fn etcd_peer_payload_bytes_match_its_own_sent_bytes_within_five_percent() {
     assert!(compared >= 2, "too little traffic to compare");
     std::fs::remove_dir_all(&store).ok();
 }
+
+#[test]
+fn compare_makes_one_row_of_a_calm_run_and_a_run_with_a_follower_cut_off() {
+    let Some((_cluster, store)) = root_cluster("wire-compare") else {
+        return;
+    };
+    for nemesis in ["none", "cut-follower"] {
+        let out = faultline()
+            .args(["run", "--target", "raftkv", "--workload", "writes"])
+            .args(["--nemesis", nemesis, "--nodes", "3", "--concurrency", "2"])
+            .args(["--time-limit", "6s", "--quiet"])
+            .arg("--store")
+            .arg(&store)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{nemesis}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = faultline()
+        .args(["compare", "--json"])
+        .arg(&store)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows.as_array().map(Vec::len), Some(1), "{rows}");
+    let r = &rows[0];
+    assert_eq!(r["target"], "raftkv");
+    assert_eq!(r["nodes"], 3);
+    assert_eq!(r["tolerated"], "1 crashed or cut off");
+    assert_eq!(
+        (r["calm_runs"].clone(), r["partition_runs"].clone()),
+        (1.into(), 1.into())
+    );
+    let rtt = r["rtt_ms"].as_f64().expect("a round trip measured");
+    assert!(rtt > 0.0 && rtt < 50.0, "{rtt} ms over a local bridge");
+    for part in ["calm", "partition"] {
+        let f = &r[part];
+        for k in [
+            "messages_per_write",
+            "payload_bytes_per_write",
+            "write_p50_ms",
+            "writes_per_s",
+        ] {
+            assert!(f[k].as_f64().is_some_and(|x| x > 0.0), "{part}.{k}: {r}");
+        }
+        // Latency is at least the round trip to the leader.
+        assert!(f["write_p50_ms"].as_f64().unwrap() >= rtt, "{r}");
+    }
+    // With a follower cut off, a write goes to one follower fewer.
+    let calm = r["calm"]["messages_per_write"].as_f64().unwrap();
+    let cut = r["partition"]["messages_per_write"].as_f64().unwrap();
+    assert!(
+        cut < calm,
+        "cut off {cut} vs calm {calm} messages per write"
+    );
+    let md = faultline().arg("compare").arg(&store).output().unwrap();
+    let md = String::from_utf8_lossy(&md.stdout);
+    assert!(
+        md.starts_with("| target | nodes |")
+            && md.contains("| raftkv | 3 | 1 crashed or cut off |"),
+        "{md}"
+    );
+    std::fs::remove_dir_all(&store).ok();
+}
