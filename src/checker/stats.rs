@@ -313,8 +313,8 @@ fn clip(s: &str, max: usize) -> String {
     }
 }
 
-/// `1234567` → `1,234,567`.
-fn thousands(n: u64) -> String {
+/// `1234567` → `1,234,567` (also on the run page's Wire section).
+pub fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {

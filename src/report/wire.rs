@@ -173,18 +173,7 @@ fn intervals(samples: &[(u64, u64, u64)]) -> Vec<Interval> {
         .collect()
 }
 
-/// `12345` → `12,345`.
-pub fn grouped(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
+use crate::checker::stats::thousands as grouped;
 
 /// A count per op with one decimal, `—` when there was nothing to divide by (also on the
 /// campaign page).

@@ -17,6 +17,29 @@ impl Drop for Cleanup {
     }
 }
 
+/// A run left running after it ends (removed when the returned guard drops), with these
+/// arguments; asserts it passed.
+fn run_left_running(store: &Path, args: &[&str]) -> (std::path::PathBuf, Cleanup) {
+    let out = faultline()
+        .arg("run")
+        .args(args)
+        .args(["--leave-running", "--quiet"])
+        .arg("--store")
+        .arg(store)
+        .output()
+        .unwrap();
+    let run_dir = run_dir_of(&out);
+    let (id, _) = ids_from_log(&run_dir);
+    let cleanup = Cleanup(id);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (run_dir, cleanup)
+}
+
 /// Each node's client address, from the start lines of the run log.
 fn client_addrs(run_dir: &Path) -> Vec<String> {
     let log = std::fs::read_to_string(run_dir.join("faultline.log")).unwrap();
@@ -42,24 +65,25 @@ fn raftkv_peer_packets_per_write_match_its_own_count_within_ten_percent() {
     let Some((_cluster, store)) = root_cluster("wire") else {
         return;
     };
-    let out = faultline()
-        .args(["run", "--target", "raftkv", "--workload", "writes"])
-        .args(["--nemesis", "none", "--nodes", "5", "--concurrency", "1"])
-        .args(["--time-limit", "8s", "--leave-running", "--quiet"])
-        // One entry per AppendEntries: a write is 4 appends and 4 answers.
-        .args(["--target-arg=--max-batch", "--target-arg=1"])
-        .arg("--store")
-        .arg(&store)
-        .output()
-        .unwrap();
-    let run_dir = run_dir_of(&out);
-    let (id, _) = ids_from_log(&run_dir);
-    let _cleanup = Cleanup(id);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let (run_dir, _cleanup) = run_left_running(
+        &store,
+        &[
+            "--target",
+            "raftkv",
+            "--workload",
+            "writes",
+            "--nemesis",
+            "none",
+            "--nodes",
+            "5",
+            "--concurrency",
+            "1",
+            "--time-limit",
+            "8s",
+            // One entry per AppendEntries: a write is 4 appends and 4 answers.
+            "--target-arg=--max-batch",
+            "--target-arg=1",
+        ],
     );
     let wire = results(&run_dir)["wire"].clone();
     let measured = wire["messages_per_write"].as_f64().expect("wire measured");
@@ -132,22 +156,22 @@ fn etcd_peer_payload_bytes_match_its_own_sent_bytes_within_five_percent() {
     }
     // 4 KiB values: etcd counts the protobuf size of each raft message, faultline the TCP
     // payload of its HTTP streams; with realistic entries the framing is a small share.
-    let out = faultline()
-        .args(["run", "--target", "etcd", "--workload", "writes-4k"])
-        .args(["--nemesis", "none", "--nodes", "3", "--concurrency", "4"])
-        .args(["--time-limit", "8s", "--leave-running", "--quiet"])
-        .arg("--store")
-        .arg(&store)
-        .output()
-        .unwrap();
-    let run_dir = run_dir_of(&out);
-    let (id, _) = ids_from_log(&run_dir);
-    let _cleanup = Cleanup(id);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let (run_dir, _cleanup) = run_left_running(
+        &store,
+        &[
+            "--target",
+            "etcd",
+            "--workload",
+            "writes-4k",
+            "--nemesis",
+            "none",
+            "--nodes",
+            "3",
+            "--concurrency",
+            "4",
+            "--time-limit",
+            "8s",
+        ],
     );
     // Each node's name and client address, from the start lines of the run log.
     let log = std::fs::read_to_string(run_dir.join("faultline.log")).unwrap();
