@@ -132,7 +132,10 @@ mod tests {
         assert_eq!(kv.execute(&w), Outcome::Done);
         assert_eq!(kv.execute(&cas), Outcome::Done);
         assert_eq!(kv.get("k"), Some(2));
-        assert_eq!(kv.execute(&cas), Outcome::CompareFailed { current: Some(2) });
+        assert_eq!(
+            kv.execute(&cas),
+            Outcome::CompareFailed { current: Some(2) }
+        );
     }
 
     #[test]
@@ -148,7 +151,10 @@ mod tests {
         assert_eq!(kv.apply(&req(7, 1, w(1))), Some(Outcome::Done));
         assert_eq!(kv.get("k"), Some(5));
         let read = Command::Read { key: "k".into() };
-        assert_eq!(kv.apply(&req(7, 2, read.clone())), Some(Outcome::Value(Some(5))));
+        assert_eq!(
+            kv.apply(&req(7, 2, read.clone())),
+            Some(Outcome::Value(Some(5)))
+        );
         // A retry older than the client's last request is answered with nothing.
         assert_eq!(kv.apply(&req(7, 1, w(1))), None);
         assert_eq!(kv.get("k"), Some(5));

@@ -135,7 +135,9 @@ impl Durable {
 pub enum ClientResult {
     Ok(Outcome),
     /// This node does not lead; try `hint` (the last leader it heard of), if any.
-    NotLeader { hint: Option<NodeId> },
+    NotLeader {
+        hint: Option<NodeId>,
+    },
 }
 
 /// A client answer, addressed by the request's client and sequence number.

@@ -222,7 +222,8 @@ impl Node {
     }
 
     fn quorum(&self) -> usize {
-        (self.peers.len() + 1) / 2 + 1
+        let cluster = self.peers.len() + 1;
+        cluster / 2 + 1
     }
 
     fn send(&mut self, to: NodeId, msg: Message) {
@@ -579,10 +580,6 @@ impl Node {
                     self.learn(slot, v);
                 }
                 _ => {
-                    if let Some(v) = self.chosen.get(&slot).cloned() {
-                        self.learn(slot, v);
-                        continue;
-                    }
                     self.fetch(ballot.node);
                     return;
                 }
@@ -630,7 +627,7 @@ impl Node {
             self.apply(slot, &v);
             self.next_apply += 1;
         }
-        if self.next_apply - 1 >= self.snapshot_slot() + self.cfg.compact_every {
+        if self.next_apply > self.snapshot_slot() + self.cfg.compact_every {
             self.compact();
         }
     }

@@ -36,7 +36,15 @@ pub fn check(history: &[Op]) -> Result<(), String> {
         };
         let done = vec![0u64; ops.len().div_ceil(64)];
         if !search.dfs(&done, None) {
-            let lines: Vec<String> = ops.iter().map(|o| format!("{o:?}")).collect();
+            let lines: Vec<String> = ops
+                .iter()
+                .map(|o| {
+                    format!(
+                        "client {}: {:?} {} -> {:?}",
+                        o.client, o.cmd, o.invoke, o.complete
+                    )
+                })
+                .collect();
             return Err(format!(
                 "key {key:?} is not linearizable:\n{}",
                 lines.join("\n")
@@ -153,7 +161,11 @@ mod tests {
             op(w(2), 3, None),
             op(r(), 4, Some((5, Outcome::Value(Some(1))))),
             op(r(), 6, Some((7, Outcome::Value(Some(2))))),
-            op(cas, 8, Some((9, Outcome::CompareFailed { current: Some(2) }))),
+            op(
+                cas,
+                8,
+                Some((9, Outcome::CompareFailed { current: Some(2) })),
+            ),
         ];
         assert!(check(&h).is_ok());
         let h2 = vec![

@@ -19,9 +19,7 @@ mod tests;
 
 use crate::bugs::Bugs;
 use crate::kv::{Command, Outcome, Request};
-use crate::paxos::{
-    Ballot, ClientResult, Config, Durable, Envelope, Message, Node, NodeId, Persist, Value,
-};
+use crate::paxos::{Ballot, ClientResult, Config, Durable, Envelope, Node, NodeId, Persist, Value};
 use linear::Op;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -139,6 +137,11 @@ impl Sim {
             sim.restart(id);
         }
         sim
+    }
+
+    /// Number of nodes.
+    pub fn size(&self) -> u64 {
+        self.n
     }
 
     /// The live node `id`. Panics (test code) if it is down.
@@ -527,15 +530,5 @@ impl Sim {
     /// Slots some acceptor majority chose, per the persisted votes.
     pub fn chosen_slots(&self) -> usize {
         self.chosen.len()
-    }
-
-    /// Every message currently in flight, for tests that wait for quiet.
-    pub fn in_flight(&self) -> usize {
-        self.in_flight.len()
-    }
-
-    /// Is `m` a phase-2 or commit message (what scenarios drop to keep a value local)?
-    pub fn is_phase2(m: &Message) -> bool {
-        matches!(m, Message::Accept { .. } | Message::Accepted { .. })
     }
 }
