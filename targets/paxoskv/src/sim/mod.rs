@@ -19,7 +19,9 @@ mod tests;
 
 use crate::bugs::Bugs;
 use crate::kv::{Command, Outcome, Request};
-use crate::paxos::{Ballot, ClientResult, Config, Durable, Envelope, Node, NodeId, Persist, Value};
+use crate::paxos::{
+    Ballot, ClientResult, Config, Durable, Envelope, Message, Node, NodeId, Persist, Value,
+};
 use linear::Op;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -55,6 +57,21 @@ impl Net {
             drop: 0.05,
             dup: 0.03,
         }
+    }
+}
+
+/// A message's kind, for [`Sim::delivered`].
+fn kind(m: &Message) -> &'static str {
+    match m {
+        Message::Prepare { .. } => "prepare",
+        Message::Promise { .. } => "promise",
+        Message::Accept { .. } => "accept",
+        Message::Accepted { .. } => "accepted",
+        Message::Reject { .. } => "reject",
+        Message::Heartbeat { .. } => "heartbeat",
+        Message::Fetch { .. } => "fetch",
+        Message::Chosen { .. } => "chosen",
+        Message::InstallSnapshot { .. } => "install_snapshot",
     }
 }
 
@@ -98,6 +115,10 @@ pub struct Sim {
     chosen: BTreeMap<u64, Value>,
     applied: BTreeMap<u64, (NodeId, Value)>,
     pub violations: Vec<String>,
+    /// Messages delivered, by kind, and every ballot that finished phase 1: evidence that
+    /// a schedule exercised what a test claims.
+    pub delivered: BTreeMap<&'static str, u64>,
+    pub led: BTreeSet<Ballot>,
 }
 
 impl Sim {
@@ -129,6 +150,8 @@ impl Sim {
             chosen: BTreeMap::new(),
             applied: BTreeMap::new(),
             violations: Vec::new(),
+            delivered: BTreeMap::new(),
+            led: BTreeSet::new(),
         };
         sim.client_timeout = 3 * sim.cfg.election_ticks;
         for id in 1..=n {
@@ -209,6 +232,9 @@ impl Sim {
             return;
         };
         f(node);
+        if let Some(b) = node.leading() {
+            self.led.insert(b);
+        }
         let ready = node.take_ready();
         // Durable first: this is the fsync that must finish before anything is sent.
         for p in &ready.persist {
@@ -308,6 +334,9 @@ impl Sim {
                 }
             }
             let to = env.to;
+            if self.is_up(to) {
+                *self.delivered.entry(kind(&env.msg)).or_default() += 1;
+            }
             self.with_node(to, |n| n.step(env));
         }
         for id in 1..=self.n {

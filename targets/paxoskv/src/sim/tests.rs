@@ -377,6 +377,8 @@ fn random_run(seed: u64, bugs: Bugs) -> Sim {
 #[test]
 fn safe_under_random_faults_and_live_once_they_heal() {
     let mut ops = 0;
+    let mut delivered = std::collections::BTreeMap::new();
+    let mut ballots = 0;
     for seed in 0..200 {
         let mut sim = random_run(seed, Bugs::default());
         assert!(
@@ -392,6 +394,10 @@ fn safe_under_random_faults_and_live_once_they_heal() {
         let (total, done) = sim.ops();
         assert_eq!(total, done, "seed {seed}");
         ops += total;
+        ballots += sim.led.len();
+        for (k, v) in &sim.delivered {
+            *delivered.entry(*k).or_insert(0) += v;
+        }
         if let Err(e) = sim.check_linearizable() {
             panic!("seed {seed}: {e}");
         }
@@ -406,6 +412,25 @@ fn safe_under_random_faults_and_live_once_they_heal() {
     }
     // The workload is not vacuous: on average dozens of answered operations per run.
     assert!(ops > 200 * 30, "only {ops} operations");
+    // Leaders changed, and every kind of message — catch-up included — was exercised.
+    assert!(ballots > 200 * 3, "only {ballots} leader ballots");
+    for k in [
+        "prepare",
+        "promise",
+        "accept",
+        "accepted",
+        "reject",
+        "heartbeat",
+        "fetch",
+        "chosen",
+        "install_snapshot",
+    ] {
+        assert!(
+            delivered.get(k).is_some_and(|n| *n > 0),
+            "no {k}: {delivered:?}"
+        );
+    }
+    println!("{ops} operations, {ballots} leader ballots, delivered {delivered:?}");
 }
 
 /// The first seed (of 0..200) whose random schedule exposes each bug, as found by
