@@ -767,3 +767,173 @@ impl Node {
         self.propose_at(ballot, slot, value);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bugs::Bug;
+
+    fn node(id: NodeId, bugs: Bugs) -> Node {
+        let peers = (1..=3).filter(|p| *p != id).collect();
+        Node::new(id, peers, Config::default(), bugs, Durable::default(), 1)
+    }
+
+    fn ballot(round: u64, node: NodeId) -> Ballot {
+        Ballot { round, node }
+    }
+
+    fn write(v: i64) -> Value {
+        Value::Request(Request {
+            client: 1,
+            seq: 1,
+            cmd: Command::Write {
+                key: "x".into(),
+                value: v,
+            },
+        })
+    }
+
+    fn from(from: NodeId, msg: Message) -> Envelope {
+        Envelope { from, to: 2, msg }
+    }
+
+    #[test]
+    fn ballots_order_by_round_then_node() {
+        assert!(ballot(1, 3) < ballot(2, 1));
+        assert!(ballot(2, 1) < ballot(2, 2));
+        assert!(Ballot::default() < ballot(1, 1));
+    }
+
+    #[test]
+    fn an_acceptor_answers_only_together_with_the_records_to_persist_first() {
+        let mut n = node(2, Bugs::default());
+        let b = ballot(1, 1);
+        n.step(from(
+            1,
+            Message::Prepare {
+                ballot: b,
+                from_slot: 1,
+            },
+        ));
+        let r = n.take_ready();
+        assert_eq!(r.persist, vec![Persist::Promise(b)]);
+        assert!(matches!(r.messages[0].msg, Message::Promise { .. }));
+        let accept = Message::Accept {
+            ballot: b,
+            slot: 1,
+            value: write(5),
+            commit: 1,
+        };
+        n.step(from(1, accept));
+        let r = n.take_ready();
+        let vote = Persist::Accept {
+            slot: 1,
+            ballot: b,
+            value: write(5),
+        };
+        assert_eq!(r.persist, vec![vote]);
+        assert_eq!(r.messages[0].msg, Message::Accepted { ballot: b, slot: 1 });
+        // A restart from those records reports the vote to the next candidate.
+        let mut disk = Durable::default();
+        for p in [Persist::Promise(b), r.persist[0].clone()] {
+            disk.record(&p);
+        }
+        let peers = vec![1, 3];
+        let mut n = Node::new(2, peers, Config::default(), Bugs::default(), disk, 2);
+        let b3 = ballot(2, 3);
+        n.step(from(
+            3,
+            Message::Prepare {
+                ballot: b3,
+                from_slot: 1,
+            },
+        ));
+        let r = n.take_ready();
+        let expected = vec![Vote {
+            slot: 1,
+            ballot: b,
+            value: write(5),
+        }];
+        assert!(matches!(&r.messages[0].msg, Message::Promise { votes, .. } if *votes == expected));
+    }
+
+    #[test]
+    fn an_acceptor_rejects_ballots_below_its_promise() {
+        let mut n = node(2, Bugs::default());
+        let (low, high) = (ballot(1, 1), ballot(2, 3));
+        n.step(from(
+            3,
+            Message::Prepare {
+                ballot: high,
+                from_slot: 1,
+            },
+        ));
+        n.take_ready();
+        n.step(from(
+            1,
+            Message::Prepare {
+                ballot: low,
+                from_slot: 1,
+            },
+        ));
+        let accept = Message::Accept {
+            ballot: low,
+            slot: 1,
+            value: write(1),
+            commit: 1,
+        };
+        n.step(from(1, accept));
+        let r = n.take_ready();
+        assert!(r.persist.is_empty());
+        let rejected = Message::Reject { promised: high };
+        assert!(r.messages.iter().all(|m| m.msg == rejected));
+        assert_eq!(r.messages.len(), 2);
+    }
+
+    #[test]
+    fn forget_promise_bug_persists_no_promise() {
+        let mut n = node(2, Bugs::from_list(&[Bug::ForgetPromise]));
+        n.step(from(
+            1,
+            Message::Prepare {
+                ballot: ballot(1, 1),
+                from_slot: 1,
+            },
+        ));
+        let r = n.take_ready();
+        assert!(r.persist.is_empty());
+        assert!(matches!(r.messages[0].msg, Message::Promise { .. }));
+    }
+
+    #[test]
+    fn a_lone_node_leads_and_applies_its_own_requests() {
+        let mut n = Node::new(
+            1,
+            vec![],
+            Config::default(),
+            Bugs::default(),
+            Durable::default(),
+            3,
+        );
+        n.campaign();
+        assert_eq!(n.leading(), Some(ballot(1, 1)));
+        let cmd = Command::Write {
+            key: "x".into(),
+            value: 7,
+        };
+        n.request(Request {
+            client: 9,
+            seq: 1,
+            cmd,
+        });
+        let r = n.take_ready();
+        assert_eq!(r.applied.len(), 1);
+        let done = ClientResult::Ok(Outcome::Done);
+        assert_eq!(r.replies[0].result, done);
+        // The promise and the vote are in the same batch, ahead of the reply.
+        assert!(matches!(
+            r.persist[..],
+            [Persist::Promise(_), Persist::Accept { .. }]
+        ));
+    }
+}
