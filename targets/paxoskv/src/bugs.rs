@@ -69,4 +69,18 @@ mod tests {
         assert_eq!(b.names(), vec!["forget-promise", "local-read"]);
         assert!(Bugs::default().names().is_empty());
     }
+
+    #[test]
+    fn command_line_names_match_the_flag_names() {
+        for name in [
+            "forget-promise",
+            "ignore-accepted",
+            "no-ballot-check",
+            "local-read",
+            "commit-on-first-ack",
+        ] {
+            let bug = Bug::from_str(name, false).expect("a bug name");
+            assert_eq!(Bugs::from_list(&[bug]).names(), vec![name]);
+        }
+    }
 }
