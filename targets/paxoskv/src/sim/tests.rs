@@ -491,3 +491,15 @@ fn explore_bug_seeds() {
         println!("{b:?}: {} {:?}", found.len(), &found[..found.len().min(8)]);
     }
 }
+
+#[test]
+fn a_seed_replays_exactly() {
+    let a = random_run(11, Bugs::default());
+    let b = random_run(11, Bugs::default());
+    assert_eq!(a.delivered, b.delivered);
+    assert_eq!(a.led, b.led);
+    assert_eq!(a.ops(), b.ops());
+    assert_eq!(a.now, b.now);
+    let c = random_run(12, Bugs::default());
+    assert_ne!(a.delivered, c.delivered, "another seed, another schedule");
+}
