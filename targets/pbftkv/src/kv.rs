@@ -1,0 +1,171 @@
+//! The replicated state machine: a map from string keys to `i64` values, plus the client
+//! table PBFT keeps in the state so that execution is at-most-once per client timestamp.
+//!
+//! The client table is part of the checkpointed state: a replica that catches up by state
+//! transfer must also know which requests were already executed and what they returned,
+//! or it would execute a retransmitted request twice.
+
+use rustc_hash::FxHasher;
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
+
+/// A collision-*unlikely* digest (see Cargo.toml on FxHasher): of a request, a state or a
+/// message body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Digest(pub u64);
+
+/// The digest of any hashable value; deterministic across processes.
+pub fn digest_of<T: Hash + ?Sized>(v: &T) -> Digest {
+    let mut h = FxHasher::default();
+    v.hash(&mut h);
+    Digest(h.finish())
+}
+
+pub type ClientId = u64;
+
+/// A client operation. Reads are ordered like writes (PBFT's read-only optimisation is
+/// not implemented), so every result comes from one point in the total order.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Op {
+    Read { key: String },
+    Write { key: String, value: i64 },
+    /// Set `key` to `to` only if it currently holds `from`.
+    Cas { key: String, from: i64, to: i64 },
+}
+
+/// A client request: `timestamp` grows with each request of one client, and a replica
+/// executes a given (client, timestamp) at most once.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Request {
+    pub client: ClientId,
+    pub timestamp: u64,
+    pub op: Op,
+}
+
+impl Request {
+    pub fn digest(&self) -> Digest {
+        digest_of(self)
+    }
+}
+
+/// What executing an operation returned.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// A read's value (None: never written).
+    Value(Option<i64>),
+    /// The write or cas took effect.
+    Done,
+    /// The cas found `current` instead of its `from` and changed nothing.
+    CompareFailed(Option<i64>),
+}
+
+/// The whole replicated state, as checkpointed and shipped in state transfer.
+/// `BTreeMap`s so the digest does not depend on insertion order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Kv {
+    data: BTreeMap<String, i64>,
+    /// Per client: the last executed timestamp and its result.
+    clients: BTreeMap<ClientId, (u64, Outcome)>,
+}
+
+impl Kv {
+    pub fn get(&self, key: &str) -> Option<i64> {
+        self.data.get(key).copied()
+    }
+
+    /// The digest checkpoint messages carry.
+    pub fn digest(&self) -> Digest {
+        digest_of(self)
+    }
+
+    /// The cached result if `req` (or a later request of its client) was already executed:
+    /// `Some(Some(result))` for this very request, `Some(None)` for an older one.
+    pub fn executed(&self, req: &Request) -> Option<Option<&Outcome>> {
+        match self.clients.get(&req.client) {
+            Some((ts, out)) if *ts == req.timestamp => Some(Some(out)),
+            Some((ts, _)) if *ts > req.timestamp => Some(None),
+            _ => None,
+        }
+    }
+
+    /// Executes one ordered request; `None` when it (or a later one of its client) was
+    /// executed before, which then changes nothing.
+    pub fn execute(&mut self, req: &Request) -> Option<Outcome> {
+        if self.executed(req).is_some() {
+            return None;
+        }
+        let out = match &req.op {
+            Op::Read { key } => Outcome::Value(self.get(key)),
+            Op::Write { key, value } => {
+                self.data.insert(key.clone(), *value);
+                Outcome::Done
+            }
+            Op::Cas { key, from, to } => {
+                let current = self.get(key);
+                if current == Some(*from) {
+                    self.data.insert(key.clone(), *to);
+                    Outcome::Done
+                } else {
+                    Outcome::CompareFailed(current)
+                }
+            }
+        };
+        self.clients
+            .insert(req.client, (req.timestamp, out.clone()));
+        Some(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(ts: u64, op: Op) -> Request {
+        Request {
+            client: 1,
+            timestamp: ts,
+            op,
+        }
+    }
+
+    #[test]
+    fn cas_and_at_most_once() {
+        let mut kv = Kv::default();
+        let cas = |ts| {
+            req(
+                ts,
+                Op::Cas {
+                    key: "k".into(),
+                    from: 1,
+                    to: 2,
+                },
+            )
+        };
+        assert_eq!(kv.execute(&cas(1)), Some(Outcome::CompareFailed(None)));
+        let w = req(
+            2,
+            Op::Write {
+                key: "k".into(),
+                value: 1,
+            },
+        );
+        assert_eq!(kv.execute(&w), Some(Outcome::Done));
+        assert_eq!(kv.execute(&w), None, "a retransmission is not executed again");
+        assert_eq!(kv.executed(&w), Some(Some(&Outcome::Done)));
+        assert_eq!(kv.execute(&cas(1)), None, "an older timestamp is stale");
+        assert_eq!(kv.execute(&cas(3)), Some(Outcome::Done));
+        assert_eq!(kv.get("k"), Some(2));
+        let r = req(4, Op::Read { key: "k".into() });
+        assert_eq!(kv.execute(&r), Some(Outcome::Value(Some(2))));
+    }
+
+    #[test]
+    fn digest_covers_client_table() {
+        let mut a = Kv::default();
+        let mut b = Kv::default();
+        a.execute(&req(1, Op::Read { key: "x".into() }));
+        assert_ne!(a.digest(), b.digest());
+        b.execute(&req(1, Op::Read { key: "x".into() }));
+        assert_eq!(a.digest(), b.digest());
+    }
+}
