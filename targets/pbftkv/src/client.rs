@@ -8,7 +8,7 @@
 //! the primary ignores the request.
 
 use crate::kv::{ClientId, Op, Outcome, Request};
-use crate::pbft::{Message, Node, Reply, ReplicaId};
+use crate::pbft::{Message, Node, ReplicaId, Reply};
 use std::collections::BTreeMap;
 
 /// A request waiting for f + 1 matching replies.
@@ -20,10 +20,13 @@ struct Waiting {
     resend_in: u64,
 }
 
+/// Signs a request's [`Request::signed_part`] with the client's key.
+pub type RequestSigner = Box<dyn Fn(crate::kv::Digest) -> u64>;
+
 /// One client's request state and reply collector.
-#[derive(Debug, Clone)]
 pub struct Client {
     id: ClientId,
+    signer: RequestSigner,
     n: u32,
     f: usize,
     timestamp: u64,
@@ -35,9 +38,17 @@ impl Client {
     /// A client of `n` replicas tolerating `f` faulty ones, retransmitting every
     /// `resend_ticks`. `first_timestamp` must exceed any timestamp this client id used
     /// before (a restarted client takes, say, the wall clock).
-    pub fn new(id: ClientId, n: u32, f: usize, resend_ticks: u64, first_timestamp: u64) -> Self {
+    pub fn new(
+        id: ClientId,
+        n: u32,
+        f: usize,
+        resend_ticks: u64,
+        first_timestamp: u64,
+        signer: RequestSigner,
+    ) -> Self {
         Client {
             id,
+            signer,
             n,
             f,
             timestamp: first_timestamp,
@@ -65,11 +76,13 @@ impl Client {
     /// returns the messages to send.
     pub fn submit(&mut self, op: Op) -> (Request, Vec<(Node, Message)>) {
         self.timestamp += 1;
-        let request = Request {
+        let mut request = Request {
             client: self.id,
             timestamp: self.timestamp,
             op,
+            sig: 0,
         };
+        request.sig = (self.signer)(request.signed_part());
         self.waiting = Some(Waiting {
             request: request.clone(),
             replies: BTreeMap::new(),
@@ -129,19 +142,34 @@ mod tests {
 
     #[test]
     fn accepts_after_f_plus_one_matching_replies_only() {
-        let mut c = Client::new(7, 4, 1, 5, 0);
+        let mut c = Client::new(7, 4, 1, 5, 0, Box::new(|d| d.0));
         let (req, msgs) = c.submit(Op::Read { key: "k".into() });
         assert_eq!(msgs.len(), 4);
         let v = |x| Outcome::Value(Some(x));
-        assert_eq!(c.on_reply(Node::Replica(0), reply(0, req.timestamp, v(1))), None);
+        assert_eq!(
+            c.on_reply(Node::Replica(0), reply(0, req.timestamp, v(1))),
+            None
+        );
         // The same replica twice is still one voice.
-        assert_eq!(c.on_reply(Node::Replica(0), reply(0, req.timestamp, v(1))), None);
+        assert_eq!(
+            c.on_reply(Node::Replica(0), reply(0, req.timestamp, v(1))),
+            None
+        );
         // A different result does not match.
-        assert_eq!(c.on_reply(Node::Replica(1), reply(1, req.timestamp, v(2))), None);
+        assert_eq!(
+            c.on_reply(Node::Replica(1), reply(1, req.timestamp, v(2))),
+            None
+        );
         // A replica claiming to be another is ignored.
-        assert_eq!(c.on_reply(Node::Replica(3), reply(2, req.timestamp, v(1))), None);
+        assert_eq!(
+            c.on_reply(Node::Replica(3), reply(2, req.timestamp, v(1))),
+            None
+        );
         // A reply to an older request is ignored.
-        assert_eq!(c.on_reply(Node::Replica(2), reply(2, req.timestamp - 1, v(1))), None);
+        assert_eq!(
+            c.on_reply(Node::Replica(2), reply(2, req.timestamp - 1, v(1))),
+            None
+        );
         let got = c.on_reply(Node::Replica(2), reply(2, req.timestamp, v(1)));
         assert_eq!(got, Some((req, v(1))));
         assert!(c.waiting().is_none());
@@ -149,7 +177,7 @@ mod tests {
 
     #[test]
     fn retransmits_until_answered() {
-        let mut c = Client::new(7, 4, 1, 3, 0);
+        let mut c = Client::new(7, 4, 1, 3, 0, Box::new(|d| d.0));
         c.submit(Op::Read { key: "k".into() });
         assert!(c.tick().is_empty());
         assert!(c.tick().is_empty());

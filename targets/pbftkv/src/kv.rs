@@ -27,24 +27,41 @@ pub type ClientId = u64;
 /// not implemented), so every result comes from one point in the total order.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Op {
-    Read { key: String },
-    Write { key: String, value: i64 },
+    Read {
+        key: String,
+    },
+    Write {
+        key: String,
+        value: i64,
+    },
     /// Set `key` to `to` only if it currently holds `from`.
-    Cas { key: String, from: i64, to: i64 },
+    Cas {
+        key: String,
+        from: i64,
+        to: i64,
+    },
 }
 
 /// A client request: `timestamp` grows with each request of one client, and a replica
-/// executes a given (client, timestamp) at most once.
+/// executes a given (client, timestamp) at most once. `sig` is the client's signature
+/// over [`Request::signed_part`]: without it a Byzantine primary could order an operation
+/// the client never asked for under the client's name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Request {
     pub client: ClientId,
     pub timestamp: u64,
     pub op: Op,
+    pub sig: u64,
 }
 
 impl Request {
     pub fn digest(&self) -> Digest {
         digest_of(self)
+    }
+
+    /// What the client signs.
+    pub fn signed_part(&self) -> Digest {
+        digest_of(&(self.client, self.timestamp, &self.op))
     }
 }
 
@@ -125,6 +142,7 @@ mod tests {
             client: 1,
             timestamp: ts,
             op,
+            sig: 0,
         }
     }
 
@@ -150,7 +168,11 @@ mod tests {
             },
         );
         assert_eq!(kv.execute(&w), Some(Outcome::Done));
-        assert_eq!(kv.execute(&w), None, "a retransmission is not executed again");
+        assert_eq!(
+            kv.execute(&w),
+            None,
+            "a retransmission is not executed again"
+        );
         assert_eq!(kv.executed(&w), Some(Some(&Outcome::Done)));
         assert_eq!(kv.execute(&cas(1)), None, "an older timestamp is stale");
         assert_eq!(kv.execute(&cas(3)), Some(Outcome::Done));

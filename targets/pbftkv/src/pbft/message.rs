@@ -19,10 +19,18 @@ pub type ReplicaId = u32;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Sig(pub u64);
 
-/// Signs with this replica's key and verifies any replica's signature.
+/// Signs with this replica's key and verifies any replica's or client's signature.
 pub trait Authenticator {
     fn sign(&self, body: Digest) -> Sig;
     fn verify(&self, signer: ReplicaId, body: Digest, sig: Sig) -> bool;
+    fn verify_client(&self, client: ClientId, body: Digest, sig: Sig) -> bool;
+
+    /// A request (or the null request) carries its client's signature.
+    fn verify_request(&self, request: &Option<Request>) -> bool {
+        request
+            .as_ref()
+            .is_none_or(|r| self.verify_client(r.client, r.signed_part(), Sig(r.sig)))
+    }
 }
 
 /// A message body and its sender's signature.
@@ -161,10 +169,15 @@ pub enum Message {
     ViewChange(Signed<ViewChange>),
     NewView(Signed<NewView>),
     /// "Send me your state at checkpoint `seq`."
-    FetchState { seq: u64 },
+    FetchState {
+        seq: u64,
+    },
     /// A state at checkpoint `seq`; the receiver checks its digest against the stable
     /// checkpoint proof it holds, so the sender need not be trusted.
-    State { seq: u64, state: crate::kv::Kv },
+    State {
+        seq: u64,
+        state: crate::kv::Kv,
+    },
 }
 
 impl Message {

@@ -42,8 +42,8 @@
 pub mod message;
 
 pub use message::{
-    request_digest, Authenticator, Checkpoint, Message, NewView, Node, PrePrepare,
-    PreparedProof, Reply, ReplicaId, Sig, Signed, ViewChange, Vote,
+    request_digest, Authenticator, Checkpoint, Message, NewView, Node, PrePrepare, PreparedProof,
+    ReplicaId, Reply, Sig, Signed, ViewChange, Vote,
 };
 
 use crate::bugs::Bugs;
@@ -103,14 +103,25 @@ pub struct Slot {
 }
 
 /// The stable checkpoint: its number, digest, the 2f + 1 messages proving it and, once
-/// known, the state itself.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// known, the state itself. The default is the initial state at 0, which needs no proof.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stable {
     pub seq: u64,
     pub digest: Digest,
     pub proof: Vec<Signed<Checkpoint>>,
     /// None while the state is being fetched.
     pub state: Option<Kv>,
+}
+
+impl Default for Stable {
+    fn default() -> Self {
+        Stable {
+            seq: 0,
+            digest: Digest::default(),
+            proof: Vec::new(),
+            state: Some(Kv::default()),
+        }
+    }
 }
 
 /// What a replica keeps across crashes (see the module doc).
@@ -159,10 +170,10 @@ pub struct Replica {
     checkpoint_votes: BTreeMap<u64, BTreeMap<ReplicaId, Signed<Checkpoint>>>,
     view_changes: BTreeMap<u64, BTreeMap<ReplicaId, Signed<ViewChange>>>,
     /// Each client's newest request not yet executed.
-    pending: BTreeMap<ClientId, Request>,
+    pub(crate) pending: BTreeMap<ClientId, Request>,
     /// Ticks until the view-change timer fires, when running.
-    timer: Option<u64>,
-    timeout: u64,
+    pub(crate) timer: Option<u64>,
+    pub(crate) timeout: u64,
     resend_in: u64,
     ready: Ready,
 }
@@ -196,21 +207,26 @@ impl Replica {
             d: durable,
             ready: Ready::default(),
         };
+        if let Some(vc) = r.d.my_view_change.clone() {
+            r.view_changes
+                .entry(vc.body.view)
+                .or_default()
+                .insert(r.id, vc);
+        }
         if let Some(state) = r.d.stable.state.clone() {
             r.last_exec = low;
             r.own_checkpoints.insert(low, state);
         }
         // Never reuse a number this primary already assigned in this view.
         let view = r.d.view;
-        r.next_seq = r
-            .d
-            .slots
-            .iter()
-            .filter(|(_, s)| s.pre_prepare.as_ref().is_some_and(|p| p.body.view == view))
-            .map(|(n, _)| *n)
-            .max()
-            .unwrap_or(low)
-            .max(low);
+        r.next_seq =
+            r.d.slots
+                .iter()
+                .filter(|(_, s)| s.pre_prepare.as_ref().is_some_and(|p| p.body.view == view))
+                .map(|(n, _)| *n)
+                .max()
+                .unwrap_or(low)
+                .max(low);
         r.try_execute();
         r
     }
@@ -320,7 +336,9 @@ impl Replica {
             Message::Checkpoint(s) => s.verify(auth),
             Message::ViewChange(s) => s.verify(auth),
             Message::NewView(s) => s.verify(auth),
-            Message::Request(r) => from == Node::Client(r.client),
+            Message::Request(r) => {
+                from == Node::Client(r.client) && auth.verify_request(&Some(r.clone()))
+            }
             Message::Reply(_) => false,
             Message::FetchState { .. } | Message::State { .. } => {
                 matches!(from, Node::Replica(r) if r != self.id)
@@ -350,8 +368,21 @@ impl Replica {
             self.resend_in = self.cfg.resend_ticks;
             self.resend();
         }
-        // The timer runs while a request waits (or a view change is under way).
-        if !self.d.changing && self.pending.is_empty() {
+        // The timer runs while a request waits, and during a view change once 2f + 1
+        // replicas asked for it (or a later one) — not before, or a replica cut off from the rest
+        // would climb views alone and be out of reach when the others change view.
+        let stalled = if self.d.changing {
+            // A view change for a later view is a vote to leave this one too.
+            let askers: BTreeSet<ReplicaId> = self
+                .view_changes
+                .range(self.d.view..)
+                .flat_map(|(_, m)| m.keys().copied())
+                .collect();
+            askers.len() > 2 * self.f()
+        } else {
+            !self.pending.is_empty()
+        };
+        if !stalled {
             self.timer = None;
             return;
         }
@@ -439,10 +470,16 @@ impl Replica {
             || b.replica != self.cfg.primary(b.view)
             || !self.in_window(b.seq)
             || b.digest != request_digest(&b.request)
+            || !self.auth.verify_request(&b.request)
         {
             return;
         }
-        if let Some(have) = self.d.slots.get(&b.seq).and_then(|s| s.pre_prepare.as_ref()) {
+        if let Some(have) = self
+            .d
+            .slots
+            .get(&b.seq)
+            .and_then(|s| s.pre_prepare.as_ref())
+        {
             if have.body.view == b.view {
                 // A duplicate, or an equivocating primary's second proposal: keep the first.
                 return;
@@ -654,9 +691,7 @@ impl Replica {
         for v in votes.values() {
             by_digest.entry(v.body.digest).or_default().push(v.clone());
         }
-        by_digest
-            .into_iter()
-            .find(|(_, v)| v.len() > 2 * self.f())
+        by_digest.into_iter().find(|(_, v)| v.len() > 2 * self.f())
     }
 
     fn check_stable(&mut self, seq: u64) {
@@ -764,7 +799,13 @@ impl Replica {
             }
         }
         // Our checkpoint at the stable number lets a laggard assemble the proof.
-        if let Some(cp) = self.d.stable.proof.iter().find(|c| c.body.replica == self.id) {
+        if let Some(cp) = self
+            .d
+            .stable
+            .proof
+            .iter()
+            .find(|c| c.body.replica == self.id)
+        {
             msgs.push(Message::Checkpoint(cp.clone()));
         }
         if self.d.stable.state.is_none() {
@@ -803,7 +844,7 @@ impl Replica {
         self.d.my_view_change = Some(vc.clone());
         self.ready.persist = true;
         // If this view change does not complete either, wait longer for the next one.
-        self.timer = Some(self.timeout);
+        self.timer = None;
         self.timeout = self.timeout.saturating_mul(2);
         self.view_changes
             .entry(view)
@@ -878,6 +919,7 @@ impl Replica {
                     && pp.seq > vc.stable
                     && pp.seq <= vc.stable + self.cfg.window
                     && pp.digest == request_digest(&pp.request)
+                    && auth.verify_request(&pp.request)
                     && voters.len() >= self.prepare_quorum()
             })
     }
@@ -890,7 +932,12 @@ impl Replica {
     fn compute_o(
         &self,
         vcs: &[Signed<ViewChange>],
-    ) -> (u64, Digest, Vec<Signed<Checkpoint>>, Vec<(u64, Option<Request>)>) {
+    ) -> (
+        u64,
+        Digest,
+        Vec<Signed<Checkpoint>>,
+        Vec<(u64, Option<Request>)>,
+    ) {
         let Some(best) = vcs.iter().max_by_key(|v| v.body.stable) else {
             return (0, Digest::default(), Vec::new(), Vec::new());
         };
@@ -982,6 +1029,7 @@ impl Replica {
                 pp.body.view == b.view
                     && pp.body.replica == b.replica
                     && pp.body.digest == request_digest(&pp.body.request)
+                    && auth.verify_request(&pp.body.request)
                     && pp.verify(auth)
             })
             .map(|pp| (pp.body.seq, pp.body.request.clone()))

@@ -21,20 +21,28 @@ use crate::bugs::Bugs;
 use crate::client::Client;
 use crate::kv::{digest_of, ClientId, Digest, Kv, Op, Outcome, Request};
 use crate::pbft::{
-    request_digest, Authenticator, Config, Durable, Message, Node, ReplicaId, Replica, Sig,
-    Signed, ViewChange, Vote,
+    request_digest, Authenticator, Config, Durable, Message, Node, Replica, ReplicaId, Sig, Signed,
+    ViewChange, Vote,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
-/// Keyed digests standing in for signatures: every key is secret to its replica (only the
-/// simulation's verifier sees them all).
+/// Keyed digests standing in for signatures: every key is secret to its replica or client
+/// (only the simulation's verifier sees them all).
 struct SimAuth {
     me: ReplicaId,
     keys: Rc<Vec<u64>>,
 }
+
+/// Client `c`'s key, derived from the replicas' keys.
+fn client_key(keys: &[u64], c: ClientId) -> u64 {
+    digest_of(&(keys, c)).0
+}
+
+/// The client the simulation's Byzantine replicas control.
+pub const BYZANTINE_CLIENT: ClientId = 1_000;
 
 impl Authenticator for SimAuth {
     fn sign(&self, body: Digest) -> Sig {
@@ -45,6 +53,10 @@ impl Authenticator for SimAuth {
         self.keys
             .get(signer as usize)
             .is_some_and(|k| Sig(digest_of(&(*k, body)).0) == sig)
+    }
+
+    fn verify_client(&self, client: ClientId, body: Digest, sig: Sig) -> bool {
+        Sig(digest_of(&(client_key(&self.keys, client), body)).0) == sig
     }
 }
 
@@ -62,8 +74,9 @@ pub enum Strategy {
     Mute,
 }
 
-/// The request an equivocating primary substitutes for `req`.
-fn twin(req: &Request) -> Request {
+/// The request an equivocating primary substitutes for `req`: another operation, from the
+/// client the Byzantine side controls (it cannot sign for `req`'s client).
+fn twin(keys: &[u64], req: &Request) -> Request {
     let op = match &req.op {
         Op::Read { key } => Op::Write {
             key: key.clone(),
@@ -79,10 +92,14 @@ fn twin(req: &Request) -> Request {
             to: to + 1000,
         },
     };
-    Request {
+    let mut r = Request {
+        client: BYZANTINE_CLIENT,
+        timestamp: req.timestamp,
         op,
-        ..req.clone()
-    }
+        sig: 0,
+    };
+    r.sig = digest_of(&(client_key(keys, r.client), r.signed_part())).0;
+    r
 }
 
 /// A test's predicate over messages (from, to, message): true drops it.
@@ -114,6 +131,9 @@ pub struct Sim {
     pub violations: Vec<String>,
     /// Messages delivered, for the cost figures in tests.
     pub delivered: u64,
+    /// Print view changes and faults as they happen (debugging a seed).
+    pub trace: bool,
+    views: Vec<(u64, bool)>,
 }
 
 impl Sim {
@@ -128,7 +148,11 @@ impl Sim {
             disks: vec![Durable::default(); n as usize],
             byzantine: BTreeMap::new(),
             clients: (1..=clients)
-                .map(|id| (id, Client::new(id, n, f, cfg.resend_ticks * 2, 0)))
+                .map(|id| {
+                    let key = client_key(&keys, id);
+                    let signer = Box::new(move |d: Digest| digest_of(&(key, d)).0);
+                    (id, Client::new(id, n, f, cfg.resend_ticks * 2, 0, signer))
+                })
                 .collect(),
             queue: BTreeMap::new(),
             next_msg: 0,
@@ -142,6 +166,8 @@ impl Sim {
             accepted: Vec::new(),
             violations: Vec::new(),
             delivered: 0,
+            trace: false,
+            views: vec![(0, false); n as usize],
             cfg,
             bugs,
             keys,
@@ -298,6 +324,15 @@ impl Sim {
             return;
         };
         let ready = rep.take_ready();
+        let view = (rep.view(), rep.changing_view());
+        if self.trace && view != self.views[r as usize] {
+            eprintln!(
+                "t{} r{r}: view {view:?} exec {}",
+                self.now,
+                rep.last_executed()
+            );
+        }
+        self.views[r as usize] = view;
         let byz = self.byzantine.get(&r).cloned();
         if byz.is_none() {
             for e in ready.executed {
@@ -337,7 +372,7 @@ impl Sim {
             (Strategy::Mute, _) => Vec::new(),
             (Strategy::Equivocate { victims }, Message::PrePrepare(pp)) if victim(victims) => {
                 let mut body = pp.body;
-                body.request = body.request.as_ref().map(twin);
+                body.request = body.request.as_ref().map(|q| twin(&self.keys, q));
                 body.digest = request_digest(&body.request);
                 vec![Message::PrePrepare(Signed::new(body, &auth))]
             }
@@ -354,8 +389,7 @@ impl Sim {
                 };
                 vec![Message::ViewChange(Signed::new(body, &auth))]
             }
-            (Strategy::ConflictingVotes, Message::Prepare(v))
-                if matches!(to, Node::Replica(x) if x % 2 == 1) =>
+            (Strategy::ConflictingVotes, Message::Prepare(v)) if matches!(to, Node::Replica(x) if x % 2 == 1) =>
             {
                 let body = Vote {
                     digest: Digest(v.body.digest.0 ^ 1),
@@ -363,8 +397,7 @@ impl Sim {
                 };
                 vec![Message::Prepare(Signed::new(body, &auth))]
             }
-            (Strategy::ConflictingVotes, Message::Commit(v))
-                if matches!(to, Node::Replica(x) if x % 2 == 1) =>
+            (Strategy::ConflictingVotes, Message::Commit(v)) if matches!(to, Node::Replica(x) if x % 2 == 1) =>
             {
                 let body = Vote {
                     digest: Digest(v.body.digest.0 ^ 1),
@@ -384,7 +417,7 @@ impl Sim {
             .and_then(|s| s.pre_prepare.as_ref())
             .and_then(|pp| pp.body.request.clone());
         if let Some(req) = logged {
-            v.digest = twin(&req).digest();
+            v.digest = twin(&self.keys, &req).digest();
         }
         Signed::new(v, auth)
     }
@@ -426,7 +459,11 @@ impl Sim {
         }
         let ids: Vec<ClientId> = self.clients.keys().copied().collect();
         for c in ids {
-            let msgs = self.clients.get_mut(&c).map(|cl| cl.tick()).unwrap_or_default();
+            let msgs = self
+                .clients
+                .get_mut(&c)
+                .map(|cl| cl.tick())
+                .unwrap_or_default();
             for (to, m) in msgs {
                 self.enqueue(Node::Client(c), to, m);
             }

@@ -42,7 +42,10 @@ fn normal_case_orders_writes_reads_and_cas() {
         from,
         to,
     };
-    assert_eq!(s.call(3, cas(1, 2), MAX), Some(Outcome::CompareFailed(Some(7))));
+    assert_eq!(
+        s.call(3, cas(1, 2), MAX),
+        Some(Outcome::CompareFailed(Some(7)))
+    );
     assert_eq!(s.call(3, cas(7, 8), MAX), Some(Outcome::Done));
     assert_eq!(s.call(1, read("y"), MAX), Some(Outcome::Value(None)));
     s.ticks(5);
@@ -173,7 +176,11 @@ fn a_restarted_cluster_recovers_from_durable_state() {
     for r in 0..4 {
         s.restart(r);
     }
-    assert_eq!(s.replica(2).kv().get("x"), Some(6), "re-executed from the log");
+    assert_eq!(
+        s.replica(2).kv().get("x"),
+        Some(6),
+        "re-executed from the log"
+    );
     assert_eq!(s.call(2, read("x"), MAX), Some(Outcome::Value(Some(6))));
     assert_safe(&mut s);
 }
@@ -208,4 +215,295 @@ fn messages_whose_sender_is_not_the_signer_are_rejected() {
     s.ticks(50);
     assert_eq!(s.result(&w), Some(&Outcome::Done));
     assert_safe(&mut s);
+}
+
+/// A random run: client traffic under message delays, reordering and loss, partitions,
+/// crashes and restarts, and (when `byzantine`) one Byzantine replica with a random
+/// strategy; then every fault but the Byzantine replica heals. Returns the simulation and
+/// whether every client's request completed after the heal.
+fn random_run(seed: u64, bugs: Bugs, byzantine: bool, steps: u64) -> (Sim, bool) {
+    use rand::Rng;
+    let mut s = Sim::new(Config::default(), bugs, seed, 3);
+    s.trace = std::env::var("TRACE").is_ok();
+    s.max_delay = 3;
+    s.drop_rate = 0.05;
+    let byz = if byzantine {
+        let r = s.rng().random_range(0..4u32);
+        let strategy = match s.rng().random_range(0..4) {
+            0 => Strategy::Equivocate {
+                victims: (0..4)
+                    .filter(|x| *x != r && (x + seed as u32) % 2 == 0)
+                    .collect(),
+            },
+            1 => Strategy::ForgetPrepared,
+            2 => Strategy::ConflictingVotes,
+            _ => Strategy::Mute,
+        };
+        s.make_byzantine(r, strategy);
+        Some(r)
+    } else {
+        None
+    };
+    for _ in 0..steps {
+        s.random_traffic(0.3);
+        let roll = s.rng().random_range(0..1000);
+        let r = s.rng().random_range(0..4u32);
+        if s.trace && roll < 28 {
+            eprintln!("t{} fault {roll} on r{r}", s.now);
+        }
+        match roll {
+            0..=4 if Some(r) != byz => s.crash(r),
+            5..=14 => s.restart(r),
+            15..=17 => {
+                let (a, b): (Vec<u32>, Vec<u32>) = (0..4).partition(|x| (x + r) % 3 == 0);
+                s.partition(&a, &b);
+            }
+            18..=27 => s.heal(),
+            _ => {}
+        }
+        s.tick();
+    }
+    s.heal();
+    s.drop_rate = 0.0;
+    for r in 0..4 {
+        s.restart(r);
+    }
+    let healed = s.now;
+    let live = s.run_until_idle(20_000);
+    if std::env::var("HEAL").is_ok() {
+        eprintln!(
+            "seed {seed}: {} ticks after heal, {} agreed, {} delivered",
+            s.now - healed,
+            s.agreed(),
+            s.delivered
+        );
+    }
+    s.check_clients();
+    (s, live)
+}
+
+#[test]
+fn correct_pbft_is_safe_and_live_over_many_random_seeds() {
+    let mut delivered = 0;
+    let mut agreed = 0;
+    for seed in 0..200 {
+        let (s, live) = random_run(seed, Bugs::default(), seed % 2 == 1, 1_000);
+        assert!(s.violations.is_empty(), "seed {seed}: {:#?}", s.violations);
+        assert!(
+            live,
+            "seed {seed}: clients {:?} still waiting after the heal",
+            s.busy_clients()
+        );
+        delivered += s.delivered;
+        agreed += s.agreed();
+    }
+    // The runs did real work: hundreds of requests ordered per run on average.
+    assert!(agreed > 200 * 50, "only {agreed} sequence numbers agreed");
+    assert!(delivered > 0);
+}
+
+#[test]
+#[ignore]
+fn debug_seed() {
+    let seed: u64 = std::env::var("SEED").unwrap().parse().unwrap();
+    let (s, live) = random_run(seed, Bugs::default(), seed % 2 == 1, 1_000);
+    eprintln!(
+        "live {live} violations {:?} byz {:?}",
+        s.violations, s.byzantine
+    );
+    for r in 0..4 {
+        let rep = s.replica(r);
+        eprintln!(
+            "r{r}: view {} changing {} exec {} stable {} stable_state {} log {} timer {:?} timeout {} pending {}",
+            rep.view(), rep.changing_view(), rep.last_executed(), rep.stable_checkpoint(),
+            rep.durable().stable.state.is_some(), rep.log_len(), rep.timer, rep.timeout, rep.pending.len()
+        );
+    }
+}
+
+#[test]
+fn a_mute_primary_is_replaced() {
+    let mut s = sim(10);
+    s.make_byzantine(0, Strategy::Mute);
+    assert_eq!(s.call(1, write("x", 1), MAX), Some(Outcome::Done));
+    assert_eq!(s.replica(1).view(), 1);
+    assert_safe(&mut s);
+}
+
+// ---- Bug switches. Each scenario runs twice: correct PBFT stays safe under it, and the
+// bug's build lets two correct replicas execute different requests at one number. ----
+
+fn only(bug: crate::bugs::Bug) -> Bugs {
+    Bugs::from_list(&[bug])
+}
+
+fn is_vote(m: &Message, view: u64) -> bool {
+    matches!(m, Message::Prepare(v) | Message::Commit(v) if v.body.view == view)
+}
+
+fn caught(s: &mut Sim) -> bool {
+    s.check_clients();
+    if std::env::var("SHOW").is_ok() {
+        eprintln!("{:#?}", s.violations);
+    }
+    s.violations.iter().any(|v| v.starts_with("agreement"))
+}
+
+/// An equivocating primary (replica 0) sends replica 1 — the next primary — a pre-prepare
+/// for another request at number 1 than replicas 2 and 3 get. 2 and 3 execute theirs;
+/// then the primary falls silent and a view change to replica 1 follows.
+fn equivocation_then_view_change(bugs: Bugs) -> Sim {
+    let mut s = Sim::new(Config::default(), bugs, 20, 3);
+    s.make_byzantine(0, Strategy::Equivocate { victims: vec![1] });
+    let a = s.write(1, "x", 1);
+    s.ticks(10);
+    assert_eq!(s.result(&a), Some(&Outcome::Done));
+    s.make_byzantine(0, Strategy::Mute);
+    s.write(2, "x", 2);
+    s.ticks(400);
+    assert!(s.replica(2).view() >= 1, "a view change happened");
+    s
+}
+
+#[test]
+fn correct_pbft_survives_an_equivocating_primary() {
+    let mut s = equivocation_then_view_change(Bugs::default());
+    assert!(!caught(&mut s), "{:#?}", s.violations);
+    // Replica 1 never prepared the other request at number 1; it executes the real one
+    // there (and later orders the Byzantine client's request like any other).
+    assert_eq!(s.replica(1).last_executed(), s.replica(2).last_executed());
+    assert!(s.replica(1).last_executed() >= 2);
+}
+
+#[test]
+fn prepare_quorum_2f_bug_lets_the_new_primary_reorder_an_executed_request() {
+    let mut s = equivocation_then_view_change(only(crate::bugs::Bug::PrepareQuorum2f));
+    // Replica 1 prepared the twin with its own prepare alone, and its certificate wins
+    // the tie against replicas 2 and 3's in the new view.
+    assert!(caught(&mut s), "not caught: {:#?}", s.violations);
+}
+
+/// An equivocating primary (replica 0) sends replica 3 a pre-prepare for another request
+/// than replicas 1 and 2 get; nobody else misbehaves.
+fn equivocation_to_one(bugs: Bugs) -> Sim {
+    let mut s = Sim::new(Config::default(), bugs, 21, 3);
+    s.make_byzantine(0, Strategy::Equivocate { victims: vec![3] });
+    let a = s.write(1, "x", 1);
+    s.ticks(20);
+    assert_eq!(s.result(&a), Some(&Outcome::Done));
+    s
+}
+
+#[test]
+fn correct_pbft_ignores_votes_for_another_digest() {
+    let mut s = equivocation_to_one(Bugs::default());
+    assert!(!caught(&mut s), "{:#?}", s.violations);
+    assert_eq!(
+        s.replica(3).last_executed(),
+        0,
+        "replica 3 cannot prepare the twin"
+    );
+}
+
+#[test]
+fn no_digest_check_bug_executes_the_equivocated_request() {
+    let mut s = equivocation_to_one(only(crate::bugs::Bug::NoDigestCheck));
+    // Replicas 1 and 2's votes for the real request count for replica 3's twin.
+    assert!(caught(&mut s), "not caught: {:#?}", s.violations);
+}
+
+/// Replica 2 learns a request is prepared (or, with a Byzantine replica 3, commits it with
+/// 3's help) while replicas 0 and 1 hear nothing of it; the view change to replica 1 then
+/// leaves replica 2's view-change out, and replica 1 orders another client's request at
+/// number 1.
+fn hidden_from_the_next_primary(bugs: Bugs, byzantine_3: bool) -> Sim {
+    let mut s = Sim::new(Config::default(), bugs, 22, 3);
+    if byzantine_3 {
+        s.make_byzantine(3, Strategy::ForgetPrepared);
+    }
+    s.set_filter(move |from, to, m| {
+        use Node::{Client, Replica};
+        let vote0 = is_vote(m, 0);
+        let commit0 = vote0 && matches!(m, Message::Commit(_));
+        let pp0 = matches!(m, Message::PrePrepare(p) if p.body.view == 0);
+        match (from, to) {
+            // Replica 1 must not know the request: it would propose it again.
+            (Client(1), Replica(1)) => true,
+            (Replica(0), Replica(1)) => pp0,
+            (Replica(2), Replica(1)) if matches!(m, Message::ViewChange(_)) => true,
+            (_, Replica(0)) | (_, Replica(1)) => vote0,
+            // Without a Byzantine helper, 3's prepare reaches 2 but not the other way
+            // round, and no commit gets anywhere: 2 alone prepares.
+            (Replica(2), Replica(3)) if !byzantine_3 => vote0,
+            _ => !byzantine_3 && commit0,
+        }
+    });
+    s.write(1, "x", 1);
+    s.ticks(10);
+    s.write(2, "x", 2);
+    s.ticks(400);
+    assert!(s.replica(1).view() >= 1, "a view change happened");
+    s
+}
+
+#[test]
+fn correct_pbft_executes_only_committed_requests() {
+    let mut s = hidden_from_the_next_primary(Bugs::default(), false);
+    assert!(!caught(&mut s), "{:#?}", s.violations);
+    assert!(
+        s.replica(2).last_executed() >= 1,
+        "replica 2 executes the new view's order"
+    );
+}
+
+#[test]
+fn execute_before_commit_bug_executes_a_request_the_new_view_drops() {
+    let mut s = hidden_from_the_next_primary(only(crate::bugs::Bug::ExecuteBeforeCommit), false);
+    assert!(caught(&mut s), "not caught: {:#?}", s.violations);
+}
+
+#[test]
+fn correct_pbft_needs_2f_plus_1_commits_even_with_a_byzantine_helper() {
+    let mut s = hidden_from_the_next_primary(Bugs::default(), true);
+    assert!(!caught(&mut s), "{:#?}", s.violations);
+    assert!(
+        s.replica(2).last_executed() >= 1,
+        "replica 2 executes the new view's order"
+    );
+}
+
+#[test]
+fn commit_quorum_2f_bug_executes_a_request_the_new_view_drops() {
+    let mut s = hidden_from_the_next_primary(only(crate::bugs::Bug::CommitQuorum2f), true);
+    // Replica 2 commits with its own and Byzantine replica 3's commits; 3 then denies
+    // having prepared anything.
+    assert!(caught(&mut s), "not caught: {:#?}", s.violations);
+}
+
+/// A write commits at replicas 0, 1 and 2 while 3 is cut off; then the primary is cut off
+/// instead, and replicas 1, 2 and 3 change view while another client writes.
+fn committed_then_primary_lost(bugs: Bugs) -> Sim {
+    let mut s = Sim::new(Config::default(), bugs, 23, 3);
+    s.isolate(3);
+    assert_eq!(s.call(1, write("x", 1), MAX), Some(Outcome::Done));
+    s.heal();
+    s.isolate(0);
+    s.write(2, "x", 2);
+    s.ticks(400);
+    assert!(s.replica(1).view() >= 1, "a view change happened");
+    s
+}
+
+#[test]
+fn correct_pbft_carries_committed_requests_into_the_new_view() {
+    let mut s = committed_then_primary_lost(Bugs::default());
+    assert!(!caught(&mut s), "{:#?}", s.violations);
+    assert_eq!(s.replica(3).last_executed(), 2);
+    assert_eq!(s.replica(3).kv().get("x"), Some(2));
+}
+
+#[test]
+fn view_change_ignore_prepared_bug_reassigns_a_committed_number() {
+    let mut s = committed_then_primary_lost(only(crate::bugs::Bug::ViewChangeIgnorePrepared));
+    assert!(caught(&mut s), "not caught: {:#?}", s.violations);
 }
