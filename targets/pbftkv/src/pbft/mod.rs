@@ -651,7 +651,7 @@ impl Replica {
                 result,
             });
             self.last_exec = seq;
-            if seq % self.cfg.checkpoint_interval == 0 {
+            if seq.is_multiple_of(self.cfg.checkpoint_interval) {
                 self.take_checkpoint(seq);
             }
         }

@@ -195,10 +195,6 @@ impl Sim {
         self.replicas[r as usize].as_ref().expect("replica is down")
     }
 
-    pub fn is_up(&self, r: ReplicaId) -> bool {
-        self.replicas[r as usize].is_some()
-    }
-
     /// Forgets everything not durable. The sim crashes only between steps, after the core's
     /// outputs were handled, so the disk holds exactly [`Replica::durable`].
     pub fn crash(&mut self, r: ReplicaId) {
@@ -509,15 +505,14 @@ impl Sim {
     pub fn check_clients(&mut self) {
         let mut kv = Kv::default();
         let mut results: BTreeMap<Digest, Outcome> = BTreeMap::new();
-        let mut expected = 1;
         let mut complete = true;
-        for (seq, (_, _, req)) in &self.order {
+        for (expected, (seq, (_, _, req))) in (1..).zip(&self.order) {
             if *seq != expected {
-                // Numbers only some replica learned by state transfer: the replay stops.
+                // A number no correct replica executed (all learned it by state transfer
+                // from one that is not checked): the replay stops there.
                 complete = false;
                 break;
             }
-            expected += 1;
             if let Some(req) = req {
                 if let Some(out) = kv.execute(req) {
                     results.insert(req.digest(), out);
