@@ -550,3 +550,13 @@ fn correct_pbft_is_safe_and_live_under_heavy_loss_with_a_byzantine_replica() {
         );
     }
 }
+
+#[test]
+fn a_write_costs_the_textbook_message_count() {
+    let mut s = sim(11);
+    let w = s.write(1, "x", 1);
+    s.ticks(5); // within the first resend period: no retransmissions yet
+    assert_eq!(s.result(&w), Some(&Outcome::Done));
+    // Request to 4, pre-prepare to 3, prepares 3 x 3, commits 4 x 3, replies 4.
+    assert_eq!(s.delivered, 4 + 3 + 9 + 12 + 4);
+}
