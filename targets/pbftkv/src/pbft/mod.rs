@@ -175,6 +175,7 @@ pub struct Replica {
     pub(crate) timer: Option<u64>,
     pub(crate) timeout: u64,
     resend_in: u64,
+    state_transfers: u64,
     ready: Ready,
 }
 
@@ -204,6 +205,7 @@ impl Replica {
             view_changes: BTreeMap::new(),
             pending: BTreeMap::new(),
             timer: None,
+            state_transfers: 0,
             d: durable,
             ready: Ready::default(),
         };
@@ -259,6 +261,11 @@ impl Replica {
 
     pub fn kv(&self) -> &Kv {
         &self.kv
+    }
+
+    /// States installed by state transfer since this replica started.
+    pub fn state_transfers(&self) -> u64 {
+        self.state_transfers
     }
 
     /// Log entries held (all above the stable checkpoint).
@@ -757,6 +764,7 @@ impl Replica {
         self.last_exec = seq;
         self.own_checkpoints.insert(seq, state.clone());
         self.d.stable.state = Some(state);
+        self.state_transfers += 1;
         self.ready.persist = true;
         let kv = &self.kv;
         self.pending.retain(|_, r| kv.executed(r).is_none());
