@@ -21,8 +21,8 @@ use crate::bugs::Bugs;
 use crate::client::Client;
 use crate::kv::{digest_of, ClientId, Digest, Kv, Op, Outcome, Request};
 use crate::pbft::{
-    request_digest, Authenticator, Config, Durable, Message, Node, Replica, ReplicaId, Sig, Signed,
-    ViewChange, Vote,
+    request_digest, Authenticator, Config, Durable, Message, NewView, Node, Replica, ReplicaId,
+    Sig, Signed, ViewChange, Vote,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -72,6 +72,9 @@ pub enum Strategy {
     ConflictingVotes,
     /// Sends nothing at all.
     Mute,
+    /// As new primary, announces a new view whose O set is empty: the view changes it
+    /// carries name prepared requests, but it proposes none of them.
+    EmptyNewView,
 }
 
 /// The request an equivocating primary substitutes for `req`: another operation, from the
@@ -384,6 +387,13 @@ impl Sim {
                     ..vc.body
                 };
                 vec![Message::ViewChange(Signed::new(body, &auth))]
+            }
+            (Strategy::EmptyNewView, Message::NewView(nv)) => {
+                let body = NewView {
+                    pre_prepares: Vec::new(),
+                    ..nv.body
+                };
+                vec![Message::NewView(Signed::new(body, &auth))]
             }
             (Strategy::ConflictingVotes, Message::Prepare(v)) if matches!(to, Node::Replica(x) if x % 2 == 1) =>
             {

@@ -532,6 +532,25 @@ fn correct_pbft_carries_committed_requests_into_the_new_view() {
 }
 
 #[test]
+fn backups_reject_a_new_view_that_drops_a_prepared_request() {
+    let mut s = Sim::new(Config::default(), Bugs::default(), 24, 3);
+    // Replica 1, the next primary, is Byzantine: its new-view for view 1 proposes nothing.
+    s.make_byzantine(1, Strategy::EmptyNewView);
+    s.isolate(3);
+    assert_eq!(s.call(1, write("x", 1), MAX), Some(Outcome::Done));
+    s.heal();
+    s.isolate(0);
+    s.write(2, "x", 2);
+    s.ticks(1_000);
+    // Replicas 2 and 3 refused view 1 and moved on to view 2, whose primary (2) carried
+    // the committed write over: replica 3 executes it at number 1, then the new one.
+    assert!(s.replica(3).view() >= 2, "view {}", s.replica(3).view());
+    assert_eq!(s.replica(3).last_executed(), 2);
+    assert_eq!(s.replica(3).kv().get("x"), Some(2));
+    assert!(!caught(&mut s), "{:#?}", s.violations);
+}
+
+#[test]
 fn view_change_ignore_prepared_bug_reassigns_a_committed_number() {
     let mut s = committed_then_primary_lost(only(crate::bugs::Bug::ViewChangeIgnorePrepared));
     assert!(caught(&mut s), "not caught: {:#?}", s.violations);
