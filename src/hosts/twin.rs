@@ -135,7 +135,15 @@ pub fn setup_commands(p: &TwinPlace) -> Vec<Vec<String>> {
             "dev",
             "eth0",
         ]),
-        v(&["-n", &ns, "addr", "add", &format!("{node_ip}/32"), "dev", "lo"]),
+        v(&[
+            "-n",
+            &ns,
+            "addr",
+            "add",
+            &format!("{node_ip}/32"),
+            "dev",
+            "lo",
+        ]),
         v(&["-n", &ns, "link", "set", "lo", "up"]),
         v(&["-n", &ns, "link", "set", "eth0", "up"]),
         // The twin speaks as nX: what it sends on the bridge carries nX's address.
@@ -193,9 +201,18 @@ pub fn drop_mac_script(mac: &str) -> String {
 pub fn route_command(node_ip: Ipv4Addr, via_twin: Option<Ipv4Addr>) -> Vec<String> {
     let dst = format!("{node_ip}/32");
     match via_twin {
-        Some(via) => ["ip", "route", "replace", &dst, "via", &via.to_string(), "dev", "eth0"]
-            .map(String::from)
-            .to_vec(),
+        Some(via) => [
+            "ip",
+            "route",
+            "replace",
+            &dst,
+            "via",
+            &via.to_string(),
+            "dev",
+            "eth0",
+        ]
+        .map(String::from)
+        .to_vec(),
         None => ["ip", "route", "flush", "exact", &dst]
             .map(String::from)
             .to_vec(),
@@ -303,13 +320,22 @@ mod tests {
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
         let mac = mac_of(&ns);
         let sysctl = std::process::Command::new("ip")
-            .args(["netns", "exec", &ns, "sysctl", "-n", "net.ipv4.conf.all.arp_ignore"])
+            .args([
+                "netns",
+                "exec",
+                &ns,
+                "sysctl",
+                "-n",
+                "net.ipv4.conf.all.arp_ignore",
+            ])
             .output()
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
         cleanup();
         r.unwrap();
         assert!(
-            routes.unwrap().contains("10.213.0.32/27 dev eth0 scope link src 10.213.0.34"),
+            routes
+                .unwrap()
+                .contains("10.213.0.32/27 dev eth0 scope link src 10.213.0.34"),
             "the slice route speaks as the node"
         );
         assert_eq!(mac.unwrap().len(), 17);

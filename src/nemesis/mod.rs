@@ -27,9 +27,9 @@ pub mod kill;
 pub mod loss;
 pub mod partition;
 pub mod pause;
-pub mod twin;
 #[cfg(test)]
 pub(crate) mod tests;
+pub mod twin;
 
 use crate::history::{Journal, Op, OpType, Process};
 use crate::hosts::clock::Clocks;

@@ -784,8 +784,7 @@ mod tests {
                 hosts: Some(hosts.clone()),
                 ..Overrides::default()
             };
-            Plan::resolve(&SpecRoots::default_roots(), &o, hosts)
-                .map_err(|e| format!("{e:#}"))
+            Plan::resolve(&SpecRoots::default_roots(), &o, hosts).map_err(|e| format!("{e:#}"))
         };
         let at = format!("{}:3:", nemesis.display());
         let err = resolve("raftkv", HostsChoice::Loopback).unwrap_err();
@@ -800,7 +799,10 @@ mod tests {
         };
         let err = resolve("raftkv", ssh.clone()).unwrap_err();
         assert!(err.starts_with(&at), "{err}");
-        assert!(err.contains("these are SSH hosts, and twins are built only for local hosts"), "{err}");
+        assert!(
+            err.contains("these are SSH hosts, and twins are built only for local hosts"),
+            "{err}"
+        );
         let local = HostsChoice::Local {
             subnet: DEFAULT_SUBNET.into(),
         };

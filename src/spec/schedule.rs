@@ -651,7 +651,10 @@ mod tests {
                 "the same seed draws the same split"
             );
         }
-        assert!(splits.len() > 3, "the split varies with the seed: {splits:?}");
+        assert!(
+            splits.len() > 3,
+            "the split varies with the seed: {splits:?}"
+        );
         let yaml = serde_yaml::to_string(&steps_of(&s)).unwrap();
         let back: Vec<Step> = serde_yaml::from_str(&yaml).unwrap();
         assert_eq!(back, steps_of(&s), "plan.yaml reads back");

@@ -928,10 +928,16 @@ client: {protocol: raftkv, port: client}
         let line_of = |needle: &str| text.lines().position(|l| l.contains(needle)).unwrap() + 1;
         let at = |l: usize| format!("{}:{l}:", p.display());
         assert!(
-            err.contains(&format!("{}7: identity.files[1]: must be a path under {{data_dir}}", at(line_of("target_dir")))),
+            err.contains(&format!(
+                "{}7: identity.files[1]: must be a path under {{data_dir}}",
+                at(line_of("target_dir"))
+            )),
             "{err}"
         );
-        assert!(err.contains(&format!("{}7: identity.files[2]", at(line_of("escape")))), "{err}");
+        assert!(
+            err.contains(&format!("{}7: identity.files[2]", at(line_of("escape")))),
+            "{err}"
+        );
         assert!(err.contains("unknown placeholder {colour}"), "{err}");
         assert!(!err.contains("files[0]"), "{err}");
         let ok: TargetSpec = parse_yaml(&p, &format!("{GOOD}identity: {{}}\n")).unwrap();

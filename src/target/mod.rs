@@ -395,13 +395,10 @@ impl Cluster {
         let Hosts::Local(_) = &*self.hosts else {
             bail!("twins run only on local hosts (network namespaces of this machine)");
         };
-        let identity = self
-            .plan
-            .target
-            .spec
-            .identity
-            .clone()
-            .ok_or_else(|| anyhow!("target {} declares no identity", self.plan.target.spec.name))?;
+        let identity =
+            self.plan.target.spec.identity.clone().ok_or_else(|| {
+                anyhow!("target {} declares no identity", self.plan.target.spec.name)
+            })?;
         let place = {
             let (hosts, reg, node) = (self.hosts.clone(), self.reg.clone(), node.to_string());
             tokio::task::spawn_blocking(move || match &*hosts {
@@ -422,7 +419,10 @@ impl Cluster {
             self.data_root.join(&key).display().to_string(),
         );
         for t in &identity.files {
-            let (from, to) = (PathBuf::from(fill(t, &vars)?), PathBuf::from(fill(t, &twin_vars)?));
+            let (from, to) = (
+                PathBuf::from(fill(t, &vars)?),
+                PathBuf::from(fill(t, &twin_vars)?),
+            );
             if let Some(dir) = to.parent() {
                 std::fs::create_dir_all(dir)
                     .with_context(|| format!("cannot create {}", dir.display()))?;
