@@ -842,4 +842,40 @@ mod tests {
         assert!(err.contains("timeline[0].target[0]: \"n4\""), "{err}");
         assert!(t.check_nodes(p, &["n4".to_string()]).is_ok());
     }
+
+    #[test]
+    fn a_twin_is_of_one_node_and_only_a_twin_takes_see() {
+        let p = Path::new("nemesis/twins.yaml");
+        let n: NemesisSpec = parse_yaml(
+            p,
+            "name: t\ntimeline:\n  - {at: 1s, start: twin, target: all}\n  - {at: 2s, start: twin, target: [n1], see: [n2, n2]}\n  - {at: 3s, start: kill, target: one, see: [n2]}\n  - {at: 4s, stop: twin}\n",
+        )
+        .unwrap();
+        let err = n.validate(p).unwrap_err().to_string();
+        for want in [
+            "timeline[0].target: a twin is of exactly one node: `one` or a list of one node ([n1])",
+            "timeline[1].see: names each node at most once",
+            "timeline[2].see: only a twin takes `see`",
+        ] {
+            assert!(err.contains(want), "{want} missing from {err}");
+        }
+        let ok: NemesisSpec = parse_yaml(
+            p,
+            "name: t\ntimeline:\n  - {at: 1s, start: twin, target: [n1], see: [n1, n7]}\n  - {at: 2s, start: twin, target: one}\n  - {at: 3s, stop: twin}\n",
+        )
+        .unwrap();
+        ok.validate(p).unwrap();
+        let nodes: Vec<String> = ["n1", "n2", "n3"].map(String::from).to_vec();
+        let err = ok.check_nodes(p, &nodes).unwrap_err().to_string();
+        assert!(
+            err.contains("timeline[0].see[0]: \"n1\" is the twinned node itself"),
+            "{err}"
+        );
+        assert!(
+            err.contains("timeline[0].see[1]: \"n7\" is not a node of this run"),
+            "{err}"
+        );
+        assert_eq!(ok.twin_fields(), ["timeline[0].start", "timeline[1].start"]);
+        assert!(ok.kinds().iter().all(|k| k.is_network()));
+    }
 }

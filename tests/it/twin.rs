@@ -3,7 +3,9 @@
 //! nothing of it left after the run or an interrupt. The verdict is not asserted: Raft
 //! does not tolerate a node with two faces, so a run with a twin may well be invalid.
 
-use crate::run::{faultline, ids_from_log, interrupt_and_expect_clean, leftovers, root_cluster};
+use crate::run::{
+    faultline, ids_from_log, interrupt_and_expect_clean, leftovers, root_cluster, state_file_exists,
+};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -208,5 +210,42 @@ fn an_interrupt_while_a_twin_runs_leaves_nothing() {
         "the run and its twin should be up"
     );
     interrupt_and_expect_clean(child, &id, &pids);
+    std::fs::remove_dir_all(&store).ok();
+}
+
+#[test]
+fn a_sigkilled_controller_leaves_its_twin_to_faultline_cleanup() {
+    let Some((_cluster, store)) = root_cluster("twin-sigkill") else {
+        return;
+    };
+    let nemesis = nemesis_file(
+        &store,
+        "name: twin-split\ntimeline:\n  - {at: 1s, start: twin, target: [n2]}\n  - {at: 50s, stop: twin}\n",
+    );
+    let mut child = start_run(&store, &nemesis, "60s");
+    let dir = wait_for(&store, |h| h.contains("\"start-twin\""));
+    let (id, pids) = ids_from_log(&dir);
+    assert_eq!(pids.len(), 4, "three nodes and a twin started");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Processes die with the controller (PDEATHSIG); the twin's namespace and veth stay
+    // until the sweep.
+    let twin_ns = format!("fl-{id}-n2-twin");
+    assert!(
+        Path::new("/run/netns").join(&twin_ns).exists(),
+        "{twin_ns} outlives a SIGKILLed controller"
+    );
+    let out = faultline().arg("cleanup").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !leftovers(&id, &pids).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(leftovers(&id, &pids), Vec::<String>::new());
+    assert!(!state_file_exists(&id));
     std::fs::remove_dir_all(&store).ok();
 }
