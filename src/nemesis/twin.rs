@@ -22,7 +22,7 @@ pub async fn start(n: &Nemesis, node: &str, sees_twin: &[String]) -> Result<Land
         // Intent first: a start cut half-way is healed.
         f.twins.insert(node.to_string(), sees_twin.to_vec());
     }
-    let place = n.cluster.start_twin(node).await?;
+    let place = n.cluster.prepare_twin(node).await?;
     let original_ns = n
         .cluster
         .hosts()
@@ -46,6 +46,9 @@ pub async fn start(n: &Nemesis, node: &str, sees_twin: &[String]) -> Result<Land
         }
         view(n, peer, &place, twin, &original_mac, &twin_mac).await?;
     }
+    // Started only now, so its first packets already meet the views it is given.
+    n.cluster.start_twin(node).await?;
+    n.cluster.twin_alive(node).await?;
     tracing::info!(
         "nemesis: twin of {node} (bridge address {}) seen by {}; the original by {}",
         place.bridge_ip,

@@ -387,30 +387,34 @@ impl Cluster {
         self.start_proc(node, node, &host, vars).await
     }
 
-    /// Start `node`'s twin (README: Nemesis, twin): its namespace is made on first use,
-    /// identity files are copied from the node's data dir, and it runs the node's start
-    /// command with the node's template values but its own `{data_dir}`. Its output goes
-    /// to `nodes/<node>-twin/`. A twin already running is left as it is.
-    pub async fn start_twin(&self, node: &str) -> Result<crate::hosts::twin::TwinPlace> {
+    /// Make `node`'s twin namespace (README: Nemesis, twin), on first use; the twin
+    /// process is started by [`Cluster::start_twin`], once its peers' views are set.
+    pub async fn prepare_twin(&self, node: &str) -> Result<crate::hosts::twin::TwinPlace> {
         let Hosts::Local(_) = &*self.hosts else {
             bail!("twins run only on local hosts (network namespaces of this machine)");
         };
+        let (hosts, reg, node) = (self.hosts.clone(), self.reg.clone(), node.to_string());
+        tokio::task::spawn_blocking(move || match &*hosts {
+            Hosts::Local(l) => l.add_twin(&reg, &node),
+            _ => bail!("twins run only on local hosts"),
+        })
+        .await
+        .context("setting up a twin")?
+    }
+
+    /// Start `node`'s twin in its namespace ([`Cluster::prepare_twin`]): identity files
+    /// are copied from the node's data dir, and it runs the node's start command with the
+    /// node's template values but its own `{data_dir}`. Its output goes to
+    /// `nodes/<node>-twin/`. A twin already running is left as it is.
+    pub async fn start_twin(&self, node: &str) -> Result<()> {
         let identity =
             self.plan.target.spec.identity.clone().ok_or_else(|| {
                 anyhow!("target {} declares no identity", self.plan.target.spec.name)
             })?;
-        let place = {
-            let (hosts, reg, node) = (self.hosts.clone(), self.reg.clone(), node.to_string());
-            tokio::task::spawn_blocking(move || match &*hosts {
-                Hosts::Local(l) => l.add_twin(&reg, &node),
-                _ => bail!("twins run only on local hosts"),
-            })
-            .await
-            .context("setting up a twin")??
-        };
+        let place = self.twin_place(node)?;
         let key = twin_key(node);
         if self.running(&key).await {
-            return Ok(place);
+            return Ok(());
         }
         let vars = self.vars(node)?;
         let mut twin_vars = vars.clone();
@@ -434,8 +438,7 @@ impl Cluster {
                 )
             })?;
         }
-        self.start_proc(&key, node, &place.host, twin_vars).await?;
-        Ok(place)
+        self.start_proc(&key, node, &place.host, twin_vars).await
     }
 
     /// Where `node`'s twin lives (whether or not it was started).
@@ -443,6 +446,21 @@ impl Cluster {
         match &*self.hosts {
             Hosts::Local(l) => l.twin_place(&self.reg.run_id(), node),
             _ => bail!("twins run only on local hosts (network namespaces of this machine)"),
+        }
+    }
+
+    /// Fails, with the last lines of its stderr, if `node`'s twin has exited (it could not
+    /// bind its node's address, its identity was refused): a twin that is not there
+    /// must not count as a fault that landed.
+    pub async fn twin_alive(&self, node: &str) -> Result<()> {
+        let key = twin_key(node);
+        self.check_exited(&key)
+            .await
+            .with_context(|| format!("twin of {node}"))?;
+        if self.running(&key).await {
+            Ok(())
+        } else {
+            bail!("the twin of {node} is not running")
         }
     }
 
