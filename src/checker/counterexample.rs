@@ -367,6 +367,15 @@ fn describe(
             };
             (listed, Vec::new(), text)
         }
+        FaultKind::Twin => {
+            let sees = names(v.get("sees_twin")).join(", ");
+            let text = if sees.is_empty() {
+                format!("twin: {joined}")
+            } else {
+                format!("twin: {joined} (its twin seen by {sees})")
+            };
+            (listed, Vec::new(), text)
+        }
         FaultKind::Delay => {
             let text = format!(
                 "delay: {joined} {} ms ± {} ms",

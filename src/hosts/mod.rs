@@ -17,6 +17,7 @@ pub mod loopback;
 pub mod recording;
 pub mod ssh;
 pub mod tarball;
+pub mod twin;
 pub mod vagrant;
 pub mod wire;
 
@@ -33,6 +34,7 @@ pub use cleanup::Registry;
 pub const PARTITION_TABLE: &str = "faultline_partition";
 /// The nftables table faultline owns in a node's host for packet loss.
 pub const LOSS_TABLE: &str = "faultline_loss";
+pub use twin::TWIN_TABLE;
 pub use wire::WIRE_TABLE;
 
 /// One node's place: its name and the address the controller and its peers reach it at.

@@ -3,7 +3,8 @@
 //!
 //! One file per fault kind, each a verb and its named inverse: [`partition`]
 //! (partition/heal), [`pause`] (pause/resume), [`kill`] (kill/start), [`clock`]
-//! (bump or strobe/reset), [`loss`] (loss/stop loss), [`delay`] (delay/stop delay). This
+//! (bump or strobe/reset), [`loss`] (loss/stop loss), [`delay`] (delay/stop delay),
+//! [`twin`] (start or switch a twin/stop twins). This
 //! file only dispatches, journals, resolves who leads, and keeps the in-force set.
 //!
 //! The in-force set follows the rule of the cleanup registry: a fault's intent is recorded
@@ -28,6 +29,7 @@ pub mod partition;
 pub mod pause;
 #[cfg(test)]
 pub(crate) mod tests;
+pub mod twin;
 
 use crate::history::{Journal, Op, OpType, Process};
 use crate::hosts::clock::Clocks;
@@ -67,6 +69,8 @@ pub struct InForce {
     /// A node is listed before its verdict thread exists (`None`), so a start that failed
     /// after binding the queue or before adding the rule is still healed.
     pub delayed: BTreeMap<String, Option<delay::Delayer>>,
+    /// Twinned node → the peers that see its twin.
+    pub twins: BTreeMap<String, Vec<String>>,
 }
 
 impl InForce {
@@ -77,6 +81,7 @@ impl InForce {
             && self.clock.is_empty()
             && self.lossy.is_empty()
             && self.delayed.is_empty()
+            && self.twins.is_empty()
     }
 }
 
@@ -194,6 +199,7 @@ impl Nemesis {
         add("clock", &f.clock.nodes);
         add("loss", &f.lossy);
         add("delay", &f.delayed.keys().cloned().collect());
+        add("twin", &f.twins.keys().cloned().collect());
         if parts.is_empty() {
             "no faults".into()
         } else {
@@ -330,6 +336,8 @@ impl Nemesis {
                 delay::start(self, &nodes, *latency_ms, *jitter_ms).await
             }
             Action::StopDelay => delay::stop(self).await,
+            Action::StartTwin { node, sees_twin } => twin::start(self, node, sees_twin).await,
+            Action::StopTwin => twin::stop(self).await,
         };
         match done {
             Ok(l) => {
@@ -365,7 +373,7 @@ impl Nemesis {
             }
         };
         // Strobing first: its task would otherwise skew clocks again behind the reset.
-        let (p, l, d, pa, c, k) = {
+        let (p, l, d, pa, c, k, t) = {
             let f = self.in_force().await;
             (
                 !f.partitioned.is_empty(),
@@ -374,6 +382,7 @@ impl Nemesis {
                 !f.paused.is_empty(),
                 !f.clock.is_empty(),
                 !f.killed.is_empty(),
+                !f.twins.is_empty(),
             )
         };
         if c {
@@ -390,6 +399,10 @@ impl Nemesis {
         }
         if pa {
             heal(self.apply(&Action::Resume).await);
+        }
+        // In both modes: a twin is not one of the nodes a teardown stops and restarts.
+        if t {
+            heal(self.apply(&Action::StopTwin).await);
         }
         if k && mode == HealMode::Full {
             heal(self.apply(&Action::Restart).await);

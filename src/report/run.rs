@@ -74,16 +74,18 @@ pub enum FaultKind {
     Clock,
     Loss,
     Delay,
+    Twin,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 6] = [
+    pub const ALL: [FaultKind; 7] = [
         FaultKind::Partition,
         FaultKind::Pause,
         FaultKind::Kill,
         FaultKind::Clock,
         FaultKind::Loss,
         FaultKind::Delay,
+        FaultKind::Twin,
     ];
 
     pub fn name(self) -> &'static str {
@@ -94,6 +96,7 @@ impl FaultKind {
             FaultKind::Clock => "clock",
             FaultKind::Loss => "loss",
             FaultKind::Delay => "delay",
+            FaultKind::Twin => "twin",
         }
     }
 
@@ -106,6 +109,7 @@ impl FaultKind {
             FaultKind::Clock => (0x17, 0xbe, 0xcf),
             FaultKind::Loss => (0xe3, 0x77, 0xc2),
             FaultKind::Delay => (0x8c, 0x56, 0x4b),
+            FaultKind::Twin => (0x1f, 0x4e, 0x79),
         }
     }
 

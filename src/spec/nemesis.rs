@@ -68,6 +68,9 @@ pub enum FaultKind {
     Loss,
     /// Hold the node's packets to its peers for a latency (± jitter); inverse: release.
     Delay,
+    /// Start a second process with the node's identity in a namespace of its own; each
+    /// other node sees one of the two at the node's address (`see`); inverse: stop it.
+    Twin,
 }
 
 impl FaultKind {
@@ -80,6 +83,7 @@ impl FaultKind {
             FaultKind::ClockStrobe => "clock-strobe",
             FaultKind::Loss => "loss",
             FaultKind::Delay => "delay",
+            FaultKind::Twin => "twin",
         }
     }
 
@@ -87,7 +91,7 @@ impl FaultKind {
     pub fn is_network(self) -> bool {
         matches!(
             self,
-            FaultKind::Partition | FaultKind::Loss | FaultKind::Delay
+            FaultKind::Partition | FaultKind::Loss | FaultKind::Delay | FaultKind::Twin
         )
     }
 
@@ -320,6 +324,10 @@ pub struct FaultParams {
         skip_serializing_if = "Option::is_none"
     )]
     pub jitter: Option<Duration>,
+    /// twin: the other nodes that see the twin at the node's address (the rest see the
+    /// original); absent = a seeded random split with at least one node on each side.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub see: Option<Vec<String>>,
 }
 
 /// `- at: 5s\n  start: partition\n  grudge: majorities-ring` or `- at: 15s\n  stop: partition`.
@@ -390,6 +398,23 @@ impl NemesisSpec {
                     v.check(known(n), format!("{field}.target[{j}]"), rule(n));
                 }
             }
+            if let Some(see) = &p.see {
+                let twinned = match &p.target {
+                    Some(NodeSelector::Nodes(list)) => list.first().map(String::as_str),
+                    _ => None,
+                };
+                for (j, n) in see.iter().enumerate() {
+                    v.check(known(n), format!("{field}.see[{j}]"), rule(n));
+                    v.check(
+                        twinned != Some(n.as_str()),
+                        format!("{field}.see[{j}]"),
+                        format!(
+                            "{} is the twinned node itself; `see` lists the other nodes that see its twin",
+                            super::short_echo(n)
+                        ),
+                    );
+                }
+            }
             if let Some(GrudgeSpec::Explicit(map)) = &p.grudge {
                 for (k, drops) in map {
                     v.check(known(k), format!("{field}.grudge.{k}"), rule(k));
@@ -420,6 +445,33 @@ impl NemesisSpec {
             }
         }
         found
+    }
+
+    /// The fields that start twins (`faults[0].fault`, `timeline[2].start`), to name
+    /// where a host kind that cannot run twins is refused.
+    pub fn twin_fields(&self) -> Vec<String> {
+        let random = self
+            .faults
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.fault == FaultKind::Twin)
+            .map(|(i, _)| format!("faults[{i}].fault"));
+        let timeline = self
+            .timeline
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.start == Some(FaultKind::Twin))
+            .map(|(i, _)| format!("timeline[{i}].start"));
+        random.chain(timeline).collect()
+    }
+
+    /// Refuse every twin fault with `why` (the hosts cannot run twins), each at its line.
+    pub fn refuse_twins(&self, path: &Path, why: &str) -> Result<()> {
+        let mut v = Violations::new(path);
+        for field in self.twin_fields() {
+            v.check(false, field, why);
+        }
+        v.into_result()
     }
 
     /// Refuse faults aimed at leaders ([`Self::leader_fields`]) for a target whose client
@@ -546,6 +598,28 @@ fn check_params(v: &mut Violations<'_>, field: &str, kind: FaultKind, p: &FaultP
                 "needs a percentage between 1 and 100",
             );
         }
+        FaultKind::Twin => {
+            let single = match &p.target {
+                Some(NodeSelector::Named(SelectorName::One)) => true,
+                Some(NodeSelector::Nodes(list)) => list.len() == 1,
+                _ => false,
+            };
+            v.check(
+                single,
+                format!("{field}.target"),
+                "a twin is of exactly one node: `one` or a list of one node ([n1])",
+            );
+            if let Some(see) = &p.see {
+                let mut sorted = see.clone();
+                sorted.sort();
+                sorted.dedup();
+                v.check(
+                    sorted.len() == see.len(),
+                    format!("{field}.see"),
+                    "names each node at most once",
+                );
+            }
+        }
         FaultKind::Delay => {
             v.check(has_target, format!("{field}.target"), "needs a target");
             v.check(
@@ -583,6 +657,11 @@ fn check_params(v: &mut Violations<'_>, field: &str, kind: FaultKind, p: &FaultP
             "only a delay takes a latency and jitter",
         );
     }
+    v.check(
+        kind == FaultKind::Twin || p.see.is_none(),
+        format!("{field}.see"),
+        "only a twin takes `see`",
+    );
     if kind != FaultKind::Partition {
         v.check(
             p.grudge.is_none(),
@@ -762,5 +841,41 @@ mod tests {
         let err = t.check_nodes(p, &nodes).unwrap_err().to_string();
         assert!(err.contains("timeline[0].target[0]: \"n4\""), "{err}");
         assert!(t.check_nodes(p, &["n4".to_string()]).is_ok());
+    }
+
+    #[test]
+    fn a_twin_is_of_one_node_and_only_a_twin_takes_see() {
+        let p = Path::new("nemesis/twins.yaml");
+        let n: NemesisSpec = parse_yaml(
+            p,
+            "name: t\ntimeline:\n  - {at: 1s, start: twin, target: all}\n  - {at: 2s, start: twin, target: [n1], see: [n2, n2]}\n  - {at: 3s, start: kill, target: one, see: [n2]}\n  - {at: 4s, stop: twin}\n",
+        )
+        .unwrap();
+        let err = n.validate(p).unwrap_err().to_string();
+        for want in [
+            "timeline[0].target: a twin is of exactly one node: `one` or a list of one node ([n1])",
+            "timeline[1].see: names each node at most once",
+            "timeline[2].see: only a twin takes `see`",
+        ] {
+            assert!(err.contains(want), "{want} missing from {err}");
+        }
+        let ok: NemesisSpec = parse_yaml(
+            p,
+            "name: t\ntimeline:\n  - {at: 1s, start: twin, target: [n1], see: [n1, n7]}\n  - {at: 2s, start: twin, target: one}\n  - {at: 3s, stop: twin}\n",
+        )
+        .unwrap();
+        ok.validate(p).unwrap();
+        let nodes: Vec<String> = ["n1", "n2", "n3"].map(String::from).to_vec();
+        let err = ok.check_nodes(p, &nodes).unwrap_err().to_string();
+        assert!(
+            err.contains("timeline[0].see[0]: \"n1\" is the twinned node itself"),
+            "{err}"
+        );
+        assert!(
+            err.contains("timeline[0].see[1]: \"n7\" is not a node of this run"),
+            "{err}"
+        );
+        assert_eq!(ok.twin_fields(), ["timeline[0].start", "timeline[1].start"]);
+        assert!(ok.kinds().iter().all(|k| k.is_network()));
     }
 }

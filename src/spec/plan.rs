@@ -97,6 +97,9 @@ pub const DEFAULT_NEMESIS_LOOPBACK: &str = "kill";
 pub const DEFAULT_NODES: u32 = 5;
 pub const DEFAULT_CONCURRENCY: u32 = 10;
 pub const DEFAULT_TIME_LIMIT: Duration = Duration::from_secs(30);
+/// Nodes of a run with twin faults: each node has a spare address for its twin in the
+/// run's /27 slice (29 usable addresses besides the bridge's).
+pub const MAX_NODES_WITH_TWINS: u32 = 14;
 pub const DEFAULT_SUBNET: &str = "10.213.0.0/24";
 
 impl Plan {
@@ -268,6 +271,30 @@ impl Plan {
         };
 
         let kinds = nemesis.kinds();
+        if kinds.contains(&FaultKind::Twin) {
+            let hosts_why = match &hosts {
+                HostsChoice::Local { .. } => None,
+                HostsChoice::Loopback => Some("these hosts are loopback addresses in one network stack (not root, or namespaces unavailable), where a twin cannot own its node's address beside the node: twins need local hosts (network namespaces, root)"),
+                HostsChoice::Ssh { .. } => Some("these are SSH hosts, and twins are built only for local hosts (a namespace of this machine per twin, rules in its peers' namespaces); run them with hosts: local"),
+            };
+            let why = hosts_why.map(str::to_string).or_else(|| match &target_spec.identity {
+                None => Some(format!(
+                    "target {} ({}) declares no `identity:`, so faultline cannot tell what a second copy of a node must share with it; declare it (README: \"Nemesis\", twin)",
+                    target_spec.name,
+                    target_file.display()
+                )),
+                Some(_) if nodes > MAX_NODES_WITH_TWINS => Some(format!(
+                    "a twin takes a spare address of the run's /27 slice, so a run with twins has at most {MAX_NODES_WITH_TWINS} nodes ({nodes} asked)"
+                )),
+                Some(_) => None,
+            });
+            if let Some(why) = why {
+                nemesis.refuse_twins(
+                    &nemesis_file,
+                    &format!("nemesis {} starts a twin, but {why}", nemesis.name),
+                )?;
+            }
+        }
         if let (Some(k), HostsChoice::Loopback) = (kinds.iter().find(|k| k.is_network()), &hosts) {
             bail!(
                 "{}: nemesis {} injects {} faults, which need network namespaces (root); these hosts are loopback addresses, so they cannot be applied. Run as root, or pick a nemesis without partition/loss.",
@@ -731,6 +758,63 @@ mod tests {
         resolve(declared, &timeline, 1).unwrap();
         resolve(declared, "pause", 1).unwrap();
         resolve(blind, "none", 1).unwrap();
+    }
+
+    #[test]
+    fn twins_are_refused_at_plan_time_on_loopback_and_ssh_hosts_and_without_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        let nemesis = dir.path().join("twin.yaml");
+        std::fs::write(
+            &nemesis,
+            "name: twin\ntimeline:\n  - {at: 1s, start: twin, target: [n1]}\n  - {at: 2s, stop: twin}\n",
+        )
+        .unwrap();
+        let inventory = dir.path().join("hosts.yaml");
+        std::fs::write(
+            &inventory,
+            "nodes:\n  - {name: n1, address: 10.0.0.1}\n  - {name: n2, address: 10.0.0.2}\n  - {name: n3, address: 10.0.0.3}\n",
+        )
+        .unwrap();
+        let resolve = |target: &str, hosts: HostsChoice| {
+            let o = Overrides {
+                target: Some(target.into()),
+                nemesis: Some(nemesis.display().to_string()),
+                nodes: Some(3),
+                seed: Some(1),
+                hosts: Some(hosts.clone()),
+                ..Overrides::default()
+            };
+            Plan::resolve(&SpecRoots::default_roots(), &o, hosts).map_err(|e| format!("{e:#}"))
+        };
+        let at = format!("{}:3:", nemesis.display());
+        let err = resolve("raftkv", HostsChoice::Loopback).unwrap_err();
+        assert!(err.starts_with(&at), "{err}");
+        assert!(
+            err.contains("timeline[0].start: nemesis twin starts a twin, but these hosts are loopback addresses"),
+            "{err}"
+        );
+        let ssh = HostsChoice::Ssh {
+            inventory: inventory.clone(),
+            nodes: Vec::new(),
+        };
+        let err = resolve("raftkv", ssh.clone()).unwrap_err();
+        assert!(err.starts_with(&at), "{err}");
+        assert!(
+            err.contains("these are SSH hosts, and twins are built only for local hosts"),
+            "{err}"
+        );
+        let local = HostsChoice::Local {
+            subnet: DEFAULT_SUBNET.into(),
+        };
+        let err = resolve("tests/fixtures/lazykv/target.yaml", local.clone()).unwrap_err();
+        assert!(err.starts_with(&at), "{err}");
+        assert!(err.contains("target lazykv"), "{err}");
+        assert!(err.contains("declares no `identity:`"), "{err}");
+        let plan = resolve("raftkv", local).unwrap();
+        assert!(matches!(
+            &plan.nemesis_schedule[0].action,
+            crate::spec::schedule::Action::StartTwin { node, sees_twin } if node == "n1" && !sees_twin.is_empty()
+        ));
     }
 
     /// The plan refuses by the nemesis file's fields, the runner by the compiled steps:

@@ -78,6 +78,14 @@ pub enum Action {
         jitter_ms: u64,
     },
     StopDelay,
+    /// Start a twin of `node` (or, if it has one, switch who sees it): `sees_twin` reach
+    /// the twin at the node's address, the other nodes the original.
+    StartTwin {
+        node: String,
+        sees_twin: Vec<String>,
+    },
+    /// Stop every twin; every node sees the originals again.
+    StopTwin,
 }
 
 /// What a nemesis step does to the faults in force.
@@ -112,6 +120,8 @@ impl FaultEdge {
             "stop-loss" => heal(K::Loss),
             "start-delay" => FaultEdge::Start(K::Delay),
             "stop-delay" => heal(K::Delay),
+            "start-twin" => FaultEdge::Start(K::Twin),
+            "stop-twin" => heal(K::Twin),
             _ => return None,
         })
     }
@@ -138,12 +148,14 @@ impl Action {
             Action::StrobeClock { .. } => FaultEdge::Start(K::ClockStrobe),
             Action::StartLoss { .. } => FaultEdge::Start(K::Loss),
             Action::StartDelay { .. } => FaultEdge::Start(K::Delay),
+            Action::StartTwin { .. } => FaultEdge::Start(K::Twin),
             Action::StopPartition => heal(K::Partition),
             Action::Resume => heal(K::Pause),
             Action::Restart => heal(K::Kill),
             Action::ResetClock => heal(K::ClockBump),
             Action::StopLoss => heal(K::Loss),
             Action::StopDelay => heal(K::Delay),
+            Action::StopTwin => heal(K::Twin),
         }
     }
 
@@ -190,6 +202,8 @@ impl Action {
             Action::StopLoss => "stop-loss",
             Action::StartDelay { .. } => "start-delay",
             Action::StopDelay => "stop-delay",
+            Action::StartTwin { .. } => "start-twin",
+            Action::StopTwin => "stop-twin",
         }
     }
 
@@ -202,6 +216,7 @@ impl Action {
             FaultKind::ClockBump | FaultKind::ClockStrobe => Action::ResetClock,
             FaultKind::Loss => Action::StopLoss,
             FaultKind::Delay => Action::StopDelay,
+            FaultKind::Twin => Action::StopTwin,
         }
     }
 }
@@ -346,7 +361,45 @@ fn start_action(
             latency_ms: p.latency.map_or(100, |d| d.as_millis() as u64),
             jitter_ms: p.jitter.map_or(0, |d| d.as_millis() as u64),
         },
+        FaultKind::Twin => {
+            let node = match targets(rng)? {
+                Targets::Nodes(list) if list.len() == 1 => list[0].clone(),
+                _ => bail!("a twin is of exactly one node"),
+            };
+            let peers: Vec<String> = nodes.iter().filter(|n| **n != node).cloned().collect();
+            let sees_twin = match &p.see {
+                Some(list) => {
+                    for n in list {
+                        known(n, &peers)?;
+                    }
+                    let mut v = list.clone();
+                    v.sort();
+                    v
+                }
+                None => random_split(&peers, rng),
+            };
+            Action::StartTwin { node, sees_twin }
+        }
     })
+}
+
+/// The peers that see a twin when the nemesis does not say: a seeded random non-empty
+/// part, leaving at least one peer to the original when there are two or more, so the
+/// twin and the original each have someone to talk to.
+fn random_split(peers: &[String], rng: &mut ChaCha8Rng) -> Vec<String> {
+    if peers.is_empty() {
+        return Vec::new();
+    }
+    let mut shuffled = peers.to_vec();
+    shuffled.shuffle(rng);
+    let k = if peers.len() == 1 {
+        1
+    } else {
+        rng.random_range(1..peers.len())
+    };
+    let mut v = shuffled[..k].to_vec();
+    v.sort();
+    v
 }
 
 fn known(n: &str, nodes: &[String]) -> Result<()> {
@@ -446,6 +499,11 @@ mod tests {
                 jitter_ms: 0,
             },
             Action::StopDelay,
+            Action::StartTwin {
+                node: "n1".into(),
+                sees_twin: vec!["n2".into()],
+            },
+            Action::StopTwin,
         ];
         for a in &all {
             assert_eq!(FaultEdge::of(a.f()), Some(a.edge()), "{}", a.f());
@@ -565,6 +623,45 @@ mod tests {
                     .all(|o| (60_000..=120_000).contains(&o.abs())));
             }
         }
+    }
+
+    #[test]
+    fn twins_split_the_peers_by_seed_or_as_told() {
+        let s = spec("name: t\ntimeline:\n  - {at: 1s, start: twin, target: one}\n  - {at: 2s, start: twin, target: [n2], see: [n3, n1]}\n  - {at: 3s, stop: twin}\n");
+        let mut splits = std::collections::BTreeSet::new();
+        for seed in 0..20 {
+            let steps = compile(&s, &nodes(5), seed, Duration::from_secs(30)).unwrap();
+            let Action::StartTwin { node, sees_twin } = &steps[0].action else {
+                panic!("{:?}", steps[0]);
+            };
+            assert!(!sees_twin.contains(node));
+            assert!((1..4).contains(&sees_twin.len()), "{sees_twin:?}");
+            splits.insert(sees_twin.clone());
+            assert_eq!(
+                steps[1].action,
+                Action::StartTwin {
+                    node: "n2".into(),
+                    sees_twin: vec!["n1".into(), "n3".into()]
+                }
+            );
+            assert_eq!(steps[2].action, Action::StopTwin);
+            assert_eq!(
+                compile(&s, &nodes(5), seed, Duration::from_secs(30)).unwrap(),
+                steps,
+                "the same seed draws the same split"
+            );
+        }
+        assert!(
+            splits.len() > 3,
+            "the split varies with the seed: {splits:?}"
+        );
+        let yaml = serde_yaml::to_string(&steps_of(&s)).unwrap();
+        let back: Vec<Step> = serde_yaml::from_str(&yaml).unwrap();
+        assert_eq!(back, steps_of(&s), "plan.yaml reads back");
+    }
+
+    fn steps_of(s: &NemesisSpec) -> Vec<Step> {
+        compile(s, &nodes(3), 7, Duration::from_secs(30)).unwrap()
     }
 
     #[test]

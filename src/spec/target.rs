@@ -66,6 +66,22 @@ pub struct TargetSpec {
     /// Files a node writes that the run collects (templates, usually under `{data_dir}`).
     #[serde(default)]
     pub logs: Vec<String>,
+    /// What makes a node who it is, declared for twin faults: a twin of node nX runs the
+    /// same start command with nX's template values (name, address, peers, cluster), all
+    /// but `{data_dir}`, which is its own. Absent: the target cannot have twins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<Identity>,
+}
+
+/// A node's identity beyond its template values.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Identity {
+    /// Files under `{data_dir}` that carry the identity (keys a node was given or made at
+    /// its first start): copied from nX's data dir into its twin's before the twin starts.
+    /// Files elsewhere (keys in the target's directory) are read by both twins as they are.
+    #[serde(default)]
+    pub files: Vec<String>,
 }
 
 fn default_separator() -> String {
@@ -466,6 +482,18 @@ impl TargetSpec {
         }
         for (i, a) in self.client.command.iter().enumerate() {
             templates.push((format!("client.command[{i}]"), a));
+        }
+        if let Some(id) = &self.identity {
+            for (i, f) in id.files.iter().enumerate() {
+                let field = format!("identity.files[{i}]");
+                let rel = f.strip_prefix("{data_dir}/").unwrap_or_default();
+                v.check(
+                    !rel.is_empty() && !rel.split('/').any(|c| c == ".." || c.is_empty()),
+                    &field,
+                    "must be a path under {data_dir} (`{data_dir}/node.key`), without `..`: a twin gets its own data dir and a copy of these files; a file outside it is shared by both twins as it is and needs no entry",
+                );
+                templates.push((field, f));
+            }
         }
         for (field, t) in templates {
             if let Err(rule) = check_template(t, &self.ports) {
@@ -885,5 +913,35 @@ client: {protocol: raftkv, port: client}
             err.contains("t.yaml: ports.peer: port 7001 is also ports.client; every port of a node must have its own number"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn identity_files_must_live_under_the_data_dir_and_are_located() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("target.yaml");
+        let text = format!(
+            "{GOOD}identity:\n  files:\n    - \"{{data_dir}}/node.key\"\n    - \"{{target_dir}}/keys/{{node}}.pem\"\n    - \"{{data_dir}}/../escape\"\n    - \"{{data_dir}}/{{colour}}\"\n"
+        );
+        std::fs::write(&p, &text).unwrap();
+        let spec: TargetSpec = parse_yaml(&p, &text).unwrap();
+        let err = spec.validate(&p).unwrap_err().to_string();
+        let line_of = |needle: &str| text.lines().position(|l| l.contains(needle)).unwrap() + 1;
+        let at = |l: usize| format!("{}:{l}:", p.display());
+        assert!(
+            err.contains(&format!(
+                "{}7: identity.files[1]: must be a path under {{data_dir}}",
+                at(line_of("target_dir"))
+            )),
+            "{err}"
+        );
+        assert!(
+            err.contains(&format!("{}7: identity.files[2]", at(line_of("escape")))),
+            "{err}"
+        );
+        assert!(err.contains("unknown placeholder {colour}"), "{err}");
+        assert!(!err.contains("files[0]"), "{err}");
+        let ok: TargetSpec = parse_yaml(&p, &format!("{GOOD}identity: {{}}\n")).unwrap();
+        ok.validate(&p).unwrap();
+        assert_eq!(ok.identity, Some(Identity::default()));
     }
 }

@@ -382,8 +382,104 @@ impl Cluster {
 
     /// Start one node (its data dir is kept across restarts).
     pub async fn start_node(&self, node: &str) -> Result<()> {
-        let spec = &self.plan.target.spec;
+        let host = self.host(node)?.clone();
         let vars = self.vars(node)?;
+        self.start_proc(node, node, &host, vars).await
+    }
+
+    /// Make `node`'s twin namespace (README: Nemesis, twin), on first use; the twin
+    /// process is started by [`Cluster::start_twin`], once its peers' views are set.
+    pub async fn prepare_twin(&self, node: &str) -> Result<crate::hosts::twin::TwinPlace> {
+        let Hosts::Local(_) = &*self.hosts else {
+            bail!("twins run only on local hosts (network namespaces of this machine)");
+        };
+        let (hosts, reg, node) = (self.hosts.clone(), self.reg.clone(), node.to_string());
+        tokio::task::spawn_blocking(move || match &*hosts {
+            Hosts::Local(l) => l.add_twin(&reg, &node),
+            _ => bail!("twins run only on local hosts"),
+        })
+        .await
+        .context("setting up a twin")?
+    }
+
+    /// Start `node`'s twin in its namespace ([`Cluster::prepare_twin`]): identity files
+    /// are copied from the node's data dir, and it runs the node's start command with the
+    /// node's template values but its own `{data_dir}`. Its output goes to
+    /// `nodes/<node>-twin/`. A twin already running is left as it is.
+    pub async fn start_twin(&self, node: &str) -> Result<()> {
+        let identity =
+            self.plan.target.spec.identity.clone().ok_or_else(|| {
+                anyhow!("target {} declares no identity", self.plan.target.spec.name)
+            })?;
+        let place = self.twin_place(node)?;
+        let key = twin_key(node);
+        if self.running(&key).await {
+            return Ok(());
+        }
+        let vars = self.vars(node)?;
+        let mut twin_vars = vars.clone();
+        twin_vars.insert(
+            "data_dir".into(),
+            self.data_root.join(&key).display().to_string(),
+        );
+        for t in &identity.files {
+            let (from, to) = (
+                PathBuf::from(fill(t, &vars)?),
+                PathBuf::from(fill(t, &twin_vars)?),
+            );
+            if let Some(dir) = to.parent() {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
+            }
+            std::fs::copy(&from, &to).with_context(|| {
+                format!(
+                    "twin of {node}: cannot copy its identity file {} (target.yaml identity.files)",
+                    from.display()
+                )
+            })?;
+        }
+        self.start_proc(&key, node, &place.host, twin_vars).await
+    }
+
+    /// Where `node`'s twin lives (whether or not it was started).
+    pub fn twin_place(&self, node: &str) -> Result<crate::hosts::twin::TwinPlace> {
+        match &*self.hosts {
+            Hosts::Local(l) => l.twin_place(&self.reg.run_id(), node),
+            _ => bail!("twins run only on local hosts (network namespaces of this machine)"),
+        }
+    }
+
+    /// Fails, with the last lines of its stderr, if `node`'s twin has exited (it could not
+    /// bind its node's address, its identity was refused): a twin that is not there
+    /// must not count as a fault that landed.
+    pub async fn twin_alive(&self, node: &str) -> Result<()> {
+        let key = twin_key(node);
+        self.check_exited(&key)
+            .await
+            .with_context(|| format!("twin of {node}"))?;
+        if self.running(&key).await {
+            Ok(())
+        } else {
+            bail!("the twin of {node} is not running")
+        }
+    }
+
+    /// Stop `node`'s twin gracefully, as a node is stopped; its logs stay in
+    /// `nodes/<node>-twin/`.
+    pub async fn stop_twin(&self, node: &str) -> Result<()> {
+        self.stop_node(&twin_key(node)).await
+    }
+
+    /// Start a process for `node` under `key` (the node's name, or its twin's) on `host`
+    /// with template values `vars`.
+    async fn start_proc(
+        &self,
+        key: &str,
+        node: &str,
+        host: &NodeHost,
+        vars: BTreeMap<String, String>,
+    ) -> Result<()> {
+        let spec = &self.plan.target.spec;
         let mut argv = spec
             .start
             .iter()
@@ -397,21 +493,24 @@ impl Cluster {
         if let Some(c) = &self.clocks {
             env.extend(c.env_for(node).await?);
         }
-        let dir = self.node_dir(node);
+        let dir = self.node_dir(key);
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
-        let data = self.data_dir(node);
-        let logs = self.log_dir(node);
+        let data = PathBuf::from(
+            vars.get("data_dir")
+                .ok_or_else(|| anyhow!("no data dir for {key}"))?,
+        );
+        let logs = self.log_dir(key);
         if self.hosts.remote().is_none() {
             std::fs::create_dir_all(&data)
                 .with_context(|| format!("cannot create {}", data.display()))?;
         }
-        if self.procs.lock().await.contains_key(node) {
-            bail!("node {node} is already running");
+        if self.procs.lock().await.contains_key(key) {
+            bail!("node {key} is already running");
         }
         let restarts = {
             let mut starts = self.starts.lock().await;
-            let n = starts.entry(node.to_string()).or_insert(0);
+            let n = starts.entry(key.to_string()).or_insert(0);
             *n += 1;
             *n - 1
         };
@@ -430,7 +529,7 @@ impl Cluster {
                 }
                 None => None,
             },
-            None => self.cgroups.as_ref().map(|c| c.node(node)).transpose()?,
+            None => self.cgroups.as_ref().map(|c| c.node(key)).transpose()?,
         };
         let spawn = SpawnSpec {
             argv: argv.clone(),
@@ -441,12 +540,11 @@ impl Cluster {
             die_with_controller: !self.plan.leave_running,
             cgroup: cgroup.clone(),
         };
-        let host = self.host(node)?.clone();
         let spawned = self
             .hosts
-            .spawn(&host, &spawn)
+            .spawn(host, &spawn)
             .await
-            .with_context(|| format!("node {node}: cannot start `{}`", argv.join(" ")))?;
+            .with_context(|| format!("node {key}: cannot start `{}`", argv.join(" ")))?;
         let proc = match spawned {
             Spawned::Local(child) => {
                 let pid = child
@@ -473,8 +571,8 @@ impl Cluster {
             }
         };
         let pid = proc.pid();
-        self.procs.lock().await.insert(node.to_string(), proc);
-        tracing::info!("started {node} (pid {pid}): {}", argv.join(" "));
+        self.procs.lock().await.insert(key.to_string(), proc);
+        tracing::info!("started {key} (pid {pid}): {}", argv.join(" "));
         Ok(())
     }
 
@@ -847,9 +945,14 @@ impl Cluster {
         Ok(())
     }
 
-    /// Stop every node (gracefully, in parallel).
+    /// Stop every node and twin (gracefully, in parallel).
     pub async fn stop_all(&self) -> Vec<String> {
-        let nodes = self.plan.nodes.clone();
+        let mut nodes = self.plan.nodes.clone();
+        for key in self.procs.lock().await.keys() {
+            if !nodes.contains(key) {
+                nodes.push(key.clone());
+            }
+        }
         let results = futures::future::join_all(nodes.iter().map(|n| self.stop_node(n))).await;
         results
             .into_iter()
@@ -893,6 +996,11 @@ impl Cluster {
         }
         problems
     }
+}
+
+/// The name a node's twin runs under: its process, cgroup, data dir and `nodes/` dir.
+pub fn twin_key(node: &str) -> String {
+    format!("{node}-twin")
 }
 
 /// Wait until no process is left in the cgroup, up to `limit`; whether none is.

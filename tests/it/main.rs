@@ -12,4 +12,5 @@ mod report;
 mod run;
 mod serve;
 mod ssh;
+mod twin;
 mod wire;
