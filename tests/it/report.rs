@@ -1067,8 +1067,11 @@ fn a_real_run_page_shows_what_it_cost_on_the_wire() {
         .map(|s| s.split('"').next().unwrap().parse().unwrap())
         .collect();
     assert_eq!(packets.len(), 20 + 10, "{packets:?}");
+    // Every client link carries requests or answers (10); Raft followers send nothing to
+    // each other, so with few elections only the leaders' links carry peer data: at least
+    // one leader's 4. (20 was seen to fail with 17 under load: few elections.)
     assert!(
-        packets.iter().filter(|&&p| p > 0).count() >= 20,
+        packets.iter().filter(|&&p| p > 0).count() >= 14,
         "traffic on the links: {packets:?}"
     );
     assert!(run_dir.join("wire.png").exists());
