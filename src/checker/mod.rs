@@ -11,6 +11,7 @@
 //! The `faultline check` subcommand is [`crate::commands::check`]. Apart from all this,
 //! [`liveness`] judges whether the cluster served again after its faults were healed.
 
+pub mod agreement;
 pub mod brute;
 pub mod budget;
 pub mod counterexample;

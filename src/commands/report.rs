@@ -98,6 +98,8 @@ fn recheck_run(dir: &Path) -> Result<Value> {
     let plan: Plan = crate::spec::parse_yaml(&plan_path, &text)?;
     let history = dir.join("history.jsonl");
     let mut checked = crate::runner::check::check_history(&plan, &history)?;
+    // From the logs the run saved: the nodes are long gone.
+    let agreement = crate::runner::check::agreement_of(&plan, dir)?;
     let results = match read_results(dir)? {
         Some(mut r) => {
             // The faults a run started are facts of the run, not of its history: kept in
@@ -108,6 +110,10 @@ fn recheck_run(dir: &Path) -> Result<Value> {
             {
                 crate::runner::apply_faults_rule(&mut checked, &faults);
             }
+            if let Some(a) = &agreement {
+                crate::runner::check::apply_agreement(&mut checked, a);
+            }
+            r["agreement"] = serde_json::to_value(&agreement)?;
             r["verdict"] = json!(checked.verdict);
             r["reason"] = json!(checked.reason);
             r["stats"] = serde_json::to_value(&checked.stats)?;
@@ -120,15 +126,20 @@ fn recheck_run(dir: &Path) -> Result<Value> {
             r
         }
         None => {
+            if let Some(a) = &agreement {
+                crate::runner::check::apply_agreement(&mut checked, a);
+            }
             let summary = summary_from_history(&history)?;
-            crate::report::results_json(
+            let mut r = crate::report::results_json(
                 &plan,
                 summary,
                 checked.verdict,
                 checked.reason.as_deref(),
                 checked.check,
                 &checked.stats,
-            )
+            );
+            r["agreement"] = serde_json::to_value(&agreement)?;
+            r
         }
     };
     store::write_atomic(

@@ -13,6 +13,7 @@
 //! and from `serve`. They are maud templates sharing one [`layout`], so every string from a
 //! target is escaped where a page splices it in; JSON for scripts has its own [`escape`].
 
+pub mod agreement;
 pub mod compare;
 pub mod counterexample;
 pub mod escape;

@@ -637,6 +637,8 @@ pub fn render(run: &RunData, plots: &[Plot]) -> String {
     let check = run.results.get("check").cloned().unwrap_or(Value::Null);
     let sub = format!("{name} — {}", summary_line(run));
     let wire_plot = plots.iter().find(|p| p.name == super::plots::WIRE);
+    let agreement = super::agreement::of(run);
+    let agreement_conflict = agreement.as_ref().and_then(|a| a.conflict.as_ref());
     let mut nav = vec![
         ("../../index.html", "all runs"),
         ("timeline.html", "timeline"),
@@ -644,6 +646,9 @@ pub fn render(run: &RunData, plots: &[Plot]) -> String {
     ];
     if run.results.get("wire").is_some() {
         nav.push(("#wire", "wire"));
+    }
+    if agreement.is_some() {
+        nav.push(("#agreement", "agreement"));
     }
     nav.push(("#files", "files and logs"));
     let body = html! {
@@ -658,14 +663,19 @@ pub fn render(run: &RunData, plots: &[Plot]) -> String {
         }))
         main {
             @if verdict == Verdict::Invalid {
-                @match counterexample::section(&check) {
-                    Some(s) => (s),
-                    None => div.why #counterexample {
-                        h2 { "Why it is invalid" }
-                        p { "The checker found the history invalid but recorded no counterexample; see the keys listed under Checker." }
-                    },
+                @if let Some(why) = agreement.as_ref().and_then(super::agreement::why_invalid) { (why) }
+                // Agreement alone can make a run invalid: then the history itself has no
+                // counterexample to show.
+                @if agreement_conflict.is_none() || check.get("verdict").and_then(Value::as_str) == Some("invalid") {
+                    @match counterexample::section(&check) {
+                        Some(s) => (s),
+                        None => div.why #counterexample {
+                            h2 { "Why it is invalid" }
+                            p { "The checker found the history invalid but recorded no counterexample; see the keys listed under Checker." }
+                        },
+                    }
+                    @if let Some(line) = keys_line(&check) { p #keys-invalid { (line) } }
                 }
-                @if let Some(line) = keys_line(&check) { p #keys-invalid { (line) } }
             }
             (run_notes(run, verdict, &check))
             @if let Some(note) = unread_keys_note(run) { (note) }
@@ -707,6 +717,7 @@ pub fn render(run: &RunData, plots: &[Plot]) -> String {
             }
             (super::wire::section(run, wire_plot))
             (liveness_section(run))
+            (super::agreement::section(run))
             h2 { "Checker" }
             (checker(run))
             h2 #files { "Files and logs" }

@@ -1,6 +1,8 @@
 //! Checking a run's history with its workload's model: the one place both `faultline run`
-//! and `faultline report --recheck` decide a run's verdict, and its liveness.
+//! and `faultline report --recheck` decide a run's verdict (linearizability composed with
+//! agreement over the nodes' committed logs), and its liveness.
 
+use crate::checker::agreement::{self, Agreement, Inspected};
 use crate::checker::liveness::{self, Liveness};
 use crate::checker::model::{ModelKind, ModelSpec};
 use crate::checker::stats::{OpStats, Required, Tally};
@@ -10,6 +12,7 @@ use crate::history::{self, Format};
 use crate::spec::Plan;
 use anyhow::{anyhow, Context, Result};
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// A run's verdict and what it is made of.
@@ -98,5 +101,74 @@ pub fn liveness_line(l: &Liveness) -> String {
             l.bound_s
         ),
         (None, _, None) => "liveness: ok (no fault to recover from)".to_string(),
+    }
+}
+
+/// Where a run keeps its nodes' committed logs (`<node>.jsonl`, or `<node>.error`).
+pub const LOGS_DIR: &str = "logs";
+
+/// Longest `<node>.error` text carried into results.json.
+const MAX_WHY_BYTES: usize = 2000;
+
+/// The agreement oracle over the logs the run saved in [`LOGS_DIR`]; `None` when the
+/// target declares no `inspect`. A node with neither file was not inspected (the run was
+/// interrupted or failed before its end), which the verdict's reason says.
+pub fn agreement_of(plan: &Plan, run_dir: &Path) -> Result<Option<Agreement>> {
+    if plan.target.spec.inspect.is_none() {
+        return Ok(None);
+    }
+    let dir = run_dir.join(LOGS_DIR);
+    // No logs directory: the run ended (interrupted) before the nodes were inspected. As
+    // with liveness, agreement is then not judged rather than unknown, so it does not turn
+    // an interrupted run's verdict; a run that reached inspection writes a log or an
+    // `.error` for every node.
+    if !dir.is_dir() {
+        return Ok(None);
+    }
+    let mut logs = BTreeMap::new();
+    for node in &plan.nodes {
+        let log = dir.join(format!("{node}.jsonl"));
+        let error = dir.join(format!("{node}.error"));
+        let inspected = if log.is_file() {
+            let text = std::fs::read_to_string(&log)
+                .with_context(|| format!("cannot read {}", log.display()))?;
+            match agreement::parse_log(&text) {
+                Ok(entries) => Inspected::Log(entries),
+                Err(e) => Inspected::Missing(format!("{}: {e}", log.display())),
+            }
+        } else if error.is_file() {
+            let text = std::fs::read(&error)
+                .with_context(|| format!("cannot read {}", error.display()))?;
+            let text = String::from_utf8_lossy(&text[..text.len().min(MAX_WHY_BYTES)]);
+            Inspected::Missing(text.trim().to_string())
+        } else {
+            Inspected::Missing(
+                "not inspected: the run ended before its nodes' logs were read".into(),
+            )
+        };
+        logs.insert(node.clone(), inspected);
+    }
+    Ok(Some(agreement::check(&logs)))
+}
+
+/// The run's verdict is the worst of linearizability's and agreement's; agreement's
+/// reason joins the run's when it is what makes the run unknown or invalid. The one place
+/// `faultline run` and `faultline report --recheck` compose them.
+pub fn apply_agreement(checked: &mut Checked, a: &Agreement) {
+    let before = checked.verdict;
+    checked.verdict = before.worst(a.verdict);
+    let why = match (&a.conflict, &a.reason) {
+        (Some(c), _) => Some(format!(
+            "agreement: {} and {} committed different entries at index {}",
+            c.a.node, c.b.node, c.index
+        )),
+        (None, Some(r)) if a.verdict == Verdict::Unknown => Some(r.clone()),
+        _ => None,
+    };
+    if let Some(why) = why.filter(|_| a.verdict == checked.verdict) {
+        checked.reason = Some(match checked.reason.take() {
+            Some(r) if before == checked.verdict => format!("{r}; {why}"),
+            _ => why,
+        });
     }
 }

@@ -46,6 +46,23 @@ pub fn apply_faults_rule(checked: &mut super::check::Checked, faults: &crate::ne
     }
 }
 
+/// The log's line about agreement.
+pub fn agreement_line(a: &crate::checker::agreement::Agreement) -> String {
+    match (&a.conflict, &a.reason) {
+        (Some(c), _) => format!(
+            "agreement: invalid: at index {} {} committed {:?} and {} committed {:?} ({} conflicting position(s))",
+            c.index, c.a.node, c.a.entry, c.b.node, c.b.entry, c.positions
+        ),
+        (None, Some(r)) => format!("agreement: {}: {r}", a.verdict),
+        (None, None) => format!(
+            "agreement: {}: {} position(s) compared across {} node(s)",
+            a.verdict,
+            a.positions_compared,
+            a.nodes.len()
+        ),
+    }
+}
+
 /// results.json's `wire` and, when it is null, why.
 fn wire_of(
     run_dir: &Path,
@@ -90,6 +107,11 @@ pub fn check_and_report(
     let history = run_dir.join("history.jsonl");
     let mut checked = super::check::check_history(plan, &history)?;
     apply_faults_rule(&mut checked, &summary.faults);
+    let agreement = super::check::agreement_of(plan, run_dir)?;
+    if let Some(a) = &agreement {
+        tracing::info!("{}", agreement_line(a));
+        super::check::apply_agreement(&mut checked, a);
+    }
     let verdict = checked.verdict;
     let shortfall = summary.final_reads.as_ref().and_then(|f| f.shortfall());
     let mut line = format!("checker: {verdict}");
@@ -111,6 +133,9 @@ pub fn check_and_report(
     );
     if let (Some(f), Some(obj)) = (&summary.final_reads, results.as_object_mut()) {
         obj.insert("final_reads".into(), serde_json::to_value(f)?);
+    }
+    if let Some(obj) = results.as_object_mut() {
+        obj.insert("agreement".into(), serde_json::to_value(&agreement)?);
     }
     // Fault windows come from the history whether or not liveness is judged: the wire
     // figures are attributed to them.

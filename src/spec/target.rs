@@ -66,6 +66,9 @@ pub struct TargetSpec {
     /// Files a node writes that the run collects (templates, usually under `{data_dir}`).
     #[serde(default)]
     pub logs: Vec<String>,
+    /// How to read a node's committed log for the agreement oracle (absent: not checked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inspect: Option<Inspect>,
     /// What makes a node who it is, declared for twin faults: a twin of node nX runs the
     /// same start command with nX's template values (name, address, peers, cluster), all
     /// but `{data_dir}`, which is its own. Absent: the target cannot have twins.
@@ -342,6 +345,81 @@ impl Default for ClockSupport {
     }
 }
 
+/// How a node's committed log is read at the end of a run (`checker::agreement`). In YAML:
+/// `inspect: client` (the built-in client asks each node) or `inspect: {command: [argv]}`
+/// (run on the controller once per node, templates filled for that node, printing JSON
+/// lines `{"index": N, "entry": "…"}` on stdout).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(into = "InspectYaml")]
+pub enum Inspect {
+    Client,
+    Command(Vec<String>),
+}
+
+/// The YAML shapes of [`Inspect`], as written.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+enum InspectYaml {
+    Word(String),
+    Command { command: Vec<String> },
+}
+
+const INSPECT_FORMS: &str = "accepted: `inspect: client` or `inspect: {command: [program, args…]}`";
+
+/// By hand, as for [`ClockSupport`]: positions in errors, and a message naming the forms.
+impl<'de> Deserialize<'de> for Inspect {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{self, MapAccess, Visitor};
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Inspect;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(INSPECT_FORMS)
+            }
+            fn visit_str<E: de::Error>(self, w: &str) -> Result<Inspect, E> {
+                if w == "client" {
+                    Ok(Inspect::Client)
+                } else {
+                    Err(E::custom(format!(
+                        "unknown inspect {}; {INSPECT_FORMS}",
+                        super::short_echo(w)
+                    )))
+                }
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Inspect, A::Error> {
+                let key: Option<String> = map.next_key()?;
+                if key.as_deref() != Some("command") {
+                    return Err(de::Error::custom(format!(
+                        "a map must have the one key `command`; {INSPECT_FORMS}"
+                    )));
+                }
+                let command: Vec<String> = map.next_value().map_err(|e| {
+                    de::Error::custom(format!(
+                        "{} (`command` is a list of argv templates); {INSPECT_FORMS}",
+                        super::bare(e)
+                    ))
+                })?;
+                if map.next_key::<String>()?.is_some() {
+                    return Err(de::Error::custom(format!(
+                        "a map must have the one key `command`; {INSPECT_FORMS}"
+                    )));
+                }
+                Ok(Inspect::Command(command))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl From<Inspect> for InspectYaml {
+    fn from(i: Inspect) -> Self {
+        match i {
+            Inspect::Client => InspectYaml::Word("client".into()),
+            Inspect::Command(command) => InspectYaml::Command { command },
+        }
+    }
+}
+
 impl TargetSpec {
     /// The probe run under the clock preload before clock faults are allowed: the declared
     /// one, or for a Python interpreter a short `time.sleep` (what breaks there).
@@ -494,6 +572,31 @@ impl TargetSpec {
                 );
                 templates.push((field, f));
             }
+        }
+        match &self.inspect {
+            Some(Inspect::Client) => v.check(
+                self.client.protocol == Protocol::Raftkv,
+                "inspect",
+                format!(
+                    "`inspect: client` needs a client with a request for a node's committed log; the {} client has none ({}); declare `inspect: {{command: [program, args…]}}` instead, or leave inspect out",
+                    self.client.protocol.as_str(),
+                    match self.client.protocol {
+                        Protocol::Etcd => "etcd's v3 gateway exposes no committed-log read",
+                        _ => "a stdio adapter answers ops only",
+                    }
+                ),
+            ),
+            Some(Inspect::Command(argv)) => {
+                v.check(
+                    !argv.is_empty(),
+                    "inspect.command",
+                    "must name a program",
+                );
+                for (i, a) in argv.iter().enumerate() {
+                    templates.push((format!("inspect.command[{i}]"), a));
+                }
+            }
+            None => {}
         }
         for (field, t) in templates {
             if let Err(rule) = check_template(t, &self.ports) {
@@ -943,5 +1046,81 @@ client: {protocol: raftkv, port: client}
         let ok: TargetSpec = parse_yaml(&p, &format!("{GOOD}identity: {{}}\n")).unwrap();
         ok.validate(&p).unwrap();
         assert_eq!(ok.identity, Some(Identity::default()));
+    }
+
+    #[test]
+    fn inspect_has_two_forms_that_survive_a_round_trip() {
+        let p = Path::new("t.yaml");
+        for (yaml, want) in [
+            ("inspect: client", Inspect::Client),
+            (
+                "inspect: {command: [\"{target_dir}/log.sh\", \"{ip}:{port.client}\", \"{node}\"]}",
+                Inspect::Command(vec![
+                    "{target_dir}/log.sh".into(),
+                    "{ip}:{port.client}".into(),
+                    "{node}".into(),
+                ]),
+            ),
+        ] {
+            let spec: TargetSpec = parse_yaml(p, &format!("{GOOD}{yaml}\n")).unwrap();
+            spec.validate(p).unwrap();
+            assert_eq!(spec.inspect.as_ref(), Some(&want));
+            let again: TargetSpec = parse_yaml(p, &serde_yaml::to_string(&spec).unwrap()).unwrap();
+            assert_eq!(again.inspect, Some(want));
+        }
+        let spec: TargetSpec = parse_yaml(p, GOOD).unwrap();
+        assert_eq!(spec.inspect, None);
+    }
+
+    #[test]
+    fn a_broken_inspect_is_reported_at_its_line_with_the_accepted_forms() {
+        let p = Path::new("targets/x/target.yaml");
+        let lines = GOOD.lines().count();
+        for bad in [
+            "inspect: log",
+            "inspect: {cmd: [x]}",
+            "inspect: {command: x}",
+        ] {
+            let err = parse_yaml::<TargetSpec>(p, &format!("{GOOD}{bad}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with(&format!("targets/x/target.yaml:{}:", lines + 1)),
+                "{bad}: {err}"
+            );
+            assert!(err.contains("`inspect: client`"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn inspect_client_is_refused_for_clients_without_a_log_request_at_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("target.yaml");
+        let text = format!(
+            "{}inspect: client\n",
+            GOOD.replace("protocol: raftkv", "protocol: etcd")
+        );
+        std::fs::write(&path, &text).unwrap();
+        let spec: TargetSpec = parse_yaml(&path, &text).unwrap();
+        let err = spec.validate(&path).unwrap_err().to_string();
+        let line = text.lines().count();
+        assert!(
+            err.starts_with(&format!("{}:{line}:", path.display())),
+            "{err}"
+        );
+        assert!(
+            err.contains("inspect: `inspect: client` needs a client with a request for a node's committed log; the etcd client has none"),
+            "{err}"
+        );
+        let err = validation_error(&format!("{GOOD}inspect: {{command: [\"{{nod}}\"]}}\n"));
+        assert!(
+            err.contains("inspect.command[0]: unknown placeholder {nod}"),
+            "{err}"
+        );
+        let err = validation_error(&format!("{GOOD}inspect: {{command: []}}\n"));
+        assert!(
+            err.contains("inspect.command: must name a program"),
+            "{err}"
+        );
     }
 }

@@ -7,11 +7,12 @@
 
 pub mod client;
 
+use crate::checker::agreement::Entry;
 use crate::hosts::cgroup::{self, RunCgroups};
 use crate::hosts::cleanup::ProcId;
 use crate::hosts::ssh::{RemoteProc, RemoteState};
 use crate::hosts::{Hosts, NodeHost, Registry, SpawnSpec, Spawned};
-use crate::spec::target::{fill, signal_by_name, Protocol, ReadyCheck};
+use crate::spec::target::{fill, signal_by_name, Inspect, Protocol, ReadyCheck};
 use crate::spec::Plan;
 use anyhow::{anyhow, bail, Context, Result};
 use client::Client;
@@ -24,6 +25,88 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
+
+/// How long inspecting one node may take.
+pub const INSPECT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Most bytes of one node's log read by the agreement oracle (an inspect command's
+/// stdout, or raftkv's entries); a longer log is an error, not silently cut.
+pub const INSPECT_MAX_BYTES: usize = 64 << 20;
+
+/// A command line as the shell would read it, for messages.
+fn shown(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| crate::shell::show(a))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Runs an inspect command on the controller, in its own process group (killed with its
+/// children on timeout) with PDEATHSIG; returns its stdout, at most [`INSPECT_MAX_BYTES`].
+async fn run_inspect(argv: &[String], cwd: &Path) -> Result<String, String> {
+    use tokio::io::AsyncReadExt;
+    let shown = shown(argv);
+    let (prog, args) = argv
+        .split_first()
+        .ok_or_else(|| "inspect.command is empty".to_string())?;
+    let mut cmd = tokio::process::Command::new(prog);
+    cmd.args(args)
+        .current_dir(cwd)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    crate::hosts::local::die_with_controller(&mut cmd);
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot run `{shown}`: {e}"))?;
+    let pgid = child.id().map(|p| p as i32);
+    let (Some(mut out), Some(mut err)) = (child.stdout.take(), child.stderr.take()) else {
+        return Err(format!("`{shown}`: no pipes"));
+    };
+    let work = async {
+        let mut stdout = Vec::new();
+        let mut stderr = Vec::new();
+        let cap = INSPECT_MAX_BYTES as u64 + 1;
+        let mut out = (&mut out).take(cap);
+        let mut err = (&mut err).take(64 * 1024);
+        let (o, e) = tokio::join!(out.read_to_end(&mut stdout), err.read_to_end(&mut stderr));
+        o.map_err(|e| format!("reading `{shown}`'s output: {e}"))?;
+        let _ = e;
+        if stdout.len() > INSPECT_MAX_BYTES {
+            return Err(format!(
+                "`{shown}` printed more than the {INSPECT_MAX_BYTES} bytes the agreement oracle reads"
+            ));
+        }
+        let status = child
+            .wait()
+            .await
+            .map_err(|e| format!("waiting for `{shown}`: {e}"))?;
+        if !status.success() {
+            let last = String::from_utf8_lossy(&stderr)
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("")
+                .trim()
+                .to_string();
+            return Err(format!("`{shown}` failed ({status}): {last}"));
+        }
+        String::from_utf8(stdout).map_err(|_| format!("`{shown}` printed bytes that are not UTF-8"))
+    };
+    match tokio::time::timeout(INSPECT_TIMEOUT, work).await {
+        Ok(r) => r,
+        Err(_) => {
+            // Not reaped yet, so the group is still its own: it goes with its children.
+            if let Some(pg) = pgid {
+                let _ = killpg(Pid::from_raw(pg), Signal::SIGKILL);
+            }
+            Err(format!(
+                "`{shown}` did not finish within {INSPECT_TIMEOUT:?}"
+            ))
+        }
+    }
+}
 
 /// Lines of a node's stderr quoted when it fails to start.
 const STDERR_TAIL_LINES: usize = 15;
@@ -378,6 +461,44 @@ impl Cluster {
             cwd: self.plan.target.dir.clone(),
             stderr: dir.join("adapter-stderr.log"),
         })
+    }
+
+    /// `node`'s committed log for the agreement oracle, as target.yaml `inspect` says to
+    /// read it; the error is why there is none (shown in results.json, so in words).
+    pub async fn inspect(&self, node: &str) -> Result<Vec<Entry>, String> {
+        let spec = &self.plan.target.spec;
+        match &spec.inspect {
+            None => Err("the target declares no `inspect`".into()),
+            Some(Inspect::Client) => match spec.client.protocol {
+                Protocol::Raftkv => {
+                    let addr = self.client_addr(node).map_err(|e| format!("{e:#}"))?;
+                    client::raftkv::committed_log(node, addr, INSPECT_TIMEOUT, INSPECT_MAX_BYTES)
+                        .await
+                }
+                // Refused when target.yaml is validated; kept as words for an old plan.
+                p => Err(format!(
+                    "the {} client has no request for a node's committed log",
+                    p.as_str()
+                )),
+            },
+            Some(Inspect::Command(templates)) => {
+                let vars = self.vars(node).map_err(|e| format!("{e:#}"))?;
+                let mut argv = templates
+                    .iter()
+                    .map(|t| fill(t, &vars))
+                    .collect::<Result<Vec<_>>>()
+                    .map_err(|e| format!("{e:#}"))?;
+                if let Some(prog) = argv.first_mut() {
+                    let p = Path::new(prog.as_str());
+                    if p.is_relative() && prog.contains('/') {
+                        *prog = self.plan.target.dir.join(p).display().to_string();
+                    }
+                }
+                let text = run_inspect(&argv, &self.plan.target.dir).await?;
+                crate::checker::agreement::parse_log(&text)
+                    .map_err(|e| format!("`{}` printed {e}", shown(&argv)))
+            }
+        }
     }
 
     /// Start one node (its data dir is kept across restarts).

@@ -1,5 +1,6 @@
 //! The one integration-test binary: one module per area.
 
+mod agreement;
 mod campaign;
 mod checker;
 mod corpus;

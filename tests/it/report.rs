@@ -97,6 +97,14 @@ fn write_run(store: &Path, plan: &Plan, ops: &[Op]) -> (PathBuf, Verdict) {
         )
         .unwrap();
         std::fs::write(d.join("stderr.log"), "").unwrap();
+        // The committed logs the runner saves for the agreement oracle (raftkv inspects):
+        // the same on every node, so agreement does not change these runs' verdicts.
+        std::fs::create_dir_all(dir.join("logs")).unwrap();
+        std::fs::write(
+            dir.join("logs").join(format!("{node}.jsonl")),
+            "{\"index\":1,\"entry\":\"term 1: noop\"}\n",
+        )
+        .unwrap();
     }
     faultline::store::update_latest(store, &dir).unwrap();
     (dir, verdict)

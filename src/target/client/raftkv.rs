@@ -316,3 +316,95 @@ impl RaftkvClient {
         out
     }
 }
+
+/// Entries asked for per `log` request (raftkv answers at most 1024).
+const LOG_PAGE: u64 = 1024;
+/// Longest `log` answer line accepted: a page of 1024 entries with long keys.
+const MAX_LOG_LINE_BYTES: u64 = 8 << 20;
+
+/// One page of raftkv's `log` answer.
+#[derive(Debug, Deserialize)]
+struct LogPage {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    entries: Vec<LogLine>,
+}
+
+#[derive(Debug, Deserialize)]
+struct LogLine {
+    index: u64,
+    term: u64,
+    op: String,
+}
+
+/// `node`'s committed log, paged through raftkv's `log` request on a connection of its
+/// own, as agreement entries (`term T: op`: committed entries at one index must agree on
+/// both). Entries compacted into a snapshot are not answered, so the log starts at the
+/// node's first index. At most `cap_bytes` of entry text are read; beyond that, or after
+/// `timeout`, it is an error.
+pub async fn committed_log(
+    node: &str,
+    addr: SocketAddr,
+    timeout: Duration,
+    cap_bytes: usize,
+) -> Result<Vec<crate::checker::agreement::Entry>, String> {
+    tokio::time::timeout(timeout, async {
+        let stream = TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("connect to {node} at {addr}: {e}"))?;
+        let mut conn = BufReader::new(stream);
+        let (mut out, mut from, mut bytes, mut line) = (Vec::new(), 1u64, 0usize, String::new());
+        for id in 1u64.. {
+            let req = format!("{{\"id\":{id},\"op\":\"log\",\"from\":{from},\"max\":{LOG_PAGE}}}\n");
+            conn.get_mut()
+                .write_all(req.as_bytes())
+                .await
+                .map_err(|e| format!("send to {node}: {e}"))?;
+            line.clear();
+            let n = (&mut conn)
+                .take(MAX_LOG_LINE_BYTES)
+                .read_line(&mut line)
+                .await
+                .map_err(|e| format!("read from {node}: {e}"))?;
+            if n == 0 || !line.ends_with('\n') {
+                return Err(format!(
+                    "{node} closed the connection or sent a line over {MAX_LOG_LINE_BYTES} bytes"
+                ));
+            }
+            let page: LogPage = serde_json::from_str(line.trim())
+                .map_err(|e| format!("{node} sent a malformed log answer: {e}"))?;
+            if page.kind != "ok" {
+                return Err(format!(
+                    "{node} answered log with {} {}",
+                    page.kind,
+                    page.error.unwrap_or_default()
+                ));
+            }
+            let Some(last) = page.entries.last().map(|e| e.index) else {
+                break;
+            };
+            if last < from {
+                return Err(format!("{node} answered log from {from} with index {last}"));
+            }
+            for e in page.entries {
+                bytes += e.op.len();
+                if bytes > cap_bytes {
+                    return Err(format!(
+                        "{node}'s log is longer than the {cap_bytes} bytes the agreement oracle reads"
+                    ));
+                }
+                out.push(crate::checker::agreement::Entry {
+                    index: e.index,
+                    entry: format!("term {}: {}", e.term, e.op),
+                });
+            }
+            from = last + 1;
+        }
+        Ok(out)
+    })
+    .await
+    .unwrap_or_else(|_| Err(format!("{node}: no complete log within {timeout:?}")))
+}

@@ -6,7 +6,7 @@
 //! meaning of each answer (ok / fail = certainly not applied / info = unknown) is decided
 //! by [`crate::replica`].
 
-use crate::replica::{Reply, Request};
+use crate::replica::{Reply, Request, MAX_LOG_PAGE};
 use serde_json::{json, Map, Value};
 
 /// A line that could not be turned into a request, with the id to answer under (if the
@@ -73,10 +73,24 @@ pub fn parse_request(line: &str) -> Result<(Value, Request), BadRequest> {
             to: int(&obj, "to")?,
         },
         "status" => Request::Status,
+        "log" => {
+            let from = int(&obj, "from")?;
+            let max = match obj.get("max") {
+                None => MAX_LOG_PAGE as i64,
+                Some(_) => int(&obj, "max")?,
+            };
+            if from < 0 || max < 0 {
+                return Err(bad(&id, "\"from\" and \"max\" must not be negative".into()));
+            }
+            Request::Log {
+                from: from as u64,
+                max: max as u64,
+            }
+        }
         other => {
             return Err(bad(
                 &id,
-                format!("unknown op {other:?} (expected read, write, cas or status)"),
+                format!("unknown op {other:?} (expected read, write, cas, status or log)"),
             ))
         }
     };
@@ -117,6 +131,17 @@ pub fn render_reply(id: &Value, reply: &Reply) -> String {
                 "peers": peers,
             })
         }
+        Reply::Log(page) => {
+            let entries: Vec<Value> = page
+                .entries
+                .iter()
+                .map(|e| json!({"index": e.index, "term": e.term, "op": e.op}))
+                .collect();
+            json!({
+                "id": id, "type": "ok", "first": page.first,
+                "commit_index": page.commit_index, "entries": entries,
+            })
+        }
     };
     v.to_string()
 }
@@ -129,7 +154,7 @@ pub fn render_bad_request(bad: &BadRequest) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::replica::{PeerCounts, Status};
+    use crate::replica::{LogEntry, LogPage, PeerCounts, Status};
 
     #[test]
     fn parses_every_op() {
@@ -154,6 +179,16 @@ mod tests {
         );
         let (_, r) = parse_request(r#"{"id":4,"op":"status"}"#).unwrap();
         assert_eq!(r, Request::Status);
+        let (_, r) = parse_request(r#"{"id":5,"op":"log","from":3,"max":10}"#).unwrap();
+        assert_eq!(r, Request::Log { from: 3, max: 10 });
+        let (_, r) = parse_request(r#"{"id":6,"op":"log","from":1}"#).unwrap();
+        assert_eq!(
+            r,
+            Request::Log {
+                from: 1,
+                max: MAX_LOG_PAGE
+            }
+        );
     }
 
     #[test]
@@ -186,6 +221,17 @@ mod tests {
                 r#"{"id":10,"op":"read","key":3}"#,
                 json!(10),
                 "\"key\" must be a string",
+            ),
+            (r#"{"id":11,"op":"log"}"#, json!(11), "missing \"from\""),
+            (
+                r#"{"id":12,"op":"log","from":-1}"#,
+                json!(12),
+                "must not be negative",
+            ),
+            (
+                r#"{"id":13,"op":"log","from":1,"max":"all"}"#,
+                json!(13),
+                "\"max\" must be a 64-bit",
             ),
         ];
         for (line, id, why) in cases {
@@ -245,6 +291,27 @@ mod tests {
                    "term":7,"commit_index":123,"applied_index":120,
                    "peers":{"n2":{"messages_sent":10,"bytes_sent":900,"writes_sent":8,
                    "acks_sent":6,"messages_received":9,"bytes_received":500}}})
+        );
+        let page = LogPage {
+            first: 4,
+            commit_index: 5,
+            entries: vec![
+                LogEntry {
+                    index: 4,
+                    term: 2,
+                    op: "noop".into(),
+                },
+                LogEntry {
+                    index: 5,
+                    term: 2,
+                    op: "write \"k\" 1".into(),
+                },
+            ],
+        };
+        assert_eq!(
+            r(Reply::Log(page)),
+            json!({"id":5,"type":"ok","first":4,"commit_index":5,"entries":[
+                {"index":4,"term":2,"op":"noop"},{"index":5,"term":2,"op":"write \"k\" 1"}]})
         );
     }
 }

@@ -15,11 +15,29 @@ use std::collections::{BTreeMap, HashMap};
 /// A client request, already parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
-    Read { key: String },
-    Write { key: String, value: i64 },
-    Cas { key: String, from: i64, to: i64 },
+    Read {
+        key: String,
+    },
+    Write {
+        key: String,
+        value: i64,
+    },
+    Cas {
+        key: String,
+        from: i64,
+        to: i64,
+    },
     Status,
+    /// Committed entries from index `from`, at most `max` of them (capped at
+    /// [`MAX_LOG_PAGE`]): the agreement oracle's view of this node's log.
+    Log {
+        from: u64,
+        max: u64,
+    },
 }
+
+/// Most entries one `log` answer carries; a client pages through longer logs.
+pub const MAX_LOG_PAGE: u64 = 1024;
 
 /// What the node tells the client. `NotLeader`, `Fail` and `CompareFailed` mean the
 /// request certainly had no effect; `Unknown` means it may or may not have.
@@ -32,6 +50,36 @@ pub enum Reply {
     Fail(String),
     Unknown(String),
     Status(Status),
+    Log(LogPage),
+}
+
+/// The answer to a log request: committed entries only, never ones that may still be
+/// replaced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogPage {
+    /// The first index this node still holds: entries below it are compacted into a
+    /// snapshot and cannot be answered (0 entries are skipped silently, so the caller
+    /// compares only the positions it got).
+    pub first: u64,
+    pub commit_index: u64,
+    pub entries: Vec<LogEntry>,
+}
+
+/// One committed entry, with its op as text (`write "k" 5`, `cas "k" 1 2`, `noop`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogEntry {
+    pub index: u64,
+    pub term: u64,
+    pub op: String,
+}
+
+/// An entry's op as the log request shows it; keys are quoted, so the text is unambiguous.
+fn op_text(cmd: Option<&Command>) -> String {
+    match cmd {
+        None => "noop".into(),
+        Some(Command::Write { key, value }) => format!("write {key:?} {value}"),
+        Some(Command::Cas { key, from, to }) => format!("cas {key:?} {from} {to}"),
+    }
 }
 
 /// The answer to a status request.
@@ -223,7 +271,8 @@ impl Replica {
     /// A client request; its answer comes out of a later [`Replica::ready`] under `token`.
     pub fn request(&mut self, token: u64, req: Request) {
         let deadline = self.ticks + self.cfg.request_timeout_ticks;
-        if req != Request::Status && self.pending() >= self.cfg.max_pending {
+        let queued = !matches!(req, Request::Status | Request::Log { .. });
+        if queued && self.pending() >= self.cfg.max_pending {
             self.replies.push((
                 token,
                 Reply::Fail("overloaded: too many pending requests".into()),
@@ -243,6 +292,29 @@ impl Replica {
                     peers: BTreeMap::new(),
                 };
                 self.replies.push((token, Reply::Status(status)));
+            }
+            Request::Log { from, max } => {
+                let log = self.raft.log();
+                let first = log.snap_index() + 1;
+                let commit = self.raft.commit_index();
+                let start = from.max(first);
+                let room = commit.saturating_add(1).saturating_sub(start);
+                let n = max.min(MAX_LOG_PAGE).min(room) as usize;
+                let entries = log
+                    .slice(start, n)
+                    .into_iter()
+                    .map(|e| LogEntry {
+                        index: e.index,
+                        term: e.term,
+                        op: op_text(e.cmd.as_ref()),
+                    })
+                    .collect();
+                let page = LogPage {
+                    first,
+                    commit_index: commit,
+                    entries,
+                };
+                self.replies.push((token, Reply::Log(page)));
             }
             Request::Read { key } => {
                 if !self.raft.is_leader() {

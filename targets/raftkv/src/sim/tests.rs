@@ -689,3 +689,87 @@ fn survives_random_loss_crashes_and_restarts() {
         );
     }
 }
+
+/// Every entry a node's `log` request answers, paging from index 1 with `page` entries.
+fn committed_log(sim: &mut Sim, id: &str, page: u64) -> (u64, Vec<(u64, u64, String)>) {
+    let mut from = 1;
+    let mut out = Vec::new();
+    let mut first = None;
+    loop {
+        let t = sim.request(id, Request::Log { from, max: page });
+        let Some(Reply::Log(p)) = sim.reply(t).cloned() else {
+            panic!("{id} did not answer log: {:?}", sim.reply(t));
+        };
+        first.get_or_insert(p.first);
+        assert!(p.entries.len() as u64 <= page);
+        let Some(last) = p.entries.last().map(|e| e.index) else {
+            break;
+        };
+        assert!(last <= p.commit_index, "only committed entries");
+        out.extend(p.entries.into_iter().map(|e| (e.index, e.term, e.op)));
+        from = last + 1;
+    }
+    (first.unwrap_or(1), out)
+}
+
+#[test]
+fn log_answers_the_same_committed_entries_on_every_node_in_pages() {
+    let mut sim = Sim::new(3, Bugs::default(), 31);
+    let l = settled_leader(&mut sim);
+    for i in 0..25 {
+        sim.write(&l, "k", i);
+    }
+    let c = sim.request(
+        &l,
+        Request::Cas {
+            key: "k".into(),
+            from: 24,
+            to: 99,
+        },
+    );
+    sim.ticks(20);
+    assert_eq!(sim.reply(c), Some(&Reply::Done));
+    let (first, leader_log) = committed_log(&mut sim, &l, 7);
+    assert_eq!(first, 1);
+    assert_eq!(leader_log.len(), 27, "the no-op, 25 writes and the cas");
+    assert_eq!(leader_log[0].2, "noop");
+    assert_eq!(leader_log[1].2, "write \"k\" 0");
+    assert_eq!(leader_log[26].2, "cas \"k\" 24 99");
+    assert!(leader_log
+        .iter()
+        .enumerate()
+        .all(|(i, e)| e.0 == i as u64 + 1));
+    for id in ["n1", "n2", "n3"] {
+        assert_eq!(committed_log(&mut sim, id, 1000).1, leader_log, "{id}");
+    }
+}
+
+#[test]
+fn log_starts_at_the_first_index_not_compacted_into_a_snapshot() {
+    let rcfg = ReplicaConfig {
+        snapshot_threshold: 10,
+        ..ReplicaConfig::default()
+    };
+    let mut sim = Sim::with_config(3, Bugs::default(), 32, raft::Config::default(), rcfg);
+    let l = settled_leader(&mut sim);
+    for i in 0..40 {
+        sim.write(&l, "k", i);
+    }
+    sim.ticks(20);
+    let (first, log) = committed_log(&mut sim, &l, 1000);
+    assert!(first > 1, "compacted: first available index {first}");
+    assert_eq!(log.first().map(|e| e.0), Some(first));
+    assert_eq!(
+        log.last().map(|e| e.0),
+        Some(sim.node(&l).raft().commit_index())
+    );
+    // Asking below the snapshot is not an error: the answer starts where the log does.
+    let t = sim.request(&l, Request::Log { from: 1, max: 3 });
+    let Some(Reply::Log(p)) = sim.reply(t) else {
+        panic!("no log answer");
+    };
+    assert_eq!(p.first, first);
+    assert_eq!(p.entries.first().map(|e| e.index), Some(first));
+    let held = p.commit_index - first + 1;
+    assert_eq!(p.entries.len() as u64, held.min(3));
+}
