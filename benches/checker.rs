@@ -217,6 +217,64 @@ fn single_key_file() {
         single_key_config(),
         &["--model", "cas-register", "--time-limit", "10s"],
     );
+    let ops: Vec<Op> = Simulation::new(single_key_config()).collect();
+    match late_stale_read(&ops) {
+        Some(stale) => {
+            let (verdict, _, _) = check_file_once(
+                "single-key-20p-10k-stale",
+                &stale,
+                &["--model", "cas-register", "--time-limit", "10s"],
+            );
+            assert_ne!(verdict, "valid", "a provably stale read was accepted");
+        }
+        None => println!("single-key-20p-10k-stale: no read to make stale"),
+    }
+}
+
+/// `ops` (unique written values, as [`Simulation`] writes them) with its last ok read
+/// changed to a value that was overwritten as late as can be proven: the value of W1, an
+/// ok write, the only call writing it, that returned before an ok write or cas W2 (of
+/// another value, values being unique) was invoked, W2 returning before the read was
+/// invoked; W2 the latest to return, then W1 the latest. The search must follow the
+/// history nearly to the read before a linearization can run out of W1's value, and then
+/// exhaust every order of the calls before that.
+fn late_stale_read(ops: &[Op]) -> Option<Vec<Op>> {
+    let mut open: std::collections::HashMap<Process, usize> = Default::default();
+    let mut pairs: Vec<(usize, usize)> = Vec::new();
+    let mut writers: std::collections::HashMap<String, usize> = Default::default();
+    for (i, op) in ops.iter().enumerate() {
+        if op.kind == OpType::Invoke {
+            open.insert(op.process, i);
+            let written = match op.f.as_str() {
+                "write" => Some(&op.value),
+                "cas" => op.value.get(1),
+                _ => None,
+            };
+            if let Some(v) = written {
+                *writers.entry(v.to_string()).or_default() += 1;
+            }
+        } else if let Some(inv) = open.remove(&op.process) {
+            pairs.push((inv, i));
+        }
+    }
+    let ok = |&&(_, done): &&(usize, usize)| ops[done].kind == OpType::Ok;
+    let (r_inv, r_done) = *pairs.iter().rev().find(|p| ok(p) && ops[p.0].f == "read")?;
+    let (w2_inv, _) = *pairs
+        .iter()
+        .filter(|p| ok(p) && matches!(ops[p.0].f.as_str(), "write" | "cas") && p.1 < r_inv)
+        .max_by_key(|p| p.1)?;
+    let (w1_inv, _) = *pairs
+        .iter()
+        .filter(|p| {
+            ok(p)
+                && ops[p.0].f == "write"
+                && p.1 < w2_inv
+                && writers.get(&ops[p.0].value.to_string()) == Some(&1)
+        })
+        .max_by_key(|p| p.1)?;
+    let mut stale = ops.to_vec();
+    stale[r_done].value = ops[w1_inv].value.clone();
+    Some(stale)
 }
 
 /// One call of [`heavy_key_history`] before it is written out.
@@ -254,7 +312,7 @@ fn heavy_written(c: &HeavyCall) -> Option<&Value> {
 /// that was provably overwritten (every writer of that value invoked before the read
 /// returned completed before some other completed write that returned before the read
 /// began) or, when there is no such read, a read in the middle to a value never written.
-fn heavy_key_history(seed: u64, stale: bool) -> Option<Vec<Op>> {
+fn heavy_key_history(seed: u64, stale: Stale) -> Option<Vec<Op>> {
     const WORKERS: u64 = 100;
     const CALLS: usize = 500;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -324,15 +382,18 @@ fn heavy_key_history(seed: u64, stale: bool) -> Option<Vec<Op>> {
             _ => c.compare_failed = !c.crashed,
         }
     }
-    if stale {
-        // Failing a provably stale read, a read in the middle returns a value no call
-        // writes: the search must exhaust every order of the calls before it to say so.
-        let (read, value) = stale_victim(&calls).or_else(|| {
-            (calls.len() / 2..calls.len())
-                .find(|&i| calls[i].f == "read" && !calls[i].crashed)
-                .map(|i| (i, json!(5)))
-        })?;
-        calls[read].output = value;
+    match stale {
+        Stale::No => {}
+        Stale::Read => {
+            // Failing a provably stale read, a read in the middle returns a value no call
+            // writes.
+            let (read, value) = stale_victim(&calls).or_else(|| {
+                (calls.len() / 2..calls.len())
+                    .find(|&i| calls[i].f == "read" && !calls[i].crashed)
+                    .map(|i| (i, json!(5)))
+            })?;
+            calls[read].output = value;
+        }
     }
     // Events: invocations and completions in time order.
     let mut events: Vec<(u64, usize, bool)> = Vec::new();
@@ -373,6 +434,18 @@ fn heavy_key_history(seed: u64, stale: bool) -> Option<Vec<Op>> {
         })
         .collect();
     Some(ops)
+}
+
+/// Which invalid variant of [`heavy_key_history`] to build.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stale {
+    /// The history as run: linearizable.
+    No,
+    /// One read returns a value [`stale_victim`] proves overwritten, or else a value
+    /// nobody writes. (With a third of the calls crashed and five values, every value
+    /// has a crashed writer that could take effect late, so seeds 1–5 all take the
+    /// second way.)
+    Read,
 }
 
 /// A completed read and a value it cannot have returned: some completed write or cas W
@@ -468,22 +541,30 @@ fn check_file_once(name: &str, ops: &[Op], args: &[&str]) -> (String, Duration, 
     (verdict, wall, rss_kib)
 }
 
-/// [`heavy_key_history`] for seeds 1–5, valid and with a stale read, each checked once
-/// with a 10 s limit.
+/// [`heavy_key_history`] for seeds 1–5, valid and with a stale read of each kind, each
+/// checked once with a 10 s limit.
 fn heavy_key() {
     for seed in 1..=5 {
-        for stale in [false, true] {
+        for stale in [Stale::No, Stale::Read] {
             let Some(ops) = heavy_key_history(seed, stale) else {
                 println!("heavy-key seed {seed}: no read to make stale");
                 continue;
             };
-            let name = format!("heavy-key-{seed}{}", if stale { "-stale" } else { "" });
+            let suffix = match stale {
+                Stale::No => "",
+                Stale::Read => "-stale",
+            };
+            let name = format!("heavy-key-{seed}{suffix}");
             let (verdict, _, _) = check_file_once(
                 &name,
                 &ops,
                 &["--model", "cas-register", "--time-limit", "10s"],
             );
-            let expected = if stale { "invalid" } else { "valid" };
+            let expected = if stale == Stale::No {
+                "valid"
+            } else {
+                "invalid"
+            };
             if verdict != expected && verdict != "unknown" {
                 panic!("{name}: verdict {verdict}, built to be {expected}");
             }
