@@ -375,21 +375,22 @@ impl<'a> Searcher<'a> {
         open_next[last as usize] = open_tail;
         open_prev[open_tail as usize] = last;
 
-        // Completed calls take bit positions 0.., open ones start at a word boundary.
+        // Completed calls take bit positions 0.. by return, open ones start at a word
+        // boundary, by invocation. By return, the placed completed calls are a run of
+        // ones (every call returning before the earliest unplaced one) then a window a
+        // few words wide: the memo stores only that window ([`Visited`]).
         let completed_words = (events.len() / 2).div_ceil(64).max(1);
-        let (mut next_completed, mut next_open) = (0u32, 64 * completed_words as u32);
-        let bit: Vec<u32> = spans
-            .iter()
-            .map(|span| {
-                let counter = if span.is_open() {
-                    &mut next_open
-                } else {
-                    &mut next_completed
-                };
-                *counter += 1;
-                *counter - 1
-            })
-            .collect();
+        let mut bit = vec![0u32; n];
+        let mut next_completed = 0u32;
+        for &(_, node) in &events {
+            if node & 1 == 1 {
+                bit[(node >> 1) as usize] = next_completed;
+                next_completed += 1;
+            }
+        }
+        for (i, &(_, c)) in open.iter().enumerate() {
+            bit[c as usize] = 64 * completed_words as u32 + i as u32;
+        }
         let open_words = open.len().div_ceil(64);
         let words = completed_words + open_words;
         Searcher {
