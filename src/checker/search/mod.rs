@@ -48,12 +48,27 @@
 //!   this one can. So crashed writes nothing reads are never placed, and an open call
 //!   that changes nothing neither. (A blind write — a write, a put — is the cheap case,
 //!   checked before stepping: it never follows an open call.)
+//! - Reachability ([`Transitions::flow`], registers): a completed call that needs one
+//!   state (a read of `v`, a cas from `v`) must find it before it returns, and only a
+//!   call producing `v` (a write of `v`, a cas to `v`) leads there. A placement after
+//!   which the state is not `v` and no unplaced producer of `v` was invoked before the
+//!   earliest such deadline leads nowhere, and is refused in O(1) (per required state,
+//!   the unplaced needers by return and producers by invocation are dancing-link lists,
+//!   and a placement can only hurt the state it leaves and the one it produced). Before
+//!   the search, a needer whose producers all returned before some completed call W
+//!   began, W surely leaving another state and returning before the needer began, is
+//!   refused outright: the classic stale read, which the search would otherwise find
+//!   only after exhausting every order of the calls before the last producer. Neither
+//!   rule says anything new about a linearization; they only let the search stop
+//!   earlier, so an invalid history needs far fewer configurations (and a read of a
+//!   value nobody writes, none).
 //!
 //! States are small integers handed out by a [`Transitions`] implementation; the set of
-//! placed calls is a bitset (completed calls first, then open ones) with an incrementally
-//! maintained Zobrist hash of its completed part. The memo skips a configuration that
-//! one already explored dominates: the same completed calls and state with fewer open
-//! calls placed ([`visited`]).
+//! placed calls is a bitset (completed calls first, by return, then open ones by
+//! invocation) with an incrementally maintained Zobrist hash of its completed part. The
+//! memo skips a configuration that one already explored dominates: the same completed
+//! calls and state with fewer open calls placed; it stores each configuration trimmed to
+//! the words that set it apart ([`visited`]).
 
 mod interned;
 pub mod visited;
