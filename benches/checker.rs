@@ -9,14 +9,18 @@
 //! history to `target/checker-bench/` once (1,000,000 kv ops over 1,000 keys and 50
 //! processes; one cas-register key with 20 processes, 10,000 ops, a third crashing),
 //! then runs the real `faultline check` on the file three times and prints the verdicts,
-//! wall times and the peak resident memory of the child (getrusage), streaming included.
+//! wall times and the peak resident memory of the checking process, streaming included:
+//! its own `VmHWM`, as `faultline check` reports it. (The kernel's rusage of a child
+//! counts the memory of the spawning bench process until exec, about 70 MiB here, which
+//! hid small figures.)
 //!
 //! `heavy_key` is one key as a 200-client run under every fault gives it (the run of
 //! issue 18): 500 calls of 100 concurrent workers over five values, a third of them
 //! crashed and open to the end, most during two pauses. [`heavy_key_history`] builds it
 //! linearizable by construction (seeds 1–5) and, for each seed, an invalid variant with
 //! one provably stale read; each file is checked once by the real `faultline check`, with
-//! its wall time and the child's peak RSS.
+//! its wall time and peak RSS (`VmHWM`). `single_key_file` likewise checks the single-key
+//! history once more with its last read made stale, as late as can be proven.
 
 use criterion::{BenchmarkId, Criterion};
 use faultline::checker::model::{ModelKind, ModelSpec};
@@ -135,19 +139,47 @@ fn generated_benches(c: &mut Criterion) {
     group.finish();
 }
 
-/// Peak RSS (KiB) of the largest child waited for so far.
-fn children_max_rss_kib() -> i64 {
-    // SAFETY: getrusage only writes into the struct we pass.
-    unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage);
-        usage.ru_maxrss
+/// One run of the real `faultline check`, as its report tells it.
+struct CheckRun {
+    verdict: String,
+    wall: Duration,
+    /// `memory: peak RSS …`: the checking process's own `VmHWM`.
+    peak_rss: String,
+    search: String,
+    /// `unknown because: …`, if said.
+    why: Option<String>,
+}
+
+/// Run `faultline check ARGS FILE` and read its report.
+fn check_run(args: &[&str], file: &Path) -> CheckRun {
+    let started = Instant::now();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .arg("check")
+        .args(args)
+        .arg(file)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let wall = started.elapsed();
+    let out = String::from_utf8_lossy(&out.stdout);
+    let line = |prefix: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .map(str::to_string)
+    };
+    CheckRun {
+        verdict: line("verdict: ")
+            .unwrap_or_else(|| "?".into())
+            .to_lowercase(),
+        wall,
+        peak_rss: line("memory: peak RSS ").unwrap_or_else(|| "?".into()),
+        search: line("search: ").unwrap_or_else(|| "?".into()),
+        why: line("unknown because: "),
     }
 }
 
 /// Write a simulated history to `target/checker-bench/NAME.jsonl` (once), then run the
-/// real `faultline check` on it three times; print verdicts, wall times and the peak RSS
-/// of the children (getrusage), streaming included.
+/// real `faultline check` on it three times; print verdicts, wall times and the largest
+/// peak RSS, streaming included.
 fn cli_scenario(name: &str, cfg: SimConfig, args: &[&str]) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/checker-bench");
     std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
@@ -171,29 +203,22 @@ fn cli_scenario(name: &str, cfg: SimConfig, args: &[&str]) {
             started.elapsed()
         );
     }
-    let mut walls = Vec::new();
-    let mut verdicts = Vec::new();
-    for _ in 0..3 {
-        let started = Instant::now();
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_faultline"))
-            .args(["check", "--quiet"])
-            .args(args)
-            .arg(&file)
-            .output()
-            .unwrap_or_else(|e| panic!("{e}"));
-        walls.push(started.elapsed());
-        verdicts.push(String::from_utf8_lossy(&out.stdout).trim().to_string());
-        assert!(
-            matches!(out.status.code(), Some(0 | 2)),
+    let runs: Vec<CheckRun> = (0..3).map(|_| check_run(args, &file)).collect();
+    for run in &runs {
+        assert_ne!(
+            run.verdict, "invalid",
             "{name}: a simulated history is never invalid"
         );
     }
+    let verdicts: Vec<&str> = runs.iter().map(|r| r.verdict.as_str()).collect();
+    let mut walls: Vec<Duration> = runs.iter().map(|r| r.wall).collect();
     walls.sort();
+    let rss: Vec<&str> = runs.iter().map(|r| r.peak_rss.as_str()).collect();
     println!(
-        "{name}: faultline check {}: verdicts {verdicts:?}, median wall {:.2?} (runs {walls:.2?}), peak RSS {} MiB",
+        "{name}: faultline check {}: verdicts {verdicts:?}, median wall {:.2?} (runs {walls:.2?}), peak RSS {rss:?}; search: {}",
         args.join(" "),
         walls[1],
-        children_max_rss_kib() / 1024
+        runs[0].search
     );
 }
 
@@ -217,6 +242,144 @@ fn single_key_file() {
         single_key_config(),
         &["--model", "cas-register", "--time-limit", "10s"],
     );
+    let ops: Vec<Op> = Simulation::new(single_key_config()).collect();
+    match late_stale_read(&ops) {
+        Some(stale) => {
+            let verdict = check_file_once(
+                "single-key-20p-10k-stale",
+                &stale,
+                &["--model", "cas-register", "--time-limit", "10s"],
+            );
+            assert_ne!(verdict, "valid", "a provably stale read was accepted");
+        }
+        None => println!("single-key-20p-10k-stale: no read to make stale"),
+    }
+    match late_crossed_reads(&ops) {
+        Some(crossed) => {
+            let verdict = check_file_once(
+                "single-key-20p-10k-crossed",
+                &crossed,
+                &["--model", "cas-register", "--time-limit", "10s"],
+            );
+            assert_ne!(verdict, "valid", "crossed reads were accepted");
+        }
+        None => println!("single-key-20p-10k-crossed: no reads to cross"),
+    }
+}
+
+/// (invocation, completion) positions of every completed op of `ops`.
+fn op_pairs(ops: &[Op]) -> Vec<(usize, usize)> {
+    let mut open: std::collections::HashMap<Process, usize> = Default::default();
+    let mut pairs = Vec::new();
+    for (i, op) in ops.iter().enumerate() {
+        if op.kind == OpType::Invoke {
+            open.insert(op.process, i);
+        } else if let Some(inv) = open.remove(&op.process) {
+            pairs.push((inv, i));
+        }
+    }
+    pairs
+}
+
+/// `ops` (unique written values) with two overlapping ok reads changed to return the
+/// values of two overlapping ok writes A and B that both returned before either read
+/// began, one read each: the latest such writes with no call between them and the
+/// reads. Whichever write takes effect last, the other's value is gone for good before
+/// either read, so this cannot be linearized; but no single call proves it, and the
+/// search finds out only once it has placed both writes, then must exhaust every order
+/// of the calls before.
+fn late_crossed_reads(ops: &[Op]) -> Option<Vec<Op>> {
+    let pairs = op_pairs(ops);
+    let ok = |f: &str, p: &(usize, usize)| ops[p.1].kind == OpType::Ok && ops[p.0].f == f;
+    let mut writers: std::collections::HashMap<String, usize> = Default::default();
+    for op in ops.iter().filter(|o| o.kind == OpType::Invoke) {
+        let written = match op.f.as_str() {
+            "write" => Some(&op.value),
+            "cas" => op.value.get(1),
+            _ => None,
+        };
+        if let Some(v) = written {
+            *writers.entry(v.to_string()).or_default() += 1;
+        }
+    }
+    let writes: Vec<(usize, usize)> = pairs
+        .iter()
+        .copied()
+        .filter(|p| ok("write", p) && writers.get(&ops[p.0].value.to_string()) == Some(&1))
+        .collect();
+    let reads: Vec<(usize, usize)> = pairs.iter().copied().filter(|p| ok("read", p)).collect();
+    for (i, a) in writes.iter().enumerate().rev() {
+        for b in writes[i + 1..].iter().take(20) {
+            if !(b.0 < a.1 && a.0 < b.1) {
+                continue;
+            }
+            let after = a.1.max(b.1);
+            let first = reads.partition_point(|r| r.0 < after);
+            let Some(ra) = reads.get(first) else {
+                continue;
+            };
+            let Some(rb) = reads[first + 1..].iter().find(|r| r.0 < ra.1) else {
+                continue;
+            };
+            // No call may fit between the writes and the reads: one would show a state
+            // other than the reads' values there, and prove the history invalid alone.
+            let (from, to) = (a.1.min(b.1), ra.0.max(rb.0));
+            if pairs.iter().any(|p| p.0 > from && p.1 < to) {
+                continue;
+            }
+            let mut crossed = ops.to_vec();
+            crossed[ra.1].value = ops[a.0].value.clone();
+            crossed[rb.1].value = ops[b.0].value.clone();
+            return Some(crossed);
+        }
+    }
+    None
+}
+
+/// `ops` (unique written values, as [`Simulation`] writes them) with its last ok read
+/// changed to a value that was overwritten as late as can be proven: the value of W1, an
+/// ok write, the only call writing it, that returned before an ok write or cas W2 (of
+/// another value, values being unique) was invoked, W2 returning before the read was
+/// invoked; W2 the latest to return, then W1 the latest. The search must follow the
+/// history nearly to the read before a linearization can run out of W1's value, and then
+/// exhaust every order of the calls before that.
+fn late_stale_read(ops: &[Op]) -> Option<Vec<Op>> {
+    let mut open: std::collections::HashMap<Process, usize> = Default::default();
+    let mut pairs: Vec<(usize, usize)> = Vec::new();
+    let mut writers: std::collections::HashMap<String, usize> = Default::default();
+    for (i, op) in ops.iter().enumerate() {
+        if op.kind == OpType::Invoke {
+            open.insert(op.process, i);
+            let written = match op.f.as_str() {
+                "write" => Some(&op.value),
+                "cas" => op.value.get(1),
+                _ => None,
+            };
+            if let Some(v) = written {
+                *writers.entry(v.to_string()).or_default() += 1;
+            }
+        } else if let Some(inv) = open.remove(&op.process) {
+            pairs.push((inv, i));
+        }
+    }
+    let ok = |&&(_, done): &&(usize, usize)| ops[done].kind == OpType::Ok;
+    let (r_inv, r_done) = *pairs.iter().rev().find(|p| ok(p) && ops[p.0].f == "read")?;
+    let (w2_inv, _) = *pairs
+        .iter()
+        .filter(|p| ok(p) && matches!(ops[p.0].f.as_str(), "write" | "cas") && p.1 < r_inv)
+        .max_by_key(|p| p.1)?;
+    let (w1_inv, _) = *pairs
+        .iter()
+        .filter(|p| {
+            ok(p)
+                && ops[p.0].f == "write"
+                && p.1 < w2_inv
+                && writers.get(&ops[p.0].value.to_string()) == Some(&1)
+        })
+        .max_by_key(|p| p.1)?;
+    let mut stale = ops.to_vec();
+    stale[r_done].value = ops[w1_inv].value.clone();
+    Some(stale)
 }
 
 /// One call of [`heavy_key_history`] before it is written out.
@@ -254,7 +417,7 @@ fn heavy_written(c: &HeavyCall) -> Option<&Value> {
 /// that was provably overwritten (every writer of that value invoked before the read
 /// returned completed before some other completed write that returned before the read
 /// began) or, when there is no such read, a read in the middle to a value never written.
-fn heavy_key_history(seed: u64, stale: bool) -> Option<Vec<Op>> {
+fn heavy_key_history(seed: u64, stale: Stale) -> Option<Vec<Op>> {
     const WORKERS: u64 = 100;
     const CALLS: usize = 500;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -324,15 +487,18 @@ fn heavy_key_history(seed: u64, stale: bool) -> Option<Vec<Op>> {
             _ => c.compare_failed = !c.crashed,
         }
     }
-    if stale {
-        // Failing a provably stale read, a read in the middle returns a value no call
-        // writes: the search must exhaust every order of the calls before it to say so.
-        let (read, value) = stale_victim(&calls).or_else(|| {
-            (calls.len() / 2..calls.len())
-                .find(|&i| calls[i].f == "read" && !calls[i].crashed)
-                .map(|i| (i, json!(5)))
-        })?;
-        calls[read].output = value;
+    match stale {
+        Stale::No => {}
+        Stale::Read => {
+            // Failing a provably stale read, a read in the middle returns a value no call
+            // writes.
+            let (read, value) = stale_victim(&calls).or_else(|| {
+                (calls.len() / 2..calls.len())
+                    .find(|&i| calls[i].f == "read" && !calls[i].crashed)
+                    .map(|i| (i, json!(5)))
+            })?;
+            calls[read].output = value;
+        }
     }
     // Events: invocations and completions in time order.
     let mut events: Vec<(u64, usize, bool)> = Vec::new();
@@ -375,6 +541,18 @@ fn heavy_key_history(seed: u64, stale: bool) -> Option<Vec<Op>> {
     Some(ops)
 }
 
+/// Which invalid variant of [`heavy_key_history`] to build.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stale {
+    /// The history as run: linearizable.
+    No,
+    /// One read returns a value [`stale_victim`] proves overwritten, or else a value
+    /// nobody writes. (With a third of the calls crashed and five values, every value
+    /// has a crashed writer that could take effect late, so seeds 1–5 all take the
+    /// second way.)
+    Read,
+}
+
 /// A completed read and a value it cannot have returned: some completed write or cas W
 /// (of another value) returned before the read was invoked, and every call that could
 /// write the value and was invoked before the read returned completed `ok` before W was
@@ -413,7 +591,7 @@ fn stale_victim(calls: &[HeavyCall]) -> Option<(usize, Value)> {
 /// Write `ops` to `target/checker-bench/NAME.jsonl` (replacing it), then run the real
 /// `faultline check` on it once; print the verdict, the wall time, the search's counters
 /// and the child's peak RSS.
-fn check_file_once(name: &str, ops: &[Op], args: &[&str]) -> (String, Duration, i64) {
+fn check_file_once(name: &str, ops: &[Op], args: &[&str]) -> String {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/checker-bench");
     std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
     let file = dir.join(format!("{name}.jsonl"));
@@ -424,66 +602,39 @@ fn check_file_once(name: &str, ops: &[Op], args: &[&str]) -> (String, Duration, 
         std::io::Write::write_all(&mut w, b"\n").unwrap_or_else(|e| panic!("{e}"));
     }
     drop(w);
-    let started = Instant::now();
-    // Reaped by wait4 below, which also gives this child's own peak RSS.
-    #[allow(clippy::zombie_processes)]
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_faultline"))
-        .arg("check")
-        .args(args)
-        .arg(&file)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{e}"));
-    let pid = child.id() as libc::pid_t;
-    let mut out = String::new();
-    if let Some(mut stdout) = child.stdout {
-        std::io::Read::read_to_string(&mut stdout, &mut out).unwrap_or_else(|e| panic!("{e}"));
-    }
-    // SAFETY: wait4 only writes into the status and the struct we pass.
-    let rss_kib = unsafe {
-        let mut status = 0;
-        let mut usage: libc::rusage = std::mem::zeroed();
-        libc::wait4(pid, &mut status, 0, &mut usage);
-        usage.ru_maxrss
-    };
-    let wall = started.elapsed();
-    let verdict = out
-        .lines()
-        .find_map(|l| l.strip_prefix("verdict: "))
-        .unwrap_or("?")
-        .to_lowercase();
-    let search = out
-        .lines()
-        .find_map(|l| l.strip_prefix("search: "))
-        .unwrap_or("?");
-    let why = out
-        .lines()
-        .find_map(|l| l.strip_prefix("unknown because: "))
-        .map(|r| format!(" ({r})"))
-        .unwrap_or_default();
+    let run = check_run(args, &file);
+    let why = run.why.map(|r| format!(" ({r})")).unwrap_or_default();
     println!(
-        "{name}: {verdict}{why} in {wall:.2?} wall, peak RSS {} MiB; search: {search}",
-        rss_kib / 1024
+        "{name}: {}{why} in {:.2?} wall, peak RSS {}; search: {}",
+        run.verdict, run.wall, run.peak_rss, run.search
     );
-    (verdict, wall, rss_kib)
+    run.verdict
 }
 
-/// [`heavy_key_history`] for seeds 1–5, valid and with a stale read, each checked once
-/// with a 10 s limit.
+/// [`heavy_key_history`] for seeds 1–5, valid and with a stale read of each kind, each
+/// checked once with a 10 s limit.
 fn heavy_key() {
     for seed in 1..=5 {
-        for stale in [false, true] {
+        for stale in [Stale::No, Stale::Read] {
             let Some(ops) = heavy_key_history(seed, stale) else {
                 println!("heavy-key seed {seed}: no read to make stale");
                 continue;
             };
-            let name = format!("heavy-key-{seed}{}", if stale { "-stale" } else { "" });
-            let (verdict, _, _) = check_file_once(
+            let suffix = match stale {
+                Stale::No => "",
+                Stale::Read => "-stale",
+            };
+            let name = format!("heavy-key-{seed}{suffix}");
+            let verdict = check_file_once(
                 &name,
                 &ops,
                 &["--model", "cas-register", "--time-limit", "10s"],
             );
-            let expected = if stale { "invalid" } else { "valid" };
+            let expected = if stale == Stale::No {
+                "valid"
+            } else {
+                "invalid"
+            };
             if verdict != expected && verdict != "unknown" {
                 panic!("{name}: verdict {verdict}, built to be {expected}");
             }

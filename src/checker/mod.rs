@@ -648,35 +648,58 @@ mod tests {
         }
     }
 
+    /// A read in [`register_keys`] that makes its key invalid only deep in the search:
+    /// the last two writes overlap, and so do a read of each value after both.
+    const CROSSED: i64 = -2;
+
     /// Per key: `writes` sequential writes of 1, 2 … then a read of `read` (invalid
-    /// unless it is the last value written). Enough writes make a key's search look at
-    /// its budget, which is where a decided verdict stops it.
+    /// unless it is the last value written), or the [`CROSSED`] ending. Enough writes
+    /// make a key's search look at its budget, which is where a decided verdict stops it.
     fn register_keys(writes: i64, reads: &[i64]) -> Vec<Result<(usize, Op), HistoryError>> {
         let mut ops = Vec::new();
-        for (k, read) in reads.iter().enumerate() {
-            let calls = (1..=writes).map(|v| ("write", json!(v), json!(v))).chain([(
-                "read",
-                Value::Null,
-                json!(read),
-            )]);
-            for (f, input, output) in calls {
-                for (kind, value) in [(OpType::Invoke, &input), (OpType::Ok, &output)] {
-                    let index = ops.len() as u64;
-                    ops.push(Ok((
-                        ops.len() + 1,
-                        Op {
-                            index,
-                            time_ns: index * 10,
-                            process: Process::Client(k as u64),
-                            kind,
-                            f: f.to_string(),
-                            key: Some(format!("k{k}")),
-                            value: value.clone(),
-                            node: None,
-                            error: None,
-                        },
-                    )));
-                }
+        for (k, &read) in reads.iter().enumerate() {
+            // (second process of the key, f, kind, value)
+            let call = |second: bool, f: &'static str, input: Value, output: Value| {
+                [
+                    (second, f, OpType::Invoke, input),
+                    (second, f, OpType::Ok, output),
+                ]
+            };
+            let sequential = if read == CROSSED { writes - 2 } else { writes };
+            let mut events: Vec<(bool, &str, OpType, Value)> = (1..=sequential)
+                .flat_map(|v| call(false, "write", json!(v), json!(v)))
+                .collect();
+            if read == CROSSED {
+                let (a, b) = (json!(writes - 1), json!(writes));
+                events.extend([
+                    (false, "write", OpType::Invoke, a.clone()),
+                    (true, "write", OpType::Invoke, b.clone()),
+                    (false, "write", OpType::Ok, a.clone()),
+                    (true, "write", OpType::Ok, b.clone()),
+                    (false, "read", OpType::Invoke, Value::Null),
+                    (true, "read", OpType::Invoke, Value::Null),
+                    (false, "read", OpType::Ok, a),
+                    (true, "read", OpType::Ok, b),
+                ]);
+            } else {
+                events.extend(call(false, "read", Value::Null, json!(read)));
+            }
+            for (second, f, kind, value) in events {
+                let index = ops.len() as u64;
+                ops.push(Ok((
+                    ops.len() + 1,
+                    Op {
+                        index,
+                        time_ns: index * 10,
+                        process: Process::Client(2 * k as u64 + u64::from(second)),
+                        kind,
+                        f: f.to_string(),
+                        key: Some(format!("k{k}")),
+                        value,
+                        node: None,
+                        error: None,
+                    },
+                )));
             }
         }
         ops
@@ -722,7 +745,9 @@ mod tests {
             after_invalid: Duration::ZERO,
             ..CheckOptions::default()
         };
-        let report = check_register(&[-1, -1, -1], &opts);
+        // Keys the search must walk to the end to find invalid (a plain stale read is
+        // refused before any step).
+        let report = check_register(&[CROSSED, CROSSED, CROSSED], &opts);
         assert_eq!(report.verdict, Verdict::Invalid, "{report}");
         assert_eq!(
             (report.keys_invalid, report.keys_skipped),

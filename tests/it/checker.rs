@@ -178,6 +178,31 @@ fn the_search_agrees_with_brute_force_when_half_the_calls_crash() {
     );
 }
 
+/// The reachability pruning (a read or cas needs its value produced in time; a value
+/// whose producers all came before a call that surely left it is gone) decides most
+/// invalid register histories: up to the brute-force limit of 12 calls, with reads and
+/// cas calls dense, a third of the calls crashed, both verdicts common.
+#[test]
+fn the_search_agrees_with_brute_force_where_reads_need_their_values_produced() {
+    let mut seen = [0usize; 2];
+    for seed in 0..2400u64 {
+        let workload = [Workload::Register, Workload::CasRegister][(seed % 2) as usize];
+        let calls = 9 + (seed / 2 % 4) as usize;
+        let ops = simulate::random_small_with(workload, 90_000 + seed, calls, 0.3);
+        let expected = brute_of(workload, false, &ops);
+        let got = run(&ops, &spec_of(workload));
+        assert_eq!(
+            got, expected,
+            "seed {seed}, {workload:?}, {calls} calls:\n{ops:#?}"
+        );
+        seen[usize::from(got == Verdict::Invalid)] += 1;
+    }
+    assert!(
+        seen[0] > 300 && seen[1] > 300,
+        "both verdicts must be common in the sample: {seen:?} (valid, invalid)"
+    );
+}
+
 /// A crashed write matters exactly when its value is read: the merged-values pruning
 /// must keep it apart then, and must not let it take effect before it was invoked.
 #[test]

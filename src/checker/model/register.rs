@@ -246,6 +246,26 @@ impl Transitions for RegisterSteps<'_> {
     fn dead(&self) -> Option<u32> {
         self.dead.map(|v| v.0)
     }
+
+    /// A register's value changes only by a write or a successful cas, to the value it
+    /// names; a read and a cas need one value.
+    fn flow(&self) -> bool {
+        true
+    }
+
+    fn requires(&self, call: u32) -> Option<u32> {
+        match self.calls.get(call as usize)? {
+            RegisterCall::Read(v) | RegisterCall::Cas { from: v, .. } => Some(v.0),
+            RegisterCall::Write(_) | RegisterCall::CasFailed { .. } => None,
+        }
+    }
+
+    fn produces(&self, call: u32) -> Option<u32> {
+        match self.calls.get(call as usize)? {
+            RegisterCall::Write(v) | RegisterCall::Cas { to: v, .. } => Some(v.0),
+            RegisterCall::Read(_) | RegisterCall::CasFailed { .. } => None,
+        }
+    }
 }
 
 /// The value a call tells apart from every other: [`step`] treats all the values a call

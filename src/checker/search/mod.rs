@@ -48,12 +48,27 @@
 //!   this one can. So crashed writes nothing reads are never placed, and an open call
 //!   that changes nothing neither. (A blind write — a write, a put — is the cheap case,
 //!   checked before stepping: it never follows an open call.)
+//! - Reachability ([`Transitions::flow`], registers): a completed call that needs one
+//!   state (a read of `v`, a cas from `v`) must find it before it returns, and only a
+//!   call producing `v` (a write of `v`, a cas to `v`) leads there. A placement after
+//!   which the state is not `v` and no unplaced producer of `v` was invoked before the
+//!   earliest such deadline leads nowhere, and is refused in O(1) (per required state,
+//!   the unplaced needers by return and producers by invocation are dancing-link lists,
+//!   and a placement can only hurt the state it leaves and the one it produced). Before
+//!   the search, a needer whose producers all returned before some completed call W
+//!   began, W surely leaving another state and returning before the needer began, is
+//!   refused outright: the classic stale read, which the search would otherwise find
+//!   only after exhausting every order of the calls before the last producer. Neither
+//!   rule says anything new about a linearization; they only let the search stop
+//!   earlier, so an invalid history needs far fewer configurations (and a read of a
+//!   value nobody writes, none).
 //!
 //! States are small integers handed out by a [`Transitions`] implementation; the set of
-//! placed calls is a bitset (completed calls first, then open ones) with an incrementally
-//! maintained Zobrist hash of its completed part. The memo skips a configuration that
-//! one already explored dominates: the same completed calls and state with fewer open
-//! calls placed ([`visited`]).
+//! placed calls is a bitset (completed calls first, by return, then open ones by
+//! invocation) with an incrementally maintained Zobrist hash of its completed part. The
+//! memo skips a configuration that one already explored dominates: the same completed
+//! calls and state with fewer open calls placed; it stores each configuration trimmed to
+//! the words that set it apart ([`visited`]).
 
 mod interned;
 pub mod visited;
@@ -116,6 +131,23 @@ pub trait Transitions {
     /// both, to the same state, or (read-only `c`) to each state itself. Both are then
     /// dead for good, and the configurations bisimilar.
     fn dead(&self) -> Option<u32> {
+        None
+    }
+    /// Whether [`Self::requires`] and [`Self::produces`] describe every call, so that the
+    /// search may prune configurations from which a completed call can no longer reach
+    /// the state it needs. The contract: `requires(c) == Some(v)` only if `c` is illegal
+    /// in every state but `v`; and whenever `step(s, c) == Some(t)` with `t != s`,
+    /// `produces(c) == Some(t)` (a call that may lead to several states cannot take part).
+    fn flow(&self) -> bool {
+        false
+    }
+    /// The one state `call` is legal in (a read of `v`, a cas from `v`), or `None`.
+    fn requires(&self, _call: u32) -> Option<u32> {
+        None
+    }
+    /// The one state `call` leads to when it changes the state (a write of `v`, a cas to
+    /// `v`), or `None` when it never changes it.
+    fn produces(&self, _call: u32) -> Option<u32> {
         None
     }
 }
@@ -264,6 +296,20 @@ struct Searcher<'a> {
     observes: Vec<u32>,
     observers: Vec<u32>,
     dead: u32,
+    /// Reachability pruning ([`Transitions::flow`]). The states some completed call
+    /// requires get local numbers `k`; per call, the one it requires (completed calls
+    /// only) and the one it produces, or [`NONE`]. Per `k`, two circular lists with
+    /// sentinel node `n + k` (`n` calls): the unplaced completed calls requiring it by
+    /// return, and the unplaced calls producing it by invocation. The first of each
+    /// answers "can the earliest deadline still be met?" in O(1).
+    need: Vec<u32>,
+    make: Vec<u32>,
+    need_state: Vec<u32>,
+    need_of_state: rustc_hash::FxHashMap<u32, u32>,
+    req_next: Vec<u32>,
+    req_prev: Vec<u32>,
+    prod_next: Vec<u32>,
+    prod_prev: Vec<u32>,
     /// The earliest return among unplaced completed calls of the current configuration
     /// (known once its scan for a legal read found none): candidates are invoked before.
     bound: u64,
@@ -344,21 +390,22 @@ impl<'a> Searcher<'a> {
         open_next[last as usize] = open_tail;
         open_prev[open_tail as usize] = last;
 
-        // Completed calls take bit positions 0.., open ones start at a word boundary.
+        // Completed calls take bit positions 0.. by return, open ones start at a word
+        // boundary, by invocation. By return, the placed completed calls are a run of
+        // ones (every call returning before the earliest unplaced one) then a window a
+        // few words wide: the memo stores only that window ([`Visited`]).
         let completed_words = (events.len() / 2).div_ceil(64).max(1);
-        let (mut next_completed, mut next_open) = (0u32, 64 * completed_words as u32);
-        let bit: Vec<u32> = spans
-            .iter()
-            .map(|span| {
-                let counter = if span.is_open() {
-                    &mut next_open
-                } else {
-                    &mut next_completed
-                };
-                *counter += 1;
-                *counter - 1
-            })
-            .collect();
+        let mut bit = vec![0u32; n];
+        let mut next_completed = 0u32;
+        for &(_, node) in &events {
+            if node & 1 == 1 {
+                bit[(node >> 1) as usize] = next_completed;
+                next_completed += 1;
+            }
+        }
+        for (i, &(_, c)) in open.iter().enumerate() {
+            bit[c as usize] = 64 * completed_words as u32 + i as u32;
+        }
         let open_words = open.len().div_ceil(64);
         let words = completed_words + open_words;
         Searcher {
@@ -377,6 +424,14 @@ impl<'a> Searcher<'a> {
             observes: Vec::new(),
             observers: Vec::new(),
             dead: NONE,
+            need: Vec::new(),
+            make: Vec::new(),
+            need_state: Vec::new(),
+            need_of_state: rustc_hash::FxHashMap::default(),
+            req_next: Vec::new(),
+            req_prev: Vec::new(),
+            prod_next: Vec::new(),
+            prod_prev: Vec::new(),
             bound: OPEN,
             first: NONE,
             placed: vec![0; words],
@@ -409,8 +464,16 @@ impl<'a> Searcher<'a> {
             + self.prev.capacity()
             + self.open_next.capacity()
             + self.open_prev.capacity()
-            + self.twin_next.capacity())
-            * 4;
+            + self.twin_next.capacity()
+            + self.need.capacity()
+            + self.make.capacity()
+            + self.need_state.capacity()
+            + self.req_next.capacity()
+            + self.req_prev.capacity()
+            + self.prod_next.capacity()
+            + self.prod_prev.capacity())
+            * 4
+            + self.need_of_state.capacity() * 9;
         let stack = self.stack.capacity() * std::mem::size_of::<Frame>();
         let blocked = self.blocked.capacity() * (MAX_BLOCKED_STATES * 4 + 1);
         (self.visited.heap_bytes()
@@ -475,6 +538,226 @@ impl<'a> Searcher<'a> {
             Self::unlink(&mut self.open_next, &mut self.open_prev, twin);
         }
         Self::relink(&mut self.open_next, &mut self.open_prev, c);
+    }
+
+    /// Set up the reachability pruning (see [`Transitions::flow`]); `Some((call, state))`
+    /// when a completed call can never reach the state it requires, even from the start
+    /// (with a state it would find instead).
+    fn setup_flow<T: Transitions>(&mut self, t: &mut T, init: u32) -> Option<(u32, u32)> {
+        if !t.flow() {
+            return None;
+        }
+        let n = self.spans.len() as u32;
+        let mut need = vec![NONE; n as usize];
+        for c in 0..n {
+            if self.spans[c as usize].is_open() {
+                continue;
+            }
+            if let Some(v) = t.requires(c) {
+                let next = self.need_state.len() as u32;
+                need[c as usize] = *self.need_of_state.entry(v).or_insert(next);
+                if need[c as usize] == next {
+                    self.need_state.push(v);
+                }
+            }
+        }
+        if self.need_state.is_empty() {
+            return None;
+        }
+        self.make = (0..n)
+            .map(|c| {
+                t.produces(c)
+                    .and_then(|v| self.need_of_state.get(&v).copied())
+                    .unwrap_or(NONE)
+            })
+            .collect();
+        self.need = need;
+        let k = self.need_state.len() as u32;
+        let sentinels = n..n + k;
+        let circle = || -> (Vec<u32>, Vec<u32>) {
+            let ends: Vec<u32> = (0..n).chain(sentinels.clone()).collect();
+            (ends.clone(), ends)
+        };
+        (self.req_next, self.req_prev) = circle();
+        (self.prod_next, self.prod_prev) = circle();
+        let mut requirers: Vec<u32> = (0..n).filter(|&c| self.need[c as usize] != NONE).collect();
+        requirers.sort_unstable_by_key(|&c| self.spans[c as usize].ret);
+        for c in requirers {
+            let sentinel = n + self.need[c as usize];
+            let last = self.req_prev[sentinel as usize];
+            (self.req_prev[c as usize], self.req_next[c as usize]) = (last, sentinel);
+            self.req_next[last as usize] = c;
+            self.req_prev[sentinel as usize] = c;
+        }
+        let mut producers: Vec<u32> = (0..n).filter(|&c| self.make[c as usize] != NONE).collect();
+        producers.sort_unstable_by_key(|&c| self.spans[c as usize].invoke);
+        for c in producers {
+            let sentinel = n + self.make[c as usize];
+            let last = self.prod_prev[sentinel as usize];
+            (self.prod_prev[c as usize], self.prod_next[c as usize]) = (last, sentinel);
+            self.prod_next[last as usize] = c;
+            self.prod_prev[sentinel as usize] = c;
+        }
+        (0..k)
+            .find_map(|k| self.unreachable(k, NONE, init).map(|r| (r, init)))
+            .or_else(|| self.overwritten(t))
+    }
+
+    /// A completed call whose required state is provably gone for good when it must take
+    /// effect, found before any search: every call that may produce that state and was
+    /// invoked before the call returned completed before some completed call W was
+    /// invoked, and W, which surely leaves another state, returned before the call was
+    /// invoked. In every linearization the producers come before W and W before the
+    /// call, and no producer can come between them: the state the call needs is never
+    /// there (the classic stale read). The dynamic check ([`Self::doomed`]) finds this
+    /// only once the search has placed every producer, and an invalid history must then
+    /// exhaust every order of the calls before; this finds it in O(n log n). Returns the
+    /// call and the state W leaves.
+    fn overwritten<T: Transitions>(&self, t: &mut T) -> Option<(u32, u32)> {
+        let n = self.spans.len() as u32;
+        let any = t.init();
+        // Completed calls that surely leave one state whatever they start from: a blind
+        // call, or one legal in a single state. By invocation, with suffix minima of the
+        // return (the best and the best leaving another state than the best's).
+        let mut setters: Vec<(u64, u64, u32)> = (0..n)
+            .filter(|&c| !self.spans[c as usize].is_open())
+            .filter_map(|c| {
+                let from = if self.blind[c as usize] {
+                    any
+                } else {
+                    t.requires(c)?
+                };
+                let span = self.spans[c as usize];
+                Some((span.invoke, span.ret, t.step(from, c)?))
+            })
+            .collect();
+        setters.sort_unstable();
+        const NO: (u64, u32) = (OPEN, NONE);
+        let mut best = vec![(NO, NO); setters.len() + 1];
+        for i in (0..setters.len()).rev() {
+            let (_, ret, after) = setters[i];
+            let (mut first, mut second) = best[i + 1];
+            if ret < first.0 {
+                if after != first.1 {
+                    second = first;
+                }
+                first = (ret, after);
+            } else if ret < second.0 && after != first.1 {
+                second = (ret, after);
+            }
+            best[i] = (first, second);
+        }
+        // A completed call W invoked after `after` and returned before `before` that leaves
+        // a state other than `v`.
+        let leaver = |after: Option<u64>, before: u64, v: u32| -> Option<u32> {
+            let from = after.map_or(0, |a| setters.partition_point(|s| s.0 <= a));
+            let (first, second) = best[from];
+            [first, second]
+                .into_iter()
+                .find(|&(ret, state)| state != NONE && state != v && ret < before)
+                .map(|(_, state)| state)
+        };
+        for k in 0..self.need_state.len() as u32 {
+            let v = self.need_state[k as usize];
+            let sentinel = n + k;
+            // Producers by invocation, with the latest return so far (OPEN once an open
+            // one is among them: it may take effect at any time).
+            let mut producers: Vec<(u64, u64)> = Vec::new();
+            let mut p = self.prod_next[sentinel as usize];
+            while p != sentinel {
+                let span = self.spans[p as usize];
+                let latest = producers.last().map_or(0, |l| l.1).max(span.ret);
+                producers.push((span.invoke, latest));
+                p = self.prod_next[p as usize];
+            }
+            let mut r = self.req_next[sentinel as usize];
+            while r != sentinel {
+                let span = self.spans[r as usize];
+                let before = producers.partition_point(|p| p.0 < span.ret);
+                let latest = before.checked_sub(1).map(|i| producers[i].1);
+                if latest != Some(OPEN) {
+                    if let Some(state) = leaver(latest, span.invoke, v) {
+                        return Some((r, state));
+                    }
+                }
+                r = self.req_next[r as usize];
+            }
+        }
+        None
+    }
+
+    /// Whether the unplaced completed calls that require local state `k` can no longer
+    /// all get it: the state after the configuration is `state`, not that one, and no
+    /// unplaced call (other than `c`, being placed) producing it was invoked before the
+    /// earliest of them returns. Then that earliest one is returned: it cannot be placed
+    /// in any extension (some call must lead to its state first, and only the producers
+    /// listed do). Calls that could be placed only later make no difference to the
+    /// earliest deadline, hence the lists sorted by return and by invocation.
+    #[inline]
+    fn unreachable(&self, k: u32, c: u32, state: u32) -> Option<u32> {
+        if k == NONE || self.need_state[k as usize] == state {
+            return None;
+        }
+        let sentinel = self.spans.len() as u32 + k;
+        let mut r = self.req_next[sentinel as usize];
+        if r == c {
+            r = self.req_next[r as usize];
+        }
+        if r == sentinel {
+            return None;
+        }
+        let mut p = self.prod_next[sentinel as usize];
+        if p == c {
+            p = self.prod_next[p as usize];
+        }
+        let reachable = p != sentinel && self.spans[p as usize].invoke < self.spans[r as usize].ret;
+        (!reachable).then_some(r)
+    }
+
+    /// Whether placing `c`, taking the state from `before` to `after`, leaves a completed
+    /// call that can never be placed ([`Self::unreachable`]); the configuration is then
+    /// dead and the search does not enter it. Only two required states can become
+    /// unreachable by this step: the one left (if required) and the one `c` produces (it
+    /// stops being a producer). The others keep their state relation and producers, and
+    /// lose at most a requirer, so checking them once at the start suffices.
+    #[inline]
+    fn doomed(&self, c: u32, before: u32, after: u32) -> Option<u32> {
+        if self.need_state.is_empty() {
+            return None;
+        }
+        let left = if after != before {
+            self.need_of_state.get(&before).copied().unwrap_or(NONE)
+        } else {
+            NONE
+        };
+        self.unreachable(left, c, after)
+            .or_else(|| self.unreachable(self.make[c as usize], c, after))
+    }
+
+    /// `c` was placed: it neither requires nor produces anything any more.
+    #[inline]
+    fn unlink_flow(&mut self, c: u32) {
+        if let Some(&k) = self.need.get(c as usize) {
+            if k != NONE {
+                Self::unlink(&mut self.req_next, &mut self.req_prev, c);
+            }
+            if self.make[c as usize] != NONE {
+                Self::unlink(&mut self.prod_next, &mut self.prod_prev, c);
+            }
+        }
+    }
+
+    /// Undo [`Self::unlink_flow`] (in stack order, so the lists come back as they were).
+    #[inline]
+    fn relink_flow(&mut self, c: u32) {
+        if let Some(&k) = self.need.get(c as usize) {
+            if self.make[c as usize] != NONE {
+                Self::relink(&mut self.prod_next, &mut self.prod_prev, c);
+            }
+            if k != NONE {
+                Self::relink(&mut self.req_next, &mut self.req_prev, c);
+            }
+        }
     }
 
     /// `c` leaves (`placed`) or rejoins the unplaced calls: its observed state loses or
@@ -546,6 +829,10 @@ impl<'a> Searcher<'a> {
                 return false;
             }
         }
+        if let Some(r) = self.doomed(c, *state, after) {
+            self.note_blocked(r, after, Some(c));
+            return false;
+        }
         self.flip(c);
         if !self.visited.insert(&self.placed, self.placed_hash, after) {
             self.flip(c);
@@ -562,6 +849,7 @@ impl<'a> Searcher<'a> {
         });
         self.max_depth = self.max_depth.max(self.stack.len() as u32);
         *state = after;
+        self.unlink_flow(c);
         if self.spans[c as usize].is_open() {
             self.unlink_open(c);
         } else {
@@ -577,6 +865,7 @@ impl<'a> Searcher<'a> {
         let c = frame.call;
         self.flip(c);
         self.observe(c, false);
+        self.relink_flow(c);
         *state = frame.state;
         self.bound = frame.bound;
         self.first = frame.frontier;
@@ -648,8 +937,9 @@ impl<'a> Searcher<'a> {
         }
     }
 
-    /// Remember `state` as one in which `c` returned unplaced.
-    fn note_blocked(&mut self, c: u32, state: u32) {
+    /// Remember `state` as one in which `c` returned unplaced (or, with `then`, one that
+    /// placing `then` on top of the stack would leave `c` unable to leave).
+    fn note_blocked(&mut self, c: u32, state: u32, then: Option<u32>) {
         if self.blocked.is_empty() {
             self.blocked = vec![[0; MAX_BLOCKED_STATES]; self.spans.len()];
             self.blocked_len = vec![0; self.spans.len()];
@@ -660,12 +950,14 @@ impl<'a> Searcher<'a> {
             seen[len] = state;
             self.blocked_len[c as usize] += 1;
         }
+        let depth = self.stack.len() + usize::from(then.is_some());
         if self
             .best
             .as_ref()
-            .is_none_or(|(path, _)| self.stack.len() > path.len())
+            .is_none_or(|(path, _)| depth > path.len())
         {
-            self.best = Some((self.stack.iter().map(|f| f.call).collect(), c));
+            let path = self.stack.iter().map(|f| f.call).chain(then).collect();
+            self.best = Some((path, c));
         }
     }
 
@@ -708,6 +1000,10 @@ impl<'a> Searcher<'a> {
             }
         }
         let mut state = self.canon(state);
+        if let Some((r, blocked)) = self.setup_flow(t, state) {
+            self.note_blocked(r, blocked, None);
+            return SearchResult::NotLinearizable(self.failure());
+        }
         let mut cursor = Cursor::Main(self.next[self.head as usize]);
         // Whether the search just entered a new configuration (and should first look for
         // a legal read to force).
@@ -737,6 +1033,7 @@ impl<'a> Searcher<'a> {
                         });
                         self.max_depth = self.max_depth.max(self.stack.len() as u32);
                         state = after;
+                        self.unlink_flow(c);
                         Self::unlink(&mut self.next, &mut self.prev, 2 * c);
                         Self::unlink(&mut self.next, &mut self.prev, 2 * c + 1);
                         self.remaining -= 1;
@@ -805,7 +1102,7 @@ impl<'a> Searcher<'a> {
                 } => {
                     let bound = self.spans.get(frontier as usize).map_or(OPEN, |s| s.ret);
                     if node == self.open_tail || self.spans[node as usize].invoke > bound {
-                        self.note_blocked(frontier, state);
+                        self.note_blocked(frontier, state, None);
                         match self.backtrack(&mut state) {
                             Some(next) => cursor = next,
                             None => return SearchResult::NotLinearizable(self.failure()),
@@ -848,9 +1145,11 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    /// A register over small integers, with calls given directly: `(kind, a, b)`.
+    /// A register over small integers, with calls given directly: `(kind, a, b)`. With
+    /// `flow`, it tells the search what each call requires and produces.
     struct Reg<'a> {
         calls: &'a [(char, u32, u32)],
+        flow: bool,
     }
 
     impl Transitions for Reg<'_> {
@@ -872,16 +1171,51 @@ mod tests {
         fn heap_bytes(&self) -> usize {
             0
         }
+        fn blind(&self, c: u32) -> bool {
+            self.calls[c as usize].0 == 'w'
+        }
+        fn flow(&self) -> bool {
+            self.flow
+        }
+        fn requires(&self, c: u32) -> Option<u32> {
+            match self.calls[c as usize] {
+                ('r', v, _) | ('c', v, _) => Some(v),
+                _ => None,
+            }
+        }
+        fn produces(&self, c: u32) -> Option<u32> {
+            match self.calls[c as usize] {
+                ('w', v, _) | ('c', _, v) => Some(v),
+                _ => None,
+            }
+        }
     }
 
     fn span(invoke: u64, ret: u64) -> Span {
         Span { invoke, ret }
     }
 
-    fn run(calls: &[(char, u32, u32)], spans: &[Span]) -> SearchResult {
+    fn run_with(
+        calls: &[(char, u32, u32)],
+        spans: &[Span],
+        flow: bool,
+    ) -> (SearchResult, SearchStats) {
         let budget = Budget::new(Duration::from_secs(10), 1 << 30);
         let twins = twins(calls, spans);
-        search(spans, &twins, &mut Reg { calls }, &budget).0
+        search(spans, &twins, &mut Reg { calls, flow }, &budget)
+    }
+
+    /// The search's answer with the reachability pruning, after checking that it agrees
+    /// with the answer without.
+    fn run(calls: &[(char, u32, u32)], spans: &[Span]) -> SearchResult {
+        let with = run_with(calls, spans, true).0;
+        let without = run_with(calls, spans, false).0;
+        assert_eq!(
+            matches!(with, SearchResult::Linearizable),
+            matches!(without, SearchResult::Linearizable),
+            "with pruning {with:?}, without {without:?}"
+        );
+        with
     }
 
     #[test]
@@ -896,13 +1230,18 @@ mod tests {
     #[test]
     fn rejects_a_stale_read_after_a_completed_write() {
         let calls = [('w', 1, 0), ('r', 0, 0)];
-        let result = run(&calls, &[span(0, 1), span(2, 3)]);
-        let SearchResult::NotLinearizable(f) = result else {
-            panic!("{result:?}")
-        };
-        assert_eq!(f.failing, 1, "the read could not be placed");
-        assert_eq!(f.deepest, vec![0]);
-        assert_eq!(f.blocked_states, vec![1]);
+        let spans = [span(0, 1), span(2, 3)];
+        for flow in [false, true] {
+            let result = run_with(&calls, &spans, flow).0;
+            let SearchResult::NotLinearizable(f) = result else {
+                panic!("{result:?}")
+            };
+            assert_eq!(f.failing, 1, "the read could not be placed");
+            assert_eq!(f.blocked_states, vec![1]);
+            // With the pruning it is refused before any step.
+            let deepest: &[u32] = if flow { &[] } else { &[0] };
+            assert_eq!(f.deepest, deepest);
+        }
     }
 
     #[test]
@@ -1054,7 +1393,15 @@ mod tests {
         spans.push(span(100, 101));
         let budget = Budget::new(Duration::from_secs(10), 1 << 30);
         let twins = vec![NONE; spans.len()];
-        let (result, stats) = search(&spans, &twins, &mut Reg { calls: &calls }, &budget);
+        let (result, stats) = search(
+            &spans,
+            &twins,
+            &mut Reg {
+                calls: &calls,
+                flow: false,
+            },
+            &budget,
+        );
         assert!(
             matches!(result, SearchResult::NotLinearizable(_)),
             "{result:?}"
@@ -1083,6 +1430,134 @@ mod tests {
         assert_eq!(run(&calls, &spans), SearchResult::Linearizable);
     }
 
+    /// Forty overlapping completed writes of distinct values, invoked from `from`, each
+    /// returning `len` later: each subset of them is a configuration, too many to exhaust.
+    fn overlapping_writes(
+        calls: &mut Vec<(char, u32, u32)>,
+        spans: &mut Vec<Span>,
+        from: u64,
+        len: u64,
+    ) {
+        for i in 0..40 {
+            calls.push(('w', 10 + i as u32, 0));
+            spans.push(span(from + i, from + len + i));
+        }
+    }
+
+    #[test]
+    fn a_read_of_a_value_overwritten_for_good_fails_before_any_step() {
+        // write 1, then write 2, then (after forty overlapping writes) a read of 1.
+        let mut calls = vec![('w', 1, 0), ('w', 2, 0)];
+        let mut spans = vec![span(0, 1), span(2, 3)];
+        overlapping_writes(&mut calls, &mut spans, 4, 200);
+        calls.push(('r', 1, 0));
+        spans.push(span(300, 301));
+        let (result, stats) = run_with(&calls, &spans, true);
+        let SearchResult::NotLinearizable(f) = result else {
+            panic!("{result:?}")
+        };
+        assert_eq!(f.failing, 42, "the read");
+        assert_eq!(f.blocked_states, vec![2], "write 2 left 2");
+        assert_eq!(stats.configurations, 0);
+        // Without the pruning the search drowns in the subsets of the writes.
+        let budget = Budget::new(Duration::from_millis(50), 1 << 30);
+        let twins = vec![NONE; spans.len()];
+        let reg = &mut Reg {
+            calls: &calls,
+            flow: false,
+        };
+        let result = search(&spans, &twins, reg, &budget).0;
+        assert!(matches!(result, SearchResult::Exhausted(_)), "{result:?}");
+    }
+
+    #[test]
+    fn a_value_gone_once_its_producers_are_placed_ends_the_branch() {
+        // Not provable up front: writes of 1 and 2 overlap (either may go last), then a
+        // long read of 2 and forty writes overlap a read of 1. Whichever write goes last,
+        // once both are placed one of the reads has no producer left: the branch ends
+        // there, before the forty writes are tried.
+        let mut calls = vec![('w', 1, 0), ('w', 2, 0), ('r', 2, 0)];
+        let mut spans = vec![span(0, 5), span(1, 6), span(7, 400)];
+        overlapping_writes(&mut calls, &mut spans, 8, 412);
+        calls.push(('r', 1, 0));
+        spans.push(span(300, 301));
+        let (result, stats) = run_with(&calls, &spans, true);
+        assert!(
+            matches!(result, SearchResult::NotLinearizable(_)),
+            "{result:?}"
+        );
+        assert!(
+            stats.configurations > 0 && stats.configurations < 100,
+            "found by the search, early: {stats:?}"
+        );
+        let budget = Budget::new(Duration::from_millis(50), 1 << 30);
+        let twins = vec![NONE; spans.len()];
+        let reg = &mut Reg {
+            calls: &calls,
+            flow: false,
+        };
+        let result = search(&spans, &twins, reg, &budget).0;
+        assert!(matches!(result, SearchResult::Exhausted(_)), "{result:?}");
+        // Drop the read of 1 and it is valid.
+        calls.pop();
+        spans.pop();
+        assert_eq!(run(&calls, &spans), SearchResult::Linearizable);
+    }
+
+    #[test]
+    fn a_producer_invoked_after_the_deadline_does_not_count() {
+        // A read of 1 that returns before the only write of 1 begins.
+        let calls = [('r', 1, 0), ('w', 1, 0)];
+        let result = run(&calls, &[span(0, 1), span(2, 3)]);
+        let SearchResult::NotLinearizable(f) = result else {
+            panic!("{result:?}")
+        };
+        assert_eq!(f.failing, 0);
+        // A crashed write of 1 invoked before the read returns can explain it.
+        assert_eq!(
+            run(&calls, &[span(2, 3), span(1, OPEN)]),
+            SearchResult::Linearizable
+        );
+    }
+
+    #[test]
+    fn an_open_producer_keeps_an_overwritten_value_reachable() {
+        // write 1, write 2, read 1: invalid, unless a crashed write of 1 (or a crashed
+        // cas 2→1) invoked before the read returned may take effect late.
+        let base = [('w', 1, 0), ('w', 2, 0), ('r', 1, 0)];
+        let spans = [span(0, 1), span(2, 3), span(4, 5)];
+        assert!(matches!(
+            run(&base, &spans),
+            SearchResult::NotLinearizable(_)
+        ));
+        for late in [('w', 1, 0), ('c', 2, 1)] {
+            let calls = [base[0], base[1], base[2], late];
+            for invoke in [1, 3] {
+                let mut spans = spans.to_vec();
+                spans.push(span(invoke, OPEN));
+                assert_eq!(run(&calls, &spans), SearchResult::Linearizable, "{late:?}");
+            }
+            // The same crashed call, invoked after the read returned, cannot help.
+            let mut spans = spans.to_vec();
+            spans.push(span(6, OPEN));
+            assert!(matches!(
+                run(&calls, &spans),
+                SearchResult::NotLinearizable(_)
+            ));
+        }
+        // A completed cas 2→1 overlapping the read also helps; one that must wait for
+        // a value never there does not.
+        let calls = [('w', 1, 0), ('w', 2, 0), ('r', 1, 0), ('c', 2, 1)];
+        let mut spans = spans.to_vec();
+        spans.push(span(3, 6));
+        assert_eq!(run(&calls, &spans), SearchResult::Linearizable);
+        let calls = [('w', 1, 0), ('w', 2, 0), ('r', 1, 0), ('c', 3, 1)];
+        assert!(matches!(
+            run(&calls, &spans),
+            SearchResult::NotLinearizable(_)
+        ));
+    }
+
     #[test]
     fn reports_exhaustion_instead_of_running_past_its_deadline() {
         // Many concurrent completed writes and an impossible read: every subset of the
@@ -1093,7 +1568,15 @@ mod tests {
         spans.push(span(100, 101));
         let budget = Budget::new(Duration::from_millis(50), 1 << 30);
         let twins = vec![NONE; spans.len()];
-        let (result, _) = search(&spans, &twins, &mut Reg { calls: &calls }, &budget);
+        let (result, _) = search(
+            &spans,
+            &twins,
+            &mut Reg {
+                calls: &calls,
+                flow: false,
+            },
+            &budget,
+        );
         assert!(
             matches!(result, SearchResult::Exhausted(Exhausted::Time { .. })),
             "{result:?}"
