@@ -5,6 +5,7 @@ mod checker;
 mod corpus;
 mod etcd;
 mod history;
+mod lazyfs;
 mod modules;
 mod nemesis;
 mod probe;
