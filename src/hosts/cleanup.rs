@@ -445,6 +445,7 @@ pub fn remove_resources(res: &Resources) -> Vec<String> {
 pub fn sweep_stale() -> Vec<String> {
     let mut report = sweep_probes();
     report.extend(sweep_dir(&state_dir()));
+    report.extend(super::lazyfs::sweep_stale_mounts());
     report
 }
 

@@ -11,6 +11,7 @@ pub mod cgroup;
 pub mod cleanup;
 pub mod clock;
 pub mod lab;
+pub mod lazyfs;
 pub mod local;
 pub mod loopback;
 #[cfg(test)]

@@ -6,6 +6,7 @@ mod checker;
 mod corpus;
 mod etcd;
 mod history;
+mod lazyfs;
 mod modules;
 mod nemesis;
 mod probe;
