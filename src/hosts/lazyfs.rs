@@ -480,6 +480,28 @@ fn to_time(t: TimeOrNow) -> SystemTime {
 }
 
 impl LazyFs {
+    /// Removes `name` from `parent` in the backing dir with `rm` (a file or an empty
+    /// directory) and forgets its cached pages: unlink and rmdir alike reach the disk at
+    /// once.
+    fn remove(
+        &self,
+        parent: INodeNo,
+        name: &OsStr,
+        reply: ReplyEmpty,
+        rm: impl FnOnce(&Path) -> std::io::Result<()>,
+    ) {
+        let mut s = self.state();
+        let res = s.child(parent, name).and_then(|(rel, abs)| {
+            rm(&abs).map_err(Errno::from)?;
+            s.forget_path(&rel);
+            Ok(())
+        });
+        match res {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
     fn state(&self) -> MutexGuard<'_, State> {
         lock(&self.state)
     }
@@ -601,29 +623,11 @@ impl fuser::Filesystem for LazyFs {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let mut s = self.state();
-        let res = s.child(parent, name).and_then(|(rel, abs)| {
-            std::fs::remove_file(&abs).map_err(Errno::from)?;
-            s.forget_path(&rel);
-            Ok(())
-        });
-        match res {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        self.remove(parent, name, reply, |p| std::fs::remove_file(p));
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let mut s = self.state();
-        let res = s.child(parent, name).and_then(|(rel, abs)| {
-            std::fs::remove_dir(&abs).map_err(Errno::from)?;
-            s.forget_path(&rel);
-            Ok(())
-        });
-        match res {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        self.remove(parent, name, reply, |p| std::fs::remove_dir(p));
     }
 
     fn symlink(

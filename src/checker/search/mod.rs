@@ -582,22 +582,22 @@ impl<'a> Searcher<'a> {
         (self.prod_next, self.prod_prev) = circle();
         let mut requirers: Vec<u32> = (0..n).filter(|&c| self.need[c as usize] != NONE).collect();
         requirers.sort_unstable_by_key(|&c| self.spans[c as usize].ret);
-        for c in requirers {
-            let sentinel = n + self.need[c as usize];
-            let last = self.req_prev[sentinel as usize];
-            (self.req_prev[c as usize], self.req_next[c as usize]) = (last, sentinel);
-            self.req_next[last as usize] = c;
-            self.req_prev[sentinel as usize] = c;
-        }
+        thread(
+            &requirers,
+            &self.need,
+            n,
+            &mut self.req_next,
+            &mut self.req_prev,
+        );
         let mut producers: Vec<u32> = (0..n).filter(|&c| self.make[c as usize] != NONE).collect();
         producers.sort_unstable_by_key(|&c| self.spans[c as usize].invoke);
-        for c in producers {
-            let sentinel = n + self.make[c as usize];
-            let last = self.prod_prev[sentinel as usize];
-            (self.prod_prev[c as usize], self.prod_next[c as usize]) = (last, sentinel);
-            self.prod_next[last as usize] = c;
-            self.prod_prev[sentinel as usize] = c;
-        }
+        thread(
+            &producers,
+            &self.make,
+            n,
+            &mut self.prod_next,
+            &mut self.prod_prev,
+        );
         (0..k)
             .find_map(|k| self.unreachable(k, NONE, init).map(|r| (r, init)))
             .or_else(|| self.overwritten(t))
@@ -1137,6 +1137,18 @@ impl<'a> Searcher<'a> {
                 }
             }
         }
+    }
+}
+
+/// Appends `calls`, in their order, to the circular list of each one's value
+/// (`value[c]`), whose sentinel is `n + value[c]`.
+fn thread(calls: &[u32], value: &[u32], n: u32, next: &mut [u32], prev: &mut [u32]) {
+    for &c in calls {
+        let sentinel = n + value[c as usize];
+        let last = prev[sentinel as usize];
+        (prev[c as usize], next[c as usize]) = (last, sentinel);
+        next[last as usize] = c;
+        prev[sentinel as usize] = c;
     }
 }
 
