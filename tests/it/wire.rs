@@ -252,12 +252,20 @@ fn compare_makes_one_row_of_a_calm_run_and_a_run_with_a_follower_cut_off() {
             .arg(&store)
             .output()
             .unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{nemesis}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        if out.status.code() != Some(0) {
+            // Say which checker refused the run: the exit code alone does not.
+            let dir = run_dir_of(&out);
+            let why: String = std::fs::read_to_string(dir.join("results.json"))
+                .unwrap_or_default()
+                .chars()
+                .take(4000)
+                .collect();
+            panic!(
+                "{nemesis}: exit {:?}: {}\nresults.json: {why}",
+                out.status.code(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
     }
     let out = faultline()
         .args(["compare", "--json"])
