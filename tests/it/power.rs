@@ -94,7 +94,7 @@ fn check_run(dir: &Path) -> (String, Vec<Value>) {
 }
 
 #[test]
-fn correct_raftkv_is_valid_under_a_coordinated_power_failure_that_loses_data() {
+fn correct_raftkv_is_valid_under_a_coordinated_power_failure() {
     let Some((_cluster, store)) = power_cluster("power-correct") else {
         return;
     };
