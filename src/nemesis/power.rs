@@ -9,7 +9,7 @@
 //! another's loss (a coordinated power failure). How many files and bytes each node lost
 //! is journaled with the fault.
 
-use super::{nodes_list, Failed, Landed, Nemesis};
+use super::{nodes_list, Landed, Nemesis};
 use anyhow::Result;
 use serde_json::{json, Map};
 
@@ -52,20 +52,7 @@ pub async fn power_fail(n: &Nemesis, nodes: &[String]) -> Result<Landed> {
 
 /// Start every power-failed node again on what its data dir kept.
 pub async fn restore(n: &Nemesis) -> Result<Landed> {
-    let nodes: Vec<String> = n.in_force().await.powered_off.iter().cloned().collect();
-    let mut failed = Failed::default();
-    for node in &nodes {
-        // A power failure cut half-way may have left the process running.
-        let started = if n.cluster.running(node).await {
-            Ok(())
-        } else {
-            n.cluster.start_node(node).await
-        };
-        if failed.keep(started) {
-            n.in_force().await.powered_off.remove(node);
-        }
-    }
-    failed.into_result()?;
+    let nodes = super::kill::start_listed(n, |f| &mut f.powered_off).await?;
     tracing::info!("nemesis: power restored to {}", nodes_list(&nodes));
     Ok(Landed::on(json!({ "nodes": nodes })))
 }

@@ -848,6 +848,17 @@ mod tests {
         resolve(blind, "none", 1).unwrap();
     }
 
+    /// An SSH inventory of n1…n3 in `dir`.
+    fn three_ssh_hosts(dir: &Path) -> PathBuf {
+        let inventory = dir.join("hosts.yaml");
+        std::fs::write(
+            &inventory,
+            "nodes:\n  - {name: n1, address: 10.0.0.1}\n  - {name: n2, address: 10.0.0.2}\n  - {name: n3, address: 10.0.0.3}\n",
+        )
+        .unwrap();
+        inventory
+    }
+
     #[test]
     fn twins_are_refused_at_plan_time_on_loopback_and_ssh_hosts_and_without_identity() {
         let dir = tempfile::tempdir().unwrap();
@@ -857,12 +868,7 @@ mod tests {
             "name: twin\ntimeline:\n  - {at: 1s, start: twin, target: [n1]}\n  - {at: 2s, stop: twin}\n",
         )
         .unwrap();
-        let inventory = dir.path().join("hosts.yaml");
-        std::fs::write(
-            &inventory,
-            "nodes:\n  - {name: n1, address: 10.0.0.1}\n  - {name: n2, address: 10.0.0.2}\n  - {name: n3, address: 10.0.0.3}\n",
-        )
-        .unwrap();
+        let inventory = three_ssh_hosts(dir.path());
         let resolve = |target: &str, hosts: HostsChoice| {
             let o = Overrides {
                 target: Some(target.into()),
@@ -914,12 +920,7 @@ mod tests {
             "name: pf\ninterval: 5s\nduration: 3s\nfaults:\n  - {fault: kill, target: one}\n  - {fault: power-fail, target: all}\n",
         )
         .unwrap();
-        let inventory = dir.path().join("hosts.yaml");
-        std::fs::write(
-            &inventory,
-            "nodes:\n  - {name: n1, address: 10.0.0.1}\n  - {name: n2, address: 10.0.0.2}\n  - {name: n3, address: 10.0.0.3}\n",
-        )
-        .unwrap();
+        let inventory = three_ssh_hosts(dir.path());
         let resolve = |hosts: HostsChoice, data_fs: Option<DataFs>| {
             let o = Overrides {
                 nemesis: Some(nemesis.display().to_string()),

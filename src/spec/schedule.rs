@@ -201,14 +201,7 @@ impl Action {
         };
         match self {
             Action::StartPartition { grudge, .. } => !matches!(grudge, Grudge::Drops(_)),
-            Action::Pause { targets }
-            | Action::Kill { targets }
-            | Action::PowerFail { targets }
-            | Action::BumpClock { targets, .. }
-            | Action::StrobeClock { targets, .. }
-            | Action::StartLoss { targets, .. }
-            | Action::StartDelay { targets, .. } => leader_targets(targets),
-            _ => false,
+            _ => self.targets().is_some_and(leader_targets),
         }
     }
 

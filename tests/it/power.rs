@@ -47,6 +47,28 @@ fn raftkv_run(store: &Path, nemesis: &str, seed: &str, extra: &[&str]) -> Output
         .unwrap()
 }
 
+/// The directory of the run of test `name` under `store` once its history satisfies
+/// `ready` (240 s at most: the run may first build raftkv on a busy machine).
+fn wait_for_run(store: &Path, name: &str, ready: impl Fn(&str) -> bool) -> PathBuf {
+    let deadline = Instant::now() + Duration::from_secs(240);
+    loop {
+        let found = std::fs::read_dir(store.join(name))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| {
+                !p.ends_with("latest")
+                    && std::fs::read_to_string(p.join("history.jsonl")).is_ok_and(|h| ready(&h))
+            });
+        if let Some(d) = found {
+            return d;
+        }
+        assert!(Instant::now() < deadline, "the run never got that far");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn history(dir: &Path) -> Vec<Value> {
     std::fs::read_to_string(dir.join("history.jsonl"))
         .unwrap()
@@ -93,22 +115,29 @@ fn check_run(dir: &Path) -> (String, Vec<Value>) {
     (id, h)
 }
 
+/// A run of seed 1 under `power-fail-all` with `extra` flags, checked as [`check_run`]
+/// does: its exit code, directory and what each power failure lost per node.
+fn power_fail_all(store: &Path, extra: &[&str]) -> (Option<i32>, PathBuf, Vec<Vec<u64>>) {
+    let out = raftkv_run(store, "power-fail-all", "1", extra);
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    let dir = run_dir_of(&out);
+    let (_, h) = check_run(&dir);
+    let lost = lost_bytes(&h);
+    assert!(!lost.is_empty(), "no power failure journaled");
+    assert!(lost.iter().all(|per_node| per_node.len() == 3), "{lost:?}");
+    (out.status.code(), dir, lost)
+}
+
 #[test]
 fn correct_raftkv_is_valid_under_a_coordinated_power_failure() {
     let Some((_cluster, store)) = power_cluster("power-correct") else {
         return;
     };
-    let out = raftkv_run(&store, "power-fail-all", "1", &[]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let dir = run_dir_of(&out);
-    let (_, h) = check_run(&dir);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    // Correct raftkv answers only after its fsync, so a failure takes at most a batch it
+    // never acknowledged (usually nothing).
+    let (code, dir, _) = power_fail_all(&store, &[]);
+    assert_eq!(code, Some(0));
     assert_eq!(results(&dir)["verdict"], "valid");
-    // Every failure journaled what each node lost: correct raftkv answers only after its
-    // fsync, so at most a batch it never acknowledged (usually nothing).
-    let lost = lost_bytes(&h);
-    assert!(!lost.is_empty(), "no power failure journaled");
-    assert!(lost.iter().all(|per_node| per_node.len() == 3), "{lost:?}");
     std::fs::remove_dir_all(&store).ok();
 }
 
@@ -122,20 +151,11 @@ fn lazy_fsync_raftkv_loses_what_it_acknowledged_on_a_coordinated_power_failure()
     let Some((_cluster, store)) = power_cluster("power-lazy") else {
         return;
     };
-    let out = raftkv_run(
-        &store,
-        "power-fail-all",
-        "1",
-        &["--target-arg=--bug", "--target-arg=lazy-fsync"],
-    );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let dir = run_dir_of(&out);
-    let (_, h) = check_run(&dir);
-    assert!(matches!(out.status.code(), Some(0 | 1)), "{stderr}");
-    let lost = lost_bytes(&h);
+    let lazy = ["--target-arg=--bug", "--target-arg=lazy-fsync"];
+    let (code, dir, lost) = power_fail_all(&store, &lazy);
+    assert!(matches!(code, Some(0 | 1)));
     assert!(
-        lost.iter()
-            .any(|per_node| per_node.len() == 3 && per_node.iter().all(|b| *b > 0)),
+        lost.iter().any(|per_node| per_node.iter().all(|b| *b > 0)),
         "no power failure lost data on every node: {lost:?}"
     );
     let verdict = results(&dir)["verdict"].as_str().unwrap().to_string();
@@ -195,24 +215,9 @@ fn sigint_during_power_failures_leaves_no_mount() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(240);
-    let dir = loop {
-        let found = std::fs::read_dir(store.join("raftkv-register-power-fail-one"))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.path())
-            .find(|p| {
-                !p.ends_with("latest")
-                    && std::fs::read_to_string(p.join("history.jsonl"))
-                        .is_ok_and(|h| h.contains("\"power-fail\""))
-            });
-        if let Some(d) = found {
-            break d;
-        }
-        assert!(Instant::now() < deadline, "no power failure within 240 s");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let dir = wait_for_run(&store, "raftkv-register-power-fail-one", |h| {
+        h.contains("\"power-fail\"")
+    });
     let (id, pids) = ids_from_log(&dir);
     assert_eq!(mounts_of(&id).len(), 3, "every node's data dir is mounted");
     interrupt_and_expect_clean(child, &id, &pids);
@@ -242,24 +247,7 @@ fn a_sigkilled_controllers_mounts_are_removed_by_cleanup() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(240);
-    let dir = loop {
-        let found = std::fs::read_dir(store.join("raftkv-register-none"))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.path())
-            .find(|p| {
-                !p.ends_with("latest")
-                    && std::fs::read_to_string(p.join("history.jsonl"))
-                        .is_ok_and(|h| h.lines().count() > 100)
-            });
-        if let Some(d) = found {
-            break d;
-        }
-        assert!(Instant::now() < deadline, "the run never got going");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let dir = wait_for_run(&store, "raftkv-register-none", |h| h.lines().count() > 100);
     let (id, pids) = ids_from_log(&dir);
     assert_eq!(mounts_of(&id).len(), 3);
     child.kill().unwrap();
