@@ -142,10 +142,9 @@ fn correct_raftkv_is_valid_under_a_coordinated_power_failure() {
 }
 
 /// The bug's window is raftkv's 1 s fsync interval: every coordinated power failure drops
-/// the last part of it on every node, acknowledged or not. Whether an acknowledged write
-/// lost is then read back in one short run depends on what the workers touch next, so
-/// the verdict is asserted statistically in campaigns/durability.yaml; here, the loss of
-/// acknowledged bytes on every node is.
+/// the last part of it on every node, acknowledged writes among it, and the reads after
+/// the restart miss them. Caught in every run so far (5 of 5 in campaigns/durability.yaml,
+/// which keeps the statistical check, and every short run of this test).
 #[test]
 fn lazy_fsync_raftkv_loses_what_it_acknowledged_on_a_coordinated_power_failure() {
     let Some((_cluster, store)) = power_cluster("power-lazy") else {
@@ -153,13 +152,12 @@ fn lazy_fsync_raftkv_loses_what_it_acknowledged_on_a_coordinated_power_failure()
     };
     let lazy = ["--target-arg=--bug", "--target-arg=lazy-fsync"];
     let (code, dir, lost) = power_fail_all(&store, &lazy);
-    assert!(matches!(code, Some(0 | 1)));
     assert!(
         lost.iter().any(|per_node| per_node.iter().all(|b| *b > 0)),
         "no power failure lost data on every node: {lost:?}"
     );
-    let verdict = results(&dir)["verdict"].as_str().unwrap().to_string();
-    eprintln!("lazy-fsync under power-fail-all, seed 1: {verdict}; lost bytes {lost:?}");
+    assert_eq!(code, Some(1), "lost bytes {lost:?}");
+    assert_eq!(results(&dir)["verdict"], "invalid");
     std::fs::remove_dir_all(&store).ok();
 }
 
