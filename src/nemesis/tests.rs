@@ -623,3 +623,38 @@ async fn a_power_failure_kills_drops_and_restores_on_lazyfs_data_dirs() {
     assert_eq!(mounted(), 0);
     assert!(lab.reg.snapshot().mounts.is_empty());
 }
+
+/// A panic while nodes run on their power-failure filesystems (one of them powered off):
+/// unwinding tears the registry down, which kills the nodes and detaches every mount
+/// before it removes the data root.
+#[tokio::test]
+async fn a_panic_with_lazyfs_data_dirs_leaves_no_mount() {
+    if !nix::unistd::geteuid().is_root() || !std::path::Path::new("/dev/fuse").exists() {
+        eprintln!("skipped: needs root and /dev/fuse");
+        return;
+    }
+    let lab = Lab::with_plan(3, false, |p| p.data_fs = crate::spec::test::DataFs::Lazyfs);
+    let root = crate::target::data_root(&lab.reg.run_id());
+    let mounted = move || {
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .filter(|l| {
+                l.contains(crate::hosts::lazyfs::FS_NAME) && l.contains(&*root.to_string_lossy())
+            })
+            .count()
+    };
+    let task = tokio::spawn(async move {
+        lab.cluster.start_all().await.expect("lazykv starts");
+        lab.nemesis
+            .apply(&Action::PowerFail {
+                targets: Targets::Nodes(names(&["n3"])),
+            })
+            .await
+            .unwrap();
+        assert_eq!(lab.reg.snapshot().mounts.len(), 3);
+        panic!("a bug in the middle of a run");
+    });
+    assert!(task.await.unwrap_err().is_panic());
+    assert_eq!(mounted(), 0, "a mount outlived the panic");
+}
