@@ -64,6 +64,7 @@ impl CellPlan {
             seed: None,
             target_args: c.target_args.clone(),
             subnet: None,
+            data_fs: None,
         }
     }
 }

@@ -376,6 +376,17 @@ fn describe(
             };
             (listed, Vec::new(), text)
         }
+        FaultKind::PowerFail => {
+            let bytes: u64 = v
+                .get("lost")
+                .and_then(Value::as_object)
+                .map_or(0, |m| m.values().filter_map(|l| l["bytes"].as_u64()).sum());
+            (
+                listed,
+                Vec::new(),
+                format!("power failure: {joined} ({bytes} un-fsynced bytes lost)"),
+            )
+        }
         FaultKind::Delay => {
             let text = format!(
                 "delay: {joined} {} ms ± {} ms",

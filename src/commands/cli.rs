@@ -272,6 +272,11 @@ pub struct RunArgs {
     /// targets slower than raftkv to restart or elect.
     #[arg(long, value_parser = humantime::parse_duration)]
     pub recover: Option<std::time::Duration>,
+    /// What each node's data dir lives on: `plain`, or `lazyfs` (its own mount of the
+    /// power-failure filesystem; root and /dev/fuse). Default: lazyfs when the nemesis
+    /// injects power failures, else plain.
+    #[arg(long)]
+    pub data_fs: Option<DataFsArg>,
     /// Extra argument for every node's start command (repeatable), e.g. --target-arg=--bug --target-arg=stale-read.
     #[arg(long = "target-arg", allow_hyphen_values = true)]
     pub target_args: Vec<String>,
@@ -327,6 +332,23 @@ pub struct CampaignArgs {
     pub store: std::path::PathBuf,
 }
 
+/// What node data dirs live on, as `--data-fs` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DataFsArg {
+    Plain,
+    Lazyfs,
+}
+
+impl From<DataFsArg> for crate::spec::test::DataFs {
+    fn from(a: DataFsArg) -> Self {
+        match a {
+            DataFsArg::Plain => crate::spec::test::DataFs::Plain,
+            DataFsArg::Lazyfs => crate::spec::test::DataFs::Lazyfs,
+        }
+    }
+}
+
+/// Where nodes run, as `--hosts` names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum HostsArg {
     Local,

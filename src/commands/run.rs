@@ -40,6 +40,7 @@ pub fn run(args: RunArgs) -> ExitCode {
         },
         subnet: args.where_.subnet.clone(),
         recover: args.recover,
+        data_fs: args.data_fs.map(Into::into),
     };
     let plan = match Plan::resolve(&SpecRoots::default_roots(), &overrides, auto) {
         Ok(p) => p,

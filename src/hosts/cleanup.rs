@@ -61,6 +61,11 @@ pub struct Resources {
     /// Directories faultline created for this run alone (node data dirs), removed whole.
     #[serde(default)]
     pub dirs: Vec<PathBuf>,
+    /// Mount points of the power-failure filesystem (`super::lazyfs`), recorded before
+    /// mounting and detached after the node processes are gone and before the
+    /// directories they lie in are removed.
+    #[serde(default)]
+    pub mounts: Vec<PathBuf>,
     /// SSH hosts of the run and what it started there (removed first, while the
     /// connection masters — recorded in `groups` — still run).
     #[serde(default)]
@@ -206,6 +211,18 @@ impl Registry {
 
     pub fn add_dir(&self, path: &Path) -> Result<()> {
         self.lock().res.dirs.push(path.to_path_buf());
+        self.persist()
+    }
+
+    /// Record a mount point before mounting there.
+    pub fn add_mount(&self, path: &Path) -> Result<()> {
+        self.lock().res.mounts.push(path.to_path_buf());
+        self.persist()
+    }
+
+    /// Forget a mount point that was unmounted (or never mounted).
+    pub fn remove_mount(&self, path: &Path) -> Result<()> {
+        self.lock().res.mounts.retain(|m| m != path);
         self.persist()
     }
 
@@ -422,6 +439,10 @@ pub fn remove_resources(res: &Resources) -> Vec<String> {
             }
         }
     }
+    // After the processes (a node's working directory keeps its mount busy) and before
+    // the directories: removing a data root through a live mount would delete through it,
+    // and through a dead one fails with ENOTCONN.
+    problems.extend(super::lazyfs::detach(&res.mounts));
     for f in &res.files {
         if let Err(e) = std::fs::remove_file(f) {
             if e.kind() != std::io::ErrorKind::NotFound {
@@ -497,12 +518,13 @@ fn sweep_dir(dir: &Path) -> Vec<String> {
         if problems.is_empty() {
             let _ = std::fs::remove_file(&path);
             report.push(format!(
-                "removed what run {} left behind ({} cgroups, {} process groups, {} namespaces, {} links, {} SSH hosts)",
+                "removed what run {} left behind ({} cgroups, {} process groups, {} namespaces, {} links, {} mounts, {} SSH hosts)",
                 res.run_id,
                 res.cgroups.len(),
                 res.groups.len(),
                 res.netns.len(),
                 res.links.len(),
+                res.mounts.len(),
                 res.remote.len()
             ));
         } else {

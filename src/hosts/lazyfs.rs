@@ -1133,6 +1133,36 @@ fn our_mounts(mountinfo: &str) -> Vec<PathBuf> {
         .collect()
 }
 
+/// Detach each of `mountpoints` that is still a mount of ours (a run's recorded mounts, at
+/// teardown or in a later sweep): lazily, so a process that still has a file open there
+/// does not keep it attached. A mount point that is not mounted is fine. Returns the
+/// problems.
+pub fn detach(mountpoints: &[PathBuf]) -> Vec<String> {
+    if mountpoints.is_empty() {
+        return Vec::new();
+    }
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return vec![
+            "cannot read /proc/self/mountinfo to detach the power-failure filesystems".into(),
+        ];
+    };
+    let mounted = our_mounts(&info);
+    let mut problems = Vec::new();
+    for mp in mountpoints {
+        // Stacked mounts (one per attempt) are detached one by one.
+        for _ in mounted.iter().filter(|m| *m == mp) {
+            if let Err(e) = nix::mount::umount2(mp, nix::mount::MntFlags::MNT_DETACH) {
+                problems.push(format!(
+                    "cannot detach the power-failure filesystem at {}: {e}",
+                    mp.display()
+                ));
+                break;
+            }
+        }
+    }
+    problems
+}
+
 /// Detach power-failure mounts whose server is gone (a controller killed with the mount
 /// up): every access there fails with ENOTCONN. A mount still served by a live faultline
 /// answers and is left alone. Returns one line per mount detached or not.

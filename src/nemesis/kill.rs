@@ -2,9 +2,10 @@
 //! its data dir (journaled as `start`). Restarting a node that already runs is a no-op,
 //! so a restart cut half-way can be repeated.
 
-use super::{nodes_list, Failed, Landed, Nemesis};
+use super::{nodes_list, Failed, InForce, Landed, Nemesis};
 use anyhow::Result;
 use serde_json::json;
+use std::collections::BTreeSet;
 
 /// Kill `nodes`; a paused node dies too and is no longer paused.
 pub async fn kill(n: &Nemesis, nodes: &[String]) -> Result<Landed> {
@@ -19,7 +20,18 @@ pub async fn kill(n: &Nemesis, nodes: &[String]) -> Result<Landed> {
 
 /// Start every killed node again.
 pub async fn restart(n: &Nemesis) -> Result<Landed> {
-    let nodes: Vec<String> = n.in_force().await.killed.iter().cloned().collect();
+    let nodes = start_listed(n, |f| &mut f.killed).await?;
+    tracing::info!("nemesis: restarted {}", nodes_list(&nodes));
+    Ok(Landed::on(json!({ "nodes": nodes })))
+}
+
+/// Start again every node listed in one in-force set of dead nodes (`killed`,
+/// `powered_off`), each leaving the set once it runs; the nodes it went through.
+pub(super) async fn start_listed(
+    n: &Nemesis,
+    set: fn(&mut InForce) -> &mut BTreeSet<String>,
+) -> Result<Vec<String>> {
+    let nodes: Vec<String> = set(&mut *n.in_force().await).iter().cloned().collect();
     let mut failed = Failed::default();
     for node in &nodes {
         // A kill that failed half-way may have left the process running.
@@ -29,10 +41,9 @@ pub async fn restart(n: &Nemesis) -> Result<Landed> {
             n.cluster.start_node(node).await
         };
         if failed.keep(started) {
-            n.in_force().await.killed.remove(node);
+            set(&mut *n.in_force().await).remove(node);
         }
     }
     failed.into_result()?;
-    tracing::info!("nemesis: restarted {}", nodes_list(&nodes));
-    Ok(Landed::on(json!({ "nodes": nodes })))
+    Ok(nodes)
 }

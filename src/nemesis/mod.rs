@@ -4,7 +4,7 @@
 //! One file per fault kind, each a verb and its named inverse: [`partition`]
 //! (partition/heal), [`pause`] (pause/resume), [`kill`] (kill/start), [`clock`]
 //! (bump or strobe/reset), [`loss`] (loss/stop loss), [`delay`] (delay/stop delay),
-//! [`twin`] (start or switch a twin/stop twins). This
+//! [`twin`] (start or switch a twin/stop twins), [`power`] (power-fail/power-restore). This
 //! file only dispatches, journals, resolves who leads, and keeps the in-force set.
 //!
 //! The in-force set follows the rule of the cleanup registry: a fault's intent is recorded
@@ -27,6 +27,7 @@ pub mod kill;
 pub mod loss;
 pub mod partition;
 pub mod pause;
+pub mod power;
 #[cfg(test)]
 pub(crate) mod tests;
 pub mod twin;
@@ -71,6 +72,8 @@ pub struct InForce {
     pub delayed: BTreeMap<String, Option<delay::Delayer>>,
     /// Twinned node → the peers that see its twin.
     pub twins: BTreeMap<String, Vec<String>>,
+    /// Nodes killed by a power failure, to be started again on what their disks kept.
+    pub powered_off: BTreeSet<String>,
 }
 
 impl InForce {
@@ -82,6 +85,7 @@ impl InForce {
             && self.lossy.is_empty()
             && self.delayed.is_empty()
             && self.twins.is_empty()
+            && self.powered_off.is_empty()
     }
 }
 
@@ -200,6 +204,7 @@ impl Nemesis {
         add("loss", &f.lossy);
         add("delay", &f.delayed.keys().cloned().collect());
         add("twin", &f.twins.keys().cloned().collect());
+        add("powered off", &f.powered_off);
         if parts.is_empty() {
             "no faults".into()
         } else {
@@ -338,6 +343,10 @@ impl Nemesis {
             Action::StopDelay => delay::stop(self).await,
             Action::StartTwin { node, sees_twin } => twin::start(self, node, sees_twin).await,
             Action::StopTwin => twin::stop(self).await,
+            Action::PowerFail { targets } => {
+                power::power_fail(self, &self.resolve(targets).await).await
+            }
+            Action::PowerRestore => power::restore(self).await,
         };
         match done {
             Ok(l) => {
@@ -373,7 +382,7 @@ impl Nemesis {
             }
         };
         // Strobing first: its task would otherwise skew clocks again behind the reset.
-        let (p, l, d, pa, c, k, t) = {
+        let (p, l, d, pa, c, k, t, po) = {
             let f = self.in_force().await;
             (
                 !f.partitioned.is_empty(),
@@ -383,6 +392,7 @@ impl Nemesis {
                 !f.clock.is_empty(),
                 !f.killed.is_empty(),
                 !f.twins.is_empty(),
+                !f.powered_off.is_empty(),
             )
         };
         if c {
@@ -406,6 +416,10 @@ impl Nemesis {
         }
         if k && mode == HealMode::Full {
             heal(self.apply(&Action::Restart).await);
+        }
+        // Like killed nodes: the teardown stops every node anyway.
+        if po && mode == HealMode::Full {
+            heal(self.apply(&Action::PowerRestore).await);
         }
         match first_error {
             Some(e) => Err(e),

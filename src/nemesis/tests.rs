@@ -525,3 +525,136 @@ async fn with_recover_a_fault_waits_for_the_cluster_and_the_timeline_slip_is_rep
     );
     let _ = lab.cluster.stop_all().await;
 }
+
+#[tokio::test]
+async fn a_power_failure_on_plain_data_dirs_fails_after_the_kill_and_is_still_healed() {
+    let lab = Lab::new(3, false);
+    lab.cluster.start_all().await.expect("lazykv starts");
+    let err = lab
+        .nemesis
+        .apply(&Action::PowerFail {
+            targets: Targets::Nodes(names(&["n1"])),
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{err:#}").contains("not on the power-failure filesystem"),
+        "{err:#}"
+    );
+    // Intent first: the node died and is listed, so the heal starts it again.
+    assert!(!lab.cluster.running("n1").await);
+    assert_eq!(
+        lab.nemesis.in_force().await.powered_off,
+        ["n1"].map(String::from).into()
+    );
+    lab.nemesis.heal_all(HealMode::Teardown).await.unwrap();
+    assert!(
+        !lab.cluster.running("n1").await,
+        "teardown does not restart"
+    );
+    lab.nemesis.heal_all(HealMode::Full).await.unwrap();
+    assert!(lab.cluster.running("n1").await);
+    assert!(lab.nemesis.is_clear().await);
+    let _ = lab.cluster.stop_all().await;
+}
+
+/// Where FUSE can be mounted: the data dirs are mounts, a power failure of a paused and a
+/// running node journals what each lost, and the mounts are gone after the unmount.
+#[tokio::test]
+async fn a_power_failure_kills_drops_and_restores_on_lazyfs_data_dirs() {
+    if !nix::unistd::geteuid().is_root() || !std::path::Path::new("/dev/fuse").exists() {
+        eprintln!("skipped: needs root and /dev/fuse");
+        return;
+    }
+    let lab = Lab::with_plan(3, false, |p| p.data_fs = crate::spec::test::DataFs::Lazyfs);
+    lab.cluster.start_all().await.expect("lazykv starts");
+    let root = crate::target::data_root(&lab.reg.run_id());
+    let mounted = || {
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .filter(|l| {
+                l.contains(crate::hosts::lazyfs::FS_NAME) && l.contains(&*root.to_string_lossy())
+            })
+            .count()
+    };
+    assert_eq!(mounted(), 3);
+    assert_eq!(lab.reg.snapshot().mounts.len(), 3);
+    // Un-fsynced bytes in n2's data dir, as if the node had written them.
+    std::fs::write(lab.cluster.data_dir("n2").join("unsynced"), b"gone soon").unwrap();
+    lab.nemesis
+        .apply(&Action::Pause {
+            targets: Targets::Nodes(names(&["n1"])),
+        })
+        .await
+        .unwrap();
+    lab.nemesis
+        .apply(&Action::PowerFail {
+            targets: Targets::Nodes(names(&["n1", "n2"])),
+        })
+        .await
+        .unwrap();
+    {
+        let f = lab.nemesis.in_force().await;
+        assert!(f.paused.is_empty(), "a power-failed node is not paused");
+        assert_eq!(f.powered_off, ["n1", "n2"].map(String::from).into());
+    }
+    assert!(!lab.cluster.running("n1").await && !lab.cluster.running("n2").await);
+    assert_eq!(
+        std::fs::read(lab.cluster.data_dir("n2").join("unsynced")).unwrap(),
+        b"",
+        "the file survives its creation, empty"
+    );
+    let history = std::fs::read_to_string(lab.run_dir.path().join("history.jsonl")).unwrap();
+    let op: serde_json::Value = history
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|op| op["f"] == "power-fail")
+        .unwrap();
+    assert!(
+        op["value"]["lost"]["n2"]["bytes"].as_u64().unwrap() >= 9,
+        "{op}"
+    );
+    lab.nemesis.heal_all(HealMode::Full).await.unwrap();
+    assert!(lab.cluster.running("n1").await && lab.cluster.running("n2").await);
+    let problems = lab.cluster.stop_all().await;
+    assert!(problems.is_empty(), "{problems:?}");
+    assert_eq!(lab.cluster.unmount_data_dirs(), Vec::<String>::new());
+    assert_eq!(mounted(), 0);
+    assert!(lab.reg.snapshot().mounts.is_empty());
+}
+
+/// A panic while nodes run on their power-failure filesystems (one of them powered off):
+/// unwinding tears the registry down, which kills the nodes and detaches every mount
+/// before it removes the data root.
+#[tokio::test]
+async fn a_panic_with_lazyfs_data_dirs_leaves_no_mount() {
+    if !nix::unistd::geteuid().is_root() || !std::path::Path::new("/dev/fuse").exists() {
+        eprintln!("skipped: needs root and /dev/fuse");
+        return;
+    }
+    let lab = Lab::with_plan(3, false, |p| p.data_fs = crate::spec::test::DataFs::Lazyfs);
+    let root = crate::target::data_root(&lab.reg.run_id());
+    let mounted = move || {
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .filter(|l| {
+                l.contains(crate::hosts::lazyfs::FS_NAME) && l.contains(&*root.to_string_lossy())
+            })
+            .count()
+    };
+    let task = tokio::spawn(async move {
+        lab.cluster.start_all().await.expect("lazykv starts");
+        lab.nemesis
+            .apply(&Action::PowerFail {
+                targets: Targets::Nodes(names(&["n3"])),
+            })
+            .await
+            .unwrap();
+        assert_eq!(lab.reg.snapshot().mounts.len(), 3);
+        panic!("a bug in the middle of a run");
+    });
+    assert!(task.await.unwrap_err().is_panic());
+    assert_eq!(mounted(), 0, "a mount outlived the panic");
+}

@@ -65,7 +65,7 @@ impl Outcome {
     }
 }
 
-/// The six fault kinds a nemesis injects; every plot shades their windows.
+/// The fault kinds a nemesis injects; every plot shades their windows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum FaultKind {
     Partition,
@@ -75,10 +75,11 @@ pub enum FaultKind {
     Loss,
     Delay,
     Twin,
+    PowerFail,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 7] = [
+    pub const ALL: [FaultKind; 8] = [
         FaultKind::Partition,
         FaultKind::Pause,
         FaultKind::Kill,
@@ -86,6 +87,7 @@ impl FaultKind {
         FaultKind::Loss,
         FaultKind::Delay,
         FaultKind::Twin,
+        FaultKind::PowerFail,
     ];
 
     pub fn name(self) -> &'static str {
@@ -97,6 +99,7 @@ impl FaultKind {
             FaultKind::Loss => "loss",
             FaultKind::Delay => "delay",
             FaultKind::Twin => "twin",
+            FaultKind::PowerFail => "power-fail",
         }
     }
 
@@ -110,6 +113,7 @@ impl FaultKind {
             FaultKind::Loss => (0xe3, 0x77, 0xc2),
             FaultKind::Delay => (0x8c, 0x56, 0x4b),
             FaultKind::Twin => (0x1f, 0x4e, 0x79),
+            FaultKind::PowerFail => (0x99, 0x33, 0x00),
         }
     }
 

@@ -483,6 +483,9 @@ async fn tear_down(cluster: &Cluster, reg: &Registry) {
     for p in cluster.collect_logs().await {
         tracing::info!("logs: {p}");
     }
+    for p in cluster.unmount_data_dirs() {
+        tracing::info!("unmount: {p}");
+    }
     let problems = reg.teardown();
     for p in &problems {
         tracing::info!("cleanup: {p}");

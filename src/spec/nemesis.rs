@@ -35,6 +35,12 @@ pub struct NemesisSpec {
     /// isolate it. The faults must have distinct inverses.
     #[serde(default)]
     pub concurrent: bool,
+    /// With `concurrent`: each fault's random target (`one`, `minority`, `majority`) is
+    /// drawn from the nodes the window's earlier faults did not hit, while enough remain,
+    /// so that an OS crash of one node and a pause of others hit different nodes
+    /// (`nemesis/os-crash.yaml`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub disjoint: bool,
     /// Explicit steps at fixed times.
     #[serde(default)]
     pub timeline: Vec<TimelineStep>,
@@ -71,6 +77,10 @@ pub enum FaultKind {
     /// Start a second process with the node's identity in a namespace of its own; each
     /// other node sees one of the two at the node's address (`see`); inverse: stop it.
     Twin,
+    /// SIGKILL the node and drop every write to its data dir it did not fsync (its data dir
+    /// lives on the power-failure filesystem, `hosts::lazyfs`); inverse: start it again on
+    /// what survived.
+    PowerFail,
 }
 
 impl FaultKind {
@@ -84,6 +94,7 @@ impl FaultKind {
             FaultKind::Loss => "loss",
             FaultKind::Delay => "delay",
             FaultKind::Twin => "twin",
+            FaultKind::PowerFail => "power-fail",
         }
     }
 
@@ -447,31 +458,42 @@ impl NemesisSpec {
         found
     }
 
-    /// The fields that start twins (`faults[0].fault`, `timeline[2].start`), to name
-    /// where a host kind that cannot run twins is refused.
-    pub fn twin_fields(&self) -> Vec<String> {
+    /// The fields that start faults of `kind` (`faults[0].fault`, `timeline[2].start`), to
+    /// name where a host kind that cannot inject them refuses them.
+    pub fn fields_of(&self, kind: FaultKind) -> Vec<String> {
         let random = self
             .faults
             .iter()
             .enumerate()
-            .filter(|(_, f)| f.fault == FaultKind::Twin)
+            .filter(|(_, f)| f.fault == kind)
             .map(|(i, _)| format!("faults[{i}].fault"));
         let timeline = self
             .timeline
             .iter()
             .enumerate()
-            .filter(|(_, s)| s.start == Some(FaultKind::Twin))
+            .filter(|(_, s)| s.start == Some(kind))
             .map(|(i, _)| format!("timeline[{i}].start"));
         random.chain(timeline).collect()
     }
 
-    /// Refuse every twin fault with `why` (the hosts cannot run twins), each at its line.
-    pub fn refuse_twins(&self, path: &Path, why: &str) -> Result<()> {
+    /// The fields that start twins.
+    pub fn twin_fields(&self) -> Vec<String> {
+        self.fields_of(FaultKind::Twin)
+    }
+
+    /// Refuse every fault of `kind` with `why` (the hosts cannot inject it), each at its
+    /// line.
+    pub fn refuse(&self, path: &Path, kind: FaultKind, why: &str) -> Result<()> {
         let mut v = Violations::new(path);
-        for field in self.twin_fields() {
+        for field in self.fields_of(kind) {
             v.check(false, field, why);
         }
         v.into_result()
+    }
+
+    /// Refuse every twin fault with `why` (the hosts cannot run twins), each at its line.
+    pub fn refuse_twins(&self, path: &Path, why: &str) -> Result<()> {
+        self.refuse(path, FaultKind::Twin, why)
     }
 
     /// Refuse faults aimed at leaders ([`Self::leader_fields`]) for a target whose client
@@ -519,6 +541,11 @@ impl NemesisSpec {
         for (i, f) in self.faults.iter().enumerate() {
             check_params(&mut v, &format!("faults[{i}]"), f.fault, &f.params);
         }
+        v.check(
+            !self.disjoint || self.concurrent,
+            "disjoint",
+            "only a `concurrent: true` nemesis draws its faults' nodes apart",
+        );
         if self.concurrent {
             let mut heals: Vec<&str> = self.faults.iter().map(|f| f.fault.heal_group()).collect();
             heals.sort();
@@ -567,7 +594,7 @@ fn check_params(v: &mut Violations<'_>, field: &str, kind: FaultKind, p: &FaultP
                 "a partition takes a grudge, not a target",
             );
         }
-        FaultKind::Pause | FaultKind::Kill => {
+        FaultKind::Pause | FaultKind::Kill | FaultKind::PowerFail => {
             v.check(
                 has_target,
                 format!("{field}.target"),

@@ -3,7 +3,7 @@
 
 use super::nemesis::{FaultKind, NemesisSpec};
 use super::target::TargetSpec;
-use super::test::TestSpec;
+use super::test::{DataFs, TestSpec};
 use super::workload::WorkloadSpec;
 use super::{SpecKind, SpecRoots};
 use anyhow::{anyhow, bail, Context, Result};
@@ -52,6 +52,8 @@ pub struct Overrides {
     pub subnet: Option<String>,
     /// `--recover`: the nemesis file's `recover`, set or replaced for this run.
     pub recover: Option<Duration>,
+    /// `--data-fs`: the test file's `data_fs`, set or replaced.
+    pub data_fs: Option<DataFs>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -85,6 +87,10 @@ pub struct Plan {
     pub hosts: HostsChoice,
     pub leave_running: bool,
     pub store: PathBuf,
+    /// What the nodes' data dirs live on (`lazyfs` for power failures). Absent in plans
+    /// written before it existed: plain.
+    #[serde(default)]
+    pub data_fs: DataFs,
 }
 
 /// Defaults of a run with no arguments at all: the README's run command.
@@ -271,6 +277,15 @@ impl Plan {
         };
 
         let kinds = nemesis.kinds();
+        let data_fs = resolve_data_fs(
+            test_path,
+            test,
+            o,
+            &hosts,
+            &nemesis,
+            &nemesis_file,
+            lazyfs_unavailable(),
+        )?;
         if kinds.contains(&FaultKind::Twin) {
             let hosts_why = match &hosts {
                 HostsChoice::Local { .. } => None,
@@ -399,6 +414,7 @@ impl Plan {
             );
         }
         let seed = o.seed.or(test.seed).unwrap_or_else(rand::random);
+
         let node_names: Vec<String> = match &hosts {
             HostsChoice::Ssh { nodes, .. } => nodes.iter().map(|n| n.name.clone()).collect(),
             _ => (1..=nodes).map(|i| format!("n{i}")).collect(),
@@ -431,6 +447,7 @@ impl Plan {
             hosts,
             leave_running: o.leave_running,
             store: o.store.clone().unwrap_or_else(|| PathBuf::from("reports")),
+            data_fs,
         })
     }
 
@@ -504,6 +521,77 @@ pub const BUILD_REVISION: &str = env!("FAULTLINE_GIT_REVISION");
 
 /// The revision plan.yaml records: the build's, never the checkout's at run time (which
 /// may have moved on since the build); `None` when the build could not tell.
+/// What the nodes' data dirs live on: the flag, else the test file, else `lazyfs` when
+/// the nemesis injects power failures. Refused, naming the field that asked for it, where
+/// it cannot be: power failures on plain data dirs, the power-failure filesystem on SSH
+/// hosts (it is served by this process, on this machine) or without FUSE (`fuse_missing`).
+fn resolve_data_fs(
+    test_path: &Path,
+    test: &TestSpec,
+    o: &Overrides,
+    hosts: &HostsChoice,
+    nemesis: &NemesisSpec,
+    nemesis_file: &Path,
+    fuse_missing: Option<String>,
+) -> Result<DataFs> {
+    let power = nemesis.kinds().contains(&FaultKind::PowerFail);
+    let asked = o.data_fs.or(test.data_fs);
+    let data_fs = asked.unwrap_or(if power { DataFs::Lazyfs } else { DataFs::Plain });
+    let refuse_power = |why: String| {
+        nemesis.refuse(
+            nemesis_file,
+            FaultKind::PowerFail,
+            &format!("nemesis {} injects power failures, but {why}", nemesis.name),
+        )
+    };
+    if power && data_fs == DataFs::Plain {
+        let by = if o.data_fs.is_some() {
+            "--data-fs plain".to_string()
+        } else {
+            format!("{}: data_fs: plain", super::field_at(test_path, "data_fs"))
+        };
+        refuse_power(format!(
+            "{by} keeps the data dirs on plain directories, whose un-fsynced writes the kernel keeps; drop it, or set data_fs: lazyfs"
+        ))?;
+    }
+    if data_fs == DataFs::Plain {
+        return Ok(data_fs);
+    }
+    if o.leave_running {
+        bail!("--leave-running: the nodes' data dirs are on the power-failure filesystem (data_fs: lazyfs), which this controller serves and which ends with it; run without --leave-running, or with --data-fs plain and a nemesis without power-fail");
+    }
+    let why = match hosts {
+        HostsChoice::Ssh { .. } => Some("these are SSH hosts, and the power-failure filesystem is served by this controller on this machine (hosts: local or loopback)".to_string()),
+        _ => fuse_missing,
+    };
+    let Some(why) = why else {
+        return Ok(data_fs);
+    };
+    if power {
+        refuse_power(format!(
+            "the data dirs cannot live on the power-failure filesystem: {why}"
+        ))?;
+    }
+    if o.data_fs.is_some() {
+        bail!("--data-fs lazyfs: {why}");
+    }
+    let mut v = super::Violations::new(test_path);
+    v.check(false, "data_fs", format!("lazyfs: {why}"));
+    v.into_result()?;
+    Ok(data_fs)
+}
+
+/// Why this machine cannot mount the power-failure filesystem, if it cannot.
+fn lazyfs_unavailable() -> Option<String> {
+    if !nix::unistd::geteuid().is_root() {
+        return Some("mounting it needs root".into());
+    }
+    if !Path::new("/dev/fuse").exists() {
+        return Some("there is no /dev/fuse (load the fuse module: `modprobe fuse`)".into());
+    }
+    None
+}
+
 fn git_revision() -> Option<String> {
     (BUILD_REVISION != "unknown").then(|| BUILD_REVISION.to_string())
 }
@@ -760,6 +848,17 @@ mod tests {
         resolve(blind, "none", 1).unwrap();
     }
 
+    /// An SSH inventory of n1…n3 in `dir`.
+    fn three_ssh_hosts(dir: &Path) -> PathBuf {
+        let inventory = dir.join("hosts.yaml");
+        std::fs::write(
+            &inventory,
+            "nodes:\n  - {name: n1, address: 10.0.0.1}\n  - {name: n2, address: 10.0.0.2}\n  - {name: n3, address: 10.0.0.3}\n",
+        )
+        .unwrap();
+        inventory
+    }
+
     #[test]
     fn twins_are_refused_at_plan_time_on_loopback_and_ssh_hosts_and_without_identity() {
         let dir = tempfile::tempdir().unwrap();
@@ -769,12 +868,7 @@ mod tests {
             "name: twin\ntimeline:\n  - {at: 1s, start: twin, target: [n1]}\n  - {at: 2s, stop: twin}\n",
         )
         .unwrap();
-        let inventory = dir.path().join("hosts.yaml");
-        std::fs::write(
-            &inventory,
-            "nodes:\n  - {name: n1, address: 10.0.0.1}\n  - {name: n2, address: 10.0.0.2}\n  - {name: n3, address: 10.0.0.3}\n",
-        )
-        .unwrap();
+        let inventory = three_ssh_hosts(dir.path());
         let resolve = |target: &str, hosts: HostsChoice| {
             let o = Overrides {
                 target: Some(target.into()),
@@ -815,6 +909,107 @@ mod tests {
             &plan.nemesis_schedule[0].action,
             crate::spec::schedule::Action::StartTwin { node, sees_twin } if node == "n1" && !sees_twin.is_empty()
         ));
+    }
+
+    #[test]
+    fn power_failures_are_refused_at_plan_time_where_data_dirs_cannot_be_on_lazyfs() {
+        let dir = tempfile::tempdir().unwrap();
+        let nemesis = dir.path().join("pf.yaml");
+        std::fs::write(
+            &nemesis,
+            "name: pf\ninterval: 5s\nduration: 3s\nfaults:\n  - {fault: kill, target: one}\n  - {fault: power-fail, target: all}\n",
+        )
+        .unwrap();
+        let inventory = three_ssh_hosts(dir.path());
+        let resolve = |hosts: HostsChoice, data_fs: Option<DataFs>| {
+            let o = Overrides {
+                nemesis: Some(nemesis.display().to_string()),
+                nodes: Some(3),
+                seed: Some(1),
+                hosts: Some(hosts.clone()),
+                data_fs,
+                ..Overrides::default()
+            };
+            Plan::resolve(&SpecRoots::default_roots(), &o, hosts).map_err(|e| format!("{e:#}"))
+        };
+        let at = format!("{}:6:", nemesis.display());
+        let ssh = HostsChoice::Ssh {
+            inventory,
+            nodes: Vec::new(),
+        };
+        let err = resolve(ssh, None).unwrap_err();
+        assert!(err.starts_with(&at), "{err}");
+        assert!(
+            err.contains("faults[1].fault: nemesis pf injects power failures, but the data dirs cannot live on the power-failure filesystem: these are SSH hosts"),
+            "{err}"
+        );
+        let err = resolve(HostsChoice::Loopback, Some(DataFs::Plain)).unwrap_err();
+        assert!(err.starts_with(&at), "{err}");
+        assert!(
+            err.contains("--data-fs plain keeps the data dirs on plain directories"),
+            "{err}"
+        );
+        // Without FUSE (decided by the machine, so asked of the rule directly).
+        let test = TestSpec::default();
+        let spec = NemesisSpec::load(&nemesis).unwrap();
+        let err = resolve_data_fs(
+            Path::new("t.yaml"),
+            &test,
+            &Overrides::default(),
+            &HostsChoice::Loopback,
+            &spec,
+            &nemesis,
+            Some("there is no /dev/fuse".into()),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("faults[1].fault:") && err.contains("there is no /dev/fuse"),
+            "{err}"
+        );
+        let asked = TestSpec {
+            data_fs: Some(DataFs::Lazyfs),
+            ..TestSpec::default()
+        };
+        let none = NemesisSpec::load(Path::new("nemesis/none.yaml")).unwrap();
+        let err = resolve_data_fs(
+            Path::new("t.yaml"),
+            &asked,
+            &Overrides::default(),
+            &HostsChoice::Loopback,
+            &none,
+            Path::new("nemesis/none.yaml"),
+            Some("mounting it needs root".into()),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("t.yaml: data_fs: lazyfs: mounting it needs root"),
+            "{err}"
+        );
+        // Where it can be, power failures turn the filesystem on; other nemeses do not.
+        let on = resolve_data_fs(
+            Path::new("t.yaml"),
+            &test,
+            &Overrides::default(),
+            &HostsChoice::Loopback,
+            &spec,
+            &nemesis,
+            None,
+        )
+        .unwrap();
+        assert_eq!(on, DataFs::Lazyfs);
+        let off = resolve_data_fs(
+            Path::new("t.yaml"),
+            &test,
+            &Overrides::default(),
+            &HostsChoice::Loopback,
+            &none,
+            Path::new("nemesis/none.yaml"),
+            None,
+        )
+        .unwrap();
+        assert_eq!(off, DataFs::Plain);
     }
 
     /// The plan refuses by the nemesis file's fields, the runner by the compiled steps:

@@ -86,6 +86,13 @@ pub enum Action {
     },
     /// Stop every twin; every node sees the originals again.
     StopTwin,
+    /// SIGKILL the nodes, then drop every write to their data dirs they did not fsync.
+    PowerFail {
+        targets: Targets,
+    },
+    /// Start every power-failed node again on what its data dir kept (history f:
+    /// `power-restore`).
+    PowerRestore,
 }
 
 /// What a nemesis step does to the faults in force.
@@ -122,6 +129,8 @@ impl FaultEdge {
             "stop-delay" => heal(K::Delay),
             "start-twin" => FaultEdge::Start(K::Twin),
             "stop-twin" => heal(K::Twin),
+            "power-fail" => FaultEdge::Start(K::PowerFail),
+            "power-restore" => heal(K::PowerFail),
             _ => return None,
         })
     }
@@ -149,6 +158,7 @@ impl Action {
             Action::StartLoss { .. } => FaultEdge::Start(K::Loss),
             Action::StartDelay { .. } => FaultEdge::Start(K::Delay),
             Action::StartTwin { .. } => FaultEdge::Start(K::Twin),
+            Action::PowerFail { .. } => FaultEdge::Start(K::PowerFail),
             Action::StopPartition => heal(K::Partition),
             Action::Resume => heal(K::Pause),
             Action::Restart => heal(K::Kill),
@@ -156,6 +166,21 @@ impl Action {
             Action::StopLoss => heal(K::Loss),
             Action::StopDelay => heal(K::Delay),
             Action::StopTwin => heal(K::Twin),
+            Action::PowerRestore => heal(K::PowerFail),
+        }
+    }
+
+    /// The nodes a start names when compiled (none for heals and leader-relative targets).
+    pub fn targets(&self) -> Option<&Targets> {
+        match self {
+            Action::Pause { targets }
+            | Action::Kill { targets }
+            | Action::PowerFail { targets }
+            | Action::BumpClock { targets, .. }
+            | Action::StrobeClock { targets, .. }
+            | Action::StartLoss { targets, .. }
+            | Action::StartDelay { targets, .. } => Some(targets),
+            _ => None,
         }
     }
 
@@ -176,13 +201,7 @@ impl Action {
         };
         match self {
             Action::StartPartition { grudge, .. } => !matches!(grudge, Grudge::Drops(_)),
-            Action::Pause { targets }
-            | Action::Kill { targets }
-            | Action::BumpClock { targets, .. }
-            | Action::StrobeClock { targets, .. }
-            | Action::StartLoss { targets, .. }
-            | Action::StartDelay { targets, .. } => leader_targets(targets),
-            _ => false,
+            _ => self.targets().is_some_and(leader_targets),
         }
     }
 
@@ -204,6 +223,8 @@ impl Action {
             Action::StopDelay => "stop-delay",
             Action::StartTwin { .. } => "start-twin",
             Action::StopTwin => "stop-twin",
+            Action::PowerFail { .. } => "power-fail",
+            Action::PowerRestore => "power-restore",
         }
     }
 
@@ -217,6 +238,7 @@ impl Action {
             FaultKind::Loss => Action::StopLoss,
             FaultKind::Delay => Action::StopDelay,
             FaultKind::Twin => Action::StopTwin,
+            FaultKind::PowerFail => Action::PowerRestore,
         }
     }
 }
@@ -249,12 +271,21 @@ pub fn compile(
                 vec![&spec.faults[rng.random_range(0..spec.faults.len())]]
             };
             let end = t + duration;
+            let mut hit: Vec<String> = Vec::new();
             for f in &window {
-                steps.push(Step {
-                    at: t,
-                    action: start_action(f.fault, &f.params, nodes, &mut rng)
-                        .map_err(|e| anyhow!("nemesis {}: {e}", spec.name))?,
-                });
+                // Disjoint: later faults of the window draw from the nodes not hit yet, as
+                // long as enough are left for their selector.
+                let pool: Vec<String> = if spec.disjoint {
+                    nodes.iter().filter(|n| !hit.contains(n)).cloned().collect()
+                } else {
+                    nodes.to_vec()
+                };
+                let action = start_action(f.fault, &f.params, nodes, &pool, &mut rng)
+                    .map_err(|e| anyhow!("nemesis {}: {e}", spec.name))?;
+                if let Some(Targets::Nodes(ns)) = action.targets() {
+                    hit.extend(ns.iter().cloned());
+                }
+                steps.push(Step { at: t, action });
             }
             if end < time_limit {
                 // Heal in reverse order of injection.
@@ -270,7 +301,7 @@ pub fn compile(
     }
     for (i, s) in spec.timeline.iter().enumerate() {
         let action = match (s.start, s.stop) {
-            (Some(k), _) => start_action(k, &s.params, nodes, &mut rng)
+            (Some(k), _) => start_action(k, &s.params, nodes, nodes, &mut rng)
                 .map_err(|e| anyhow!("nemesis {}: timeline[{i}]: {e}", spec.name))?,
             (None, Some(k)) => Action::heal(k),
             (None, None) => bail!(
@@ -284,22 +315,26 @@ pub fn compile(
     Ok(steps)
 }
 
+/// The start of a fault of `kind`; random selectors draw from `pool` when it holds enough
+/// nodes for them, else from all `nodes`.
 fn start_action(
     kind: FaultKind,
     p: &FaultParams,
     nodes: &[String],
+    pool: &[String],
     rng: &mut ChaCha8Rng,
 ) -> Result<Action> {
     let settle_ms = p.settle.map_or(0, |d| d.as_millis() as u64);
     let targets = |rng: &mut ChaCha8Rng| -> Result<Targets> {
-        select(
-            p.target
-                .as_ref()
-                .ok_or_else(|| anyhow!("{} needs a target", kind.as_str()))?,
-            nodes,
-            settle_ms,
-            rng,
-        )
+        let sel = p
+            .target
+            .as_ref()
+            .ok_or_else(|| anyhow!("{} needs a target", kind.as_str()))?;
+        let from = match sel {
+            NodeSelector::Named(_) if pool.len() >= wanted(sel, nodes.len()) => pool,
+            _ => nodes,
+        };
+        select(sel, from, nodes.len(), settle_ms, rng)
     };
     Ok(match kind {
         FaultKind::Partition => {
@@ -321,6 +356,9 @@ fn start_action(
             targets: targets(rng)?,
         },
         FaultKind::Kill => Action::Kill {
+            targets: targets(rng)?,
+        },
+        FaultKind::PowerFail => Action::PowerFail {
             targets: targets(rng)?,
         },
         FaultKind::ClockBump => {
@@ -410,18 +448,31 @@ fn known(n: &str, nodes: &[String]) -> Result<()> {
     }
 }
 
-/// Resolve a selector to nodes (or to primaries, decided at fault time).
+/// How many nodes a random selector takes out of `n` (the size of the whole cluster, so a
+/// disjoint draw keeps a `majority` a majority); 0 for the others.
+fn wanted(sel: &NodeSelector, n: usize) -> usize {
+    match sel {
+        NodeSelector::Named(SelectorName::One) => 1,
+        NodeSelector::Named(SelectorName::Minority) => (n.saturating_sub(1) / 2).max(1),
+        NodeSelector::Named(SelectorName::Majority) => n / 2 + 1,
+        NodeSelector::Named(SelectorName::All) => n,
+        _ => 0,
+    }
+}
+
+/// Resolve a selector to nodes drawn from `nodes` (or to primaries, decided at fault time);
+/// `n` is the cluster's size, which `minority` and `majority` are counted against.
 fn select(
     sel: &NodeSelector,
     nodes: &[String],
+    n: usize,
     settle_ms: u64,
     rng: &mut ChaCha8Rng,
 ) -> Result<Targets> {
-    let n = nodes.len();
     let mut shuffled = nodes.to_vec();
     shuffled.shuffle(rng);
     let take = |k: usize| -> Targets {
-        let mut v: Vec<String> = shuffled[..k.min(n)].to_vec();
+        let mut v: Vec<String> = shuffled[..k.min(shuffled.len())].to_vec();
         v.sort();
         Targets::Nodes(v)
     };
@@ -504,6 +555,8 @@ mod tests {
                 sees_twin: vec!["n2".into()],
             },
             Action::StopTwin,
+            Action::PowerFail { targets: t() },
+            Action::PowerRestore,
         ];
         for a in &all {
             assert_eq!(FaultEdge::of(a.f()), Some(a.edge()), "{}", a.f());
@@ -693,6 +746,67 @@ mod tests {
         assert_eq!(
             (Action::heal(FaultKind::Delay).f(), actions[0].f()),
             ("stop-delay", "start-delay")
+        );
+    }
+
+    #[test]
+    fn a_disjoint_window_draws_each_fault_from_the_nodes_not_hit_yet() {
+        let p = std::path::Path::new("os-crash.yaml");
+        let text = "name: oc\ninterval: 1s\nduration: 1s\nconcurrent: true\ndisjoint: true\nfaults:\n  - {fault: power-fail, target: one}\n  - {fault: pause, target: minority}\n";
+        let s: NemesisSpec = crate::spec::parse_yaml(p, text).unwrap();
+        s.validate(p).unwrap();
+        let nodes: Vec<String> = (1..=5).map(|i| format!("n{i}")).collect();
+        let mut windows = 0;
+        for seed in 0..20 {
+            let steps = compile(&s, &nodes, seed, Duration::from_secs(30)).unwrap();
+            for pair in steps.windows(2) {
+                if let (
+                    Action::PowerFail {
+                        targets: Targets::Nodes(crashed),
+                    },
+                    Action::Pause {
+                        targets: Targets::Nodes(paused),
+                    },
+                ) = (&pair[0].action, &pair[1].action)
+                {
+                    windows += 1;
+                    assert_eq!(crashed.len(), 1);
+                    // A minority of the cluster, not of the nodes left.
+                    assert_eq!(paused.len(), 2);
+                    assert!(!paused.contains(&crashed[0]), "seed {seed}: {pair:?}");
+                }
+            }
+        }
+        assert!(windows > 100, "{windows}");
+        // Without `disjoint` the same draw may hit the crashed node again.
+        let overlapping: NemesisSpec =
+            crate::spec::parse_yaml(p, &text.replace("disjoint: true\n", "")).unwrap();
+        let any_overlap = (0..20).any(|seed| {
+            let steps = compile(&overlapping, &nodes, seed, Duration::from_secs(30)).unwrap();
+            steps
+                .windows(2)
+                .any(|pair| match (&pair[0].action, &pair[1].action) {
+                    (
+                        Action::PowerFail {
+                            targets: Targets::Nodes(c),
+                        },
+                        Action::Pause {
+                            targets: Targets::Nodes(p),
+                        },
+                    ) => p.contains(&c[0]),
+                    _ => false,
+                })
+        });
+        assert!(any_overlap);
+        let bad: NemesisSpec = crate::spec::parse_yaml(
+            p,
+            "name: d\ninterval: 1s\nduration: 1s\ndisjoint: true\nfaults:\n  - {fault: power-fail, target: one}\n",
+        )
+        .unwrap();
+        let err = bad.validate(p).unwrap_err().to_string();
+        assert!(
+            err.contains("disjoint: only a `concurrent: true` nemesis"),
+            "{err}"
         );
     }
 }

@@ -36,6 +36,33 @@ pub struct TestSpec {
     /// Subnet for local hosts, e.g. `10.213.0.0/24`.
     #[serde(default)]
     pub subnet: Option<String>,
+    /// What each node's data dir lives on: `plain` (a directory) or `lazyfs` (its own
+    /// mount of the power-failure filesystem, which `power-fail` needs). Absent: `lazyfs`
+    /// when the nemesis injects power failures, else `plain`.
+    #[serde(default)]
+    pub data_fs: Option<DataFs>,
+}
+
+/// What a node's data dir lives on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DataFs {
+    /// A directory of this machine's filesystem (or the SSH host's).
+    #[default]
+    Plain,
+    /// A mount of faultline's power-failure filesystem (`hosts::lazyfs`) per node, over a
+    /// backing directory beside it: un-fsynced writes are held in faultline's memory, and
+    /// `power-fail` drops them.
+    Lazyfs,
+}
+
+impl DataFs {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DataFs::Plain => "plain",
+            DataFs::Lazyfs => "lazyfs",
+        }
+    }
 }
 
 impl TestSpec {

@@ -13,6 +13,7 @@ use crate::hosts::cleanup::ProcId;
 use crate::hosts::ssh::{RemoteProc, RemoteState};
 use crate::hosts::{Hosts, NodeHost, Registry, SpawnSpec, Spawned};
 use crate::spec::target::{fill, signal_by_name, Inspect, Protocol, ReadyCheck};
+use crate::spec::test::DataFs;
 use crate::spec::Plan;
 use anyhow::{anyhow, bail, Context, Result};
 use client::Client;
@@ -161,6 +162,11 @@ pub struct Cluster {
     /// or where cgroup v2 is unavailable (nodes are then tracked by process group only).
     cgroups: Option<RunCgroups>,
     cluster_token: String,
+    /// Each node's mount of the power-failure filesystem, when the plan puts data dirs
+    /// there (`data_fs: lazyfs`): mounted before the node first starts, kept across its
+    /// restarts (it is the node's disk), unmounted after it stopped for good. Dropping the
+    /// cluster (a panic) unmounts them too.
+    mounts: std::sync::Mutex<BTreeMap<String, crate::hosts::lazyfs::Mount>>,
 }
 
 impl Cluster {
@@ -195,6 +201,7 @@ impl Cluster {
             procs: Mutex::new(BTreeMap::new()),
             starts: Mutex::new(BTreeMap::new()),
             clocks,
+            mounts: std::sync::Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -783,6 +790,7 @@ impl Cluster {
     pub async fn start_all(&self) -> Result<()> {
         self.upload_binaries().await?;
         self.probe_remote_clocks().await?;
+        self.mount_data_dirs()?;
         for n in self.plan.nodes.clone() {
             self.start_node(&n).await?;
         }
@@ -1113,6 +1121,80 @@ impl Cluster {
                 } else if let Err(e) = copy_atomic(&src, &dst) {
                     problems.push(format!("{node}: cannot collect {}: {e:#}", src.display()));
                 }
+            }
+        }
+        problems
+    }
+}
+
+impl Cluster {
+    fn lock_mounts(
+        &self,
+    ) -> std::sync::MutexGuard<'_, BTreeMap<String, crate::hosts::lazyfs::Mount>> {
+        self.mounts.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Put every node's data dir on a mount of its own of the power-failure filesystem,
+    /// over a backing directory beside it (`<node>.disk`: what survives a power failure),
+    /// if the plan asks for it. Each mount point is recorded in the registry before it is
+    /// mounted. Nodes already mounted are left as they are.
+    pub fn mount_data_dirs(&self) -> Result<()> {
+        if self.plan.data_fs != DataFs::Lazyfs {
+            return Ok(());
+        }
+        if self.hosts.remote().is_some() {
+            bail!(
+                "the power-failure filesystem is served on this machine; SSH hosts cannot have it"
+            );
+        }
+        for node in &self.plan.nodes {
+            if self.lock_mounts().contains_key(node) {
+                continue;
+            }
+            let mountpoint = self.data_dir(node);
+            let backing = self.data_root.join(format!("{node}.disk"));
+            for d in [&mountpoint, &backing] {
+                std::fs::create_dir_all(d)
+                    .with_context(|| format!("cannot create {}", d.display()))?;
+            }
+            self.reg.add_mount(&mountpoint)?;
+            let mount = crate::hosts::lazyfs::mount(&backing, &mountpoint)
+                .with_context(|| format!("node {node}: data dir"))?;
+            tracing::info!(
+                "{node}: data dir {} on the power-failure filesystem (disk: {})",
+                mountpoint.display(),
+                backing.display()
+            );
+            self.lock_mounts().insert(node.clone(), mount);
+        }
+        Ok(())
+    }
+
+    /// Drop every write to `node`'s data dir that it did not fsync, as a power cut would:
+    /// what was dropped. The node must be dead (the `power-fail` fault kills it first).
+    pub fn power_fail(&self, node: &str) -> Result<crate::hosts::lazyfs::Lost> {
+        let mounts = self.lock_mounts();
+        let mount = mounts.get(node).ok_or_else(|| {
+            anyhow!("node {node}: its data dir is not on the power-failure filesystem (data_fs: lazyfs)")
+        })?;
+        Ok(mount.power_fail())
+    }
+
+    /// Unmount every node's power-failure filesystem (after the nodes stopped); problems
+    /// are returned, and a mount that could not be unmounted stays recorded for the
+    /// registry's teardown to detach.
+    pub fn unmount_data_dirs(&self) -> Vec<String> {
+        let mounts = std::mem::take(&mut *self.lock_mounts());
+        let mut problems = Vec::new();
+        for (node, mount) in mounts {
+            let mountpoint = mount.mountpoint().to_path_buf();
+            match mount.unmount() {
+                Ok(()) => {
+                    if let Err(e) = self.reg.remove_mount(&mountpoint) {
+                        problems.push(format!("{node}: {e:#}"));
+                    }
+                }
+                Err(e) => problems.push(format!("{node}: {e:#}")),
             }
         }
         problems

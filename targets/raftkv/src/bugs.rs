@@ -3,6 +3,12 @@
 //! by default. See targets/raftkv/README.md for the fault that exposes each.
 
 use clap::ValueEnum;
+use std::time::Duration;
+
+/// How often `--bug lazy-fsync` fsyncs the log, in the background: the window of
+/// acknowledged writes a power failure takes with it (NATS's `sync_interval`, 2 min by
+/// default, is the same bug at a larger scale).
+pub const LAZY_FSYNC_INTERVAL: Duration = Duration::from_millis(1000);
 
 /// One bug, as named on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum)]
@@ -20,6 +26,10 @@ pub enum Bug {
     ForgetVote,
     /// The leader acknowledges a write as soon as it is in its own log.
     AckBeforeCommit,
+    /// Log appends are acknowledged once written, not fsynced: a background thread
+    /// fsyncs the log every second. A kill loses nothing (the kernel has
+    /// the writes); a power failure loses the last interval's acknowledged writes.
+    LazyFsync,
 }
 
 /// The set of enabled bugs, as flags the code branches on.
@@ -31,6 +41,7 @@ pub struct Bugs {
     pub commit_old_term: bool,
     pub forget_vote: bool,
     pub ack_before_commit: bool,
+    pub lazy_fsync: bool,
 }
 
 impl Bugs {
@@ -45,6 +56,7 @@ impl Bugs {
                 Bug::CommitOldTerm => b.commit_old_term = true,
                 Bug::ForgetVote => b.forget_vote = true,
                 Bug::AckBeforeCommit => b.ack_before_commit = true,
+                Bug::LazyFsync => b.lazy_fsync = true,
             }
         }
         b
@@ -59,6 +71,7 @@ impl Bugs {
             (self.commit_old_term, "commit-old-term"),
             (self.forget_vote, "forget-vote"),
             (self.ack_before_commit, "ack-before-commit"),
+            (self.lazy_fsync, "lazy-fsync"),
         ];
         all.iter().filter(|(on, _)| *on).map(|(_, n)| *n).collect()
     }

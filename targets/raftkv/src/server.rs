@@ -76,7 +76,7 @@ fn wall_ms() -> u64 {
 
 /// Runs the node until `shutdown` completes or the data dir fails.
 pub async fn run(s: Settings, shutdown: impl Future<Output = ()>) -> Result<()> {
-    let (storage, recovered) = DiskStorage::open(&s.data_dir)?;
+    let (storage, recovered) = DiskStorage::open_with(&s.data_dir, s.bugs)?;
     let peer_listener = TcpListener::bind(s.peer_listen)
         .await
         .with_context(|| format!("cannot listen for peers on {}", s.peer_listen))?;

@@ -10,17 +10,22 @@
 //!   rewrites it (temp file + rename) without the entries the snapshot covers.
 //!
 //! [`DiskStorage::persist`] carries out one [`Ready`](crate::raft::Ready)'s changes and
-//! then fsyncs once (group commit). Recovery tolerates what a crash can leave: a torn last
+//! then fsyncs once (group commit) — except under `--bug lazy-fsync`, where the log's
+//! fsync is left to a background thread ([`crate::bugs::LAZY_FSYNC_INTERVAL`]). Recovery tolerates what a crash can leave: a torn last
 //! log line (dropped), entries the snapshot already covers (skipped), entries older than
 //! the snapshot's term after an interrupted install (dropped). Anything else malformed is
 //! an error naming the file and line.
 
+use crate::bugs::{Bugs, LAZY_FSYNC_INTERVAL};
 use crate::raft::{Entry, HardState, Persist, Recovered, Snapshot};
 use anyhow::{bail, Context, Result};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 const HARD_STATE: &str = "hard_state.json";
 const SNAPSHOT: &str = "snapshot.json";
@@ -36,11 +41,51 @@ pub struct DiskStorage {
     offsets: Vec<u64>,
     /// Length of the log file.
     end: u64,
+    /// `--bug lazy-fsync`: the log file as the background syncer sees it (replaced when
+    /// the log is rewritten); `persist` then returns without fsyncing appends.
+    lazy: Option<Arc<LazySync>>,
+    /// fsyncs of the log that `persist` waited for (what lazy-fsync leaves out).
+    pub log_syncs: u64,
+}
+
+/// The background fsync of `--bug lazy-fsync`.
+struct LazySync {
+    log: Mutex<File>,
+    /// fsyncs it has done, for tests.
+    syncs: AtomicU64,
+}
+
+impl LazySync {
+    /// Fsync `log` every `interval` until the storage is dropped.
+    fn start(log: &File, interval: Duration) -> Result<Arc<LazySync>> {
+        let me = Arc::new(LazySync {
+            log: Mutex::new(log.try_clone().context("cloning the log's handle")?),
+            syncs: AtomicU64::new(0),
+        });
+        let weak: Weak<LazySync> = Arc::downgrade(&me);
+        std::thread::Builder::new()
+            .name("lazy-fsync".into())
+            .spawn(move || loop {
+                std::thread::sleep(interval);
+                let Some(me) = weak.upgrade() else { return };
+                let log = me.log.lock().unwrap_or_else(|p| p.into_inner());
+                if log.sync_data().is_ok() {
+                    me.syncs.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+            .context("starting the lazy-fsync thread")?;
+        Ok(me)
+    }
 }
 
 impl DiskStorage {
     /// Opens (creating if needed) the data dir and reads back what it holds.
     pub fn open(dir: &Path) -> Result<(DiskStorage, Recovered)> {
+        DiskStorage::open_with(dir, Bugs::default())
+    }
+
+    /// [`DiskStorage::open`] with the storage bugs of `bugs` switched on.
+    pub fn open_with(dir: &Path, bugs: Bugs) -> Result<(DiskStorage, Recovered)> {
         fs::create_dir_all(dir)
             .with_context(|| format!("cannot create data dir {}", dir.display()))?;
         let probe = dir.join(".write-test");
@@ -117,7 +162,12 @@ impl DiskStorage {
             snap_index,
             offsets: Vec::new(),
             end: 0,
+            lazy: None,
+            log_syncs: 0,
         };
+        if bugs.lazy_fsync {
+            storage.lazy = Some(LazySync::start(&storage.log, LAZY_FSYNC_INTERVAL)?);
+        }
         if clean {
             storage.offsets = starts;
             storage.end = raw.len() as u64;
@@ -177,10 +227,11 @@ impl DiskStorage {
                 }
             }
         }
-        if log_dirty {
+        if log_dirty && self.lazy.is_none() {
             self.log
                 .sync_data()
                 .with_context(|| format!("fsync of {}", self.log_path().display()))?;
+            self.log_syncs += 1;
         }
         Ok(())
     }
@@ -222,6 +273,10 @@ impl DiskStorage {
             .write(true)
             .open(&path)
             .with_context(|| format!("reopening {}", path.display()))?;
+        if let Some(lazy) = &self.lazy {
+            *lazy.log.lock().unwrap_or_else(|p| p.into_inner()) =
+                self.log.try_clone().context("cloning the log's handle")?;
+        }
         self.end = buf.len() as u64;
         Ok(())
     }
@@ -362,6 +417,35 @@ mod tests {
         fs::write(&path, text).unwrap();
         let err = DiskStorage::open(&dir).err().unwrap().to_string();
         assert!(err.contains("log.jsonl:2") && err.contains("hole"), "{err}");
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// What the bug changes: appends are acknowledged (persist returns) without an fsync,
+    /// which a background thread does later; correct storage fsyncs every persist.
+    #[test]
+    fn lazy_fsync_returns_before_the_log_is_synced_and_syncs_in_the_background() {
+        let dir = tempdir("lazy");
+        let (mut correct, _) = DiskStorage::open(&dir.join("correct")).unwrap();
+        let lazy_bugs = Bugs::from_list(&[crate::bugs::Bug::LazyFsync]);
+        let (mut lazy, _) = DiskStorage::open_with(&dir.join("lazy"), lazy_bugs).unwrap();
+        for i in 1..=20 {
+            correct
+                .persist(&[Persist::Append(vec![entry(i, 1)])])
+                .unwrap();
+            lazy.persist(&[Persist::Append(vec![entry(i, 1)])]).unwrap();
+        }
+        assert_eq!(correct.log_syncs, 20);
+        assert_eq!(lazy.log_syncs, 0, "lazy-fsync waited for an fsync");
+        let bg = lazy.lazy.clone().unwrap();
+        let deadline = std::time::Instant::now() + LAZY_FSYNC_INTERVAL * 5;
+        while bg.syncs.load(Ordering::Relaxed) == 0 {
+            assert!(std::time::Instant::now() < deadline, "no background fsync");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // What it wrote is still all there for a reader (only durability differs).
+        drop(lazy);
+        let (_, r) = DiskStorage::open(&dir.join("lazy")).unwrap();
+        assert_eq!(r.entries.len(), 20);
         let _ = fs::remove_dir_all(&dir);
     }
 
