@@ -13,6 +13,7 @@ mod probe;
 mod report;
 mod run;
 mod serve;
+mod set;
 mod ssh;
 mod twin;
 mod wire;
