@@ -525,11 +525,37 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    /// A history built by hand: `(process, type, f, key, value, time_ms)`; indexes are
-    /// positions.
-    fn history(lines: &[(u64, &str, &str, &str, Value, u64)]) -> Vec<Op> {
+    /// One line of a hand-built history: `(process, type, f, key, value, time_ms)`.
+    type Line = (u64, &'static str, &'static str, String, Value, u64);
+
+    /// Final reads begin at 1000 ms.
+    const OPTS: SetOptions = SetOptions {
+        final_from_ns: 1_000_000_000,
+        stale_invalid: true,
+    };
+
+    /// An add of `k` = `v` invoked at `from` ms and completed (`ok`, `fail`, `info`) at `to`.
+    fn add(p: u64, k: &str, v: u64, from: u64, to: u64, outcome: &'static str) -> [Line; 2] {
+        [
+            (p, "invoke", "write", k.to_string(), json!(v), from),
+            (p, outcome, "write", k.to_string(), json!(v), to),
+        ]
+    }
+
+    /// A read of `k` answering `v`.
+    fn read(p: u64, k: &str, v: Value, from: u64, to: u64) -> [Line; 2] {
+        [
+            (p, "invoke", "read", k.to_string(), Value::Null, from),
+            (p, "ok", "read", k.to_string(), v, to),
+        ]
+    }
+
+    /// The ops in time order (the journal's), indexed by position.
+    fn build(parts: &[[Line; 2]]) -> Vec<Op> {
+        let mut lines: Vec<&Line> = parts.iter().flatten().collect();
+        lines.sort_by_key(|l| l.5);
         lines
-            .iter()
+            .into_iter()
             .enumerate()
             .map(|(i, (p, t, f, k, v, ms))| Op {
                 index: i as u64,
@@ -542,65 +568,12 @@ mod tests {
                     _ => OpType::Info,
                 },
                 f: f.to_string(),
-                key: Some(k.to_string()),
+                key: Some(k.clone()),
                 value: v.clone(),
                 node: None,
                 error: None,
             })
             .collect()
-    }
-
-    /// Final reads begin at 1000 ms.
-    const OPTS: SetOptions = SetOptions {
-        final_from_ns: 1_000_000_000,
-        stale_invalid: true,
-    };
-
-    fn add(
-        p: u64,
-        k: &str,
-        v: u64,
-        from: u64,
-        to: u64,
-        outcome: &str,
-    ) -> [(u64, &'static str, &'static str, String, Value, u64); 2] {
-        [
-            (p, "invoke", "write", k.to_string(), json!(v), from),
-            (p, leak(outcome), "write", k.to_string(), json!(v), to),
-        ]
-    }
-
-    fn read(
-        p: u64,
-        k: &str,
-        v: Value,
-        from: u64,
-        to: u64,
-    ) -> [(u64, &'static str, &'static str, String, Value, u64); 2] {
-        [
-            (p, "invoke", "read", k.to_string(), Value::Null, from),
-            (p, "ok", "read", k.to_string(), v, to),
-        ]
-    }
-
-    fn leak(s: &str) -> &'static str {
-        match s {
-            "ok" => "ok",
-            "fail" => "fail",
-            _ => "info",
-        }
-    }
-
-    fn build(parts: &[[(u64, &'static str, &'static str, String, Value, u64); 2]]) -> Vec<Op> {
-        let mut lines: Vec<(u64, &str, &str, &str, Value, u64)> = Vec::new();
-        for pair in parts {
-            for (p, t, f, k, v, ms) in pair {
-                lines.push((*p, *t, *f, k.as_str(), v.clone(), *ms));
-            }
-        }
-        // Journal order is time order.
-        lines.sort_by_key(|l| l.5);
-        history(&lines)
     }
 
     #[test]
