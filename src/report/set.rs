@@ -137,7 +137,6 @@ mod tests {
     use crate::checker::set::{check, SetOptions};
     use crate::history::{Op, OpType, Process};
     use serde_json::{json, Value};
-    use std::collections::BTreeMap;
 
     fn op(i: u64, ms: u64, p: u64, kind: OpType, f: &str, k: &str, v: Value) -> Op {
         Op {
@@ -154,18 +153,12 @@ mod tests {
     }
 
     fn run_with(set: Value) -> RunData {
-        RunData {
-            dir: "/nonexistent".into(),
-            results: json!({ "set": set }),
-            plan: Value::Null,
-            ops: Vec::new(),
-            calls: Vec::new(),
-            fs: Vec::new(),
-            faults: Vec::new(),
-            clocks: BTreeMap::new(),
-            end_ns: 0,
-            wire: None,
-        }
+        RunData::from_parts(
+            std::path::Path::new("/nonexistent"),
+            json!({ "set": set }),
+            Value::Null,
+            Vec::new(),
+        )
     }
 
     #[test]
