@@ -102,6 +102,19 @@ fn a_set_over_a_target_that_forgets_on_kill_is_invalid_with_its_first_lost_eleme
     );
     let page = std::fs::read_to_string(dir.join("index.html")).unwrap();
     assert!(page.contains("id=\"set-invalid\"") && page.contains("id=\"set-first-lost\""));
+    // `report --recheck` judges the set again from the history alone, to the same counts.
+    let again = faultline()
+        .args(["report", "--recheck"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(
+        again.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert_eq!(results(&dir)["set"]["counts"], set["counts"]);
     std::fs::remove_dir_all(&store).ok();
 }
 
