@@ -19,6 +19,7 @@ pub mod liveness;
 pub mod model;
 pub mod prepare;
 pub mod search;
+pub mod set;
 pub mod simulate;
 pub mod stats;
 pub mod value;

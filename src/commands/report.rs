@@ -114,6 +114,7 @@ fn recheck_run(dir: &Path) -> Result<Value> {
                 crate::runner::check::apply_agreement(&mut checked, a);
             }
             r["agreement"] = serde_json::to_value(&agreement)?;
+            r["set"] = serde_json::to_value(&checked.set)?;
             r["verdict"] = json!(checked.verdict);
             r["reason"] = json!(checked.reason);
             r["stats"] = serde_json::to_value(&checked.stats)?;
@@ -139,6 +140,7 @@ fn recheck_run(dir: &Path) -> Result<Value> {
                 &checked.stats,
             );
             r["agreement"] = serde_json::to_value(&agreement)?;
+            r["set"] = serde_json::to_value(&checked.set)?;
             r
         }
     };

@@ -10,12 +10,25 @@
 //! most `threads_per_key` workers ever have an op open on one key — also when a key is
 //! retired, since its successor belongs to the same group. More workers mean more groups,
 //! so more keys in flight, never more ops on one key.
+//!
+//! A set workload (`set:` in the workload) draws from the same mix with other meanings:
+//! a `write` adds a fresh element — key `s<n>`, written once with the value `n`, numbered
+//! per group like keys so elements never collide — and a `read` reads one of the group's
+//! elements added so far, null meaning absent. Reads take turns between two cursors: one
+//! sweeps every element of the group, newest to oldest, so a sweep is a (spread out) read
+//! of the group's part of the set; the other cycles over the [`RECENT`] newest elements,
+//! so an element is read soon after its add however large the set has grown — where a
+//! stale read shows. Every element is also a key of `keys_used`, so the final phase
+//! reads the whole set.
 
 use crate::history::Invocation;
 use crate::spec::workload::{KeyDistribution, OpKind, WorkloadSpec};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
+
+/// Elements the second read cursor of a set workload cycles over: the newest few.
+pub const RECENT: usize = 8;
 
 /// One key open for operations.
 #[derive(Debug, Clone)]
@@ -35,6 +48,21 @@ struct Shape {
     distribution: KeyDistribution,
     ops_per_key: Option<u64>,
     groups: u64,
+    /// A set workload: writes add elements, reads read them.
+    set: bool,
+}
+
+/// A group's share of a set workload: its elements and its two read cursors.
+#[derive(Debug, Default)]
+struct SetState {
+    /// Keys of the elements added so far, oldest first.
+    added: Vec<String>,
+    /// Position of the sweep (counts down to 0, then starts again at the newest).
+    sweep: usize,
+    /// Position among the newest elements.
+    recent: usize,
+    /// Which cursor the next read takes.
+    turn: bool,
 }
 
 /// The workers that share keys, with the keys they share and their own random stream.
@@ -47,6 +75,7 @@ struct Group {
     slots: Vec<Slot>,
     /// Keys this group has opened so far.
     opened: u64,
+    set: SetState,
 }
 
 #[derive(Debug)]
@@ -83,11 +112,14 @@ impl Generator {
                 distribution: spec.keys.distribution,
                 ops_per_key: spec.keys.ops_per_key,
                 groups: u64::from(groups),
+                set: spec.set.is_some(),
             },
             threads_per_key,
             groups: Vec::with_capacity(groups as usize),
             used: Vec::new(),
         };
+        // A set has no slots: its keys are its elements, opened by its adds.
+        let slots = if spec.set.is_some() { 0 } else { per_group };
         for index in 0..u64::from(groups) {
             // One ChaCha stream per group of the one seed: group 0's is the stream a
             // single-group run always used, so a register run's sequence is unchanged.
@@ -96,10 +128,11 @@ impl Generator {
             let mut group = Group {
                 index,
                 rng,
-                slots: Vec::with_capacity(per_group as usize),
+                slots: Vec::with_capacity(slots as usize),
                 opened: 0,
+                set: SetState::default(),
             };
-            for _ in 0..per_group {
+            for _ in 0..slots {
                 let slot = group.fresh_slot(&g.shape, &mut g.used);
                 group.slots.push(slot);
             }
@@ -179,6 +212,9 @@ impl Group {
     }
 
     fn next_op(&mut self, shape: &Shape, used: &mut Vec<String>) -> Invocation {
+        if shape.set {
+            return self.next_set_op(shape, used);
+        }
         let i = self.pick_slot(shape);
         let key = self.slots[i].key.clone();
         if let Some(left) = &mut self.slots[i].ops_left {
@@ -194,6 +230,45 @@ impl Group {
             OpKind::Cas => json!([self.value(shape), self.value(shape)]),
         };
         Invocation { f, key, value }
+    }
+}
+
+impl Group {
+    /// A set workload's next op: an add of a fresh element, or a read of an added one
+    /// (an add while nothing is added yet).
+    fn next_set_op(&mut self, shape: &Shape, used: &mut Vec<String>) -> Invocation {
+        let f = self.pick_kind(shape);
+        let st = &mut self.set;
+        if f == OpKind::Write || st.added.is_empty() {
+            let n = self.opened * shape.groups + self.index;
+            self.opened += 1;
+            let key = format!("s{n}");
+            used.push(key.clone());
+            st.added.push(key.clone());
+            return Invocation {
+                f: OpKind::Write,
+                key,
+                value: json!(n),
+            };
+        }
+        st.turn = !st.turn;
+        let len = st.added.len();
+        let i = if st.turn {
+            if st.sweep == 0 {
+                st.sweep = len;
+            }
+            st.sweep -= 1;
+            st.sweep
+        } else {
+            let window = len.min(RECENT);
+            st.recent = (st.recent + 1) % window;
+            len - 1 - st.recent
+        };
+        Invocation {
+            f: OpKind::Read,
+            key: st.added[i].clone(),
+            value: Value::Null,
+        }
     }
 }
 
@@ -401,5 +476,85 @@ mod tests {
                 OpKind::Cas => assert_eq!(o.value.as_array().unwrap().len(), 2),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod set_tests {
+    use super::*;
+    use crate::spec::parse_yaml;
+    use std::collections::BTreeSet;
+    use std::path::Path;
+
+    fn set() -> WorkloadSpec {
+        parse_yaml(
+            Path::new("set.yaml"),
+            "name: set\nmix: {write: 1, read: 3}\nset: {}\n",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_set_adds_each_element_once_and_reads_only_elements_already_added() {
+        let mut g = Generator::new(&set(), 4, 6, 3);
+        let mut added = BTreeSet::new();
+        let (mut adds, mut reads) = (0, 0);
+        for i in 0..6000u32 {
+            let op = g.next_op(i % 6);
+            match op.f {
+                OpKind::Write => {
+                    let n = op.key.strip_prefix('s').unwrap().parse::<u64>().unwrap();
+                    assert_eq!(op.value, json!(n), "the value names the element");
+                    assert!(added.insert(op.key), "each element is added once");
+                    adds += 1;
+                }
+                OpKind::Read => {
+                    assert!(added.contains(&op.key), "{} read before its add", op.key);
+                    assert!(op.value.is_null());
+                    reads += 1;
+                }
+                OpKind::Cas => panic!("a set issues no cas"),
+            }
+        }
+        assert!((1300..1700).contains(&adds), "{adds}");
+        assert_eq!(adds + reads, 6000);
+        // The final phase reads every element, and nothing else.
+        let used: BTreeSet<String> = g.keys_used().iter().cloned().collect();
+        assert_eq!(used, added);
+        assert_eq!(g.keys_in_flight(), 0);
+    }
+
+    #[test]
+    fn a_groups_reads_sweep_all_its_elements_and_keep_returning_to_the_newest() {
+        let mut spec = set();
+        spec.mix = [(OpKind::Read, 1)].into_iter().collect();
+        // Reads only: the first op must add (nothing to read yet); then 20 more adds.
+        let mut g = Generator::new(&spec, 1, 1, 1);
+        assert_eq!(g.next_op(0).f, OpKind::Write);
+        spec.mix = [(OpKind::Write, 1)].into_iter().collect();
+        let mut adder = Generator::new(&spec, 1, 1, 1);
+        for _ in 0..20 {
+            adder.next_op(0);
+        }
+        // Move the adder's elements into the reader's group, as if it had added them.
+        g.groups[0].set.added = adder.groups[0].set.added.clone();
+        let reads: Vec<String> = (0..40).map(|_| g.next_op(0).key).collect();
+        let swept: Vec<&String> = reads.iter().step_by(2).collect();
+        // The sweep goes newest to oldest over all 20 elements.
+        assert_eq!(swept[0], "s19");
+        assert_eq!(swept[19], "s0");
+        let recent: BTreeSet<&String> = reads.iter().skip(1).step_by(2).collect();
+        assert_eq!(recent.len(), RECENT);
+        assert!(recent.iter().all(|k| k[1..].parse::<u32>().unwrap() >= 12));
+    }
+
+    #[test]
+    fn a_sets_sequence_depends_only_on_the_seed() {
+        let run = |seed| {
+            let mut g = Generator::new(&set(), seed, 5, 5);
+            (0..500).map(|i| g.next_op(i % 5)).collect::<Vec<_>>()
+        };
+        assert_eq!(run(3), run(3));
+        assert_ne!(run(3), run(4));
     }
 }

@@ -52,7 +52,7 @@ fn conflict_table(c: &Conflict) -> Markup {
     }
 }
 
-fn badge(v: Verdict) -> Markup {
+pub(super) fn badge(v: Verdict) -> Markup {
     let class = match v {
         Verdict::Valid => "valid",
         Verdict::Invalid => "invalid",

@@ -4,7 +4,8 @@
 //! bundled [`font`]), the run page `index.html` ([`page`]) with its counterexample view
 //! ([`counterexample`]), `timeline.html` ([`timeline`]), the store's `index.html` listing
 //! every run ([`index`]), and `faultline serve` ([`serve`]) to browse and download runs.
-//! The run page's Wire section (what the run cost on the wire) is [`wire`].
+//! The run page's Wire section (what the run cost on the wire) is [`wire`], its Set section
+//! (what a set workload lost) [`set`].
 //! The `report` and `serve` subcommands are [`crate::commands::report`]. It does not check histories
 //! (that is [`crate::checker`], reached through `runner::check` on `--recheck`)
 //! and does not write `results.json` during a run (the runner does, with [`results_json`]).
@@ -25,6 +26,7 @@ pub mod plots;
 pub mod run;
 pub mod sample;
 pub mod serve;
+pub mod set;
 pub mod timeline;
 pub mod wire;
 

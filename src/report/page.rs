@@ -639,6 +639,8 @@ pub fn render(run: &RunData, plots: &[Plot]) -> String {
     let wire_plot = plots.iter().find(|p| p.name == super::plots::WIRE);
     let agreement = super::agreement::of(run);
     let agreement_conflict = agreement.as_ref().and_then(|a| a.conflict.as_ref());
+    let set = super::set::of(run);
+    let set_invalid = set.as_ref().and_then(super::set::why_invalid);
     let mut nav = vec![
         ("../../index.html", "all runs"),
         ("timeline.html", "timeline"),
@@ -649,6 +651,9 @@ pub fn render(run: &RunData, plots: &[Plot]) -> String {
     }
     if agreement.is_some() {
         nav.push(("#agreement", "agreement"));
+    }
+    if set.is_some() {
+        nav.push(("#set", "set"));
     }
     nav.push(("#files", "files and logs"));
     let body = html! {
@@ -664,9 +669,10 @@ pub fn render(run: &RunData, plots: &[Plot]) -> String {
         main {
             @if verdict == Verdict::Invalid {
                 @if let Some(why) = agreement.as_ref().and_then(super::agreement::why_invalid) { (why) }
-                // Agreement alone can make a run invalid: then the history itself has no
-                // counterexample to show.
-                @if agreement_conflict.is_none() || check.get("verdict").and_then(Value::as_str) == Some("invalid") {
+                @if let Some(why) = &set_invalid { (why) }
+                // Agreement or the set checker alone can make a run invalid: then the
+                // linearizability checker has no counterexample to show.
+                @if (agreement_conflict.is_none() && set_invalid.is_none()) || check.get("verdict").and_then(Value::as_str) == Some("invalid") {
                     @match counterexample::section(&check) {
                         Some(s) => (s),
                         None => div.why #counterexample {
@@ -718,6 +724,7 @@ pub fn render(run: &RunData, plots: &[Plot]) -> String {
             (super::wire::section(run, wire_plot))
             (liveness_section(run))
             (super::agreement::section(run))
+            (super::set::section(run))
             h2 { "Checker" }
             (checker(run))
             h2 #files { "Files and logs" }

@@ -5,39 +5,40 @@
 use crate::checker::agreement::{self, Agreement, Inspected};
 use crate::checker::liveness::{self, Liveness};
 use crate::checker::model::{ModelKind, ModelSpec};
+use crate::checker::set::{self, SetChecker, SetOptions, SetReport};
 use crate::checker::stats::{OpStats, Required, Tally};
 use crate::checker::Results;
 use crate::checker::{check, CheckOptions, Verdict};
 use crate::history::{self, Format};
+use crate::spec::workload::StalePolicy;
 use crate::spec::Plan;
 use anyhow::{anyhow, Context, Result};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::Instant;
 
 /// A run's verdict and what it is made of.
 #[derive(Debug)]
 pub struct Checked {
-    /// The checker's verdict composed with the stats rule's ([`OpStats::compose`]).
+    /// The checkers' verdicts composed (worst wins) and with the stats rule's
+    /// ([`OpStats::compose`]).
     pub verdict: Verdict,
     /// Why `verdict` is unknown.
     pub reason: Option<String>,
-    /// The checker's JSON result (with a counterexample when invalid).
+    /// The linearizability checker's JSON result (with a counterexample when invalid);
+    /// null for a set workload without a model.
     pub check: Value,
+    /// The set checker's report, for a set workload (results.json `set`).
+    pub set: Option<SetReport>,
     /// Per-f counts of the main phase and the stats rule's verdict.
     pub stats: OpStats,
 }
 
-/// Check `history` (a run's history.jsonl) with the plan's workload model, and apply the
-/// stats rule to the ops of its main phase: every f of the workload's mix with a weight
-/// above 0 must have succeeded at least once.
+/// Check `history` (a run's history.jsonl) with the plan's workload model and, for a set
+/// workload, the set checker; apply the stats rule to the ops of its main phase: every f
+/// of the workload's mix with a weight above 0 must have succeeded at least once.
 pub fn check_history(plan: &Plan, history: &Path) -> Result<Checked> {
-    let kind: ModelKind = plan
-        .workload
-        .model
-        .parse()
-        .map_err(|e: String| anyhow!("{}: model: {e}", plan.workload_file.display()))?;
-    let spec = ModelSpec::new(kind);
     let required = plan
         .workload
         .mix
@@ -50,24 +51,81 @@ pub fn check_history(plan: &Plan, history: &Path) -> Result<Checked> {
     // whether the main phase tested anything.
     let until_ns = u64::try_from(plan.time_limit.as_nanos()).unwrap_or(u64::MAX);
     let mut tally = Tally::new(Required::Fs(required), Some(until_ns));
-    let stream = history::open(history, Format::Jsonl)?.inspect(|item| {
-        if let Ok((_, op)) = item {
-            tally.add(op);
-        }
+    let mut set = plan.workload.set.as_ref().map(|s| {
+        SetChecker::new(SetOptions {
+            // The same boundary: the final phase's reads are the final read of the set.
+            final_from_ns: until_ns,
+            stale_invalid: s.stale == StalePolicy::Invalid,
+        })
     });
-    let report = check(stream, history, &spec, &CheckOptions::default())?;
+    let set_started = Instant::now();
+    let mut feed = |op: &crate::history::Op| {
+        tally.add(op);
+        if let Some(s) = &mut set {
+            s.add(op);
+        }
+    };
+    let linear = if plan.workload.model.is_empty() {
+        for item in history::open(history, Format::Jsonl)? {
+            let (_, op) = item?;
+            feed(&op);
+        }
+        None
+    } else {
+        let kind: ModelKind = plan
+            .workload
+            .model
+            .parse()
+            .map_err(|e: String| anyhow!("{}: model: {e}", plan.workload_file.display()))?;
+        let stream = history::open(history, Format::Jsonl)?.inspect(|item| {
+            if let Ok((_, op)) = item {
+                feed(op);
+            }
+        });
+        Some(check(
+            stream,
+            history,
+            &ModelSpec::new(kind),
+            &CheckOptions::default(),
+        )?)
+    };
+    let set = set.map(|s| {
+        let mut r = s.finish();
+        r.elapsed_ms = u64::try_from(set_started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        tracing::info!("{}", set::summary_line(&r));
+        r
+    });
+    let (mut verdict, mut reason) = match &linear {
+        Some(r) => (r.verdict, r.reason.clone()),
+        None => (Verdict::Valid, None),
+    };
+    if let Some(s) = &set {
+        let before = verdict;
+        verdict = verdict.worst(s.verdict);
+        if s.verdict == verdict && verdict != Verdict::Valid {
+            let why = format!("set: {}", s.reason.as_deref().unwrap_or("no reason given"));
+            reason = Some(match reason.take() {
+                Some(r) if before == verdict => format!("{r}; {why}"),
+                _ => why,
+            });
+        }
+    }
     let stats = tally.finish();
-    let (verdict, reason) = stats.compose(report.verdict, report.reason.as_deref());
-    let results = Results {
-        checker: "linearizability",
-        history: history.display().to_string(),
-        format: Format::Jsonl.to_string(),
-        report: &report,
+    let (verdict, reason) = stats.compose(verdict, reason.as_deref());
+    let check = match &linear {
+        Some(report) => serde_json::to_value(&Results {
+            checker: "linearizability",
+            history: history.display().to_string(),
+            format: Format::Jsonl.to_string(),
+            report,
+        })?,
+        None => Value::Null,
     };
     Ok(Checked {
         verdict,
         reason,
-        check: serde_json::to_value(&results)?,
+        check,
+        set,
         stats,
     })
 }

@@ -625,11 +625,18 @@ async fn run_cluster(
     let ctx = Arc::new(Ctx::new(plan.clone(), cluster.clone(), journal.clone()));
     {
         let gen = ctx.gen.lock().unwrap_or_else(|p| p.into_inner());
-        tracing::info!(
-            "keys: {} in flight, at most {} worker(s) on one key (workload keys.threads_per_key)",
-            gen.keys_in_flight(),
-            gen.threads_per_key()
-        );
+        if plan.workload.set.is_some() {
+            tracing::info!(
+                "set: workers add and read elements in groups of {} (a key per element)",
+                gen.threads_per_key()
+            );
+        } else {
+            tracing::info!(
+                "keys: {} in flight, at most {} worker(s) on one key (workload keys.threads_per_key)",
+                gen.keys_in_flight(),
+                gen.threads_per_key()
+            );
+        }
     }
 
     let nemesis = Arc::new(Nemesis::new(cluster.clone(), journal.clone(), clocks));

@@ -136,6 +136,9 @@ pub fn check_and_report(
     }
     if let Some(obj) = results.as_object_mut() {
         obj.insert("agreement".into(), serde_json::to_value(&agreement)?);
+        if let Some(set) = &checked.set {
+            obj.insert("set".into(), serde_json::to_value(set)?);
+        }
     }
     // Fault windows come from the history whether or not liveness is judged: the wire
     // figures are attributed to them.

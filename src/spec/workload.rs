@@ -52,8 +52,15 @@ pub struct WorkloadSpec {
     pub value_bytes: Option<u32>,
     #[serde(default)]
     pub keys: KeySpec,
-    /// The model the checker replays (a name from `faultline check --help`).
+    /// The model the checker replays (a name from `faultline check --help`). Optional
+    /// for a `set` workload (empty = no linearizability check), required otherwise.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub model: String,
+    /// Makes this a set workload: a `write` adds a fresh element (one key written once), a
+    /// `read` reads an element added before, the final read reads every element, and the
+    /// set checker judges the history (`checker::set`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set: Option<SetSpec>,
     /// A request without an answer after this long is recorded as info.
     #[serde(with = "humantime_serde", default = "default_op_timeout")]
     pub op_timeout: Duration,
@@ -71,6 +78,26 @@ pub struct WorkloadSpec {
     /// run fails liveness (its safety verdict stands).
     #[serde(with = "humantime_serde", default = "default_recovery")]
     pub recovery: Duration,
+}
+
+/// A set workload's settings.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetSpec {
+    /// What an acknowledged element missing from a read that began after the
+    /// acknowledgement means: `invalid` (the default: the target promises linearizable
+    /// reads) or `allowed` (it does not, e.g. serializable reads: stale elements are
+    /// only counted).
+    #[serde(default)]
+    pub stale: StalePolicy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StalePolicy {
+    #[default]
+    Invalid,
+    Allowed,
 }
 
 /// A worker's pause after consecutive `fail`/`info` completions (a `fail` with
@@ -275,8 +302,16 @@ impl WorkloadSpec {
             "recovery",
             "must be between 100ms and 10m",
         );
+        if self.set.is_some() {
+            self.validate_set(&mut v);
+        }
         let model: Result<super::model::ModelKind, String> = self.model.parse();
         match model {
+            Err(_) if self.model.is_empty() => v.check(
+                self.set.is_some(),
+                "model",
+                format!("is required (a model for the checker, or a `set:` block for the set checker; {MODEL_FITS})"),
+            ),
             Ok(m) => {
                 let fits = model_ops(m);
                 let misfits: Vec<&str> = self
@@ -300,6 +335,45 @@ impl WorkloadSpec {
         }
         v.into_result()
     }
+
+    /// The rules of a set workload: it adds and reads elements and is judged by its final
+    /// read, so settings about registers have no meaning in it.
+    fn validate_set(&self, v: &mut Violations) {
+        let other: Vec<&str> = self
+            .mix
+            .iter()
+            .filter(|(op, w)| **w > 0 && !matches!(op, OpKind::Read | OpKind::Write))
+            .map(|(op, _)| op.as_str())
+            .collect();
+        v.check(
+            other.is_empty(),
+            "mix",
+            format!(
+                "a set workload has {} ops (rule: a set adds elements with `write` and reads them with `read`)",
+                other.join(", ")
+            ),
+        );
+        v.check(
+            self.mix.get(&OpKind::Write).is_some_and(|w| *w > 0),
+            "mix",
+            "a set workload needs `write` (adds) with a weight above 0",
+        );
+        v.check(
+            self.final_reads,
+            "final_reads",
+            "must be true for a set workload (rule: every acknowledged add is judged by the final read)",
+        );
+        v.check(
+            self.value_bytes.is_none(),
+            "value_bytes",
+            "does not apply to a set workload (an element's value is its number)",
+        );
+        v.check(
+            self.keys == KeySpec::default(),
+            "keys",
+            "does not apply to a set workload (every element is a key of its own, read back in sweeps; workers share elements in groups of one per node)",
+        );
+    }
 }
 
 #[cfg(test)]
@@ -319,6 +393,56 @@ mod tests {
         assert_eq!(w.keys.in_flight, 1);
         assert_eq!(w.op_timeout, Duration::from_secs(2));
         assert_eq!(w.backoff, BackoffSpec::default());
+    }
+
+    #[test]
+    fn a_set_needs_no_model_and_refuses_settings_that_have_no_meaning_in_it() {
+        let p = Path::new("w-set.yaml");
+        let w: WorkloadSpec =
+            parse_yaml(p, "name: set\nmix: {write: 1, read: 3}\nset: {}\n").unwrap();
+        w.validate(p).unwrap();
+        assert_eq!(
+            w.set,
+            Some(SetSpec {
+                stale: StalePolicy::Invalid
+            })
+        );
+        let lenient: WorkloadSpec = parse_yaml(
+            p,
+            "name: set\nmix: {write: 1}\nset: {stale: allowed}\nmodel: register\n",
+        )
+        .unwrap();
+        lenient.validate(p).unwrap();
+        assert_eq!(lenient.set.unwrap().stale, StalePolicy::Allowed);
+        let bad: WorkloadSpec = parse_yaml(
+            p,
+            "name: set\nmix: {read: 1, cas: 1}\nset: {}\nfinal_reads: false\nkeys: {in_flight: 4}\n",
+        )
+        .unwrap();
+        let err = bad.validate(p).unwrap_err().to_string();
+        for want in [
+            "w-set.yaml: mix: a set workload has cas ops",
+            "w-set.yaml: mix: a set workload needs `write`",
+            "w-set.yaml: final_reads: must be true for a set workload",
+            "w-set.yaml: keys: does not apply to a set workload",
+        ] {
+            assert!(err.contains(want), "{want}\n{err}");
+        }
+        let err = parse_yaml::<WorkloadSpec>(p, "name: s\nmix: {write: 1}\nset: {stale: maybe}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("maybe"), "{err}");
+        // Without `set`, a model is required.
+        let plain: WorkloadSpec = parse_yaml(p, "name: r\nmix: {read: 1}\n").unwrap();
+        let err = plain.validate(p).unwrap_err().to_string();
+        assert!(err.contains("w-set.yaml: model: is required"), "{err}");
+    }
+
+    #[test]
+    fn the_shipped_set_workload_is_valid() {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("workloads/set.yaml");
+        let w = WorkloadSpec::load(&p).unwrap();
+        assert!(w.set.is_some() && w.model.is_empty());
     }
 
     #[test]

@@ -14,6 +14,7 @@ mod probe;
 mod report;
 mod run;
 mod serve;
+mod set;
 mod ssh;
 mod twin;
 mod wire;
