@@ -189,16 +189,24 @@ pub fn parse_mac(json: &str) -> Option<String> {
 }
 
 /// An nft script that (re)creates our twin table so that the namespace drops every frame
-/// from `mac` (the one of nX's two it must not hear). Loaded atomically with `nft -f -`.
-pub fn drop_mac_script(mac: &str) -> String {
-    format!(
-        "table inet {TWIN_TABLE}\ndelete table inet {TWIN_TABLE}\ntable inet {TWIN_TABLE} {{\n  chain input {{ type filter hook input priority -200; policy accept; ether saddr {mac} drop; }}\n}}\n"
-    )
+/// from `macs` (the copies it must not hear); none leaves the table out. Loaded atomically
+/// with `nft -f -`.
+pub fn drop_macs_script(macs: &[&str]) -> String {
+    let mut s = format!("table inet {TWIN_TABLE}\ndelete table inet {TWIN_TABLE}\n");
+    if !macs.is_empty() {
+        s.push_str(&format!(
+            "table inet {TWIN_TABLE} {{\n  chain input {{ type filter hook input priority -200; policy accept; ether saddr {{ {} }} drop; }}\n}}\n",
+            macs.join(", ")
+        ));
+    }
+    s
 }
 
-/// The `ip` command a peer runs to reach nX at `node_ip` through its twin (`Some(twin's
-/// bridge address)`) or directly (`None`: the host route is removed; none is no error).
-pub fn route_command(node_ip: Ipv4Addr, via_twin: Option<Ipv4Addr>) -> Vec<String> {
+/// The `ip` command a copy speaking as `src` runs to reach node `node_ip` through its
+/// twin (`Some(twin's bridge address)`) or directly (`None`: the host route is removed;
+/// none is no error). `src` matters in a twin's namespace, whose `eth0` address is not
+/// the one it speaks with.
+pub fn route_command(node_ip: Ipv4Addr, via_twin: Option<Ipv4Addr>, src: Ipv4Addr) -> Vec<String> {
     let dst = format!("{node_ip}/32");
     match via_twin {
         Some(via) => [
@@ -210,6 +218,8 @@ pub fn route_command(node_ip: Ipv4Addr, via_twin: Option<Ipv4Addr>) -> Vec<Strin
             &via.to_string(),
             "dev",
             "eth0",
+            "src",
+            &src.to_string(),
         ]
         .map(String::from)
         .to_vec(),
@@ -265,18 +275,24 @@ mod tests {
     #[test]
     fn a_peer_switches_by_route_and_by_mac() {
         let ip = Ipv4Addr::new(10, 213, 0, 34);
+        let me = Ipv4Addr::new(10, 213, 0, 35);
         assert_eq!(
-            route_command(ip, Some(Ipv4Addr::new(10, 213, 0, 37))).join(" "),
-            "ip route replace 10.213.0.34/32 via 10.213.0.37 dev eth0"
+            route_command(ip, Some(Ipv4Addr::new(10, 213, 0, 37)), me).join(" "),
+            "ip route replace 10.213.0.34/32 via 10.213.0.37 dev eth0 src 10.213.0.35"
         );
         assert_eq!(
-            route_command(ip, None).join(" "),
+            route_command(ip, None, me).join(" "),
             "ip route flush exact 10.213.0.34/32"
         );
-        let s = drop_mac_script("02:ab:cd:ef:00:01");
+        let s = drop_macs_script(&["02:ab:cd:ef:00:01", "02:ab:cd:ef:00:02"]);
         assert!(s.starts_with("table inet faultline_twin\ndelete table inet faultline_twin\n"));
-        assert!(s.contains("type filter hook input priority -200; policy accept; ether saddr 02:ab:cd:ef:00:01 drop;"));
+        assert!(s.contains("type filter hook input priority -200; policy accept; ether saddr { 02:ab:cd:ef:00:01, 02:ab:cd:ef:00:02 } drop;"));
         assert!(!s.contains("flush ruleset"));
+        assert_eq!(
+            drop_macs_script(&[]),
+            "table inet faultline_twin\ndelete table inet faultline_twin\n",
+            "nothing to drop: no table"
+        );
     }
 
     #[test]
