@@ -264,6 +264,14 @@ fn a_sigkilled_controller_leaves_its_twin_to_faultline_cleanup() {
     std::fs::remove_dir_all(&store).ok();
 }
 
+/// After the run in `dir`: `started` processes (`what`) were started, their pids are in
+/// the log, and none of them, nor any namespace or link of the run, is left.
+fn nothing_left(dir: &Path, started: usize, what: &str) {
+    let (id, pids) = ids_from_log(dir);
+    assert_eq!(pids.len(), started, "{what} started");
+    assert_eq!(leftovers(&id, &pids), Vec::<String>::new());
+}
+
 /// The nemesis ops `f` of a run's history, in order.
 fn nemesis_ops(dir: &Path, f: &str) -> Vec<Value> {
     std::fs::read_to_string(dir.join("history.jsonl"))
@@ -339,9 +347,7 @@ fn two_twins_at_once_each_seen_by_its_own_split_and_nothing_is_left() {
         let log = std::fs::read_to_string(dir.join("nodes").join(t).join("stderr.log")).unwrap();
         assert!(!log.is_empty(), "{t}'s stderr is kept");
     }
-    let (_, pids) = ids_from_log(&dir);
-    assert_eq!(pids.len(), 6, "four nodes and two twins started");
-    assert_eq!(leftovers(&id, &pids), Vec::<String>::new());
+    nothing_left(&dir, 6, "four nodes and two twins");
     std::fs::remove_dir_all(&store).ok();
 }
 
@@ -406,9 +412,7 @@ fn a_twins_scenario_writes_its_rounds_into_the_plan_and_journals_each() {
         "the timeline shows the rounds"
     );
     assert!(timeline.contains("round 3: "), "each with its groups");
-    let (id, pids) = ids_from_log(&dir);
-    assert_eq!(pids.len(), 5, "four nodes and a twin started");
-    assert_eq!(leftovers(&id, &pids), Vec::<String>::new());
+    nothing_left(&dir, 5, "four nodes and a twin");
     std::fs::remove_dir_all(&store).ok();
 }
 
