@@ -9,15 +9,19 @@
 //! bridge and the controller keep reaching the original; `arp_announce=2`: its requests
 //! name its bridge address, so no neighbour cache learns its MAC for nX's address).
 //!
-//! Which of the two a peer sees is set in the peer's namespace, no NAT involved:
-//! - sees the twin: a host route `nX/32 via <twin's bridge address>` (packets for nX go to
-//!   the twin's MAC, which delivers them locally) and, in an nft table faultline owns
-//!   ([`TWIN_TABLE`]), a drop of frames whose Ethernet source is the original's MAC;
-//! - sees the original: no such route, and a drop of the twin's MAC.
+//! Which copy a peer hears is set in the peer's namespace, no NAT involved (the nemesis,
+//! `nemesis::twin`, decides who hears whom; several nodes may have twins at once):
+//! - to reach nX's twin: a host route `nX/32 via <twin's bridge address> src <own address>`
+//!   (packets for nX go to the twin's MAC, which delivers them locally; `src`, because in a
+//!   twin's namespace the `eth0` address is not the one it speaks with);
+//! - to reach the original: no such route;
+//! - in an nft table faultline owns ([`TWIN_TABLE`]), a drop of the frames whose Ethernet
+//!   source is a copy it must not hear: the other copy of each twinned node, and in a Twins
+//!   scenario's round every copy outside its group.
 //!
 //! Switching a peer replaces both; its TCP connections to nX then meet a stack that does
-//! not know them (RST) or silence, and it reconnects to whichever it now sees. The twin
-//! and the original drop each other's frames. Everything here lives in namespaces the run
+//! not know them (RST) or silence, and it reconnects to whichever it now hears. A twin
+//! and its original never hear each other. Everything here lives in namespaces the run
 //! owns: the twin's namespace and veth are in the cleanup registry, and the routes and
 //! tables in the peers' namespaces go with them.
 
@@ -27,8 +31,8 @@ use super::NodeHost;
 use anyhow::{anyhow, bail, Context, Result};
 use std::net::Ipv4Addr;
 
-/// The nftables table faultline owns in a namespace for the twin view: which of nX's two
-/// MACs it drops.
+/// The nftables table faultline owns in a namespace for the twin view: the MACs of the
+/// copies it does not hear.
 pub const TWIN_TABLE: &str = "faultline_twin";
 
 /// Where node `node`'s twin lives: nX's name and address in a namespace of its own.

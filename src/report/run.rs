@@ -552,7 +552,7 @@ fn fault_windows(ops: &[Op]) -> Vec<FaultWindow> {
                 continue;
             }
             // A Twins round replaces the one before it: one window per round.
-            if op.f == "twins-round" {
+            if FaultEdge::replaces_previous(&op.f) {
                 open.retain(|&w| {
                     if windows[w].f == op.f {
                         windows[w].end_ns = Some(op.time_ns);

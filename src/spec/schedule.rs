@@ -150,6 +150,13 @@ impl FaultEdge {
         })
     }
 
+    /// Whether a start journaled as `f` ends the window the previous start of the same `f`
+    /// opened, rather than adding one beside it: a Twins round replaces the round before
+    /// it. Fault windows (the report's, liveness's) read it here.
+    pub fn replaces_previous(f: &str) -> bool {
+        f == "twins-round"
+    }
+
     /// The heal group this edge opens a window in or closes windows of.
     pub fn heal_group(self) -> &'static str {
         match self {
