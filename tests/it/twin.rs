@@ -480,3 +480,24 @@ fn bad_twins_scenarios_are_refused_naming_file_field_and_rule() {
     );
     std::fs::remove_dir_all(&store).ok();
 }
+
+#[test]
+fn an_interrupt_during_a_two_twin_scenario_leaves_nothing() {
+    let Some((_cluster, store)) = root_cluster("twins-sigint") else {
+        return;
+    };
+    let nemesis = nemesis_file(
+        &store,
+        "name: scenario\ntimeline:\n  - {at: 1s, start: twins, twins: 2, rounds: 20, round: 2s}\n",
+    );
+    let child = start_run_on(&store, &nemesis, "60s", "4");
+    let dir = wait_for(&store, |h| h.matches("\"twins-round\"").count() >= 2);
+    let (id, pids) = ids_from_log(&dir);
+    assert_eq!(pids.len(), 6, "four nodes and two twins started");
+    assert!(
+        !leftovers(&id, &pids).is_empty(),
+        "the run and its twins should be up"
+    );
+    interrupt_and_expect_clean(child, &id, &pids);
+    std::fs::remove_dir_all(&store).ok();
+}
