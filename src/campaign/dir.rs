@@ -81,6 +81,14 @@ pub struct RunState {
     /// older runs and runs whose links were not counted (loopback, SSH hosts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wire: Option<WireCost>,
+    /// When the run ended (seconds since the UNIX epoch): with `seconds`, the span the
+    /// campaign's scenarios-per-minute is measured over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_unix_s: Option<f64>,
+    /// The oracles that judged an invalid run so (`linearizability`, `agreement`), from
+    /// its results.json.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub broken_by: Vec<String>,
 }
 
 /// A run's node-to-node traffic per acknowledged write (results.json `wire`).
@@ -119,6 +127,8 @@ impl RunState {
             faults: None,
             liveness_failed: false,
             wire: None,
+            ended_unix_s: None,
+            broken_by: Vec::new(),
         }
     }
 }

@@ -251,6 +251,25 @@ fn wire_cost(run_dir: &Path) -> Option<super::dir::WireCost> {
     })
 }
 
+/// The oracles whose verdict on the run in `run_dir` is invalid, from its results.json:
+/// the linearizability checker's (`check`) and the agreement oracle's (`agreement`).
+fn broken_by(run_dir: &Path) -> Vec<String> {
+    let Some(v) = std::fs::read_to_string(run_dir.join("results.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+    else {
+        return Vec::new();
+    };
+    [
+        ("/check/verdict", "linearizability"),
+        ("/agreement/verdict", "agreement"),
+    ]
+    .into_iter()
+    .filter(|(at, _)| v.pointer(at).and_then(|x| x.as_str()) == Some("invalid"))
+    .map(|(_, name)| name.to_string())
+    .collect()
+}
+
 /// Why the run in `run_dir` is unknown, from its results.json (runs before the stats
 /// rule: the checker's reason).
 fn unknown_reason(run_dir: &Path) -> Option<String> {
@@ -312,6 +331,14 @@ fn record(r: &mut RunState, campaign_dir: &Path, end: ChildEnd) {
         (Some(d), Some(Verdict::Unknown)) => unknown_reason(d),
         _ => None,
     };
+    r.broken_by = match (&run_dir, r.verdict) {
+        (Some(d), Some(Verdict::Invalid)) => broken_by(d),
+        _ => Vec::new(),
+    };
+    r.ended_unix_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_secs_f64());
     r.faults = run_dir.as_deref().and_then(faults_landed);
     r.wire = run_dir.as_deref().and_then(wire_cost);
     r.liveness_failed = end.code == Some(4);

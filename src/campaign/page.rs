@@ -198,6 +198,7 @@ pub fn render(c: &Campaign, state: &State) -> String {
                 ", started " (run_time(&state.started))
                 ". Each cell: runs that reached the expected verdict / runs; the squares link each run (outlined: not as expected)."
             }
+            p #scenarios { (summary::scenarios_line(state)) }
             (matrix(c, state))
             (runs_table(c, state))
         }

@@ -170,6 +170,78 @@ pub fn median_wire_per_write<'a>(
     )
 }
 
+/// Finished runs (scenarios) per minute of wall time, from the first run's start to the
+/// last one's end; `None` before any run finished.
+pub fn scenarios_per_minute(state: &State) -> Option<f64> {
+    let spans: Vec<(f64, f64)> = state
+        .runs
+        .iter()
+        .filter(|r| r.status == Status::Done)
+        .filter_map(|r| Some((r.ended_unix_s? - r.seconds?, r.ended_unix_s?)))
+        .collect();
+    let first = spans.iter().map(|s| s.0).reduce(f64::min)?;
+    let last = spans.iter().map(|s| s.1).reduce(f64::max)?;
+    let minutes = (last - first) / 60.0;
+    (minutes > 0.0).then(|| spans.len() as f64 / minutes)
+}
+
+/// The first run, in execution order, that broke safety (invalid): with its cell file and
+/// seed, `faultline run <cell file> --seed <seed>` runs the same scenario again.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FirstBroken {
+    /// 1-based, as the page shows runs.
+    pub run: usize,
+    pub cell: String,
+    pub cell_file: String,
+    pub seed: u64,
+    /// The oracles that judged it invalid (`linearizability`, `agreement`).
+    pub broken_by: Vec<String>,
+    pub run_dir: Option<String>,
+}
+
+pub fn first_broken(state: &State) -> Option<FirstBroken> {
+    let r = state
+        .runs
+        .iter()
+        .filter(|r| r.status == Status::Done && r.verdict == Some(Verdict::Invalid))
+        .min_by_key(|r| r.index)?;
+    Some(FirstBroken {
+        run: r.index + 1,
+        cell: r.name.clone(),
+        cell_file: super::dir::cell_file(std::path::Path::new(""), &r.name)
+            .display()
+            .to_string(),
+        seed: r.seed,
+        broken_by: r.broken_by.clone(),
+        run_dir: r.run_dir.clone(),
+    })
+}
+
+/// The summary's line about scenarios: how many per minute, and the first that broke.
+pub fn scenarios_line(state: &State) -> String {
+    let rate = match scenarios_per_minute(state) {
+        Some(r) => format!("{r:.1} scenarios/min"),
+        None => "no scenario finished".to_string(),
+    };
+    let invalid = Counts::of(&state.runs).invalid;
+    match first_broken(state) {
+        Some(f) => format!(
+            "{rate}; {invalid} broke safety, first run {} ({}, seed {}, {}): faultline run {} --seed {}",
+            f.run,
+            f.cell,
+            f.seed,
+            if f.broken_by.is_empty() {
+                "invalid".to_string()
+            } else {
+                format!("invalid by {}", f.broken_by.join(" and "))
+            },
+            f.cell_file,
+            f.seed
+        ),
+        None => format!("{rate}; none broke safety"),
+    }
+}
+
 /// The runs of cell `cell`, in repeat order.
 pub fn runs_of(state: &State, cell: usize) -> Vec<&RunState> {
     let mut runs: Vec<&RunState> = state.runs.iter().filter(|r| r.cell == cell).collect();
@@ -226,6 +298,8 @@ pub fn json(c: &Campaign, state: &State, dir: &Path) -> Value {
         "outcome": outcome,
         "exit_code": exit_code,
         "counts": Counts::of(&state.runs),
+        "scenarios_per_minute": scenarios_per_minute(state),
+        "first_broken": first_broken(state),
         "cells": cells,
         "runs": runs,
     })
@@ -265,6 +339,40 @@ overrides:
                 .then(|| "cannot start <n1> & \u{1} friends".into());
         }
         (c, s)
+    }
+
+    #[test]
+    fn scenarios_per_minute_and_the_first_run_that_broke_safety() {
+        let (_, mut s) = finished([
+            Some(Verdict::Valid),
+            None,
+            Some(Verdict::Invalid),
+            Some(Verdict::Invalid),
+        ]);
+        // Two at a time, 20 s each: runs end at 20, 20, 40, 40 s after the first start.
+        for (i, r) in s.runs.iter_mut().enumerate() {
+            r.ended_unix_s = Some(1000.0 + 20.0 * (1 + i / 2) as f64);
+        }
+        s.runs[2].broken_by = vec!["agreement".into()];
+        s.runs[3].broken_by = vec!["linearizability".into()];
+        let rate = scenarios_per_minute(&s).unwrap();
+        assert!((rate - 6.0).abs() < 1e-9, "4 runs in 40 s: {rate}");
+        let f = first_broken(&s).unwrap();
+        assert_eq!((f.run, f.seed), (3, s.runs[2].seed));
+        assert_eq!(f.cell_file, format!("cells/{}.yaml", s.runs[2].name));
+        let line = scenarios_line(&s);
+        assert!(
+            line.starts_with("6.0 scenarios/min; 2 broke safety, first run 3 ("),
+            "{line}"
+        );
+        assert!(
+            line.contains("invalid by agreement): faultline run cells/"),
+            "{line}"
+        );
+        let (_, clean) = finished([Some(Verdict::Valid); 4]);
+        assert_eq!(first_broken(&clean), None);
+        assert_eq!(scenarios_per_minute(&clean), None, "no end times recorded");
+        assert!(scenarios_line(&clean).ends_with("none broke safety"));
     }
 
     #[test]

@@ -387,6 +387,21 @@ fn describe(
                 format!("power failure: {joined} ({bytes} un-fsynced bytes lost)"),
             )
         }
+        FaultKind::Twins => {
+            let groups: Vec<Vec<String>> = v
+                .get("groups")
+                .and_then(Value::as_array)
+                .map(|gs| gs.iter().map(|g| names(Some(g))).collect())
+                .unwrap_or_default();
+            let g: Vec<String> = groups.iter().map(|g| g.join(",")).collect();
+            let round = v.get("round").and_then(Value::as_u64).unwrap_or(0);
+            let lead = match v.get("leader").and_then(Value::as_str) {
+                Some(l) => format!(", leader {l}"),
+                None => String::new(),
+            };
+            let text = format!("twins round {round}: {}{lead}", g.join(" | "));
+            (listed, groups, text)
+        }
         FaultKind::Delay => {
             let text = format!(
                 "delay: {joined} {} ms ± {} ms",

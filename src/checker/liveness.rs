@@ -111,12 +111,22 @@ pub fn assess(ops: impl IntoIterator<Item = Op>, bound: Duration) -> Liveness {
                     continue;
                 }
                 match FaultEdge::of(&op.f) {
-                    Some(FaultEdge::Start(kind)) => windows.push(OpenWindow {
-                        group: kind.heal_group(),
-                        f: op.f.clone(),
-                        start_ns: op.time_ns,
-                        end_ns: None,
-                    }),
+                    Some(FaultEdge::Start(kind)) => {
+                        if FaultEdge::replaces_previous(&op.f) {
+                            for w in windows
+                                .iter_mut()
+                                .filter(|w| w.f == op.f && w.end_ns.is_none())
+                            {
+                                w.end_ns = Some(op.time_ns);
+                            }
+                        }
+                        windows.push(OpenWindow {
+                            group: kind.heal_group(),
+                            f: op.f.clone(),
+                            start_ns: op.time_ns,
+                            end_ns: None,
+                        })
+                    }
                     Some(FaultEdge::Heal(group)) => {
                         let mut closed = false;
                         for w in windows
@@ -298,6 +308,28 @@ mod tests {
         assert_eq!(l.windows[0].end_s, Some(3.0));
         assert_eq!(l.windows[0].recovery_s, Some(1.2));
         assert_eq!(l.bound_s, 10.0);
+    }
+
+    #[test]
+    fn each_twins_round_is_a_window_of_its_own() {
+        let h = H::new()
+            .nemesis(1000, "twins-round")
+            .call(1500, 1, "write", OpType::Ok)
+            .nemesis(2000, "twins-round")
+            .call(2500, 1, "write", OpType::Info)
+            .nemesis(3000, "stop-twin")
+            .call(3400, 2, "write", OpType::Ok);
+        let l = assess(h.0, Duration::from_secs(10));
+        let spans: Vec<(f64, Option<f64>, Option<f64>)> = l
+            .windows
+            .iter()
+            .map(|w| (w.start_s, w.end_s, w.availability))
+            .collect();
+        assert_eq!(
+            spans,
+            [(1.0, Some(2.0), Some(1.0)), (2.0, Some(3.0), Some(0.0))]
+        );
+        assert_eq!(l.final_heal_s, Some(3.0));
     }
 
     #[test]

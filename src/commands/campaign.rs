@@ -180,6 +180,7 @@ fn run(args: &CampaignArgs) -> Result<u8> {
             ""
         }
     );
+    println!("{}", summary::scenarios_line(&state));
     println!("{}", cdir.path.join(crate::campaign::INDEX_HTML).display());
     Ok(code)
 }

@@ -9,15 +9,19 @@
 //! bridge and the controller keep reaching the original; `arp_announce=2`: its requests
 //! name its bridge address, so no neighbour cache learns its MAC for nX's address).
 //!
-//! Which of the two a peer sees is set in the peer's namespace, no NAT involved:
-//! - sees the twin: a host route `nX/32 via <twin's bridge address>` (packets for nX go to
-//!   the twin's MAC, which delivers them locally) and, in an nft table faultline owns
-//!   ([`TWIN_TABLE`]), a drop of frames whose Ethernet source is the original's MAC;
-//! - sees the original: no such route, and a drop of the twin's MAC.
+//! Which copy a peer hears is set in the peer's namespace, no NAT involved (the nemesis,
+//! `nemesis::twin`, decides who hears whom; several nodes may have twins at once):
+//! - to reach nX's twin: a host route `nX/32 via <twin's bridge address> src <own address>`
+//!   (packets for nX go to the twin's MAC, which delivers them locally; `src`, because in a
+//!   twin's namespace the `eth0` address is not the one it speaks with);
+//! - to reach the original: no such route;
+//! - in an nft table faultline owns ([`TWIN_TABLE`]), a drop of the frames whose Ethernet
+//!   source is a copy it must not hear: the other copy of each twinned node, and in a Twins
+//!   scenario's round every copy outside its group.
 //!
 //! Switching a peer replaces both; its TCP connections to nX then meet a stack that does
-//! not know them (RST) or silence, and it reconnects to whichever it now sees. The twin
-//! and the original drop each other's frames. Everything here lives in namespaces the run
+//! not know them (RST) or silence, and it reconnects to whichever it now hears. A twin
+//! and its original never hear each other. Everything here lives in namespaces the run
 //! owns: the twin's namespace and veth are in the cleanup registry, and the routes and
 //! tables in the peers' namespaces go with them.
 
@@ -27,8 +31,8 @@ use super::NodeHost;
 use anyhow::{anyhow, bail, Context, Result};
 use std::net::Ipv4Addr;
 
-/// The nftables table faultline owns in a namespace for the twin view: which of nX's two
-/// MACs it drops.
+/// The nftables table faultline owns in a namespace for the twin view: the MACs of the
+/// copies it does not hear.
 pub const TWIN_TABLE: &str = "faultline_twin";
 
 /// Where node `node`'s twin lives: nX's name and address in a namespace of its own.
@@ -189,16 +193,24 @@ pub fn parse_mac(json: &str) -> Option<String> {
 }
 
 /// An nft script that (re)creates our twin table so that the namespace drops every frame
-/// from `mac` (the one of nX's two it must not hear). Loaded atomically with `nft -f -`.
-pub fn drop_mac_script(mac: &str) -> String {
-    format!(
-        "table inet {TWIN_TABLE}\ndelete table inet {TWIN_TABLE}\ntable inet {TWIN_TABLE} {{\n  chain input {{ type filter hook input priority -200; policy accept; ether saddr {mac} drop; }}\n}}\n"
-    )
+/// from `macs` (the copies it must not hear); none leaves the table out. Loaded atomically
+/// with `nft -f -`.
+pub fn drop_macs_script(macs: &[&str]) -> String {
+    let mut s = format!("table inet {TWIN_TABLE}\ndelete table inet {TWIN_TABLE}\n");
+    if !macs.is_empty() {
+        s.push_str(&format!(
+            "table inet {TWIN_TABLE} {{\n  chain input {{ type filter hook input priority -200; policy accept; ether saddr {{ {} }} drop; }}\n}}\n",
+            macs.join(", ")
+        ));
+    }
+    s
 }
 
-/// The `ip` command a peer runs to reach nX at `node_ip` through its twin (`Some(twin's
-/// bridge address)`) or directly (`None`: the host route is removed; none is no error).
-pub fn route_command(node_ip: Ipv4Addr, via_twin: Option<Ipv4Addr>) -> Vec<String> {
+/// The `ip` command a copy speaking as `src` runs to reach node `node_ip` through its
+/// twin (`Some(twin's bridge address)`) or directly (`None`: the host route is removed;
+/// none is no error). `src` matters in a twin's namespace, whose `eth0` address is not
+/// the one it speaks with.
+pub fn route_command(node_ip: Ipv4Addr, via_twin: Option<Ipv4Addr>, src: Ipv4Addr) -> Vec<String> {
     let dst = format!("{node_ip}/32");
     match via_twin {
         Some(via) => [
@@ -210,6 +222,8 @@ pub fn route_command(node_ip: Ipv4Addr, via_twin: Option<Ipv4Addr>) -> Vec<Strin
             &via.to_string(),
             "dev",
             "eth0",
+            "src",
+            &src.to_string(),
         ]
         .map(String::from)
         .to_vec(),
@@ -265,18 +279,24 @@ mod tests {
     #[test]
     fn a_peer_switches_by_route_and_by_mac() {
         let ip = Ipv4Addr::new(10, 213, 0, 34);
+        let me = Ipv4Addr::new(10, 213, 0, 35);
         assert_eq!(
-            route_command(ip, Some(Ipv4Addr::new(10, 213, 0, 37))).join(" "),
-            "ip route replace 10.213.0.34/32 via 10.213.0.37 dev eth0"
+            route_command(ip, Some(Ipv4Addr::new(10, 213, 0, 37)), me).join(" "),
+            "ip route replace 10.213.0.34/32 via 10.213.0.37 dev eth0 src 10.213.0.35"
         );
         assert_eq!(
-            route_command(ip, None).join(" "),
+            route_command(ip, None, me).join(" "),
             "ip route flush exact 10.213.0.34/32"
         );
-        let s = drop_mac_script("02:ab:cd:ef:00:01");
+        let s = drop_macs_script(&["02:ab:cd:ef:00:01", "02:ab:cd:ef:00:02"]);
         assert!(s.starts_with("table inet faultline_twin\ndelete table inet faultline_twin\n"));
-        assert!(s.contains("type filter hook input priority -200; policy accept; ether saddr 02:ab:cd:ef:00:01 drop;"));
+        assert!(s.contains("type filter hook input priority -200; policy accept; ether saddr { 02:ab:cd:ef:00:01, 02:ab:cd:ef:00:02 } drop;"));
         assert!(!s.contains("flush ruleset"));
+        assert_eq!(
+            drop_macs_script(&[]),
+            "table inet faultline_twin\ndelete table inet faultline_twin\n",
+            "nothing to drop: no table"
+        );
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! One file per fault kind, each a verb and its named inverse: [`partition`]
 //! (partition/heal), [`pause`] (pause/resume), [`kill`] (kill/start), [`clock`]
 //! (bump or strobe/reset), [`loss`] (loss/stop loss), [`delay`] (delay/stop delay),
-//! [`twin`] (start or switch a twin/stop twins), [`power`] (power-fail/power-restore). This
+//! [`twin`] (start or switch a twin, or a Twins scenario's round/stop twins), [`power`]
+//! (power-fail/power-restore). This
 //! file only dispatches, journals, resolves who leads, and keeps the in-force set.
 //!
 //! The in-force set follows the rule of the cleanup registry: a fault's intent is recorded
@@ -347,6 +348,12 @@ impl Nemesis {
                 power::power_fail(self, &self.resolve(targets).await).await
             }
             Action::PowerRestore => power::restore(self).await,
+            Action::TwinsRound {
+                round,
+                twins,
+                groups,
+                leader,
+            } => twin::round(self, *round, twins, groups, leader.as_ref()).await,
         };
         match done {
             Ok(l) => {
@@ -494,6 +501,12 @@ impl Nemesis {
     /// began (or stopped leading since), then `settle_ms` more. Empty if no election
     /// happened within [`NEXT_LEADER_WAIT`].
     async fn next_leaders(&self, settle_ms: u64) -> Vec<String> {
+        self.next_leaders_within(settle_ms, NEXT_LEADER_WAIT).await
+    }
+
+    /// [`Self::next_leaders`], waiting at most `wait` for the election (a Twins round
+    /// waits half a round, so the schedule does not slip by whole rounds).
+    async fn next_leaders_within(&self, settle_ms: u64, wait: Duration) -> Vec<String> {
         let began = Instant::now();
         let mut cancel = self
             .cancel
@@ -502,7 +515,7 @@ impl Nemesis {
             .clone()
             .unwrap_or_else(|| watch::channel(false).1);
         let mut before: BTreeSet<String> = self.leaders().await.into_iter().collect();
-        while began.elapsed() < NEXT_LEADER_WAIT {
+        while began.elapsed() < wait {
             tokio::select! {
                 _ = tokio::time::sleep(NEXT_LEADER_POLL) => {}
                 _ = cancelled(&mut cancel) => {

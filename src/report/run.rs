@@ -510,6 +510,22 @@ fn fault_detail(f: &str, v: &Value) -> String {
             Some(p) => format!("{nodes}: {p} % of packets dropped"),
             None => nodes,
         },
+        "twins-round" => {
+            let groups: Vec<String> = v
+                .get("groups")
+                .and_then(Value::as_array)
+                .map(|gs| gs.iter().map(|g| value_nodes(g).join(",")).collect())
+                .unwrap_or_default();
+            let lead = match v.get("leader").and_then(Value::as_str) {
+                Some(l) => format!(" (leader {l})"),
+                None => String::new(),
+            };
+            format!(
+                "round {}: {}{lead}",
+                v.get("round").and_then(Value::as_u64).unwrap_or(0),
+                groups.join(" | ")
+            )
+        }
         _ => nodes,
     }
 }
@@ -538,6 +554,18 @@ fn fault_windows(ops: &[Op]) -> Vec<FaultWindow> {
         if let Some(kind) = FaultKind::started_by(&op.f) {
             if op.error.is_some() {
                 continue;
+            }
+            // A Twins round replaces the one before it: one window per round.
+            if FaultEdge::replaces_previous(&op.f) {
+                open.retain(|&w| {
+                    if windows[w].f == op.f {
+                        windows[w].end_ns = Some(op.time_ns);
+                        windows[w].end_index = Some(op.index);
+                        false
+                    } else {
+                        true
+                    }
+                });
             }
             open.push(windows.len());
             windows.push(FaultWindow {

@@ -81,6 +81,10 @@ pub enum FaultKind {
     /// lives on the power-failure filesystem, `hosts::lazyfs`); inverse: start it again on
     /// what survived.
     PowerFail,
+    /// A Twins-style scenario (Bano et al.): `twins` nodes get twins, and for `rounds`
+    /// windows of `round` each, nodes and twins are partitioned into groups drawn from the
+    /// seed (who sees which copy, which groups talk); inverse: stop the twins.
+    Twins,
 }
 
 impl FaultKind {
@@ -95,6 +99,7 @@ impl FaultKind {
             FaultKind::Delay => "delay",
             FaultKind::Twin => "twin",
             FaultKind::PowerFail => "power-fail",
+            FaultKind::Twins => "twins",
         }
     }
 
@@ -102,7 +107,11 @@ impl FaultKind {
     pub fn is_network(self) -> bool {
         matches!(
             self,
-            FaultKind::Partition | FaultKind::Loss | FaultKind::Delay | FaultKind::Twin
+            FaultKind::Partition
+                | FaultKind::Loss
+                | FaultKind::Delay
+                | FaultKind::Twin
+                | FaultKind::Twins
         )
     }
 
@@ -110,6 +119,8 @@ impl FaultKind {
     pub fn heal_group(self) -> &'static str {
         match self {
             FaultKind::ClockBump | FaultKind::ClockStrobe => "clock",
+            // One `stop-twin` ends every twin, a scenario's too.
+            FaultKind::Twin | FaultKind::Twins => "twin",
             k => k.as_str(),
         }
     }
@@ -117,6 +128,22 @@ impl FaultKind {
     pub fn is_clock(self) -> bool {
         matches!(self, FaultKind::ClockBump | FaultKind::ClockStrobe)
     }
+
+    /// Whether it starts twins (a twin of one node, or a Twins scenario).
+    pub fn is_twin(self) -> bool {
+        matches!(self, FaultKind::Twin | FaultKind::Twins)
+    }
+}
+
+/// Whom a Twins scenario's leader-targeted step aims at in each round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RoundLeader {
+    /// The node(s) that say they lead when the round starts.
+    Primaries,
+    /// The next node to win an election, waited for (at most half a round) when the
+    /// round starts.
+    NextPrimaries,
 }
 
 /// Who cannot hear whom.
@@ -339,6 +366,23 @@ pub struct FaultParams {
     /// original); absent = a seeded random split with at least one node on each side.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub see: Option<Vec<String>>,
+    /// twins: how many nodes get a twin (drawn from the seed; at most the run's nodes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub twins: Option<u32>,
+    /// twins: how many windows the scenario draws.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rounds: Option<u32>,
+    /// twins: how long each window holds.
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub round: Option<Duration>,
+    /// twins: each round, move the leader (`primaries`, or the `next-primaries` the round
+    /// waits for) into a group drawn from the seed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<RoundLeader>,
 }
 
 /// `- at: 5s\n  start: partition\n  grudge: majorities-ring` or `- at: 15s\n  stop: partition`.
@@ -426,6 +470,16 @@ impl NemesisSpec {
                     );
                 }
             }
+            if let Some(t) = p.twins {
+                v.check(
+                    t as usize <= nodes.len(),
+                    format!("{field}.twins"),
+                    format!(
+                        "{t} twins, but this run has {} node(s): a twin is of one node, and a node has at most one",
+                        nodes.len()
+                    ),
+                );
+            }
             if let Some(GrudgeSpec::Explicit(map)) = &p.grudge {
                 for (k, drops) in map {
                     v.check(known(k), format!("{field}.grudge.{k}"), rule(k));
@@ -454,6 +508,9 @@ impl NemesisSpec {
                     found.push((format!("{field}.target"), kebab(t)));
                 }
             }
+            if let Some(l) = &p.leader {
+                found.push((format!("{field}.leader"), kebab(l)));
+            }
         }
         found
     }
@@ -461,39 +518,47 @@ impl NemesisSpec {
     /// The fields that start faults of `kind` (`faults[0].fault`, `timeline[2].start`), to
     /// name where a host kind that cannot inject them refuses them.
     pub fn fields_of(&self, kind: FaultKind) -> Vec<String> {
+        self.fields_where(|k| k == kind)
+    }
+
+    fn fields_where(&self, pick: impl Fn(FaultKind) -> bool) -> Vec<String> {
         let random = self
             .faults
             .iter()
             .enumerate()
-            .filter(|(_, f)| f.fault == kind)
+            .filter(|(_, f)| pick(f.fault))
             .map(|(i, _)| format!("faults[{i}].fault"));
         let timeline = self
             .timeline
             .iter()
             .enumerate()
-            .filter(|(_, s)| s.start == Some(kind))
+            .filter(|(_, s)| s.start.is_some_and(&pick))
             .map(|(i, _)| format!("timeline[{i}].start"));
         random.chain(timeline).collect()
     }
 
-    /// The fields that start twins.
+    /// The fields that start twins, one at a time or in a scenario.
     pub fn twin_fields(&self) -> Vec<String> {
-        self.fields_of(FaultKind::Twin)
+        self.fields_where(FaultKind::is_twin)
     }
 
     /// Refuse every fault of `kind` with `why` (the hosts cannot inject it), each at its
     /// line.
     pub fn refuse(&self, path: &Path, kind: FaultKind, why: &str) -> Result<()> {
-        let mut v = Violations::new(path);
-        for field in self.fields_of(kind) {
-            v.check(false, field, why);
-        }
-        v.into_result()
+        Self::refuse_at(path, self.fields_of(kind), why)
     }
 
     /// Refuse every twin fault with `why` (the hosts cannot run twins), each at its line.
     pub fn refuse_twins(&self, path: &Path, why: &str) -> Result<()> {
-        self.refuse(path, FaultKind::Twin, why)
+        Self::refuse_at(path, self.twin_fields(), why)
+    }
+
+    fn refuse_at(path: &Path, fields: Vec<String>, why: &str) -> Result<()> {
+        let mut v = Violations::new(path);
+        for field in fields {
+            v.check(false, field, why);
+        }
+        v.into_result()
     }
 
     /// Refuse faults aimed at leaders ([`Self::leader_fields`]) for a target whose client
@@ -540,6 +605,35 @@ impl NemesisSpec {
         }
         for (i, f) in self.faults.iter().enumerate() {
             check_params(&mut v, &format!("faults[{i}]"), f.fault, &f.params);
+            v.check(
+                f.fault != FaultKind::Twins,
+                format!("faults[{i}].fault"),
+                "a twins scenario sets its own windows (rounds of `round` each), so it is a timeline step, not a fault a random schedule draws: `- {at: 2s, start: twins, twins: 1, rounds: 8, round: 3s}`",
+            );
+        }
+        // Two scenarios at once would interleave their rounds: each owns its span.
+        let mut spans: Vec<(usize, Duration, Duration)> = self
+            .timeline
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.start == Some(FaultKind::Twins))
+            .filter_map(|(i, s)| {
+                let len = s.params.round? * s.params.rounds?;
+                Some((i, s.at, s.at + len))
+            })
+            .collect();
+        spans.sort_by_key(|s| s.1);
+        for w in spans.windows(2) {
+            v.check(
+                w[1].1 >= w[0].2,
+                format!("timeline[{}].at", w[1].0),
+                format!(
+                    "this twins scenario starts at {} s, before the one of timeline[{}] ends ({} s): scenarios must not overlap",
+                    w[1].1.as_secs_f64(),
+                    w[0].0,
+                    w[0].2.as_secs_f64()
+                ),
+            );
         }
         v.check(
             !self.disjoint || self.concurrent,
@@ -647,6 +741,30 @@ fn check_params(v: &mut Violations<'_>, field: &str, kind: FaultKind, p: &FaultP
                 );
             }
         }
+        FaultKind::Twins => {
+            v.check(
+                !has_target,
+                format!("{field}.target"),
+                "a twins scenario draws its twinned nodes from the seed: it takes `twins: N`, not a target",
+            );
+            v.check(
+                p.twins.is_some_and(|t| t >= 1),
+                format!("{field}.twins"),
+                "needs the number of twinned nodes, at least 1 (`twins: 1`)",
+            );
+            v.check(
+                p.rounds.is_some_and(|r| (1..=10_000).contains(&r)),
+                format!("{field}.rounds"),
+                "needs a number of rounds between 1 and 10000",
+            );
+            v.check(
+                p.round.is_some_and(|d| {
+                    d >= Duration::from_millis(200) && d <= Duration::from_secs(600)
+                }),
+                format!("{field}.round"),
+                "needs a round length between 200ms and 10m",
+            );
+        }
         FaultKind::Delay => {
             v.check(has_target, format!("{field}.target"), "needs a target");
             v.check(
@@ -666,7 +784,8 @@ fn check_params(v: &mut Violations<'_>, field: &str, kind: FaultKind, p: &FaultP
         || matches!(
             p.target,
             Some(NodeSelector::Named(SelectorName::NextPrimaries))
-        );
+        )
+        || p.leader == Some(RoundLeader::NextPrimaries);
     v.check(
         p.settle.is_none() || next,
         format!("{field}.settle"),
@@ -689,6 +808,20 @@ fn check_params(v: &mut Violations<'_>, field: &str, kind: FaultKind, p: &FaultP
         format!("{field}.see"),
         "only a twin takes `see`",
     );
+    if kind != FaultKind::Twins {
+        for (name, set) in [
+            ("twins", p.twins.is_some()),
+            ("rounds", p.rounds.is_some()),
+            ("round", p.round.is_some()),
+            ("leader", p.leader.is_some()),
+        ] {
+            v.check(
+                !set,
+                format!("{field}.{name}"),
+                format!("only a twins scenario takes `{name}`"),
+            );
+        }
+    }
     if kind != FaultKind::Partition {
         v.check(
             p.grudge.is_none(),

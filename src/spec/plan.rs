@@ -286,7 +286,7 @@ impl Plan {
             &nemesis_file,
             lazyfs_unavailable(),
         )?;
-        if kinds.contains(&FaultKind::Twin) {
+        if kinds.iter().any(|k| k.is_twin()) {
             let hosts_why = match &hosts {
                 HostsChoice::Local { .. } => None,
                 HostsChoice::Loopback => Some("these hosts are loopback addresses in one network stack (not root, or namespaces unavailable), where a twin cannot own its node's address beside the node: twins need local hosts (network namespaces, root)"),

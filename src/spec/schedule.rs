@@ -7,7 +7,8 @@
 
 use super::grudge::{grudge_for, Grudge};
 use crate::spec::nemesis::{
-    FaultKind, FaultParams, FaultSpec, GrudgeSpec, NemesisSpec, NodeSelector, SelectorName,
+    FaultKind, FaultParams, FaultSpec, GrudgeSpec, NemesisSpec, NodeSelector, RoundLeader,
+    SelectorName,
 };
 use anyhow::{anyhow, bail, Result};
 use rand::seq::SliceRandom;
@@ -93,6 +94,28 @@ pub enum Action {
     /// Start every power-failed node again on what its data dir kept (history f:
     /// `power-restore`).
     PowerRestore,
+    /// One window of a Twins scenario: `twins` have twins (started in the first round),
+    /// and nodes and twins (`n1-twin`) talk only within their group; a node sees the copy
+    /// of a twinned node that is in its group. With `leader`, the leader asked for when
+    /// the round starts is moved into `leader.group` first.
+    TwinsRound {
+        round: u32,
+        twins: Vec<String>,
+        groups: Vec<Vec<String>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        leader: Option<LeaderStep>,
+    },
+}
+
+/// A round's leader-targeted step: whom it asks for, and the group (an index into the
+/// round's groups, drawn at plan time) the leader's original is moved into.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LeaderStep {
+    pub aim: RoundLeader,
+    pub group: usize,
+    /// How long a `next-primaries` round waits for an election (half a round).
+    pub wait_ms: u64,
+    pub settle_ms: u64,
 }
 
 /// What a nemesis step does to the faults in force.
@@ -131,8 +154,16 @@ impl FaultEdge {
             "stop-twin" => heal(K::Twin),
             "power-fail" => FaultEdge::Start(K::PowerFail),
             "power-restore" => heal(K::PowerFail),
+            "twins-round" => FaultEdge::Start(K::Twins),
             _ => return None,
         })
+    }
+
+    /// Whether a start journaled as `f` ends the window the previous start of the same `f`
+    /// opened, rather than adding one beside it: a Twins round replaces the round before
+    /// it. Fault windows (the report's, liveness's) read it here.
+    pub fn replaces_previous(f: &str) -> bool {
+        f == "twins-round"
     }
 
     /// The heal group this edge opens a window in or closes windows of.
@@ -159,6 +190,7 @@ impl Action {
             Action::StartDelay { .. } => FaultEdge::Start(K::Delay),
             Action::StartTwin { .. } => FaultEdge::Start(K::Twin),
             Action::PowerFail { .. } => FaultEdge::Start(K::PowerFail),
+            Action::TwinsRound { .. } => FaultEdge::Start(K::Twins),
             Action::StopPartition => heal(K::Partition),
             Action::Resume => heal(K::Pause),
             Action::Restart => heal(K::Kill),
@@ -201,6 +233,7 @@ impl Action {
         };
         match self {
             Action::StartPartition { grudge, .. } => !matches!(grudge, Grudge::Drops(_)),
+            Action::TwinsRound { leader, .. } => leader.is_some(),
             _ => self.targets().is_some_and(leader_targets),
         }
     }
@@ -225,6 +258,7 @@ impl Action {
             Action::StopTwin => "stop-twin",
             Action::PowerFail { .. } => "power-fail",
             Action::PowerRestore => "power-restore",
+            Action::TwinsRound { .. } => "twins-round",
         }
     }
 
@@ -237,7 +271,7 @@ impl Action {
             FaultKind::ClockBump | FaultKind::ClockStrobe => Action::ResetClock,
             FaultKind::Loss => Action::StopLoss,
             FaultKind::Delay => Action::StopDelay,
-            FaultKind::Twin => Action::StopTwin,
+            FaultKind::Twin | FaultKind::Twins => Action::StopTwin,
             FaultKind::PowerFail => Action::PowerRestore,
         }
     }
@@ -300,6 +334,13 @@ pub fn compile(
         }
     }
     for (i, s) in spec.timeline.iter().enumerate() {
+        if s.start == Some(FaultKind::Twins) {
+            steps.extend(
+                scenario(s.at, &s.params, nodes, &mut rng)
+                    .map_err(|e| anyhow!("nemesis {}: timeline[{i}]: {e}", spec.name))?,
+            );
+            continue;
+        }
         let action = match (s.start, s.stop) {
             (Some(k), _) => start_action(k, &s.params, nodes, nodes, &mut rng)
                 .map_err(|e| anyhow!("nemesis {}: timeline[{i}]: {e}", spec.name))?,
@@ -418,7 +459,91 @@ fn start_action(
             };
             Action::StartTwin { node, sees_twin }
         }
+        FaultKind::Twins => bail!("a twins scenario is a timeline step"),
     })
+}
+
+/// A Twins scenario from `at`: which nodes get twins, then one [`Action::TwinsRound`] per
+/// round, each a partition of the nodes and twins drawn here (not enumerated), and the
+/// stop of every twin after the last round.
+fn scenario(
+    at: Duration,
+    p: &FaultParams,
+    nodes: &[String],
+    rng: &mut ChaCha8Rng,
+) -> Result<Vec<Step>> {
+    let count = p.twins.unwrap_or(1) as usize;
+    if count == 0 || count > nodes.len() {
+        bail!(
+            "{count} twins, but this run has {} node(s) (at most one twin per node)",
+            nodes.len()
+        );
+    }
+    let (rounds, round) = (
+        p.rounds.unwrap_or(1),
+        p.round.unwrap_or(Duration::from_secs(3)),
+    );
+    let mut shuffled = nodes.to_vec();
+    shuffled.shuffle(rng);
+    let mut twins = shuffled[..count].to_vec();
+    twins.sort();
+    let mut steps = Vec::new();
+    for r in 0..rounds {
+        let groups = draw_groups(nodes, &twins, rng);
+        let leader = p.leader.map(|aim| LeaderStep {
+            aim,
+            group: rng.random_range(0..groups.len()),
+            wait_ms: (round / 2).as_millis() as u64,
+            settle_ms: p.settle.map_or(0, |d| d.as_millis() as u64),
+        });
+        steps.push(Step {
+            at: at + round * r,
+            action: Action::TwinsRound {
+                round: r + 1,
+                twins: twins.clone(),
+                groups,
+                leader,
+            },
+        });
+    }
+    steps.push(Step {
+        at: at + round * rounds,
+        action: Action::StopTwin,
+    });
+    Ok(steps)
+}
+
+/// The name of node `node`'s twin as a member of a scenario's groups (and its process).
+pub fn twin_name(node: &str) -> String {
+    format!("{node}-twin")
+}
+
+/// A partition of the nodes and the twins of `twins` into two or three groups (one to
+/// three without twins), no group holding both copies of a node: each copy of a twinned
+/// node lands in a different group, every other node in any. Empty groups are dropped;
+/// members are sorted and groups ordered by their first member, so a plan reads the same
+/// whatever order they were drawn in.
+pub fn draw_groups(nodes: &[String], twins: &[String], rng: &mut ChaCha8Rng) -> Vec<Vec<String>> {
+    let copies = nodes.len() + twins.len();
+    let least = if twins.is_empty() { 1 } else { 2 };
+    let k = rng.random_range(least..=3.max(least).min(copies.max(least)));
+    let mut groups: Vec<Vec<String>> = vec![Vec::new(); k];
+    for n in nodes {
+        if twins.contains(n) {
+            let mut slots: Vec<usize> = (0..k).collect();
+            slots.shuffle(rng);
+            groups[slots[0]].push(n.clone());
+            groups[slots[1]].push(twin_name(n));
+        } else {
+            groups[rng.random_range(0..k)].push(n.clone());
+        }
+    }
+    groups.retain(|g| !g.is_empty());
+    for g in &mut groups {
+        g.sort();
+    }
+    groups.sort();
+    groups
 }
 
 /// The peers that see a twin when the nemesis does not say: a seeded random non-empty
@@ -711,6 +836,80 @@ mod tests {
         let yaml = serde_yaml::to_string(&steps_of(&s)).unwrap();
         let back: Vec<Step> = serde_yaml::from_str(&yaml).unwrap();
         assert_eq!(back, steps_of(&s), "plan.yaml reads back");
+    }
+
+    #[test]
+    fn a_twins_scenario_draws_its_rounds_from_the_seed_and_stops_after_the_last() {
+        let s = spec("name: t\ntimeline:\n  - {at: 2s, start: twins, twins: 2, rounds: 5, round: 3s, leader: next-primaries, settle: 100ms}\n");
+        let mut drawn = std::collections::BTreeSet::new();
+        for seed in 0..30 {
+            let steps = compile(&s, &nodes(4), seed, Duration::from_secs(60)).unwrap();
+            assert_eq!(steps.len(), 6, "five rounds and the stop");
+            assert_eq!(
+                steps[5],
+                Step {
+                    at: Duration::from_secs(17),
+                    action: Action::StopTwin
+                }
+            );
+            for (i, st) in steps[..5].iter().enumerate() {
+                assert_eq!(st.at, Duration::from_secs(2 + 3 * i as u64));
+                let Action::TwinsRound {
+                    round,
+                    twins,
+                    groups,
+                    leader,
+                } = &st.action
+                else {
+                    panic!("{st:?}");
+                };
+                assert_eq!(*round as usize, i + 1);
+                assert_eq!(twins.len(), 2);
+                let mut all: Vec<&String> = groups.iter().flatten().collect();
+                all.sort();
+                assert_eq!(all.len(), 6, "every node and twin once: {groups:?}");
+                all.dedup();
+                assert_eq!(all.len(), 6, "{groups:?}");
+                assert!((2..=3).contains(&groups.len()), "{groups:?}");
+                for t in twins {
+                    assert!(
+                        groups
+                            .iter()
+                            .all(|g| !(g.contains(t) && g.contains(&twin_name(t)))),
+                        "{t} and its twin apart: {groups:?}"
+                    );
+                }
+                let l = leader.as_ref().unwrap();
+                assert!(l.group < groups.len());
+                assert_eq!((l.wait_ms, l.settle_ms), (1500, 100));
+                drawn.insert(groups.clone());
+            }
+            assert_eq!(
+                compile(&s, &nodes(4), seed, Duration::from_secs(60)).unwrap(),
+                steps
+            );
+            let yaml = serde_yaml::to_string(&steps).unwrap();
+            let back: Vec<Step> = serde_yaml::from_str(&yaml).unwrap();
+            assert_eq!(back, steps, "plan.yaml reads back");
+        }
+        assert!(drawn.len() > 20, "partitions vary: {}", drawn.len());
+        assert!(steps_of(&s)
+            .iter()
+            .all(|st| !st.action.is_start() || st.action.aims_at_leaders()));
+        assert_eq!(
+            FaultEdge::of("twins-round"),
+            Some(FaultEdge::Start(FaultKind::Twins))
+        );
+        assert_eq!(FaultKind::Twins.heal_group(), FaultKind::Twin.heal_group());
+    }
+
+    #[test]
+    fn without_twins_a_round_may_keep_everyone_together() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let sizes: std::collections::BTreeSet<usize> = (0..50)
+            .map(|_| draw_groups(&nodes(3), &[], &mut rng).len())
+            .collect();
+        assert_eq!(sizes, [1, 2, 3].into_iter().collect());
     }
 
     fn steps_of(s: &NemesisSpec) -> Vec<Step> {

@@ -1203,7 +1203,7 @@ impl Cluster {
 
 /// The name a node's twin runs under: its process, cgroup, data dir and `nodes/` dir.
 pub fn twin_key(node: &str) -> String {
-    format!("{node}-twin")
+    crate::spec::schedule::twin_name(node)
 }
 
 /// Wait until no process is left in the cgroup, up to `limit`; whether none is.

@@ -68,11 +68,16 @@ fn wait_for(store: &Path, ready: impl Fn(&str) -> bool) -> PathBuf {
 
 /// n1's client address, from the command line the run log shows for it.
 fn n1_client_addr(dir: &Path) -> SocketAddr {
+    client_addr(dir, "n1")
+}
+
+/// `node`'s client address, from the command line the run log shows for it.
+fn client_addr(dir: &Path, node: &str) -> SocketAddr {
     let log = std::fs::read_to_string(dir.join("faultline.log")).unwrap();
     let line = log
         .lines()
-        .find(|l| l.contains("started n1 (pid"))
-        .expect("n1's start in the log");
+        .find(|l| l.contains(&format!("started {node} (pid")))
+        .expect("the node's start in the log");
     let at = line.split("--client-listen ").nth(1).unwrap();
     at.split_whitespace().next().unwrap().parse().unwrap()
 }
@@ -84,9 +89,18 @@ fn nemesis_file(dir: &Path, text: &str) -> PathBuf {
 }
 
 fn start_run(store: &Path, nemesis: &Path, time_limit: &str) -> std::process::Child {
+    start_run_on(store, nemesis, time_limit, "3")
+}
+
+fn start_run_on(
+    store: &Path,
+    nemesis: &Path,
+    time_limit: &str,
+    nodes: &str,
+) -> std::process::Child {
     faultline()
         .args([
-            "run", "--target", "raftkv", "--nodes", "3", "--quiet", "--seed", "3",
+            "run", "--target", "raftkv", "--nodes", nodes, "--quiet", "--seed", "3",
         ])
         .args(["--time-limit", time_limit, "--hosts", "local", "--nemesis"])
         .arg(nemesis)
@@ -247,5 +261,243 @@ fn a_sigkilled_controller_leaves_its_twin_to_faultline_cleanup() {
     }
     assert_eq!(leftovers(&id, &pids), Vec::<String>::new());
     assert!(!state_file_exists(&id));
+    std::fs::remove_dir_all(&store).ok();
+}
+
+/// After the run in `dir`: `started` processes (`what`) were started, their pids are in
+/// the log, and none of them, nor any namespace or link of the run, is left.
+fn nothing_left(dir: &Path, started: usize, what: &str) {
+    let (id, pids) = ids_from_log(dir);
+    assert_eq!(pids.len(), started, "{what} started");
+    assert_eq!(leftovers(&id, &pids), Vec::<String>::new());
+}
+
+/// The nemesis ops `f` of a run's history, in order.
+fn nemesis_ops(dir: &Path, f: &str) -> Vec<Value> {
+    std::fs::read_to_string(dir.join("history.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|op| op["process"] == "nemesis" && op["f"] == f)
+        .collect()
+}
+
+#[test]
+fn two_twins_at_once_each_seen_by_its_own_split_and_nothing_is_left() {
+    let Some((_cluster, store)) = root_cluster("twins-two") else {
+        return;
+    };
+    // n2 sees n1's twin; n3 and n4 see n2's twin; n1 (both copies) sees n2's original.
+    let nemesis = nemesis_file(
+        &store,
+        "name: two-twins\ntimeline:\n  - {at: 2s, start: twin, target: [n1], see: [n2]}\n  - {at: 3s, start: twin, target: [n2], see: [n3, n4]}\n  - {at: 22s, stop: twin}\n",
+    );
+    let child = start_run_on(&store, &nemesis, "25s", "4");
+    let dir = wait_for(&store, |h| h.matches("\"start-twin\"").count() >= 2);
+    let (id, _) = ids_from_log(&dir);
+    let addr = n1_client_addr(&dir);
+    let n2_addr = client_addr(&dir, "n2");
+    let (t1_ns, t2_ns) = (
+        Some(format!("fl-{id}-n1-twin")),
+        Some(format!("fl-{id}-n2-twin")),
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let (a0, b0) = (status(addr, t1_ns.clone()), status(n2_addr, t2_ns.clone()));
+    std::thread::sleep(Duration::from_secs(5));
+    let (a1, b1) = (status(addr, t1_ns), status(n2_addr, t2_ns));
+    assert_eq!(
+        (a1["node"].as_str(), b1["node"].as_str()),
+        (Some("n1"), Some("n2"))
+    );
+    let (sent, recvd) = grew(&a0, &a1, "n2");
+    assert!(
+        sent || recvd,
+        "n1's twin talks with n2, which sees it: {a0} → {a1}"
+    );
+    for peer in ["n3", "n4"] {
+        assert_eq!(with(&a1, peer), (0, 0), "{peer} sees n1's original: {a1}");
+    }
+    let (s3, r3) = grew(&b0, &b1, "n3");
+    let (s4, r4) = grew(&b0, &b1, "n4");
+    assert!(
+        s3 || r3 || s4 || r4,
+        "n2's twin talks with n3 and n4: {b0} → {b1}"
+    );
+    assert_eq!(
+        with(&b1, "n1").1,
+        0,
+        "no copy of n1 sees n2's twin, so nothing of n1 reaches it: {b1}"
+    );
+
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        matches!(out.status.code(), Some(0..=2)),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let starts = nemesis_ops(&dir, "start-twin");
+    assert_eq!(starts.len(), 2);
+    assert_eq!(starts[1]["value"]["twins"], serde_json::json!(["n1", "n2"]));
+    assert_eq!(
+        starts[1]["value"]["sees_twin"],
+        serde_json::json!(["n3", "n4"])
+    );
+    assert_eq!(nemesis_ops(&dir, "stop-twin").len(), 1);
+    for t in ["n1-twin", "n2-twin"] {
+        let log = std::fs::read_to_string(dir.join("nodes").join(t).join("stderr.log")).unwrap();
+        assert!(!log.is_empty(), "{t}'s stderr is kept");
+    }
+    nothing_left(&dir, 6, "four nodes and two twins");
+    std::fs::remove_dir_all(&store).ok();
+}
+
+#[test]
+fn a_twins_scenario_writes_its_rounds_into_the_plan_and_journals_each() {
+    let Some((_cluster, store)) = root_cluster("twins-scenario") else {
+        return;
+    };
+    let nemesis = nemesis_file(
+        &store,
+        "name: scenario\ntimeline:\n  - {at: 2s, start: twins, twins: 1, rounds: 3, round: 3s}\n",
+    );
+    let child = start_run_on(&store, &nemesis, "14s", "4");
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        matches!(out.status.code(), Some(0..=2)),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = wait_for(&store, |h| h.contains("\"stop-twin\""));
+    // The plan holds every window: which node is twinned and each round's groups.
+    let plan: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(dir.join("plan.yaml")).unwrap()).unwrap();
+    let steps = plan["nemesis_schedule"].as_sequence().unwrap();
+    let rounds: Vec<&serde_yaml::Value> = steps
+        .iter()
+        .filter(|s| s["do"].as_str() == Some("twins-round"))
+        .collect();
+    assert_eq!(rounds.len(), 3, "{steps:?}");
+    assert_eq!(
+        steps.last().unwrap()["do"].as_str(),
+        Some("stop-twin"),
+        "the scenario ends by stopping its twin"
+    );
+    let twin = rounds[0]["twins"][0].as_str().unwrap().to_string();
+    // The history journals each window with the groups the plan drew (no leader step, so
+    // the same), and the report's timeline shows them.
+    let journaled = nemesis_ops(&dir, "twins-round");
+    assert_eq!(journaled.len(), 3);
+    for (i, (op, planned)) in journaled.iter().zip(&rounds).enumerate() {
+        assert!(op["error"].is_null(), "{op}");
+        assert_eq!(op["value"]["round"], serde_json::json!(i + 1));
+        let planned: Vec<Vec<String>> = serde_yaml::from_value(planned["groups"].clone()).unwrap();
+        let got: Vec<Vec<String>> = serde_json::from_value(op["value"]["groups"].clone()).unwrap();
+        assert_eq!(got, planned, "round {}", i + 1);
+        let copies: Vec<&String> = got.iter().flatten().collect();
+        assert_eq!(
+            copies.len(),
+            5,
+            "four nodes and a twin in every round: {got:?}"
+        );
+        assert!(
+            got.iter()
+                .all(|g| !(g.contains(&twin) && g.contains(&format!("{twin}-twin")))),
+            "a node and its twin never share a group: {got:?}"
+        );
+    }
+    assert_eq!(nemesis_ops(&dir, "stop-twin").len(), 1);
+    let timeline = std::fs::read_to_string(dir.join("timeline.html")).unwrap();
+    assert!(
+        timeline.contains("twins-round"),
+        "the timeline shows the rounds"
+    );
+    assert!(timeline.contains("round 3: "), "each with its groups");
+    nothing_left(&dir, 5, "four nodes and a twin");
+    std::fs::remove_dir_all(&store).ok();
+}
+
+#[test]
+fn bad_twins_scenarios_are_refused_naming_file_field_and_rule() {
+    let store = crate::run::store("twins-bad");
+    std::fs::create_dir_all(&store).unwrap();
+    let refused = |text: &str| -> String {
+        let path = store.join("bad-twins.yaml");
+        std::fs::write(&path, text).unwrap();
+        // Local hosts named explicitly: the twins rules are checked whether or not this
+        // user could make namespaces.
+        let out = faultline()
+            .args([
+                "run", "--target", "raftkv", "--nodes", "4", "--hosts", "local",
+            ])
+            .arg("--nemesis")
+            .arg(&path)
+            .arg("--store")
+            .arg(&store)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(3),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = refused(
+        "name: t\ntimeline:\n  - {at: 1s, start: twins, twins: 0, rounds: 0, round: 50ms, target: [n1]}\n  - {at: 2s, start: kill, target: one, rounds: 3}\n",
+    );
+    for want in [
+        "bad-twins.yaml:3:35: timeline[0].twins: needs the number of twinned nodes, at least 1",
+        "timeline[0].rounds: needs a number of rounds between 1 and 10000",
+        "timeline[0].round: needs a round length between 200ms and 10m",
+        "timeline[0].target: a twins scenario draws its twinned nodes from the seed",
+        "bad-twins.yaml:4:48: timeline[1].rounds: only a twins scenario takes `rounds`",
+    ] {
+        assert!(err.contains(want), "{want} missing from {err}");
+    }
+    let err =
+        refused("name: t\ntimeline:\n  - {at: 1s, start: twins, twins: 5, rounds: 2, round: 1s}\n");
+    assert!(
+        err.contains("bad-twins.yaml")
+            && err.contains("timeline[0].twins: 5 twins, but this run has 4 node(s)"),
+        "{err}"
+    );
+    let err = refused(
+        "name: t\ninterval: 1s\nduration: 1s\nfaults:\n  - {fault: twins, twins: 1, rounds: 2, round: 1s}\n",
+    );
+    assert!(
+        err.contains("bad-twins.yaml")
+            && err.contains("faults[0].fault: a twins scenario sets its own windows"),
+        "{err}"
+    );
+    let err = refused(
+        "name: t\ntimeline:\n  - {at: 1s, start: twins, twins: 1, rounds: 4, round: 1s}\n  - {at: 3s, start: twins, twins: 1, rounds: 2, round: 1s}\n",
+    );
+    assert!(
+        err.contains("bad-twins.yaml")
+            && err.contains("timeline[1].at: this twins scenario starts at 3 s, before the one of timeline[0] ends (5 s)"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&store).ok();
+}
+
+#[test]
+fn an_interrupt_during_a_two_twin_scenario_leaves_nothing() {
+    let Some((_cluster, store)) = root_cluster("twins-sigint") else {
+        return;
+    };
+    let nemesis = nemesis_file(
+        &store,
+        "name: scenario\ntimeline:\n  - {at: 1s, start: twins, twins: 2, rounds: 20, round: 2s}\n",
+    );
+    let child = start_run_on(&store, &nemesis, "60s", "4");
+    let dir = wait_for(&store, |h| h.matches("\"twins-round\"").count() >= 2);
+    let (id, pids) = ids_from_log(&dir);
+    assert_eq!(pids.len(), 6, "four nodes and two twins started");
+    assert!(
+        !leftovers(&id, &pids).is_empty(),
+        "the run and its twins should be up"
+    );
+    interrupt_and_expect_clean(child, &id, &pids);
     std::fs::remove_dir_all(&store).ok();
 }
