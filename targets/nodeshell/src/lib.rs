@@ -14,12 +14,14 @@
 //!   reconnect with back-off, stall detection, per-peer [`transport::WireStats`]).
 //! - [`disk`]: the disk thread — group commit of a target's durable records, then the
 //!   messages and answers that had to wait for them.
+//! - [`event_loop`]: the tick clock and the draining of queued inputs into one batch.
 //! - [`cli`]: the flags every node takes and their validation.
 //! - [`log_line`] and [`runtime`]: the log format and the runtime/signal boilerplate.
 
 pub mod cli;
 pub mod client;
 pub mod disk;
+pub mod event_loop;
 pub mod kv;
 pub mod runtime;
 pub mod transport;

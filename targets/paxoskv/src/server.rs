@@ -30,6 +30,7 @@ use nodeshell::client::{
     MAX_LOG_PAGE,
 };
 use nodeshell::disk::{Disk, DiskJob};
+use nodeshell::event_loop::{drain, Input, Ticker};
 use nodeshell::log_line;
 use nodeshell::transport::{
     send_all, serve_peers, spawn_peer, PeerMessage, Peers, WireStats, PEER_QUEUE,
@@ -39,10 +40,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
-use tokio::time::{Instant, MissedTickBehavior};
-
-/// Most inputs handled in one turn of the loop (one fsync).
-const MAX_BATCH: usize = 8192;
 
 /// The shell's transport carries envelopes between nodes named by their numbers.
 impl PeerMessage for Envelope {
@@ -197,12 +194,8 @@ pub async fn run(s: Settings, shutdown: impl Future<Output = ()>) -> Result<()> 
     let mut disk: Disk<Persist, Envelope, ()> =
         Disk::start("paxoskv-disk", storage, senders.clone())?;
 
-    let tick = Duration::from_millis(n.tick_ms);
-    let mut interval = tokio::time::interval(tick);
-    interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut last_tick = Instant::now();
     // After a SIGSTOP, time really passed: catch up in ticks, but a bounded number.
-    let max_catch_up = 2 * n.election_ticks + 1;
+    let mut ticker = Ticker::new(n.tick_ms, 2 * n.election_ticks + 1);
     let mut leading = None;
     tokio::pin!(shutdown);
     loop {
@@ -236,10 +229,8 @@ pub async fn run(s: Settings, shutdown: impl Future<Output = ()>) -> Result<()> 
                 return Ok(());
             }
             done = disk.done() => done?,
-            _ = interval.tick() => {
-                let due = (last_tick.elapsed().as_millis() / tick.as_millis().max(1)) as u64;
-                last_tick += tick * due as u32;
-                for _ in 0..due.min(max_catch_up) {
+            due = ticker.due() => {
+                for _ in 0..due {
                     core.tick();
                 }
             }
@@ -247,23 +238,15 @@ pub async fn run(s: Settings, shutdown: impl Future<Output = ()>) -> Result<()> 
             Some(call) = client_rx.recv(), if room => admit(call, &mut core),
         }
         // Drain what else is queued: one batch, one fsync.
-        let mut taken = 0;
-        while taken < MAX_BATCH && disk.has_room() {
-            let mut progressed = false;
-            if let Ok(env) = peer_rx.try_recv() {
-                core.step(env);
-                progressed = true;
-                taken += 1;
-            }
-            if let Ok(call) = client_rx.try_recv() {
-                admit(call, &mut core);
-                progressed = true;
-                taken += 1;
-            }
-            if !progressed {
-                break;
-            }
-        }
+        drain(
+            &mut peer_rx,
+            &mut client_rx,
+            || disk.has_room(),
+            |input| match input {
+                Input::Peer(env) => core.step(env),
+                Input::Client(call) => admit(call, &mut core),
+            },
+        );
         calls.expire(request_timeout, || {
             Reply::Unknown("timeout waiting for the request's slot to be chosen".into())
         });

@@ -152,3 +152,115 @@ impl Store for PaxosStorage {
         PaxosStorage::persist(self, records)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kv::{Command, Kv, Request};
+    use crate::paxos::{Ballot, Snapshot, Value};
+
+    fn tempdir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("paxoskv-storage-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        d
+    }
+
+    fn ballot(round: u64) -> Ballot {
+        Ballot { round, node: 1 }
+    }
+
+    fn vote(slot: u64, round: u64, v: i64) -> Persist {
+        Persist::Accept {
+            slot,
+            ballot: ballot(round),
+            value: Value::Request(Request {
+                client: 1,
+                seq: slot,
+                cmd: Command::Write {
+                    key: "x".into(),
+                    value: v,
+                },
+            }),
+        }
+    }
+
+    #[test]
+    fn records_survive_a_restart_and_a_snapshot_compacts_the_file() {
+        let dir = tempdir("roundtrip");
+        let mut expected = Durable::default();
+        {
+            let (mut s, d, inc) = PaxosStorage::open(&dir).unwrap();
+            assert_eq!((d, inc), (Durable::default(), 1));
+            let batches = [
+                vec![Persist::Promise(ballot(1)), vote(1, 1, 10), vote(2, 1, 20)],
+                vec![Persist::Promise(ballot(2)), vote(2, 2, 21), vote(3, 2, 30)],
+            ];
+            for b in &batches {
+                s.persist(b).unwrap();
+                b.iter().for_each(|p| expected.record(p));
+            }
+        }
+        let (mut s, d, inc) = PaxosStorage::open(&dir).unwrap();
+        assert_eq!((&d, inc), (&expected, 2));
+        let snap = Persist::Snapshot(Snapshot {
+            slot: 2,
+            kv: Kv::default(),
+        });
+        s.persist(std::slice::from_ref(&snap)).unwrap();
+        expected.record(&snap);
+        drop(s);
+        let text = fs::read_to_string(dir.join(RECORDS)).unwrap();
+        assert_eq!(
+            text.lines().count(),
+            3,
+            "snapshot, promise, the vote past it: {text}"
+        );
+        let (_, d, inc) = PaxosStorage::open(&dir).unwrap();
+        assert_eq!((&d, inc), (&expected, 3));
+        assert_eq!(d.accepted.keys().copied().collect::<Vec<_>>(), vec![3]);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn drops_a_torn_last_line_but_rejects_a_corrupt_middle() {
+        let dir = tempdir("torn");
+        let (mut s, _, _) = PaxosStorage::open(&dir).unwrap();
+        s.persist(&[Persist::Promise(ballot(1)), vote(1, 1, 10)])
+            .unwrap();
+        drop(s);
+        let path = dir.join(RECORDS);
+        let mut raw = fs::read(&path).unwrap();
+        raw.extend_from_slice(b"{\"Accept\":{\"slot\":2,");
+        fs::write(&path, &raw).unwrap();
+        let (mut s, d, _) = PaxosStorage::open(&dir).unwrap();
+        assert_eq!(d.accepted.len(), 1);
+        s.persist(&[vote(2, 1, 20)]).unwrap();
+        drop(s);
+        let (_, d, _) = PaxosStorage::open(&dir).unwrap();
+        assert_eq!(
+            d.accepted.len(),
+            2,
+            "the torn line was cut off before appending"
+        );
+
+        let text = fs::read_to_string(&path).unwrap();
+        fs::write(&path, text.replacen("Promise", "Promize", 1)).unwrap();
+        let err = format!("{:#}", PaxosStorage::open(&dir).err().unwrap());
+        assert!(
+            err.contains("paxos.jsonl:1") && err.contains("corrupt"),
+            "{err}"
+        );
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn unwritable_data_dir_is_a_clear_error() {
+        let err = PaxosStorage::open(Path::new("/proc/paxoskv-cannot-be-here"))
+            .err()
+            .unwrap();
+        assert!(
+            format!("{err:#}").contains("/proc/paxoskv-cannot-be-here"),
+            "{err:#}"
+        );
+    }
+}

@@ -27,16 +27,13 @@ use crate::storage::DiskStorage;
 use anyhow::{Context, Result};
 use nodeshell::client::{serve_clients, Call, Calls, CLIENT_QUEUE};
 use nodeshell::disk::{Disk, DiskJob};
+use nodeshell::event_loop::{drain, Input, Ticker};
 use nodeshell::transport::{send_all, serve_peers, spawn_peer, Peers, WireStats, PEER_QUEUE};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
-use tokio::time::{Instant, MissedTickBehavior};
-
-/// Most inputs handled in one turn of the loop (one fsync).
-const MAX_BATCH: usize = 8192;
 
 /// What a disk job reports back, for [`Replica::persisted`]: its `last_index` and
 /// `log_epoch`.
@@ -126,12 +123,8 @@ pub async fn run(s: Settings, shutdown: impl Future<Output = ()>) -> Result<()> 
     let mut disk: Disk<_, Envelope, Persisted> =
         Disk::start("raftkv-disk", storage, senders.clone())?;
 
-    let tick = Duration::from_millis(s.tick_ms);
-    let mut interval = tokio::time::interval(tick);
-    interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut last_tick = Instant::now();
     // After a SIGSTOP, time really passed: catch up in ticks, but a bounded number.
-    let max_catch_up = 2 * s.raft.election_ticks + 1;
+    let mut ticker = Ticker::new(s.tick_ms, 2 * s.raft.election_ticks + 1);
     tokio::pin!(shutdown);
     loop {
         let room = disk.has_room();
@@ -144,10 +137,8 @@ pub async fn run(s: Settings, shutdown: impl Future<Output = ()>) -> Result<()> 
                 let (last_index, log_epoch) = done?;
                 replica.persisted(last_index, log_epoch);
             }
-            _ = interval.tick() => {
-                let due = (last_tick.elapsed().as_millis() / tick.as_millis().max(1)) as u64;
-                last_tick += tick * due as u32;
-                for _ in 0..due.min(max_catch_up) {
+            due = ticker.due() => {
+                for _ in 0..due {
                     replica.tick(wall_ms());
                 }
             }
@@ -155,23 +146,15 @@ pub async fn run(s: Settings, shutdown: impl Future<Output = ()>) -> Result<()> 
             Some(call) = client_rx.recv(), if room => admit(&mut calls, &mut replica, call),
         }
         // Drain what else is queued: one batch, one fsync.
-        let mut n = 0;
-        while n < MAX_BATCH && disk.has_room() {
-            let mut progressed = false;
-            if let Ok(env) = peer_rx.try_recv() {
-                replica.step(env);
-                progressed = true;
-                n += 1;
-            }
-            if let Ok(call) = client_rx.try_recv() {
-                admit(&mut calls, &mut replica, call);
-                progressed = true;
-                n += 1;
-            }
-            if !progressed {
-                break;
-            }
-        }
+        drain(
+            &mut peer_rx,
+            &mut client_rx,
+            || disk.has_room(),
+            |input| match input {
+                Input::Peer(env) => replica.step(env),
+                Input::Client(call) => admit(&mut calls, &mut replica, call),
+            },
+        );
 
         let ready = replica.ready();
         if ready.is_empty() {
