@@ -10,7 +10,13 @@ fn paxoskv_under_partitions_of_its_leader_is_valid_and_its_nodes_agree() {
         return;
     };
     let out = faultline()
-        .args(["run", "--target", "paxoskv", "--nemesis", "partition-primaries"])
+        .args([
+            "run",
+            "--target",
+            "paxoskv",
+            "--nemesis",
+            "partition-primaries",
+        ])
         .args(["--nodes", "3", "--time-limit", "10s", "--quiet", "--store"])
         .arg(&store)
         .output()
@@ -22,8 +28,16 @@ fn paxoskv_under_partitions_of_its_leader_is_valid_and_its_nodes_agree() {
     assert_eq!(r["check"]["verdict"], "valid", "{}", r["check"]);
     // Not vacuous: writes were acknowledged, the leader was found and cut off, and every
     // node's chosen slots were read back and compared.
-    assert!(r["perf"]["ok_writes"].as_u64().unwrap() > 100, "{}", r["perf"]);
-    assert!(r["run"]["faults"]["landed"].as_u64().unwrap() >= 1, "{}", r["run"]);
+    assert!(
+        r["perf"]["ok_writes"].as_u64().unwrap() > 100,
+        "{}",
+        r["perf"]
+    );
+    assert!(
+        r["run"]["faults"]["landed"].as_u64().unwrap() >= 1,
+        "{}",
+        r["run"]
+    );
     let a = &r["agreement"];
     assert_eq!(a["verdict"], "valid", "{a}");
     assert!(a["positions_compared"].as_u64().unwrap() > 100, "{a}");
