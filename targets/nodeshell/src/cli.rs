@@ -76,22 +76,49 @@ pub struct Node<B> {
 }
 
 impl<B> Node<B> {
-    /// The start-up log line's description of the node (the target adds its name and
-    /// version in front and the bug names at the end).
+    /// The start-up log line's description of the node (see [`describe`]).
     pub fn describe(&self) -> String {
-        format!(
-            "peers [{}], peer-listen {}, client-listen {}, data-dir {}",
-            self.peers
-                .iter()
-                .map(|(id, a)| format!("{id}={a}"))
-                .collect::<Vec<_>>()
-                .join(","),
+        describe(
+            &self.peers,
             self.peer_listen,
             self.client_listen,
-            self.data_dir.display(),
+            &self.data_dir,
         )
     }
 }
+
+/// The start-up log line's description of a node — "peers [n2=…], peer-listen …,
+/// client-listen …, data-dir …" (the target adds its name and version in front and its
+/// bugs at the end).
+pub fn describe(
+    peers: &[(String, String)],
+    peer_listen: SocketAddr,
+    client_listen: SocketAddr,
+    data_dir: &std::path::Path,
+) -> String {
+    format!(
+        "peers [{}], peer-listen {peer_listen}, client-listen {client_listen}, data-dir {}",
+        peers
+            .iter()
+            .map(|(id, a)| format!("{id}={a}"))
+            .collect::<Vec<_>>()
+            .join(","),
+        data_dir.display(),
+    )
+}
+
+/// The smallest valid command line (program name first), for targets' flag tests.
+pub const MINIMAL_ARGS: [&str; 9] = [
+    "node",
+    "--id",
+    "n1",
+    "--peer-listen",
+    "127.0.0.1:7001",
+    "--client-listen",
+    "127.0.0.1:7002",
+    "--data-dir",
+    "/tmp/x",
+];
 
 /// True for an id made of letters, digits, '-', '_' and '.'.
 pub fn valid_id(id: &str) -> bool {
@@ -199,17 +226,7 @@ mod tests {
     }
 
     fn args(extra: &[&str]) -> Result<Node<Bug>> {
-        let mut v = vec![
-            "node",
-            "--id",
-            "n1",
-            "--peer-listen",
-            "127.0.0.1:7001",
-            "--client-listen",
-            "127.0.0.1:7002",
-            "--data-dir",
-            "/tmp/x",
-        ];
+        let mut v = MINIMAL_ARGS.to_vec();
         v.extend_from_slice(extra);
         Cli::try_parse_from(v)?.node.validate()
     }

@@ -63,17 +63,7 @@ mod tests {
     use super::*;
 
     fn args(extra: &[&str]) -> Result<Settings> {
-        let mut v = vec![
-            "paxoskv",
-            "--id",
-            "n1",
-            "--peer-listen",
-            "127.0.0.1:7001",
-            "--client-listen",
-            "127.0.0.1:7002",
-            "--data-dir",
-            "/tmp/x",
-        ];
+        let mut v = nodeshell::cli::MINIMAL_ARGS.to_vec();
         v.extend_from_slice(extra);
         Args::try_parse_from(v)?.validate()
     }

@@ -24,22 +24,14 @@ use crate::cli::Settings;
 use crate::kv::{Outcome, Request as KvRequest};
 use crate::paxos::{ClientResult, Envelope, Node, NodeId, Persist, Value};
 use crate::storage::PaxosStorage;
-use anyhow::{Context, Result};
-use nodeshell::client::{
-    serve_clients, Call, Calls, LogEntry, LogPage, Reply, Request, Status, CLIENT_QUEUE,
-    MAX_LOG_PAGE,
-};
+use anyhow::Result;
+use nodeshell::client::{Call, Calls, LogEntry, LogPage, Reply, Request, Status, MAX_LOG_PAGE};
 use nodeshell::disk::{Disk, DiskJob};
-use nodeshell::event_loop::{drain, Input, Ticker};
+use nodeshell::event_loop::{drain, Input, Listeners, Network, Ticker};
 use nodeshell::log_line;
-use nodeshell::transport::{
-    send_all, serve_peers, spawn_peer, PeerMessage, Peers, WireStats, PEER_QUEUE,
-};
+use nodeshell::transport::{send_all, PeerMessage, WireStats};
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
-use tokio::sync::mpsc;
 
 /// The shell's transport carries envelopes between nodes named by their numbers.
 impl PeerMessage for Envelope {
@@ -140,12 +132,7 @@ fn answer_at_once(
 pub async fn run(s: Settings, shutdown: impl Future<Output = ()>) -> Result<()> {
     let n = &s.node;
     let (storage, durable, incarnation) = PaxosStorage::open(&n.data_dir)?;
-    let peer_listener = TcpListener::bind(n.peer_listen)
-        .await
-        .with_context(|| format!("cannot listen for peers on {}", n.peer_listen))?;
-    let client_listener = TcpListener::bind(n.client_listen)
-        .await
-        .with_context(|| format!("cannot listen for clients on {}", n.client_listen))?;
+    let listeners = Listeners::bind(n.peer_listen, n.client_listen).await?;
     let members = Members::new(&n.id, &n.peers);
     let me = members.number(&n.id);
     log_line(
@@ -158,33 +145,19 @@ pub async fn run(s: Settings, shutdown: impl Future<Output = ()>) -> Result<()> 
         ),
     );
 
-    let (peer_tx, mut peer_rx) = mpsc::channel::<Envelope>(PEER_QUEUE);
-    let (client_tx, mut client_rx) = mpsc::channel::<Call>(CLIENT_QUEUE);
-    let wire = Arc::new(WireStats::default());
-    tokio::spawn(serve_peers(
-        n.id.clone(),
-        peer_listener,
-        peer_tx,
-        wire.clone(),
-    ));
     let request_timeout = Duration::from_millis(n.request_timeout_ms);
     let call_timeout = request_timeout + Duration::from_millis(1000);
-    tokio::spawn(serve_clients(
-        n.id.clone(),
-        client_listener,
-        client_tx,
-        call_timeout,
-    ));
     let stall = Duration::from_millis((n.election_ticks * n.tick_ms).max(500));
-    let senders: Peers<Envelope> = n
+    let peers = n
         .peers
         .iter()
-        .map(|(id, addr)| {
-            let num = members.number(id);
-            let tx = spawn_peer(n.id.clone(), num, addr.clone(), stall, wire.clone());
-            (num, tx)
-        })
-        .collect();
+        .map(|(id, addr)| (members.number(id), addr.clone()));
+    let Network {
+        to_peers: senders,
+        from_peers: mut peer_rx,
+        calls: mut client_rx,
+        wire,
+    } = listeners.start::<Envelope>(&n.id, peers.collect(), stall, call_timeout);
 
     let peer_numbers = n.peers.iter().map(|(id, _)| members.number(id)).collect();
     let mut core = Node::new(me, peer_numbers, s.paxos.clone(), s.bugs, durable, n.seed);

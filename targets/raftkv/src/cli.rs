@@ -93,41 +93,22 @@ mod tests {
     use super::*;
 
     fn args(extra: &[&str]) -> Result<Settings> {
-        let mut v = vec![
-            "raftkv",
-            "--id",
-            "n1",
-            "--peer-listen",
-            "127.0.0.1:7001",
-            "--client-listen",
-            "127.0.0.1:7002",
-            "--data-dir",
-            "/tmp/x",
-        ];
+        let mut v = nodeshell::cli::MINIMAL_ARGS.to_vec();
         v.extend_from_slice(extra);
         Args::try_parse_from(v)?.validate()
     }
 
     #[test]
-    fn accepts_peers_and_bugs() {
-        let s = args(&[
-            "--peers",
-            "n2=10.213.0.2:7001,n3=localhost:7001",
-            "--bug",
-            "stale-read",
-            "--bug",
-            "forget-vote",
-        ])
-        .unwrap();
-        assert_eq!(s.peers.len(), 2);
+    fn maps_the_bugs_and_the_timers() {
+        let s = args(&["--bug", "stale-read", "--bug", "forget-vote"]).unwrap();
         assert!(s.bugs.stale_read && s.bugs.forget_vote && !s.bugs.lease_read);
         assert_eq!(s.raft.election_ticks, 50);
     }
 
     #[test]
-    fn rejects_unknown_bug_and_bad_timing() {
-        assert!(args(&["--bug", "no-such-bug"]).is_err());
-        let e = args(&["--election-timeout-ms", "60", "--heartbeat-ms", "50"]).unwrap_err();
-        assert!(e.to_string().contains("twice"), "{e}");
+    fn rejects_other_targets_bugs_and_zero_sizes() {
+        assert!(args(&["--bug", "no-ballot-check"]).is_err());
+        let e = args(&["--max-batch", "0"]).unwrap_err();
+        assert!(e.to_string().contains("--max-batch"), "{e}");
     }
 }

@@ -24,16 +24,14 @@ use crate::log_line;
 use crate::raft::Envelope;
 use crate::replica::{Replica, Reply};
 use crate::storage::DiskStorage;
-use anyhow::{Context, Result};
-use nodeshell::client::{serve_clients, Call, Calls, CLIENT_QUEUE};
+use anyhow::Result;
+use nodeshell::cli::describe;
+use nodeshell::client::{Call, Calls};
 use nodeshell::disk::{Disk, DiskJob};
-use nodeshell::event_loop::{drain, Input, Ticker};
-use nodeshell::transport::{send_all, serve_peers, spawn_peer, Peers, WireStats, PEER_QUEUE};
+use nodeshell::event_loop::{drain, Input, Listeners, Network, Ticker};
+use nodeshell::transport::send_all;
 use std::future::Future;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::net::TcpListener;
-use tokio::sync::mpsc;
 
 /// What a disk job reports back, for [`Replica::persisted`]: its `last_index` and
 /// `log_epoch`.
@@ -55,56 +53,27 @@ fn wall_ms() -> u64 {
 /// Runs the node until `shutdown` completes or the data dir fails.
 pub async fn run(s: Settings, shutdown: impl Future<Output = ()>) -> Result<()> {
     let (storage, recovered) = DiskStorage::open(&s.data_dir)?;
-    let peer_listener = TcpListener::bind(s.peer_listen)
-        .await
-        .with_context(|| format!("cannot listen for peers on {}", s.peer_listen))?;
-    let client_listener = TcpListener::bind(s.client_listen)
-        .await
-        .with_context(|| format!("cannot listen for clients on {}", s.client_listen))?;
+    let listeners = Listeners::bind(s.peer_listen, s.client_listen).await?;
     let bugs = s.bugs.names();
     log_line(
         &s.id,
         &format!(
-            "raftkv {} starting: peers [{}], peer-listen {}, client-listen {}, data-dir {}, bugs [{}]",
+            "raftkv {} starting: {}, bugs [{}]",
             env!("CARGO_PKG_VERSION"),
-            s.peers
-                .iter()
-                .map(|(id, a)| format!("{id}={a}"))
-                .collect::<Vec<_>>()
-                .join(","),
-            s.peer_listen,
-            s.client_listen,
-            s.data_dir.display(),
+            describe(&s.peers, s.peer_listen, s.client_listen, &s.data_dir),
             bugs.join(",")
         ),
     );
 
-    let (peer_tx, mut peer_rx) = mpsc::channel::<Envelope>(PEER_QUEUE);
-    let (client_tx, mut client_rx) = mpsc::channel::<Call>(CLIENT_QUEUE);
-    let wire = Arc::new(WireStats::default());
-    tokio::spawn(serve_peers(
-        s.id.clone(),
-        peer_listener,
-        peer_tx,
-        wire.clone(),
-    ));
     let call_timeout = Duration::from_millis(s.request_timeout_ms + 1000);
-    tokio::spawn(serve_clients(
-        s.id.clone(),
-        client_listener,
-        client_tx,
-        call_timeout,
-    ));
     let election_ms = s.raft.election_ticks * s.tick_ms;
     let stall = Duration::from_millis(election_ms.max(500));
-    let senders: Peers<Envelope> = s
-        .peers
-        .iter()
-        .map(|(id, addr)| {
-            let tx = spawn_peer(s.id.clone(), id.clone(), addr.clone(), stall, wire.clone());
-            (id.clone(), tx)
-        })
-        .collect();
+    let Network {
+        to_peers: senders,
+        from_peers: mut peer_rx,
+        calls: mut client_rx,
+        wire,
+    } = listeners.start::<Envelope>(&s.id, s.peers.clone(), stall, call_timeout);
 
     let peer_ids = s.peers.iter().map(|(id, _)| id.clone()).collect();
     let mut replica = Replica::new(
