@@ -5,7 +5,7 @@
 
 #![cfg(test)]
 
-use super::{Sim, Strategy};
+use super::{AuthMode, Sim, Strategy};
 use crate::bugs::Bugs;
 use crate::kv::{Op, Outcome};
 use crate::pbft::{Config, Message, Node, Signed, Vote};
@@ -229,7 +229,7 @@ fn random_run(seed: u64, bugs: Bugs, byzantine: bool, steps: u64) -> (Sim, bool)
 /// [`random_run`] with message loss `drop`.
 fn random_run_with(seed: u64, bugs: Bugs, byzantine: bool, steps: u64, drop: f64) -> (Sim, bool) {
     use rand::Rng;
-    let mut s = Sim::new(Config::default(), bugs, seed, 3);
+    let mut s = Sim::with_auth(Config::default(), bugs, seed, 3, AuthMode::Cheap);
     s.trace = std::env::var("TRACE").is_ok();
     s.max_delay = 3;
     s.drop_rate = drop;
