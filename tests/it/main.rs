@@ -9,6 +9,7 @@ mod history;
 mod lazyfs;
 mod modules;
 mod nemesis;
+mod paxoskv;
 mod probe;
 mod report;
 mod run;

@@ -345,29 +345,36 @@ impl PbftClient {
         Ok(s.primary)
     }
 
+    /// Every replica's status, asked in parallel: a replica cut off by a partition costs
+    /// one timeout, not one per replica behind it.
+    async fn statuses(&self, timeout: Duration) -> Vec<(String, Result<bool, String>)> {
+        let asks = self
+            .addrs
+            .keys()
+            .map(|n| async move { (n.clone(), self.status(n, timeout).await) });
+        futures::future::join_all(asks).await
+    }
+
     /// Every replica answers status and one of them is a primary in its view.
     pub async fn cluster_ready(&mut self, timeout: Duration) -> Result<(), String> {
-        let mut primaries = 0;
-        for n in self.addrs.keys() {
-            if self.status(n, timeout).await? {
-                primaries += 1;
-            }
+        let statuses = self.statuses(timeout).await;
+        if let Some((_, Err(e))) = statuses.iter().find(|(_, s)| s.is_err()) {
+            return Err(e.clone());
         }
-        if primaries == 0 {
-            return Err("no replica is primary of its view yet".into());
+        match statuses.iter().any(|(_, s)| *s == Ok(true)) {
+            true => Ok(()),
+            false => Err("no replica is primary of its view yet".into()),
         }
-        Ok(())
     }
 
     /// The replicas that say they are the primary of their current view.
     pub async fn leaders(&mut self, timeout: Duration) -> Vec<String> {
-        let mut out = Vec::new();
-        for n in self.addrs.keys() {
-            if let Ok(true) = self.status(n, timeout).await {
-                out.push(n.clone());
-            }
-        }
-        out
+        let statuses = self.statuses(timeout).await;
+        statuses
+            .into_iter()
+            .filter(|(_, s)| *s == Ok(true))
+            .map(|(n, _)| n)
+            .collect()
     }
 }
 

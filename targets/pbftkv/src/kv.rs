@@ -1,5 +1,6 @@
-//! The replicated state machine: a map from string keys to `i64` values, plus the client
-//! table PBFT keeps in the state so that execution is at-most-once per client timestamp.
+//! The replicated state: the shell's key-value map (`nodeshell::kv`) plus the client table
+//! PBFT keeps in the state so that execution is at-most-once per client timestamp, and the
+//! digest over both that checkpoints carry.
 //!
 //! The client table is part of the checkpointed state: a replica that catches up by state
 //! transfer must also know which requests were already executed and what they returned,
@@ -112,24 +113,12 @@ impl Default for Sig {
     }
 }
 
-/// A client operation. Reads are ordered like writes (PBFT's read-only optimisation is
-/// not implemented), so every result comes from one point in the total order.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Op {
-    Read {
-        key: String,
-    },
-    Write {
-        key: String,
-        value: i64,
-    },
-    /// Set `key` to `to` only if it currently holds `from`.
-    Cas {
-        key: String,
-        from: i64,
-        to: i64,
-    },
-}
+/// A client operation: the shell's command (read, write, cas). Reads are ordered like
+/// writes (PBFT's read-only optimisation is not implemented), so every result comes from
+/// one point in the total order.
+pub use nodeshell::kv::Command as Op;
+/// What executing an operation returned (the shell's outcome).
+pub use nodeshell::kv::Outcome;
 
 /// A client request: `timestamp` grows with each request of one client, and a replica
 /// executes a given (client, timestamp) at most once. `sig` is the client's signature
@@ -184,29 +173,20 @@ pub fn signing_bytes(key: &ClientKey, timestamp: u64, op: &Op) -> Vec<u8> {
     b
 }
 
-/// What executing an operation returned.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Outcome {
-    /// A read's value (None: never written).
-    Value(Option<i64>),
-    /// The write or cas took effect.
-    Done,
-    /// The cas found `current` instead of its `from` and changed nothing.
-    CompareFailed(Option<i64>),
-}
-
 /// The whole replicated state, as checkpointed and shipped in state transfer.
 /// `BTreeMap`s so the digest does not depend on insertion order.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Kv {
-    data: BTreeMap<String, i64>,
-    /// Per client: the last executed timestamp and its result.
+    data: nodeshell::kv::Kv,
+    /// Per client: the last executed timestamp and its result. Not the shell's
+    /// `ClientTable`: that one names clients by u64, and a self-certifying id needs 128
+    /// bits (see [`client_id`]).
     clients: BTreeMap<ClientId, (u64, Outcome)>,
 }
 
 impl Kv {
     pub fn get(&self, key: &str) -> Option<i64> {
-        self.data.get(key).copied()
+        self.data.get(key)
     }
 
     /// The digest checkpoint messages carry.
@@ -230,22 +210,7 @@ impl Kv {
         if self.executed(req).is_some() {
             return None;
         }
-        let out = match &req.op {
-            Op::Read { key } => Outcome::Value(self.get(key)),
-            Op::Write { key, value } => {
-                self.data.insert(key.clone(), *value);
-                Outcome::Done
-            }
-            Op::Cas { key, from, to } => {
-                let current = self.get(key);
-                if current == Some(*from) {
-                    self.data.insert(key.clone(), *to);
-                    Outcome::Done
-                } else {
-                    Outcome::CompareFailed(current)
-                }
-            }
-        };
+        let out = self.data.execute(&req.op);
         self.clients
             .insert(req.client, (req.timestamp, out.clone()));
         Some(out)
@@ -279,7 +244,10 @@ mod tests {
                 },
             )
         };
-        assert_eq!(kv.execute(&cas(1)), Some(Outcome::CompareFailed(None)));
+        assert_eq!(
+            kv.execute(&cas(1)),
+            Some(Outcome::CompareFailed { current: None })
+        );
         let w = req(
             2,
             Op::Write {

@@ -2,12 +2,14 @@
 //! replicated with PBFT (Castro & Liskov, OSDI 1999 / TOCS 2002) whose protocol bugs can be
 //! switched on one by one.
 //!
-//! This crate is the deterministic core and its simulation harness; the node shell
-//! (transport, storage, client server, CLI) comes from the library shared with raftkv.
+//! This crate is the deterministic core and its simulation harness; its state machine is
+//! the node shell's (`nodeshell`, shared with raftkv and paxoskv), whose transport, disk
+//! thread, client server and CLI a pbftkv node binary will use too.
 //!
 //! Module map, from the pure core outwards:
-//! - [`kv`]: the state machine (string keys, `i64` values; read, write, compare-and-set)
-//!   with the per-client table that makes execution at-most-once.
+//! - [`kv`]: the shell's state machine (string keys, `i64` values; read, write,
+//!   compare-and-set) with the per-client table that makes execution at-most-once, and
+//!   the checkpoint digest over both.
 //! - [`pbft`]: the replica core — messages and ticks in; durable state, messages and
 //!   executed requests out. No I/O, no clock.
 //! - [`client`]: the client side: request timestamps, retransmission, and the reply

@@ -139,7 +139,7 @@ pub fn render_reply(id: &Value, reply: &Reply) -> String {
             o
         }
         Outcome::Done => base("ok"),
-        Outcome::CompareFailed(v) => {
+        Outcome::CompareFailed { current: v } => {
             let mut o = base("fail");
             o["error"] = json!("compare-failed");
             o["value"] = json!(v);
@@ -238,7 +238,7 @@ mod tests {
             view: 1,
             client: 9,
             timestamp: 4,
-            result: Outcome::CompareFailed(Some(2)),
+            result: Outcome::CompareFailed { current: Some(2) },
             replica: 3,
         };
         let v: Value = serde_json::from_str(&render_reply(&json!(4), &reply)).expect("JSON");

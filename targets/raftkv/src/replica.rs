@@ -8,113 +8,12 @@
 //! `ack-before-commit`). The async server (`server`) only moves bytes to and from it.
 
 use crate::bugs::Bugs;
-use crate::kv::{Command, Kv, Outcome};
 use crate::raft::{self, Apply, Envelope, NodeId, Persist, RaftNode, Recovered};
+use nodeshell::kv::{Command, Kv, Outcome};
 use std::collections::{BTreeMap, HashMap};
 
-/// A client request, already parsed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Request {
-    Read {
-        key: String,
-    },
-    Write {
-        key: String,
-        value: i64,
-    },
-    Cas {
-        key: String,
-        from: i64,
-        to: i64,
-    },
-    Status,
-    /// Committed entries from index `from`, at most `max` of them (capped at
-    /// [`MAX_LOG_PAGE`]): the agreement oracle's view of this node's log.
-    Log {
-        from: u64,
-        max: u64,
-    },
-}
-
-/// Most entries one `log` answer carries; a client pages through longer logs.
-pub const MAX_LOG_PAGE: u64 = 1024;
-
-/// What the node tells the client. `NotLeader`, `Fail` and `CompareFailed` mean the
-/// request certainly had no effect; `Unknown` means it may or may not have.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reply {
-    Value(Option<i64>),
-    Done,
-    CompareFailed(Option<i64>),
-    NotLeader(Option<NodeId>),
-    Fail(String),
-    Unknown(String),
-    Status(Status),
-    Log(LogPage),
-}
-
-/// The answer to a log request: committed entries only, never ones that may still be
-/// replaced.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LogPage {
-    /// The first index this node still holds: entries below it are compacted into a
-    /// snapshot and cannot be answered (0 entries are skipped silently, so the caller
-    /// compares only the positions it got).
-    pub first: u64,
-    pub commit_index: u64,
-    pub entries: Vec<LogEntry>,
-}
-
-/// One committed entry, with its op as text (`write "k" 5`, `cas "k" 1 2`, `noop`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LogEntry {
-    pub index: u64,
-    pub term: u64,
-    pub op: String,
-}
-
-/// An entry's op as the log request shows it; keys are quoted, so the text is unambiguous.
-fn op_text(cmd: Option<&Command>) -> String {
-    match cmd {
-        None => "noop".into(),
-        Some(Command::Write { key, value }) => format!("write {key:?} {value}"),
-        Some(Command::Cas { key, from, to }) => format!("cas {key:?} {from} {to}"),
-    }
-}
-
-/// The answer to a status request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Status {
-    pub node: NodeId,
-    pub leader: bool,
-    pub leader_id: Option<NodeId>,
-    pub term: u64,
-    pub commit_index: u64,
-    pub applied_index: u64,
-    /// What this node's transport sent to and received from each peer since it started;
-    /// the replica leaves it empty and the server fills it in (the core sees no sockets).
-    pub peers: BTreeMap<NodeId, PeerCounts>,
-}
-
-/// One peer's traffic as the transport saw it, the truth a wire measurement (faultline's
-/// per-link counters) is checked against.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PeerCounts {
-    /// Raft messages written to the peer's connection.
-    pub messages_sent: u64,
-    /// Their bytes, newline framing included (TCP/IP headers not).
-    pub bytes_sent: u64,
-    /// Socket writes carrying those messages: queued messages go out together, so with
-    /// batching this is below `messages_sent`.
-    pub writes_sent: u64,
-    /// Acknowledgement lines written back on the peer's connection to us; each is a
-    /// data-carrying segment on the wire too.
-    pub acks_sent: u64,
-    /// Raft messages read from the peer's connections.
-    pub messages_received: u64,
-    /// Their bytes, newline framing included.
-    pub bytes_received: u64,
-}
+/// The client protocol's requests and answers are the shell's (see `nodeshell::client`).
+pub use nodeshell::client::{LogEntry, LogPage, Reply, Request, Status, MAX_LOG_PAGE};
 
 /// Replica-level knobs.
 #[derive(Debug, Clone)]
@@ -306,7 +205,7 @@ impl Replica {
                     .map(|e| LogEntry {
                         index: e.index,
                         term: e.term,
-                        op: op_text(e.cmd.as_ref()),
+                        op: e.cmd.as_ref().map_or_else(|| "noop".into(), Command::text),
                     })
                     .collect();
                 let page = LogPage {
@@ -401,7 +300,7 @@ impl Replica {
             match a {
                 Apply::Entry(e) => {
                     out.applied.push((e.index, e.term));
-                    let outcome = e.cmd.as_ref().map(|c| self.kv.apply(c));
+                    let outcome = e.cmd.as_ref().map(|c| self.kv.execute(c));
                     if let Some(p) = self.writes.remove(&e.index) {
                         let reply = match outcome {
                             _ if p.term != e.term => {
@@ -411,6 +310,8 @@ impl Replica {
                             Some(Outcome::CompareFailed { current }) => {
                                 Reply::CompareFailed(current)
                             }
+                            // Reads are not proposed (ReadIndex), so none is applied here.
+                            Some(Outcome::Value(v)) => Reply::Value(v),
                             None => Reply::Unknown("internal: no-op at a proposal's index".into()),
                         };
                         self.replies.push((p.token, reply));

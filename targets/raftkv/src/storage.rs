@@ -17,8 +17,8 @@
 
 use crate::raft::{Entry, HardState, Persist, Recovered, Snapshot};
 use anyhow::{bail, Context, Result};
+use nodeshell::disk::{write_atomic, Store};
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -227,6 +227,14 @@ impl DiskStorage {
     }
 }
 
+/// The shell's disk thread persists through this.
+impl Store for DiskStorage {
+    type Record = Persist;
+    fn persist(&mut self, records: &[Persist]) -> Result<()> {
+        DiskStorage::persist(self, records)
+    }
+}
+
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>> {
     match fs::read(path) {
         Ok(b) => serde_json::from_slice(&b)
@@ -237,25 +245,10 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>> {
     }
 }
 
-/// Writes `name` in `dir` so that a crash leaves either the old or the new content.
-fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
-    let tmp = dir.join(format!("{name}.tmp"));
-    let path = dir.join(name);
-    let mut f = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    f.write_all(bytes)
-        .and_then(|_| f.sync_all())
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    fs::rename(&tmp, &path).with_context(|| format!("renaming to {}", path.display()))?;
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .with_context(|| format!("fsync of dir {}", dir.display()))?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kv::Command;
+    use nodeshell::kv::Command;
 
     fn entry(index: u64, term: u64) -> Entry {
         Entry {

@@ -211,6 +211,26 @@ impl Node {
         &self.kv
     }
 
+    /// The node that leads as far as this one knows: itself once phase 1 is done, else
+    /// the last leader it heard from (None while a campaign is on or after a restart).
+    pub fn leader(&self) -> Option<NodeId> {
+        match self.role {
+            Role::Leader { .. } => Some(self.id),
+            Role::Candidate { .. } => None,
+            Role::Follower => self.leader_hint,
+        }
+    }
+
+    /// Up to `max` applied slots from `from` on, with their chosen values, in slot order;
+    /// slots compacted into the snapshot are not answered (see [`Node::snapshot_slot`]).
+    pub fn applied_values(&self, from: u64, max: usize) -> Vec<(u64, &Value)> {
+        self.chosen
+            .range(from..self.next_apply)
+            .take(max)
+            .map(|(s, v)| (*s, v))
+            .collect()
+    }
+
     /// Slot of the latest snapshot (0: none).
     pub fn snapshot_slot(&self) -> u64 {
         self.snapshot.as_ref().map_or(0, |s| s.slot)

@@ -44,7 +44,7 @@ fn normal_case_orders_writes_reads_and_cas() {
     };
     assert_eq!(
         s.call(3, cas(1, 2), MAX),
-        Some(Outcome::CompareFailed(Some(7)))
+        Some(Outcome::CompareFailed { current: Some(7) })
     );
     assert_eq!(s.call(3, cas(7, 8), MAX), Some(Outcome::Done));
     assert_eq!(s.call(1, read("y"), MAX), Some(Outcome::Value(None)));

@@ -1,7 +1,7 @@
 //! The values that cross the Raft core's boundary: log entries, persisted state,
 //! snapshots, peer messages, and the [`Ready`] batch of effects the host carries out.
 
-use crate::kv::{Command, KvData};
+use nodeshell::kv::{Command, KvData};
 use serde::{Deserialize, Serialize};
 
 /// A node's name, as given by `--id` (n1, n2 …).
@@ -49,6 +49,17 @@ pub struct Envelope {
     pub to: NodeId,
     pub term: u64,
     pub msg: Message,
+}
+
+/// The shell's transport carries envelopes between nodes named by their string ids.
+impl nodeshell::transport::PeerMessage for Envelope {
+    type Peer = NodeId;
+    fn sender(&self) -> &NodeId {
+        &self.from
+    }
+    fn receiver(&self) -> &NodeId {
+        &self.to
+    }
 }
 
 /// The Raft RPCs and their answers.

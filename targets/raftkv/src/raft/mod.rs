@@ -23,8 +23,8 @@ pub use message::{
 };
 
 use crate::bugs::Bugs;
-use crate::kv::{Command, KvData};
 use log::Log;
+use nodeshell::kv::{Command, KvData};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, VecDeque};

@@ -1,7 +1,7 @@
-//! Peer-to-peer transport: one outgoing TCP connection per peer, carrying JSON-lines
-//! [`Envelope`]s one way, and a listener for the peers' connections to us.
+//! Peer-to-peer transport: one outgoing TCP connection per peer, carrying a target's
+//! [`PeerMessage`]s as JSON lines one way, and a listener for the peers' connections to us.
 //!
-//! Raft tolerates lost messages but not a stuck event loop, so nothing here ever blocks
+//! Consensus protocols tolerate lost messages but not a stuck event loop, so nothing here ever blocks
 //! the core: the core hands messages over with `try_send` into a bounded queue per peer
 //! (a full queue drops, like a lossy network), and each peer's own task connects with a
 //! timeout, reconnects with exponential back-off and discards what queued up while the
@@ -15,9 +15,11 @@
 //! the status request reports, so a measurement from outside can be checked against it.
 
 use crate::log_line;
-use crate::raft::{Envelope, NodeId};
-use crate::replica::PeerCounts;
-use std::collections::BTreeMap;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Display;
+use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -36,34 +38,84 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 const MIN_BACKOFF: Duration = Duration::from_millis(20);
 const MAX_BACKOFF: Duration = Duration::from_millis(1000);
 
-/// Per-peer traffic counts, shared by all the transport's tasks.
-#[derive(Debug, Default)]
-pub struct WireStats(Mutex<BTreeMap<NodeId, PeerCounts>>);
+/// A message between two nodes, as a target's core produces it: the transport needs to
+/// know who it goes to (which connection) and who sent it (whose counts it adds to).
+pub trait PeerMessage: Serialize + DeserializeOwned + Send + 'static {
+    /// How the target names nodes in its messages (raftkv: "n1"; paxoskv: 1).
+    type Peer: Clone + Eq + Ord + Hash + Display + Send + Sync + 'static;
+    /// The sending node.
+    fn sender(&self) -> &Self::Peer;
+    /// The node it is for.
+    fn receiver(&self) -> &Self::Peer;
+}
 
-impl WireStats {
-    fn add(&self, peer: &str, f: impl FnOnce(&mut PeerCounts)) {
+/// One peer's traffic as the transport saw it, the truth a wire measurement (faultline's
+/// per-link counters) is checked against.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PeerCounts {
+    /// Protocol messages written to the peer's connection.
+    pub messages_sent: u64,
+    /// Their bytes, newline framing included (TCP/IP headers not).
+    pub bytes_sent: u64,
+    /// Socket writes carrying those messages: queued messages go out together, so with
+    /// batching this is below `messages_sent`.
+    pub writes_sent: u64,
+    /// Acknowledgement lines written back on the peer's connection to us; each is a
+    /// data-carrying segment on the wire too.
+    pub acks_sent: u64,
+    /// Protocol messages read from the peer's connections.
+    pub messages_received: u64,
+    /// Their bytes, newline framing included.
+    pub bytes_received: u64,
+}
+
+/// Per-peer traffic counts, shared by all the transport's tasks.
+#[derive(Debug)]
+pub struct WireStats<P>(Mutex<BTreeMap<P, PeerCounts>>);
+
+impl<P> Default for WireStats<P> {
+    fn default() -> Self {
+        WireStats(Mutex::new(BTreeMap::new()))
+    }
+}
+
+impl<P: Clone + Ord> WireStats<P> {
+    fn add(&self, peer: &P, f: impl FnOnce(&mut PeerCounts)) {
         // A poisoned lock only means another task panicked mid-count: keep counting.
         let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
         match map.get_mut(peer) {
             Some(c) => f(c),
-            None => f(map.entry(peer.to_string()).or_default()),
+            None => f(map.entry(peer.clone()).or_default()),
         }
     }
 
     /// The counts so far, by peer.
-    pub fn snapshot(&self) -> BTreeMap<NodeId, PeerCounts> {
+    pub fn snapshot(&self) -> BTreeMap<P, PeerCounts> {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
 
+/// The queue feeding each peer's connection, by peer.
+pub type Peers<M> = HashMap<<M as PeerMessage>::Peer, mpsc::Sender<M>>;
+
+/// Hands each message to its peer's queue. Never blocks: a full queue means the peer is
+/// not keeping up, and the message is dropped, like a lossy network's.
+pub fn send_all<M: PeerMessage>(peers: &Peers<M>, messages: Vec<M>) {
+    for m in messages {
+        if let Some(tx) = peers.get(m.receiver()) {
+            let _ = tx.try_send(m);
+        }
+    }
+}
+
 /// Starts the task that owns the connection to `peer`; returns the queue feeding it.
-pub fn spawn_peer(
-    me: NodeId,
-    peer: NodeId,
+pub fn spawn_peer<M: PeerMessage>(
+    me: String,
+    peer: M::Peer,
     addr: String,
     stall: Duration,
-    stats: Arc<WireStats>,
-) -> mpsc::Sender<Envelope> {
+    stats: Arc<WireStats<M::Peer>>,
+) -> mpsc::Sender<M> {
     let (tx, rx) = mpsc::channel(PEER_QUEUE);
     tokio::spawn(outbound(me, peer, addr, rx, stall, stats));
     tx
@@ -76,13 +128,13 @@ enum End {
     Broken(String),
 }
 
-async fn outbound(
-    me: NodeId,
-    peer: NodeId,
+async fn outbound<M: PeerMessage>(
+    me: String,
+    peer: M::Peer,
     addr: String,
-    mut rx: mpsc::Receiver<Envelope>,
+    mut rx: mpsc::Receiver<M>,
     stall: Duration,
-    stats: Arc<WireStats>,
+    stats: Arc<WireStats<M::Peer>>,
 ) {
     let mut backoff = MIN_BACKOFF;
     let mut reported_down = false;
@@ -108,7 +160,7 @@ async fn outbound(
             );
             reported_down = true;
         }
-        // What queued up meanwhile is stale; Raft resends what still matters.
+        // What queued up meanwhile is stale; the protocol resends what still matters.
         loop {
             match rx.try_recv() {
                 Ok(_) => {}
@@ -130,12 +182,12 @@ impl Drop for AbortOnDrop {
     }
 }
 
-async fn run_connection(
+async fn run_connection<M: PeerMessage>(
     stream: TcpStream,
-    rx: &mut mpsc::Receiver<Envelope>,
+    rx: &mut mpsc::Receiver<M>,
     stall: Duration,
-    peer: &str,
-    stats: &WireStats,
+    peer: &M::Peer,
+    stats: &WireStats<M::Peer>,
 ) -> End {
     let (rd, mut wr) = stream.into_split();
     let acked = Arc::new(AtomicU64::new(0));
@@ -203,11 +255,11 @@ async fn run_connection(
 }
 
 /// Accepts peers' connections and forwards their messages to the core.
-pub async fn serve_peers(
-    me: NodeId,
+pub async fn serve_peers<M: PeerMessage>(
+    me: String,
     listener: TcpListener,
-    to_core: mpsc::Sender<Envelope>,
-    stats: Arc<WireStats>,
+    to_core: mpsc::Sender<M>,
+    stats: Arc<WireStats<M::Peer>>,
 ) {
     loop {
         match listener.accept().await {
@@ -222,30 +274,34 @@ pub async fn serve_peers(
     }
 }
 
-async fn inbound(
-    me: NodeId,
+async fn inbound<M: PeerMessage>(
+    me: String,
     stream: TcpStream,
-    to_core: mpsc::Sender<Envelope>,
-    stats: Arc<WireStats>,
+    to_core: mpsc::Sender<M>,
+    stats: Arc<WireStats<M::Peer>>,
 ) {
     let _ = stream.set_nodelay(true);
     let (rd, mut wr) = stream.into_split();
     // Acknowledgements go out from their own task so a peer that stopped reading them
     // never stalls our reading of its messages. The watch carries the count and who the
     // sender is (known from its first message, which always precedes the first ack).
-    let (ack_tx, mut ack_rx) = watch::channel((0u64, NodeId::new()));
+    let (ack_tx, mut ack_rx) = watch::channel::<(u64, Option<M::Peer>)>((0, None));
     let ack_stats = stats.clone();
     let _acker = AbortOnDrop(tokio::spawn(async move {
         while ack_rx.changed().await.is_ok() {
             let (n, from) = ack_rx.borrow_and_update().clone();
             let line = format!("{n}\n");
             match timeout(Duration::from_secs(5), wr.write_all(line.as_bytes())).await {
-                Ok(Ok(())) => ack_stats.add(&from, |c| c.acks_sent += 1),
+                Ok(Ok(())) => {
+                    if let Some(from) = &from {
+                        ack_stats.add(from, |c| c.acks_sent += 1);
+                    }
+                }
                 _ => return,
             }
         }
     }));
-    let mut from = NodeId::new();
+    let mut from: Option<M::Peer> = None;
     let mut rd = BufReader::with_capacity(256 << 10, rd);
     let mut line = Vec::new();
     let mut count = 0u64;
@@ -265,12 +321,12 @@ async fn inbound(
             }
             return;
         }
-        match serde_json::from_slice::<Envelope>(&line) {
+        match serde_json::from_slice::<M>(&line) {
             Ok(env) => {
-                if env.from != from {
-                    from = env.from.clone();
+                if from.as_ref() != Some(env.sender()) {
+                    from = Some(env.sender().clone());
                 }
-                stats.add(&from, |c| {
+                stats.add(env.sender(), |c| {
                     c.messages_received += 1;
                     c.bytes_received += line.len() as u64;
                 });
@@ -293,14 +349,31 @@ async fn inbound(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::raft::Message;
+    use serde::Deserialize;
 
-    fn heartbeat(seq: u64) -> Envelope {
-        Envelope {
+    /// A message shaped like a target's: addressed, with a body.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    struct Ping {
+        from: String,
+        to: String,
+        seq: u64,
+    }
+
+    impl PeerMessage for Ping {
+        type Peer = String;
+        fn sender(&self) -> &String {
+            &self.from
+        }
+        fn receiver(&self) -> &String {
+            &self.to
+        }
+    }
+
+    fn heartbeat(seq: u64) -> Ping {
+        Ping {
             from: "n1".into(),
             to: "n2".into(),
-            term: 1,
-            msg: Message::Heartbeat { commit: 0, seq },
+            seq,
         }
     }
 
@@ -310,9 +383,14 @@ mod tests {
         let addr = listener.local_addr().unwrap().to_string();
         let (to_core, mut core) = mpsc::channel(16);
         let theirs = Arc::new(WireStats::default());
-        tokio::spawn(serve_peers("n2".into(), listener, to_core, theirs.clone()));
+        tokio::spawn(serve_peers::<Ping>(
+            "n2".into(),
+            listener,
+            to_core,
+            theirs.clone(),
+        ));
         let ours = Arc::new(WireStats::default());
-        let tx = spawn_peer(
+        let tx = spawn_peer::<Ping>(
             "n1".into(),
             "n2".into(),
             addr,
@@ -351,7 +429,7 @@ mod tests {
         // process or a partition that drops packets looks like from here.
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
-        let tx = spawn_peer(
+        let tx = spawn_peer::<Ping>(
             "n1".into(),
             "n2".into(),
             addr,
