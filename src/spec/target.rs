@@ -186,7 +186,7 @@ impl ClientSpec {
     /// Whether this client can say which nodes lead, as faults aimed at leaders need.
     pub fn names_leaders(&self) -> bool {
         match self.protocol {
-            Protocol::Raftkv | Protocol::Etcd => true,
+            Protocol::Raftkv | Protocol::Pbft | Protocol::Etcd => true,
             Protocol::Stdio => self.leaders == Some(true),
         }
     }
@@ -198,6 +198,9 @@ impl ClientSpec {
 pub enum Protocol {
     /// raftkv's JSON-lines protocol (targets/raftkv/README.md).
     Raftkv,
+    /// pbftkv's JSON-lines protocol (targets/pbftkv/README.md): signed requests to every
+    /// replica, a result once f + 1 replicas agree; primaries are the leaders.
+    Pbft,
     /// etcd's v3 JSON gateway (`/v3/kv/range`, `/v3/kv/put`, `/v3/kv/txn`).
     Etcd,
     /// A user-supplied adapter program speaking JSON lines on stdin/stdout (README,
@@ -209,6 +212,7 @@ impl Protocol {
     pub fn as_str(self) -> &'static str {
         match self {
             Protocol::Raftkv => "raftkv",
+            Protocol::Pbft => "pbft",
             Protocol::Etcd => "etcd",
             Protocol::Stdio => "stdio",
         }
@@ -217,7 +221,7 @@ impl Protocol {
     /// Whether the client carries any JSON value (strings among them), not only integers.
     pub fn carries_any_value(self) -> bool {
         match self {
-            Protocol::Raftkv => false,
+            Protocol::Raftkv | Protocol::Pbft => false,
             Protocol::Etcd | Protocol::Stdio => true,
         }
     }
@@ -225,7 +229,7 @@ impl Protocol {
     /// Whether the client can ask for serializable (local, possibly stale) reads.
     pub fn has_serializable_reads(self) -> bool {
         match self {
-            Protocol::Raftkv => false,
+            Protocol::Raftkv | Protocol::Pbft => false,
             Protocol::Etcd | Protocol::Stdio => true,
         }
     }
@@ -582,6 +586,7 @@ impl TargetSpec {
                     self.client.protocol.as_str(),
                     match self.client.protocol {
                         Protocol::Etcd => "etcd's v3 gateway exposes no committed-log read",
+                        Protocol::Pbft => "pbftkv's `log` request is not read yet",
                         _ => "a stdio adapter answers ops only",
                     }
                 ),

@@ -400,6 +400,7 @@ impl Cluster {
             Protocol::Raftkv => {
                 Client::Raftkv(client::raftkv::RaftkvClient::new(home.to_string(), addrs))
             }
+            Protocol::Pbft => Client::Pbft(client::pbft::PbftClient::new(home.to_string(), addrs)),
             Protocol::Etcd => Client::Etcd(client::etcd::EtcdClient::new(
                 home.to_string(),
                 addrs,

@@ -1,6 +1,7 @@
 //! Clients: how a worker performs one op against a node and classifies the answer.
 //!
-//! One file per protocol: [`raftkv`] (JSON lines over TCP), [`etcd`] (etcd's v3 JSON
+//! One file per protocol: [`raftkv`] (JSON lines over TCP), [`pbft`] (pbftkv's signed
+//! JSON lines to every replica, f + 1 matching replies), [`etcd`] (etcd's v3 JSON
 //! gateway, over the small [`http`] client) and [`stdio`] (a user's adapter program speaking
 //! JSON lines on stdin/stdout, for any system without a built-in client).
 //!
@@ -11,6 +12,7 @@
 
 pub mod etcd;
 pub mod http;
+pub mod pbft;
 pub mod raftkv;
 pub mod stdio;
 
@@ -36,6 +38,7 @@ pub struct Completion {
 #[derive(Debug)]
 pub enum Client {
     Raftkv(raftkv::RaftkvClient),
+    Pbft(pbft::PbftClient),
     Etcd(etcd::EtcdClient),
     /// Boxed: it carries the adapter's spawn spec and pipes, many times the others' size.
     Stdio(Box<stdio::StdioClient>),
@@ -45,6 +48,7 @@ impl Client {
     pub async fn invoke(&mut self, inv: &Invocation, timeout: Duration) -> Completion {
         match self {
             Client::Raftkv(c) => c.invoke(inv, timeout).await,
+            Client::Pbft(c) => c.invoke(inv, timeout).await,
             Client::Etcd(c) => c.invoke(inv, timeout).await,
             Client::Stdio(c) => c.invoke(inv, timeout).await,
         }
@@ -63,6 +67,7 @@ impl Client {
     pub async fn cluster_ready(&mut self, timeout: Duration) -> Result<(), String> {
         match self {
             Client::Raftkv(c) => c.cluster_ready(timeout).await,
+            Client::Pbft(c) => c.cluster_ready(timeout).await,
             Client::Etcd(c) => c.cluster_ready(timeout).await,
             Client::Stdio(c) => c.cluster_ready(timeout).await,
         }
@@ -72,6 +77,7 @@ impl Client {
     pub async fn leaders(&mut self, timeout: Duration) -> Vec<String> {
         match self {
             Client::Raftkv(c) => c.leaders(timeout).await,
+            Client::Pbft(c) => c.leaders(timeout).await,
             Client::Etcd(c) => c.leaders(timeout).await,
             Client::Stdio(c) => c.leaders(timeout).await,
         }
@@ -82,7 +88,7 @@ impl Client {
     /// a nemesis that aims at leaders starts, so it is refused rather than hitting nobody.
     pub async fn can_name_leaders(&mut self, timeout: Duration) -> Result<(), String> {
         match self {
-            Client::Raftkv(_) | Client::Etcd(_) => Ok(()),
+            Client::Raftkv(_) | Client::Pbft(_) | Client::Etcd(_) => Ok(()),
             Client::Stdio(c) => c.name_leaders(timeout).await.map(|_| ()),
         }
     }

@@ -20,8 +20,9 @@ struct Waiting {
     resend_in: u64,
 }
 
-/// Signs a request's [`Request::signed_part`] with the client's key.
-pub type RequestSigner = Box<dyn Fn(crate::kv::Digest) -> u64>;
+/// Builds the signed request for an op at a timestamp with the client's key
+/// ([`crate::auth::ClientSigner::request`] for ed25519).
+pub type RequestSigner = Box<dyn Fn(u64, Op) -> Request>;
 
 /// One client's request state and reply collector.
 pub struct Client {
@@ -35,7 +36,8 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client of `n` replicas tolerating `f` faulty ones, retransmitting every
+    /// Client `id` (the id `signer`'s requests carry) of `n` replicas tolerating `f` faulty
+    /// ones, retransmitting every
     /// `resend_ticks`. `first_timestamp` must exceed any timestamp this client id used
     /// before (a restarted client takes, say, the wall clock).
     pub fn new(
@@ -76,13 +78,7 @@ impl Client {
     /// returns the messages to send.
     pub fn submit(&mut self, op: Op) -> (Request, Vec<(Node, Message)>) {
         self.timestamp += 1;
-        let mut request = Request {
-            client: self.id,
-            timestamp: self.timestamp,
-            op,
-            sig: 0,
-        };
-        request.sig = (self.signer)(request.signed_part());
+        let request = (self.signer)(self.timestamp, op);
         self.waiting = Some(Waiting {
             request: request.clone(),
             replies: BTreeMap::new(),
@@ -129,11 +125,24 @@ impl Client {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::ClientSigner;
+
+    fn client(resend: u64) -> Client {
+        let s = ClientSigner::from_secret([3; 32]);
+        Client::new(
+            s.id(),
+            4,
+            1,
+            resend,
+            0,
+            Box::new(move |ts, op| s.request(ts, op)),
+        )
+    }
 
     fn reply(replica: ReplicaId, ts: u64, result: Outcome) -> Reply {
         Reply {
             view: 0,
-            client: 7,
+            client: ClientSigner::from_secret([3; 32]).id(),
             timestamp: ts,
             result,
             replica,
@@ -142,7 +151,7 @@ mod tests {
 
     #[test]
     fn accepts_after_f_plus_one_matching_replies_only() {
-        let mut c = Client::new(7, 4, 1, 5, 0, Box::new(|d| d.0));
+        let mut c = client(5);
         let (req, msgs) = c.submit(Op::Read { key: "k".into() });
         assert_eq!(msgs.len(), 4);
         let v = |x| Outcome::Value(Some(x));
@@ -177,7 +186,7 @@ mod tests {
 
     #[test]
     fn retransmits_until_answered() {
-        let mut c = Client::new(7, 4, 1, 3, 0, Box::new(|d| d.0));
+        let mut c = client(3);
         c.submit(Op::Read { key: "k".into() });
         assert!(c.tick().is_empty());
         assert!(c.tick().is_empty());

@@ -14,12 +14,16 @@
 //!   executed requests out. No I/O, no clock.
 //! - [`client`]: the client side: request timestamps, retransmission, and the reply
 //!   collector that accepts a result once f + 1 replicas agree on it.
+//! - [`auth`]: ed25519 signatures for replicas and self-certifying clients.
 //! - [`bugs`]: the switchable bugs.
+//! - [`protocol`]: the client port's JSON lines (signed requests, replies, status).
 
+pub mod auth;
 pub mod bugs;
 pub mod client;
 pub mod kv;
 pub mod pbft;
+pub mod protocol;
 
 #[cfg(test)]
 mod sim;

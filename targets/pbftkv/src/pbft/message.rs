@@ -6,30 +6,27 @@
 //! must not relay another's vote as if it were a fresh one). Bodies carried inside other
 //! messages — the checkpoint and prepared certificates in a view change, the view changes
 //! in a new view — are checked by signature alone, which is why PBFT uses signatures for
-//! them rather than MACs. The [`Authenticator`] is abstract: the simulation uses keyed
-//! digests, the transport later plugs in ed25519.
+//! them rather than MACs. The [`Authenticator`] is abstract: nodes use ed25519
+//! ([`crate::auth::Ed25519Auth`]); the simulation's random runs use a cheap keyed digest.
 
+pub use crate::kv::Sig;
 use crate::kv::{digest_of, ClientId, Digest, Outcome, Request};
 use std::hash::Hash;
 
 /// Replicas are numbered 0..n; the primary of view v is v mod n.
 pub type ReplicaId = u32;
 
-/// A signature over a body's digest. Opaque to the core.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Sig(pub u64);
-
 /// Signs with this replica's key and verifies any replica's or client's signature.
 pub trait Authenticator {
-    fn sign(&self, body: Digest) -> Sig;
-    fn verify(&self, signer: ReplicaId, body: Digest, sig: Sig) -> bool;
-    fn verify_client(&self, client: ClientId, body: Digest, sig: Sig) -> bool;
+    fn sign(&self, body: &Digest) -> Sig;
+    fn verify(&self, signer: ReplicaId, body: &Digest, sig: &Sig) -> bool;
+    /// The request is signed by the key it carries, and its client id is that key's
+    /// (clients are self-certifying: [`crate::kv::client_id`]).
+    fn verify_client(&self, request: &Request) -> bool;
 
     /// A request (or the null request) carries its client's signature.
     fn verify_request(&self, request: &Option<Request>) -> bool {
-        request
-            .as_ref()
-            .is_none_or(|r| self.verify_client(r.client, r.signed_part(), Sig(r.sig)))
+        request.as_ref().is_none_or(|r| self.verify_client(r))
     }
 }
 
@@ -47,13 +44,13 @@ pub trait Body: Hash {
 
 impl<T: Body> Signed<T> {
     pub fn new(body: T, auth: &dyn Authenticator) -> Self {
-        let sig = auth.sign(digest_of(&body));
+        let sig = auth.sign(&digest_of(&body));
         Signed { body, sig }
     }
 
     /// The signature is the claimed sender's.
     pub fn verify(&self, auth: &dyn Authenticator) -> bool {
-        auth.verify(self.body.sender(), digest_of(&self.body), self.sig)
+        auth.verify(self.body.sender(), &digest_of(&self.body), &self.sig)
     }
 }
 
@@ -72,7 +69,7 @@ pub struct PrePrepare {
 pub fn request_digest(request: &Option<Request>) -> Digest {
     match request {
         Some(r) => r.digest(),
-        None => Digest(0),
+        None => Digest::default(),
     }
 }
 
@@ -157,8 +154,8 @@ pub enum Node {
 /// Everything that travels between replicas and clients.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Message {
-    /// Client to replicas. Authenticated by the transport (the client's id must be the
-    /// sender's); the core does not sign client requests.
+    /// Client to replicas, signed by the client (self-certifying: the request carries
+    /// the public key its client id derives from).
     Request(Request),
     /// Replica to client; the client's collector checks the sender.
     Reply(Reply),

@@ -343,9 +343,7 @@ impl Replica {
             Message::Checkpoint(s) => s.verify(auth),
             Message::ViewChange(s) => s.verify(auth),
             Message::NewView(s) => s.verify(auth),
-            Message::Request(r) => {
-                from == Node::Client(r.client) && auth.verify_request(&Some(r.clone()))
-            }
+            Message::Request(r) => from == Node::Client(r.client) && auth.verify_client(r),
             Message::Reply(_) => false,
             Message::FetchState { .. } | Message::State { .. } => {
                 matches!(from, Node::Replica(r) if r != self.id)

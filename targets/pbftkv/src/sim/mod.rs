@@ -17,46 +17,143 @@
 
 mod tests;
 
+use crate::auth::{replica_key, ClientSigner, Ed25519Auth};
 use crate::bugs::Bugs;
 use crate::client::Client;
-use crate::kv::{digest_of, ClientId, Digest, Kv, Op, Outcome, Request};
+use crate::kv::{digest_of, signing_bytes, ClientId, ClientKey, Digest, Kv, Op, Outcome, Request};
 use crate::pbft::{
     request_digest, Authenticator, Config, Durable, Message, NewView, Node, Replica, ReplicaId,
     Sig, Signed, ViewChange, Vote,
 };
+use ed25519_dalek::VerifyingKey;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
-/// Keyed digests standing in for signatures: every key is secret to its replica or client
-/// (only the simulation's verifier sees them all).
-struct SimAuth {
-    me: ReplicaId,
-    keys: Rc<Vec<u64>>,
+/// How the simulated nodes authenticate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    /// What nodes use: ed25519 ([`Ed25519Auth`]) and self-certifying ed25519 clients.
+    Ed25519,
+    /// Keyed SHA-256 standing in for signatures, ~100 times cheaper: every key is secret
+    /// to its replica or client (only the simulation's verifier sees them all). The random
+    /// runs use it; clients' ids are their handles, and the key a request carries is not
+    /// looked at.
+    Cheap,
 }
 
-/// Client `c`'s key, derived from the replicas' keys.
-fn client_key(keys: &[u64], c: ClientId) -> u64 {
-    digest_of(&(keys, c)).0
+/// Every secret of a simulated cluster.
+struct Keys {
+    mode: AuthMode,
+    /// Replica i's secret.
+    secrets: Vec<[u8; 32]>,
+    public: Vec<VerifyingKey>,
 }
 
-/// The client the simulation's Byzantine replicas control.
-pub const BYZANTINE_CLIENT: ClientId = 1_000;
+impl Keys {
+    fn new(mode: AuthMode, seeds: &[u64]) -> Self {
+        let secrets: Vec<[u8; 32]> = seeds.iter().map(|s| digest_of(s).0).collect();
+        let public = secrets
+            .iter()
+            .map(|s| replica_key(*s).verifying_key())
+            .collect();
+        Keys {
+            mode,
+            secrets,
+            public,
+        }
+    }
+
+    /// Client `handle`'s secret, derived from the replicas' secrets.
+    fn client_secret(&self, handle: u64) -> [u8; 32] {
+        digest_of(&(&self.secrets, "client", handle)).0
+    }
+
+    /// Client `handle`'s id and request signer.
+    fn client(&self, handle: u64) -> (ClientId, Rc<dyn Fn(u64, Op) -> Request>) {
+        let secret = self.client_secret(handle);
+        match self.mode {
+            AuthMode::Ed25519 => {
+                let signer = ClientSigner::from_secret(secret);
+                (signer.id(), Rc::new(move |ts, op| signer.request(ts, op)))
+            }
+            AuthMode::Cheap => {
+                let id = ClientId::from(handle);
+                let sign = move |ts, op: Op| {
+                    let key = ClientKey::default();
+                    let sig = cheap_sig(&secret, &signing_bytes(&key, ts, &op));
+                    Request {
+                        client: id,
+                        key,
+                        timestamp: ts,
+                        op,
+                        sig,
+                    }
+                };
+                (id, Rc::new(sign))
+            }
+        }
+    }
+}
+
+fn cheap_sig(secret: &[u8; 32], body: &[u8]) -> Sig {
+    let mut sig = [0u8; 64];
+    sig[..32].copy_from_slice(&digest_of(&(secret, body)).0);
+    Sig(sig)
+}
+
+/// One replica's authenticator in either mode.
+enum SimAuth {
+    Ed25519(Box<Ed25519Auth>),
+    Cheap { me: ReplicaId, keys: Rc<Keys> },
+}
+
+impl SimAuth {
+    fn new(me: ReplicaId, keys: &Rc<Keys>) -> Self {
+        match keys.mode {
+            AuthMode::Ed25519 => SimAuth::Ed25519(Box::new(Ed25519Auth::new(
+                replica_key(keys.secrets[me as usize]),
+                keys.public.clone(),
+            ))),
+            AuthMode::Cheap => SimAuth::Cheap {
+                me,
+                keys: keys.clone(),
+            },
+        }
+    }
+}
+
+/// The client the simulation's Byzantine replicas control (a handle, like the others).
+pub const BYZANTINE_CLIENT: u64 = 1_000;
 
 impl Authenticator for SimAuth {
-    fn sign(&self, body: Digest) -> Sig {
-        Sig(digest_of(&(self.keys[self.me as usize], body)).0)
+    fn sign(&self, body: &Digest) -> Sig {
+        match self {
+            SimAuth::Ed25519(a) => a.sign(body),
+            SimAuth::Cheap { me, keys } => cheap_sig(&keys.secrets[*me as usize], &body.0),
+        }
     }
 
-    fn verify(&self, signer: ReplicaId, body: Digest, sig: Sig) -> bool {
-        self.keys
-            .get(signer as usize)
-            .is_some_and(|k| Sig(digest_of(&(*k, body)).0) == sig)
+    fn verify(&self, signer: ReplicaId, body: &Digest, sig: &Sig) -> bool {
+        match self {
+            SimAuth::Ed25519(a) => a.verify(signer, body, sig),
+            SimAuth::Cheap { keys, .. } => keys
+                .secrets
+                .get(signer as usize)
+                .is_some_and(|k| cheap_sig(k, &body.0) == *sig),
+        }
     }
 
-    fn verify_client(&self, client: ClientId, body: Digest, sig: Sig) -> bool {
-        Sig(digest_of(&(client_key(&self.keys, client), body)).0) == sig
+    fn verify_client(&self, r: &Request) -> bool {
+        match self {
+            SimAuth::Ed25519(a) => a.verify_client(r),
+            SimAuth::Cheap { keys, .. } => {
+                // Handles are small; an id beyond u64 is no simulated client.
+                u64::try_from(r.client)
+                    .is_ok_and(|h| cheap_sig(&keys.client_secret(h), &r.signing_bytes()) == r.sig)
+            }
+        }
     }
 }
 
@@ -79,7 +176,7 @@ pub enum Strategy {
 
 /// The request an equivocating primary substitutes for `req`: another operation, from the
 /// client the Byzantine side controls (it cannot sign for `req`'s client).
-fn twin(keys: &[u64], req: &Request) -> Request {
+fn twin(keys: &Keys, req: &Request) -> Request {
     let op = match &req.op {
         Op::Read { key } => Op::Write {
             key: key.clone(),
@@ -95,14 +192,8 @@ fn twin(keys: &[u64], req: &Request) -> Request {
             to: to + 1000,
         },
     };
-    let mut r = Request {
-        client: BYZANTINE_CLIENT,
-        timestamp: req.timestamp,
-        op,
-        sig: 0,
-    };
-    r.sig = digest_of(&(client_key(keys, r.client), r.signed_part())).0;
-    r
+    let (_, sign) = keys.client(BYZANTINE_CLIENT);
+    sign(req.timestamp, op)
 }
 
 /// A test's predicate over messages (from, to, message): true drops it.
@@ -112,11 +203,14 @@ type Filter = Box<dyn FnMut(Node, Node, &Message) -> bool>;
 pub struct Sim {
     cfg: Config,
     bugs: Bugs,
-    keys: Rc<Vec<u64>>,
+    keys: Rc<Keys>,
     replicas: Vec<Option<Replica>>,
     disks: Vec<Durable>,
     byzantine: BTreeMap<ReplicaId, Strategy>,
-    clients: BTreeMap<ClientId, Client>,
+    /// By handle (tests name clients 1, 2, …; their ids depend on the mode).
+    clients: BTreeMap<u64, Client>,
+    /// Client id to handle, to deliver replies.
+    handles: BTreeMap<ClientId, u64>,
     queue: BTreeMap<(u64, u64), (Node, Node, Message)>,
     next_msg: u64,
     pub now: u64,
@@ -140,23 +234,34 @@ pub struct Sim {
 }
 
 impl Sim {
-    /// A cluster of `cfg.n` replicas and `clients` clients (ids 1..), all correct.
+    /// A cluster of `cfg.n` replicas and `clients` clients (handles 1..), all correct,
+    /// authenticating with ed25519 as nodes do.
     pub fn new(cfg: Config, bugs: Bugs, seed: u64, clients: u64) -> Self {
+        Sim::with_auth(cfg, bugs, seed, clients, AuthMode::Ed25519)
+    }
+
+    /// [`Sim::new`] with the authentication `mode`.
+    pub fn with_auth(cfg: Config, bugs: Bugs, seed: u64, clients: u64, mode: AuthMode) -> Self {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let keys: Rc<Vec<u64>> = Rc::new((0..cfg.n).map(|_| rng.random()).collect());
+        let seeds: Vec<u64> = (0..cfg.n).map(|_| rng.random()).collect();
+        let keys = Rc::new(Keys::new(mode, &seeds));
         let f = cfg.f();
         let n = cfg.n;
+        let mut handles = BTreeMap::new();
+        let clients = (1..=clients)
+            .map(|h| {
+                let (id, sign) = keys.client(h);
+                handles.insert(id, h);
+                let signer = Box::new(move |ts, op| sign(ts, op));
+                (h, Client::new(id, n, f, cfg.resend_ticks * 2, 0, signer))
+            })
+            .collect();
         let mut sim = Sim {
             replicas: (0..n).map(|_| None).collect(),
             disks: vec![Durable::default(); n as usize],
             byzantine: BTreeMap::new(),
-            clients: (1..=clients)
-                .map(|id| {
-                    let key = client_key(&keys, id);
-                    let signer = Box::new(move |d: Digest| digest_of(&(key, d)).0);
-                    (id, Client::new(id, n, f, cfg.resend_ticks * 2, 0, signer))
-                })
-                .collect(),
+            clients,
+            handles,
             queue: BTreeMap::new(),
             next_msg: 0,
             now: 0,
@@ -183,10 +288,7 @@ impl Sim {
 
     /// Replica `r`'s signing key, for tests that forge messages.
     pub fn auth(&self, r: ReplicaId) -> impl Authenticator {
-        SimAuth {
-            me: r,
-            keys: self.keys.clone(),
-        }
+        SimAuth::new(r, &self.keys)
     }
 
     /// Makes replica `r` Byzantine from now on.
@@ -211,10 +313,7 @@ impl Sim {
         if self.replicas[r as usize].is_some() {
             return;
         }
-        let auth = Box::new(SimAuth {
-            me: r,
-            keys: self.keys.clone(),
-        });
+        let auth = Box::new(SimAuth::new(r, &self.keys));
         let rep = Replica::new(
             r,
             self.cfg.clone(),
@@ -256,16 +355,17 @@ impl Sim {
     }
 
     /// Client `c` submits `op` (abandoning any request still waiting).
-    pub fn submit(&mut self, c: ClientId, op: Op) -> Request {
+    pub fn submit(&mut self, c: u64, op: Op) -> Request {
         let client = self.clients.get_mut(&c).expect("unknown client");
+        let id = client.id();
         let (req, msgs) = client.submit(op);
         for (to, m) in msgs {
-            self.enqueue(Node::Client(c), to, m);
+            self.enqueue(Node::Client(id), to, m);
         }
         req
     }
 
-    pub fn write(&mut self, c: ClientId, key: &str, value: i64) -> Request {
+    pub fn write(&mut self, c: u64, key: &str, value: i64) -> Request {
         self.submit(
             c,
             Op::Write {
@@ -281,12 +381,12 @@ impl Sim {
     }
 
     /// True while client `c` waits for a result.
-    pub fn waiting(&self, c: ClientId) -> bool {
+    pub fn waiting(&self, c: u64) -> bool {
         self.clients[&c].waiting().is_some()
     }
 
     /// Clients with a request waiting.
-    pub fn busy_clients(&self) -> Vec<ClientId> {
+    pub fn busy_clients(&self) -> Vec<u64> {
         self.clients
             .iter()
             .filter(|(_, c)| c.waiting().is_some())
@@ -362,10 +462,7 @@ impl Sim {
 
     /// What Byzantine replica `r` following `s` sends instead of `msg` to `to`.
     fn corrupt(&self, r: ReplicaId, s: &Strategy, to: Node, msg: Message) -> Vec<Message> {
-        let auth = SimAuth {
-            me: r,
-            keys: self.keys.clone(),
-        };
+        let auth = SimAuth::new(r, &self.keys);
         let victim = |v: &Vec<ReplicaId>| matches!(to, Node::Replica(x) if v.contains(&x));
         match (s, msg) {
             (Strategy::Mute, _) => Vec::new(),
@@ -397,18 +494,16 @@ impl Sim {
             }
             (Strategy::ConflictingVotes, Message::Prepare(v)) if matches!(to, Node::Replica(x) if x % 2 == 1) =>
             {
-                let body = Vote {
-                    digest: Digest(v.body.digest.0 ^ 1),
-                    ..v.body
-                };
+                let mut digest = v.body.digest;
+                digest.0[0] ^= 1;
+                let body = Vote { digest, ..v.body };
                 vec![Message::Prepare(Signed::new(body, &auth))]
             }
             (Strategy::ConflictingVotes, Message::Commit(v)) if matches!(to, Node::Replica(x) if x % 2 == 1) =>
             {
-                let body = Vote {
-                    digest: Digest(v.body.digest.0 ^ 1),
-                    ..v.body
-                };
+                let mut digest = v.body.digest;
+                digest.0[0] ^= 1;
+                let body = Vote { digest, ..v.body };
                 vec![Message::Commit(Signed::new(body, &auth))]
             }
             (_, m) => vec![m],
@@ -438,7 +533,8 @@ impl Sim {
                 }
             }
             Node::Client(c) => {
-                if let (Some(client), Message::Reply(reply)) = (self.clients.get_mut(&c), msg) {
+                let client = self.handles.get(&c).and_then(|h| self.clients.get_mut(h));
+                if let (Some(client), Message::Reply(reply)) = (client, msg) {
                     if let Some(done) = client.on_reply(from, reply) {
                         self.accepted.push(done);
                     }
@@ -463,15 +559,14 @@ impl Sim {
                 self.drain(r);
             }
         }
-        let ids: Vec<ClientId> = self.clients.keys().copied().collect();
-        for c in ids {
-            let msgs = self
-                .clients
-                .get_mut(&c)
-                .map(|cl| cl.tick())
-                .unwrap_or_default();
-            for (to, m) in msgs {
-                self.enqueue(Node::Client(c), to, m);
+        let handles: Vec<u64> = self.clients.keys().copied().collect();
+        for h in handles {
+            let Some(cl) = self.clients.get_mut(&h) else {
+                continue;
+            };
+            let id = cl.id();
+            for (to, m) in cl.tick() {
+                self.enqueue(Node::Client(id), to, m);
             }
         }
     }
@@ -494,7 +589,7 @@ impl Sim {
     }
 
     /// Submits `op` from client `c` and ticks until it is answered (at most `max` ticks).
-    pub fn call(&mut self, c: ClientId, op: Op, max: u64) -> Option<Outcome> {
+    pub fn call(&mut self, c: u64, op: Op, max: u64) -> Option<Outcome> {
         let req = self.submit(c, op);
         for _ in 0..max {
             if let Some(o) = self.result(&req) {
@@ -548,8 +643,8 @@ impl Sim {
     /// Random client traffic: each idle client submits an operation on a few keys with
     /// probability `p` per call.
     pub fn random_traffic(&mut self, p: f64) {
-        let ids: Vec<ClientId> = self.clients.keys().copied().collect();
-        for c in ids {
+        let handles: Vec<u64> = self.clients.keys().copied().collect();
+        for c in handles {
             if self.waiting(c) || !self.rng.random_bool(p) {
                 continue;
             }

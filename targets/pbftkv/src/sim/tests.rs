@@ -5,7 +5,7 @@
 
 #![cfg(test)]
 
-use super::{Sim, Strategy};
+use super::{AuthMode, Sim, Strategy};
 use crate::bugs::Bugs;
 use crate::kv::{Op, Outcome};
 use crate::pbft::{Config, Message, Node, Signed, Vote};
@@ -228,8 +228,20 @@ fn random_run(seed: u64, bugs: Bugs, byzantine: bool, steps: u64) -> (Sim, bool)
 
 /// [`random_run`] with message loss `drop`.
 fn random_run_with(seed: u64, bugs: Bugs, byzantine: bool, steps: u64, drop: f64) -> (Sim, bool) {
+    random_run_auth(seed, bugs, byzantine, steps, drop, AuthMode::Cheap)
+}
+
+/// [`random_run_with`] authenticating with `mode`.
+fn random_run_auth(
+    seed: u64,
+    bugs: Bugs,
+    byzantine: bool,
+    steps: u64,
+    drop: f64,
+    mode: AuthMode,
+) -> (Sim, bool) {
     use rand::Rng;
-    let mut s = Sim::new(Config::default(), bugs, seed, 3);
+    let mut s = Sim::with_auth(Config::default(), bugs, seed, 3, mode);
     s.trace = std::env::var("TRACE").is_ok();
     s.max_delay = 3;
     s.drop_rate = drop;
@@ -577,6 +589,34 @@ fn random_runs_catch_every_bug_within_twenty_seeds() {
         });
         assert_eq!(first, Some(want), "{bug}");
     }
+}
+
+/// The random harness on real ed25519, as nodes authenticate (the other random tests use
+/// the cheap stand-in for speed): a few seeds with a Byzantine replica, and one bug caught.
+#[test]
+fn random_runs_on_ed25519_are_safe_and_live_and_catch_a_bug() {
+    for seed in [1, 3, 5] {
+        let (s, live) =
+            random_run_auth(seed, Bugs::default(), true, 1_000, 0.05, AuthMode::Ed25519);
+        assert!(s.violations.is_empty(), "seed {seed}: {:#?}", s.violations);
+        assert!(
+            live,
+            "seed {seed}: clients {:?} still waiting",
+            s.busy_clients()
+        );
+    }
+    let (s, _) = random_run_auth(
+        0,
+        only(crate::bugs::Bug::ViewChangeIgnorePrepared),
+        false,
+        1_000,
+        0.05,
+        AuthMode::Ed25519,
+    );
+    assert!(
+        !s.violations.is_empty(),
+        "view-change-ignore-prepared not caught"
+    );
 }
 
 #[test]
