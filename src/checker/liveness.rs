@@ -106,8 +106,18 @@ pub fn assess(ops: impl IntoIterator<Item = Op>, bound: Duration) -> Liveness {
             }
             Process::Nemesis => {
                 // A start that failed opened nothing; a heal that failed healed nothing
-                // (the fault stays in force, and the run says so elsewhere).
+                // (the fault stays in force, and the run says so elsewhere). A start that
+                // names no node hit nobody (a majorities ring of three nodes cuts no link):
+                // there is nothing to heal, and the run's stats already say no fault landed.
                 if op.kind == OpType::Invoke || op.error.is_some() {
+                    continue;
+                }
+                let hit_nobody = op
+                    .value
+                    .get("nodes")
+                    .and_then(serde_json::Value::as_array)
+                    .is_some_and(|n| n.is_empty());
+                if hit_nobody && matches!(FaultEdge::of(&op.f), Some(FaultEdge::Start(_))) {
                     continue;
                 }
                 match FaultEdge::of(&op.f) {
@@ -440,6 +450,18 @@ mod tests {
         assert!(!l.ok);
         assert_eq!(l.windows[0].end_s, None);
         assert_eq!(l.reason.as_deref(), Some("kill at 1 s was never healed"));
+    }
+
+    #[test]
+    fn a_start_that_hit_no_node_opens_no_window() {
+        let mut h = H::new()
+            .call(100, 1, "write", OpType::Ok)
+            .nemesis(1000, "start-partition");
+        h.0[2].value = serde_json::json!({"grudge": {}, "nodes": [], "one_way": false});
+        let h = h.call(1200, 1, "write", OpType::Ok);
+        let l = assess(h.0, Duration::from_secs(10));
+        assert!(l.ok, "{:?}", l.reason);
+        assert!(l.windows.is_empty());
     }
 
     #[test]

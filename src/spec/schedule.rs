@@ -286,6 +286,20 @@ pub struct Step {
     pub action: Action,
 }
 
+/// A partition whose grudge, on these nodes, drops nothing anywhere. Grudges drawn from
+/// the seed are tried once with a fixed stream: the degenerate ones (a majorities ring of
+/// three) are empty for every draw.
+fn cuts_nothing(f: &FaultSpec, nodes: &[String]) -> bool {
+    if f.fault != FaultKind::Partition {
+        return false;
+    }
+    let mut probe = ChaCha8Rng::seed_from_u64(0);
+    matches!(
+        start_action(f.fault, &f.params, nodes, nodes, &mut probe),
+        Ok(Action::StartPartition { grudge: Grudge::Drops(d), .. }) if d.values().all(|s| s.is_empty())
+    )
+}
+
 /// Compile `spec` for these nodes. Steps come out sorted by time.
 pub fn compile(
     spec: &NemesisSpec,
@@ -296,13 +310,29 @@ pub fn compile(
     // A stream of its own, so changing the workload does not change the fault schedule.
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6e65_6d65_7369_7321);
     let mut steps = Vec::new();
+    // A fault that cuts nothing on this cluster (a majorities ring of three nodes: each
+    // node's majority is everyone) is left out of the draw: drawn, it would be a window in
+    // which nothing was tested. Faults that can land keep their place in the draw, so their
+    // schedules for a seed do not change.
+    let drawable: Vec<&FaultSpec> = spec
+        .faults
+        .iter()
+        .filter(|f| !cuts_nothing(f, nodes))
+        .collect();
+    if drawable.is_empty() && !spec.faults.is_empty() && spec.interval.is_some() {
+        bail!(
+            "nemesis {}: on {} nodes none of its faults cuts a link (a partition of every node from nobody): use a grudge that separates nodes at this size",
+            spec.name,
+            nodes.len()
+        );
+    }
     if let (Some(interval), Some(duration)) = (spec.interval, spec.duration) {
         let mut t = interval;
-        while t < time_limit && !spec.faults.is_empty() {
+        while t < time_limit && !drawable.is_empty() {
             let window: Vec<&FaultSpec> = if spec.concurrent {
-                spec.faults.iter().collect()
+                drawable.clone()
             } else {
-                vec![&spec.faults[rng.random_range(0..spec.faults.len())]]
+                vec![drawable[rng.random_range(0..drawable.len())]]
             };
             let end = t + duration;
             let mut hit: Vec<String> = Vec::new();
@@ -720,6 +750,33 @@ mod tests {
         assert_eq!(a, b);
         assert_ne!(a, c);
         assert!(a.len() >= 16, "a fault every 7s over 60s: {}", a.len());
+    }
+
+    #[test]
+    fn a_grudge_that_cuts_nothing_on_this_cluster_is_never_drawn() {
+        let s = spec("name: p\ninterval: 1s\nduration: 1s\nfaults:\n  - {fault: partition, grudge: majorities-ring}\n  - {fault: partition, grudge: one}\n");
+        for seed in 0..20 {
+            for step in compile(&s, &nodes(3), seed, Duration::from_secs(30)).unwrap() {
+                if let Action::StartPartition {
+                    grudge: Grudge::Drops(d),
+                    ..
+                } = &step.action
+                {
+                    assert!(d.values().any(|s| !s.is_empty()), "seed {seed}: {d:?}");
+                }
+            }
+        }
+        // At five nodes the ring cuts links, and is drawn.
+        let five = compile(&s, &nodes(5), 1, Duration::from_secs(30)).unwrap();
+        assert!(five.iter().any(|st| matches!(&st.action, Action::StartPartition { grudge: Grudge::Drops(d), .. } if d.values().all(|s| s.len() == 2))));
+        let only = spec("name: ring\ninterval: 1s\nduration: 1s\nfaults:\n  - {fault: partition, grudge: majorities-ring}\n");
+        let err = compile(&only, &nodes(3), 1, Duration::from_secs(30))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("nemesis ring: on 3 nodes none of its faults cuts a link"),
+            "{err}"
+        );
     }
 
     #[test]
