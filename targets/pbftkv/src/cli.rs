@@ -59,7 +59,7 @@ impl Args {
         if self.checkpoint_interval == 0 {
             bail!("--checkpoint-interval must be at least 1");
         }
-        if self.window == 0 || self.window % self.checkpoint_interval != 0 {
+        if self.window == 0 || !self.window.is_multiple_of(self.checkpoint_interval) {
             bail!("--window must be a positive multiple of --checkpoint-interval");
         }
         let ticks = |ms: u64| (ms / node.tick_ms).max(1);
