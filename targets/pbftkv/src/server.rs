@@ -20,15 +20,20 @@
 //! requests itself ("fail" with the reason: every correct replica rejects such a line
 //! alike), and hands the rest to the loop, which remembers on which connection each client
 //! (by its self-certifying id) last asked and under which `id`, and sends the core's reply
-//! there. `status` is answered from the core's state at once; `log` is refused (not
-//! implemented: faultline's agreement oracle does not read pbftkv yet).
+//! there. `status` and `log` are answered from the loop's state at once. `log` pages
+//! through the digests of the requests this replica executed since it started, by
+//! sequence number (`term` 0: views do not matter, one request per number does), which
+//! faultline's agreement oracle compares across replicas; numbers executed before a
+//! restart, or skipped by state transfer, are not answered.
 
 use crate::auth::{verify_request, Ed25519Auth};
 use crate::cli::Settings;
 use crate::keys;
 use crate::kv::{digest_of, Sig};
 use crate::pbft::{Durable, Message, Node, Ready, Replica, ReplicaId};
-use crate::protocol::{parse_request, render_rejected, render_reply, render_status, ClientRequest};
+use crate::protocol::{
+    hex, parse_request, render_rejected, render_reply, render_status, ClientRequest,
+};
 use crate::storage::PbftStorage;
 use anyhow::{Context, Result};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
@@ -37,8 +42,8 @@ use nodeshell::event_loop::Ticker;
 use nodeshell::log_line;
 use nodeshell::transport::{send_all, serve_peers, spawn_peer, PeerMessage, WireStats, PEER_QUEUE};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
-use std::collections::HashMap;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -106,6 +111,12 @@ enum ClientIn {
         id: Value,
         out: Lines,
     },
+    Log {
+        id: Value,
+        from: u64,
+        max: u64,
+        out: Lines,
+    },
 }
 
 /// Most lines queued towards one client connection; beyond that answers are dropped (the
@@ -113,6 +124,8 @@ enum ClientIn {
 const CONN_QUEUE: usize = 1024;
 /// Longest request line accepted.
 const MAX_LINE: u64 = 1 << 20;
+/// Most entries in one `log` page.
+const MAX_LOG_PAGE: u64 = 1024;
 /// Requests queued towards the core; beyond that a request is dropped (the client
 /// retransmits).
 const CORE_QUEUE: usize = 4096;
@@ -176,6 +189,9 @@ pub async fn run(s: Settings, shutdown: impl Future<Output = ()>) -> Result<()> 
     // Each client's connection and the id of its latest request.
     let mut routes: HashMap<crate::kv::ClientId, (Lines, Value)> = HashMap::new();
     let mut ticker = Ticker::new(n.tick_ms, 2 * s.pbft.view_change_ticks + 1);
+    // Sequence number → digest of the request executed there (the null request's is all
+    // zeros), since this start: what the `log` request pages through.
+    let mut executed: BTreeMap<u64, String> = BTreeMap::new();
     let trace = std::env::var_os("PBFTKV_TRACE").is_some();
     let mut status = (core.view(), core.is_primary(), core.changing_view());
     tokio::pin!(shutdown);
@@ -204,6 +220,16 @@ pub async fn run(s: Settings, shutdown: impl Future<Output = ()>) -> Result<()> 
                     core.changing_view(),
                 );
                 let _ = out.try_send(line);
+            }
+            ClientIn::Log { id, from, max, out } => {
+                let entries: Vec<Value> = executed
+                    .range(from..)
+                    .take(max.min(MAX_LOG_PAGE) as usize)
+                    .map(|(seq, d)| json!({"index": seq, "term": 0, "op": d}))
+                    .collect();
+                let _ = out.try_send(
+                    json!({"id": id, "type": "ok", "replica": me, "entries": entries}).to_string(),
+                );
             }
         };
         tokio::select! {
@@ -252,8 +278,13 @@ pub async fn run(s: Settings, shutdown: impl Future<Output = ()>) -> Result<()> 
             log_line(&n.id, &what);
         }
         let Ready {
-            persist, messages, ..
+            persist,
+            messages,
+            executed: done,
         } = core.take_ready();
+        for e in done {
+            executed.insert(e.seq, hex(&e.digest.0));
+        }
         let mut job = DiskJob::new(Vec::new());
         if persist {
             job.persist.push(Box::new(core.durable().clone()));
@@ -356,12 +387,15 @@ async fn client_conn(stream: TcpStream, replica: ReplicaId, to_core: mpsc::Sende
                 });
                 None
             }
-            Ok((id, ClientRequest::Log { .. })) => Some(render_rejected(
-                &id,
-                replica,
-                None,
-                "log is not implemented by pbftkv yet",
-            )),
+            Ok((id, ClientRequest::Log { from, max })) => {
+                let _ = to_core.try_send(ClientIn::Log {
+                    id,
+                    from,
+                    max,
+                    out: out.clone(),
+                });
+                None
+            }
             Ok((id, ClientRequest::Op(request))) => {
                 if verify_request(&request) {
                     // Full: dropped like a lost packet; the client retransmits.
