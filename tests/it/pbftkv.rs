@@ -1,7 +1,8 @@
 //! pbftkv end to end (issue 20): four real PBFT replicas on the node shell, signed peer
 //! envelopes, fsynced state, faultline's `pbft` client (every request signed and sent to
 //! every replica, f + 1 matching replies), under a partition that cuts a replica off —
-//! the view-0 primary among them, whose loss forces a view change.
+//! the view-0 primary among them, whose loss forces a view change — checked by
+//! linearizability and by the agreement oracle over the replicas' executed digests.
 
 use crate::run::{faultline, results, root_cluster, run_dir_of};
 
@@ -39,4 +40,8 @@ fn pbftkv_four_replicas_under_partitions_are_valid() {
         "{}",
         r["run"]
     );
+    // The agreement oracle read every replica's executed request digests and compared them.
+    let a = &r["agreement"];
+    assert_eq!(a["verdict"], "valid", "{a}");
+    assert!(a["positions_compared"].as_u64().unwrap() > 0, "{a}");
 }
