@@ -579,14 +579,13 @@ impl TargetSpec {
         }
         match &self.inspect {
             Some(Inspect::Client) => v.check(
-                self.client.protocol == Protocol::Raftkv,
+                matches!(self.client.protocol, Protocol::Raftkv | Protocol::Pbft),
                 "inspect",
                 format!(
                     "`inspect: client` needs a client with a request for a node's committed log; the {} client has none ({}); declare `inspect: {{command: [program, args…]}}` instead, or leave inspect out",
                     self.client.protocol.as_str(),
                     match self.client.protocol {
                         Protocol::Etcd => "etcd's v3 gateway exposes no committed-log read",
-                        Protocol::Pbft => "pbftkv's `log` request is not read yet",
                         _ => "a stdio adapter answers ops only",
                     }
                 ),

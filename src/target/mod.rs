@@ -478,7 +478,9 @@ impl Cluster {
         match &spec.inspect {
             None => Err("the target declares no `inspect`".into()),
             Some(Inspect::Client) => match spec.client.protocol {
-                Protocol::Raftkv => {
+                // pbftkv answers `log` in raftkv's page shape: sequence numbers as
+                // indexes, term 0, the executed request's digest as the op.
+                Protocol::Raftkv | Protocol::Pbft => {
                     let addr = self.client_addr(node).map_err(|e| format!("{e:#}"))?;
                     client::raftkv::committed_log(node, addr, INSPECT_TIMEOUT, INSPECT_MAX_BYTES)
                         .await

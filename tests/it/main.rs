@@ -10,6 +10,7 @@ mod lazyfs;
 mod modules;
 mod nemesis;
 mod paxoskv;
+mod pbftkv;
 mod power;
 mod probe;
 mod report;

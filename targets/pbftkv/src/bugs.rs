@@ -47,6 +47,16 @@ impl Bug {
     }
 }
 
+/// `--bug NAME` on the node's command line (the shell's `NodeArgs<Bug>`), by [`Bug::name`].
+impl clap::ValueEnum for Bug {
+    fn value_variants<'a>() -> &'a [Self] {
+        &Bug::ALL
+    }
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.name()))
+    }
+}
+
 impl fmt::Display for Bug {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())

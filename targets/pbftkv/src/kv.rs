@@ -6,13 +6,39 @@
 //! transfer must also know which requests were already executed and what they returned,
 //! or it would execute a retransmitted request twice.
 
+use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 
+/// Byte arrays cross the wire and the data dir as lower-case hex strings: serde derives
+/// nothing for arrays longer than 32 ([u8; 64] signatures), and hex (unlike a JSON array of
+/// 64 numbers) is compact and matches how the client protocol writes keys and signatures.
+/// No crate for it: the two functions are `protocol::hex` / `protocol::hex_bytes`.
+macro_rules! hex_serde {
+    ($t:ty, $n:literal) => {
+        impl Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&crate::protocol::hex(&self.0))
+            }
+        }
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                crate::protocol::hex_bytes::<$n>(&s)
+                    .map(Self)
+                    .ok_or_else(|| {
+                        serde::de::Error::custom(concat!("expected ", $n, " bytes as hex"))
+                    })
+            }
+        }
+    };
+}
+
 /// A SHA-256 digest: of a request, a state or a message body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Digest(pub [u8; 32]);
+hex_serde!(Digest, 32);
 
 /// Feeds the bytes a value's `Hash` implementation writes into SHA-256.
 ///
@@ -90,6 +116,7 @@ pub type ClientId = u128;
 /// A client's ed25519 public key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct ClientKey(pub [u8; 32]);
+hex_serde!(ClientKey, 32);
 
 /// The id a key certifies. Clients are self-certifying: nobody enrols them, and a request
 /// is accepted only if its `client` is the id of the key it carries and the signature
@@ -106,6 +133,7 @@ pub fn client_id(key: &ClientKey) -> ClientId {
 /// A signature (ed25519's 64 bytes; the simulation's cheap stand-in fills the same shape).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Sig(pub [u8; 64]);
+hex_serde!(Sig, 64);
 
 impl Default for Sig {
     fn default() -> Self {
@@ -124,7 +152,7 @@ pub use nodeshell::kv::Outcome;
 /// executes a given (client, timestamp) at most once. `sig` is the client's signature
 /// over [`Request::signing_bytes`] under `key`: without it a Byzantine primary could order
 /// an operation the client never asked for under the client's name.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Request {
     pub client: ClientId,
     pub key: ClientKey,
@@ -175,7 +203,7 @@ pub fn signing_bytes(key: &ClientKey, timestamp: u64, op: &Op) -> Vec<u8> {
 
 /// The whole replicated state, as checkpointed and shipped in state transfer.
 /// `BTreeMap`s so the digest does not depend on insertion order.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Kv {
     data: nodeshell::kv::Kv,
     /// Per client: the last executed timestamp and its result. Not the shell's

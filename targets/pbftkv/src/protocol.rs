@@ -31,7 +31,8 @@ pub struct BadRequest {
     pub why: String,
 }
 
-fn hex_bytes<const N: usize>(s: &str) -> Option<[u8; N]> {
+/// The `N` bytes `s` spells in hex, if it does.
+pub fn hex_bytes<const N: usize>(s: &str) -> Option<[u8; N]> {
     if s.len() != 2 * N || !s.is_ascii() {
         return None;
     }

@@ -11,6 +11,7 @@
 
 pub use crate::kv::Sig;
 use crate::kv::{digest_of, ClientId, Digest, Outcome, Request};
+use serde::{Deserialize, Serialize};
 use std::hash::Hash;
 
 /// Replicas are numbered 0..n; the primary of view v is v mod n.
@@ -31,7 +32,7 @@ pub trait Authenticator {
 }
 
 /// A message body and its sender's signature.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Signed<T> {
     pub body: T,
     pub sig: Sig,
@@ -56,7 +57,7 @@ impl<T: Body> Signed<T> {
 
 /// The primary's proposal: `request` (None: the null request that fills a gap after a
 /// view change) gets sequence number `seq` in `view`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct PrePrepare {
     pub view: u64,
     pub seq: u64,
@@ -74,7 +75,7 @@ pub fn request_digest(request: &Option<Request>) -> Digest {
 }
 
 /// A prepare or commit vote for (view, seq, digest).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Vote {
     pub view: u64,
     pub seq: u64,
@@ -83,7 +84,7 @@ pub struct Vote {
 }
 
 /// "My state after executing up to `seq` has digest `digest`."
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Checkpoint {
     pub seq: u64,
     pub digest: Digest,
@@ -92,7 +93,7 @@ pub struct Checkpoint {
 
 /// Proof that a request prepared at a replica: the pre-prepare and 2f matching prepares
 /// from distinct backups.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct PreparedProof {
     pub pre_prepare: Signed<PrePrepare>,
     pub prepares: Vec<Signed<Vote>>,
@@ -101,7 +102,7 @@ pub struct PreparedProof {
 /// A replica's vote to move to `view`, with its stable checkpoint (`stable`, proven by
 /// 2f + 1 checkpoint messages; empty at 0) and the P set: for every sequence number above
 /// it, the highest-view prepared certificate it holds.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ViewChange {
     pub view: u64,
     pub stable: u64,
@@ -115,7 +116,7 @@ pub struct ViewChange {
 /// set it computed from them — one signed pre-prepare for the new view per sequence number
 /// between their highest stable checkpoint and their highest prepared certificate, null
 /// where no certificate names a request. Backups recompute O to check it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct NewView {
     pub view: u64,
     pub view_changes: Vec<Signed<ViewChange>>,
@@ -124,7 +125,7 @@ pub struct NewView {
 }
 
 /// The result of executing a request, sent by every replica to the client.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Reply {
     pub view: u64,
     pub client: ClientId,
@@ -152,7 +153,7 @@ pub enum Node {
 }
 
 /// Everything that travels between replicas and clients.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Message {
     /// Client to replicas, signed by the client (self-certifying: the request carries
     /// the public key its client id derives from).

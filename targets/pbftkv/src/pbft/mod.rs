@@ -48,7 +48,30 @@ pub use message::{
 
 use crate::bugs::Bugs;
 use crate::kv::{ClientId, Digest, Kv, Outcome, Request};
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
+
+/// Maps keyed by tuples as lists of (key, value) pairs: JSON object keys must be strings.
+mod pairs {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::collections::BTreeMap;
+
+    pub fn serialize<K: Serialize, V: Serialize, S: Serializer>(
+        m: &BTreeMap<K, V>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_seq(m.iter())
+    }
+
+    pub fn deserialize<'de, K, V, D>(d: D) -> Result<BTreeMap<K, V>, D::Error>
+    where
+        K: Deserialize<'de> + Ord,
+        V: Deserialize<'de>,
+        D: Deserializer<'de>,
+    {
+        Ok(Vec::<(K, V)>::deserialize(d)?.into_iter().collect())
+    }
+}
 
 /// Cluster size and timing knobs, in ticks (the host decides how long a tick is).
 #[derive(Debug, Clone)]
@@ -89,12 +112,14 @@ impl Config {
 }
 
 /// One sequence number's log entry.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Slot {
     /// The accepted pre-prepare of the highest view seen for this number.
     pub pre_prepare: Option<Signed<PrePrepare>>,
     /// Prepares by (view, sender); kept even before the pre-prepare arrives.
+    #[serde(with = "pairs")]
     pub prepares: BTreeMap<(u64, ReplicaId), Signed<Vote>>,
+    #[serde(with = "pairs")]
     pub commits: BTreeMap<(u64, ReplicaId), Signed<Vote>>,
     /// The highest-view prepared certificate this replica holds (for view changes).
     pub prepared: Option<PreparedProof>,
@@ -104,7 +129,7 @@ pub struct Slot {
 
 /// The stable checkpoint: its number, digest, the 2f + 1 messages proving it and, once
 /// known, the state itself. The default is the initial state at 0, which needs no proof.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stable {
     pub seq: u64,
     pub digest: Digest,
@@ -125,7 +150,7 @@ impl Default for Stable {
 }
 
 /// What a replica keeps across crashes (see the module doc).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Durable {
     pub view: u64,
     pub changing: bool,
