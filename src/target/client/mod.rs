@@ -104,6 +104,15 @@ pub(crate) async fn refused_pause(deadline: tokio::time::Instant) {
     tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + REFUSED_BACKOFF)).await;
 }
 
+/// Why a node's answer to an admin request (`status`, `log`) is not an `ok`: its type and
+/// its error text, as the raftkv-style protocols send them.
+pub(crate) fn not_ok(node: &str, request: &str, kind: &str, error: Option<String>) -> String {
+    format!(
+        "{node} answered {request} with {kind} {}",
+        error.unwrap_or_default()
+    )
+}
+
 /// A read without a definite answer had no effect: record it as fail. Anything else is
 /// unknown.
 pub(crate) fn indefinite(f: OpKind) -> OpType {

@@ -336,11 +336,7 @@ impl PbftClient {
         let s: Status = serde_json::from_str(line.trim())
             .map_err(|e| format!("{node} sent a malformed status answer: {e}"))?;
         if s.kind != "ok" {
-            return Err(format!(
-                "{node} answered status with {} {}",
-                s.kind,
-                s.error.unwrap_or_default()
-            ));
+            return Err(super::not_ok(node, "status", &s.kind, s.error));
         }
         Ok(s.primary)
     }

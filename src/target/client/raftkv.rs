@@ -281,11 +281,7 @@ impl RaftkvClient {
         let mut req = Request::new("status", None);
         match self.exchange(node, &mut req, deadline).await {
             Ok(a) if a.kind == "ok" => Ok(a.leader.and_then(|l| l.as_bool()) == Some(true)),
-            Ok(a) => Err(format!(
-                "{node} answered status with {} {}",
-                a.kind,
-                a.error.unwrap_or_default()
-            )),
+            Ok(a) => Err(super::not_ok(node, "status", &a.kind, a.error)),
             Err(Exchange::NotSent(e) | Exchange::NoAnswer(e)) => Err(e),
         }
     }
@@ -377,11 +373,7 @@ pub async fn committed_log(
             let page: LogPage = serde_json::from_str(line.trim())
                 .map_err(|e| format!("{node} sent a malformed log answer: {e}"))?;
             if page.kind != "ok" {
-                return Err(format!(
-                    "{node} answered log with {} {}",
-                    page.kind,
-                    page.error.unwrap_or_default()
-                ));
+                return Err(super::not_ok(node, "log", &page.kind, page.error));
             }
             let Some(last) = page.entries.last().map(|e| e.index) else {
                 break;
