@@ -290,6 +290,29 @@ pub fn spawn_in(netns: Option<&str>, spec: &SpawnSpec) -> Result<tokio::process:
         .with_context(|| format!("cannot start `{}`", spec.argv.join(" ")))
 }
 
+/// A TCP socket made inside network namespace `netns`, for the controller to reach a
+/// process there by an address the root namespace routes elsewhere (a twin binds its
+/// node's address, which the bridge delivers to the original). A socket keeps the
+/// namespace it was made in, so it is made on a short-lived thread of its own that enters
+/// the namespace; the caller's threads never change namespace.
+pub fn tcp_socket_in(netns: &str) -> Result<tokio::net::TcpSocket> {
+    let fd = open_netns(Some(netns))?.ok_or_else(|| anyhow!("no namespace named"))?;
+    std::thread::scope(|s| {
+        s.spawn(|| -> Result<tokio::net::TcpSocket> {
+            // SAFETY: setns on a valid namespace file descriptor, for this thread only,
+            // which ends right after making the socket.
+            if unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return Err(std::io::Error::last_os_error())
+                    .with_context(|| format!("cannot enter namespace {netns}"));
+            }
+            tokio::net::TcpSocket::new_v4()
+                .with_context(|| format!("cannot make a socket in namespace {netns}"))
+        })
+        .join()
+        .map_err(|_| anyhow!("the thread making a socket in {netns} panicked"))?
+    })
+}
+
 /// Run a short command inside `netns` (or here), with a 30 s limit.
 pub async fn exec_in(netns: Option<&str>, argv: &[&str], stdin: &[u8]) -> Result<Output> {
     let fd = open_netns(netns)?;

@@ -15,6 +15,7 @@ use crate::hosts::twin::{drop_macs_script, mac_of, route_command};
 use crate::hosts::TWIN_TABLE;
 use crate::spec::nemesis::RoundLeader;
 use crate::spec::schedule::{twin_name, LeaderStep};
+use crate::target::{twin_key, SNAPSHOT_TIMEOUT};
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
@@ -315,6 +316,7 @@ pub(crate) async fn set_views(n: &Nemesis, hearing: &Hearing) -> Result<()> {
 /// twins' namespaces stay for the run (a later start reuses them; teardown removes them).
 pub async fn stop(n: &Nemesis) -> Result<Landed> {
     let twins: Vec<String> = n.in_force().await.twins.keys().cloned().collect();
+    snapshot_logs(n, &twins).await;
     let mut failed = Failed::default();
     let mut ok = true;
     for node in &twins {
@@ -341,6 +343,28 @@ pub async fn stop(n: &Nemesis) -> Result<Landed> {
     failed.into_result()?;
     tracing::info!("nemesis: twins stopped ({})", super::nodes_list(&twins));
     Ok(Landed::on(json!({ "nodes": twins })))
+}
+
+/// Before twins stop, read every copy's committed log into `logs/twins-<k>/` for the
+/// agreement oracle (target.yaml `inspect`): a twin's log goes with it, and the fork a
+/// twin made may be overwritten on the nodes by the end of the run. A copy that does not
+/// answer within [`SNAPSHOT_TIMEOUT`] is noted (`<copy>.error`), not waited for.
+async fn snapshot_logs(n: &Nemesis, twins: &[String]) {
+    if twins.is_empty() || n.cluster.plan().target.spec.inspect.is_none() {
+        return;
+    }
+    let logs = n.cluster.logs_dir();
+    let taken = std::fs::read_dir(&logs).map_or(0, |d| {
+        d.filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with("twins-"))
+            .count()
+    });
+    let dir = logs.join(format!("twins-{}", taken + 1));
+    let mut copies = n.cluster.nodes();
+    copies.extend(twins.iter().map(|t| twin_key(t)));
+    if let Err(e) = n.cluster.save_logs(&dir, &copies, SNAPSHOT_TIMEOUT).await {
+        tracing::info!("nemesis: reading the copies' logs before the twins stopped: {e:#}");
+    }
 }
 
 /// Run `argv` with `stdin` in namespace `netns` (a node's or a twin's) and fail with its

@@ -162,8 +162,7 @@ pub fn liveness_line(l: &Liveness) -> String {
     }
 }
 
-/// Where a run keeps its nodes' committed logs (`<node>.jsonl`, or `<node>.error`).
-pub const LOGS_DIR: &str = "logs";
+pub use crate::target::LOGS_DIR;
 
 /// Longest `<node>.error` text carried into results.json.
 const MAX_WHY_BYTES: usize = 2000;
@@ -185,28 +184,84 @@ pub fn agreement_of(plan: &Plan, run_dir: &Path) -> Result<Option<Agreement>> {
     }
     let mut logs = BTreeMap::new();
     for node in &plan.nodes {
-        let log = dir.join(format!("{node}.jsonl"));
-        let error = dir.join(format!("{node}.error"));
-        let inspected = if log.is_file() {
-            let text = std::fs::read_to_string(&log)
-                .with_context(|| format!("cannot read {}", log.display()))?;
-            match agreement::parse_log(&text) {
-                Ok(entries) => Inspected::Log(entries),
-                Err(e) => Inspected::Missing(format!("{}: {e}", log.display())),
-            }
-        } else if error.is_file() {
-            let text = std::fs::read(&error)
-                .with_context(|| format!("cannot read {}", error.display()))?;
-            let text = String::from_utf8_lossy(&text[..text.len().min(MAX_WHY_BYTES)]);
-            Inspected::Missing(text.trim().to_string())
-        } else {
+        let inspected = read_saved(&dir, node)?.unwrap_or_else(|| {
             Inspected::Missing(
                 "not inspected: the run ended before its nodes' logs were read".into(),
             )
-        };
+        });
         logs.insert(node.clone(), inspected);
     }
+    // Logs read while the run went on (every copy, twins included, just before the twins
+    // of a scenario stopped): a twin's fork, and a node's entries a later leader
+    // overwrote, are compared though the end of the run no longer holds them.
+    for (label, inspected) in snapshot_logs(&dir)? {
+        logs.insert(label, inspected);
+    }
     Ok(Some(agreement::check(&logs)))
+}
+
+/// Every log saved in a subdirectory of `dir` (one per snapshot), labelled
+/// `<copy> (<snapshot>)`, in name order.
+fn snapshot_logs(dir: &Path) -> Result<Vec<(String, Inspected)>> {
+    let mut out = Vec::new();
+    let mut subs = list_dir(dir)?;
+    subs.retain(|p| p.is_dir());
+    for sub in subs {
+        let snap = sub
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        for file in list_dir(&sub)? {
+            if file
+                .extension()
+                .is_none_or(|e| e != "jsonl" && e != "error")
+            {
+                continue;
+            }
+            let Some(copy) = file.file_stem().map(|s| s.to_string_lossy().to_string()) else {
+                continue;
+            };
+            let Some(inspected) = read_saved(&sub, &copy)? else {
+                continue;
+            };
+            let label = format!("{copy} ({snap})");
+            out.push((label, inspected));
+        }
+    }
+    Ok(out)
+}
+
+/// What [`crate::target::Cluster::save_logs`] wrote for `copy` in `dir`: its log, why
+/// it has none, or `None` when there is neither file.
+fn read_saved(dir: &Path, copy: &str) -> Result<Option<Inspected>> {
+    let log = dir.join(format!("{copy}.jsonl"));
+    let error = dir.join(format!("{copy}.error"));
+    Ok(Some(if log.is_file() {
+        let text = std::fs::read_to_string(&log)
+            .with_context(|| format!("cannot read {}", log.display()))?;
+        match agreement::parse_log(&text) {
+            Ok(entries) => Inspected::Log(entries),
+            Err(e) => Inspected::Missing(format!("{}: {e}", log.display())),
+        }
+    } else if error.is_file() {
+        let text =
+            std::fs::read(&error).with_context(|| format!("cannot read {}", error.display()))?;
+        let text = String::from_utf8_lossy(&text[..text.len().min(MAX_WHY_BYTES)]);
+        Inspected::Missing(text.trim().to_string())
+    } else {
+        return Ok(None);
+    }))
+}
+
+/// The entries of `dir`, sorted by name.
+fn list_dir(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
+    let mut v = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot list {}", dir.display()))?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<std::io::Result<Vec<_>>>()
+        .with_context(|| format!("cannot list {}", dir.display()))?;
+    v.sort();
+    Ok(v)
 }
 
 /// The run's verdict is the worst of linearizability's and agreement's; agreement's

@@ -23,7 +23,7 @@ use crate::nemesis::{HealMode, Nemesis};
 use crate::spec::{HostsChoice, Plan};
 use crate::store;
 use crate::target::client::{Client, Completion, Invocation};
-use crate::target::Cluster;
+use crate::target::{Cluster, INSPECT_TIMEOUT};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Serialize;
 use serde_json::Value;
@@ -766,7 +766,9 @@ async fn run_cluster(
     // The nodes are still up: read their committed logs for the agreement oracle before
     // the teardown stops them (an interrupted run has no verdict to add it to).
     if !*stop.borrow() && plan.target.spec.inspect.is_some() {
-        inspect_nodes(&cluster, &run_dir.join(check::LOGS_DIR)).await?;
+        cluster
+            .save_logs(&cluster.logs_dir(), &cluster.nodes(), INSPECT_TIMEOUT)
+            .await?;
     }
     journal.sync();
     Ok(RunSummary {
@@ -783,40 +785,6 @@ async fn run_cluster(
         final_reads,
         wire_unavailable,
     })
-}
-
-/// Inspect every node (at once) and write what each gave into `dir`: `<node>.jsonl`, the
-/// log as JSON lines `{"index", "entry"}` (data, written as the target said it), or
-/// `<node>.error`, why there is none. `checker::agreement` reads them back
-/// ([`check::agreement_of`]), as `faultline report --recheck` does.
-async fn inspect_nodes(cluster: &Cluster, dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let nodes = cluster.nodes();
-    let results = futures::future::join_all(nodes.iter().map(|n| async move {
-        if !cluster.running(n).await {
-            return Err("not running at the end of the run".to_string());
-        }
-        cluster.inspect(n).await
-    }))
-    .await;
-    for (node, r) in nodes.iter().zip(results) {
-        match r {
-            Ok(entries) => {
-                let mut text = Vec::new();
-                for e in &entries {
-                    serde_json::to_writer(&mut text, e)?;
-                    text.push(b'\n');
-                }
-                store::write_atomic(&dir.join(format!("{node}.jsonl")), &text)?;
-                tracing::info!("inspect: {node}: {} committed entries", entries.len());
-            }
-            Err(why) => {
-                store::write_atomic(&dir.join(format!("{node}.error")), why.as_bytes())?;
-                tracing::info!("inspect: {node}: no log: {why}");
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Connections opened to each node's client port to time a round trip.

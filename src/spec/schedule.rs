@@ -548,6 +548,11 @@ pub fn twin_name(node: &str) -> String {
     format!("{node}-twin")
 }
 
+/// The node whose twin `copy` names ([`twin_name`]'s inverse), if it names a twin.
+pub fn twin_of(copy: &str) -> Option<&str> {
+    copy.strip_suffix("-twin")
+}
+
 /// A partition of the nodes and the twins of `twins` into two or three groups (one to
 /// three without twins), no group holding both copies of a node: each copy of a twinned
 /// node lands in a different group, every other node in any. Empty groups are dropped;

@@ -27,8 +27,15 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
+/// Where a run keeps its copies' committed logs: `<node>.jsonl` (or `<node>.error`) read
+/// at the end, and a subdirectory per Twins scenario or `stop-twin` with every copy's
+/// log read just before the twins stopped ([`Cluster::save_logs`]).
+pub const LOGS_DIR: &str = "logs";
+
 /// How long inspecting one node may take.
 pub const INSPECT_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long inspecting one copy may take while the run goes on (the nemesis waits).
+pub const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most bytes of one node's log read by the agreement oracle (an inspect command's
 /// stdout, or raftkv's entries); a longer log is an error, not silently cut.
 pub const INSPECT_MAX_BYTES: usize = 64 << 20;
@@ -43,7 +50,7 @@ fn shown(argv: &[String]) -> String {
 
 /// Runs an inspect command on the controller, in its own process group (killed with its
 /// children on timeout) with PDEATHSIG; returns its stdout, at most [`INSPECT_MAX_BYTES`].
-async fn run_inspect(argv: &[String], cwd: &Path) -> Result<String, String> {
+async fn run_inspect(argv: &[String], cwd: &Path, limit: Duration) -> Result<String, String> {
     use tokio::io::AsyncReadExt;
     let shown = shown(argv);
     let (prog, args) = argv
@@ -95,16 +102,14 @@ async fn run_inspect(argv: &[String], cwd: &Path) -> Result<String, String> {
         }
         String::from_utf8(stdout).map_err(|_| format!("`{shown}` printed bytes that are not UTF-8"))
     };
-    match tokio::time::timeout(INSPECT_TIMEOUT, work).await {
+    match tokio::time::timeout(limit, work).await {
         Ok(r) => r,
         Err(_) => {
             // Not reaped yet, so the group is still its own: it goes with its children.
             if let Some(pg) = pgid {
                 let _ = killpg(Pid::from_raw(pg), Signal::SIGKILL);
             }
-            Err(format!(
-                "`{shown}` did not finish within {INSPECT_TIMEOUT:?}"
-            ))
+            Err(format!("`{shown}` did not finish within {limit:?}"))
         }
     }
 }
@@ -471,19 +476,25 @@ impl Cluster {
         })
     }
 
-    /// `node`'s committed log for the agreement oracle, as target.yaml `inspect` says to
+    /// A copy's committed log for the agreement oracle, as target.yaml `inspect` says to
     /// read it; the error is why there is none (shown in results.json, so in words).
-    pub async fn inspect(&self, node: &str) -> Result<Vec<Entry>, String> {
+    /// `copy` is a node or a running twin ([`twin_key`]): a twin binds its node's
+    /// address, so it is reached from inside its own namespace.
+    pub async fn inspect(&self, copy: &str, limit: Duration) -> Result<Vec<Entry>, String> {
         let spec = &self.plan.target.spec;
+        let (node, netns) = match self.twin_netns(copy) {
+            Some(twin) => twin.map_err(|e| format!("{e:#}"))?,
+            None => (copy.to_string(), None),
+        };
         match &spec.inspect {
             None => Err("the target declares no `inspect`".into()),
             Some(Inspect::Client) => match spec.client.protocol {
                 // pbftkv answers `log` in raftkv's page shape: sequence numbers as
                 // indexes, term 0, the executed request's digest as the op.
                 Protocol::Raftkv | Protocol::Pbft => {
-                    let addr = self.client_addr(node).map_err(|e| format!("{e:#}"))?;
-                    client::raftkv::committed_log(node, addr, INSPECT_TIMEOUT, INSPECT_MAX_BYTES)
-                        .await
+                    let addr = self.client_addr(&node).map_err(|e| format!("{e:#}"))?;
+                    let at = client::Endpoint { addr, netns };
+                    client::raftkv::committed_log(copy, &at, limit, INSPECT_MAX_BYTES).await
                 }
                 // Refused when target.yaml is validated; kept as words for an old plan.
                 p => Err(format!(
@@ -492,7 +503,12 @@ impl Cluster {
                 )),
             },
             Some(Inspect::Command(templates)) => {
-                let vars = self.vars(node).map_err(|e| format!("{e:#}"))?;
+                let vars = if netns.is_some() {
+                    self.twin_vars(&node)
+                } else {
+                    self.vars(&node)
+                }
+                .map_err(|e| format!("{e:#}"))?;
                 let mut argv = templates
                     .iter()
                     .map(|t| fill(t, &vars))
@@ -504,11 +520,71 @@ impl Cluster {
                         *prog = self.plan.target.dir.join(p).display().to_string();
                     }
                 }
-                let text = run_inspect(&argv, &self.plan.target.dir).await?;
+                // A twin's command runs in the twin's namespace, where the node's
+                // address is the twin.
+                if let Some(ns) = &netns {
+                    let mut wrapped = vec!["ip".into(), "netns".into(), "exec".into(), ns.clone()];
+                    wrapped.append(&mut argv);
+                    argv = wrapped;
+                }
+                let text = run_inspect(&argv, &self.plan.target.dir, limit).await?;
                 crate::checker::agreement::parse_log(&text)
                     .map_err(|e| format!("`{}` printed {e}", shown(&argv)))
             }
         }
+    }
+
+    /// For a twin's name: its node and its namespace; `None` for a node's own name.
+    fn twin_netns(&self, copy: &str) -> Option<Result<(String, Option<String>)>> {
+        let node = crate::spec::schedule::twin_of(copy)?;
+        if !self.plan.nodes.iter().any(|n| n == node) {
+            return None;
+        }
+        Some(self.twin_place(node).and_then(|p| {
+            let ns = p
+                .host
+                .netns
+                .ok_or_else(|| anyhow!("the twin of {node} has no namespace"))?;
+            Ok((node.to_string(), Some(ns)))
+        }))
+    }
+
+    /// Inspect `copies` (nodes or running twins) at once and write what each gave into
+    /// `dir`: `<copy>.jsonl`, the log as JSON lines `{"index", "entry"}` (data, written as
+    /// the target said it), or `<copy>.error`, why there is none. The runner's check reads
+    /// them back, as `faultline report --recheck` does. Each copy may take `limit`.
+    pub async fn save_logs(&self, dir: &Path, copies: &[String], limit: Duration) -> Result<()> {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let results = futures::future::join_all(copies.iter().map(|c| async move {
+            if !self.running(c).await {
+                return Err("not running when the logs were read".to_string());
+            }
+            self.inspect(c, limit).await
+        }))
+        .await;
+        for (copy, r) in copies.iter().zip(results) {
+            match r {
+                Ok(entries) => {
+                    let mut text = Vec::new();
+                    for e in &entries {
+                        serde_json::to_writer(&mut text, e)?;
+                        text.push(b'\n');
+                    }
+                    crate::store::write_atomic(&dir.join(format!("{copy}.jsonl")), &text)?;
+                    tracing::info!("inspect: {copy}: {} committed entries", entries.len());
+                }
+                Err(why) => {
+                    crate::store::write_atomic(&dir.join(format!("{copy}.error")), why.as_bytes())?;
+                    tracing::info!("inspect: {copy}: no log: {why}");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The directory a run keeps its copies' committed logs in ([`LOGS_DIR`]).
+    pub fn logs_dir(&self) -> PathBuf {
+        self.run_dir.join(LOGS_DIR)
     }
 
     /// Start one node (its data dir is kept across restarts).
@@ -548,11 +624,7 @@ impl Cluster {
             return Ok(());
         }
         let vars = self.vars(node)?;
-        let mut twin_vars = vars.clone();
-        twin_vars.insert(
-            "data_dir".into(),
-            self.data_root.join(&key).display().to_string(),
-        );
+        let twin_vars = self.twin_vars(node)?;
         for t in &identity.files {
             let (from, to) = (
                 PathBuf::from(fill(t, &vars)?),
@@ -570,6 +642,16 @@ impl Cluster {
             })?;
         }
         self.start_proc(&key, node, &place.host, twin_vars).await
+    }
+
+    /// A twin's template values: its node's, with a data dir of its own.
+    fn twin_vars(&self, node: &str) -> Result<BTreeMap<String, String>> {
+        let mut vars = self.vars(node)?;
+        vars.insert(
+            "data_dir".into(),
+            self.data_root.join(twin_key(node)).display().to_string(),
+        );
+        Ok(vars)
     }
 
     /// Where `node`'s twin lives (whether or not it was started).

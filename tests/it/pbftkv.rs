@@ -45,3 +45,44 @@ fn pbftkv_four_replicas_under_partitions_are_valid() {
     assert_eq!(a["verdict"], "valid", "{a}");
     assert!(a["positions_compared"].as_u64().unwrap() > 0, "{a}");
 }
+
+/// One twin (≤ f) in a Twins scenario: correct pbftkv stays valid, and the agreement
+/// oracle compared the twin's own log, read from inside its namespace before it stopped,
+/// with every replica's log of that moment and of the end of the run.
+#[test]
+fn pbftkv_with_one_twin_is_valid_and_the_twins_log_is_compared() {
+    let Some((_cluster, store)) = root_cluster("pbftkv") else {
+        return;
+    };
+    let out = faultline()
+        .args(["run", "--target", "pbftkv", "--nemesis", "twins-short"])
+        .args(["--workload", "register", "--nodes", "4"])
+        .args(["--time-limit", "15s", "--seed", "3", "--quiet", "--store"])
+        .arg(&store)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let dir = run_dir_of(&out);
+    let r = results(&dir);
+    assert_eq!(r["check"]["verdict"], "valid", "{}", r["check"]);
+    let a = &r["agreement"];
+    assert_eq!(a["verdict"], "valid", "{a}");
+    let nodes = a["nodes"].as_object().unwrap();
+    let twin = nodes
+        .keys()
+        .find(|k| k.ends_with("-twin (twins-1)"))
+        .unwrap_or_else(|| panic!("no twin's log compared: {a}"));
+    assert!(
+        nodes.contains_key("n1 (twins-1)") && nodes.contains_key("n1"),
+        "{a}"
+    );
+    let copy = twin.trim_end_matches(" (twins-1)");
+    assert!(
+        dir.join("logs/twins-1")
+            .join(format!("{copy}.jsonl"))
+            .is_file(),
+        "{}",
+        dir.display()
+    );
+}

@@ -19,7 +19,9 @@ pub mod stdio;
 use crate::history::OpType;
 use crate::spec::workload::OpKind;
 use serde_json::Value;
+use std::net::SocketAddr;
 use std::time::Duration;
+use tokio::net::TcpStream;
 
 pub use crate::history::Invocation;
 
@@ -32,6 +34,40 @@ pub struct Completion {
     pub error: Option<String>,
     /// The node that gave the answer (after following leader hints), or the node tried.
     pub node: String,
+}
+
+/// Where the controller reaches a copy's client port: a node's address from the
+/// controller's namespace, or (a twin, which binds its node's address) that address from
+/// inside the twin's namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub addr: SocketAddr,
+    pub netns: Option<String>,
+}
+
+impl Endpoint {
+    pub fn direct(addr: SocketAddr) -> Endpoint {
+        Endpoint { addr, netns: None }
+    }
+
+    pub async fn connect(&self) -> std::io::Result<TcpStream> {
+        match &self.netns {
+            None => TcpStream::connect(self.addr).await,
+            Some(ns) => {
+                let sock = crate::hosts::local::tcp_socket_in(ns).map_err(std::io::Error::other)?;
+                sock.connect(self.addr).await
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.netns {
+            None => write!(f, "{}", self.addr),
+            Some(ns) => write!(f, "{} in namespace {ns}", self.addr),
+        }
+    }
 }
 
 /// The client protocols (closed set).

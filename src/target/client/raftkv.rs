@@ -343,14 +343,15 @@ struct LogLine {
 /// `timeout`, it is an error.
 pub async fn committed_log(
     node: &str,
-    addr: SocketAddr,
+    at: &super::Endpoint,
     timeout: Duration,
     cap_bytes: usize,
 ) -> Result<Vec<crate::checker::agreement::Entry>, String> {
     tokio::time::timeout(timeout, async {
-        let stream = TcpStream::connect(addr)
+        let stream = at
+            .connect()
             .await
-            .map_err(|e| format!("connect to {node} at {addr}: {e}"))?;
+            .map_err(|e| format!("connect to {node} at {at}: {e}"))?;
         let mut conn = BufReader::new(stream);
         let (mut out, mut from, mut bytes, mut line) = (Vec::new(), 1u64, 0usize, String::new());
         for id in 1u64.. {
