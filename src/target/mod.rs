@@ -172,6 +172,9 @@ pub struct Cluster {
     /// restarts (it is the node's disk), unmounted after it stopped for good. Dropping the
     /// cluster (a panic) unmounts them too.
     mounts: std::sync::Mutex<BTreeMap<String, crate::hosts::lazyfs::Mount>>,
+    /// The running twins and where their client ports are reached: clients that can
+    /// address a twin (the `pbft` client) send to it too while it runs.
+    twins_up: tokio::sync::watch::Sender<BTreeMap<String, client::Endpoint>>,
 }
 
 impl Cluster {
@@ -207,6 +210,7 @@ impl Cluster {
             starts: Mutex::new(BTreeMap::new()),
             clocks,
             mounts: std::sync::Mutex::new(BTreeMap::new()),
+            twins_up: tokio::sync::watch::channel(BTreeMap::new()).0,
         })
     }
 
@@ -405,7 +409,10 @@ impl Cluster {
             Protocol::Raftkv => {
                 Client::Raftkv(client::raftkv::RaftkvClient::new(home.to_string(), addrs))
             }
-            Protocol::Pbft => Client::Pbft(client::pbft::PbftClient::new(home.to_string(), addrs)),
+            Protocol::Pbft => Client::Pbft(
+                client::pbft::PbftClient::new(home.to_string(), addrs)
+                    .with_twins(self.twins_up.subscribe()),
+            ),
             Protocol::Etcd => Client::Etcd(client::etcd::EtcdClient::new(
                 home.to_string(),
                 addrs,
@@ -641,7 +648,15 @@ impl Cluster {
                 )
             })?;
         }
-        self.start_proc(&key, node, &place.host, twin_vars).await
+        self.start_proc(&key, node, &place.host, twin_vars).await?;
+        let at = client::Endpoint {
+            addr: self.client_addr(node)?,
+            netns: place.host.netns.clone(),
+        };
+        self.twins_up.send_modify(|t| {
+            t.insert(node.to_string(), at);
+        });
+        Ok(())
     }
 
     /// A twin's template values: its node's, with a data dir of its own.
@@ -680,6 +695,9 @@ impl Cluster {
     /// Stop `node`'s twin gracefully, as a node is stopped; its logs stay in
     /// `nodes/<node>-twin/`.
     pub async fn stop_twin(&self, node: &str) -> Result<()> {
+        self.twins_up.send_modify(|t| {
+            t.remove(node);
+        });
         self.stop_node(&twin_key(node)).await
     }
 

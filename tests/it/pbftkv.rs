@@ -46,9 +46,10 @@ fn pbftkv_four_replicas_under_partitions_are_valid() {
     assert!(a["positions_compared"].as_u64().unwrap() > 0, "{a}");
 }
 
-/// One twin (≤ f) in a Twins scenario: correct pbftkv stays valid, and the agreement
-/// oracle compared the twin's own log, read from inside its namespace before it stopped,
-/// with every replica's log of that moment and of the end of the run.
+/// One twin (≤ f) in a Twins scenario: correct pbftkv stays valid, clients reach the twin
+/// as a replica, and the agreement oracle compared the twin's own log, read from inside
+/// its namespace before it stopped, with every replica's log of that moment and of the
+/// end of the run.
 #[test]
 fn pbftkv_with_one_twin_is_valid_and_the_twins_log_is_compared() {
     let Some((_cluster, store)) = root_cluster("pbftkv") else {
@@ -78,6 +79,12 @@ fn pbftkv_with_one_twin_is_valid_and_the_twins_log_is_compared() {
         "{a}"
     );
     let copy = twin.trim_end_matches(" (twins-1)");
+    // Clients reached the twin too: some answers were accepted with its reply.
+    let history = std::fs::read_to_string(dir.join("history.jsonl")).unwrap();
+    assert!(
+        history.contains(&format!("\"node\":\"{copy},")) || history.contains(&format!(",{copy}\"")),
+        "no op was answered by {copy}"
+    );
     assert!(
         dir.join("logs/twins-1")
             .join(format!("{copy}.jsonl"))

@@ -15,11 +15,17 @@
 //! is the replicas whose matching replies were accepted (`n1,n2`), so a twin's or a lying
 //! replica's part in an answer stays visible.
 //!
+//! While a node's twin runs (the `twin` fault), the client sends every request to both
+//! copies, reaching the twin from inside its namespace ([`super::Endpoint`]): a client
+//! cannot tell two copies with one key apart, so their replies count as one replica's —
+//! the later replaces the earlier — and the history's `node` names the copy that
+//! answered (`n1-twin,n2`).
+//!
 //! Each replica's connection lives in a task of its own that connects on demand, writes
 //! what the worker hands it and forwards every answer line, so a replica cut off by a
 //! partition (connects and writes that hang) never delays the exchange with the others.
 
-use super::{indefinite, Completion, Invocation};
+use super::{indefinite, Completion, Endpoint, Invocation};
 use crate::history::{OpType, COMPARE_FAILED};
 use crate::spec::workload::OpKind;
 use ed25519_dalek::{Signer, SigningKey};
@@ -30,7 +36,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 /// How often an unanswered request is sent to every replica again (PBFT's client
@@ -110,7 +116,9 @@ pub struct Vote {
 pub struct Collector {
     f: usize,
     timestamp: u64,
-    replies: BTreeMap<String, Vote>,
+    /// Replica (a node's identity, whichever copy spoke) → the copy that sent its latest
+    /// reply, and that reply.
+    replies: BTreeMap<String, (String, Vote)>,
 }
 
 impl Collector {
@@ -122,18 +130,21 @@ impl Collector {
         }
     }
 
-    /// Adds `node`'s reply to request `timestamp`; the accepted vote and the replicas that
-    /// sent it, once f + 1 of them match. Replies to other requests are ignored.
-    pub fn add(&mut self, node: &str, timestamp: u64, vote: Vote) -> Option<(Vote, Vec<String>)> {
+    /// Adds the reply of `copy` (a node, or a node's twin) to request `timestamp`; the
+    /// accepted vote and the copies that sent it, once f + 1 replicas match. Replies to
+    /// other requests are ignored.
+    pub fn add(&mut self, copy: &str, timestamp: u64, vote: Vote) -> Option<(Vote, Vec<String>)> {
         if timestamp != self.timestamp {
             return None;
         }
-        self.replies.insert(node.to_string(), vote.clone());
+        let replica = crate::spec::schedule::twin_of(copy).unwrap_or(copy);
+        self.replies
+            .insert(replica.to_string(), (copy.to_string(), vote.clone()));
         let agree: Vec<String> = self
             .replies
-            .iter()
-            .filter(|(_, v)| **v == vote)
-            .map(|(n, _)| n.clone())
+            .values()
+            .filter(|(_, v)| *v == vote)
+            .map(|(c, _)| c.clone())
             .collect();
         (agree.len() > self.f).then_some((vote, agree))
     }
@@ -144,7 +155,7 @@ impl Collector {
             return "no replies".into();
         }
         self.replies
-            .iter()
+            .values()
             .map(|(n, v)| {
                 let what = v.error.clone().unwrap_or_else(|| v.kind.clone());
                 match &v.value {
@@ -174,6 +185,9 @@ type EventTx = mpsc::Sender<(String, Event)>;
 pub struct PbftClient {
     home: String,
     addrs: BTreeMap<String, SocketAddr>,
+    /// The running twins (node → where its twin's client port is reached), kept by the
+    /// cluster; `None` where twins cannot run.
+    twins: Option<watch::Receiver<BTreeMap<String, Endpoint>>>,
     f: usize,
     key: SigningKey,
     timestamp: u64,
@@ -192,12 +206,19 @@ impl PbftClient {
         PbftClient {
             home,
             addrs,
+            twins: None,
             f,
             key: SigningKey::from_bytes(&secret),
             timestamp: 0,
             senders: BTreeMap::new(),
             events: None,
         }
+    }
+
+    /// The client also sends to the twins `twins` lists while they run.
+    pub fn with_twins(mut self, twins: watch::Receiver<BTreeMap<String, Endpoint>>) -> Self {
+        self.twins = Some(twins);
+        self
     }
 
     /// The request line for `op` at `timestamp`, signed.
@@ -232,10 +253,27 @@ impl PbftClient {
             .get_or_insert_with(|| mpsc::channel(QUEUE * 8))
             .0
             .clone();
-        for (node, addr) in &self.addrs {
-            let tx = self.senders.entry(node.clone()).or_insert_with(|| {
+        let mut copies: Vec<(String, Endpoint)> = self
+            .addrs
+            .iter()
+            .map(|(n, a)| (n.clone(), Endpoint::direct(*a)))
+            .collect();
+        if let Some(twins) = &self.twins {
+            let twins = twins.borrow();
+            // A stopped twin's task ends with its sender.
+            self.senders.retain(|copy, _| {
+                crate::spec::schedule::twin_of(copy).is_none_or(|n| twins.contains_key(n))
+            });
+            copies.extend(
+                twins
+                    .iter()
+                    .map(|(n, at)| (crate::spec::schedule::twin_name(n), at.clone())),
+            );
+        }
+        for (copy, at) in copies {
+            let tx = self.senders.entry(copy.clone()).or_insert_with(|| {
                 let (tx, rx) = mpsc::channel(QUEUE);
-                tokio::spawn(connection(node.clone(), *addr, rx, events.clone()));
+                tokio::spawn(connection(copy, at, rx, events.clone()));
                 tx
             });
             // A full queue means the replica is far behind on writes; the next
@@ -438,7 +476,7 @@ fn wire_op(inv: &Invocation) -> Result<WireOp, String> {
 /// and connects again with the next line. Ends when the client drops its sender.
 async fn connection(
     node: String,
-    addr: SocketAddr,
+    at: Endpoint,
     mut lines: mpsc::Receiver<(u64, String)>,
     events: mpsc::Sender<(String, Event)>,
 ) {
@@ -462,7 +500,7 @@ async fn connection(
             None => return,
             Some(Ok((ts, line))) => {
                 if conn.is_none() {
-                    match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+                    match tokio::time::timeout(CONNECT_TIMEOUT, at.connect()).await {
                         Ok(Ok(s)) => {
                             let _ = s.set_nodelay(true);
                             conn = Some(BufReader::new(s));
@@ -570,6 +608,22 @@ mod tests {
         let (vote, nodes) = c.add("n3", 7, ok(1)).expect("two replicas agree");
         assert_eq!(vote, ok(1));
         assert_eq!(nodes, vec!["n1".to_string(), "n3".to_string()]);
+    }
+
+    #[test]
+    fn a_node_and_its_twin_are_one_replica_and_the_answering_copy_is_named() {
+        let mut c = Collector::new(1, 7);
+        assert_eq!(c.add("n1", 7, ok(1)), None);
+        // The twin signs with n1's key: to the client it is n1 again, not a second voice.
+        assert_eq!(c.add("n1-twin", 7, ok(1)), None);
+        let (_, nodes) = c.add("n2", 7, ok(1)).expect("n1 and n2 agree");
+        assert_eq!(nodes, vec!["n1-twin".to_string(), "n2".to_string()]);
+        // n1's twin saying 2 replaces n1's 1: one replica, its latest reply.
+        let mut c = Collector::new(1, 8);
+        assert_eq!(c.add("n1", 8, ok(1)), None);
+        assert_eq!(c.add("n1-twin", 8, ok(2)), None);
+        assert_eq!(c.add("n2", 8, ok(1)), None, "n1 no longer says 1");
+        assert!(c.summary().contains("n1-twin ok 2"), "{}", c.summary());
     }
 
     #[test]
