@@ -409,10 +409,10 @@ impl Cluster {
             Protocol::Raftkv => {
                 Client::Raftkv(client::raftkv::RaftkvClient::new(home.to_string(), addrs))
             }
-            Protocol::Pbft => Client::Pbft(
+            Protocol::Pbft => Client::Pbft(Box::new(
                 client::pbft::PbftClient::new(home.to_string(), addrs)
                     .with_twins(self.twins_up.subscribe()),
-            ),
+            )),
             Protocol::Etcd => Client::Etcd(client::etcd::EtcdClient::new(
                 home.to_string(),
                 addrs,

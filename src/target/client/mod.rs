@@ -74,7 +74,8 @@ impl std::fmt::Display for Endpoint {
 #[derive(Debug)]
 pub enum Client {
     Raftkv(raftkv::RaftkvClient),
-    Pbft(pbft::PbftClient),
+    /// Boxed: its per-replica senders and the twins' watch make it the largest by far.
+    Pbft(Box<pbft::PbftClient>),
     Etcd(etcd::EtcdClient),
     /// Boxed: it carries the adapter's spawn spec and pipes, many times the others' size.
     Stdio(Box<stdio::StdioClient>),
