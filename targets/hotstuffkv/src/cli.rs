@@ -39,9 +39,14 @@ pub struct Args {
     /// otherwise go as fast as the disks let it).
     #[arg(long, default_value_t = 20, value_name = "MS")]
     pub idle_block_ms: u64,
-    /// Views between the pacemaker's all-to-all view synchronisations.
-    #[arg(long, default_value_t = 50, value_name = "VIEWS")]
-    pub epoch_length: u32,
+    /// Views between the pacemaker's all-to-all view synchronisations (default: the
+    /// number of members). The pacemaker fixes every view's deadline at the start of its
+    /// epoch (epoch start + (views into the epoch + 1) × the maximum view time), so after
+    /// fast views a stuck one waits out the rest of the epoch's budget: with the
+    /// library's example value of 50 and 1 s views, a cluster stalled for 30 s and more
+    /// after a partition healed. One rotation of leaders per epoch bounds that wait.
+    #[arg(long, value_name = "VIEWS")]
+    pub epoch_length: Option<u32>,
     /// Log every event of the library's (blocks inserted and committed, votes, views,
     /// syncs) in the node log. Costs a thread that polls without sleeping.
     #[arg(long)]
@@ -74,7 +79,10 @@ impl Args {
         if self.cluster_secret.is_empty() {
             bail!("--cluster-secret must not be empty");
         }
-        if self.epoch_length == 0 {
+        let epoch_length = self
+            .epoch_length
+            .unwrap_or(node.peers.len() as u32 + 1);
+        if epoch_length == 0 {
             bail!("--epoch-length must be at least 1");
         }
         // The library's timing rule: producing and validating a block, plus four network
@@ -85,7 +93,7 @@ impl Args {
         Ok(Settings {
             cluster_secret: self.cluster_secret,
             idle_block_ms: self.idle_block_ms,
-            epoch_length: self.epoch_length,
+            epoch_length,
             max_view_ms,
             log_events: self.log_events,
             stock_block_data: node.bugs.contains(&Bug::StockBlockData),
@@ -119,7 +127,7 @@ mod tests {
         // Whole seconds, rounded up: the library drops fractions of a second.
         assert_eq!(
             (s.max_view_ms, s.idle_block_ms, s.epoch_length),
-            (2000, 20, 50)
+            (2000, 20, 2)
         );
     }
 
