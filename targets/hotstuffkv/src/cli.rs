@@ -79,9 +79,7 @@ impl Args {
         if self.cluster_secret.is_empty() {
             bail!("--cluster-secret must not be empty");
         }
-        let epoch_length = self
-            .epoch_length
-            .unwrap_or(node.peers.len() as u32 + 1);
+        let epoch_length = self.epoch_length.unwrap_or(node.peers.len() as u32 + 1);
         if epoch_length == 0 {
             bail!("--epoch-length must be at least 1");
         }
@@ -136,7 +134,7 @@ mod tests {
         assert!(args(&[]).is_err());
         let e = args(&["--cluster-secret", ""]).unwrap_err();
         assert!(e.to_string().contains("--cluster-secret"), "{e}");
-        let e = args(&["--cluster-secret", "t", "--idle-block-ms", "200"]).unwrap_err();
+        let e = args(&["--cluster-secret", "t", "--idle-block-ms", "300"]).unwrap_err();
         assert!(e.to_string().contains("--idle-block-ms"), "{e}");
         assert!(args(&["--cluster-secret", "t", "--bug", "anything"]).is_err());
     }

@@ -31,7 +31,7 @@ use nodeshell::log_line;
 use nodeshell::transport::{PeerMessage, Peers};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc as tokio_mpsc;
@@ -167,10 +167,7 @@ impl Network for TcpNetwork {
 
     fn recv(&mut self) -> Option<(VerifyingKey, Message)> {
         let inbox = self.inbox.lock().unwrap_or_else(|e| e.into_inner());
-        match inbox.recv_timeout(RECV_WAIT) {
-            Ok(m) => Some(m),
-            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
-        }
+        inbox.recv_timeout(RECV_WAIT).ok()
     }
 }
 

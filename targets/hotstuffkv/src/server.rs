@@ -9,7 +9,7 @@
 //! forget what it locked on.
 //!
 //! **Clients.** Any node takes any request. A read, write or cas becomes a [`Tx`] under
-//! this node's client id (unique per node and incarnation) and the shell's token as its
+//! this node's client id (unique per process: incarnation, pid, node) and the shell's token as its
 //! sequence number, and waits in the mempool until this node leads a view and proposes
 //! it. Every tick the loop looks at the committed chain: for each newly committed block
 //! it answers the requests of ours the block carries from their results in the committed
@@ -232,7 +232,11 @@ pub async fn run(s: Settings, shutdown: impl Future<Output = ()>) -> Result<()> 
         );
     }
     let incarnation = next_incarnation(&n.data_dir)?;
-    let client_id = (incarnation << 16) | me_number;
+    // Unique per process, not only per node and start: a twin starts from a copy of its
+    // node's data dir (the same incarnation count), and two processes numbering requests
+    // under one client id would find each other's results under their own numbers.
+    let client_id =
+        (incarnation << 40) | (u64::from(std::process::id() & 0xff_ffff) << 16) | me_number;
 
     let listeners = Listeners::bind(n.peer_listen, n.client_listen).await?;
     log_line(

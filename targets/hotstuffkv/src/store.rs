@@ -44,6 +44,8 @@ const COMPACT_BYTES: u64 = 64 << 20;
 const MAX_RECORD_BYTES: usize = 1 << 30;
 
 type Map = HashMap<Vec<u8>, Vec<u8>>;
+/// A batch's entries in order: key, and the value to set (None: delete).
+type Entries = Vec<(Vec<u8>, Option<Vec<u8>>)>;
 
 /// The store: the map in memory, the log on disk. Clones share both (the library clones
 /// its store into each of its threads).
@@ -123,7 +125,7 @@ fn take_u32(buf: &mut &[u8]) -> Option<usize> {
 }
 
 /// One record's entries; None if the body does not parse.
-fn decode_body(mut body: &[u8]) -> Option<Vec<(Vec<u8>, Option<Vec<u8>>)>> {
+fn decode_body(mut body: &[u8]) -> Option<Entries> {
     let mut entries = Vec::new();
     while !body.is_empty() {
         let tag = take(&mut body, 1)?[0];
@@ -270,7 +272,7 @@ impl Inner {
 }
 
 /// A batch as the library builds it: the entries in order.
-pub struct Batch(Vec<(Vec<u8>, Option<Vec<u8>>)>);
+pub struct Batch(Entries);
 
 impl WriteBatch for Batch {
     fn new() -> Self {
