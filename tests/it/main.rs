@@ -6,6 +6,7 @@ mod checker;
 mod corpus;
 mod etcd;
 mod history;
+mod hotstuffkv;
 mod lazyfs;
 mod modules;
 mod nemesis;
