@@ -262,7 +262,7 @@ fn damage_node(
                 let Some(copy) = old.files.get(&damage::relative(dir, f)) else {
                     continue;
                 };
-                let now = damage::read_prefix(f, copy.len() as u64)?;
+                let now = damage::read_prefix(f, damage::stale_span(copy.len()))?;
                 let chunks = damage::stale_chunks(copy, &now);
                 if !chunks.is_empty() {
                     stale.push((f, copy, now, chunks));
@@ -271,8 +271,7 @@ fn damage_node(
             if !stale.is_empty() {
                 let (f, copy, now, chunks) = &stale[rng.random_range(0..stale.len())];
                 let (at, len) = chunks[rng.random_range(0..chunks.len())];
-                let bytes = &copy[at as usize..(at + len) as usize];
-                damage::write_back(f, at, bytes)?;
+                damage::write_back(f, at, &damage::stale_page(copy, at, len))?;
                 out.push(Change {
                     changed: Some(damage::differing(copy, now, at, len)),
                     from: Some(old.taken.clone()),

@@ -128,27 +128,45 @@ pub fn truncation(len: u64, rng: &mut ChaCha8Rng) -> u64 {
     }
 }
 
-/// The page-aligned chunks of the earlier copy `old` whose bytes differ from the file's
-/// bytes now (`current`, at least `old.len()` of it when the file is that long): writing
-/// one back changes the file. (offset, length) in file order.
+/// The pages of the earlier copy `old` that writing back would change the file with,
+/// (offset, length) in file order. A page is one that held data in the copy; what the
+/// copy had past its end reads as zeros (a lost write of the page that held the copy's
+/// end brings back the page as it was, so bytes appended into it since are gone). The
+/// length stops at the longer of the copy and the file now, so a restore never makes a
+/// file longer than both. `current` is the file now, at least up to the page after the
+/// copy's end ([`stale_span`]).
 pub fn stale_chunks(old: &[u8], current: &[u8]) -> Vec<(u64, u64)> {
+    let end_all = old.len().max(current.len()) as u64;
     let mut out = Vec::new();
-    let mut start = 0usize;
-    while start < old.len() {
-        let end = (start + CHUNK_BYTES as usize).min(old.len());
-        if current.get(start..end) != Some(&old[start..end]) {
-            out.push((start as u64, (end - start) as u64));
+    let mut start = 0u64;
+    while start < old.len() as u64 {
+        let end = (start + CHUNK_BYTES).min(end_all);
+        if differing(old, current, start, end - start) > 0 {
+            out.push((start, end - start));
         }
-        start = end;
+        start += CHUNK_BYTES;
     }
     out
 }
 
-/// How many bytes of `old[offset..offset + length]` differ from `current` there (bytes
-/// past `current`'s end all count).
+/// How many bytes of a file (at least [`stale_span`] of it) to read to compare it with an
+/// earlier copy of `old_len` bytes: up to the end of the copy's last page.
+pub fn stale_span(old_len: usize) -> u64 {
+    (old_len as u64).div_ceil(CHUNK_BYTES) * CHUNK_BYTES
+}
+
+/// The bytes the earlier copy had at `offset..offset + length`, zeros past its end.
+pub fn stale_page(old: &[u8], offset: u64, length: u64) -> Vec<u8> {
+    (offset..offset + length)
+        .map(|i| old.get(i as usize).copied().unwrap_or(0))
+        .collect()
+}
+
+/// How many bytes of [`stale_page`] differ from `current` there (bytes past `current`'s
+/// end all count).
 pub fn differing(old: &[u8], current: &[u8], offset: u64, length: u64) -> u64 {
     (offset..offset + length)
-        .filter(|&i| current.get(i as usize) != old.get(i as usize))
+        .filter(|&i| current.get(i as usize) != Some(old.get(i as usize).unwrap_or(&0)))
         .count() as u64
 }
 
@@ -279,6 +297,19 @@ mod tests {
         );
         assert!(stale_chunks(&old, &old).is_empty());
         assert_eq!(differing(&old, &cur[..9000], 8192, 1808), 1000);
+        // An append-only file that grew: only the page that held the copy's end is stale,
+        // and writing it back zeroes what was appended into that page since.
+        let mut grown = old.clone();
+        grown.extend(vec![9u8; 6000]);
+        assert_eq!(stale_span(old.len()), 12_288);
+        let now = &grown[..stale_span(old.len()) as usize];
+        assert_eq!(stale_chunks(&old, now), vec![(8192, 4096)]);
+        assert_eq!(differing(&old, now, 8192, 4096), 2288);
+        let page = stale_page(&old, 8192, 4096);
+        assert_eq!(
+            (&page[..1808], &page[1808..]),
+            (&old[8192..], &[0u8; 2288][..])
+        );
     }
 
     #[test]
@@ -290,16 +321,17 @@ mod tests {
         assert_eq!(std::fs::read(&p).unwrap(), b"Hello vorld");
         truncate(&p, 5).unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"Hello");
-        // Restore: the earlier copy's bytes come back at their offset, the rest stays.
+        // Restore: the earlier copy's page comes back at its offset, zeros past the copy's
+        // end (what was written into that page since is lost); the file keeps its length.
         let old = Snapshot::take(dir.path(), &[p.clone()], "armed");
         std::fs::write(&p, b"HELLO, again").unwrap();
-        let cur = read_prefix(&p, 100).unwrap();
+        let cur = read_prefix(&p, stale_span(5)).unwrap();
         let copy = &old.files["log"];
         let chunks = stale_chunks(copy, &cur);
-        assert_eq!(chunks, vec![(0, 5)]);
-        assert_eq!(differing(copy, &cur, 0, 5), 4);
-        write_back(&p, 0, &copy[..5]).unwrap();
-        assert_eq!(std::fs::read(&p).unwrap(), b"Hello, again");
+        assert_eq!(chunks, vec![(0, 12)]);
+        assert_eq!(differing(copy, &cur, 0, 12), 11);
+        write_back(&p, 0, &stale_page(copy, 0, 12)).unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"Hello\0\0\0\0\0\0\0");
         assert_eq!(read_prefix(&p, 3).unwrap(), b"Hel");
         assert!(flip(&dir.path().join("missing"), &[(0, 1)]).is_err());
     }
