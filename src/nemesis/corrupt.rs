@@ -81,18 +81,7 @@ pub async fn corrupt(
         let mut f = n.in_force().await;
         f.corrupted.extend(nodes.iter().cloned());
     }
-    let killed =
-        futures::future::join_all(nodes.iter().map(|node| n.cluster.kill_node(node))).await;
-    {
-        let mut f = n.in_force().await;
-        for (node, k) in nodes.iter().zip(&killed) {
-            if k.is_ok() {
-                f.paused.remove(node);
-            }
-        }
-    }
-    // A node that may still run must not have its files changed under it.
-    killed.into_iter().collect::<Result<Vec<()>>>()?;
+    super::kill::kill_together(n, nodes).await?;
     let cluster_nodes = n.cluster.nodes();
     let mut changes = Vec::new();
     let mut untouched = Vec::new();

@@ -323,7 +323,7 @@ mod tests {
         assert_eq!(std::fs::read(&p).unwrap(), b"Hello");
         // Restore: the earlier copy's page comes back at its offset, zeros past the copy's
         // end (what was written into that page since is lost); the file keeps its length.
-        let old = Snapshot::take(dir.path(), &[p.clone()], "armed");
+        let old = Snapshot::take(dir.path(), std::slice::from_ref(&p), "armed");
         std::fs::write(&p, b"HELLO, again").unwrap();
         let cur = read_prefix(&p, stale_span(5)).unwrap();
         let copy = &old.files["log"];
