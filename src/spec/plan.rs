@@ -886,6 +886,19 @@ mod tests {
         inventory
     }
 
+    /// A 3-node plan of `target` under the nemesis file `nemesis`, seed 1, on `hosts`.
+    fn resolve_three(target: &str, nemesis: &Path, hosts: HostsChoice) -> Result<Plan, String> {
+        let o = Overrides {
+            target: Some(target.into()),
+            nemesis: Some(nemesis.display().to_string()),
+            nodes: Some(3),
+            seed: Some(1),
+            hosts: Some(hosts.clone()),
+            ..Overrides::default()
+        };
+        Plan::resolve(&SpecRoots::default_roots(), &o, hosts).map_err(|e| format!("{e:#}"))
+    }
+
     #[test]
     fn twins_are_refused_at_plan_time_on_loopback_and_ssh_hosts_and_without_identity() {
         let dir = tempfile::tempdir().unwrap();
@@ -896,17 +909,7 @@ mod tests {
         )
         .unwrap();
         let inventory = three_ssh_hosts(dir.path());
-        let resolve = |target: &str, hosts: HostsChoice| {
-            let o = Overrides {
-                target: Some(target.into()),
-                nemesis: Some(nemesis.display().to_string()),
-                nodes: Some(3),
-                seed: Some(1),
-                hosts: Some(hosts.clone()),
-                ..Overrides::default()
-            };
-            Plan::resolve(&SpecRoots::default_roots(), &o, hosts).map_err(|e| format!("{e:#}"))
-        };
+        let resolve = |target: &str, hosts: HostsChoice| resolve_three(target, &nemesis, hosts);
         let at = format!("{}:3:", nemesis.display());
         let err = resolve("raftkv", HostsChoice::Loopback).unwrap_err();
         assert!(err.starts_with(&at), "{err}");
@@ -948,17 +951,7 @@ mod tests {
         )
         .unwrap();
         let inventory = three_ssh_hosts(dir.path());
-        let resolve = |target: &str, hosts: HostsChoice| {
-            let o = Overrides {
-                target: Some(target.into()),
-                nemesis: Some(nemesis.display().to_string()),
-                nodes: Some(3),
-                seed: Some(1),
-                hosts: Some(hosts.clone()),
-                ..Overrides::default()
-            };
-            Plan::resolve(&SpecRoots::default_roots(), &o, hosts).map_err(|e| format!("{e:#}"))
-        };
+        let resolve = |target: &str, hosts: HostsChoice| resolve_three(target, &nemesis, hosts);
         let at = format!("{}:6:", nemesis.display());
         let err = resolve("tests/fixtures/lazykv/target.yaml", HostsChoice::Loopback).unwrap_err();
         assert!(err.starts_with(&at), "{err}");
