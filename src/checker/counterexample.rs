@@ -387,6 +387,26 @@ fn describe(
                 format!("power failure: {joined} ({bytes} un-fsynced bytes lost)"),
             )
         }
+        FaultKind::Corrupt => {
+            let changes = v.get("changes").and_then(Value::as_array);
+            let files: BTreeSet<String> = changes
+                .into_iter()
+                .flatten()
+                .filter_map(|c| Some(format!("{}:{}", c["node"].as_str()?, c["file"].as_str()?)))
+                .collect();
+            let damage = v.get("damage").and_then(Value::as_str).unwrap_or("damage");
+            let stopped = names(v.get("stopped")).join(", ");
+            let text = if files.is_empty() {
+                format!("corrupt ({damage}): {stopped} stopped, no file damaged")
+            } else {
+                format!(
+                    "corrupt ({damage}): {} change(s) in {}",
+                    changes.map_or(0, Vec::len),
+                    files.into_iter().collect::<Vec<_>>().join(", ")
+                )
+            };
+            (listed, Vec::new(), text)
+        }
         FaultKind::Twins => {
             let groups: Vec<Vec<String>> = v
                 .get("groups")

@@ -18,6 +18,24 @@ pub async fn kill(n: &Nemesis, nodes: &[String]) -> Result<Landed> {
     Ok(Landed::on(json!({ "nodes": nodes })))
 }
 
+/// SIGKILL `nodes` at once (a power cut or a disk failure reaches them together); those
+/// that died are no longer paused. Fails if any may still run: its disk must not be
+/// changed under it.
+pub(super) async fn kill_together(n: &Nemesis, nodes: &[String]) -> Result<()> {
+    let killed =
+        futures::future::join_all(nodes.iter().map(|node| n.cluster.kill_node(node))).await;
+    {
+        let mut f = n.in_force().await;
+        for (node, k) in nodes.iter().zip(&killed) {
+            if k.is_ok() {
+                f.paused.remove(node);
+            }
+        }
+    }
+    killed.into_iter().collect::<Result<Vec<()>>>()?;
+    Ok(())
+}
+
 /// Start every killed node again.
 pub async fn restart(n: &Nemesis) -> Result<Landed> {
     let nodes = start_listed(n, |f| &mut f.killed).await?;

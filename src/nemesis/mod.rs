@@ -5,7 +5,7 @@
 //! (partition/heal), [`pause`] (pause/resume), [`kill`] (kill/start), [`clock`]
 //! (bump or strobe/reset), [`loss`] (loss/stop loss), [`delay`] (delay/stop delay),
 //! [`twin`] (start or switch a twin, or a Twins scenario's round/stop twins), [`power`]
-//! (power-fail/power-restore). This
+//! (power-fail/power-restore), [`corrupt`] (corrupt/restart-corrupted). This
 //! file only dispatches, journals, resolves who leads, and keeps the in-force set.
 //!
 //! The in-force set follows the rule of the cleanup registry: a fault's intent is recorded
@@ -23,6 +23,7 @@
 //! arm in [`Nemesis::apply`] and in [`Nemesis::heal_all`], and its entry in the schedule.
 
 pub mod clock;
+pub mod corrupt;
 pub mod delay;
 pub mod kill;
 pub mod loss;
@@ -75,6 +76,8 @@ pub struct InForce {
     pub twins: BTreeMap<String, Vec<String>>,
     /// Nodes killed by a power failure, to be started again on what their disks kept.
     pub powered_off: BTreeSet<String>,
+    /// Nodes stopped by a corruption, to be started again on their damaged files.
+    pub corrupted: BTreeSet<String>,
 }
 
 impl InForce {
@@ -87,6 +90,7 @@ impl InForce {
             && self.delayed.is_empty()
             && self.twins.is_empty()
             && self.powered_off.is_empty()
+            && self.corrupted.is_empty()
     }
 }
 
@@ -153,6 +157,8 @@ pub struct Nemesis {
     /// The schedule's cancellation, while it runs: a step still waiting for an election
     /// has not acted yet, so it may stop waiting (a step that acts always finishes).
     cancel: std::sync::Mutex<Option<watch::Receiver<bool>>>,
+    /// Earlier copies of the nodes' data files, which a `restore` corruption writes back.
+    snapshots: std::sync::Mutex<corrupt::Snapshots>,
 }
 
 impl Nemesis {
@@ -168,6 +174,7 @@ impl Nemesis {
             in_force: Mutex::new(InForce::default()),
             tally: std::sync::Mutex::new(FaultTally::default()),
             cancel: std::sync::Mutex::new(None),
+            snapshots: std::sync::Mutex::new(corrupt::Snapshots::default()),
         }
     }
 
@@ -179,6 +186,11 @@ impl Nemesis {
     /// The in-force set, locked. Never held across an action on a node.
     pub(crate) async fn in_force(&self) -> MutexGuard<'_, InForce> {
         self.in_force.lock().await
+    }
+
+    /// The earlier copies of data files, locked. Never held across an await.
+    pub(crate) fn snapshots(&self) -> std::sync::MutexGuard<'_, corrupt::Snapshots> {
+        self.snapshots.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Whether no fault is in force.
@@ -206,6 +218,7 @@ impl Nemesis {
         add("delay", &f.delayed.keys().cloned().collect());
         add("twin", &f.twins.keys().cloned().collect());
         add("powered off", &f.powered_off);
+        add("corrupted", &f.corrupted);
         if parts.is_empty() {
             "no faults".into()
         } else {
@@ -224,6 +237,7 @@ impl Nemesis {
         mut cancel: watch::Receiver<bool>,
     ) -> Result<()> {
         *self.cancel.lock().unwrap_or_else(|p| p.into_inner()) = Some(cancel.clone());
+        corrupt::arm(self, steps);
         let recover = self.cluster.plan().nemesis.recover;
         // How far waiting for recovery moved the rest of the timeline: a fault keeps its
         // planned length, its heal moves with its start.
@@ -348,6 +362,16 @@ impl Nemesis {
                 power::power_fail(self, &self.resolve(targets).await).await
             }
             Action::PowerRestore => power::restore(self).await,
+            Action::Corrupt {
+                targets,
+                damage,
+                probability,
+                seed,
+            } => {
+                let nodes = self.resolve(targets).await;
+                corrupt::corrupt(self, &nodes, *damage, *probability, *seed).await
+            }
+            Action::RestartCorrupted => corrupt::restart(self).await,
             Action::TwinsRound {
                 round,
                 twins,
@@ -389,7 +413,7 @@ impl Nemesis {
             }
         };
         // Strobing first: its task would otherwise skew clocks again behind the reset.
-        let (p, l, d, pa, c, k, t, po) = {
+        let (p, l, d, pa, c, k, t, po, co) = {
             let f = self.in_force().await;
             (
                 !f.partitioned.is_empty(),
@@ -400,6 +424,7 @@ impl Nemesis {
                 !f.killed.is_empty(),
                 !f.twins.is_empty(),
                 !f.powered_off.is_empty(),
+                !f.corrupted.is_empty(),
             )
         };
         if c {
@@ -427,6 +452,9 @@ impl Nemesis {
         // Like killed nodes: the teardown stops every node anyway.
         if po && mode == HealMode::Full {
             heal(self.apply(&Action::PowerRestore).await);
+        }
+        if co && mode == HealMode::Full {
+            heal(self.apply(&Action::RestartCorrupted).await);
         }
         match first_error {
             Some(e) => Err(e),

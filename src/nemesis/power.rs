@@ -20,19 +20,7 @@ pub async fn power_fail(n: &Nemesis, nodes: &[String]) -> Result<Landed> {
         let mut f = n.in_force().await;
         f.powered_off.extend(nodes.iter().cloned());
     }
-    // Concurrently: a power cut reaches every machine at the same moment.
-    let killed =
-        futures::future::join_all(nodes.iter().map(|node| n.cluster.kill_node(node))).await;
-    {
-        let mut f = n.in_force().await;
-        for (node, k) in nodes.iter().zip(&killed) {
-            if k.is_ok() {
-                f.paused.remove(node);
-            }
-        }
-    }
-    // A node that may still run must not have its disk changed under it.
-    killed.into_iter().collect::<Result<Vec<()>>>()?;
+    super::kill::kill_together(n, nodes).await?;
     let mut lost = Map::new();
     let mut total = (0, 0);
     for node in nodes {

@@ -658,3 +658,83 @@ async fn a_panic_with_lazyfs_data_dirs_leaves_no_mount() {
     assert!(task.await.unwrap_err().is_panic());
     assert_eq!(mounted(), 0, "a mount outlived the panic");
 }
+
+/// A restore of a paused node: it dies and is no longer paused, its page from when the
+/// schedule armed comes back and is journaled, and the heal restarts it. A node none of
+/// whose files match is left alone and the fault says so.
+#[tokio::test]
+async fn a_corruption_kills_writes_back_an_earlier_page_and_restarts() {
+    let lab = Lab::with_plan(3, false, |p| {
+        p.target.spec.data_files = vec!["{node}.state".into()];
+    });
+    lab.cluster.start_all().await.expect("lazykv starts");
+    let state = lab.cluster.data_dir("n1").join("n1.state");
+    std::fs::write(&state, vec![b'a'; 8000]).unwrap();
+    let restore = Action::Corrupt {
+        targets: Targets::Nodes(names(&["n1"])),
+        damage: crate::spec::nemesis::Damage::Restore,
+        probability: None,
+        seed: 3,
+    };
+    corrupt::arm(
+        &lab.nemesis,
+        &[crate::spec::schedule::Step {
+            at: Duration::ZERO,
+            action: restore.clone(),
+        }],
+    );
+    // The node goes on writing after the copy.
+    let mut now = vec![b'a'; 8000];
+    now[5000..5005].copy_from_slice(b"bbbbb");
+    std::fs::write(&state, &now).unwrap();
+    lab.nemesis
+        .apply(&Action::Pause {
+            targets: Targets::Nodes(names(&["n1"])),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        lab.nemesis.apply(&restore).await.unwrap(),
+        None,
+        "it landed"
+    );
+    {
+        let f = lab.nemesis.in_force().await;
+        assert!(f.paused.is_empty(), "a corrupted node is not paused");
+        assert_eq!(f.corrupted, ["n1"].map(String::from).into());
+    }
+    assert!(!lab.cluster.running("n1").await);
+    assert_eq!(std::fs::read(&state).unwrap(), vec![b'a'; 8000]);
+    let history = std::fs::read_to_string(lab.run_dir.path().join("history.jsonl")).unwrap();
+    let op: serde_json::Value = history
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|op| op["f"] == "corrupt")
+        .unwrap();
+    assert_eq!(
+        op["value"]["changes"],
+        serde_json::json!([{"node": "n1", "file": "n1.state", "damage": "restore",
+            "offset": 4096, "length": 3904, "changed": 5, "from": "armed"}]),
+        "{op}"
+    );
+    let missed = lab
+        .nemesis
+        .apply(&Action::Corrupt {
+            targets: Targets::Nodes(names(&["n2"])),
+            damage: crate::spec::nemesis::Damage::Bitflip,
+            probability: Some(0.5),
+            seed: 1,
+        })
+        .await
+        .unwrap();
+    assert!(
+        missed
+            .as_deref()
+            .is_some_and(|w| w.contains("no file matches the target's data_files")),
+        "{missed:?}"
+    );
+    lab.nemesis.heal_all(HealMode::Full).await.unwrap();
+    assert!(lab.cluster.running("n1").await && lab.cluster.running("n2").await);
+    assert!(lab.nemesis.is_clear().await);
+    let _ = lab.cluster.stop_all().await;
+}

@@ -76,10 +76,11 @@ pub enum FaultKind {
     Delay,
     Twin,
     PowerFail,
+    Corrupt,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 8] = [
+    pub const ALL: [FaultKind; 9] = [
         FaultKind::Partition,
         FaultKind::Pause,
         FaultKind::Kill,
@@ -88,6 +89,7 @@ impl FaultKind {
         FaultKind::Delay,
         FaultKind::Twin,
         FaultKind::PowerFail,
+        FaultKind::Corrupt,
     ];
 
     pub fn name(self) -> &'static str {
@@ -100,6 +102,7 @@ impl FaultKind {
             FaultKind::Delay => "delay",
             FaultKind::Twin => "twin",
             FaultKind::PowerFail => "power-fail",
+            FaultKind::Corrupt => "corrupt",
         }
     }
 
@@ -114,6 +117,7 @@ impl FaultKind {
             FaultKind::Delay => (0x8c, 0x56, 0x4b),
             FaultKind::Twin => (0x1f, 0x4e, 0x79),
             FaultKind::PowerFail => (0x99, 0x33, 0x00),
+            FaultKind::Corrupt => (0x6b, 0x8e, 0x23),
         }
     }
 
@@ -510,6 +514,7 @@ fn fault_detail(f: &str, v: &Value) -> String {
             Some(p) => format!("{nodes}: {p} % of packets dropped"),
             None => nodes,
         },
+        "corrupt" => corrupt_detail(v),
         "twins-round" => {
             let groups: Vec<String> = v
                 .get("groups")
@@ -527,6 +532,59 @@ fn fault_detail(f: &str, v: &Value) -> String {
             )
         }
         _ => nodes,
+    }
+}
+
+/// What a corruption changed, per file: `n2:log.jsonl 31 bits flipped in bytes 84…9120`,
+/// `n1:log.jsonl cut by 37 bytes to 12345`, `n3:hard_state.json bytes 0..27 restored from
+/// armed (2 changed)`.
+fn corrupt_detail(v: &Value) -> String {
+    let changes = v
+        .get("changes")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let mut per_file: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
+    for c in &changes {
+        let key = format!(
+            "{}:{}",
+            c["node"].as_str().unwrap_or("?"),
+            c["file"].as_str().unwrap_or("?")
+        );
+        per_file.entry(key).or_default().push(c);
+    }
+    let num = |c: &Value, k: &str| c.get(k).and_then(Value::as_u64).unwrap_or(0);
+    let parts: Vec<String> = per_file
+        .iter()
+        .map(|(file, cs)| match cs[0]["damage"].as_str() {
+            Some("bitflip") => {
+                let bits: u32 = cs.iter().map(|c| (num(c, "mask") as u8).count_ones()).sum();
+                let first = cs.iter().map(|c| num(c, "offset")).min().unwrap_or(0);
+                let last = cs.iter().map(|c| num(c, "offset")).max().unwrap_or(0);
+                format!("{file} {bits} bit(s) flipped in bytes {first}…{last}")
+            }
+            Some("truncate") => format!(
+                "{file} cut by {} bytes to {}",
+                num(cs[0], "length"),
+                num(cs[0], "offset")
+            ),
+            Some("restore") => format!(
+                "{file} bytes {}..{} restored from {} ({} changed)",
+                num(cs[0], "offset"),
+                num(cs[0], "offset") + num(cs[0], "length"),
+                cs[0]["from"].as_str().unwrap_or("an earlier copy"),
+                num(cs[0], "changed")
+            ),
+            _ => file.clone(),
+        })
+        .collect();
+    if parts.is_empty() {
+        format!(
+            "{} stopped, no file damaged",
+            value_nodes(v.get("stopped").unwrap_or(&Value::Null)).join(", ")
+        )
+    } else {
+        parts.join("; ")
     }
 }
 

@@ -81,6 +81,10 @@ pub enum FaultKind {
     /// lives on the power-failure filesystem, `hosts::lazyfs`); inverse: start it again on
     /// what survived.
     PowerFail,
+    /// Stop the node (SIGKILL), damage the files its target declares (`data_files` in
+    /// target.yaml) as a disk would — flipped bits, a truncated tail, a stale copy of a
+    /// chunk written back — and keep it down; inverse: start it again on the damaged files.
+    Corrupt,
     /// A Twins-style scenario (Bano et al.): `twins` nodes get twins, and for `rounds`
     /// windows of `round` each, nodes and twins are partitioned into groups drawn from the
     /// seed (who sees which copy, which groups talk); inverse: stop the twins.
@@ -99,6 +103,7 @@ impl FaultKind {
             FaultKind::Delay => "delay",
             FaultKind::Twin => "twin",
             FaultKind::PowerFail => "power-fail",
+            FaultKind::Corrupt => "corrupt",
             FaultKind::Twins => "twins",
         }
     }
@@ -132,6 +137,34 @@ impl FaultKind {
     /// Whether it starts twins (a twin of one node, or a Twins scenario).
     pub fn is_twin(self) -> bool {
         matches!(self, FaultKind::Twin | FaultKind::Twins)
+    }
+}
+
+/// What a `corrupt` fault does to the files it hits. Each kind records its intent in the
+/// journal before the next one acts: file, offset, length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Damage {
+    /// Every bit of every matched file flips with `probability` (seeded): a bad disk or a
+    /// bad cable. A file with no flipped bit is left alone.
+    Bitflip,
+    /// One matched file (seeded) loses a Zipf-distributed number of bytes from its end,
+    /// mostly a few, sometimes most of it: a lost tail after a crash the target did not
+    /// expect.
+    Truncate,
+    /// One chunk of one matched file is overwritten by its copy from an earlier point of
+    /// the run (when the nemesis armed, or this node's previous corruption): a stale or
+    /// misdirected write.
+    Restore,
+}
+
+impl Damage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Damage::Bitflip => "bitflip",
+            Damage::Truncate => "truncate",
+            Damage::Restore => "restore",
+        }
     }
 }
 
@@ -383,6 +416,13 @@ pub struct FaultParams {
     /// waits for) into a group drawn from the seed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leader: Option<RoundLeader>,
+    /// corrupt: what is done to the files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub damage: Option<Damage>,
+    /// corrupt with `damage: bitflip`: the chance that each bit of a file flips
+    /// (0 < probability ≤ 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probability: Option<f64>,
 }
 
 /// `- at: 5s\n  start: partition\n  grudge: majorities-ring` or `- at: 15s\n  stop: partition`.
@@ -688,6 +728,26 @@ fn check_params(v: &mut Violations<'_>, field: &str, kind: FaultKind, p: &FaultP
                 "a partition takes a grudge, not a target",
             );
         }
+        FaultKind::Corrupt => {
+            v.check(
+                p.damage.is_some(),
+                format!("{field}.damage"),
+                "a corruption needs a damage kind: bitflip (with a probability), truncate or restore",
+            );
+            if p.damage == Some(Damage::Bitflip) {
+                v.check(
+                    p.probability.is_some_and(|x| x > 0.0 && x <= 1.0),
+                    format!("{field}.probability"),
+                    "bitflip needs the chance that each bit flips, a probability above 0 and at most 1 (`probability: 0.001`)",
+                );
+            } else {
+                v.check(
+                    p.probability.is_none(),
+                    format!("{field}.probability"),
+                    "only bitflip damage takes a probability",
+                );
+            }
+        }
         FaultKind::Pause | FaultKind::Kill | FaultKind::PowerFail => {
             v.check(
                 has_target,
@@ -819,6 +879,18 @@ fn check_params(v: &mut Violations<'_>, field: &str, kind: FaultKind, p: &FaultP
                 !set,
                 format!("{field}.{name}"),
                 format!("only a twins scenario takes `{name}`"),
+            );
+        }
+    }
+    if kind != FaultKind::Corrupt {
+        for (name, set) in [
+            ("damage", p.damage.is_some()),
+            ("probability", p.probability.is_some()),
+        ] {
+            v.check(
+                !set,
+                format!("{field}.{name}"),
+                format!("only a corruption takes `{name}`"),
             );
         }
     }
@@ -1037,5 +1109,44 @@ mod tests {
         );
         assert_eq!(ok.twin_fields(), ["timeline[0].start", "timeline[1].start"]);
         assert!(ok.kinds().iter().all(|k| k.is_network()));
+    }
+
+    #[test]
+    fn corruptions_are_checked_for_damage_and_probability_at_their_fields() {
+        let p = Path::new("nemesis/corrupt.yaml");
+        let err = parse_yaml::<NemesisSpec>(
+            p,
+            "name: c\ntimeline:\n  - {at: 1s, start: corrupt, damage: shred}\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.starts_with("nemesis/corrupt.yaml:3:"), "{err}");
+        assert!(err.contains("shred"), "{err}");
+        assert!(err.contains("bitflip"), "{err}");
+        let n: NemesisSpec = parse_yaml(
+            p,
+            "name: c\ninterval: 5s\nduration: 3s\nfaults:\n  - {fault: corrupt, damage: bitflip, probability: 1.5}\n  - {fault: corrupt, damage: bitflip}\n  - {fault: corrupt, damage: truncate, probability: 0.1}\n  - {fault: corrupt}\n  - {fault: kill, target: one, damage: restore}\n  - {fault: corrupt, damage: bitflip, probability: 0}\n",
+        )
+        .unwrap();
+        let err = n.validate(p).unwrap_err().to_string();
+        for want in [
+            "faults[0].probability: bitflip needs the chance that each bit flips, a probability above 0 and at most 1",
+            "faults[1].probability: bitflip needs",
+            "faults[2].probability: only bitflip damage takes a probability",
+            "faults[3].damage: a corruption needs a damage kind",
+            "faults[4].damage: only a corruption takes `damage`",
+            "faults[5].probability: bitflip needs",
+        ] {
+            assert!(err.contains(want), "{want} missing from {err}");
+        }
+        // No target: a minority, drawn at plan time.
+        let ok: NemesisSpec = parse_yaml(
+            p,
+            "name: c\ninterval: 5s\nduration: 3s\nfaults:\n  - {fault: corrupt, damage: bitflip, probability: 0.001}\n  - {fault: corrupt, damage: restore, target: all}\n",
+        )
+        .unwrap();
+        ok.validate(p).unwrap();
+        assert_eq!(ok.fields_of(FaultKind::Corrupt).len(), 2);
+        assert!(!FaultKind::Corrupt.is_network());
     }
 }

@@ -310,6 +310,28 @@ impl Plan {
                 )?;
             }
         }
+        if kinds.contains(&FaultKind::Corrupt) {
+            let why = match &hosts {
+                HostsChoice::Ssh { .. } => Some("these are SSH hosts, and faultline damages a node's files from this machine (hosts: local or loopback)".to_string()),
+                _ => None,
+            }
+            .or_else(|| {
+                target_spec.data_files.is_empty().then(|| {
+                    format!(
+                        "target {} ({}) declares no `data_files:`, so faultline cannot tell which files hold a node's durable state; declare globs relative to {{data_dir}} there (README: \"Nemesis\", corrupt)",
+                        target_spec.name,
+                        target_file.display()
+                    )
+                })
+            });
+            if let Some(why) = why {
+                nemesis.refuse(
+                    &nemesis_file,
+                    FaultKind::Corrupt,
+                    &format!("nemesis {} corrupts data files, but {why}", nemesis.name),
+                )?;
+            }
+        }
         if let (Some(k), HostsChoice::Loopback) = (kinds.iter().find(|k| k.is_network()), &hosts) {
             bail!(
                 "{}: nemesis {} injects {} faults, which need network namespaces (root); these hosts are loopback addresses, so they cannot be applied. Run as root, or pick a nemesis without partition/loss.",
@@ -864,6 +886,19 @@ mod tests {
         inventory
     }
 
+    /// A 3-node plan of `target` under the nemesis file `nemesis`, seed 1, on `hosts`.
+    fn resolve_three(target: &str, nemesis: &Path, hosts: HostsChoice) -> Result<Plan, String> {
+        let o = Overrides {
+            target: Some(target.into()),
+            nemesis: Some(nemesis.display().to_string()),
+            nodes: Some(3),
+            seed: Some(1),
+            hosts: Some(hosts.clone()),
+            ..Overrides::default()
+        };
+        Plan::resolve(&SpecRoots::default_roots(), &o, hosts).map_err(|e| format!("{e:#}"))
+    }
+
     #[test]
     fn twins_are_refused_at_plan_time_on_loopback_and_ssh_hosts_and_without_identity() {
         let dir = tempfile::tempdir().unwrap();
@@ -874,17 +909,7 @@ mod tests {
         )
         .unwrap();
         let inventory = three_ssh_hosts(dir.path());
-        let resolve = |target: &str, hosts: HostsChoice| {
-            let o = Overrides {
-                target: Some(target.into()),
-                nemesis: Some(nemesis.display().to_string()),
-                nodes: Some(3),
-                seed: Some(1),
-                hosts: Some(hosts.clone()),
-                ..Overrides::default()
-            };
-            Plan::resolve(&SpecRoots::default_roots(), &o, hosts).map_err(|e| format!("{e:#}"))
-        };
+        let resolve = |target: &str, hosts: HostsChoice| resolve_three(target, &nemesis, hosts);
         let at = format!("{}:3:", nemesis.display());
         let err = resolve("raftkv", HostsChoice::Loopback).unwrap_err();
         assert!(err.starts_with(&at), "{err}");
@@ -914,6 +939,39 @@ mod tests {
             &plan.nemesis_schedule[0].action,
             crate::spec::schedule::Action::StartTwin { node, sees_twin } if node == "n1" && !sees_twin.is_empty()
         ));
+    }
+
+    #[test]
+    fn corruptions_are_refused_at_plan_time_without_data_files_and_on_ssh_hosts() {
+        let dir = tempfile::tempdir().unwrap();
+        let nemesis = dir.path().join("c.yaml");
+        std::fs::write(
+            &nemesis,
+            "name: c\ninterval: 5s\nduration: 3s\nfaults:\n  - {fault: kill, target: one}\n  - {fault: corrupt, damage: truncate}\n",
+        )
+        .unwrap();
+        let inventory = three_ssh_hosts(dir.path());
+        let resolve = |target: &str, hosts: HostsChoice| resolve_three(target, &nemesis, hosts);
+        let at = format!("{}:6:", nemesis.display());
+        let err = resolve("tests/fixtures/lazykv/target.yaml", HostsChoice::Loopback).unwrap_err();
+        assert!(err.starts_with(&at), "{err}");
+        assert!(
+            err.contains("faults[1].fault: nemesis c corrupts data files, but target lazykv"),
+            "{err}"
+        );
+        assert!(err.contains("declares no `data_files:`"), "{err}");
+        let ssh = HostsChoice::Ssh {
+            inventory,
+            nodes: Vec::new(),
+        };
+        let err = resolve("raftkv", ssh).unwrap_err();
+        assert!(err.starts_with(&at), "{err}");
+        assert!(err.contains("these are SSH hosts"), "{err}");
+        let plan = resolve("raftkv", HostsChoice::Loopback).unwrap();
+        assert!(plan
+            .nemesis_schedule
+            .iter()
+            .any(|s| matches!(s.action, crate::spec::schedule::Action::Corrupt { .. })));
     }
 
     #[test]

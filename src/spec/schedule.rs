@@ -7,7 +7,7 @@
 
 use super::grudge::{grudge_for, Grudge};
 use crate::spec::nemesis::{
-    FaultKind, FaultParams, FaultSpec, GrudgeSpec, NemesisSpec, NodeSelector, RoundLeader,
+    Damage, FaultKind, FaultParams, FaultSpec, GrudgeSpec, NemesisSpec, NodeSelector, RoundLeader,
     SelectorName,
 };
 use anyhow::{anyhow, bail, Result};
@@ -94,6 +94,19 @@ pub enum Action {
     /// Start every power-failed node again on what its data dir kept (history f:
     /// `power-restore`).
     PowerRestore,
+    /// SIGKILL the nodes, then damage the files their target declares (`data_files`);
+    /// every random choice (bits, lengths, chunks, files) is drawn from `seed`, a draw of
+    /// the schedule's own stream, so a seed gives the same damage to the same files.
+    Corrupt {
+        targets: Targets,
+        damage: Damage,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        probability: Option<f64>,
+        seed: u64,
+    },
+    /// Start every corrupted node again on its damaged files (history f:
+    /// `restart-corrupted`).
+    RestartCorrupted,
     /// One window of a Twins scenario: `twins` have twins (started in the first round),
     /// and nodes and twins (`n1-twin`) talk only within their group; a node sees the copy
     /// of a twinned node that is in its group. With `leader`, the leader asked for when
@@ -154,6 +167,8 @@ impl FaultEdge {
             "stop-twin" => heal(K::Twin),
             "power-fail" => FaultEdge::Start(K::PowerFail),
             "power-restore" => heal(K::PowerFail),
+            "corrupt" => FaultEdge::Start(K::Corrupt),
+            "restart-corrupted" => heal(K::Corrupt),
             "twins-round" => FaultEdge::Start(K::Twins),
             _ => return None,
         })
@@ -190,6 +205,7 @@ impl Action {
             Action::StartDelay { .. } => FaultEdge::Start(K::Delay),
             Action::StartTwin { .. } => FaultEdge::Start(K::Twin),
             Action::PowerFail { .. } => FaultEdge::Start(K::PowerFail),
+            Action::Corrupt { .. } => FaultEdge::Start(K::Corrupt),
             Action::TwinsRound { .. } => FaultEdge::Start(K::Twins),
             Action::StopPartition => heal(K::Partition),
             Action::Resume => heal(K::Pause),
@@ -199,6 +215,7 @@ impl Action {
             Action::StopDelay => heal(K::Delay),
             Action::StopTwin => heal(K::Twin),
             Action::PowerRestore => heal(K::PowerFail),
+            Action::RestartCorrupted => heal(K::Corrupt),
         }
     }
 
@@ -208,6 +225,7 @@ impl Action {
             Action::Pause { targets }
             | Action::Kill { targets }
             | Action::PowerFail { targets }
+            | Action::Corrupt { targets, .. }
             | Action::BumpClock { targets, .. }
             | Action::StrobeClock { targets, .. }
             | Action::StartLoss { targets, .. }
@@ -258,6 +276,8 @@ impl Action {
             Action::StopTwin => "stop-twin",
             Action::PowerFail { .. } => "power-fail",
             Action::PowerRestore => "power-restore",
+            Action::Corrupt { .. } => "corrupt",
+            Action::RestartCorrupted => "restart-corrupted",
             Action::TwinsRound { .. } => "twins-round",
         }
     }
@@ -273,6 +293,7 @@ impl Action {
             FaultKind::Delay => Action::StopDelay,
             FaultKind::Twin | FaultKind::Twins => Action::StopTwin,
             FaultKind::PowerFail => Action::PowerRestore,
+            FaultKind::Corrupt => Action::RestartCorrupted,
         }
     }
 }
@@ -396,10 +417,15 @@ fn start_action(
     rng: &mut ChaCha8Rng,
 ) -> Result<Action> {
     let settle_ms = p.settle.map_or(0, |d| d.as_millis() as u64);
+    // A corruption hits a minority unless told otherwise: the cluster should be able to
+    // survive it, so what it shows is whether the target notices.
+    let default =
+        (kind == FaultKind::Corrupt).then_some(NodeSelector::Named(SelectorName::Minority));
     let targets = |rng: &mut ChaCha8Rng| -> Result<Targets> {
         let sel = p
             .target
             .as_ref()
+            .or(default.as_ref())
             .ok_or_else(|| anyhow!("{} needs a target", kind.as_str()))?;
         let from = match sel {
             NodeSelector::Named(_) if pool.len() >= wanted(sel, nodes.len()) => pool,
@@ -431,6 +457,14 @@ fn start_action(
         },
         FaultKind::PowerFail => Action::PowerFail {
             targets: targets(rng)?,
+        },
+        FaultKind::Corrupt => Action::Corrupt {
+            targets: targets(rng)?,
+            damage: p
+                .damage
+                .ok_or_else(|| anyhow!("a corruption needs a damage kind"))?,
+            probability: p.probability,
+            seed: rng.random(),
         },
         FaultKind::ClockBump => {
             let max_ms = p.offset.map(|d| d.as_millis() as i64).unwrap_or(0).max(1);
@@ -717,6 +751,13 @@ mod tests {
             Action::StopTwin,
             Action::PowerFail { targets: t() },
             Action::PowerRestore,
+            Action::Corrupt {
+                targets: t(),
+                damage: Damage::Bitflip,
+                probability: Some(0.5),
+                seed: 7,
+            },
+            Action::RestartCorrupted,
         ];
         for a in &all {
             assert_eq!(FaultEdge::of(a.f()), Some(a.edge()), "{}", a.f());
@@ -1069,5 +1110,48 @@ mod tests {
             err.contains("disjoint: only a `concurrent: true` nemesis"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_corruption_hits_a_minority_by_default_with_a_seed_of_its_own() {
+        let s = spec("name: c\ninterval: 2s\nduration: 1s\nfaults:\n  - {fault: corrupt, damage: bitflip, probability: 0.01}\n");
+        let a = compile(&s, &nodes(5), 7, Duration::from_secs(20)).unwrap();
+        assert_eq!(
+            a,
+            compile(&s, &nodes(5), 7, Duration::from_secs(20)).unwrap()
+        );
+        let starts: Vec<&Action> = a
+            .iter()
+            .map(|s| &s.action)
+            .filter(|a| a.is_start())
+            .collect();
+        assert!(starts.len() > 3);
+        let mut seeds = Vec::new();
+        for act in &starts {
+            let Action::Corrupt {
+                targets: Targets::Nodes(ns),
+                damage,
+                probability,
+                seed,
+            } = act
+            else {
+                panic!("{act:?}");
+            };
+            assert_eq!(ns.len(), 2, "a minority of five");
+            assert_eq!((*damage, *probability), (Damage::Bitflip, Some(0.01)));
+            seeds.push(*seed);
+        }
+        seeds.sort();
+        seeds.dedup();
+        assert_eq!(
+            seeds.len(),
+            starts.len(),
+            "each corruption draws its own seed"
+        );
+        assert!(a.iter().any(|s| s.action == Action::RestartCorrupted));
+        // plan.yaml holds the steps: they read back as written.
+        let text = serde_yaml::to_string(&a).unwrap();
+        let back: Vec<Step> = serde_yaml::from_str(&text).unwrap();
+        assert_eq!(back, a);
     }
 }

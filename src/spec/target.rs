@@ -74,6 +74,11 @@ pub struct TargetSpec {
     /// but `{data_dir}`, which is its own. Absent: the target cannot have twins.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity: Option<Identity>,
+    /// The files a node keeps its durable state in, for the `corrupt` fault: globs
+    /// relative to `{data_dir}` (`log.jsonl`, `wal/*.wal`, `**/*.db`), templated like the
+    /// other per-node fields. Empty: the target cannot be corrupted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub data_files: Vec<String>,
 }
 
 /// A node's identity beyond its template values.
@@ -576,6 +581,23 @@ impl TargetSpec {
                 );
                 templates.push((field, f));
             }
+        }
+        for (i, f) in self.data_files.iter().enumerate() {
+            let field = format!("data_files[{i}]");
+            v.check(
+                !f.is_empty()
+                    && !f.starts_with('/')
+                    && !f.contains("{data_dir}")
+                    && !f.split('/').any(|c| c == ".." || c.is_empty()),
+                &field,
+                "must be a glob relative to the node's data dir (`log.jsonl`, `wal/*.wal`), without `/` at the start, `{data_dir}` or `..`: a corruption damages only what the node keeps there",
+            );
+            v.check(
+                glob::Pattern::new(f).is_ok(),
+                &field,
+                "is not a valid glob (`*`, `?`, `[abc]`, `**` between slashes)",
+            );
+            templates.push((field, f));
         }
         match &self.inspect {
             Some(Inspect::Client) => v.check(
@@ -1124,6 +1146,29 @@ client: {protocol: raftkv, port: client}
         let err = validation_error(&format!("{GOOD}inspect: {{command: []}}\n"));
         assert!(
             err.contains("inspect.command: must name a program"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn data_files_are_globs_under_the_data_dir() {
+        let p = Path::new("target.yaml");
+        let text = format!(
+            "{GOOD}data_files:\n  - \"wal/*.wal\"\n  - \"{{node}}.db\"\n  - \"/var/lib/x\"\n  - \"../escape\"\n  - \"{{data_dir}}/log\"\n  - \"[oops\"\n  - \"{{colour}}.log\"\n"
+        );
+        let spec: TargetSpec = parse_yaml(p, &text).unwrap();
+        let err = spec.validate(p).unwrap_err().to_string();
+        for want in [
+            "data_files[2]: must be a glob relative to the node's data dir",
+            "data_files[3]: must be a glob relative",
+            "data_files[4]: must be a glob relative",
+            "data_files[5]: is not a valid glob",
+            "data_files[6]: unknown placeholder {colour}",
+        ] {
+            assert!(err.contains(want), "{want} missing from {err}");
+        }
+        assert!(
+            !err.contains("data_files[0]") && !err.contains("data_files[1]"),
             "{err}"
         );
     }

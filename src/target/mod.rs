@@ -1036,6 +1036,19 @@ impl Cluster {
         self.procs.lock().await.get(node).map(NodeProc::pid)
     }
 
+    /// Whether `node`'s process on this machine has exited (it is still listed, so the
+    /// final phase reports its start-up failure as before); `false` while it runs, for
+    /// a node not started, and on SSH hosts.
+    pub async fn has_exited(&self, node: &str) -> bool {
+        match self.procs.lock().await.get_mut(node) {
+            Some(NodeProc::Local { child, cgroup, .. }) => {
+                matches!(child.try_wait(), Ok(Some(_)))
+                    && !cgroup.as_deref().is_some_and(cgroup::populated)
+            }
+            _ => false,
+        }
+    }
+
     pub async fn running(&self, node: &str) -> bool {
         self.procs.lock().await.contains_key(node)
     }
@@ -1281,6 +1294,37 @@ impl Cluster {
             anyhow!("node {node}: its data dir is not on the power-failure filesystem (data_fs: lazyfs)")
         })?;
         Ok(mount.power_fail())
+    }
+
+    /// The files of `node`'s data dir that match the target's `data_files` globs (filled
+    /// with the node's template values), sorted: what a `corrupt` fault may damage. Only
+    /// regular files count; a link is not followed out of the data dir.
+    pub fn data_files(&self, node: &str) -> Result<Vec<PathBuf>> {
+        if self.hosts.remote().is_some() {
+            bail!("node {node}: its data dir is on an SSH host; faultline damages files only on this machine");
+        }
+        let spec = &self.plan.target.spec;
+        if spec.data_files.is_empty() {
+            bail!("target {} declares no data_files", spec.name);
+        }
+        let vars = self.vars(node)?;
+        let dir = self.data_dir(node);
+        // The data dir's own path is matched literally: only the declared part is a glob.
+        let root = glob::Pattern::escape(&dir.display().to_string());
+        let mut files = std::collections::BTreeSet::new();
+        for t in &spec.data_files {
+            let rel = fill(t, &vars)?;
+            let pattern = format!("{root}/{rel}");
+            let paths = glob::glob(&pattern).with_context(|| {
+                format!("node {node}: data_files entry {t:?} is not a valid glob")
+            })?;
+            for p in paths.flatten() {
+                if std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_file()) {
+                    files.insert(p);
+                }
+            }
+        }
+        Ok(files.into_iter().collect())
     }
 
     /// Unmount every node's power-failure filesystem (after the nodes stopped); problems

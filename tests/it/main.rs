@@ -4,6 +4,7 @@ mod agreement;
 mod campaign;
 mod checker;
 mod corpus;
+mod corrupt;
 mod etcd;
 mod history;
 mod hotstuffkv;
