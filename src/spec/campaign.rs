@@ -113,6 +113,9 @@ pub struct OptionSet {
     /// Only these of `matrix.workload` (a bug shows in the histories some workloads make).
     #[serde(default)]
     pub workload: Option<Vec<String>>,
+    /// Only these of `matrix.target` (a bug switch belongs to one target's binary).
+    #[serde(default)]
+    pub target: Option<Vec<String>>,
 }
 
 /// A selector (any of target, workload, nemesis, option; absent = any) and what changes
@@ -230,6 +233,7 @@ impl CampaignSpec {
                 expect: None,
                 nemesis: None,
                 workload: None,
+                target: None,
             }]
         } else {
             self.matrix.options.clone()
@@ -287,6 +291,7 @@ impl CampaignSpec {
             for (field, subset, axis) in [
                 ("nemesis", &o.nemesis, &self.matrix.nemesis),
                 ("workload", &o.workload, &self.matrix.workload),
+                ("target", &o.target, &self.matrix.target),
             ] {
                 if let Some(ns) = subset {
                     v.check(
@@ -374,7 +379,9 @@ impl CampaignSpec {
         for target in &self.matrix.target {
             for workload in &self.matrix.workload {
                 for o in self.option_sets() {
-                    if o.workload.as_ref().is_some_and(|ws| !ws.contains(workload)) {
+                    if o.workload.as_ref().is_some_and(|ws| !ws.contains(workload))
+                        || o.target.as_ref().is_some_and(|ts| !ts.contains(target))
+                    {
                         continue;
                     }
                     for nemesis in &self.matrix.nemesis {
@@ -658,6 +665,29 @@ matrix: {target: [raftkv], workload: [register], nemesis: [kill], options: [{nam
         .to_string();
         assert!(
             err.contains("matrix.options[0].workload: \"kv\" is not one of matrix.workload"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_option_set_limited_to_targets_makes_cells_only_for_them() {
+        let c = parse(
+            "name: x\ntime_limit: 5s\nmatrix:\n  target: [raftkv, zookeeper]\n  workload: [register]\n  nemesis: [kill]\n  options:\n    - {name: bug, target: [raftkv], target_args: [--bug, stale-read], expect: invalid}\n    - {name: zab, target: [zookeeper]}\n",
+        )
+        .unwrap();
+        let (cells, _) = c.expand();
+        let got: Vec<(&str, &str)> = cells
+            .iter()
+            .map(|c| (c.target.as_str(), c.option.as_str()))
+            .collect();
+        assert_eq!(got, vec![("raftkv", "bug"), ("zookeeper", "zab")]);
+        let err = parse(
+            "name: x\ntime_limit: 5s\nmatrix:\n  target: [raftkv]\n  workload: [register]\n  nemesis: [kill]\n  options:\n    - {name: zab, target: [zookeeper]}\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("matrix.options[0].target: \"zookeeper\" is not one of matrix.target"),
             "{err}"
         );
     }

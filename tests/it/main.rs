@@ -20,3 +20,4 @@ mod set;
 mod ssh;
 mod twin;
 mod wire;
+mod zookeeper;
