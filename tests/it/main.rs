@@ -22,3 +22,4 @@ mod set;
 mod ssh;
 mod twin;
 mod wire;
+mod zookeeper;

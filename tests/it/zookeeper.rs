@@ -1,0 +1,101 @@
+//! ZooKeeper (ZAB), a third-party system, end to end: Debian's zookeeper 3.8 in three
+//! network namespaces, spoken to through targets/zookeeper/adapter.py (kazoo).
+//!
+//! These need root (namespaces) and ZooKeeper with kazoo, which the target's install.sh
+//! installs as root (`.ci/run` runs it); without them they print why and pass.
+
+use crate::run::{faultline, ids_from_log, leftovers, results, root_cluster, run_dir_of};
+use std::path::Path;
+use std::process::Command;
+
+const TARGET: &str = "targets/zookeeper";
+
+/// Why ZooKeeper cannot run here, if it cannot: install.sh installs what is missing (as
+/// root) and says what it could not.
+fn missing_zookeeper() -> Option<String> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(TARGET)
+        .join("install.sh");
+    match Command::new("sh").arg(&script).output() {
+        Ok(out) if out.status.success() => None,
+        Ok(out) => Some(format!(
+            "{} failed: {}",
+            script.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+        Err(e) => Some(format!("cannot run {}: {e}", script.display())),
+    }
+}
+
+/// One short run of three nodes under `nemesis`; it must be valid, leave nothing behind,
+/// and have had its faults land. `None` (having said why) without root or ZooKeeper.
+fn valid_run(name: &str, nemesis: &str) -> Option<(serde_json::Value, String)> {
+    let (_lock, store) = root_cluster(name)?;
+    if let Some(why) = missing_zookeeper() {
+        eprintln!("skipped: {why}");
+        return None;
+    }
+    let out = faultline()
+        .args(["run", "--target", TARGET, "--workload", "register"])
+        .args(["--nemesis", nemesis, "--time-limit", "15s"])
+        .args(["--nodes", "3", "--quiet", "--seed", "1"])
+        .arg("--store")
+        .arg(&store)
+        .output()
+        .unwrap();
+    let dir = run_dir_of(&out);
+    let log = std::fs::read_to_string(dir.join("faultline.log")).unwrap_or_default();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stderr: {}\nlog:\n{log}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = results(&dir);
+    assert_eq!(r["verdict"], "valid", "{r}");
+    // Every kind of op went through: reads, writes and both cas outcomes.
+    assert!(r["run"]["ok"].as_u64().unwrap_or(0) > 200, "{}", r["run"]);
+    let history = std::fs::read_to_string(dir.join("history.jsonl")).unwrap();
+    let ops: Vec<serde_json::Value> = history
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for (ty, f, error) in [("ok", "cas", None), ("fail", "cas", Some("compare-failed"))] {
+        assert!(
+            ops.iter()
+                .any(|o| o["type"] == ty && o["f"] == f && error.is_none_or(|e| o["error"] == e)),
+            "no {ty} {f} {error:?} in the history"
+        );
+    }
+    // ZooKeeper's own log (slf4j-simple on stderr) shows a node that led, on its address.
+    let n1 = std::fs::read_to_string(dir.join("nodes/n1/stderr.log")).unwrap_or_default();
+    assert!(
+        n1.contains("binding to port /10.213.0."),
+        "n1 did not bind its namespace address:\n{n1}"
+    );
+    let (id, pids) = ids_from_log(&dir);
+    assert_eq!(leftovers(&id, &pids), Vec::<String>::new());
+    std::fs::remove_dir_all(&store).ok();
+    Some((r, log))
+}
+
+#[test]
+fn zookeeper_without_faults_is_linearizable() {
+    let Some((r, _)) = valid_run("zk-none", "none") else {
+        return;
+    };
+    assert_eq!(r["run"]["faults"]["planned"], 0, "{}", r["run"]);
+}
+
+#[test]
+fn zookeeper_under_partitions_is_linearizable() {
+    let Some((r, log)) = valid_run("zk-partition", "partition") else {
+        return;
+    };
+    let landed = r["run"]["faults"]["landed"].as_u64().unwrap_or(0);
+    assert!(landed > 0, "no partition landed: {}\n{log}", r["run"]);
+    assert!(
+        log.contains("nemesis: partition n"),
+        "no partition ran:\n{log}"
+    );
+}
