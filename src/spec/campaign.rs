@@ -113,6 +113,10 @@ pub struct OptionSet {
     /// Only these of `matrix.workload` (a bug shows in the histories some workloads make).
     #[serde(default)]
     pub workload: Option<Vec<String>>,
+    /// Only these of `matrix.target` (target arguments mean something to one program only:
+    /// raftkv's `--bug`, nats-server's `-c FILE`).
+    #[serde(default)]
+    pub target: Option<Vec<String>>,
 }
 
 /// A selector (any of target, workload, nemesis, option; absent = any) and what changes
@@ -230,6 +234,7 @@ impl CampaignSpec {
                 expect: None,
                 nemesis: None,
                 workload: None,
+                target: None,
             }]
         } else {
             self.matrix.options.clone()
@@ -287,6 +292,7 @@ impl CampaignSpec {
             for (field, subset, axis) in [
                 ("nemesis", &o.nemesis, &self.matrix.nemesis),
                 ("workload", &o.workload, &self.matrix.workload),
+                ("target", &o.target, &self.matrix.target),
             ] {
                 if let Some(ns) = subset {
                     v.check(
@@ -374,7 +380,9 @@ impl CampaignSpec {
         for target in &self.matrix.target {
             for workload in &self.matrix.workload {
                 for o in self.option_sets() {
-                    if o.workload.as_ref().is_some_and(|ws| !ws.contains(workload)) {
+                    if o.workload.as_ref().is_some_and(|ws| !ws.contains(workload))
+                        || o.target.as_ref().is_some_and(|ts| !ts.contains(target))
+                    {
                         continue;
                     }
                     for nemesis in &self.matrix.nemesis {
@@ -620,6 +628,42 @@ overrides: [{option: o, nemesis: pause, expect: invalid}]
         .unwrap_err()
         .to_string();
         assert!(err.contains("overrides[0]: matches no cell"), "{err}");
+    }
+
+    #[test]
+    fn an_option_set_may_run_on_a_subset_of_the_targets() {
+        let spec = parse(
+            "name: x
+time_limit: 5s
+matrix:
+  target: [raftkv, nats]
+  workload: [set]
+  nemesis: [kill]
+  options: [{name: bug, target: [raftkv], target_args: [--bug, x]}, {name: plain}]
+",
+        )
+        .unwrap();
+        let (cells, _) = spec.expand();
+        let got: Vec<(&str, &str)> = cells
+            .iter()
+            .map(|c| (c.target.as_str(), c.option.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [("raftkv", "bug"), ("raftkv", "plain"), ("nats", "plain")]
+        );
+        let err = parse(
+            "name: x
+time_limit: 5s
+matrix: {target: [raftkv], workload: [set], nemesis: [kill], options: [{name: a, target: [etcd]}]}
+",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("matrix.options[0].target: \"etcd\" is not one of matrix.target"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod etcd;
 mod history;
 mod lazyfs;
 mod modules;
+mod nats;
 mod nemesis;
 mod paxoskv;
 mod pbftkv;
