@@ -56,8 +56,8 @@ WRONG_LAST_SEQUENCE = 10071
 # A wrong last revision says the key was written since our read, not that its value differs
 # from `old` now (another write may have stored `old` again): nothing happened, but it is no
 # observation of the value, so not `compare-failed`, which faultline's checker takes as one.
-# Answering compare-failed here made a partition-free run invalid (a cas "saw" a value
-# other than the 1 every concurrent write had just left).
+# Answering compare-failed here made a run invalid whose counterexample held no fault (a
+# cas "saw" a value other than the 1 the writes before it had just left).
 REVISION_CHANGED = {"type": "fail", "error": "revision-changed"}
 # Nothing to talk to: wait this long before answering fail, so a worker does not spin.
 DOWN_PAUSE_S = 0.05
