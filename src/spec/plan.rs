@@ -422,6 +422,12 @@ impl Plan {
 
         let mut target_args = test.target_args.clone();
         target_args.extend(o.target_args.iter().cloned());
+        // Filled like `start` when a node starts: an unknown placeholder is refused here.
+        for a in &target_args {
+            if let Err(rule) = crate::spec::target::check_template(a, &target_spec.ports) {
+                bail!("target argument {a:?} (--target-arg / target_args): {rule}");
+            }
+        }
         let name = test
             .name
             .clone()

@@ -117,10 +117,14 @@ pub struct Ready {
     pub timeout: Duration,
     #[serde(default)]
     pub check: ReadyCheck,
-    /// `check: http`: the path every node's client port must answer with HTTP 200
+    /// `check: http`: the path every node's probed port must answer with HTTP 200
     /// (e.g. etcd's `/health`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
+    /// `check: http` / `tcp`: which of `ports` is probed (default: `client.port`). A system
+    /// whose health endpoint is on a monitoring port of its own (NATS's `/healthz`) names it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<String>,
 }
 
 /// How readiness is decided.
@@ -544,6 +548,21 @@ impl TargetSpec {
             "ready.path",
             "is only used with `check: http`",
         );
+        if let Some(port) = &self.ready.port {
+            v.check(
+                self.ready.check != ReadyCheck::Client,
+                "ready.port",
+                "is only used with `check: http` or `check: tcp` (`check: client` asks the client)",
+            );
+            v.check(
+                self.ports.contains_key(port),
+                "ready.port",
+                format!(
+                    "must be one of ports ({})",
+                    self.ports.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            );
+        }
         let uses_peers = self
             .start
             .iter()
@@ -640,7 +659,7 @@ pub fn signal_by_name(name: &str) -> Option<nix::sys::signal::Signal> {
 }
 
 /// Check that every `{…}` in a template is a known placeholder.
-fn check_template(t: &str, ports: &BTreeMap<String, u16>) -> Result<(), String> {
+pub fn check_template(t: &str, ports: &BTreeMap<String, u16>) -> Result<(), String> {
     for name in placeholders_of(t)? {
         let known = PLACEHOLDERS.contains(&name)
             || name
@@ -997,6 +1016,26 @@ client: {protocol: raftkv, port: client}
         );
         let err = validation_error(&text);
         assert!(err.contains("ready.path: must be set"), "{err}");
+    }
+
+    #[test]
+    fn a_readiness_port_must_be_declared_and_probed_by_http_or_tcp() {
+        let ok = GOOD.replace(
+            "ready: {timeout: 10s}",
+            "ready: {timeout: 10s, check: http, path: /healthz, port: peer}",
+        );
+        let p = Path::new("t.yaml");
+        let spec: TargetSpec = parse_yaml(p, &ok).unwrap();
+        spec.validate(p).unwrap();
+        let err = validation_error(&GOOD.replace(
+            "ready: {timeout: 10s}",
+            "ready: {timeout: 10s, check: tcp, port: monitor}",
+        ));
+        assert!(err.contains("ready.port: must be one of ports"), "{err}");
+        let err = validation_error(
+            &GOOD.replace("ready: {timeout: 10s}", "ready: {timeout: 10s, port: peer}"),
+        );
+        assert!(err.contains("ready.port: is only used with"), "{err}");
     }
 
     #[test]

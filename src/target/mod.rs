@@ -395,6 +395,20 @@ impl Cluster {
         Ok(SocketAddr::new(self.host(node)?.ip.into(), *port))
     }
 
+    /// Where the `http` / `tcp` readiness probe connects on `node`: `ready.port`, or the
+    /// client port.
+    fn ready_addr(&self, node: &str) -> Result<SocketAddr> {
+        let spec = &self.plan.target.spec;
+        let Some(name) = &spec.ready.port else {
+            return self.client_addr(node);
+        };
+        let port = spec
+            .ports
+            .get(name)
+            .ok_or_else(|| anyhow!("ready port {name} is not declared"))?;
+        Ok(SocketAddr::new(self.host(node)?.ip.into(), *port))
+    }
+
     /// A fresh client bound to `home`.
     pub fn client(&self, home: &str) -> Result<Client> {
         let addrs = self
@@ -716,7 +730,11 @@ impl Cluster {
             .iter()
             .map(|t| fill(t, &vars))
             .collect::<Result<Vec<_>>>()?;
-        argv.extend(self.plan.target_args.iter().cloned());
+        // Filled like `start`, so an argument can name a file beside target.yaml
+        // (`-c {target_dir}/sync-always.conf`).
+        for a in &self.plan.target_args {
+            argv.push(fill(a, &vars)?);
+        }
         let mut env = BTreeMap::new();
         for (k, t) in &spec.env {
             env.insert(k.clone(), fill(t, &vars)?);
@@ -957,11 +975,12 @@ impl Cluster {
         }
     }
 
-    /// `GET ready.path` answers 200 on every node's client port.
+    /// `GET ready.path` answers 200 on every node's probed port (`ready.port` or the
+    /// client port).
     async fn http_ready(&self) -> Result<(), String> {
         let path = self.plan.target.spec.ready.path.as_deref().unwrap_or("/");
         for n in &self.plan.nodes {
-            let addr = self.client_addr(n).map_err(|e| e.to_string())?;
+            let addr = self.ready_addr(n).map_err(|e| e.to_string())?;
             let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
             let resp = client::http::HttpConn::new(addr)
                 .request("GET", path, None, deadline)
@@ -980,14 +999,14 @@ impl Cluster {
 
     async fn tcp_ready(&self) -> Result<(), String> {
         for n in &self.plan.nodes {
-            let addr = self.client_addr(n).map_err(|e| e.to_string())?;
+            let addr = self.ready_addr(n).map_err(|e| e.to_string())?;
             tokio::time::timeout(
                 Duration::from_millis(500),
                 tokio::net::TcpStream::connect(addr),
             )
             .await
-            .map_err(|_| format!("{n}: connecting to {addr} (its client port) timed out"))?
-            .map_err(|e| format!("{n}: cannot connect to {addr} (its client port): {e}"))?;
+            .map_err(|_| format!("{n}: connecting to {addr} (its readiness port) timed out"))?
+            .map_err(|e| format!("{n}: cannot connect to {addr} (its readiness port): {e}"))?;
         }
         Ok(())
     }

@@ -4,7 +4,7 @@
 //! These need root (namespaces) and Debian's `etcd-server` (and `etcd-client` for the
 //! adapter); without them they print why and pass. `.ci/run` installs both.
 
-use crate::run::{faultline, ids_from_log, leftovers, results, root_cluster, run_dir_of, store};
+use crate::run::{faultline, ids_from_log, leftovers, refused, results, root_cluster, run_dir_of};
 use std::path::Path;
 use std::process::Output;
 
@@ -53,23 +53,6 @@ fn run(r: Run) -> Option<(Output, std::path::PathBuf)> {
         .output()
         .unwrap();
     Some((out, store))
-}
-
-/// A run refused before anything started: its stderr.
-fn refused(name: &str, args: &[&str]) -> String {
-    let store = store(name);
-    let out = faultline()
-        .arg("run")
-        .args(args)
-        .arg("--store")
-        .arg(&store)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(3));
-    // Nothing ran: no run directory.
-    assert_eq!(std::fs::read_dir(&store).unwrap().count(), 0);
-    std::fs::remove_dir_all(&store).ok();
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// What a finished run left to look at.

@@ -10,6 +10,7 @@ mod history;
 mod hotstuffkv;
 mod lazyfs;
 mod modules;
+mod nats;
 mod nemesis;
 mod paxoskv;
 mod pbftkv;

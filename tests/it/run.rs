@@ -737,3 +737,20 @@ fn an_adapter_that_declares_leaders_but_names_none_is_refused_before_the_clients
     );
     std::fs::remove_dir_all(&store).ok();
 }
+
+/// A run refused before anything started: its stderr.
+pub fn refused(name: &str, args: &[&str]) -> String {
+    let store = store(name);
+    let out = faultline()
+        .arg("run")
+        .args(args)
+        .arg("--store")
+        .arg(&store)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    // Nothing ran: no run directory.
+    assert_eq!(std::fs::read_dir(&store).unwrap().count(), 0);
+    std::fs::remove_dir_all(&store).ok();
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
