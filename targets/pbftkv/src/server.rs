@@ -23,18 +23,19 @@
 //! there. `status` and `log` are answered from the loop's state at once. `log` pages
 //! through the digests of the requests this replica executed since it started, by
 //! sequence number (`term` 0: views do not matter, one request per number does), which
-//! faultline's agreement oracle compares across replicas; numbers executed before a
-//! restart, or skipped by state transfer, are not answered.
+//! faultline's agreement oracle compares across replicas; they are kept in the data dir
+//! (`storage`), so numbers executed before a restart are answered too; numbers skipped
+//! by state transfer are not.
 
 use crate::auth::{verify_request, Ed25519Auth};
 use crate::cli::Settings;
 use crate::keys;
 use crate::kv::{digest_of, Sig};
-use crate::pbft::{Durable, Message, Node, Ready, Replica, ReplicaId};
+use crate::pbft::{Message, Node, Ready, Replica, ReplicaId};
 use crate::protocol::{
     hex, parse_request, render_rejected, render_reply, render_status, ClientRequest,
 };
-use crate::storage::PbftStorage;
+use crate::storage::{PbftStorage, Record};
 use anyhow::{Context, Result};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use nodeshell::disk::{Disk, DiskJob};
@@ -43,7 +44,7 @@ use nodeshell::log_line;
 use nodeshell::transport::{send_all, serve_peers, spawn_peer, PeerMessage, WireStats, PEER_QUEUE};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -138,7 +139,7 @@ pub async fn run(s: Settings, shutdown: impl Future<Output = ()>) -> Result<()> 
     members.sort();
     let number = |name: &str| members.iter().position(|m| m == name).unwrap_or(0) as ReplicaId;
     let me = number(&n.id);
-    let (storage, durable) = PbftStorage::open(&n.data_dir)?;
+    let (storage, durable, mut executed) = PbftStorage::open(&n.data_dir)?;
     let (key, public) = keys::load(&n.data_dir, &s.cluster_secret, &n.id, &members)?;
     let peer_listener = TcpListener::bind(n.peer_listen)
         .await
@@ -184,14 +185,13 @@ pub async fn run(s: Settings, shutdown: impl Future<Output = ()>) -> Result<()> 
 
     let auth = Ed25519Auth::new(key.clone(), public.clone());
     let mut core = Replica::new(me, s.pbft.clone(), s.bugs, Box::new(auth), durable);
-    let mut disk: Disk<Box<Durable>, Envelope, Vec<(Lines, String)>> =
+    let mut disk: Disk<Record, Envelope, Vec<(Lines, String)>> =
         Disk::start("pbftkv-disk", storage, senders.clone())?;
     // Each client's connection and the id of its latest request.
     let mut routes: HashMap<crate::kv::ClientId, (Lines, Value)> = HashMap::new();
     let mut ticker = Ticker::new(n.tick_ms, 2 * s.pbft.view_change_ticks + 1);
-    // Sequence number → digest of the request executed there (the null request's is all
-    // zeros), since this start: what the `log` request pages through.
-    let mut executed: BTreeMap<u64, String> = BTreeMap::new();
+    // `executed` (from the data dir): sequence number → digest of the request executed
+    // there (the null request's is all zeros), what the `log` request pages through.
     let trace = std::env::var_os("PBFTKV_TRACE").is_some();
     let mut status = (core.view(), core.is_primary(), core.changing_view());
     tokio::pin!(shutdown);
@@ -282,12 +282,16 @@ pub async fn run(s: Settings, shutdown: impl Future<Output = ()>) -> Result<()> 
             messages,
             executed: done,
         } = core.take_ready();
-        for e in done {
-            executed.insert(e.seq, hex(&e.digest.0));
-        }
         let mut job = DiskJob::new(Vec::new());
         if persist {
-            job.persist.push(Box::new(core.durable().clone()));
+            job.persist
+                .push(Record::State(Box::new(core.durable().clone())));
+        }
+        if !done.is_empty() {
+            let fresh: Vec<(u64, String)> =
+                done.iter().map(|e| (e.seq, hex(&e.digest.0))).collect();
+            executed.extend(fresh.iter().cloned());
+            job.persist.push(Record::Executed(fresh));
         }
         for (to, msg) in messages {
             if trace {
