@@ -172,8 +172,8 @@ pub struct Cluster {
     /// restarts (it is the node's disk), unmounted after it stopped for good. Dropping the
     /// cluster (a panic) unmounts them too.
     mounts: std::sync::Mutex<BTreeMap<String, crate::hosts::lazyfs::Mount>>,
-    /// The running twins and where their client ports are reached: clients that can
-    /// address a twin (the `pbft` client) send to it too while it runs.
+    /// The running twins and where their client ports are reached: the built-in clients
+    /// that can address a twin (`raftkv`, `pbft`) send to it too while it runs.
     twins_up: tokio::sync::watch::Sender<BTreeMap<String, client::Endpoint>>,
 }
 
@@ -420,9 +420,10 @@ impl Cluster {
         let spec = &self.plan.target.spec;
         let serializable = spec.client.serializable || self.plan.workload.serializable;
         Ok(match spec.client.protocol {
-            Protocol::Raftkv => {
-                Client::Raftkv(client::raftkv::RaftkvClient::new(home.to_string(), addrs))
-            }
+            Protocol::Raftkv => Client::Raftkv(
+                client::raftkv::RaftkvClient::new(home.to_string(), addrs)
+                    .with_twins(self.twins_up.subscribe()),
+            ),
             Protocol::Pbft => Client::Pbft(Box::new(
                 client::pbft::PbftClient::new(home.to_string(), addrs)
                     .with_twins(self.twins_up.subscribe()),

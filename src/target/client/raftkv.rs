@@ -5,9 +5,15 @@
 //! within the op's timeout — as a real client library would. Connections are per node and
 //! reused; after a timeout the connection is dropped, because a late answer on it would
 //! otherwise be read as the answer to the next request.
+//!
+//! While twins run (the `twin` fault), every other op of a worker is sent from the *twin
+//! side*: to its home node's twin if it has one, and a leader hint naming a twinned node
+//! leads to that node's twin (reached from inside the twin's namespace); the other ops go
+//! to the originals. The history's `node` names the copy that answered (`n1-twin`).
 
-use super::{indefinite, Completion, Invocation};
+use super::{indefinite, Completion, Endpoint, Invocation};
 use crate::history::{OpType, COMPARE_FAILED};
+use crate::spec::schedule::{twin_name, twin_of};
 use crate::spec::workload::OpKind;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -16,6 +22,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 /// Redirects followed per op after the first node said `not-leader`.
@@ -27,6 +34,11 @@ const MAX_LINE_BYTES: usize = 64 * 1024;
 pub struct RaftkvClient {
     home: String,
     addrs: BTreeMap<String, SocketAddr>,
+    /// The running twins (node → where its twin's client port is reached), kept by the
+    /// cluster; `None` where twins cannot run.
+    twins: Option<watch::Receiver<BTreeMap<String, Endpoint>>>,
+    /// Ops invoked, whose parity picks the side while twins run.
+    ops: u64,
     conns: BTreeMap<String, BufReader<TcpStream>>,
     next_id: u64,
     /// Reused request and answer buffers: the client sits on every op's path, so it
@@ -93,10 +105,47 @@ impl RaftkvClient {
         RaftkvClient {
             home,
             addrs,
+            twins: None,
+            ops: 0,
             conns: BTreeMap::new(),
             next_id: 0,
             out: Vec::with_capacity(128),
             line: String::with_capacity(128),
+        }
+    }
+
+    /// The client also reaches the twins `twins` lists while they run.
+    pub fn with_twins(mut self, twins: watch::Receiver<BTreeMap<String, Endpoint>>) -> Self {
+        self.twins = Some(twins);
+        self
+    }
+
+    /// Where `copy` (a node, or a running twin's name) is reached.
+    fn endpoint(&self, copy: &str) -> Option<Endpoint> {
+        if let Some(node) = twin_of(copy) {
+            if let Some(at) = self
+                .twins
+                .as_ref()
+                .and_then(|t| t.borrow().get(node).cloned())
+            {
+                return Some(at);
+            }
+        }
+        self.addrs.get(copy).map(|a| Endpoint::direct(*a))
+    }
+
+    /// The copy of `node` this op's side talks to: its twin on the twin side, if it has
+    /// one running.
+    fn copy_of(&self, node: &str, twin_side: bool) -> String {
+        let twinned = twin_side
+            && self
+                .twins
+                .as_ref()
+                .is_some_and(|t| t.borrow().contains_key(node));
+        if twinned {
+            twin_name(node)
+        } else {
+            node.to_string()
         }
     }
 
@@ -106,12 +155,11 @@ impl RaftkvClient {
         req: &mut Request<'_>,
         deadline: Instant,
     ) -> Result<Answer, Exchange> {
-        let addr = *self
-            .addrs
-            .get(node)
+        let at = self
+            .endpoint(node)
             .ok_or_else(|| Exchange::NotSent(format!("unknown node {node}")))?;
         if !self.conns.contains_key(node) {
-            let stream = tokio::time::timeout_at(deadline, TcpStream::connect(addr))
+            let stream = tokio::time::timeout_at(deadline, at.connect())
                 .await
                 .map_err(|_| Exchange::NotSent(format!("connect to {node} timed out")))?
                 .map_err(|e| Exchange::NotSent(format!("connect to {node}: {e}")))?;
@@ -179,7 +227,19 @@ impl RaftkvClient {
                 ..Request::new("cas", key)
             },
         };
-        let mut node = self.home.clone();
+        // While twins run, every other op is sent from the twin side; connections to twins
+        // that stopped since go.
+        let twin_side = match &self.twins {
+            Some(t) => {
+                let up = t.borrow();
+                self.conns
+                    .retain(|c, _| twin_of(c).is_none_or(|n| up.contains_key(n)));
+                !up.is_empty() && self.ops % 2 == 1
+            }
+            None => false,
+        };
+        self.ops += 1;
+        let mut node = self.copy_of(&self.home, twin_side);
         let mut hops = 0;
         loop {
             let answer = match self.exchange(&node, &mut req, deadline).await {
@@ -221,8 +281,9 @@ impl RaftkvClient {
                         .leader
                         .as_ref()
                         .and_then(Value::as_str)
-                        .filter(|l| *l != node && self.addrs.contains_key(*l))
-                        .map(str::to_string);
+                        .filter(|l| self.addrs.contains_key(*l))
+                        .map(|l| self.copy_of(l, twin_side))
+                        .filter(|l| *l != node);
                     match hint {
                         Some(leader) if hops < MAX_HOPS => {
                             hops += 1;
@@ -400,4 +461,49 @@ pub async fn committed_log(
     })
     .await
     .unwrap_or_else(|_| Err(format!("{node}: no complete log within {timeout:?}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client() -> (RaftkvClient, watch::Sender<BTreeMap<String, Endpoint>>) {
+        let addrs: BTreeMap<String, SocketAddr> = ["n1", "n2"]
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                (
+                    n.to_string(),
+                    SocketAddr::from(([10, 213, 0, i as u8 + 2], 7002)),
+                )
+            })
+            .collect();
+        let (tx, rx) = watch::channel(BTreeMap::new());
+        (RaftkvClient::new("n1".into(), addrs).with_twins(rx), tx)
+    }
+
+    #[test]
+    fn the_twin_side_reaches_a_running_twin_from_its_namespace() {
+        let (c, tx) = client();
+        // No twin: both sides talk to the originals.
+        assert_eq!(c.copy_of("n1", true), "n1");
+        let at = Endpoint {
+            addr: SocketAddr::from(([10, 213, 0, 2], 7002)),
+            netns: Some("fl-x-n1-twin".into()),
+        };
+        tx.send_modify(|t| {
+            t.insert("n1".into(), at.clone());
+        });
+        assert_eq!(c.copy_of("n1", true), "n1-twin");
+        assert_eq!(c.copy_of("n1", false), "n1");
+        assert_eq!(c.copy_of("n2", true), "n2", "n2 has no twin");
+        assert_eq!(c.endpoint("n1-twin"), Some(at));
+        assert_eq!(c.endpoint("n1").and_then(|e| e.netns), None);
+        // A stopped twin is no longer reachable: its name is unknown again.
+        tx.send_modify(|t| {
+            t.clear();
+        });
+        assert_eq!(c.endpoint("n1-twin"), None);
+        assert_eq!(c.copy_of("n1", true), "n1");
+    }
 }
