@@ -754,3 +754,26 @@ pub fn refused(name: &str, args: &[&str]) -> String {
     std::fs::remove_dir_all(&store).ok();
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+/// A run's results say: valid by linearizability and by agreement, more than
+/// `min_writes` writes acknowledged, at least one fault landed, and more than
+/// `min_positions` log positions compared across nodes — not vacuous.
+pub fn assert_valid_and_agreed(r: &serde_json::Value, min_writes: u64, min_positions: u64) {
+    assert_eq!(r["check"]["verdict"], "valid", "{}", r["check"]);
+    assert!(
+        r["perf"]["ok_writes"].as_u64().unwrap() > min_writes,
+        "{}",
+        r["perf"]
+    );
+    assert!(
+        r["run"]["faults"]["landed"].as_u64().unwrap() >= 1,
+        "{}",
+        r["run"]
+    );
+    let a = &r["agreement"];
+    assert_eq!(a["verdict"], "valid", "{a}");
+    assert!(
+        a["positions_compared"].as_u64().unwrap() > min_positions,
+        "{a}"
+    );
+}
