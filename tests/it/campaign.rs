@@ -375,7 +375,7 @@ fn the_shipped_campaigns_resolve_cell_by_cell() {
         ("campaigns/ci.yaml", 4),
         ("campaigns/raftkv-bugs.yaml", 110),
         ("campaigns/etcd.yaml", 35),
-        ("campaigns/paxos.yaml", 255),
+        ("campaigns/paxos.yaml", 380),
     ] {
         let out = faultline()
             .args(["campaign", file, "--dry-run", "--hosts", "local"])

@@ -2,6 +2,7 @@
 
 mod agreement;
 mod campaign;
+mod ceph_mon;
 mod checker;
 mod corpus;
 mod corrupt;

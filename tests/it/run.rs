@@ -60,6 +60,44 @@ pub fn results(run_dir: &Path) -> Value {
     serde_json::from_str(&text).unwrap()
 }
 
+/// Why the third-party target in `target_dir` (e.g. `targets/zookeeper`) cannot run here, if
+/// it cannot: its install.sh installs what is missing (as root) and says what it could not.
+pub fn missing_install(target_dir: &str) -> Option<String> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(target_dir)
+        .join("install.sh");
+    match Command::new("sh").arg(&script).output() {
+        Ok(out) if out.status.success() => None,
+        Ok(out) => Some(format!(
+            "{} failed: {}",
+            script.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+        Err(e) => Some(format!("cannot run {}: {e}", script.display())),
+    }
+}
+
+/// A finished run that exited 0 with the verdict valid: its directory, results.json, its
+/// log and its history's lines.
+pub fn expect_valid(out: &Output) -> (PathBuf, Value, String, Vec<Value>) {
+    let dir = run_dir_of(out);
+    let log = std::fs::read_to_string(dir.join("faultline.log")).unwrap_or_default();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stderr: {}\nlog:\n{log}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = results(&dir);
+    assert_eq!(r["verdict"], "valid", "{r}");
+    let ops = std::fs::read_to_string(dir.join("history.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (dir, r, log, ops)
+}
+
 /// Resources of run `id` still present on this machine.
 pub fn leftovers(run_id: &str, pids: &[i32]) -> Vec<String> {
     let mut found = Vec::new();

@@ -4,34 +4,15 @@
 //! These need root (namespaces) and ZooKeeper with kazoo, which the target's install.sh
 //! installs as root (`.ci/run` runs it); without them they print why and pass.
 
-use crate::run::{faultline, ids_from_log, leftovers, results, root_cluster, run_dir_of};
-use std::path::Path;
-use std::process::Command;
+use crate::run::{expect_valid, faultline, ids_from_log, leftovers, missing_install, root_cluster};
 
 const TARGET: &str = "targets/zookeeper";
-
-/// Why ZooKeeper cannot run here, if it cannot: install.sh installs what is missing (as
-/// root) and says what it could not.
-fn missing_zookeeper() -> Option<String> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join(TARGET)
-        .join("install.sh");
-    match Command::new("sh").arg(&script).output() {
-        Ok(out) if out.status.success() => None,
-        Ok(out) => Some(format!(
-            "{} failed: {}",
-            script.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )),
-        Err(e) => Some(format!("cannot run {}: {e}", script.display())),
-    }
-}
 
 /// One short run of three nodes under `nemesis`; it must be valid, leave nothing behind,
 /// and have had its faults land. `None` (having said why) without root or ZooKeeper.
 fn valid_run(name: &str, nemesis: &str) -> Option<(serde_json::Value, String)> {
     let (_lock, store) = root_cluster(name)?;
-    if let Some(why) = missing_zookeeper() {
+    if let Some(why) = missing_install(TARGET) {
         eprintln!("skipped: {why}");
         return None;
     }
@@ -43,23 +24,9 @@ fn valid_run(name: &str, nemesis: &str) -> Option<(serde_json::Value, String)> {
         .arg(&store)
         .output()
         .unwrap();
-    let dir = run_dir_of(&out);
-    let log = std::fs::read_to_string(dir.join("faultline.log")).unwrap_or_default();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "stderr: {}\nlog:\n{log}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r = results(&dir);
-    assert_eq!(r["verdict"], "valid", "{r}");
+    let (dir, r, log, ops) = expect_valid(&out);
     // Every kind of op went through: reads, writes and both cas outcomes.
     assert!(r["run"]["ok"].as_u64().unwrap_or(0) > 200, "{}", r["run"]);
-    let history = std::fs::read_to_string(dir.join("history.jsonl")).unwrap();
-    let ops: Vec<serde_json::Value> = history
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
     for (ty, f, error) in [("ok", "cas", None), ("fail", "cas", Some("compare-failed"))] {
         assert!(
             ops.iter()
