@@ -4,7 +4,9 @@
 //! These need root (namespaces) and the venv targets/nats/install.sh makes (it needs PyPI
 //! the first time); without either they print why and pass. `.ci/run` makes the venv.
 
-use crate::run::{faultline, ids_from_log, leftovers, refused, results, root_cluster, run_dir_of};
+use crate::run::{
+    expect_valid, faultline, ids_from_log, leftovers, refused, results, root_cluster, run_dir_of,
+};
 use std::path::Path;
 use std::process::Output;
 
@@ -68,24 +70,14 @@ fn run(
 
 /// The run exited 0 valid, left nothing behind, and NATS acknowledged enough ops; its log.
 fn assert_valid(out: &Output) -> (serde_json::Value, String) {
-    let dir = run_dir_of(out);
-    let log = std::fs::read_to_string(dir.join("faultline.log")).unwrap_or_default();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "stderr: {}\nlog:\n{log}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r = results(&dir);
-    assert_eq!(r["verdict"], "valid", "{r}");
+    let (dir, r, log, ops) = expect_valid(out);
     let (id, pids) = ids_from_log(&dir);
     assert_eq!(leftovers(&id, &pids), Vec::<String>::new());
     // Writes and cas were acknowledged, not only reads of an empty bucket.
-    let oks = std::fs::read_to_string(dir.join("history.jsonl")).unwrap();
     for f in ["write", "cas"] {
-        let n = oks
-            .lines()
-            .filter(|l| l.contains("\"type\":\"ok\"") && l.contains(&format!("\"f\":\"{f}\"")))
+        let n = ops
+            .iter()
+            .filter(|op| op["type"] == "ok" && op["f"] == f)
             .count();
         assert!(n > 20, "only {n} {f} acknowledged: {}", r["run"]);
     }
