@@ -38,6 +38,8 @@ pub enum Status {
     Running,
     /// Finished: a verdict, or a harness error that was not an interruption.
     Done,
+    /// Not run: an earlier run of its series broke safety, which ends the series.
+    Skipped,
 }
 
 /// One run's entry in `state.json`.
@@ -50,6 +52,9 @@ pub struct RunState {
     pub name: String,
     /// 0-based (shown 1-based).
     pub repeat: u32,
+    /// The series the run belongs to, in a cell run as series (0-based).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub series: Option<u32>,
     pub seed: u64,
     pub expect: Expect,
     pub status: Status,
@@ -108,12 +113,19 @@ pub struct FaultsLanded {
 
 impl RunState {
     /// Run `index` of the campaign, `slot` of cell `name`, not started.
-    pub fn pending(index: usize, slot: &RunSlot, name: &str, expect: Expect) -> RunState {
+    pub fn pending(
+        index: usize,
+        slot: &RunSlot,
+        name: &str,
+        expect: Expect,
+        series: Option<u32>,
+    ) -> RunState {
         RunState {
             index,
             cell: slot.cell,
             name: name.to_string(),
             repeat: slot.repeat,
+            series,
             seed: slot.seed,
             expect,
             status: Status::Pending,
@@ -153,7 +165,8 @@ impl State {
             .enumerate()
             .map(|(index, r)| {
                 let cell = &c.cells[r.cell];
-                RunState::pending(index, r, &cell.name, cell.cell.expect)
+                let series = cell.cell.series_of(r.repeat);
+                RunState::pending(index, r, &cell.name, cell.cell.expect, series)
             })
             .collect();
         State {
@@ -173,7 +186,29 @@ impl State {
     }
 
     pub fn finished(&self) -> bool {
-        self.done() == self.runs.len()
+        self.runs
+            .iter()
+            .all(|r| matches!(r.status, Status::Done | Status::Skipped))
+    }
+
+    /// Skip the pending runs of every series that has broken (a finished invalid run):
+    /// the series has its answer. Returns how many were skipped.
+    pub fn skip_broken_series(&mut self) -> usize {
+        let broken: std::collections::BTreeSet<(usize, u32)> = self
+            .runs
+            .iter()
+            .filter(|r| r.status == Status::Done && r.verdict == Some(Verdict::Invalid))
+            .filter_map(|r| Some((r.cell, r.series?)))
+            .collect();
+        let mut skipped = 0;
+        for r in &mut self.runs {
+            let ended = r.series.is_some_and(|k| broken.contains(&(r.cell, k)));
+            if ended && r.status == Status::Pending {
+                r.status = Status::Skipped;
+                skipped += 1;
+            }
+        }
+        skipped
     }
 
     /// Does this state describe `c`'s runs (same cells, repeats and seeds, in order)?
@@ -181,8 +216,8 @@ impl State {
         let fresh = State::new(c, &self.hosts);
         self.runs.len() == fresh.runs.len()
             && self.runs.iter().zip(&fresh.runs).all(|(a, b)| {
-                (a.cell, &a.name, a.repeat, a.seed, a.expect)
-                    == (b.cell, &b.name, b.repeat, b.seed, b.expect)
+                (a.cell, &a.name, a.repeat, a.series, a.seed, a.expect)
+                    == (b.cell, &b.name, b.repeat, b.series, b.seed, b.expect)
             })
     }
 }

@@ -65,6 +65,8 @@ pub async fn run(c: &Campaign, state: &mut State, s: &Settings) -> Result<bool> 
     let total = state.runs.len();
     let mut running = tokio::task::JoinSet::new();
     let mut next = 0;
+    // A resumed campaign may hold series that broke before it stopped.
+    state.skip_broken_series();
     loop {
         while running.len() < s.parallel && !*stop_rx.borrow() {
             let Some(i) = (next..total).find(|&i| state.runs[i].status == Status::Pending) else {
@@ -75,10 +77,10 @@ pub async fn run(c: &Campaign, state: &mut State, s: &Settings) -> Result<bool> 
             r.status = Status::Running;
             let cell = &c.cells[r.cell];
             println!(
-                "[{}/{total}] start {} repeat {} seed {}",
+                "[{}/{total}] start {} {} seed {}",
                 i + 1,
                 cell.cell.label(),
-                r.repeat + 1,
+                cell.cell.run_label(r.repeat),
                 r.seed
             );
             let cmd = child_command(s, &state.hosts, &cell.name, r.seed);
@@ -100,6 +102,10 @@ pub async fn run(c: &Campaign, state: &mut State, s: &Settings) -> Result<bool> 
             }
         }
         println!("[{}/{total}] {}", i + 1, end_line(r));
+        let skipped = state.skip_broken_series();
+        if skipped > 0 {
+            println!("  its series broke: {skipped} run(s) of it skipped");
+        }
         write_outputs(c, &s.dir, state)?;
     }
     signals.abort();
@@ -410,7 +416,7 @@ mod tests {
             repeat: 0,
             seed: 1,
         };
-        let mut r = RunState::pending(0, &slot, "c", Expect::Invalid);
+        let mut r = RunState::pending(0, &slot, "c", Expect::Invalid, None);
         r.status = Status::Running;
         r
     }

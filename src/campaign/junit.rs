@@ -75,6 +75,11 @@ fn test_case(c: &Campaign, r: &RunState) -> TestCase {
             s.set_message("not run");
             s
         }
+        Assessment::Skipped => {
+            let mut s = TestCaseStatus::skipped();
+            s.set_message("not run: its series had broken safety already");
+            s
+        }
         Assessment::Unexpected => {
             let what = format!("expected {}, got {verdict}", r.expect.as_str());
             let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);

@@ -56,6 +56,7 @@ fn run_title(r: &RunState) -> String {
             (Status::Done, None) => "error".into(),
             (Status::Running, _) => "running".into(),
             (Status::Pending, _) => "pending".into(),
+            (Status::Skipped, _) => "skipped (its series had broken)".into(),
         }
     );
     let _ = write!(
@@ -264,6 +265,9 @@ fn cell(state: &State, cp: &super::CellPlan) -> Markup {
             @if counts.pending > 0 {
                 " " span.muted { "(" (counts.pending) " pending)" }
             }
+            @if let Some(line) = summary::series_line(&summary::series_of(state), cp.cell.index) {
+                br; span.series { (line) }
+            }
             @if let Some(m) = summary::median_first_anomaly_s(runs.iter().copied()) {
                 br; span.muted { "first anomaly " (format_args!("{m:.1}")) " s (median)" }
             }
@@ -279,7 +283,7 @@ fn cell(state: &State, cp: &super::CellPlan) -> Markup {
                 }
             }
             br;
-            @for r in &runs { (run_chip(r)) }
+            @for r in runs.iter().filter(|r| r.status != Status::Skipped) { (run_chip(r)) }
         }
     }
 }
@@ -308,6 +312,7 @@ fn run_row(c: &Campaign, r: &RunState) -> Markup {
         (Status::Done, None) => "error".into(),
         (Status::Running, _) => "running".into(),
         (Status::Pending, _) => "pending".into(),
+        (Status::Skipped, _) => "skipped".into(),
     };
     // The link text is the run's start time: the cell has its own column.
     let started = r

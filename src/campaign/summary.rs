@@ -28,6 +28,8 @@ pub enum Assessment {
     Unexpected,
     /// Finished without a verdict.
     Error,
+    /// Not run: its series had broken already.
+    Skipped,
 }
 
 impl Assessment {
@@ -37,14 +39,22 @@ impl Assessment {
             Assessment::AsExpected => "as expected",
             Assessment::Unexpected => "not as expected",
             Assessment::Error => "error",
+            Assessment::Skipped => "skipped",
         }
     }
 }
 
+/// A run of a series is judged with its series ([`series_of`]): a scenario that did not
+/// break is what most scenarios do, so valid and invalid are both as expected there, and
+/// only an unknown verdict is not.
 pub fn assess(r: &RunState) -> Assessment {
     match (r.status, r.verdict) {
+        (Status::Skipped, _) => Assessment::Skipped,
         (Status::Pending | Status::Running, _) => Assessment::Pending,
         (Status::Done, None) => Assessment::Error,
+        (Status::Done, Some(Verdict::Valid | Verdict::Invalid)) if r.series.is_some() => {
+            Assessment::AsExpected
+        }
         (Status::Done, Some(v)) if v == Verdict::from(r.expect) => Assessment::AsExpected,
         (Status::Done, Some(_)) => Assessment::Unexpected,
     }
@@ -68,9 +78,15 @@ pub fn outcome(state: &State) -> (Outcome, u8) {
             (Assessment::Pending | Assessment::Error, _) => 3,
             (Assessment::Unexpected, Some(Verdict::Unknown)) => 2,
             (Assessment::Unexpected, _) => 1,
-            (Assessment::AsExpected, _) => 0,
+            (Assessment::AsExpected | Assessment::Skipped, _) => 0,
         };
         code = worse(code, c);
+    }
+    // A series that ran every run without breaking missed what it was run to find.
+    for s in series_of(state) {
+        if s.broken_at.is_none() && s.finished {
+            code = worse(code, 1);
+        }
     }
     let outcome = match code {
         0 => Outcome::AsExpected,
@@ -103,6 +119,8 @@ pub struct Counts {
     pub unexpected: usize,
     pub errors: usize,
     pub pending: usize,
+    /// Not run, their series having broken (not counted in `runs`).
+    pub skipped: usize,
     pub valid: usize,
     pub invalid: usize,
     pub unknown: usize,
@@ -112,12 +130,17 @@ impl Counts {
     pub fn of<'a>(runs: impl IntoIterator<Item = &'a RunState>) -> Counts {
         let mut c = Counts::default();
         for r in runs {
+            if r.status == Status::Skipped {
+                c.skipped += 1;
+                continue;
+            }
             c.runs += 1;
             match assess(r) {
                 Assessment::Pending => c.pending += 1,
                 Assessment::AsExpected => c.as_expected += 1,
                 Assessment::Unexpected => c.unexpected += 1,
                 Assessment::Error => c.errors += 1,
+                Assessment::Skipped => {}
             }
             match (r.status, r.verdict) {
                 (Status::Done, Some(Verdict::Valid)) => c.valid += 1,
@@ -242,6 +265,83 @@ pub fn scenarios_line(state: &State) -> String {
     }
 }
 
+/// One series of a cell run as series: where it broke, and what it took to get there.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SeriesResult {
+    pub cell: usize,
+    /// 0-based.
+    pub series: u32,
+    /// The 1-based position, within the series, of its first invalid run.
+    pub broken_at: Option<u32>,
+    /// Runs that finished, up to and including the break.
+    pub runs: u32,
+    /// Wall time of those runs, summed: what finding the break cost, run after run.
+    pub minutes: f64,
+    /// Every run is done or skipped: the series has its answer.
+    pub finished: bool,
+}
+
+/// Every series of the campaign's series cells, in (cell, series) order.
+pub fn series_of(state: &State) -> Vec<SeriesResult> {
+    let mut by: std::collections::BTreeMap<(usize, u32), Vec<&RunState>> = Default::default();
+    for r in &state.runs {
+        if let Some(k) = r.series {
+            by.entry((r.cell, k)).or_default().push(r);
+        }
+    }
+    by.into_iter()
+        .map(|((cell, series), mut runs)| {
+            runs.sort_by_key(|r| r.repeat);
+            let first = runs.first().map_or(0, |r| r.repeat);
+            let broke = runs
+                .iter()
+                .find(|r| r.status == Status::Done && r.verdict == Some(Verdict::Invalid));
+            let upto: Vec<&&RunState> = runs
+                .iter()
+                .filter(|r| r.status == Status::Done)
+                .filter(|r| broke.is_none_or(|b| r.repeat <= b.repeat))
+                .collect();
+            SeriesResult {
+                cell,
+                series,
+                broken_at: broke.map(|b| b.repeat - first + 1),
+                runs: upto.len() as u32,
+                minutes: upto.iter().filter_map(|r| r.seconds).sum::<f64>() / 60.0,
+                finished: runs
+                    .iter()
+                    .all(|r| matches!(r.status, Status::Done | Status::Skipped)),
+            }
+        })
+        .collect()
+}
+
+/// A series cell's line: how many series broke, and the scenarios and minutes it took.
+pub fn series_line(all: &[SeriesResult], cell: usize) -> Option<String> {
+    let s: Vec<&SeriesResult> = all.iter().filter(|s| s.cell == cell).collect();
+    if s.is_empty() {
+        return None;
+    }
+    let broke: Vec<&&SeriesResult> = s.iter().filter(|x| x.broken_at.is_some()).collect();
+    let done = s.iter().filter(|x| x.finished).count();
+    let mut line = format!(
+        "{} of {} series broke safety ({} finished)",
+        broke.len(),
+        s.len(),
+        done
+    );
+    if !broke.is_empty() {
+        let most_runs = broke.iter().filter_map(|x| x.broken_at).max().unwrap_or(0);
+        let most_min = broke.iter().map(|x| x.minutes).fold(0.0, f64::max);
+        let mut at: Vec<u32> = broke.iter().filter_map(|x| x.broken_at).collect();
+        at.sort_unstable();
+        line.push_str(&format!(
+            "; scenarios to the break: median {}, at most {most_runs}; at most {most_min:.1} min of runs",
+            at[at.len() / 2]
+        ));
+    }
+    Some(line)
+}
+
 /// The runs of cell `cell`, in repeat order.
 pub fn runs_of(state: &State, cell: usize) -> Vec<&RunState> {
     let mut runs: Vec<&RunState> = state.runs.iter().filter(|r| r.cell == cell).collect();
@@ -272,6 +372,12 @@ pub fn json(c: &Campaign, state: &State, dir: &Path) -> Value {
                 "median_first_anomaly_s": median_first_anomaly_s(runs.iter().copied()),
                 "median_messages_per_write": messages,
                 "median_bytes_per_write": bytes,
+                "series": cell.series.map(|_| {
+                    series_of(state)
+                        .into_iter()
+                        .filter(|s| s.cell == cell.index)
+                        .collect::<Vec<_>>()
+                }),
             })
         })
         .collect();
@@ -373,6 +479,80 @@ overrides:
         assert_eq!(first_broken(&clean), None);
         assert_eq!(scenarios_per_minute(&clean), None, "no end times recorded");
         assert!(scenarios_line(&clean).ends_with("none broke safety"));
+    }
+
+    const SERIES: &str = "name: control
+time_limit: 15s
+repeats: 3
+matrix:
+  target: [pbftkv]
+  workload: [register]
+  nemesis: [twins-2]
+  options:
+    - {name: two-twins, series: 2, expect: invalid}
+";
+
+    #[test]
+    fn a_series_ends_at_its_first_break_and_one_that_never_broke_is_not_as_expected() {
+        use Verdict::*;
+        let c = Campaign::unresolved(Path::new("campaigns/control.yaml"), SERIES).unwrap();
+        let mut s = State::new(&c, &crate::spec::HostsChoice::Loopback);
+        assert_eq!(s.runs.len(), 6, "2 series of 3");
+        let series: Vec<Option<u32>> = s.runs.iter().map(|r| r.series).collect();
+        assert_eq!(series, [0, 0, 0, 1, 1, 1].map(Some));
+        let seeds: Vec<u64> = s.runs.iter().map(|r| r.seed).collect();
+        assert_eq!(
+            seeds,
+            [1, 2, 3, 4, 5, 6],
+            "every scenario of every series is its own"
+        );
+        let finish = |s: &mut State, i: usize, v: Verdict| {
+            s.runs[i].status = Status::Done;
+            s.runs[i].verdict = Some(v);
+            s.runs[i].seconds = Some(30.0);
+            s.skip_broken_series()
+        };
+        // Series 1 breaks at its second scenario: its third is skipped.
+        assert_eq!(finish(&mut s, 0, Valid), 0);
+        assert_eq!(finish(&mut s, 1, Invalid), 1);
+        assert_eq!(s.runs[2].status, Status::Skipped);
+        assert_eq!(
+            assess(&s.runs[0]),
+            Assessment::AsExpected,
+            "judged with its series"
+        );
+        assert_eq!(outcome(&s).0, Outcome::Incomplete, "series 2 has not run");
+        // Series 2 runs out without a break: the bug was not found.
+        for i in 3..6 {
+            finish(&mut s, i, Valid);
+        }
+        assert!(s.finished());
+        assert_eq!(outcome(&s), (Outcome::NotAsExpected, 1));
+        let all = series_of(&s);
+        assert_eq!(all[0].broken_at, Some(2));
+        assert_eq!(all[0].runs, 2);
+        assert!((all[0].minutes - 1.0).abs() < 1e-9, "{}", all[0].minutes);
+        assert_eq!((all[1].broken_at, all[1].runs), (None, 3));
+        let line = series_line(&all, 0).unwrap();
+        assert_eq!(
+            line,
+            "1 of 2 series broke safety (2 finished); scenarios to the break: median 2, at most 2; at most 1.0 min of runs"
+        );
+        let counts = Counts::of(&s.runs);
+        assert_eq!((counts.runs, counts.skipped, counts.invalid), (5, 1, 1));
+        // Both series broke: as expected.
+        s.runs[5].verdict = Some(Invalid);
+        assert_eq!(outcome(&s), (Outcome::AsExpected, 0));
+    }
+
+    #[test]
+    fn a_series_must_expect_invalid() {
+        let text = SERIES.replace("expect: invalid", "expect: valid");
+        let err = Campaign::unresolved(Path::new("c.yaml"), &text)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("matrix.options[0].series"), "{err}");
+        assert!(err.contains("expect: invalid"), "{err}");
     }
 
     #[test]

@@ -216,11 +216,11 @@ fn print_runs_to(
         let cell = &c.cells[r.cell];
         writeln!(
             out,
-            "[{}/{}] {} repeat {} seed {} time limit {} expect {}",
+            "[{}/{}] {} {} seed {} time limit {} expect {}",
             i + 1,
             c.runs.len(),
             cell.cell.label(),
-            r.repeat + 1,
+            cell.cell.run_label(r.repeat),
             r.seed,
             humantime::format_duration(cell.cell.time_limit),
             cell.cell.expect.as_str()

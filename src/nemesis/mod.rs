@@ -356,7 +356,11 @@ impl Nemesis {
                 delay::start(self, &nodes, *latency_ms, *jitter_ms).await
             }
             Action::StopDelay => delay::stop(self).await,
-            Action::StartTwin { node, sees_twin } => twin::start(self, node, sees_twin).await,
+            Action::StartTwin {
+                node,
+                sees_twin,
+                state,
+            } => twin::start(self, node, sees_twin, *state).await,
             Action::StopTwin => twin::stop(self).await,
             Action::PowerFail { targets } => {
                 power::power_fail(self, &self.resolve(targets).await).await
@@ -377,7 +381,8 @@ impl Nemesis {
                 twins,
                 groups,
                 leader,
-            } => twin::round(self, *round, twins, groups, leader.as_ref()).await,
+                state,
+            } => twin::round(self, *round, twins, groups, leader.as_ref(), *state).await,
         };
         match done {
             Ok(l) => {

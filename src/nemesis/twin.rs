@@ -8,12 +8,15 @@
 //! host route per twinned node to the copy it hears. The inverse stops every twin (its
 //! output stays in `nodes/<node>-twin/`) and gives every node the originals back.
 //!
-//! The controller's clients keep talking to the originals: a twin answers only its peers.
+//! A twin starts from its node's identity alone (`state: fresh`) or from a copy of the
+//! node's data dir taken while the node is frozen (`state: fork`), so the two share
+//! their history up to the fork. Clients reach a running twin as peers do, through the
+//! node's address (each client chooses per op which copy it reaches).
 
 use super::{Failed, Landed, Nemesis};
 use crate::hosts::twin::{drop_macs_script, mac_of, route_command};
 use crate::hosts::TWIN_TABLE;
-use crate::spec::nemesis::RoundLeader;
+use crate::spec::nemesis::{RoundLeader, TwinState};
 use crate::spec::schedule::{twin_name, LeaderStep};
 use crate::target::{twin_key, SNAPSHOT_TIMEOUT};
 use anyhow::{anyhow, bail, Context, Result};
@@ -125,7 +128,12 @@ pub fn place_leader(groups: &[Vec<String>], leader: &str, group: usize) -> Vec<V
 /// Start `node`'s twin if it does not run, and make `sees_twin` (both copies of each,
 /// when they have twins too) see it at the node's address and every other peer the
 /// original. Other twins keep their splits.
-pub async fn start(n: &Nemesis, node: &str, sees_twin: &[String]) -> Result<Landed> {
+pub async fn start(
+    n: &Nemesis,
+    node: &str,
+    sees_twin: &[String],
+    state: TwinState,
+) -> Result<Landed> {
     let nodes = n.cluster.nodes();
     let splits = {
         let mut f = n.in_force().await;
@@ -134,7 +142,7 @@ pub async fn start(n: &Nemesis, node: &str, sees_twin: &[String]) -> Result<Land
         f.twins.clone()
     };
     let hearing = hearing_of_splits(&nodes, &splits);
-    set_views(n, &hearing).await?;
+    set_views(n, &hearing, state).await?;
     let sees_original: Vec<String> = nodes
         .iter()
         .filter(|p| *p != node && !sees_twin.contains(p))
@@ -151,6 +159,7 @@ pub async fn start(n: &Nemesis, node: &str, sees_twin: &[String]) -> Result<Land
         "sees_twin": sees_twin,
         "sees_original": sees_original,
         "twins": splits.keys().collect::<Vec<_>>(),
+        "state": state,
     })))
 }
 
@@ -163,6 +172,7 @@ pub async fn round(
     twins: &[String],
     groups: &[Vec<String>],
     leader: Option<&LeaderStep>,
+    state: TwinState,
 ) -> Result<Landed> {
     let nodes = n.cluster.nodes();
     let mut groups = groups.to_vec();
@@ -184,7 +194,7 @@ pub async fn round(
     let twinned: BTreeSet<String> = twins.iter().cloned().collect();
     let splits = splits_of(&nodes, &twinned, &hearing);
     n.in_force().await.twins.extend(splits.clone());
-    set_views(n, &hearing).await?;
+    set_views(n, &hearing, state).await?;
     let desc: Vec<String> = groups.iter().map(|g| g.join(",")).collect();
     tracing::info!(
         "nemesis: twins round {round}: {}{}",
@@ -200,6 +210,7 @@ pub async fn round(
         "groups": groups,
         "leader": led,
         "sees_twin": splits,
+        "state": state,
     })))
 }
 
@@ -213,11 +224,11 @@ struct Place {
 /// Make `hearing` true: every copy's namespace drops the frames of the copies it does not
 /// hear and routes each twinned node's address to the copy it hears. Drops go in first
 /// everywhere, so a copy a peer leaves is silent before packets go to the one it joins;
-/// twins not running yet start last, so their first packets meet their views. Copies are
+/// twins not running yet start last (from `state`), so their first packets meet their views. Copies are
 /// set concurrently, one `nft` and one `ip -batch` each: a round's views land within a
 /// few process starts, not a few per copy (4 nodes and 2 twins in series slipped rounds
 /// by 1.5 s on a loaded 2-core machine).
-pub(crate) async fn set_views(n: &Nemesis, hearing: &Hearing) -> Result<()> {
+pub(crate) async fn set_views(n: &Nemesis, hearing: &Hearing, state: TwinState) -> Result<()> {
     let nodes = n.cluster.nodes();
     let twins: BTreeSet<String> = hearing
         .keys()
@@ -306,7 +317,9 @@ pub(crate) async fn set_views(n: &Nemesis, hearing: &Hearing) -> Result<()> {
     }))
     .await?;
     for t in &twins {
-        n.cluster.start_twin(t).await?;
+        // A node a pause holds is frozen already; the fork must not thaw it.
+        let frozen = n.in_force().await.paused.contains(t);
+        n.cluster.start_twin(t, state, frozen).await?;
         n.cluster.twin_alive(t).await?;
     }
     Ok(())

@@ -18,6 +18,8 @@ use std::time::Duration;
 pub const MAX_REPEATS: u32 = 1000;
 /// Most runs one campaign may expand to.
 pub const MAX_RUNS: usize = 10_000;
+/// Most series of one cell.
+pub const MAX_SERIES: u32 = 100;
 /// The base seed when the file names none: campaigns are reproducible experiments.
 pub const DEFAULT_SEED: u64 = 1;
 
@@ -105,6 +107,12 @@ pub struct OptionSet {
     pub time_limit: Option<Duration>,
     #[serde(default)]
     pub repeats: Option<u32>,
+    /// Run the cell as this many independent series of `repeats` runs each, every series
+    /// ending at its first invalid run (the rest of it is skipped): "a conflict within N
+    /// scenarios, in k of m campaigns", as the Twins paper measures a positive control.
+    /// Such a cell expects `invalid`; a series that never broke is the unexpected outcome.
+    #[serde(default)]
+    pub series: Option<u32>,
     #[serde(default)]
     pub expect: Option<Expect>,
     /// Only these of `matrix.nemesis` (a bug is run under the faults that can expose it).
@@ -164,11 +172,39 @@ pub struct Cell {
     pub rate: Option<f64>,
     #[serde(with = "humantime_serde")]
     pub time_limit: Duration,
+    /// Runs per series when `series` is set, else the cell's runs.
     pub repeats: u32,
+    /// Independent series, each ending at its first invalid run (the option set's
+    /// `series`); absent: `repeats` runs, each judged on its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub series: Option<u32>,
     pub expect: Expect,
 }
 
 impl Cell {
+    /// Every run slot of the cell: `repeats`, times `series` when set.
+    pub fn slots(&self) -> u32 {
+        self.repeats * self.series.unwrap_or(1)
+    }
+
+    /// How run `repeat` (0-based over the cell's slots) is named in progress lines:
+    /// `repeat 3`, or `series 2 scenario 5` in a series cell (both 1-based).
+    pub fn run_label(&self, repeat: u32) -> String {
+        match self.series_of(repeat) {
+            Some(k) => format!(
+                "series {} scenario {}",
+                k + 1,
+                repeat - k * self.repeats + 1
+            ),
+            None => format!("repeat {}", repeat + 1),
+        }
+    }
+
+    /// The series run `repeat` (0-based over all the cell's slots) belongs to.
+    pub fn series_of(&self, repeat: u32) -> Option<u32> {
+        self.series.map(|_| repeat / self.repeats.max(1))
+    }
+
     /// `target / workload / nemesis / option`, for messages.
     pub fn label(&self) -> String {
         format!(
@@ -230,6 +266,7 @@ impl CampaignSpec {
                 rate: None,
                 time_limit: None,
                 repeats: None,
+                series: None,
                 expect: None,
                 nemesis: None,
                 workload: None,
@@ -286,6 +323,18 @@ impl CampaignSpec {
             }
             if let Some(r) = o.repeats {
                 check_repeats(&mut v, &format!("{at}.repeats"), r);
+            }
+            if let Some(k) = o.series {
+                v.check(
+                    (1..=MAX_SERIES).contains(&k),
+                    format!("{at}.series"),
+                    format!("must be between 1 and {MAX_SERIES}"),
+                );
+                v.check(
+                    o.expect == Some(Expect::Invalid),
+                    format!("{at}.series"),
+                    "a series runs until a run breaks safety, so the option set must say `expect: invalid`",
+                );
             }
             check_sizes(&mut v, &format!("{at}."), o.nodes, o.concurrency, o.rate);
             for (field, subset, axis) in [
@@ -400,6 +449,7 @@ impl CampaignSpec {
                             rate: o.rate.or(self.rate),
                             time_limit: o.time_limit.unwrap_or(self.time_limit),
                             repeats: o.repeats.unwrap_or(self.repeats),
+                            series: o.series,
                             expect: o.expect.unwrap_or(Expect::Valid),
                         };
                         for ov in &self.overrides {
@@ -415,10 +465,10 @@ impl CampaignSpec {
             }
         }
         let base = self.seed.unwrap_or(DEFAULT_SEED);
-        let most = cells.iter().map(|c| c.repeats).max().unwrap_or(0);
+        let most = cells.iter().map(Cell::slots).max().unwrap_or(0);
         let mut runs = Vec::new();
         for repeat in 0..most {
-            for c in cells.iter().filter(|c| repeat < c.repeats) {
+            for c in cells.iter().filter(|c| repeat < c.slots()) {
                 runs.push(RunSlot {
                     cell: c.index,
                     repeat,

@@ -179,6 +179,25 @@ pub enum RoundLeader {
     NextPrimaries,
 }
 
+/// What a twin starts from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TwinState {
+    /// Its identity files only: a copy of the node that remembers nothing (amnesia).
+    #[default]
+    Fresh,
+    /// A copy of the node's whole data dir, taken while the node is frozen: the twin and
+    /// the original share their history up to that instant and fork there, as the twins of
+    /// the Twins paper, which run side by side from the start.
+    Fork,
+}
+
+impl TwinState {
+    pub fn is_fresh(&self) -> bool {
+        *self == TwinState::Fresh
+    }
+}
+
 /// Who cannot hear whom.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
@@ -399,6 +418,9 @@ pub struct FaultParams {
     /// original); absent = a seeded random split with at least one node on each side.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub see: Option<Vec<String>>,
+    /// twin, twins: what a twin starts from (`fresh`, the default, or `fork`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<TwinState>,
     /// twins: how many nodes get a twin (drawn from the seed; at most the run's nodes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub twins: Option<u32>,
@@ -868,6 +890,11 @@ fn check_params(v: &mut Violations<'_>, field: &str, kind: FaultKind, p: &FaultP
         format!("{field}.see"),
         "only a twin takes `see`",
     );
+    v.check(
+        kind.is_twin() || p.state.is_none(),
+        format!("{field}.state"),
+        "only a twin or a twins scenario takes `state` (fresh or fork)",
+    );
     if kind != FaultKind::Twins {
         for (name, set) in [
             ("twins", p.twins.is_some()),
@@ -1080,7 +1107,7 @@ mod tests {
         let p = Path::new("nemesis/twins.yaml");
         let n: NemesisSpec = parse_yaml(
             p,
-            "name: t\ntimeline:\n  - {at: 1s, start: twin, target: all}\n  - {at: 2s, start: twin, target: [n1], see: [n2, n2]}\n  - {at: 3s, start: kill, target: one, see: [n2]}\n  - {at: 4s, stop: twin}\n",
+            "name: t\ntimeline:\n  - {at: 1s, start: twin, target: all}\n  - {at: 2s, start: twin, target: [n1], see: [n2, n2]}\n  - {at: 3s, start: kill, target: one, see: [n2], state: fork}\n  - {at: 4s, stop: twin}\n",
         )
         .unwrap();
         let err = n.validate(p).unwrap_err().to_string();
@@ -1088,12 +1115,13 @@ mod tests {
             "timeline[0].target: a twin is of exactly one node: `one` or a list of one node ([n1])",
             "timeline[1].see: names each node at most once",
             "timeline[2].see: only a twin takes `see`",
+            "timeline[2].state: only a twin or a twins scenario takes `state` (fresh or fork)",
         ] {
             assert!(err.contains(want), "{want} missing from {err}");
         }
         let ok: NemesisSpec = parse_yaml(
             p,
-            "name: t\ntimeline:\n  - {at: 1s, start: twin, target: [n1], see: [n1, n7]}\n  - {at: 2s, start: twin, target: one}\n  - {at: 3s, stop: twin}\n",
+            "name: t\ntimeline:\n  - {at: 1s, start: twin, target: [n1], see: [n1, n7], state: fork}\n  - {at: 2s, start: twin, target: one, state: fresh}\n  - {at: 3s, stop: twin}\n",
         )
         .unwrap();
         ok.validate(p).unwrap();

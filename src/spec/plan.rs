@@ -678,7 +678,10 @@ mod tests {
                     // A majorities ring of three cuts nothing and is refused at that size.
                     "partition-majorities-ring" => 5,
                     // Written for pbftkv's 4 replicas: they name n4.
-                    "twin-primary" | "twin-primary-vc" => 4,
+                    "twin-primary"
+                    | "twin-primary-vc"
+                    | "twin-primary-fork"
+                    | "twin-primary-vc-fork" => 4,
                     _ => 3,
                 }),
                 seed: Some(7),
@@ -944,7 +947,7 @@ mod tests {
         let plan = resolve("raftkv", local).unwrap();
         assert!(matches!(
             &plan.nemesis_schedule[0].action,
-            crate::spec::schedule::Action::StartTwin { node, sees_twin } if node == "n1" && !sees_twin.is_empty()
+            crate::spec::schedule::Action::StartTwin { node, sees_twin, .. } if node == "n1" && !sees_twin.is_empty()
         ));
     }
 

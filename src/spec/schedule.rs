@@ -8,7 +8,7 @@
 use super::grudge::{grudge_for, Grudge};
 use crate::spec::nemesis::{
     Damage, FaultKind, FaultParams, FaultSpec, GrudgeSpec, NemesisSpec, NodeSelector, RoundLeader,
-    SelectorName,
+    SelectorName, TwinState,
 };
 use anyhow::{anyhow, bail, Result};
 use rand::seq::SliceRandom;
@@ -84,6 +84,9 @@ pub enum Action {
     StartTwin {
         node: String,
         sees_twin: Vec<String>,
+        /// What the twin starts from, if it is not running yet.
+        #[serde(default, skip_serializing_if = "TwinState::is_fresh")]
+        state: TwinState,
     },
     /// Stop every twin; every node sees the originals again.
     StopTwin,
@@ -117,6 +120,9 @@ pub enum Action {
         groups: Vec<Vec<String>>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         leader: Option<LeaderStep>,
+        /// What the twins start from (they start in the first round).
+        #[serde(default, skip_serializing_if = "TwinState::is_fresh")]
+        state: TwinState,
     },
 }
 
@@ -521,7 +527,11 @@ fn start_action(
                 }
                 None => random_split(&peers, rng),
             };
-            Action::StartTwin { node, sees_twin }
+            Action::StartTwin {
+                node,
+                sees_twin,
+                state: p.state.unwrap_or_default(),
+            }
         }
         FaultKind::Twins => bail!("a twins scenario is a timeline step"),
     })
@@ -567,6 +577,7 @@ fn scenario(
                 twins: twins.clone(),
                 groups,
                 leader,
+                state: p.state.unwrap_or_default(),
             },
         });
     }
@@ -747,6 +758,7 @@ mod tests {
             Action::StartTwin {
                 node: "n1".into(),
                 sees_twin: vec!["n2".into()],
+                state: TwinState::Fork,
             },
             Action::StopTwin,
             Action::PowerFail { targets: t() },
@@ -912,7 +924,10 @@ mod tests {
         let mut splits = std::collections::BTreeSet::new();
         for seed in 0..20 {
             let steps = compile(&s, &nodes(5), seed, Duration::from_secs(30)).unwrap();
-            let Action::StartTwin { node, sees_twin } = &steps[0].action else {
+            let Action::StartTwin {
+                node, sees_twin, ..
+            } = &steps[0].action
+            else {
                 panic!("{:?}", steps[0]);
             };
             assert!(!sees_twin.contains(node));
@@ -922,7 +937,8 @@ mod tests {
                 steps[1].action,
                 Action::StartTwin {
                     node: "n2".into(),
-                    sees_twin: vec!["n1".into(), "n3".into()]
+                    sees_twin: vec!["n1".into(), "n3".into()],
+                    state: TwinState::Fresh,
                 }
             );
             assert_eq!(steps[2].action, Action::StopTwin);
@@ -962,6 +978,7 @@ mod tests {
                     twins,
                     groups,
                     leader,
+                    ..
                 } = &st.action
                 else {
                     panic!("{st:?}");

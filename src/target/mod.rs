@@ -12,6 +12,7 @@ use crate::hosts::cgroup::{self, RunCgroups};
 use crate::hosts::cleanup::ProcId;
 use crate::hosts::ssh::{RemoteProc, RemoteState};
 use crate::hosts::{Hosts, NodeHost, Registry, SpawnSpec, Spawned};
+use crate::spec::nemesis::TwinState;
 use crate::spec::target::{fill, signal_by_name, Inspect, Protocol, ReadyCheck};
 use crate::spec::test::DataFs;
 use crate::spec::Plan;
@@ -633,9 +634,11 @@ impl Cluster {
 
     /// Start `node`'s twin in its namespace ([`Cluster::prepare_twin`]): identity files
     /// are copied from the node's data dir, and it runs the node's start command with the
-    /// node's template values but its own `{data_dir}`. Its output goes to
+    /// node's template values but its own `{data_dir}`. With [`TwinState::Fork`] the
+    /// twin's data dir is first a copy of the node's, taken while the node is frozen
+    /// (unless `frozen` says a pause holds it already). Its output goes to
     /// `nodes/<node>-twin/`. A twin already running is left as it is.
-    pub async fn start_twin(&self, node: &str) -> Result<()> {
+    pub async fn start_twin(&self, node: &str, state: TwinState, frozen: bool) -> Result<()> {
         let identity =
             self.plan.target.spec.identity.clone().ok_or_else(|| {
                 anyhow!("target {} declares no identity", self.plan.target.spec.name)
@@ -647,6 +650,9 @@ impl Cluster {
         }
         let vars = self.vars(node)?;
         let twin_vars = self.twin_vars(node)?;
+        if state == TwinState::Fork {
+            self.fork_data_dir(node, frozen).await?;
+        }
         for t in &identity.files {
             let (from, to) = (
                 PathBuf::from(fill(t, &vars)?),
@@ -671,6 +677,51 @@ impl Cluster {
         self.twins_up.send_modify(|t| {
             t.insert(node.to_string(), at);
         });
+        Ok(())
+    }
+
+    /// Replace the twin's data dir with a copy of `node`'s. A running node is frozen
+    /// (SIGSTOP to its group) for the copy and thawed after it, whether or not the copy
+    /// worked, so the twin starts from one instant of the node's disk state — the state a
+    /// crash at that instant would leave, which the node must recover from anyway.
+    async fn fork_data_dir(&self, node: &str, frozen: bool) -> Result<()> {
+        if self.hosts.remote().is_some() {
+            bail!("twins run only on local hosts");
+        }
+        let from = self.data_dir(node);
+        let to = self.data_root.join(twin_key(node));
+        let freeze = !frozen && self.running(node).await;
+        if freeze {
+            self.signal(node, Signal::SIGSTOP)
+                .await
+                .with_context(|| format!("freezing {node} to fork its twin"))?;
+        }
+        let copied = {
+            let (from, to) = (from.clone(), to.clone());
+            tokio::task::spawn_blocking(move || {
+                if to.exists() {
+                    std::fs::remove_dir_all(&to)
+                        .with_context(|| format!("cannot empty {}", to.display()))?;
+                }
+                copy_tree(&from, &to)
+            })
+            .await
+            .context("copying a data dir")
+            .and_then(|r| r)
+        };
+        if freeze {
+            self.signal(node, Signal::SIGCONT)
+                .await
+                .with_context(|| format!("thawing {node} after forking its twin"))?;
+        }
+        let bytes = copied.with_context(|| {
+            format!(
+                "twin of {node}: cannot copy its data dir {} to {}",
+                from.display(),
+                to.display()
+            )
+        })?;
+        tracing::info!("twin of {node}: forked from its data dir ({bytes} bytes)");
         Ok(())
     }
 
@@ -1368,6 +1419,28 @@ impl Cluster {
     }
 }
 
+/// Copy the directory tree `from` into `to` (created): directories and regular files,
+/// their contents and permissions; anything else (a socket, a link) is left out, as it is
+/// no part of a node's state on disk. The bytes copied.
+fn copy_tree(from: &Path, to: &Path) -> Result<u64> {
+    std::fs::create_dir_all(to).with_context(|| format!("cannot create {}", to.display()))?;
+    let mut bytes = 0;
+    for entry in
+        std::fs::read_dir(from).with_context(|| format!("cannot read {}", from.display()))?
+    {
+        let entry = entry.with_context(|| format!("cannot read {}", from.display()))?;
+        let kind = entry.file_type()?;
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        if kind.is_dir() {
+            bytes += copy_tree(&src, &dst)?;
+        } else if kind.is_file() {
+            bytes += std::fs::copy(&src, &dst)
+                .with_context(|| format!("cannot copy {} to {}", src.display(), dst.display()))?;
+        }
+    }
+    Ok(bytes)
+}
+
 /// The name a node's twin runs under: its process, cgroup, data dir and `nodes/` dir.
 pub fn twin_key(node: &str) -> String {
     crate::spec::schedule::twin_name(node)
@@ -1438,5 +1511,32 @@ pub fn stderr_tail(dir: &Path) -> String {
         "(stderr is empty)".into()
     } else {
         lines[start..].join("\n")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_forked_data_dir_holds_the_files_and_directories_of_the_original() {
+        let dir = tempfile::tempdir().unwrap();
+        let (from, to) = (dir.path().join("n1"), dir.path().join("n1-twin"));
+        std::fs::create_dir_all(from.join("wal")).unwrap();
+        std::fs::write(from.join("state.json"), b"{\"view\":3}").unwrap();
+        std::fs::write(from.join("wal/0001.log"), vec![7u8; 1000]).unwrap();
+        std::os::unix::fs::symlink("/etc/hostname", from.join("link")).unwrap();
+        assert_eq!(copy_tree(&from, &to).unwrap(), 1010);
+        assert_eq!(
+            std::fs::read(to.join("state.json")).unwrap(),
+            b"{\"view\":3}"
+        );
+        assert_eq!(std::fs::read(to.join("wal/0001.log")).unwrap().len(), 1000);
+        assert!(
+            !to.join("link").exists(),
+            "a link is no part of the state and is not followed"
+        );
+        let err = copy_tree(&dir.path().join("absent"), &dir.path().join("x")).unwrap_err();
+        assert!(format!("{err:#}").contains("cannot read"), "{err:#}");
     }
 }

@@ -33,17 +33,18 @@ fn pbftkv_four_replicas_under_partitions_are_valid() {
     assert_valid_and_agreed(&r, 0, 0);
 }
 
-/// One twin (≤ f) in a Twins scenario: correct pbftkv stays valid, clients reach the twin
-/// as a replica, and the agreement oracle compared the twin's own log, read from inside
-/// its namespace before it stopped, with every replica's log of that moment and of the
-/// end of the run.
+/// One forked twin (≤ f) in a Twins scenario: correct pbftkv stays valid, clients reach
+/// the twin as a replica, the twin started from its node's history (its log holds the
+/// node's first entries), and the agreement oracle compared the twin's own log, read from
+/// inside its namespace before it stopped, with every replica's log of that moment and of
+/// the end of the run.
 #[test]
 fn pbftkv_with_one_twin_is_valid_and_the_twins_log_is_compared() {
     let Some((_cluster, store)) = root_cluster("pbftkv") else {
         return;
     };
     let out = faultline()
-        .args(["run", "--target", "pbftkv", "--nemesis", "twins-short"])
+        .args(["run", "--target", "pbftkv", "--nemesis", "twins-fork"])
         .args(["--workload", "register", "--nodes", "4"])
         .args(["--time-limit", "15s", "--seed", "3", "--quiet", "--store"])
         .arg(&store)
@@ -72,11 +73,13 @@ fn pbftkv_with_one_twin_is_valid_and_the_twins_log_is_compared() {
         history.contains(&format!("\"node\":\"{copy},")) || history.contains(&format!(",{copy}\"")),
         "no op was answered by {copy}"
     );
-    assert!(
-        dir.join("logs/twins-1")
-            .join(format!("{copy}.jsonl"))
-            .is_file(),
-        "{}",
-        dir.display()
+    let log = std::fs::read_to_string(dir.join("logs/twins-1").join(format!("{copy}.jsonl")))
+        .unwrap_or_else(|e| panic!("{copy}'s log in {}: {e}", dir.display()));
+    let first: serde_json::Value = serde_json::from_str(log.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        first["index"], 1,
+        "a forked twin holds its node's log from the start: {first}"
     );
+    let journal = std::fs::read_to_string(dir.join("faultline.log")).unwrap();
+    assert!(journal.contains("forked from its data dir"), "{journal}");
 }

@@ -15,11 +15,14 @@
 //! is the replicas whose matching replies were accepted (`n1,n2`), so a twin's or a lying
 //! replica's part in an answer stays visible.
 //!
-//! While a node's twin runs (the `twin` fault), the client sends every request to both
-//! copies, reaching the twin from inside its namespace ([`super::Endpoint`]): a client
-//! cannot tell two copies with one key apart, so their replies count as one replica's —
-//! the later replaces the earlier — and the history's `node` names the copy that
-//! answered (`n1-twin,n2`).
+//! While a node's twin runs (the `twin` fault), each request reaches one copy of that
+//! node, as a packet to the node's address would: the original for even timestamps, the
+//! twin (from inside its namespace, [`super::Endpoint`]) for odd ones, retransmissions
+//! included. So the two copies are handed different requests, as peers hand them
+//! different messages — a twinned primary orders different requests than its other half
+//! — and neither copy sees every request. A client cannot tell two copies with one key
+//! apart, so their replies count as one replica's — the later replaces the earlier — and
+//! the history's `node` names the copy that answered (`n1-twin,n2`).
 //!
 //! Each replica's connection lives in a task of its own that connects on demand, writes
 //! what the worker hands it and forwards every answer line, so a replica cut off by a
@@ -246,7 +249,8 @@ impl PbftClient {
         line
     }
 
-    /// Hands `line` to every replica's connection task, starting tasks on first use.
+    /// Hands `line` to every replica's connection task (for a twinned node, the copy
+    /// `timestamp` picks), starting tasks on first use.
     fn broadcast(&mut self, timestamp: u64, line: &str) {
         let events = self
             .events
@@ -264,11 +268,13 @@ impl PbftClient {
             self.senders.retain(|copy, _| {
                 crate::spec::schedule::twin_of(copy).is_none_or(|n| twins.contains_key(n))
             });
-            copies.extend(
-                twins
-                    .iter()
-                    .map(|(n, at)| (crate::spec::schedule::twin_name(n), at.clone())),
-            );
+            if timestamp % 2 == 1 {
+                for (n, at) in twins.iter() {
+                    if let Some(c) = copies.iter_mut().find(|(c, _)| c == n) {
+                        *c = (crate::spec::schedule::twin_name(n), at.clone());
+                    }
+                }
+            }
         }
         for (copy, at) in copies {
             let tx = self.senders.entry(copy.clone()).or_insert_with(|| {
