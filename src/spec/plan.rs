@@ -412,7 +412,7 @@ impl Plan {
         }
         if workload.serializable && !target_spec.client.protocol.has_serializable_reads() {
             bail!(
-                "{}: serializable: workload {} asks for serializable reads, but target {}'s {} client has none (etcd and stdio targets do)",
+                "{}: serializable: workload {} asks for serializable reads, but target {}'s {} client has none (the raftkv, etcd and stdio clients do)",
                 workload_file.display(),
                 workload.name,
                 target_spec.name,

@@ -238,8 +238,9 @@ impl Protocol {
     /// Whether the client can ask for serializable (local, possibly stale) reads.
     pub fn has_serializable_reads(self) -> bool {
         match self {
-            Protocol::Raftkv | Protocol::Pbft => false,
-            Protocol::Etcd | Protocol::Stdio => true,
+            // PBFT's reads are ordered like writes: there is no one node to trust alone.
+            Protocol::Pbft => false,
+            Protocol::Raftkv | Protocol::Etcd | Protocol::Stdio => true,
         }
     }
 }
@@ -528,7 +529,7 @@ impl TargetSpec {
             !self.client.serializable || self.client.protocol.has_serializable_reads(),
             "client.serializable",
             format!(
-                "the {} client has no serializable reads (etcd and stdio do)",
+                "the {} client has no serializable reads (the raftkv, etcd and stdio clients do)",
                 self.client.protocol.as_str()
             ),
         );
@@ -948,11 +949,11 @@ client: {protocol: raftkv, port: client}
     fn serializable_reads_and_commands_are_refused_where_the_client_has_none() {
         let text = GOOD.replace(
             "protocol: raftkv, port: client}",
-            "protocol: raftkv, port: client, serializable: true, command: [x]}",
+            "protocol: pbft, port: client, serializable: true, command: [x]}",
         );
         let err = validation_error(&text);
         assert!(
-            err.contains("client.serializable: the raftkv client has no serializable reads"),
+            err.contains("client.serializable: the pbft client has no serializable reads"),
             "{err}"
         );
         assert!(

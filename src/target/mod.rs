@@ -423,7 +423,8 @@ impl Cluster {
         Ok(match spec.client.protocol {
             Protocol::Raftkv => Client::Raftkv(
                 client::raftkv::RaftkvClient::new(home.to_string(), addrs)
-                    .with_twins(self.twins_up.subscribe()),
+                    .with_twins(self.twins_up.subscribe())
+                    .with_serializable(serializable),
             ),
             Protocol::Pbft => Client::Pbft(Box::new(
                 client::pbft::PbftClient::new(home.to_string(), addrs)

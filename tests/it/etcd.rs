@@ -119,14 +119,14 @@ fn etcd_clock_faults_are_refused_naming_go_and_the_vdso() {
 }
 
 #[test]
-fn etcd_serializable_reads_are_refused_for_raftkv() {
+fn serializable_reads_are_refused_for_pbftkv() {
     let err = refused(
-        "etcd-serializable-raftkv",
-        &["--target", "raftkv", "--workload", "register-serializable"],
+        "serializable-pbftkv",
+        &["--target", "pbftkv", "--workload", "register-serializable"],
     );
     assert!(
         err.contains("register-serializable.yaml: serializable:")
-            && err.contains("raftkv client has none"),
+            && err.contains("pbft client has none"),
         "{err}"
     );
 }

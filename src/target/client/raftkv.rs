@@ -37,6 +37,8 @@ pub struct RaftkvClient {
     /// The running twins (node → where its twin's client port is reached), kept by the
     /// cluster; `None` where twins cannot run.
     twins: Option<watch::Receiver<BTreeMap<String, Endpoint>>>,
+    /// Reads are serializable ([`RaftkvClient::with_serializable`]).
+    serializable: bool,
     /// Ops invoked, whose parity picks the side while twins run.
     ops: u64,
     conns: BTreeMap<String, BufReader<TcpStream>>,
@@ -60,6 +62,10 @@ struct Request<'a> {
     from: Option<&'a Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     to: Option<&'a Value>,
+    /// A read the node answers from its own applied state (target.yaml
+    /// `client.serializable`, or the workload's `serializable`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    serializable: bool,
 }
 
 impl<'a> Request<'a> {
@@ -71,6 +77,7 @@ impl<'a> Request<'a> {
             value: None,
             from: None,
             to: None,
+            serializable: false,
         }
     }
 }
@@ -106,12 +113,20 @@ impl RaftkvClient {
             home,
             addrs,
             twins: None,
+            serializable: false,
             ops: 0,
             conns: BTreeMap::new(),
             next_id: 0,
             out: Vec::with_capacity(128),
             line: String::with_capacity(128),
         }
+    }
+
+    /// Reads ask for the node's own applied state (`"serializable": true`): answered by
+    /// whichever node the read reaches, leader or not, possibly stale.
+    pub fn with_serializable(mut self, serializable: bool) -> Self {
+        self.serializable = serializable;
+        self
     }
 
     /// The client also reaches the twins `twins` lists while they run.
@@ -216,7 +231,10 @@ impl RaftkvClient {
         let deadline = Instant::now() + timeout;
         let key = Some(inv.key.as_str());
         let mut req = match inv.f {
-            OpKind::Read => Request::new("read", key),
+            OpKind::Read => Request {
+                serializable: self.serializable,
+                ..Request::new("read", key)
+            },
             OpKind::Write => Request {
                 value: Some(&inv.value),
                 ..Request::new("write", key)

@@ -365,6 +365,16 @@ fn admit(
     let (token, req) = calls.admit(call);
     let cmd = match req {
         Request::Read { key } => Command::Read { key },
+        Request::LocalRead { key } => {
+            // Serializable: the committed state this node has, in no block of its own.
+            let value = camera
+                .snapshot()
+                .committed_app_state(&crate::app::value_key(&key))
+                .and_then(|b| String::from_utf8(b).ok())
+                .and_then(|s| s.parse::<i64>().ok());
+            answer(calls, token, Reply::Value(value));
+            return;
+        }
         Request::Write { key, value } => Command::Write { key, value },
         Request::Cas { key, from, to } => Command::Cas { key, from, to },
         Request::Status => {

@@ -32,6 +32,11 @@ pub enum Request {
     Read {
         key: String,
     },
+    /// A read with `"serializable": true`: answered at once from the node's own applied
+    /// state, leader or not — fast, and possibly stale (etcd's serializable read).
+    LocalRead {
+        key: String,
+    },
     Write {
         key: String,
         value: i64,
@@ -212,7 +217,16 @@ pub fn parse_request(line: &str) -> Result<(Value, Request), BadRequest> {
         None => Err(bad(&id, format!("missing \"{field}\" for {op}"))),
     };
     let req = match op {
-        "read" => Request::Read { key: key(&obj)? },
+        "read" => match obj.get("serializable") {
+            None | Some(Value::Bool(false)) => Request::Read { key: key(&obj)? },
+            Some(Value::Bool(true)) => Request::LocalRead { key: key(&obj)? },
+            Some(other) => {
+                return Err(bad(
+                    &id,
+                    format!("\"serializable\" must be true or false, got {other}"),
+                ))
+            }
+        },
         "write" => Request::Write {
             key: key(&obj)?,
             value: int(&obj, "value")?,
@@ -428,6 +442,15 @@ mod tests {
     fn parses_every_op() {
         let (id, r) = parse_request(r#"{"id":1,"op":"read","key":"k"}"#).unwrap();
         assert_eq!((id, r), (json!(1), Request::Read { key: "k".into() }));
+        let (_, r) =
+            parse_request(r#"{"id":1,"op":"read","key":"k","serializable":true}"#).unwrap();
+        assert_eq!(r, Request::LocalRead { key: "k".into() });
+        let e = parse_request(r#"{"id":1,"op":"read","key":"k","serializable":1}"#).unwrap_err();
+        assert!(
+            e.why.contains("\"serializable\" must be true or false"),
+            "{}",
+            e.why
+        );
         let (_, r) = parse_request(r#"{"id":2,"op":"write","key":"k","value":-5}"#).unwrap();
         assert_eq!(
             r,

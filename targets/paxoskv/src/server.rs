@@ -124,6 +124,8 @@ fn answer_at_once(
                 entries,
             }))
         }
+        // Serializable: what this node has applied, whoever leads.
+        Request::LocalRead { key } => Some(Reply::Value(core.kv().get(key))),
         Request::Read { .. } | Request::Write { .. } | Request::Cas { .. } => None,
     }
 }
@@ -186,7 +188,7 @@ pub async fn run(s: Settings, shutdown: impl Future<Output = ()>) -> Result<()> 
                         Request::Read { key } => crate::kv::Command::Read { key },
                         Request::Write { key, value } => crate::kv::Command::Write { key, value },
                         Request::Cas { key, from, to } => crate::kv::Command::Cas { key, from, to },
-                        Request::Status | Request::Log { .. } => return,
+                        Request::Status | Request::Log { .. } | Request::LocalRead { .. } => return,
                     };
                     core.request(KvRequest {
                         client: client_id,

@@ -215,6 +215,10 @@ impl Replica {
                 };
                 self.replies.push((token, Reply::Log(page)));
             }
+            Request::LocalRead { key } => {
+                // Serializable: this node's applied state, whoever leads.
+                self.replies.push((token, Reply::Value(self.kv.get(&key))));
+            }
             Request::Read { key } => {
                 if !self.raft.is_leader() {
                     let hint = self.raft.leader().cloned();
