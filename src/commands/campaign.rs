@@ -167,13 +167,18 @@ fn run(args: &CampaignArgs) -> Result<u8> {
     let counts = summary::Counts::of(&state.runs);
     let (_, code) = summary::outcome(&state);
     println!(
-        "campaign {}: {} runs: {} as expected, {} not as expected, {} errors, {} pending{}; exit {code}",
+        "campaign {}: {} runs: {} as expected, {} not as expected, {} errors, {} pending{}{}; exit {code}",
         campaign.name(),
         counts.runs,
         counts.as_expected,
         counts.unexpected,
         counts.errors,
         counts.pending,
+        if counts.skipped > 0 {
+            format!(", {} skipped (their series had broken)", counts.skipped)
+        } else {
+            String::new()
+        },
         if interrupted {
             " (interrupted: run the same command to resume)"
         } else {
@@ -181,6 +186,12 @@ fn run(args: &CampaignArgs) -> Result<u8> {
         }
     );
     println!("{}", summary::scenarios_line(&state));
+    let series = summary::series_of(&state);
+    for cp in campaign.cells.iter().filter(|cp| cp.cell.series.is_some()) {
+        if let Some(line) = summary::series_line(&series, cp.cell.index) {
+            println!("{}: {line}", cp.name);
+        }
+    }
     println!("{}", cdir.path.join(crate::campaign::INDEX_HTML).display());
     Ok(code)
 }
