@@ -651,10 +651,17 @@ impl Cluster {
         }
         let vars = self.vars(node)?;
         let twin_vars = self.twin_vars(node)?;
-        if state == TwinState::Fork {
-            self.fork_data_dir(node, frozen).await?;
-        }
-        for t in &identity.files {
+        // A fork's copy holds the identity files already (they live under `{data_dir}`),
+        // as of the frozen instant: copying them again from the running node could tear
+        // a file the node is writing.
+        let copy_identity = match state {
+            TwinState::Fork => {
+                self.fork_data_dir(node, frozen).await?;
+                &[][..]
+            }
+            TwinState::Fresh => &identity.files[..],
+        };
+        for t in copy_identity {
             let (from, to) = (
                 PathBuf::from(fill(t, &vars)?),
                 PathBuf::from(fill(t, &twin_vars)?),
