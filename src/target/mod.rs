@@ -703,6 +703,14 @@ impl Cluster {
             self.signal(node, Signal::SIGSTOP)
                 .await
                 .with_context(|| format!("freezing {node} to fork its twin"))?;
+            // kill() returns before every thread has stopped: one may still finish a
+            // write or a rename. Copy only once the kernel says all are stopped.
+            if let Some(pid) = self.pid(node).await {
+                let deadline = Instant::now() + FREEZE_WAIT;
+                while !all_threads_stopped(pid) && Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
         }
         let copied = {
             let (from, to) = (from.clone(), to.clone());
@@ -1427,9 +1435,31 @@ impl Cluster {
     }
 }
 
+/// How long a fork waits for a frozen node's threads to stop.
+const FREEZE_WAIT: Duration = Duration::from_secs(2);
+
+/// Whether every thread of process `pid` is stopped (state `T` or `t` in
+/// `/proc/<pid>/task/<tid>/stat`); a process that is gone counts as stopped.
+fn all_threads_stopped(pid: i32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return true;
+    };
+    tasks.filter_map(|t| t.ok()).all(|t| {
+        std::fs::read_to_string(t.path().join("stat")).map_or(true, |stat| {
+            // The state follows the command name, which is in parentheses and may hold
+            // spaces or parentheses itself.
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                .is_none_or(|state| matches!(state, "T" | "t" | "Z" | "X"))
+        })
+    })
+}
+
 /// Copy the directory tree `from` into `to` (created): directories and regular files,
 /// their contents and permissions; anything else (a socket, a link) is left out, as it is
-/// no part of a node's state on disk. The bytes copied.
+/// no part of a node's state on disk. A file that vanished between listing and copying
+/// (a frozen node holds none open for that, but a node that was not running may have been
+/// cleaned up by its own start) is left out too. The bytes copied.
 fn copy_tree(from: &Path, to: &Path) -> Result<u64> {
     std::fs::create_dir_all(to).with_context(|| format!("cannot create {}", to.display()))?;
     let mut bytes = 0;
@@ -1442,8 +1472,15 @@ fn copy_tree(from: &Path, to: &Path) -> Result<u64> {
         if kind.is_dir() {
             bytes += copy_tree(&src, &dst)?;
         } else if kind.is_file() {
-            bytes += std::fs::copy(&src, &dst)
-                .with_context(|| format!("cannot copy {} to {}", src.display(), dst.display()))?;
+            match std::fs::copy(&src, &dst) {
+                Ok(n) => bytes += n,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(e).with_context(|| {
+                        format!("cannot copy {} to {}", src.display(), dst.display())
+                    })
+                }
+            }
         }
     }
     Ok(bytes)
@@ -1546,5 +1583,25 @@ mod tests {
         );
         let err = copy_tree(&dir.path().join("absent"), &dir.path().join("x")).unwrap_err();
         assert!(format!("{err:#}").contains("cannot read"), "{err:#}");
+    }
+
+    #[test]
+    fn a_stopped_process_is_seen_stopped_in_every_thread() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        assert!(!all_threads_stopped(pid), "running");
+        nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGSTOP).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !all_threads_stopped(pid) {
+            assert!(std::time::Instant::now() < deadline, "never seen stopped");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(all_threads_stopped(pid), "a process that is gone");
+        assert!(!all_threads_stopped(std::process::id() as i32));
     }
 }
