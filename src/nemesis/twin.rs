@@ -142,7 +142,9 @@ pub async fn start(
         f.twins.clone()
     };
     let hearing = hearing_of_splits(&nodes, &splits);
-    set_views(n, &hearing, state).await?;
+    if let Some(died) = twin_died(set_views(n, &hearing, state).await)? {
+        return Ok(died);
+    }
     let sees_original: Vec<String> = nodes
         .iter()
         .filter(|p| *p != node && !sees_twin.contains(p))
@@ -194,7 +196,9 @@ pub async fn round(
     let twinned: BTreeSet<String> = twins.iter().cloned().collect();
     let splits = splits_of(&nodes, &twinned, &hearing);
     n.in_force().await.twins.extend(splits.clone());
-    set_views(n, &hearing, state).await?;
+    if let Some(died) = twin_died(set_views(n, &hearing, state).await)? {
+        return Ok(died);
+    }
     let desc: Vec<String> = groups.iter().map(|g| g.join(",")).collect();
     tracing::info!(
         "nemesis: twins round {round}: {}{}",
@@ -320,9 +324,44 @@ pub(crate) async fn set_views(n: &Nemesis, hearing: &Hearing, state: TwinState) 
         // A node a pause holds is frozen already; the fork must not thaw it.
         let frozen = n.in_force().await.paused.contains(t);
         n.cluster.start_twin(t, state, frozen).await?;
-        n.cluster.twin_alive(t).await?;
+        if let Err(e) = n.cluster.twin_alive(t).await {
+            return Err(TwinDied(format!("{e:#}")).into());
+        }
     }
     Ok(())
+}
+
+/// A twin process that exited on its own as it started: the target's code failed (a
+/// panic, a refused identity), not faultline's set-up.
+#[derive(Debug)]
+struct TwinDied(String);
+
+impl std::fmt::Display for TwinDied {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for TwinDied {}
+
+/// A twin that died as it started did not land: the step is recorded as hitting no node,
+/// with the twin's last words as the reason, and the run goes on to its verdict (the twin
+/// stays in force, so the next round starts it again and the heal cleans up after it).
+/// Any other failure stays an error.
+fn twin_died(set: Result<()>) -> Result<Option<Landed>> {
+    match set {
+        Ok(()) => Ok(None),
+        Err(e) => match e.downcast_ref::<TwinDied>() {
+            Some(TwinDied(why)) => {
+                tracing::info!("nemesis: the twin did not land: {why}");
+                Ok(Some(Landed {
+                    value: json!({ "nodes": [], "twin_died": why }),
+                    note: Some(format!("the twin exited as it started: {why}")),
+                }))
+            }
+            None => Err(e),
+        },
+    }
 }
 
 /// Stop every twin and give every node the originals back: routes and tables go, the
@@ -406,6 +445,20 @@ async fn nft_in(netns: &str, script: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_twin_that_died_starting_is_a_fault_that_missed_and_other_errors_stay_errors() {
+        let died = twin_died(Err(
+            TwinDied("twin of n1: exited (status 101)".into()).into()
+        ))
+        .unwrap()
+        .unwrap();
+        assert_eq!(died.value["nodes"], json!([]));
+        assert!(died.note.unwrap().contains("exited (status 101)"));
+        assert!(twin_died(Ok(())).unwrap().is_none());
+        let other = twin_died(Err(anyhow!("nft failed"))).unwrap_err();
+        assert_eq!(format!("{other:#}"), "nft failed");
+    }
 
     fn nodes(k: usize) -> Vec<String> {
         (1..=k).map(|i| format!("n{i}")).collect()

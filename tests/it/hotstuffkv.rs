@@ -37,11 +37,15 @@ fn run(nemesis: &str, secs: &str) -> Option<Outcome> {
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     // 0: valid; 4: valid with a liveness failure — at 4 nodes the library commits
     // nothing while any one replica is down, and a replica that hit the library's panic
-    // stays down (README, "Testing HotStuff"). 3: the run stopped (a twin that died of
-    // the panic while starting). Safety is what is asserted.
+    // stays down (README, "Testing HotStuff"). A twin that died of the panic as it started
+    // is a fault that did not land: with no other fault landing the run is unknown (2),
+    // its results naming the twin's last words. Safety is what is asserted.
     match out.status.code() {
         Some(0 | 4) => Some(Outcome::Results(results(&run_dir_of(&out)))),
-        Some(3) => Some(Outcome::Error(stderr)),
+        Some(2) => {
+            let r = results(&run_dir_of(&out));
+            Some(Outcome::Error(format!("{r}")))
+        }
         other => panic!("exit {other:?}: {stderr}"),
     }
 }
@@ -52,14 +56,33 @@ fn assert_safe(outcome: Outcome) {
     let r = match outcome {
         Outcome::Results(r) => r,
         Outcome::Error(e) => {
-            assert!(e.contains(LIBRARY_PANIC), "{e}");
-            eprintln!("the run stopped on hotstuff_rs's known panic (finding 3): {e}");
+            // The panic's message, or (when the stderr tail shows only the backtrace) the
+            // library's frames: the twin died in hotstuff_rs, nothing of ours.
+            assert!(
+                e.contains(LIBRARY_PANIC) || e.contains("hotstuff_rs::algorithm"),
+                "{e}"
+            );
+            eprintln!("the twin died of hotstuff_rs's known panic (finding 3): {e}");
             return;
         }
     };
+    // A twin that died of the library's panic as a round started is a fault that did not
+    // land (its last words in the run's missed faults); the rounds after it start it again
+    // and the cluster may commit little meanwhile, so only safety is held to then.
+    let twin_died = r["run"]["faults"]["missed"].as_array().is_some_and(|m| {
+        m.iter().any(|x| {
+            x["why"]
+                .as_str()
+                .is_some_and(|w| w.contains(LIBRARY_PANIC) || w.contains("hotstuff_rs::algorithm"))
+        })
+    });
+    if twin_died {
+        eprintln!("a twin died of hotstuff_rs's known panic (finding 3) as it started");
+    }
     // The replicas' committed blocks were read back and compared height by height: at
     // least n − f = 3 of them (one may have died of the library's panic).
-    assert_valid_and_agreed(&r, 20, 20);
+    let least = if twin_died { 0 } else { 20 };
+    assert_valid_and_agreed(&r, least, least);
     let a = &r["agreement"];
     let inspected = ["n1", "n2", "n3", "n4"]
         .iter()
