@@ -371,6 +371,10 @@ fn end_line(r: &RunState) -> String {
     let secs = r.seconds.map_or(String::new(), |s| format!(" ({s:.1} s)"));
     let dir = r.run_dir.as_deref().unwrap_or("-");
     match (assess(r), r.verdict) {
+        // A series is judged whole: a scenario that did not break it is not yet a result.
+        (Assessment::AsExpected, Some(Verdict::Valid)) if r.series.is_some() => {
+            format!("valid, the series goes on{secs}: {dir}")
+        }
         (Assessment::AsExpected, Some(v)) => format!("{v} as expected{secs}: {dir}"),
         (Assessment::Unexpected, Some(v)) => format!(
             "{} (expected {}){secs}: {dir}{}",
@@ -446,6 +450,12 @@ mod tests {
         assert_eq!(
             end_line(&r),
             "invalid as expected (3.0 s): runs/c/20261124T000000Z"
+        );
+        r.verdict = Some(Verdict::Valid);
+        r.series = Some(1);
+        assert_eq!(
+            end_line(&r),
+            "valid, the series goes on (3.0 s): runs/c/20261124T000000Z"
         );
     }
 

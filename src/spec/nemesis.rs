@@ -192,6 +192,20 @@ pub enum TwinState {
     Fork,
 }
 
+/// How a Twins scenario draws each round's groups.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TwinsGroups {
+    /// Two or three groups, every copy anywhere (no group holds both copies of a node).
+    #[default]
+    Any,
+    /// Two groups, each with one copy of every twinned node and half of the other nodes:
+    /// the rounds in which both sides may hold a quorum of distinct nodes, the only ones
+    /// in which a protocol that needs more than a quorum to commit (a run of leaders, as
+    /// HotStuff's three consecutive views) can commit on both.
+    Quorums,
+}
+
 impl TwinState {
     pub fn is_fresh(&self) -> bool {
         *self == TwinState::Fresh
@@ -424,6 +438,9 @@ pub struct FaultParams {
     /// twins: how many nodes get a twin (drawn from the seed; at most the run's nodes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub twins: Option<u32>,
+    /// twins: how each round's groups are drawn (`any`, the default, or `quorums`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups: Option<TwinsGroups>,
     /// twins: how many windows the scenario draws.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rounds: Option<u32>,
@@ -901,6 +918,7 @@ fn check_params(v: &mut Violations<'_>, field: &str, kind: FaultKind, p: &FaultP
             ("rounds", p.rounds.is_some()),
             ("round", p.round.is_some()),
             ("leader", p.leader.is_some()),
+            ("groups", p.groups.is_some()),
         ] {
             v.check(
                 !set,

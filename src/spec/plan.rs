@@ -682,6 +682,8 @@ mod tests {
                     | "twin-primary-vc"
                     | "twin-primary-fork"
                     | "twin-primary-vc-fork" => 4,
+                    // Four twins, one per node at most.
+                    "twins-4-fork" => 7,
                     _ => 3,
                 }),
                 seed: Some(7),

@@ -8,7 +8,7 @@
 use super::grudge::{grudge_for, Grudge};
 use crate::spec::nemesis::{
     Damage, FaultKind, FaultParams, FaultSpec, GrudgeSpec, NemesisSpec, NodeSelector, RoundLeader,
-    SelectorName, TwinState,
+    SelectorName, TwinState, TwinsGroups,
 };
 use anyhow::{anyhow, bail, Result};
 use rand::seq::SliceRandom;
@@ -563,7 +563,10 @@ fn scenario(
     twins.sort();
     let mut steps = Vec::new();
     for r in 0..rounds {
-        let groups = draw_groups(nodes, &twins, rng);
+        let groups = match p.groups.unwrap_or_default() {
+            TwinsGroups::Any => draw_groups(nodes, &twins, rng),
+            TwinsGroups::Quorums => draw_quorum_groups(nodes, &twins, rng),
+        };
         let leader = p.leader.map(|aim| LeaderStep {
             aim,
             group: rng.random_range(0..groups.len()),
@@ -617,6 +620,39 @@ pub fn draw_groups(nodes: &[String], twins: &[String], rng: &mut ChaCha8Rng) -> 
         } else {
             groups[rng.random_range(0..k)].push(n.clone());
         }
+    }
+    groups.retain(|g| !g.is_empty());
+    for g in &mut groups {
+        g.sort();
+    }
+    groups.sort();
+    groups
+}
+
+/// Two groups of the nodes and the twins of `twins`, each with one copy of every twinned
+/// node (which copy is drawn) and half of the other nodes (the odd one drawn): both groups
+/// hold as many distinct nodes as the twins allow, so with more twins than a protocol
+/// tolerates both may hold a quorum. Sorted as [`draw_groups`] sorts.
+pub fn draw_quorum_groups(
+    nodes: &[String],
+    twins: &[String],
+    rng: &mut ChaCha8Rng,
+) -> Vec<Vec<String>> {
+    let mut groups: Vec<Vec<String>> = vec![Vec::new(); 2];
+    let mut others = Vec::new();
+    for n in nodes {
+        if twins.contains(n) {
+            let first = rng.random_range(0..2);
+            groups[first].push(n.clone());
+            groups[1 - first].push(twin_name(n));
+        } else {
+            others.push(n.clone());
+        }
+    }
+    others.shuffle(rng);
+    let half = others.len() / 2 + rng.random_range(0..=others.len() % 2);
+    for (i, n) in others.into_iter().enumerate() {
+        groups[usize::from(i >= half)].push(n);
     }
     groups.retain(|g| !g.is_empty());
     for g in &mut groups {
@@ -1030,6 +1066,50 @@ mod tests {
             .map(|_| draw_groups(&nodes(3), &[], &mut rng).len())
             .collect();
         assert_eq!(sizes, [1, 2, 3].into_iter().collect());
+    }
+
+    #[test]
+    fn quorum_groups_give_both_sides_every_twinned_node_and_half_the_rest() {
+        let s = spec("name: t\ntimeline:\n  - {at: 1s, start: twins, twins: 3, rounds: 6, round: 2s, groups: quorums}\n");
+        for seed in 0..20 {
+            for st in compile(&s, &nodes(7), seed, Duration::from_secs(30)).unwrap() {
+                let Action::TwinsRound { twins, groups, .. } = &st.action else {
+                    continue;
+                };
+                assert_eq!(groups.len(), 2, "{groups:?}");
+                for g in groups {
+                    assert_eq!(g.len(), 5, "3 twinned + 2 of 4 others: {groups:?}");
+                    let ids: std::collections::BTreeSet<&str> =
+                        g.iter().map(|c| twin_of(c).unwrap_or(c)).collect();
+                    assert_eq!(ids.len(), 5, "distinct nodes: {groups:?}");
+                    for t in twins {
+                        assert!(ids.contains(t.as_str()), "{t} on both sides: {groups:?}");
+                    }
+                }
+            }
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let sizes: std::collections::BTreeSet<Vec<usize>> = (0..40)
+            .map(|_| {
+                let g = draw_quorum_groups(&nodes(4), &["n2".to_string()], &mut rng);
+                let mut v: Vec<usize> = g.iter().map(Vec::len).collect();
+                v.sort();
+                v
+            })
+            .collect();
+        assert_eq!(
+            sizes,
+            [vec![2, 3]].into_iter().collect(),
+            "the odd node drawn"
+        );
+        let p = Path::new("n.yaml");
+        let bad: NemesisSpec = parse_yaml(
+            p,
+            "name: t\ntimeline:\n  - {at: 1s, start: kill, target: one, groups: quorums}\n",
+        )
+        .unwrap();
+        let e = format!("{:#}", bad.validate(p).unwrap_err());
+        assert!(e.contains("only a twins scenario takes `groups`"), "{e}");
     }
 
     fn steps_of(s: &NemesisSpec) -> Vec<Step> {
