@@ -407,6 +407,14 @@ fn describe(
             };
             (listed, Vec::new(), text)
         }
+        FaultKind::Leave => {
+            let via = v.get("via").and_then(Value::as_str).unwrap_or("a member");
+            (
+                listed,
+                Vec::new(),
+                format!("leave: {joined} removed from the configuration (asked of {via})"),
+            )
+        }
         FaultKind::Twins => {
             let groups: Vec<Vec<String>> = v
                 .get("groups")

@@ -5,7 +5,8 @@
 //! (partition/heal), [`pause`] (pause/resume), [`kill`] (kill/start), [`clock`]
 //! (bump or strobe/reset), [`loss`] (loss/stop loss), [`delay`] (delay/stop delay),
 //! [`twin`] (start or switch a twin, or a Twins scenario's round/stop twins), [`power`]
-//! (power-fail/power-restore), [`corrupt`] (corrupt/restart-corrupted). This
+//! (power-fail/power-restore), [`corrupt`] (corrupt/restart-corrupted), [`membership`]
+//! (leave/join). This
 //! file only dispatches, journals, resolves who leads, and keeps the in-force set.
 //!
 //! The in-force set follows the rule of the cleanup registry: a fault's intent is recorded
@@ -27,6 +28,7 @@ pub mod corrupt;
 pub mod delay;
 pub mod kill;
 pub mod loss;
+pub mod membership;
 pub mod partition;
 pub mod pause;
 pub mod power;
@@ -78,6 +80,8 @@ pub struct InForce {
     pub powered_off: BTreeSet<String>,
     /// Nodes stopped by a corruption, to be started again on their damaged files.
     pub corrupted: BTreeSet<String>,
+    /// Nodes taken out of the cluster's configuration, to be added back.
+    pub left: BTreeSet<String>,
 }
 
 impl InForce {
@@ -91,6 +95,7 @@ impl InForce {
             && self.twins.is_empty()
             && self.powered_off.is_empty()
             && self.corrupted.is_empty()
+            && self.left.is_empty()
     }
 }
 
@@ -219,6 +224,7 @@ impl Nemesis {
         add("twin", &f.twins.keys().cloned().collect());
         add("powered off", &f.powered_off);
         add("corrupted", &f.corrupted);
+        add("left", &f.left);
         if parts.is_empty() {
             "no faults".into()
         } else {
@@ -376,6 +382,10 @@ impl Nemesis {
                 corrupt::corrupt(self, &nodes, *damage, *probability, *seed).await
             }
             Action::RestartCorrupted => corrupt::restart(self).await,
+            Action::Leave { targets } => {
+                membership::leave(self, &self.resolve(targets).await).await
+            }
+            Action::Join => membership::join(self).await,
             Action::TwinsRound {
                 round,
                 twins,
@@ -418,7 +428,7 @@ impl Nemesis {
             }
         };
         // Strobing first: its task would otherwise skew clocks again behind the reset.
-        let (p, l, d, pa, c, k, t, po, co) = {
+        let (p, l, d, pa, c, k, t, po, co, le) = {
             let f = self.in_force().await;
             (
                 !f.partitioned.is_empty(),
@@ -430,6 +440,7 @@ impl Nemesis {
                 !f.twins.is_empty(),
                 !f.powered_off.is_empty(),
                 !f.corrupted.is_empty(),
+                !f.left.is_empty(),
             )
         };
         if c {
@@ -460,6 +471,10 @@ impl Nemesis {
         }
         if co && mode == HealMode::Full {
             heal(self.apply(&Action::RestartCorrupted).await);
+        }
+        // Last: a node joins a cluster that serves again.
+        if le && mode == HealMode::Full {
+            heal(self.apply(&Action::Join).await);
         }
         match first_error {
             Some(e) => Err(e),

@@ -77,10 +77,11 @@ pub enum FaultKind {
     Twin,
     PowerFail,
     Corrupt,
+    Leave,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 9] = [
+    pub const ALL: [FaultKind; 10] = [
         FaultKind::Partition,
         FaultKind::Pause,
         FaultKind::Kill,
@@ -90,6 +91,7 @@ impl FaultKind {
         FaultKind::Twin,
         FaultKind::PowerFail,
         FaultKind::Corrupt,
+        FaultKind::Leave,
     ];
 
     pub fn name(self) -> &'static str {
@@ -103,6 +105,7 @@ impl FaultKind {
             FaultKind::Twin => "twin",
             FaultKind::PowerFail => "power-fail",
             FaultKind::Corrupt => "corrupt",
+            FaultKind::Leave => "leave",
         }
     }
 
@@ -118,6 +121,7 @@ impl FaultKind {
             FaultKind::Twin => (0x1f, 0x4e, 0x79),
             FaultKind::PowerFail => (0x99, 0x33, 0x00),
             FaultKind::Corrupt => (0x6b, 0x8e, 0x23),
+            FaultKind::Leave => (0xd6, 0x27, 0x28),
         }
     }
 

@@ -85,6 +85,10 @@ pub enum FaultKind {
     /// target.yaml) as a disk would — flipped bits, a truncated tail, a stale copy of a
     /// chunk written back — and keep it down; inverse: start it again on the damaged files.
     Corrupt,
+    /// Take the node out of the cluster's configuration (target.yaml `membership.remove`,
+    /// asked of a running member) and stop it; inverse: `join`, add it back
+    /// (`membership.add`) and start it, on an emptied data dir unless the target keeps it.
+    Leave,
     /// A Twins-style scenario (Bano et al.): `twins` nodes get twins, and for `rounds`
     /// windows of `round` each, nodes and twins are partitioned into groups drawn from the
     /// seed (who sees which copy, which groups talk); inverse: stop the twins.
@@ -104,6 +108,7 @@ impl FaultKind {
             FaultKind::Twin => "twin",
             FaultKind::PowerFail => "power-fail",
             FaultKind::Corrupt => "corrupt",
+            FaultKind::Leave => "leave",
             FaultKind::Twins => "twins",
         }
     }
@@ -787,7 +792,7 @@ fn check_params(v: &mut Violations<'_>, field: &str, kind: FaultKind, p: &FaultP
                 );
             }
         }
-        FaultKind::Pause | FaultKind::Kill | FaultKind::PowerFail => {
+        FaultKind::Pause | FaultKind::Kill | FaultKind::PowerFail | FaultKind::Leave => {
             v.check(
                 has_target,
                 format!("{field}.target"),

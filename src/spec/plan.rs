@@ -332,6 +332,31 @@ impl Plan {
                 )?;
             }
         }
+        if kinds.contains(&FaultKind::Leave) {
+            let why = match &hosts {
+                HostsChoice::Ssh { .. } => Some("these are SSH hosts, and a node that joins again starts on a data dir faultline empties from this machine (hosts: local or loopback)".to_string()),
+                _ => None,
+            }
+            .or_else(|| {
+                target_spec.membership.is_none().then(|| {
+                    format!(
+                        "target {} ({}) declares no `membership:` commands to remove and add a member; declare them there (README: \"Membership changes\")",
+                        target_spec.name,
+                        target_file.display()
+                    )
+                })
+            });
+            if let Some(why) = why {
+                nemesis.refuse(
+                    &nemesis_file,
+                    FaultKind::Leave,
+                    &format!(
+                        "nemesis {} changes the cluster's members, but {why}",
+                        nemesis.name
+                    ),
+                )?;
+            }
+        }
         if let (Some(k), HostsChoice::Loopback) = (kinds.iter().find(|k| k.is_network()), &hosts) {
             bail!(
                 "{}: nemesis {} injects {} faults, which need network namespaces (root); these hosts are loopback addresses, so they cannot be applied. Run as root, or pick a nemesis without partition/loss.",
@@ -686,6 +711,8 @@ mod tests {
                     "twins-4-fork" => 7,
                     _ => 3,
                 }),
+                // Membership changes need a target that declares them.
+                target: (name == "leave").then(|| "etcd".to_string()),
                 seed: Some(7),
                 time_limit: Some(std::time::Duration::from_secs(60)),
                 ..Overrides::default()

@@ -110,6 +110,12 @@ pub enum Action {
     /// Start every corrupted node again on its damaged files (history f:
     /// `restart-corrupted`).
     RestartCorrupted,
+    /// Take the nodes out of the cluster's configuration, one by one, and stop each.
+    Leave {
+        targets: Targets,
+    },
+    /// Add every node that left back, one by one, and start it (history f: `join`).
+    Join,
     /// One window of a Twins scenario: `twins` have twins (started in the first round),
     /// and nodes and twins (`n1-twin`) talk only within their group; a node sees the copy
     /// of a twinned node that is in its group. With `leader`, the leader asked for when
@@ -175,6 +181,8 @@ impl FaultEdge {
             "power-restore" => heal(K::PowerFail),
             "corrupt" => FaultEdge::Start(K::Corrupt),
             "restart-corrupted" => heal(K::Corrupt),
+            "leave" => FaultEdge::Start(K::Leave),
+            "join" => heal(K::Leave),
             "twins-round" => FaultEdge::Start(K::Twins),
             _ => return None,
         })
@@ -212,6 +220,7 @@ impl Action {
             Action::StartTwin { .. } => FaultEdge::Start(K::Twin),
             Action::PowerFail { .. } => FaultEdge::Start(K::PowerFail),
             Action::Corrupt { .. } => FaultEdge::Start(K::Corrupt),
+            Action::Leave { .. } => FaultEdge::Start(K::Leave),
             Action::TwinsRound { .. } => FaultEdge::Start(K::Twins),
             Action::StopPartition => heal(K::Partition),
             Action::Resume => heal(K::Pause),
@@ -222,6 +231,7 @@ impl Action {
             Action::StopTwin => heal(K::Twin),
             Action::PowerRestore => heal(K::PowerFail),
             Action::RestartCorrupted => heal(K::Corrupt),
+            Action::Join => heal(K::Leave),
         }
     }
 
@@ -232,6 +242,7 @@ impl Action {
             | Action::Kill { targets }
             | Action::PowerFail { targets }
             | Action::Corrupt { targets, .. }
+            | Action::Leave { targets }
             | Action::BumpClock { targets, .. }
             | Action::StrobeClock { targets, .. }
             | Action::StartLoss { targets, .. }
@@ -284,6 +295,8 @@ impl Action {
             Action::PowerRestore => "power-restore",
             Action::Corrupt { .. } => "corrupt",
             Action::RestartCorrupted => "restart-corrupted",
+            Action::Leave { .. } => "leave",
+            Action::Join => "join",
             Action::TwinsRound { .. } => "twins-round",
         }
     }
@@ -300,6 +313,7 @@ impl Action {
             FaultKind::Twin | FaultKind::Twins => Action::StopTwin,
             FaultKind::PowerFail => Action::PowerRestore,
             FaultKind::Corrupt => Action::RestartCorrupted,
+            FaultKind::Leave => Action::Join,
         }
     }
 }
@@ -462,6 +476,9 @@ fn start_action(
             targets: targets(rng)?,
         },
         FaultKind::PowerFail => Action::PowerFail {
+            targets: targets(rng)?,
+        },
+        FaultKind::Leave => Action::Leave {
             targets: targets(rng)?,
         },
         FaultKind::Corrupt => Action::Corrupt {
@@ -1066,6 +1083,24 @@ mod tests {
             .map(|_| draw_groups(&nodes(3), &[], &mut rng).len())
             .collect();
         assert_eq!(sizes, [1, 2, 3].into_iter().collect());
+    }
+
+    #[test]
+    fn a_leave_is_healed_by_a_join_and_both_read_back_from_the_journal() {
+        let s =
+            spec("name: t\ninterval: 2s\nduration: 2s\nfaults:\n  - {fault: leave, target: one}\n");
+        let steps = compile(&s, &nodes(5), 1, Duration::from_secs(10)).unwrap();
+        assert!(
+            matches!(&steps[0].action, Action::Leave { targets: Targets::Nodes(n) } if n.len() == 1),
+            "{steps:?}"
+        );
+        assert!(steps.iter().any(|s| s.action == Action::Join), "{steps:?}");
+        assert_eq!(
+            FaultEdge::of("leave"),
+            Some(FaultEdge::Start(FaultKind::Leave))
+        );
+        assert_eq!(FaultEdge::of("join"), Some(FaultEdge::Heal("leave")));
+        assert_eq!(Action::heal(FaultKind::Leave).f(), "join");
     }
 
     #[test]

@@ -21,7 +21,11 @@ pub const PLACEHOLDERS: &[&str] = &[
     "data_dir",
     "binary",
     "target_dir",
+    "cluster_state",
 ];
+
+/// Placeholders only a `membership` command may use: the member it is sent to.
+pub const MEMBERSHIP_PLACEHOLDERS: &[&str] = &["member_ip"];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -79,6 +83,28 @@ pub struct TargetSpec {
     /// other per-node fields. Empty: the target cannot be corrupted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub data_files: Vec<String>,
+    /// How to take a node out of the cluster's configuration and bring it back, for the
+    /// `leave` fault. Absent: the target's membership cannot be changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub membership: Option<Membership>,
+}
+
+/// Commands that change a cluster's members (etcd: `etcdctl member remove/add`). Each is
+/// an argv template filled for the node that leaves or joins, plus `{member_ip}`, the
+/// address of a running member to ask; run on the controller, as `inspect` commands
+/// are, and a non-zero exit fails the fault with its stderr.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Membership {
+    /// Take the node out of the configuration; faultline then stops it.
+    pub remove: Vec<String>,
+    /// Put it back; faultline then empties its data dir (a removed member must not come
+    /// back with the state it left with, unless `keep_data`) and starts it with
+    /// `{cluster_state}` = `existing` and `{cluster}` = the current members and itself.
+    pub add: Vec<String>,
+    /// Start a returning node on the data dir it left with.
+    #[serde(default)]
+    pub keep_data: bool,
 }
 
 /// A node's identity beyond its template values.
@@ -619,6 +645,19 @@ impl TargetSpec {
             );
             templates.push((field, f));
         }
+        let mut member_templates = Vec::new();
+        if let Some(m) = &self.membership {
+            for (name, argv) in [("remove", &m.remove), ("add", &m.add)] {
+                v.check(
+                    !argv.is_empty(),
+                    format!("membership.{name}"),
+                    "must name a program",
+                );
+                for (i, a) in argv.iter().enumerate() {
+                    member_templates.push((format!("membership.{name}[{i}]"), a));
+                }
+            }
+        }
         match &self.inspect {
             Some(Inspect::Client) => v.check(
                 matches!(self.client.protocol, Protocol::Raftkv | Protocol::Pbft),
@@ -649,6 +688,11 @@ impl TargetSpec {
                 v.check(false, field, rule);
             }
         }
+        for (field, t) in member_templates {
+            if let Err(rule) = check_template_with(t, &self.ports, MEMBERSHIP_PLACEHOLDERS) {
+                v.check(false, field, rule);
+            }
+        }
         v.into_result()
     }
 }
@@ -661,8 +705,18 @@ pub fn signal_by_name(name: &str) -> Option<nix::sys::signal::Signal> {
 
 /// Check that every `{…}` in a template is a known placeholder.
 pub fn check_template(t: &str, ports: &BTreeMap<String, u16>) -> Result<(), String> {
+    check_template_with(t, ports, &[])
+}
+
+/// [`check_template`] where `extra` placeholders are known too.
+fn check_template_with(
+    t: &str,
+    ports: &BTreeMap<String, u16>,
+    extra: &[&str],
+) -> Result<(), String> {
     for name in placeholders_of(t)? {
         let known = PLACEHOLDERS.contains(&name)
+            || extra.contains(&name)
             || name
                 .strip_prefix("port.")
                 .is_some_and(|p| ports.contains_key(p));
@@ -672,6 +726,7 @@ pub fn check_template(t: &str, ports: &BTreeMap<String, u16>) -> Result<(), Stri
                 "unknown placeholder {{{name}}}; known: {}{}",
                 PLACEHOLDERS
                     .iter()
+                    .chain(extra)
                     .map(|p| format!("{{{p}}}"))
                     .collect::<Vec<_>>()
                     .join(", "),
@@ -1112,6 +1167,36 @@ client: {protocol: raftkv, port: client}
         let ok: TargetSpec = parse_yaml(&p, &format!("{GOOD}identity: {{}}\n")).unwrap();
         ok.validate(&p).unwrap();
         assert_eq!(ok.identity, Some(Identity::default()));
+    }
+
+    #[test]
+    fn membership_commands_may_name_the_member_they_ask_and_nothing_else_may() {
+        let good = format!(
+            "{GOOD}membership:\n  remove: [./m.sh, remove, \"{{member_ip}}:{{port.client}}\", \"{{node}}\"]\n  add: [./m.sh, add, \"{{member_ip}}\", \"{{node}}\", \"{{cluster_state}}\"]\n"
+        );
+        let p = Path::new("t.yaml");
+        let spec: TargetSpec = parse_yaml(p, &good).unwrap();
+        spec.validate(p).unwrap();
+        let m = spec.membership.unwrap();
+        assert_eq!(m.add.len(), 5);
+        assert!(!m.keep_data);
+        let err = validation_error(&GOOD.replace("\"--id\"", "\"--via\", \"{member_ip}\""));
+        assert!(err.contains("unknown placeholder {member_ip}"), "{err}");
+        let err = validation_error(&format!(
+            "{GOOD}membership:\n  remove: []\n  add: [x, \"{{colour}}\"]\n"
+        ));
+        assert!(
+            err.contains("membership.remove: must name a program"),
+            "{err}"
+        );
+        assert!(
+            err.contains("membership.add[1]: unknown placeholder {colour}"),
+            "{err}"
+        );
+        assert!(
+            err.contains("{member_ip}"),
+            "the known list names it: {err}"
+        );
     }
 
     #[test]

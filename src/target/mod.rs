@@ -20,7 +20,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use client::Client;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -176,6 +176,32 @@ pub struct Cluster {
     /// The running twins and where their client ports are reached: the built-in clients
     /// that can address a twin (`raftkv`, `pbft`) send to it too while it runs.
     twins_up: tokio::sync::watch::Sender<BTreeMap<String, client::Endpoint>>,
+    /// Membership as the `leave` fault changed it: the nodes that left the configuration,
+    /// and those that came back (started since with `{cluster_state}` = existing).
+    membership: std::sync::Mutex<MemberState>,
+}
+
+/// Who left the cluster's configuration and who joined it again.
+#[derive(Debug, Default)]
+struct MemberState {
+    left: BTreeSet<String>,
+    joined: BTreeSet<String>,
+}
+
+/// A change of the cluster's members (target.yaml `membership`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberChange {
+    Remove,
+    Add,
+}
+
+impl MemberChange {
+    fn as_str(self) -> &'static str {
+        match self {
+            MemberChange::Remove => "remove",
+            MemberChange::Add => "add",
+        }
+    }
 }
 
 impl Cluster {
@@ -212,7 +238,90 @@ impl Cluster {
             clocks,
             mounts: std::sync::Mutex::new(BTreeMap::new()),
             twins_up: tokio::sync::watch::channel(BTreeMap::new()).0,
+            membership: std::sync::Mutex::new(MemberState::default()),
         })
+    }
+
+    fn member_state(&self) -> std::sync::MutexGuard<'_, MemberState> {
+        self.membership.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether `node` is in the cluster's configuration (it has not left, or came back).
+    pub fn is_member(&self, node: &str) -> bool {
+        !self.member_state().left.contains(node)
+    }
+
+    /// Record that `node` left the configuration (`true`) or is back in it (`false`):
+    /// from then on `{cluster}` and `{peers}` leave it out, or list it again, and a node
+    /// that came back starts with `{cluster_state}` = existing.
+    pub fn set_left(&self, node: &str, left: bool) {
+        let mut m = self.member_state();
+        if left {
+            m.left.insert(node.to_string());
+        } else if m.left.remove(node) {
+            m.joined.insert(node.to_string());
+        }
+    }
+
+    /// Run target.yaml's `membership` command for `node`, sent to `via` (a running
+    /// member); its stdout, or why it failed.
+    pub async fn change_membership(
+        &self,
+        change: MemberChange,
+        node: &str,
+        via: &str,
+        limit: Duration,
+    ) -> Result<String> {
+        let spec = &self.plan.target.spec;
+        let m = spec
+            .membership
+            .as_ref()
+            .ok_or_else(|| anyhow!("target {} declares no `membership` commands", spec.name))?;
+        let templates = match change {
+            MemberChange::Remove => &m.remove,
+            MemberChange::Add => &m.add,
+        };
+        let mut vars = self.vars(node)?;
+        vars.insert("member_ip".into(), self.host(via)?.ip.to_string());
+        let mut argv = templates
+            .iter()
+            .map(|t| fill(t, &vars))
+            .collect::<Result<Vec<_>>>()?;
+        if let Some(prog) = argv.first_mut() {
+            let p = Path::new(prog.as_str());
+            if p.is_relative() && prog.contains('/') {
+                *prog = self.plan.target.dir.join(p).display().to_string();
+            }
+        }
+        run_inspect(&argv, &self.plan.target.dir, limit)
+            .await
+            .map_err(|e| anyhow!("membership {} of {node} via {via}: {e}", change.as_str()))
+    }
+
+    /// Empty `node`'s data dir (a node that left must not come back with its old state);
+    /// the directory itself stays, as it may be a mount point.
+    pub fn wipe_data_dir(&self, node: &str) -> Result<()> {
+        if self.hosts.remote().is_some() {
+            bail!("faultline empties a data dir only on this machine's hosts (local or loopback)");
+        }
+        let dir = self.data_dir(node);
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", dir.display())),
+        };
+        for e in entries {
+            let path = e
+                .with_context(|| format!("cannot read {}", dir.display()))?
+                .path();
+            let removed = if path.is_dir() && !path.is_symlink() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            removed.with_context(|| format!("cannot remove {}", path.display()))?;
+        }
+        Ok(())
     }
 
     pub fn nodes(&self) -> Vec<String> {
@@ -368,9 +477,16 @@ impl Cluster {
                 None => Ok(String::new()),
             }
         };
+        let (left, joined) = {
+            let m = self.member_state();
+            (m.left.clone(), m.joined.contains(node))
+        };
         let mut peers = Vec::new();
         let mut cluster = Vec::new();
         for h in self.hosts.nodes() {
+            if h.node != node && left.contains(&h.node) {
+                continue;
+            }
             let e = entry(h)?;
             if h.node != node {
                 peers.push(e.clone());
@@ -383,6 +499,10 @@ impl Cluster {
         v.insert("peers".into(), peers.join(&spec.peer_separator));
         v.insert("cluster".into(), cluster.join(&spec.peer_separator));
         v.insert("data_dir".into(), self.data_dir(node).display().to_string());
+        v.insert(
+            "cluster_state".into(),
+            if joined { "existing" } else { "new" }.into(),
+        );
         Ok(v)
     }
 

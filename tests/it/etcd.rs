@@ -190,6 +190,58 @@ fn etcd_restarts_killed_members_after_they_have_exited() {
 }
 
 #[test]
+fn etcd_members_leave_and_join_again_on_an_empty_data_dir() {
+    let Some((out, store)) = run(Run {
+        name: "etcd-leave",
+        target: "etcd",
+        nodes: 5,
+        workload: "register",
+        nemesis: "leave",
+        time_limit: "20s",
+    }) else {
+        return;
+    };
+    let Finished { dir, log, .. } = assert_run(&out, 0, "valid");
+    let history = std::fs::read_to_string(dir.join("history.jsonl")).unwrap();
+    let nemesis: Vec<serde_json::Value> = history
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|op: &serde_json::Value| op["process"] == "nemesis")
+        .collect();
+    let landed = |f: &str| {
+        nemesis
+            .iter()
+            .filter(|op| op["f"] == f && op["error"].is_null())
+            .flat_map(|op| op["value"]["nodes"].as_array().cloned().unwrap_or_default())
+            .filter_map(|n| n.as_str().map(String::from))
+            .collect::<Vec<_>>()
+    };
+    let (left, joined) = (landed("leave"), landed("join"));
+    assert!(!left.is_empty(), "no member left:\n{log}");
+    assert_eq!(left, joined, "every member that left joined again:\n{log}");
+    let node = &left[0];
+    // The member that came back is a new one: etcd's log on its second start shows the
+    // cluster adding it again after removing it, and it started as `existing`.
+    let second =
+        std::fs::read_to_string(dir.join("nodes").join(node).join("stderr.1.log")).unwrap();
+    assert!(second.contains("removed member"), "{second}");
+    assert!(log.contains("--initial-cluster-state existing"), "{log}");
+    std::fs::remove_dir_all(&store).ok();
+}
+
+#[test]
+fn leave_is_refused_for_a_target_without_membership_commands() {
+    let err = refused(
+        "leave-raftkv",
+        &["--target", "raftkv", "--nemesis", "leave"],
+    );
+    assert!(
+        err.contains("nemesis/leave.yaml:") && err.contains("declares no `membership:`"),
+        "{err}"
+    );
+}
+
+#[test]
 fn etcd_serializable_reads_are_found_stale_with_a_counterexample() {
     let Some((out, store)) = run(Run {
         name: "etcd-serializable",
