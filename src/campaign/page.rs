@@ -214,6 +214,7 @@ fn matrix(c: &Campaign, state: &State) -> Markup {
         let x = &c.cells[k].cell;
         (&x.target, &x.workload, &x.option)
     };
+    let series = summary::series_of(state);
     let mut rows = Vec::new();
     let mut i = 0;
     while i < c.cells.len() {
@@ -245,7 +246,7 @@ fn matrix(c: &Campaign, state: &State) -> Markup {
                         @for n in nemeses {
                             @match row.iter().find(|cp| &cp.cell.nemesis == n) {
                                 None => td.cell.none { "–" },
-                                Some(cp) => (cell(state, cp)),
+                                Some(cp) => (cell(state, &series, cp)),
                             }
                         }
                     }
@@ -256,7 +257,7 @@ fn matrix(c: &Campaign, state: &State) -> Markup {
 }
 
 /// One cell of the matrix: its runs against the expectation, and a square per run.
-fn cell(state: &State, cp: &super::CellPlan) -> Markup {
+fn cell(state: &State, series: &[summary::SeriesResult], cp: &super::CellPlan) -> Markup {
     let runs = summary::runs_of(state, cp.cell.index);
     let counts = Counts::of(runs.iter().copied());
     html! {
@@ -265,7 +266,7 @@ fn cell(state: &State, cp: &super::CellPlan) -> Markup {
             @if counts.pending > 0 {
                 " " span.muted { "(" (counts.pending) " pending)" }
             }
-            @if let Some(line) = summary::series_line(&summary::series_of(state), cp.cell.index) {
+            @if let Some(line) = summary::series_line(series, cp.cell.index) {
                 br; span.series { (line) }
             }
             @if let Some(m) = summary::median_first_anomaly_s(runs.iter().copied()) {

@@ -352,6 +352,7 @@ pub fn runs_of(state: &State, cell: usize) -> Vec<&RunState> {
 /// `summary.json`: the campaign, its outcome, per-cell counts and every run.
 pub fn json(c: &Campaign, state: &State, dir: &Path) -> Value {
     let (outcome, exit_code) = outcome(state);
+    let all_series = series_of(state);
     let cells: Vec<Value> = c
         .cells
         .iter()
@@ -373,8 +374,8 @@ pub fn json(c: &Campaign, state: &State, dir: &Path) -> Value {
                 "median_messages_per_write": messages,
                 "median_bytes_per_write": bytes,
                 "series": cell.series.map(|_| {
-                    series_of(state)
-                        .into_iter()
+                    all_series
+                        .iter()
                         .filter(|s| s.cell == cell.index)
                         .collect::<Vec<_>>()
                 }),
