@@ -310,15 +310,36 @@ impl Plan {
                 )?;
             }
         }
-        if kinds.contains(&FaultKind::Corrupt) {
+        // Faults that touch a node's data dir from this machine, each with what the
+        // target must declare for it.
+        let declared = [
+            (
+                FaultKind::Corrupt,
+                "corrupts data files",
+                "faultline damages a node's files from this machine",
+                (!target_spec.data_files.is_empty(), "`data_files:`, so faultline cannot tell which files hold a node's durable state; declare globs relative to {data_dir} there (README: \"Nemesis\", corrupt)"),
+            ),
+            (
+                FaultKind::Leave,
+                "changes the cluster's members",
+                "a node that joins again starts on a data dir faultline empties from this machine",
+                (target_spec.membership.is_some(), "`membership:` commands to remove and add a member; declare them there (README: \"Membership changes\")"),
+            ),
+        ];
+        for (kind, does, ssh, (has, missing)) in declared {
+            if !kinds.contains(&kind) {
+                continue;
+            }
             let why = match &hosts {
-                HostsChoice::Ssh { .. } => Some("these are SSH hosts, and faultline damages a node's files from this machine (hosts: local or loopback)".to_string()),
+                HostsChoice::Ssh { .. } => Some(format!(
+                    "these are SSH hosts, and {ssh} (hosts: local or loopback)"
+                )),
                 _ => None,
             }
             .or_else(|| {
-                target_spec.data_files.is_empty().then(|| {
+                (!has).then(|| {
                     format!(
-                        "target {} ({}) declares no `data_files:`, so faultline cannot tell which files hold a node's durable state; declare globs relative to {{data_dir}} there (README: \"Nemesis\", corrupt)",
+                        "target {} ({}) declares no {missing}",
                         target_spec.name,
                         target_file.display()
                     )
@@ -327,33 +348,8 @@ impl Plan {
             if let Some(why) = why {
                 nemesis.refuse(
                     &nemesis_file,
-                    FaultKind::Corrupt,
-                    &format!("nemesis {} corrupts data files, but {why}", nemesis.name),
-                )?;
-            }
-        }
-        if kinds.contains(&FaultKind::Leave) {
-            let why = match &hosts {
-                HostsChoice::Ssh { .. } => Some("these are SSH hosts, and a node that joins again starts on a data dir faultline empties from this machine (hosts: local or loopback)".to_string()),
-                _ => None,
-            }
-            .or_else(|| {
-                target_spec.membership.is_none().then(|| {
-                    format!(
-                        "target {} ({}) declares no `membership:` commands to remove and add a member; declare them there (README: \"Membership changes\")",
-                        target_spec.name,
-                        target_file.display()
-                    )
-                })
-            });
-            if let Some(why) = why {
-                nemesis.refuse(
-                    &nemesis_file,
-                    FaultKind::Leave,
-                    &format!(
-                        "nemesis {} changes the cluster's members, but {why}",
-                        nemesis.name
-                    ),
+                    kind,
+                    &format!("nemesis {} {does}, but {why}", nemesis.name),
                 )?;
             }
         }

@@ -283,9 +283,23 @@ impl Cluster {
         };
         let mut vars = self.vars(node)?;
         vars.insert("member_ip".into(), self.host(via)?.ip.to_string());
+        let argv = self.command_argv(templates, &vars)?;
+        run_inspect(&argv, &self.plan.target.dir, limit)
+            .await
+            .map_err(|e| anyhow!("membership {} of {node} via {via}: {e}", change.as_str()))
+    }
+
+    /// A target.yaml command filled with `vars`. A program named by a relative path
+    /// (`./adapter.py`) is relative to target.yaml's directory; a bare name (`python3`)
+    /// is looked up on PATH.
+    fn command_argv(
+        &self,
+        templates: &[String],
+        vars: &BTreeMap<String, String>,
+    ) -> Result<Vec<String>> {
         let mut argv = templates
             .iter()
-            .map(|t| fill(t, &vars))
+            .map(|t| fill(t, vars))
             .collect::<Result<Vec<_>>>()?;
         if let Some(prog) = argv.first_mut() {
             let p = Path::new(prog.as_str());
@@ -293,9 +307,7 @@ impl Cluster {
                 *prog = self.plan.target.dir.join(p).display().to_string();
             }
         }
-        run_inspect(&argv, &self.plan.target.dir, limit)
-            .await
-            .map_err(|e| anyhow!("membership {} of {node} via {via}: {e}", change.as_str()))
+        Ok(argv)
     }
 
     /// Empty `node`'s data dir (a node that left must not come back with its old state);
@@ -571,23 +583,7 @@ impl Cluster {
         serializable: bool,
     ) -> Result<client::stdio::AdapterSpec> {
         let vars = self.vars(home)?;
-        let mut argv = self
-            .plan
-            .target
-            .spec
-            .client
-            .command
-            .iter()
-            .map(|t| fill(t, &vars))
-            .collect::<Result<Vec<_>>>()?;
-        // `./adapter.py` is relative to target.yaml's directory; a bare name (`python3`)
-        // is looked up on PATH.
-        if let Some(prog) = argv.first_mut() {
-            let p = Path::new(prog.as_str());
-            if p.is_relative() && prog.contains('/') {
-                *prog = self.plan.target.dir.join(p).display().to_string();
-            }
-        }
+        let argv = self.command_argv(&self.plan.target.spec.client.command, &vars)?;
         let home_addr = addrs
             .get(home)
             .ok_or_else(|| anyhow!("no client address for node {home}"))?;
@@ -653,17 +649,9 @@ impl Cluster {
                     self.vars(&node)
                 }
                 .map_err(|e| format!("{e:#}"))?;
-                let mut argv = templates
-                    .iter()
-                    .map(|t| fill(t, &vars))
-                    .collect::<Result<Vec<_>>>()
+                let mut argv = self
+                    .command_argv(templates, &vars)
                     .map_err(|e| format!("{e:#}"))?;
-                if let Some(prog) = argv.first_mut() {
-                    let p = Path::new(prog.as_str());
-                    if p.is_relative() && prog.contains('/') {
-                        *prog = self.plan.target.dir.join(p).display().to_string();
-                    }
-                }
                 // A twin's command runs in the twin's namespace, where the node's
                 // address is the twin.
                 if let Some(ns) = &netns {
