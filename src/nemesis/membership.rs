@@ -41,7 +41,13 @@ pub async fn leave(n: &Nemesis, nodes: &[String]) -> Result<Landed> {
             n.cluster.set_left(node, true);
             // A removed member may stop by itself (etcd does); either way it is down now.
             n.cluster.stop_node(node).await?;
-            n.in_force().await.paused.remove(node);
+            // It comes back by `join` alone: a restart of a killed (or powered-off,
+            // corrupted) node would start a removed member on its old data.
+            let mut f = n.in_force().await;
+            f.paused.remove(node);
+            f.killed.remove(node);
+            f.powered_off.remove(node);
+            f.corrupted.remove(node);
             anyhow::Ok(via)
         }
         .await;
@@ -84,6 +90,8 @@ pub async fn join(n: &Nemesis) -> Result<Landed> {
                     .change_membership(MemberChange::Add, node, &via, COMMAND_LIMIT)
                     .await?;
                 via_of.insert(node.clone(), via);
+                // A fault aimed at it since it left may have started it on its old data.
+                n.cluster.stop_node(node).await?;
                 if !keep_data {
                     n.cluster.wipe_data_dir(node)?;
                 }
