@@ -8,8 +8,9 @@
 //!
 //! Unlike the other faults, a leave is listed in force once its remove command succeeded,
 //! not before: a remove that failed leaves the node a member, and adding a member that
-//! never left fails. The cluster tracks where each node stands ([`crate::target::Cluster::is_member`]), so
-//! a join cut half-way (added, not started) is finished, not added twice.
+//! never left fails. The cluster tracks where each node stands
+//! ([`crate::target::Cluster::is_member`]), so a join cut half-way (added, not started) is
+//! finished, not added twice.
 
 use super::{nodes_list, Failed, Landed, Nemesis};
 use crate::target::MemberChange;
