@@ -408,12 +408,23 @@ fn describe(
             (listed, Vec::new(), text)
         }
         FaultKind::Leave => {
-            let via = v.get("via").and_then(Value::as_str).unwrap_or("a member");
-            (
-                listed,
-                Vec::new(),
-                format!("leave: {joined} removed from the configuration (asked of {via})"),
-            )
+            // `via`: each node → the member its change was sent to.
+            let via: Vec<String> = v
+                .get("via")
+                .and_then(Value::as_object)
+                .into_iter()
+                .flatten()
+                .filter_map(|(n, m)| Some(format!("{n} via {}", m.as_str()?)))
+                .collect();
+            let text = if via.is_empty() {
+                format!("leave: {joined} removed from the configuration")
+            } else {
+                format!(
+                    "leave: {joined} removed from the configuration ({})",
+                    via.join(", ")
+                )
+            };
+            (listed, Vec::new(), text)
         }
         FaultKind::Twins => {
             let groups: Vec<Vec<String>> = v
@@ -725,6 +736,14 @@ impl fmt::Display for Counterexample {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_leave_names_the_member_each_change_was_sent_to() {
+        let v = serde_json::json!({"nodes": ["n3"], "via": {"n3": "n1"}});
+        let (nodes, _, text) = describe(FaultKind::Leave, &v, &[]);
+        assert_eq!(nodes, vec!["n3".to_string()]);
+        assert_eq!(text, "leave: n3 removed from the configuration (n3 via n1)");
+    }
     use crate::checker::model::{ModelKind, ModelSpec};
     use crate::checker::{check, CheckOptions};
     use crate::history::{HistoryError, Op, OpType, Process};
