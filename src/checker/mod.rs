@@ -12,6 +12,7 @@
 //! [`liveness`] judges whether the cluster served again after its faults were healed.
 
 pub mod agreement;
+pub mod append;
 pub mod brute;
 pub mod budget;
 pub mod counterexample;

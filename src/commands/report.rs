@@ -115,6 +115,7 @@ fn recheck_run(dir: &Path) -> Result<Value> {
             }
             r["agreement"] = serde_json::to_value(&agreement)?;
             r["set"] = serde_json::to_value(&checked.set)?;
+            r["append"] = serde_json::to_value(&checked.append)?;
             r["verdict"] = json!(checked.verdict);
             r["reason"] = json!(checked.reason);
             r["stats"] = serde_json::to_value(&checked.stats)?;
@@ -141,6 +142,7 @@ fn recheck_run(dir: &Path) -> Result<Value> {
             );
             r["agreement"] = serde_json::to_value(&agreement)?;
             r["set"] = serde_json::to_value(&checked.set)?;
+            r["append"] = serde_json::to_value(&checked.append)?;
             r
         }
     };

@@ -20,6 +20,11 @@
 //! so an element is read soon after its add however large the set has grown — where a
 //! stale read shows. Every element is also a key of `keys_used`, so the final phase
 //! reads the whole set.
+//!
+//! An append workload (`append:` in the workload) draws like a register workload — keys
+//! in flight, retired after `keys.ops_per_key` ops — but a `write` carries a fresh element
+//! (numbered per group like a set's, so no two appends of a run carry the same one),
+//! which the runner appends to the key's list; a `read` reads the list.
 
 use crate::history::Invocation;
 use crate::spec::workload::{KeyDistribution, OpKind, WorkloadSpec};
@@ -50,6 +55,8 @@ struct Shape {
     groups: u64,
     /// A set workload: writes add elements, reads read them.
     set: bool,
+    /// An append workload: writes carry fresh elements.
+    append: bool,
 }
 
 /// A group's share of a set workload: its elements and its two read cursors.
@@ -76,6 +83,8 @@ struct Group {
     /// Keys this group has opened so far.
     opened: u64,
     set: SetState,
+    /// Elements this group has handed out (append workload).
+    appended: u64,
 }
 
 #[derive(Debug)]
@@ -113,6 +122,7 @@ impl Generator {
                 ops_per_key: spec.keys.ops_per_key,
                 groups: u64::from(groups),
                 set: spec.set.is_some(),
+                append: spec.append.is_some(),
             },
             threads_per_key,
             groups: Vec::with_capacity(groups as usize),
@@ -131,6 +141,7 @@ impl Generator {
                 slots: Vec::with_capacity(slots as usize),
                 opened: 0,
                 set: SetState::default(),
+                appended: 0,
             };
             for _ in 0..slots {
                 let slot = group.fresh_slot(&g.shape, &mut g.used);
@@ -226,6 +237,11 @@ impl Group {
         let f = self.pick_kind(shape);
         let value = match f {
             OpKind::Read => Value::Null,
+            OpKind::Write if shape.append => {
+                let n = self.appended * shape.groups + self.index;
+                self.appended += 1;
+                json!(n)
+            }
             OpKind::Write => self.value(shape),
             OpKind::Cas => json!([self.value(shape), self.value(shape)]),
         };
@@ -556,5 +572,39 @@ mod set_tests {
         };
         assert_eq!(run(3), run(3));
         assert_ne!(run(3), run(4));
+    }
+}
+
+#[cfg(test)]
+mod append_tests {
+    use super::*;
+    use crate::spec::parse_yaml;
+    use std::collections::BTreeSet;
+    use std::path::Path;
+
+    #[test]
+    fn an_append_workload_hands_out_every_element_once_on_retiring_keys() {
+        let spec: WorkloadSpec = parse_yaml(
+            Path::new("append.yaml"),
+            "name: a\nmix: {write: 1, read: 1}\nkeys: {in_flight: 2, ops_per_key: 5}\nappend: {}\n",
+        )
+        .unwrap();
+        let mut g = Generator::new(&spec, 9, 6, 3);
+        let mut elements = BTreeSet::new();
+        let mut writes = 0;
+        for i in 0..300 {
+            let inv = g.next_op(i % 6);
+            match inv.f {
+                OpKind::Write => {
+                    writes += 1;
+                    assert!(elements.insert(inv.value.as_u64().unwrap()), "{inv:?}");
+                }
+                OpKind::Read => assert!(inv.value.is_null()),
+                OpKind::Cas => panic!("an append workload issues no cas of its own"),
+            }
+        }
+        assert_eq!(elements.len(), writes);
+        // 300 ops, 5 per key: keys were retired and fresh ones opened.
+        assert!(g.keys_used().len() >= 60, "{}", g.keys_used().len());
     }
 }

@@ -15,6 +15,7 @@
 //! target is escaped where a page splices it in; JSON for scripts has its own [`escape`].
 
 pub mod agreement;
+pub mod append;
 pub mod compare;
 pub mod counterexample;
 pub mod escape;

@@ -641,6 +641,8 @@ pub fn render(run: &RunData, plots: &[Plot]) -> String {
     let agreement_conflict = agreement.as_ref().and_then(|a| a.conflict.as_ref());
     let set = super::set::of(run);
     let set_invalid = set.as_ref().and_then(super::set::why_invalid);
+    let appends = super::append::of(run);
+    let append_invalid = appends.as_ref().and_then(super::append::why_invalid);
     let mut nav = vec![
         ("../../index.html", "all runs"),
         ("timeline.html", "timeline"),
@@ -654,6 +656,9 @@ pub fn render(run: &RunData, plots: &[Plot]) -> String {
     }
     if set.is_some() {
         nav.push(("#set", "set"));
+    }
+    if appends.is_some() {
+        nav.push(("#append", "append"));
     }
     nav.push(("#files", "files and logs"));
     let body = html! {
@@ -670,9 +675,10 @@ pub fn render(run: &RunData, plots: &[Plot]) -> String {
             @if verdict == Verdict::Invalid {
                 @if let Some(why) = agreement.as_ref().and_then(super::agreement::why_invalid) { (why) }
                 @if let Some(why) = &set_invalid { (why) }
-                // Agreement or the set checker alone can make a run invalid: then the
-                // linearizability checker has no counterexample to show.
-                @if (agreement_conflict.is_none() && set_invalid.is_none()) || check.get("verdict").and_then(Value::as_str) == Some("invalid") {
+                @if let Some(why) = &append_invalid { (why) }
+                // Agreement, the set or the append checker alone can make a run invalid:
+                // then the linearizability checker has no counterexample to show.
+                @if (agreement_conflict.is_none() && set_invalid.is_none() && append_invalid.is_none()) || check.get("verdict").and_then(Value::as_str) == Some("invalid") {
                     @match counterexample::section(&check) {
                         Some(s) => (s),
                         None => div.why #counterexample {
@@ -725,6 +731,7 @@ pub fn render(run: &RunData, plots: &[Plot]) -> String {
             (liveness_section(run))
             (super::agreement::section(run))
             (super::set::section(run))
+            (super::append::section(run))
             h2 { "Checker" }
             (checker(run))
             h2 #files { "Files and logs" }

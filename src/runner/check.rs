@@ -3,6 +3,7 @@
 //! agreement over the nodes' committed logs), and its liveness.
 
 use crate::checker::agreement::{self, Agreement, Inspected};
+use crate::checker::append::{self, AppendChecker, AppendOptions, AppendReport};
 use crate::checker::liveness::{self, Liveness};
 use crate::checker::model::{ModelKind, ModelSpec};
 use crate::checker::set::{self, SetChecker, SetOptions, SetReport};
@@ -10,7 +11,7 @@ use crate::checker::stats::{OpStats, Required, Tally};
 use crate::checker::Results;
 use crate::checker::{check, CheckOptions, Verdict};
 use crate::history::{self, Format};
-use crate::spec::workload::StalePolicy;
+use crate::spec::workload::{OpKind, StalePolicy};
 use crate::spec::Plan;
 use anyhow::{anyhow, Context, Result};
 use serde_json::Value;
@@ -31,6 +32,8 @@ pub struct Checked {
     pub check: Value,
     /// The set checker's report, for a set workload (results.json `set`).
     pub set: Option<SetReport>,
+    /// The append checker's report, for an append workload (results.json `append`).
+    pub append: Option<AppendReport>,
     /// Per-f counts of the main phase and the stats rule's verdict.
     pub stats: OpStats,
 }
@@ -44,7 +47,12 @@ pub fn check_history(plan: &Plan, history: &Path) -> Result<Checked> {
         .mix
         .iter()
         .filter(|(_, w)| **w > 0)
-        .map(|(f, _)| f.as_str().to_string())
+        // An append workload's `write` is journaled as the read and cas that did it: an
+        // append succeeded when a cas did.
+        .map(|(f, _)| match f {
+            OpKind::Write if plan.workload.append.is_some() => "cas".to_string(),
+            f => f.as_str().to_string(),
+        })
         .collect();
     // The final reads come after the time limit (client time starts at 0 with the
     // clients): they run after every fault healed, so their successes say nothing about
@@ -58,11 +66,20 @@ pub fn check_history(plan: &Plan, history: &Path) -> Result<Checked> {
             stale_invalid: s.stale == StalePolicy::Invalid,
         })
     });
+    let mut appends = plan.workload.append.as_ref().map(|a| {
+        AppendChecker::new(AppendOptions {
+            final_from_ns: until_ns,
+            stale_invalid: a.stale == StalePolicy::Invalid,
+        })
+    });
     let set_started = Instant::now();
     let mut feed = |op: &crate::history::Op| {
         tally.add(op);
         if let Some(s) = &mut set {
             s.add(op);
+        }
+        if let Some(a) = &mut appends {
+            a.add(op);
         }
     };
     let linear = if plan.workload.model.is_empty() {
@@ -95,20 +112,32 @@ pub fn check_history(plan: &Plan, history: &Path) -> Result<Checked> {
         tracing::info!("{}", set::summary_line(&r));
         r
     });
+    let appends = appends.map(|a| {
+        let mut r = a.finish();
+        r.elapsed_ms = u64::try_from(set_started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        tracing::info!("{}", append::summary_line(&r));
+        r
+    });
     let (mut verdict, mut reason) = match &linear {
         Some(r) => (r.verdict, r.reason.clone()),
         None => (Verdict::Valid, None),
     };
-    if let Some(s) = &set {
+    let mut compose = |name: &str, v: Verdict, why: Option<&str>| {
         let before = verdict;
-        verdict = verdict.worst(s.verdict);
-        if s.verdict == verdict && verdict != Verdict::Valid {
-            let why = format!("set: {}", s.reason.as_deref().unwrap_or("no reason given"));
+        verdict = verdict.worst(v);
+        if v == verdict && verdict != Verdict::Valid {
+            let why = format!("{name}: {}", why.unwrap_or("no reason given"));
             reason = Some(match reason.take() {
                 Some(r) if before == verdict => format!("{r}; {why}"),
                 _ => why,
             });
         }
+    };
+    if let Some(s) = &set {
+        compose("set", s.verdict, s.reason.as_deref());
+    }
+    if let Some(a) = &appends {
+        compose("append", a.verdict, a.reason.as_deref());
     }
     let stats = tally.finish();
     let (verdict, reason) = stats.compose(verdict, reason.as_deref());
@@ -126,6 +155,7 @@ pub fn check_history(plan: &Plan, history: &Path) -> Result<Checked> {
         reason,
         check,
         set,
+        append: appends,
         stats,
     })
 }

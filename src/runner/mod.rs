@@ -20,6 +20,7 @@ use crate::history::{Journal, Op, OpType, Process};
 use crate::hosts::{self, Capability, Hosts, Registry};
 use crate::log::{self, RunLog};
 use crate::nemesis::{HealMode, Nemesis};
+use crate::spec::workload::OpKind;
 use crate::spec::{HostsChoice, Plan};
 use crate::store;
 use crate::target::client::{Client, Completion, Invocation};
@@ -879,7 +880,6 @@ async fn work(
     client: &mut Client,
 ) -> Result<()> {
     let mut process = u64::from(slot);
-    let timeout = ctx.plan.workload.op_timeout;
     let mut backoff = backoff::Backoff::new(&ctx.plan.workload.backoff, ctx.plan.seed, slot);
     // Every path out of this loop other than the next invocation writes the completion
     // staged at the bottom, so no line waits on anything slower than the generator.
@@ -904,17 +904,11 @@ async fn work(
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .next_op(slot);
-        ctx.invoke_op(process, &inv, node)?;
-        let completion = tokio::select! {
-            c = client.invoke(&inv, timeout) => c,
-            _ = stopped(stop) => Completion {
-                kind: crate::target::client::indefinite(inv.f),
-                value: inv.value.clone(),
-                error: Some("interrupted".into()),
-                node: node.to_string(),
-            },
+        let completion = if ctx.plan.workload.append.is_some() && inv.f == OpKind::Write {
+            append(ctx, process, &inv, node, client, stop).await?
+        } else {
+            perform(ctx, process, &inv, node, client, stop).await?
         };
-        ctx.complete_op(process, &inv, &completion, Then::InvokeNext)?;
         if completion.kind == OpType::Info {
             ctx.journal.flush()?;
             // Jepsen's rule: the process that may still have an op in flight is retired.
@@ -937,6 +931,86 @@ async fn work(
             }
         }
     }
+}
+
+/// Journal `inv`'s invocation, perform it through `client` (an interrupt ends it as
+/// unknown) and journal its completion.
+async fn perform(
+    ctx: &Ctx,
+    process: u64,
+    inv: &Invocation,
+    node: &str,
+    client: &mut Client,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<Completion> {
+    ctx.invoke_op(process, inv, node)?;
+    let completion = tokio::select! {
+        c = client.invoke(inv, ctx.plan.workload.op_timeout) => c,
+        _ = stopped(stop) => Completion {
+            kind: crate::target::client::indefinite(inv.f),
+            value: inv.value.clone(),
+            error: Some("interrupted".into()),
+            node: node.to_string(),
+        },
+    };
+    ctx.complete_op(process, inv, &completion, Then::InvokeNext)?;
+    Ok(completion)
+}
+
+/// Times an append reads its stream and tries its cas before it gives up: each
+/// `compare-failed` means another worker of the group appended in between.
+const APPEND_ATTEMPTS: usize = 8;
+
+/// An append workload's `write` of element `inv.value` to stream `inv.key`: a read of the
+/// list, then a cas from it to it plus the element, again after `compare-failed`. Both are
+/// journaled as they happened — the history stays one of a cas register over lists,
+/// which the append checker (and the cas-register model) judge; the completion returned
+/// is the one that ended the attempt (a read that failed, a cas's outcome).
+async fn append(
+    ctx: &Ctx,
+    process: u64,
+    inv: &Invocation,
+    node: &str,
+    client: &mut Client,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<Completion> {
+    let read = Invocation {
+        f: OpKind::Read,
+        key: inv.key.clone(),
+        value: Value::Null,
+    };
+    let mut last = None;
+    for _ in 0..APPEND_ATTEMPTS {
+        let r = perform(ctx, process, &read, node, client, stop).await?;
+        if r.kind != OpType::Ok || *stop.borrow() {
+            return Ok(r);
+        }
+        // A value that is not a list is the checker's to report, not ours to overwrite.
+        let mut to = match &r.value {
+            Value::Null => Vec::new(),
+            Value::Array(a) => a.clone(),
+            _ => return Ok(r),
+        };
+        to.push(inv.value.clone());
+        let cas = Invocation {
+            f: OpKind::Cas,
+            key: inv.key.clone(),
+            value: serde_json::json!([r.value, to]),
+        };
+        let c = perform(ctx, process, &cas, node, client, stop).await?;
+        let contended =
+            c.kind == OpType::Fail && c.error.as_deref() == Some(crate::history::COMPARE_FAILED);
+        if !contended {
+            return Ok(c);
+        }
+        last = Some(c);
+    }
+    Ok(last.unwrap_or_else(|| Completion {
+        kind: OpType::Fail,
+        value: inv.value.clone(),
+        error: Some("no attempt made".into()),
+        node: node.to_string(),
+    }))
 }
 
 /// After the main phase: wait for the cluster to serve again, then read every key.

@@ -139,6 +139,9 @@ pub fn check_and_report(
         if let Some(set) = &checked.set {
             obj.insert("set".into(), serde_json::to_value(set)?);
         }
+        if let Some(a) = &checked.append {
+            obj.insert("append".into(), serde_json::to_value(a)?);
+        }
     }
     // Fault windows come from the history whether or not liveness is judged: the wire
     // figures are attributed to them.

@@ -431,6 +431,15 @@ impl Plan {
                 target_spec.client.protocol.as_str()
             );
         }
+        if workload.append.is_some() && !target_spec.client.protocol.carries_any_value() {
+            bail!(
+                "{}: append: workload {} keeps each stream as a list, but target {}'s {} client carries integers only (etcd and stdio targets carry lists)",
+                workload_file.display(),
+                workload.name,
+                target_spec.name,
+                target_spec.client.protocol.as_str()
+            );
+        }
         if workload.serializable && !target_spec.client.protocol.has_serializable_reads() {
             bail!(
                 "{}: serializable: workload {} asks for serializable reads, but target {}'s {} client has none (the raftkv, etcd and stdio clients do)",
@@ -863,6 +872,26 @@ mod tests {
         );
         let plan = resolve("tests/fixtures/wrong-id/leaders.yaml").unwrap();
         assert_eq!(plan.workload.value_bytes, Some(4096));
+    }
+
+    #[test]
+    fn an_append_workload_is_refused_for_a_client_that_carries_integers_only() {
+        let resolve = |target: &str| {
+            let o = Overrides {
+                target: Some(target.into()),
+                workload: Some("append".into()),
+                nemesis: Some("none".into()),
+                nodes: Some(3),
+                ..Overrides::default()
+            };
+            Plan::resolve(&SpecRoots::default_roots(), &o, HostsChoice::Loopback)
+        };
+        let err = format!("{:#}", resolve("raftkv").unwrap_err());
+        assert!(
+            err.contains("append.yaml: append: workload append keeps each stream as a list, but target raftkv's raftkv client carries integers only"),
+            "{err}"
+        );
+        assert!(resolve("etcd").unwrap().workload.append.is_some());
     }
 
     #[test]

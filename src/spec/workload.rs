@@ -61,6 +61,14 @@ pub struct WorkloadSpec {
     /// set checker judges the history (`checker::set`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub set: Option<SetSpec>,
+    /// Makes this an append workload: each key is a stream (a JSON list of unique
+    /// elements); a `write` appends a fresh element (a read of the list, then a cas from
+    /// it to it plus the element, again after `compare-failed`), a `read` reads the list,
+    /// the final read reads every stream, and the append checker judges the history
+    /// (`checker::append`). Needs a client that carries lists and a cas from null that
+    /// creates the key (etcd, stdio adapters that do).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub append: Option<AppendSpec>,
     /// A request without an answer after this long is recorded as info.
     #[serde(with = "humantime_serde", default = "default_op_timeout")]
     pub op_timeout: Duration,
@@ -91,6 +99,20 @@ pub struct SetSpec {
     #[serde(default)]
     pub stale: StalePolicy,
 }
+
+/// An append workload's settings.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppendSpec {
+    /// What a read (or an append's read) that misses an append acknowledged before it
+    /// began means: `invalid` (the default) or `allowed` (serializable reads: only counted).
+    #[serde(default)]
+    pub stale: StalePolicy,
+}
+
+/// The longest a stream may grow (`keys.ops_per_key` of an append workload): every
+/// append carries the whole list twice, and the checker compares lists.
+pub const MAX_STREAM_OPS: u64 = 1000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -305,12 +327,21 @@ impl WorkloadSpec {
         if self.set.is_some() {
             self.validate_set(&mut v);
         }
+        if self.append.is_some() {
+            self.validate_append(&mut v);
+        }
         let model: Result<super::model::ModelKind, String> = self.model.parse();
         match model {
             Err(_) if self.model.is_empty() => v.check(
-                self.set.is_some(),
+                self.set.is_some() || self.append.is_some(),
                 "model",
-                format!("is required (a model for the checker, or a `set:` block for the set checker; {MODEL_FITS})"),
+                format!("is required (a model for the checker, or a `set:` or `append:` block; {MODEL_FITS})"),
+            ),
+            // An append's history is reads and cas ops on lists: a cas register's.
+            Ok(m) if self.append.is_some() => v.check(
+                m == super::model::ModelKind::CasRegister,
+                "model",
+                format!("model {} cannot judge an append workload, whose history is reads and cas ops (rule: cas-register, or no model)", m.name()),
             ),
             Ok(m) => {
                 let fits = model_ops(m);
@@ -334,6 +365,51 @@ impl WorkloadSpec {
             Err(e) => v.check(false, "model", e),
         }
         v.into_result()
+    }
+
+    /// The rules of an append workload: reads and appends on streams of bounded length.
+    fn validate_append(&self, v: &mut Violations) {
+        v.check(
+            self.set.is_none(),
+            "append",
+            "a workload is a set or an append workload, not both",
+        );
+        let other: Vec<&str> = self
+            .mix
+            .iter()
+            .filter(|(op, w)| **w > 0 && !matches!(op, OpKind::Read | OpKind::Write))
+            .map(|(op, _)| op.as_str())
+            .collect();
+        v.check(
+            other.is_empty(),
+            "mix",
+            format!(
+                "an append workload has {} ops (rule: `write` appends an element, `read` reads a stream)",
+                other.join(", ")
+            ),
+        );
+        v.check(
+            self.mix.get(&OpKind::Write).is_some_and(|w| *w > 0),
+            "mix",
+            "an append workload needs `write` (appends) with a weight above 0",
+        );
+        v.check(
+            self.final_reads,
+            "final_reads",
+            "must be true for an append workload (rule: every acknowledged append is judged by the final read)",
+        );
+        v.check(
+            self.value_bytes.is_none(),
+            "value_bytes",
+            "does not apply to an append workload (an element is a number)",
+        );
+        v.check(
+            self.keys
+                .ops_per_key
+                .is_some_and(|n| (1..=MAX_STREAM_OPS).contains(&n)),
+            "keys.ops_per_key",
+            format!("an append workload needs it between 1 and {MAX_STREAM_OPS} (rule: a stream's list is carried whole by every append, so streams are retired)"),
+        );
     }
 
     /// The rules of a set workload: it adds and reads elements and is judged by its final
@@ -436,6 +512,40 @@ mod tests {
         let plain: WorkloadSpec = parse_yaml(p, "name: r\nmix: {read: 1}\n").unwrap();
         let err = plain.validate(p).unwrap_err().to_string();
         assert!(err.contains("w-set.yaml: model: is required"), "{err}");
+    }
+
+    #[test]
+    fn an_append_needs_bounded_streams_and_at_most_a_cas_register_model() {
+        let p = Path::new("w-append.yaml");
+        let w = WorkloadSpec::load(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("workloads/append.yaml"),
+        )
+        .unwrap();
+        assert_eq!(
+            w.append.as_ref().map(|a| a.stale),
+            Some(StalePolicy::Invalid)
+        );
+        let bare: WorkloadSpec = parse_yaml(
+            p,
+            "name: a\nmix: {write: 1}\nkeys: {ops_per_key: 10}\nappend: {}\n",
+        )
+        .unwrap();
+        bare.validate(p).unwrap();
+        let bad: WorkloadSpec = parse_yaml(
+            p,
+            "name: a\nmix: {write: 1, cas: 1}\nappend: {}\nset: {}\nmodel: register\nvalue_bytes: 8\n",
+        )
+        .unwrap();
+        let err = bad.validate(p).unwrap_err().to_string();
+        for want in [
+            "w-append.yaml: append: a workload is a set or an append workload, not both",
+            "w-append.yaml: mix: an append workload has cas ops",
+            "w-append.yaml: keys.ops_per_key: an append workload needs it between 1 and 1000",
+            "w-append.yaml: value_bytes: does not apply to an append workload",
+            "w-append.yaml: model: model register cannot judge an append workload",
+        ] {
+            assert!(err.contains(want), "{want}\n{err}");
+        }
     }
 
     #[test]

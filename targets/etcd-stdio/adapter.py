@@ -68,8 +68,10 @@ def write(key, value):
 
 def cas(key, old, new):
     # Interactive txn on stdin: compares, blank line, success ops, blank line, failure ops.
-    script = 'value(%s) = %s\n\nput %s %s\n\n\n' % (
-        quote(key), quote(json.dumps(old)), quote(key), quote(json.dumps(new)))
+    # From null (absent, the register's initial value) = create: create revision 0.
+    compare = 'create(%s) = "0"' % quote(key) if old is None else 'value(%s) = %s' % (
+        quote(key), quote(json.dumps(old)))
+    script = '%s\n\nput %s %s\n\n\n' % (compare, quote(key), quote(json.dumps(new)))
     p = etcdctl(["txn"], stdin=script)
     if p.returncode != 0:
         return failed(p)

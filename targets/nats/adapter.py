@@ -19,7 +19,8 @@ Reads come in two modes, chosen per run by the workload's or target's `serializa
   follower that lags or is cut off answers from what it has.
 
 write = put. cas [old, new] = read the entry (value and revision), compare the value
-(absent is never equal: a key not yet written fails with compare-failed), then
+(from null — absent, the register's initial value — it is create(key, new), refused
+with compare-failed when the key exists), then
 update(key, new, last=revision): the stream leader stores it only if the key's last
 revision is still that one; else the op fails with `revision-changed` (certainly not done,
 but no observation of the value, see REVISION_CHANGED).
@@ -163,6 +164,16 @@ class Adapter:
         return {"type": "ok"}
 
     async def cas(self, key, old, new):
+        if old is None:
+            try:
+                await asyncio.wait_for(self.kv.create(key, json.dumps(new).encode()), BUDGET_S)
+            except nats.js.errors.KeyWrongLastSequenceError:
+                return {"type": "fail", "error": "compare-failed"}
+            except nats.js.errors.APIError as e:
+                if e.err_code == WRONG_LAST_SEQUENCE:
+                    return {"type": "fail", "error": "compare-failed"}
+                raise
+            return {"type": "ok"}
         value, revision = await self.get(key)
         if revision is None or value != old:
             return {"type": "fail", "error": "compare-failed"}

@@ -18,6 +18,7 @@ A key k is the znode /k; its data is the JSON text of the value.
   version just read. ZooKeeper applies the set only if /k is still at version v, so it
   compares and swaps in one step. A value other than old or a missing node is
   compare-failed; BadVersion (changed since the get, perhaps to the same value) reads again.
+  From null (the key's initial value: absent) it is create(/k): NodeExists is compare-failed.
 - leaders: the nodes whose `srvr` four-letter word says "Mode: leader".
 
 Outcomes: an op never sent (no session yet) is fail after a short pause; connection loss,
@@ -142,6 +143,12 @@ def cas(key, old, new):
     until = deadline()
     ensure_session()
     p = path(key)
+    if old is None:
+        try:
+            wait(zk.create_async(p, json.dumps(new).encode()), until)
+            return {"type": "ok"}
+        except NodeExistsError:
+            return {"type": "fail", "error": "compare-failed"}
     # A set refused for its version only says the znode changed since our get, not that
     # its value differs from old (a write of the same value bumps the version too), and
     # compare-failed claims the value differed: read again and retry. The refusal came

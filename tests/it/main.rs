@@ -1,6 +1,7 @@
 //! The one integration-test binary: one module per area.
 
 mod agreement;
+mod append;
 mod campaign;
 mod ceph_mon;
 mod checker;

@@ -138,6 +138,44 @@ fn nats_loses_acknowledged_adds_under_a_coordinated_power_failure() {
 }
 
 #[test]
+fn nats_loses_acknowledged_appends_under_a_coordinated_power_failure() {
+    if !Path::new("/dev/fuse").exists() {
+        eprintln!("skipped: no /dev/fuse for the power-failure filesystem");
+        return;
+    }
+    // The streams the power failures truncate: acknowledged appends are missing from the
+    // final read, and reads from before the failure are no prefix of it.
+    let Some((out, store)) = run("nats-append", "append", "power-fail-all-slow", "20s") else {
+        return;
+    };
+    let dir = run_dir_of(&out);
+    let log = std::fs::read_to_string(dir.join("faultline.log")).unwrap_or_default();
+    assert_eq!(out.status.code(), Some(1), "log:\n{log}");
+    let a = &results(&dir)["append"];
+    assert_eq!(a["verdict"], "invalid", "{a}");
+    assert!(
+        a["counts"]["lost"].as_u64().unwrap_or(0) > 0,
+        "no acknowledged append lost: {a}"
+    );
+    assert!(
+        a["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["kind"] == "lost"),
+        "{a}"
+    );
+    let page = std::fs::read_to_string(dir.join("index.html")).unwrap();
+    assert!(
+        page.contains("id=\"append-invalid\""),
+        "no note on the page"
+    );
+    let (id, pids) = ids_from_log(&dir);
+    assert_eq!(leftovers(&id, &pids), Vec::<String>::new());
+    std::fs::remove_dir_all(&store).ok();
+}
+
+#[test]
 fn nats_clock_faults_are_refused_naming_go_and_the_vdso() {
     let err = refused("nats-clock", &["--target", "nats", "--nemesis", "clock"]);
     assert!(

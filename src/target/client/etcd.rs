@@ -194,11 +194,18 @@ fn request(inv: &Invocation, serializable: bool) -> (&'static str, Value) {
         OpKind::Cas => {
             let from = inv.value.get(0).cloned().unwrap_or(Value::Null);
             let to = inv.value.get(1).cloned().unwrap_or(Value::Null);
+            // From null (the register's initial value: the key is absent) = create: the
+            // key's create revision is 0 only while it does not exist.
+            let compare = if from.is_null() {
+                json!({"key": key, "target": "CREATE", "result": "EQUAL", "create_revision": "0"})
+            } else {
+                json!({"key": key, "target": "VALUE", "result": "EQUAL",
+                       "value": encode_value(&from)})
+            };
             (
                 "/v3/kv/txn",
                 json!({
-                    "compare": [{"key": key, "target": "VALUE", "result": "EQUAL",
-                                 "value": encode_value(&from)}],
+                    "compare": [compare],
                     "success": [{"requestPut": {"key": key, "value": encode_value(&to)}}],
                 }),
             )
@@ -288,6 +295,10 @@ mod tests {
         assert_eq!(p, "/v3/kv/txn");
         assert_eq!(b["compare"][0]["value"], "MQ==");
         assert_eq!(b["success"][0]["requestPut"]["value"], "Mg==");
+        // A cas from null creates the key: it must not exist yet.
+        let (_, b) = request(&inv(OpKind::Cas, json!([null, [7]])), false);
+        assert_eq!(b["compare"][0]["target"], "CREATE");
+        assert_eq!(b["compare"][0]["create_revision"], "0");
     }
 
     #[test]
