@@ -49,14 +49,15 @@ fn shown(argv: &[String]) -> String {
         .join(" ")
 }
 
-/// Runs an inspect command on the controller, in its own process group (killed with its
-/// children on timeout) with PDEATHSIG; returns its stdout, at most [`INSPECT_MAX_BYTES`].
+/// Runs a controller-side command of the target (inspect, membership) in its own process
+/// group (killed with its children on timeout) with PDEATHSIG; returns its stdout, at
+/// most [`INSPECT_MAX_BYTES`].
 async fn run_inspect(argv: &[String], cwd: &Path, limit: Duration) -> Result<String, String> {
     use tokio::io::AsyncReadExt;
     let shown = shown(argv);
     let (prog, args) = argv
         .split_first()
-        .ok_or_else(|| "inspect.command is empty".to_string())?;
+        .ok_or_else(|| "the command is empty".to_string())?;
     let mut cmd = tokio::process::Command::new(prog);
     cmd.args(args)
         .current_dir(cwd)
@@ -84,7 +85,7 @@ async fn run_inspect(argv: &[String], cwd: &Path, limit: Duration) -> Result<Str
         let _ = e;
         if stdout.len() > INSPECT_MAX_BYTES {
             return Err(format!(
-                "`{shown}` printed more than the {INSPECT_MAX_BYTES} bytes the agreement oracle reads"
+                "`{shown}` printed more than the {INSPECT_MAX_BYTES} bytes faultline reads of a target's command"
             ));
         }
         let status = child

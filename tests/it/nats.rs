@@ -35,6 +35,17 @@ fn run(
     nemesis: &str,
     time_limit: &str,
 ) -> Option<(Output, std::path::PathBuf)> {
+    run_on("nats", name, workload, nemesis, time_limit)
+}
+
+/// [`run`] against `target` (nats, or nats-debian: Debian's nats-server 2.9.10).
+fn run_on(
+    target: &str,
+    name: &str,
+    workload: &str,
+    nemesis: &str,
+    time_limit: &str,
+) -> Option<(Output, std::path::PathBuf)> {
     let (_lock, store) = root_cluster(name)?;
     if let Some(why) = missing_nats() {
         eprintln!("skipped: {why}");
@@ -58,7 +69,7 @@ fn run(
         workload.to_string()
     };
     let out = faultline()
-        .args(["run", "--target", "nats", "--workload", &workload])
+        .args(["run", "--target", target, "--workload", &workload])
         .args(["--nemesis", nemesis, "--time-limit", time_limit])
         .args(["--nodes", "3", "--quiet", "--seed", "1"])
         .arg("--store")
@@ -172,6 +183,53 @@ fn nats_loses_acknowledged_appends_under_a_coordinated_power_failure() {
     );
     let (id, pids) = ids_from_log(&dir);
     assert_eq!(leftovers(&id, &pids), Vec::<String>::new());
+    std::fs::remove_dir_all(&store).ok();
+}
+
+/// Debian's nats-server 2.9.10 stores two updates of one key made with the same expected
+/// last revision, both acknowledged, on a bucket with 3 replicas — with no fault at all
+/// (README "Testing NATS JetStream": compare-and-set on 2.9.10). The append workload shows
+/// it as two acknowledged cas ops from the same list, one of whose elements is lost.
+#[test]
+fn nats_2_9_10_acknowledges_two_updates_from_one_revision_of_a_replicated_key() {
+    if !Path::new("/usr/sbin/nats-server").exists() {
+        eprintln!("skipped: no /usr/sbin/nats-server (apt-get install nats-server)");
+        return;
+    }
+    let Some((out, store)) = run_on("nats-debian", "nats-cas-race", "append", "none", "10s") else {
+        return;
+    };
+    let dir = run_dir_of(&out);
+    let log = std::fs::read_to_string(dir.join("faultline.log")).unwrap_or_default();
+    assert_eq!(out.status.code(), Some(1), "log:\n{log}");
+    let r = results(&dir);
+    assert_eq!(r["append"]["verdict"], "invalid", "{}", r["append"]);
+    assert_eq!(r["run"]["faults"]["landed"], 0, "{}", r["run"]);
+    // The evidence in the history itself: two acknowledged cas ops from one list of one key.
+    let ops: Vec<serde_json::Value> = std::fs::read_to_string(dir.join("history.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut open = std::collections::HashMap::new();
+    let mut from = std::collections::HashMap::new();
+    let mut doubled = 0;
+    for op in &ops {
+        if op["f"] != "cas" {
+            continue;
+        }
+        if op["type"] == "invoke" {
+            open.insert(op["process"].to_string(), op.clone());
+        } else if let Some(inv) = open.remove(&op["process"].to_string()) {
+            if op["type"] == "ok" {
+                let k = format!("{}{}", inv["key"], inv["value"][0]);
+                if from.insert(k, ()).is_some() {
+                    doubled += 1;
+                }
+            }
+        }
+    }
+    assert!(doubled > 0, "no two acknowledged cas ops from one list");
     std::fs::remove_dir_all(&store).ok();
 }
 
