@@ -537,21 +537,7 @@ fn verdict(r: &mut AppendReport) {
         r.reason = Some(invalid.join("; "));
         return;
     }
-    let unknown = if r.acknowledged == 0 {
-        Some("no append was acknowledged: nothing was tested".to_string())
-    } else if r.final_reads == 0 {
-        Some(
-            "no final read succeeded: whether the acknowledged appends survived is not known"
-                .into(),
-        )
-    } else if c.never_read > 0 {
-        Some(format!(
-            "{} of {} acknowledged append(s) are on streams no final read succeeded on",
-            c.never_read, r.acknowledged
-        ))
-    } else {
-        None
-    };
+    let unknown = super::unread_reason("append", r.acknowledged, r.final_reads, c.never_read);
     if let Some(why) = unknown {
         r.verdict = Verdict::Unknown;
         r.reason = Some(why);
@@ -570,7 +556,7 @@ pub fn check<'a>(ops: impl IntoIterator<Item = &'a Op>, opts: AppendOptions) -> 
 /// The log's line: the verdict and the findings by kind.
 pub fn summary_line(r: &AppendReport) -> String {
     let c = &r.counts;
-    let parts: Vec<String> = [
+    let parts = super::nonzero_counts(&[
         ("ok", c.ok),
         ("lost", c.lost),
         ("diverged", c.diverged),
@@ -580,19 +566,14 @@ pub fn summary_line(r: &AppendReport) -> String {
         ("never-read", c.never_read),
         ("recovered", c.recovered),
         ("not-appended", c.not_appended),
-    ]
-    .into_iter()
-    .filter(|(_, n)| *n > 0)
-    .map(|(k, n)| format!("{n} {k}"))
-    .collect();
+    ]);
     format!(
-        "append: {}: {} stream(s), {} element(s), {} acknowledged{}{} (checked in {} ms)",
+        "append: {}: {} stream(s), {} element(s), {} acknowledged{}{parts} (checked in {} ms)",
         r.verdict,
         r.streams,
         r.elements,
         r.acknowledged,
         if parts.is_empty() { "" } else { ": " },
-        parts.join(", "),
         r.elapsed_ms
     )
 }
@@ -602,8 +583,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    /// `(process, type, f, key, value, time_ms)`.
-    type Line = (u64, &'static str, &'static str, &'static str, Value, u64);
+    use crate::checker::testkit::{build, Line};
 
     const OPTS: AppendOptions = AppendOptions {
         final_from_ns: 1_000_000_000,
@@ -612,8 +592,8 @@ mod tests {
 
     fn read(p: u64, k: &'static str, v: Value, from: u64, to: u64) -> [Line; 2] {
         [
-            (p, "invoke", "read", k, Value::Null, from),
-            (p, "ok", "read", k, v, to),
+            (p, "invoke", "read", k.to_string(), Value::Null, from),
+            (p, "ok", "read", k.to_string(), v, to),
         ]
     }
 
@@ -630,34 +610,9 @@ mod tests {
         to.push(json!(e));
         let v = json!([from, to]);
         [
-            (p, "invoke", "cas", k, v.clone(), t.0),
-            (p, outcome, "cas", k, v, t.1),
+            (p, "invoke", "cas", k.to_string(), v.clone(), t.0),
+            (p, outcome, "cas", k.to_string(), v, t.1),
         ]
-    }
-
-    fn build(parts: &[[Line; 2]]) -> Vec<Op> {
-        let mut lines: Vec<&Line> = parts.iter().flatten().collect();
-        lines.sort_by_key(|l| l.5);
-        lines
-            .into_iter()
-            .enumerate()
-            .map(|(i, (p, t, f, k, v, ms))| Op {
-                index: i as u64,
-                time_ns: ms * 1_000_000,
-                process: Process::Client(*p),
-                kind: match *t {
-                    "invoke" => OpType::Invoke,
-                    "ok" => OpType::Ok,
-                    "fail" => OpType::Fail,
-                    _ => OpType::Info,
-                },
-                f: f.to_string(),
-                key: Some(k.to_string()),
-                value: v.clone(),
-                node: None,
-                error: None,
-            })
-            .collect()
     }
 
     fn kinds(r: &AppendReport) -> Vec<&str> {

@@ -527,6 +527,78 @@ pub struct Results<'a> {
     pub report: &'a CheckReport,
 }
 
+/// `"3 lost, 1 stale"`: the kinds whose count is above 0, for the set's and the append
+/// checker's log lines.
+pub(crate) fn nonzero_counts(parts: &[(&str, usize)]) -> String {
+    parts
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(k, n)| format!("{n} {k}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Why a lost-data check (set, append) that found nothing wrong still cannot say valid:
+/// nothing of `what` (an add, an append) was acknowledged, no final read succeeded, or
+/// acknowledged ones were never read in the final read. A run in which nothing was tested
+/// never passes.
+pub(crate) fn unread_reason(
+    what: &str,
+    acknowledged: usize,
+    final_reads: usize,
+    never_read: usize,
+) -> Option<String> {
+    if acknowledged == 0 {
+        Some(format!("no {what} was acknowledged: nothing was tested"))
+    } else if final_reads == 0 {
+        Some(format!(
+            "no final read succeeded: whether the acknowledged {what}s survived is not known"
+        ))
+    } else if never_read > 0 {
+        Some(format!(
+            "{never_read} of {acknowledged} acknowledged {what}(s) never read in the final read"
+        ))
+    } else {
+        None
+    }
+}
+
+/// Hand-built client histories for the checkers' tests.
+#[cfg(test)]
+pub(crate) mod testkit {
+    use crate::history::{Op, OpType, Process};
+    use serde_json::Value;
+
+    /// One line: `(process, type, f, key, value, time_ms)`.
+    pub type Line = (u64, &'static str, &'static str, String, Value, u64);
+
+    /// The ops in time order (the journal's), indexed by position.
+    pub fn build(parts: &[[Line; 2]]) -> Vec<Op> {
+        let mut lines: Vec<&Line> = parts.iter().flatten().collect();
+        lines.sort_by_key(|l| l.5);
+        lines
+            .into_iter()
+            .enumerate()
+            .map(|(i, (p, t, f, k, v, ms))| Op {
+                index: i as u64,
+                time_ns: ms * 1_000_000,
+                process: Process::Client(*p),
+                kind: match *t {
+                    "invoke" => OpType::Invoke,
+                    "ok" => OpType::Ok,
+                    "fail" => OpType::Fail,
+                    _ => OpType::Info,
+                },
+                f: f.to_string(),
+                key: Some(k.clone()),
+                value: v.clone(),
+                node: None,
+                error: None,
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

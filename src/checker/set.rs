@@ -466,18 +466,7 @@ fn verdict(r: &mut SetReport) {
         r.reason = Some(invalid.join("; "));
         return;
     }
-    let unknown = if r.acknowledged == 0 {
-        Some("no add was acknowledged: nothing was tested".to_string())
-    } else if r.final_reads == 0 {
-        Some("no final read succeeded: whether the acknowledged adds survived is not known".into())
-    } else if c.never_read > 0 {
-        Some(format!(
-            "{} of {} acknowledged add(s) never read in the final read",
-            c.never_read, r.acknowledged
-        ))
-    } else {
-        None
-    };
+    let unknown = super::unread_reason("add", r.acknowledged, r.final_reads, c.never_read);
     if let Some(why) = unknown {
         r.verdict = Verdict::Unknown;
         r.reason = Some(why);
@@ -496,7 +485,7 @@ pub fn check<'a>(ops: impl IntoIterator<Item = &'a Op>, opts: SetOptions) -> Set
 /// The log's line: the verdict and the elements by outcome.
 pub fn summary_line(r: &SetReport) -> String {
     let c = &r.counts;
-    let parts: Vec<String> = [
+    let parts = super::nonzero_counts(&[
         ("ok", c.ok),
         ("lost", c.lost),
         ("stale", c.stale),
@@ -504,18 +493,13 @@ pub fn summary_line(r: &SetReport) -> String {
         ("recovered", c.recovered),
         ("not-added", c.not_added),
         ("unexpected", c.unexpected),
-    ]
-    .into_iter()
-    .filter(|(_, n)| *n > 0)
-    .map(|(k, n)| format!("{n} {k}"))
-    .collect();
+    ]);
     format!(
-        "set: {}: {} element(s), {} acknowledged{}{} (checked in {} ms)",
+        "set: {}: {} element(s), {} acknowledged{}{parts} (checked in {} ms)",
         r.verdict,
         r.elements,
         r.acknowledged,
         if parts.is_empty() { "" } else { ": " },
-        parts.join(", "),
         r.elapsed_ms
     )
 }
@@ -525,8 +509,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    /// One line of a hand-built history: `(process, type, f, key, value, time_ms)`.
-    type Line = (u64, &'static str, &'static str, String, Value, u64);
+    use crate::checker::testkit::{build, Line};
 
     /// Final reads begin at 1000 ms.
     const OPTS: SetOptions = SetOptions {
@@ -548,32 +531,6 @@ mod tests {
             (p, "invoke", "read", k.to_string(), Value::Null, from),
             (p, "ok", "read", k.to_string(), v, to),
         ]
-    }
-
-    /// The ops in time order (the journal's), indexed by position.
-    fn build(parts: &[[Line; 2]]) -> Vec<Op> {
-        let mut lines: Vec<&Line> = parts.iter().flatten().collect();
-        lines.sort_by_key(|l| l.5);
-        lines
-            .into_iter()
-            .enumerate()
-            .map(|(i, (p, t, f, k, v, ms))| Op {
-                index: i as u64,
-                time_ns: ms * 1_000_000,
-                process: Process::Client(*p),
-                kind: match *t {
-                    "invoke" => OpType::Invoke,
-                    "ok" => OpType::Ok,
-                    "fail" => OpType::Fail,
-                    _ => OpType::Info,
-                },
-                f: f.to_string(),
-                key: Some(k.clone()),
-                value: v.clone(),
-                node: None,
-                error: None,
-            })
-            .collect()
     }
 
     #[test]

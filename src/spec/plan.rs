@@ -854,44 +854,30 @@ mod tests {
     }
 
     #[test]
-    fn padded_values_are_refused_at_plan_time_for_a_client_that_carries_integers_only() {
-        let resolve = |target: &str| {
+    fn padded_values_and_lists_are_refused_at_plan_time_for_a_client_that_carries_integers_only() {
+        let resolve = |target: &str, workload: &str| {
             let o = Overrides {
                 target: Some(target.into()),
-                workload: Some("writes-4k".into()),
+                workload: Some(workload.into()),
                 nemesis: Some("none".into()),
                 nodes: Some(3),
                 ..Overrides::default()
             };
             Plan::resolve(&SpecRoots::default_roots(), &o, HostsChoice::Loopback)
         };
-        let err = format!("{:#}", resolve("raftkv").unwrap_err());
+        let err = format!("{:#}", resolve("raftkv", "writes-4k").unwrap_err());
         assert!(
             err.contains("writes-4k.yaml: value_bytes: workload writes-4k pads values into strings, but target raftkv's raftkv client carries integers only"),
             "{err}"
         );
-        let plan = resolve("tests/fixtures/wrong-id/leaders.yaml").unwrap();
+        let plan = resolve("tests/fixtures/wrong-id/leaders.yaml", "writes-4k").unwrap();
         assert_eq!(plan.workload.value_bytes, Some(4096));
-    }
-
-    #[test]
-    fn an_append_workload_is_refused_for_a_client_that_carries_integers_only() {
-        let resolve = |target: &str| {
-            let o = Overrides {
-                target: Some(target.into()),
-                workload: Some("append".into()),
-                nemesis: Some("none".into()),
-                nodes: Some(3),
-                ..Overrides::default()
-            };
-            Plan::resolve(&SpecRoots::default_roots(), &o, HostsChoice::Loopback)
-        };
-        let err = format!("{:#}", resolve("raftkv").unwrap_err());
+        let err = format!("{:#}", resolve("raftkv", "append").unwrap_err());
         assert!(
             err.contains("append.yaml: append: workload append keeps each stream as a list, but target raftkv's raftkv client carries integers only"),
             "{err}"
         );
-        assert!(resolve("etcd").unwrap().workload.append.is_some());
+        assert!(resolve("etcd", "append").unwrap().workload.append.is_some());
     }
 
     #[test]
