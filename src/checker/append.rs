@@ -532,16 +532,8 @@ fn verdict(r: &mut AppendReport) {
             c.unexpected
         ));
     }
-    if !invalid.is_empty() {
-        r.verdict = Verdict::Invalid;
-        r.reason = Some(invalid.join("; "));
-        return;
-    }
     let unknown = super::unread_reason("append", r.acknowledged, r.final_reads, c.never_read);
-    if let Some(why) = unknown {
-        r.verdict = Verdict::Unknown;
-        r.reason = Some(why);
-    }
+    (r.verdict, r.reason) = super::lost_data_verdict(invalid, unknown);
 }
 
 /// Judge a whole history at once (tests and callers holding ops in memory).

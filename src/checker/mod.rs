@@ -563,6 +563,21 @@ pub(crate) fn unread_reason(
     }
 }
 
+/// A lost-data check's verdict: invalid with every reason found, else unknown when
+/// `unknown` says why, else valid.
+pub(crate) fn lost_data_verdict(
+    invalid: Vec<String>,
+    unknown: Option<String>,
+) -> (Verdict, Option<String>) {
+    if !invalid.is_empty() {
+        (Verdict::Invalid, Some(invalid.join("; ")))
+    } else if let Some(why) = unknown {
+        (Verdict::Unknown, Some(why))
+    } else {
+        (Verdict::Valid, None)
+    }
+}
+
 /// Hand-built client histories for the checkers' tests.
 #[cfg(test)]
 pub(crate) mod testkit {
