@@ -91,6 +91,20 @@ impl Client {
         }
     }
 
+    /// Make the client ready for its first op before the run's clock starts: a stdio
+    /// adapter is started and answers a read of a key no workload uses (the other clients
+    /// connect in microseconds on their first op and need nothing).
+    pub async fn open(&mut self, timeout: Duration) -> Result<(), String> {
+        match self {
+            Client::Stdio(c) => c.cluster_ready(timeout).await,
+            Client::Raftkv(_) | Client::Pbft(_) | Client::Etcd(_) => Ok(()),
+        }
+    }
+
+    pub fn is_stdio(&self) -> bool {
+        matches!(self, Client::Stdio(_))
+    }
+
     /// Release what the client holds: a stdio adapter is killed and reaped here (dropping
     /// it kills it too, but only an await can reap it before the run ends).
     pub async fn close(mut self) {
