@@ -277,6 +277,11 @@ fn etcd_through_the_stdio_adapter_is_linearizable_and_adapters_are_reaped() {
         log.contains("nemesis: partition n"),
         "no leader was isolated:\n{log}"
     );
+    // Every worker's adapter was started and answered before the clock started.
+    assert!(
+        log.contains("clients: 10 adapter(s) started in"),
+        "adapters not opened before the run:\n{log}"
+    );
     assert_eq!(adapters_running(), Vec::<String>::new());
     std::fs::remove_dir_all(&store).ok();
 }
