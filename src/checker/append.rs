@@ -5,7 +5,7 @@
 //! [`AppendChecker::finish`]), in the encoding the `append` workload uses over plain
 //! key-value ops: a stream is a key holding a JSON list of unique elements (absent = the
 //! empty list); an append of `e` is a `read` of the list followed by a
-//! `cas [list, list + [e]]` (retried after `compare-failed` with a fresh read). So every
+//! `cas [list, list + [e]]` (retried with a fresh read after a cas that failed). So every
 //! `ok` read is a state of the stream, and so is the `to` of every `ok` cas — the
 //! acknowledged append, whose list is everything the stream held before it, in order.
 //!

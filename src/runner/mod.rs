@@ -1002,12 +1002,12 @@ async fn perform(
     Ok(completion)
 }
 
-/// Times an append reads its stream and tries its cas before it gives up: each
-/// `compare-failed` means another worker of the group appended in between.
+/// Times an append reads its stream and tries its cas before it gives up: a failed cas
+/// mostly means another worker of the group appended in between.
 const APPEND_ATTEMPTS: usize = 8;
 
 /// An append workload's `write` of element `inv.value` to stream `inv.key`: a read of the
-/// list, then a cas from it to it plus the element, again after `compare-failed`. Both are
+/// list, then a cas from it to it plus the element, again after a cas that failed. Both are
 /// journaled as they happened — the history stays one of a cas register over lists,
 /// which the append checker (and the cas-register model) judge; the completion returned
 /// is the one that ended the attempt (a read that failed, a cas's outcome).
@@ -1043,9 +1043,10 @@ async fn append(
             value: serde_json::json!([r.value, to]),
         };
         let c = perform(ctx, process, &cas, node, client, stop).await?;
-        let contended =
-            c.kind == OpType::Fail && c.error.as_deref() == Some(crate::history::COMPARE_FAILED);
-        if !contended {
+        // A cas that certainly did not happen may be tried again on a fresh read: above
+        // all `compare-failed` (another worker appended in between), but also an adapter's
+        // own word for it (NATS's `revision-changed`).
+        if c.kind != OpType::Fail {
             return Ok(c);
         }
         last = Some(c);

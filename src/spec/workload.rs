@@ -63,7 +63,7 @@ pub struct WorkloadSpec {
     pub set: Option<SetSpec>,
     /// Makes this an append workload: each key is a stream (a JSON list of unique
     /// elements); a `write` appends a fresh element (a read of the list, then a cas from
-    /// it to it plus the element, again after `compare-failed`), a `read` reads the list,
+    /// it to it plus the element, again after a cas that failed), a `read` reads the list,
     /// the final read reads every stream, and the append checker judges the history
     /// (`checker::append`). Needs a client that carries lists and a cas from null that
     /// creates the key (etcd, stdio adapters that do).
