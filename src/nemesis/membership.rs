@@ -19,9 +19,34 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// How long one membership command may take: a change needs a quorum, and a client
-/// without one waits out its own timeout first.
+/// How long one membership change may take, tries included: a change needs a quorum, and
+/// a client without one waits out its own timeout first.
 const COMMAND_LIMIT: Duration = Duration::from_secs(30);
+
+/// The pause between tries of a membership command.
+const RETRY_PAUSE: Duration = Duration::from_secs(1);
+
+/// Send `change` about `node` to a running member, again (to whichever member is best
+/// then) after a failure until [`COMMAND_LIMIT`] is spent: a cluster that just lost its
+/// leader to a remove answers the next change with a timeout (etcd: `context deadline
+/// exceeded`) for a few seconds. The target's commands must therefore be idempotent — an
+/// add that timed out may have been applied (README "Membership changes"). Returns the
+/// member that took it.
+async fn change_with_retries(n: &Nemesis, change: MemberChange, node: &str) -> Result<String> {
+    let until = tokio::time::Instant::now() + COMMAND_LIMIT;
+    loop {
+        let via = via(n, node).await?;
+        let left = until.saturating_duration_since(tokio::time::Instant::now());
+        match n.cluster.change_membership(change, node, &via, left).await {
+            Ok(_) => return Ok(via),
+            Err(e) if tokio::time::Instant::now() + RETRY_PAUSE >= until => return Err(e),
+            Err(e) => {
+                tracing::info!("nemesis: {e:#}; trying again");
+                tokio::time::sleep(RETRY_PAUSE).await;
+            }
+        }
+    }
+}
 
 /// Take `nodes` out of the configuration, one by one, and stop each.
 pub async fn leave(n: &Nemesis, nodes: &[String]) -> Result<Landed> {
@@ -33,10 +58,7 @@ pub async fn leave(n: &Nemesis, nodes: &[String]) -> Result<Landed> {
             continue;
         }
         let step = async {
-            let via = via(n, node).await?;
-            n.cluster
-                .change_membership(MemberChange::Remove, node, &via, COMMAND_LIMIT)
-                .await?;
+            let via = change_with_retries(n, MemberChange::Remove, node).await?;
             // Out of the configuration from here, whatever follows: the heal adds it back.
             n.in_force().await.left.insert(node.clone());
             n.cluster.set_left(node, true);
@@ -86,10 +108,7 @@ pub async fn join(n: &Nemesis) -> Result<Landed> {
     for node in &nodes {
         let step = async {
             if !n.cluster.is_member(node) {
-                let via = via(n, node).await?;
-                n.cluster
-                    .change_membership(MemberChange::Add, node, &via, COMMAND_LIMIT)
-                    .await?;
+                let via = change_with_retries(n, MemberChange::Add, node).await?;
                 via_of.insert(node.clone(), via);
                 // A fault aimed at it since it left may have started it on its old data.
                 n.cluster.stop_node(node).await?;
