@@ -133,22 +133,8 @@ pub fn section(run: &RunData) -> Markup {
 mod tests {
     use super::*;
     use crate::checker::append::{check, AppendOptions};
-    use crate::history::{Op, OpType, Process};
+    use crate::checker::testkit::build;
     use serde_json::{json, Value};
-
-    fn op(i: u64, ms: u64, p: u64, kind: OpType, f: &str, k: &str, v: Value) -> Op {
-        Op {
-            index: i,
-            time_ns: ms * 1_000_000,
-            process: Process::Client(p),
-            kind,
-            f: f.into(),
-            key: Some(k.into()),
-            value: v,
-            node: None,
-            error: None,
-        }
-    }
 
     fn run_with(append: Value) -> RunData {
         RunData::from_parts(
@@ -162,12 +148,17 @@ mod tests {
     #[test]
     fn a_lost_append_is_shown_and_markup_in_stream_names_is_escaped() {
         let k = "k<b>0";
-        let h = vec![
-            op(0, 0, 0, OpType::Invoke, "cas", k, json!([null, [1]])),
-            op(1, 10, 0, OpType::Ok, "cas", k, json!([null, [1]])),
-            op(2, 1000, 2, OpType::Invoke, "read", k, Value::Null),
-            op(3, 1001, 2, OpType::Ok, "read", k, Value::Null),
-        ];
+        let k = k.to_string();
+        let h = build(&[
+            [
+                (0, "invoke", "cas", k.clone(), json!([null, [1]]), 0),
+                (0, "ok", "cas", k.clone(), json!([null, [1]]), 10),
+            ],
+            [
+                (2, "invoke", "read", k.clone(), Value::Null, 1000),
+                (2, "ok", "read", k.clone(), Value::Null, 1001),
+            ],
+        ]);
         let r = check(
             &h,
             AppendOptions {
