@@ -27,7 +27,7 @@
 //! must have read a list extending it (else `stale`), so the final read orders
 //! acknowledged appends as real time did.
 
-use super::Verdict;
+use super::{secs, Verdict};
 use crate::history::{Op, OpType, Process};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -104,13 +104,21 @@ pub struct AppendReport {
     pub elapsed_ms: u64,
 }
 
-/// A state of a stream observed by one op.
-#[derive(Debug)]
-struct State {
+/// Where an op stands in the history.
+#[derive(Debug, Clone, Copy)]
+struct At {
     index: u64,
     invoked_ns: u64,
     completed_ns: u64,
+}
+
+/// A state of a stream observed by one op.
+#[derive(Debug)]
+struct State {
+    at: At,
     list: Vec<Value>,
+    /// Each element's JSON text, the key elements are known by.
+    texts: Vec<String>,
     /// An acknowledged append (its `to`), not a read.
     append: bool,
     is_final: bool,
@@ -122,15 +130,40 @@ struct Stream {
     /// Element (its JSON text) → the outcomes of its append attempts and, when one was
     /// acknowledged, that op's index, times and list length.
     elements: BTreeMap<String, Attempts>,
-    /// Answers that were not lists (nobody writes those).
-    malformed: Vec<(u64, u64, u64, String)>,
+    /// Answers that were not lists (nobody writes those), with the answer's text.
+    malformed: Vec<(At, String)>,
 }
 
 #[derive(Debug, Default)]
 struct Attempts {
     first_index: u64,
-    ok: Option<(u64, u64, u64)>,
+    /// The acknowledged attempt.
+    ok: Option<At>,
     info: bool,
+}
+
+impl State {
+    fn new(at: At, list: Vec<Value>, append: bool, is_final: bool) -> State {
+        let texts = list.iter().map(Value::to_string).collect();
+        State {
+            at,
+            list,
+            texts,
+            append,
+            is_final,
+        }
+    }
+}
+
+fn finding(kind: &str, stream: &str, at: At, text: String) -> Finding {
+    Finding {
+        kind: kind.to_string(),
+        stream: stream.to_string(),
+        index: at.index,
+        invoked_ns: at.invoked_ns,
+        completed_ns: at.completed_ns,
+        text,
+    }
 }
 
 #[derive(Debug)]
@@ -177,10 +210,6 @@ fn quote(list: &[Value]) -> String {
     }
 }
 
-fn secs(ns: u64) -> String {
-    format!("{:.3} s", ns as f64 / 1e9)
-}
-
 impl AppendChecker {
     pub fn new(opts: AppendOptions) -> AppendChecker {
         AppendChecker {
@@ -218,25 +247,18 @@ impl AppendChecker {
         };
         let stream = self.streams.entry(inv.key.clone()).or_default();
         let is_final = inv.invoked_ns >= self.opts.final_from_ns;
+        let at = At {
+            index: inv.index,
+            invoked_ns: inv.invoked_ns,
+            completed_ns: op.time_ns,
+        };
         if inv.f == "read" {
             if op.kind != OpType::Ok {
                 return;
             }
             match as_list(&op.value) {
-                Some(list) => stream.states.push(State {
-                    index: inv.index,
-                    invoked_ns: inv.invoked_ns,
-                    completed_ns: op.time_ns,
-                    list,
-                    append: false,
-                    is_final,
-                }),
-                None => stream.malformed.push((
-                    inv.index,
-                    inv.invoked_ns,
-                    op.time_ns,
-                    op.value.to_string(),
-                )),
+                Some(list) => stream.states.push(State::new(at, list, false, is_final)),
+                None => stream.malformed.push((at, op.value.to_string())),
             }
             return;
         }
@@ -252,15 +274,8 @@ impl AppendChecker {
             });
         match op.kind {
             OpType::Ok => {
-                a.ok = Some((inv.index, inv.invoked_ns, op.time_ns));
-                stream.states.push(State {
-                    index: inv.index,
-                    invoked_ns: inv.invoked_ns,
-                    completed_ns: op.time_ns,
-                    list: to,
-                    append: true,
-                    is_final: false,
-                });
+                a.ok = Some(at);
+                stream.states.push(State::new(at, to, true, false));
             }
             OpType::Info => a.info = true,
             _ => {}
@@ -296,27 +311,18 @@ impl AppendChecker {
 }
 
 fn judge(key: &str, mut s: Stream, r: &mut AppendReport, findings: &mut Vec<Finding>) {
-    s.states.sort_by_key(|st| (st.invoked_ns, st.index));
-    let note = |findings: &mut Vec<Finding>, kind: &str, st: &State, text: String| {
-        findings.push(Finding {
-            kind: kind.to_string(),
-            stream: key.to_string(),
-            index: st.index,
-            invoked_ns: st.invoked_ns,
-            completed_ns: st.completed_ns,
-            text,
-        });
+    s.states.sort_by_key(|st| (st.at.invoked_ns, st.at.index));
+    let note = |findings: &mut Vec<Finding>, kind: &str, at: At, text: String| {
+        findings.push(finding(kind, key, at, text));
     };
-    for (index, invoked_ns, completed_ns, v) in &s.malformed {
+    for (at, v) in &s.malformed {
         r.counts.unexpected += 1;
-        findings.push(Finding {
-            kind: "unexpected".into(),
-            stream: key.to_string(),
-            index: *index,
-            invoked_ns: *invoked_ns,
-            completed_ns: *completed_ns,
-            text: format!("a read returned {v}, not a list"),
-        });
+        note(
+            findings,
+            "unexpected",
+            *at,
+            format!("a read returned {v}, not a list"),
+        );
     }
     for st in &s.states {
         if st.is_final {
@@ -330,30 +336,29 @@ fn judge(key: &str, mut s: Stream, r: &mut AppendReport, findings: &mut Vec<Find
     if let Some(f) = fin {
         r.longest = r.longest.max(f.list.len());
     }
-    let in_final: HashSet<String> = fin
-        .map(|f| f.list.iter().map(Value::to_string).collect())
+    let in_final: HashSet<&str> = fin
+        .map(|f| f.texts.iter().map(String::as_str).collect())
         .unwrap_or_default();
 
     // Duplicates and strangers, in every state.
     let mut strangers = HashSet::new();
     for st in &s.states {
         let mut seen = HashSet::new();
-        for e in &st.list {
-            let t = e.to_string();
-            if !seen.insert(t.clone()) {
+        for t in &st.texts {
+            if !seen.insert(t) {
                 r.counts.duplicated += 1;
                 note(
                     findings,
                     "duplicated",
-                    st,
+                    st.at,
                     format!("element {t} appears twice in {}", quote(&st.list)),
                 );
                 break;
             }
-            let known = s.elements.get(&t).is_some_and(|a| a.ok.is_some() || a.info);
-            if !known && strangers.insert(t.clone()) {
+            let known = s.elements.get(t).is_some_and(|a| a.ok.is_some() || a.info);
+            if !known && strangers.insert(t.as_str()) {
                 r.counts.unexpected += 1;
-                let why = if s.elements.contains_key(&t) {
+                let why = if s.elements.contains_key(t) {
                     "whose every append failed"
                 } else {
                     "never appended"
@@ -361,7 +366,7 @@ fn judge(key: &str, mut s: Stream, r: &mut AppendReport, findings: &mut Vec<Find
                 note(
                     findings,
                     "unexpected",
-                    st,
+                    st.at,
                     format!("element {t}, {why}, is in {}", quote(&st.list)),
                 );
             }
@@ -372,21 +377,20 @@ fn judge(key: &str, mut s: Stream, r: &mut AppendReport, findings: &mut Vec<Find
     let mut order: Vec<(&String, &Attempts)> = s.elements.iter().collect();
     order.sort_by_key(|(_, a)| a.first_index);
     for (t, a) in order {
+        let t = t.as_str();
         match a.ok {
-            Some((index, invoked_ns, completed_ns)) => {
+            Some(at) => {
                 r.acknowledged += 1;
                 match fin {
                     None => {
                         r.counts.never_read += 1;
                         if r.counts.never_read == 1 {
-                            findings.push(Finding {
-                                kind: "never-read".into(),
-                                stream: key.to_string(),
-                                index,
-                                invoked_ns,
-                                completed_ns,
-                                text: format!("element {t} was acknowledged, but no final read of the stream succeeded"),
-                            });
+                            note(
+                                findings,
+                                "never-read",
+                                at,
+                                format!("element {t} was acknowledged, but no final read of the stream succeeded"),
+                            );
                         }
                     }
                     Some(f) if !in_final.contains(t) => {
@@ -394,33 +398,28 @@ fn judge(key: &str, mut s: Stream, r: &mut AppendReport, findings: &mut Vec<Find
                         let last_seen = s
                             .states
                             .iter()
-                            .filter(|st| {
-                                !st.is_final
-                                    && st.list.iter().any(|e| e.to_string().as_str() == t.as_str())
-                            })
-                            .max_by_key(|st| st.completed_ns)
+                            .filter(|st| !st.is_final && st.texts.iter().any(|e| e == t))
+                            .max_by_key(|st| st.at.completed_ns)
                             .map_or(String::new(), |st| {
                                 format!(
                                     ", last seen by op {} ({} – {})",
-                                    st.index,
-                                    secs(st.invoked_ns),
-                                    secs(st.completed_ns)
+                                    st.at.index,
+                                    secs(st.at.invoked_ns),
+                                    secs(st.at.completed_ns)
                                 )
                             });
-                        findings.push(Finding {
-                            kind: "lost".into(),
-                            stream: key.to_string(),
-                            index,
-                            invoked_ns,
-                            completed_ns,
-                            text: format!(
+                        note(
+                            findings,
+                            "lost",
+                            at,
+                            format!(
                                 "element {t}, acknowledged at {}{last_seen}, is absent from the final read (op {}, {} element(s): {})",
-                                secs(completed_ns),
-                                f.index,
+                                secs(at.completed_ns),
+                                f.at.index,
                                 f.list.len(),
                                 quote(&f.list)
                             ),
-                        });
+                        );
                     }
                     Some(_) => r.counts.ok += 1,
                 }
@@ -437,13 +436,13 @@ fn judge(key: &str, mut s: Stream, r: &mut AppendReport, findings: &mut Vec<Find
         .states
         .iter()
         .filter(|st| st.append)
-        .map(|st| (st.completed_ns, st))
+        .map(|st| (st.at.completed_ns, st))
         .collect();
     acks.sort_by_key(|(t, _)| *t);
     let mut longest_acked: Option<&State> = None;
     let mut next_ack = 0;
     for st in &s.states {
-        while next_ack < acks.len() && acks[next_ack].0 < st.invoked_ns {
+        while next_ack < acks.len() && acks[next_ack].0 < st.at.invoked_ns {
             let a = acks[next_ack].1;
             if longest_acked.is_none_or(|l| a.list.len() > l.list.len()) {
                 longest_acked = Some(a);
@@ -461,11 +460,11 @@ fn judge(key: &str, mut s: Stream, r: &mut AppendReport, findings: &mut Vec<Find
                 note(
                     findings,
                     "diverged",
-                    st,
+                    st.at,
                     format!(
                         "{what}, {}, is not a prefix of the final read (op {}): {}",
                         quote(&st.list),
-                        f.index,
+                        f.at.index,
                         quote(&f.list)
                     ),
                 );
@@ -486,14 +485,14 @@ fn judge(key: &str, mut s: Stream, r: &mut AppendReport, findings: &mut Vec<Find
                 note(
                     findings,
                     "stale",
-                    st,
+                    st.at,
                     format!(
                         "{what} began at {} but saw {} element(s), {}, though op {} had been acknowledged at {} with {} element(s)",
-                        secs(st.invoked_ns),
+                        secs(st.at.invoked_ns),
                         saw.len(),
                         quote(saw),
-                        a.index,
-                        secs(a.completed_ns),
+                        a.at.index,
+                        secs(a.at.completed_ns),
                         a.list.len()
                     ),
                 );

@@ -527,6 +527,12 @@ pub struct Results<'a> {
     pub report: &'a CheckReport,
 }
 
+/// A history time (ns since the clients started) as the checkers' texts and the run page
+/// show it: `"12.345 s"`.
+pub(crate) fn secs(ns: u64) -> String {
+    format!("{:.3} s", ns as f64 / 1e9)
+}
+
 /// `"3 lost, 1 stale"`: the kinds whose count is above 0, for the set's and the append
 /// checker's log lines.
 pub(crate) fn nonzero_counts(parts: &[(&str, usize)]) -> String {

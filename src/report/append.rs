@@ -7,7 +7,7 @@ use super::agreement::badge;
 use super::escape::truncate;
 use super::run::RunData;
 use crate::checker::append::{AppendReport, Finding};
-use crate::checker::Verdict;
+use crate::checker::{secs, Verdict};
 use maud::{html, Markup};
 
 /// Findings listed on the page (results.json keeps up to `checker::append::LISTED`).
@@ -19,10 +19,6 @@ pub fn of(run: &RunData) -> Option<AppendReport> {
         .get("append")
         .filter(|s| s.is_object())
         .and_then(|s| serde_json::from_value(s.clone()).ok())
-}
-
-fn secs(ns: u64) -> String {
-    format!("{:.3} s", ns as f64 / 1e9)
 }
 
 fn findings(id: &str, list: &[Finding]) -> Markup {

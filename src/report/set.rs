@@ -7,7 +7,7 @@ use super::agreement::badge;
 use super::escape::{truncate, value_text};
 use super::run::RunData;
 use crate::checker::set::{ElementWindow, ReadAt, SetReport};
-use crate::checker::Verdict;
+use crate::checker::{secs, Verdict};
 use maud::{html, Markup};
 
 /// Elements of one outcome shown on the page (results.json keeps up to
@@ -22,15 +22,11 @@ pub fn of(run: &RunData) -> Option<SetReport> {
         .and_then(|s| serde_json::from_value(s.clone()).ok())
 }
 
-fn ms(ns: u64) -> String {
-    format!("{:.3} s", ns as f64 / 1e9)
-}
-
 fn read_cell(r: &Option<ReadAt>) -> Markup {
     match r {
         None => html! { "none" },
         Some(r) => html! {
-            (ms(r.invoked_ns)) " – " (ms(r.completed_ns))
+            (secs(r.invoked_ns)) " – " (secs(r.completed_ns))
             " (op " (r.index) @if r.is_final { ", final read" } ")"
         },
     }
@@ -41,7 +37,7 @@ fn window_table(id: &str, w: &ElementWindow) -> Markup {
         table.grid id=(id) {
             tbody {
                 tr { th { "element" } td { code { (truncate(&w.element, 200)) } " = " code { (value_text(&w.value, 200)) } } }
-                tr { th { "added" } td { (ms(w.add_invoked_ns)) " – " (ms(w.add_completed_ns)) " (op " (w.add_index) ", acknowledged)" } }
+                tr { th { "added" } td { (secs(w.add_invoked_ns)) " – " (secs(w.add_completed_ns)) " (op " (w.add_index) ", acknowledged)" } }
                 tr { th { "last read that saw it" } td { (read_cell(&w.last_seen)) } }
                 tr { th { "first read after that did not" } td { (read_cell(&w.first_missing)) } }
             }

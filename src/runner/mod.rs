@@ -865,6 +865,12 @@ fn progress_bar(plan: &Plan) -> Option<indicatif::ProgressBar> {
     Some(bar)
 }
 
+/// The node worker (or final reader) `slot` talks to: they are spread over the nodes
+/// round-robin.
+fn home(plan: &Plan, slot: usize) -> &str {
+    &plan.nodes[slot % plan.nodes.len()]
+}
+
 /// Every worker's client, opened before the clock starts, as Jepsen opens its clients
 /// before the first op: worker `slot` talks to node `slot mod nodes`. A stdio adapter is
 /// started and asked one read of a key no workload uses, all at once, within the target's
@@ -875,10 +881,9 @@ fn progress_bar(plan: &Plan) -> Option<indicatif::ProgressBar> {
 /// settings when they happened to start in time. An adapter that does not answer here
 /// is left to start again on its first op; the run goes on.
 async fn open_clients(plan: &Plan, cluster: &Arc<Cluster>) -> Result<Vec<Client>> {
-    let nodes = &plan.nodes;
     let mut clients = Vec::with_capacity(plan.concurrency as usize);
     for slot in 0..plan.concurrency {
-        clients.push(cluster.client(&nodes[slot as usize % nodes.len()])?);
+        clients.push(cluster.client(home(plan, slot as usize))?);
     }
     let limit = plan.target.spec.ready.timeout;
     let t0 = Instant::now();
@@ -907,8 +912,7 @@ async fn worker(
     mut stop: watch::Receiver<bool>,
     mut client: Client,
 ) -> Result<()> {
-    let nodes = &ctx.plan.nodes;
-    let node = nodes[slot as usize % nodes.len()].clone();
+    let node = home(&ctx.plan, slot as usize).to_string();
     let r = work(slot, &ctx, &node, deadline, &mut stop, &mut client).await;
     // A stdio adapter is reaped here rather than left to die with the controller.
     client.close().await;
@@ -1159,7 +1163,7 @@ async fn final_reader(
     budget_end: Instant,
     mut stop: watch::Receiver<bool>,
 ) -> Result<Vec<usize>> {
-    let node = &ctx.plan.nodes[r % ctx.plan.nodes.len()];
+    let node = home(&ctx.plan, r);
     let timeout = ctx.plan.workload.op_timeout;
     let mut process = ctx.next_process.fetch_add(1, Ordering::Relaxed);
     let mut client: Option<Client> = None;

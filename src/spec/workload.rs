@@ -367,13 +367,18 @@ impl WorkloadSpec {
         v.into_result()
     }
 
-    /// The rules of an append workload: reads and appends on streams of bounded length.
-    fn validate_append(&self, v: &mut Violations) {
-        v.check(
-            self.set.is_none(),
-            "append",
-            "a workload is a set or an append workload, not both",
-        );
+    /// The rules a set and an append workload share: `write` (its `add`s) and `read` only,
+    /// judged by the final read, elements that are numbers. `what` names the workload in
+    /// messages ("a set workload"), `rule` says what its ops mean and `element` what an
+    /// element is.
+    fn validate_writes_and_reads(
+        &self,
+        v: &mut Violations,
+        what: &str,
+        add: &str,
+        rule: &str,
+        element: &str,
+    ) {
         let other: Vec<&str> = self
             .mix
             .iter()
@@ -383,25 +388,40 @@ impl WorkloadSpec {
         v.check(
             other.is_empty(),
             "mix",
-            format!(
-                "an append workload has {} ops (rule: `write` appends an element, `read` reads a stream)",
-                other.join(", ")
-            ),
+            format!("{what} has {} ops (rule: {rule})", other.join(", ")),
         );
         v.check(
             self.mix.get(&OpKind::Write).is_some_and(|w| *w > 0),
             "mix",
-            "an append workload needs `write` (appends) with a weight above 0",
+            format!("{what} needs `write` ({add}s) with a weight above 0"),
         );
         v.check(
             self.final_reads,
             "final_reads",
-            "must be true for an append workload (rule: every acknowledged append is judged by the final read)",
+            format!(
+                "must be true for {what} (rule: every acknowledged {add} is judged by the final read)"
+            ),
         );
         v.check(
             self.value_bytes.is_none(),
             "value_bytes",
-            "does not apply to an append workload (an element is a number)",
+            format!("does not apply to {what} ({element})"),
+        );
+    }
+
+    /// The rules of an append workload: reads and appends on streams of bounded length.
+    fn validate_append(&self, v: &mut Violations) {
+        v.check(
+            self.set.is_none(),
+            "append",
+            "a workload is a set or an append workload, not both",
+        );
+        self.validate_writes_and_reads(
+            v,
+            "an append workload",
+            "append",
+            "`write` appends an element, `read` reads a stream",
+            "an element is a number",
         );
         v.check(
             self.keys
@@ -415,34 +435,12 @@ impl WorkloadSpec {
     /// The rules of a set workload: it adds and reads elements and is judged by its final
     /// read, so settings about registers have no meaning in it.
     fn validate_set(&self, v: &mut Violations) {
-        let other: Vec<&str> = self
-            .mix
-            .iter()
-            .filter(|(op, w)| **w > 0 && !matches!(op, OpKind::Read | OpKind::Write))
-            .map(|(op, _)| op.as_str())
-            .collect();
-        v.check(
-            other.is_empty(),
-            "mix",
-            format!(
-                "a set workload has {} ops (rule: a set adds elements with `write` and reads them with `read`)",
-                other.join(", ")
-            ),
-        );
-        v.check(
-            self.mix.get(&OpKind::Write).is_some_and(|w| *w > 0),
-            "mix",
-            "a set workload needs `write` (adds) with a weight above 0",
-        );
-        v.check(
-            self.final_reads,
-            "final_reads",
-            "must be true for a set workload (rule: every acknowledged add is judged by the final read)",
-        );
-        v.check(
-            self.value_bytes.is_none(),
-            "value_bytes",
-            "does not apply to a set workload (an element's value is its number)",
+        self.validate_writes_and_reads(
+            v,
+            "a set workload",
+            "add",
+            "a set adds elements with `write` and reads them with `read`",
+            "an element's value is its number",
         );
         v.check(
             self.keys == KeySpec::default(),
