@@ -4,7 +4,9 @@
 //! These need root (namespaces) and Debian's `etcd-server` (and `etcd-client` for the
 //! adapter); without them they print why and pass. `.ci/run` installs both.
 
-use crate::run::{faultline, ids_from_log, leftovers, refused, results, root_cluster, run_dir_of};
+use crate::run::{
+    faultline, ids_from_log, leftovers, refused, results, root_cluster, run_dir_of, Store,
+};
 use std::path::Path;
 use std::process::Output;
 
@@ -38,7 +40,7 @@ struct Run {
 
 /// Run faultline against a fresh store; the store is returned for cleanup. `None` (having
 /// said why) without root or etcd.
-fn run(r: Run) -> Option<(Output, std::path::PathBuf)> {
+fn run(r: Run) -> Option<(Output, Store)> {
     let (_lock, store) = root_cluster(r.name)?;
     if let Some(why) = missing_etcd(r.target == "etcd-stdio") {
         eprintln!("skipped: {why}");

@@ -6,6 +6,7 @@
 
 use crate::run::{
     expect_valid, faultline, ids_from_log, leftovers, refused, results, root_cluster, run_dir_of,
+    Store,
 };
 use std::path::Path;
 use std::process::Output;
@@ -29,12 +30,7 @@ fn missing_nats() -> Option<String> {
 }
 
 /// Run faultline against a fresh store: `None` (having said why) without root or NATS.
-fn run(
-    name: &str,
-    workload: &str,
-    nemesis: &str,
-    time_limit: &str,
-) -> Option<(Output, std::path::PathBuf)> {
+fn run(name: &str, workload: &str, nemesis: &str, time_limit: &str) -> Option<(Output, Store)> {
     run_on("nats", name, workload, nemesis, time_limit)
 }
 
@@ -45,7 +41,7 @@ fn run_on(
     workload: &str,
     nemesis: &str,
     time_limit: &str,
-) -> Option<(Output, std::path::PathBuf)> {
+) -> Option<(Output, Store)> {
     let (_lock, store) = root_cluster(name)?;
     if let Some(why) = missing_nats() {
         eprintln!("skipped: {why}");

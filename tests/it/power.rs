@@ -6,7 +6,7 @@
 
 use crate::run::{
     faultline, ids_from_log, interrupt_and_expect_clean, leftovers, results, root_cluster,
-    run_dir_of,
+    run_dir_of, Store,
 };
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -14,7 +14,7 @@ use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// The preamble: the cluster lock and a store, or `None` after saying why not.
-fn power_cluster(name: &str) -> Option<(std::sync::MutexGuard<'static, ()>, PathBuf)> {
+fn power_cluster(name: &str) -> Option<(std::sync::MutexGuard<'static, ()>, Store)> {
     let got = root_cluster(name)?;
     if !Path::new("/dev/fuse").exists() {
         eprintln!("skipped: no /dev/fuse for the power-failure filesystem");

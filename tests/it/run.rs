@@ -17,13 +17,46 @@ pub fn cluster_lock() -> std::sync::MutexGuard<'static, ()> {
 
 /// The preamble of a test that starts a cluster in network namespaces: `None` (saying
 /// why) when not root, else the cluster lock and a fresh store directory.
-pub fn root_cluster(name: &str) -> Option<(std::sync::MutexGuard<'static, ()>, PathBuf)> {
+pub fn root_cluster(name: &str) -> Option<(std::sync::MutexGuard<'static, ()>, Store)> {
     let lock = cluster_lock();
     if !is_root() {
         eprintln!("skipped: needs root for network namespaces and nftables");
         return None;
     }
-    Some((lock, store(name)))
+    Some((lock, Store(store(name))))
+}
+
+/// A cluster test's report store: removed when the test passes, kept (its path in the
+/// panic's output) when it fails, for the run's logs and pages.
+pub struct Store(PathBuf);
+
+impl std::ops::Deref for Store {
+    type Target = PathBuf;
+    fn deref(&self) -> &PathBuf {
+        &self.0
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for Store {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.0.as_os_str()
+    }
+}
+
+impl AsRef<Path> for Store {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("kept for a look: {}", self.0.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
 }
 
 pub fn faultline() -> Command {

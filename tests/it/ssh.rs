@@ -1,7 +1,7 @@
 //! The SSH host backend end to end, against `faultline hosts lab`: one sshd per network
 //! namespace with throwaway keys, which behaves like a set of VMs reached over SSH.
 
-use crate::run::{faultline, ids_from_log, leftovers, results, root_cluster, run_dir_of};
+use crate::run::{faultline, ids_from_log, leftovers, results, root_cluster, run_dir_of, Store};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
@@ -109,7 +109,7 @@ impl SshLab {
 }
 
 /// Root, namespaces and sshd: the lab, its directory and the store, or `None` saying why.
-fn lab(name: &str, nodes: u32) -> Option<(std::sync::MutexGuard<'static, ()>, PathBuf, SshLab)> {
+fn lab(name: &str, nodes: u32) -> Option<(std::sync::MutexGuard<'static, ()>, Store, SshLab)> {
     let (lock, store) = root_cluster(name)?;
     let lab = SshLab::start(&store.join("lab"), nodes)?;
     Some((lock, store, lab))
