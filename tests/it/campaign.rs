@@ -380,7 +380,7 @@ fn the_shipped_campaigns_resolve_cell_by_cell() {
         ("campaigns/byzantine.yaml", 2055),
         ("campaigns/hotstuff.yaml", 185),
         ("campaigns/protocols.yaml", 84),
-        ("campaigns/durability.yaml", 108),
+        ("campaigns/durability.yaml", 113),
     ] {
         let out = faultline()
             .args(["campaign", file, "--dry-run", "--hosts", "local"])
