@@ -187,7 +187,7 @@ fn nats_loses_acknowledged_appends_under_a_coordinated_power_failure() {
 /// 6 s later, starts it again under its name on an emptied store. No acknowledged append
 /// may be lost. The verdict itself is not held to valid: while the removal of a running
 /// leader is still unanswered, a client's read right after its own acknowledged append
-/// can miss it (README "Testing NATS JetStream", membership; stale in 2 of 6 runs).
+/// can miss it (README "Testing NATS JetStream", membership; stale in 3 of 10 runs).
 #[test]
 fn nats_servers_leave_the_meta_group_and_start_again_on_an_empty_store() {
     let Some((_lock, store)) = root_cluster("nats-leave") else {
