@@ -593,6 +593,7 @@ impl Cluster {
             .map(|(n, a)| format!("{n}={a}"))
             .collect::<Vec<_>>()
             .join(",");
+        let dir = self.node_dir(home);
         let env = BTreeMap::from([
             ("FAULTLINE_NODE".to_string(), home.to_string()),
             ("FAULTLINE_ENDPOINT".to_string(), home_addr.to_string()),
@@ -605,8 +606,10 @@ impl Cluster {
                 "FAULTLINE_OP_TIMEOUT_MS".to_string(),
                 self.plan.workload.op_timeout.as_millis().to_string(),
             ),
+            // Where an adapter may keep logs of its own (a client library's): the node's
+            // directory of the run, kept with the report like adapter-stderr.log.
+            ("FAULTLINE_LOG_DIR".to_string(), dir.display().to_string()),
         ]);
-        let dir = self.node_dir(home);
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
         Ok(client::stdio::AdapterSpec {

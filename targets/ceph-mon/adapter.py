@@ -4,10 +4,12 @@
 faultline starts one of these per worker and writes one JSON request per line on stdin;
 this script answers each with one JSON line on stdout (protocol: faultline's README,
 "Writing a stdio adapter"). It keeps one librados connection (a MonClient session),
-opened with the worker's node (FAULTLINE_ENDPOINT) as the only monitor it knows. librados
-learns the whole monmap from it and, when that session drops, hunts for another monitor
-on its own: a worker's ops may then go through another node. The history is still what
-this client saw, which is what linearizability is about.
+configured with the worker's node (FAULTLINE_ENDPOINT) as the only monitor it knows. But
+librados fetches the monmap from that monitor first and then opens its session with
+whichever monitor of the whole map answers first, and when a session drops it hunts for
+another on its own: a worker's ops may go through any node from the start (its librados
+log says which: "found mon.n2"). The history is still what this client saw, which is what
+linearizability is about.
 
 A key k is the monitors' config-key k; its value is the JSON text of the value.
 
@@ -42,6 +44,17 @@ NODES = [tuple(e.split("=", 1)) for e in os.environ["FAULTLINE_ENDPOINTS"].split
 BUDGET = max((int(os.environ.get("FAULTLINE_OP_TIMEOUT_MS", "2000")) - 500) // 1000, 1)
 # How long an op waits to open a session before answering fail, unsent (whole seconds too).
 CONNECT_WAIT = 1
+# librados' own log, one file per adapter in the node's directory of the run. At the default
+# debug_monc 1 it records each session the client opens ("found mon.n2") and why it dropped
+# one ("no keepalive since ..., reconnecting"): the evidence for sets that took effect twice
+# (README, "Testing Ceph monitors"). CEPH_ADAPTER_DEBUG_MONC=10 adds every command sent and
+# re-sent (targets/ceph-mon/double-sets.py reads both).
+LOG_DIR = os.environ.get("FAULTLINE_LOG_DIR", "")
+DEBUG_MONC = os.environ.get("CEPH_ADAPTER_DEBUG_MONC", "1")
+# librados checks its session once a second, or every mon_client_ping_interval (10 s) when
+# that is shorter; 0.05 makes the keepalive race that drops healthy sessions (README)
+# frequent enough to reproduce in one run.
+PING_INTERVAL = os.environ.get("CEPH_ADAPTER_PING_INTERVAL", "")
 
 
 class NotSent(Exception):
@@ -58,10 +71,13 @@ def open_session(mon_addr, op_timeout):
         # A mon command not answered in time fails with ETIMEDOUT and is cancelled.
         "rados_mon_op_timeout": str(op_timeout),
         "client_mount_timeout": str(CONNECT_WAIT),
-        # librados' own log would go to /var/log/ceph; errors still reach stderr.
-        "log_file": "",
+        # Never /var/log/ceph (librados' default); errors still reach stderr.
+        "log_file": os.path.join(LOG_DIR, "librados-%d.log" % os.getpid()) if LOG_DIR else "",
+        "debug_monc": DEBUG_MONC,
         "log_to_stderr": "false",
     }
+    if PING_INTERVAL:
+        conf["mon_client_ping_interval"] = PING_INTERVAL
     r = rados.Rados(conf=conf)
     try:
         r.connect(timeout=CONNECT_WAIT)

@@ -5,8 +5,8 @@
 //! the first time); without either they print why and pass. `.ci/run` makes the venv.
 
 use crate::run::{
-    expect_valid, faultline, ids_from_log, leftovers, refused, results, root_cluster, run_dir_of,
-    Store,
+    expect_valid, expect_verdict, faultline, ids_from_log, leftovers, refused, results,
+    root_cluster, run_dir_of, Store,
 };
 use std::path::Path;
 use std::process::Output;
@@ -208,13 +208,7 @@ fn nats_servers_leave_the_meta_group_and_start_again_on_an_empty_store() {
         .arg(&store)
         .output()
         .unwrap();
-    let dir = run_dir_of(&out);
-    let log = std::fs::read_to_string(dir.join("faultline.log")).unwrap_or_default();
-    assert!(
-        matches!(out.status.code(), Some(0 | 1)),
-        "exit {:?}, log:\n{log}",
-        out.status.code()
-    );
+    let (dir, log) = expect_verdict(&out);
     assert!(
         log.contains("left the cluster") && log.contains("joined the cluster again"),
         "no leave and join landed:\n{log}"

@@ -81,6 +81,20 @@ const LAZY: &str = "tests/fixtures/lazykv/target.yaml";
 /// lazykv started through a wrapper that backgrounds it with setsid and exits.
 const DAEMON: &str = "tests/fixtures/daemonkv/target.yaml";
 
+/// The run directory and faultline.log of a run that reached a verdict, valid or invalid
+/// (exit 0 or 1), for tests that look into what a third-party system did either way.
+pub fn expect_verdict(out: &Output) -> (PathBuf, String) {
+    let dir = run_dir_of(out);
+    let log = std::fs::read_to_string(dir.join("faultline.log")).unwrap_or_default();
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "exit {:?}: {}\nlog:\n{log}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (dir, log)
+}
+
 /// The run directory a finished run printed as the first field of its verdict line.
 pub fn run_dir_of(out: &Output) -> PathBuf {
     let stdout = String::from_utf8_lossy(&out.stdout);
