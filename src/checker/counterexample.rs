@@ -21,10 +21,10 @@
 //! was cut off is the whole story.
 
 use super::budget::Budget;
-use super::model::{Model, Outcome};
+use super::model::{Model, Outcome, RegisterEffect};
 use super::prepare::{CallMeta, Event, NemesisOp, Partition, NO_NODE};
 use super::search::{search, twins, Failure, SearchResult, Span, OPEN};
-use super::value::Values;
+use super::value::{ValueId, Values};
 use crate::spec::nemesis::FaultKind;
 use crate::spec::schedule::FaultEdge;
 use serde::{Deserialize, Serialize};
@@ -99,6 +99,41 @@ pub struct Counterexample {
     /// recorded; `Some(empty)` when none was.
     #[serde(default)]
     pub faults: Option<Vec<FaultInForce>>,
+    /// On a register: a value read, then another, then the first again, though only one
+    /// call ever set it (see [`Reappeared`]). Found over the key's whole history.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reappeared: Option<Reappeared>,
+}
+
+/// A value that came back: `first` read it, `between` (invoked after `first` returned)
+/// read or wrote another value and returned ok, and `again` (invoked after `between`
+/// returned) read it once more,
+/// while `write` was the only call that ever set it: these four calls alone are not
+/// linearizable. Either `again` was answered from a stale state, or the register held the
+/// value twice -- the one write took effect twice (a client library that re-sent it, say),
+/// which is the likelier story when the write was still running as the other value was
+/// seen (`write_running`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reappeared {
+    pub first: CallView,
+    pub between: CallView,
+    pub again: CallView,
+    pub write: CallView,
+    /// `write` had not returned when `between` was invoked.
+    pub write_running: bool,
+}
+
+impl Reappeared {
+    /// What the four calls mean, in one sentence.
+    pub fn reading(&self) -> &'static str {
+        if self.write_running {
+            "the write, still running, took effect twice (a client library that re-sent it, \
+             say), or the last read was answered from a stale state"
+        } else {
+            "the last read was answered from a stale state (or the write took effect again \
+             after it had returned)"
+        }
+    }
 }
 
 /// Everything a counterexample needs from the checked key.
@@ -162,9 +197,121 @@ pub fn build<M: Model>(
             .map(|&i| cx.view(i))
             .collect(),
         faults: None,
+        reappeared: reappeared(cx, failure.failing),
     };
     attach_faults(&mut found, fault_windows(cx.nemesis, cx.nodes));
     found
+}
+
+/// A [`Reappeared`] value of the key, preferring one whose `again` is the failing call;
+/// `None` when the model is not one register or no value came back.
+///
+/// For each value set exactly once (the initial value counts as a setting), the widest
+/// pair of its reads -- the first to return, the last to be invoked -- is the one most
+/// likely to enclose another value, so only that pair is tried: an ok read or write of
+/// another value invoked after the first returned and returned before the last was
+/// invoked (it took effect in between, so the register held something else there).
+/// Those calls are sorted by invocation once, with the two earliest returns of different
+/// values kept for every suffix, so the search is O(n log n).
+fn reappeared<M: Model>(cx: &Context<'_, M>, failing: u32) -> Option<Reappeared> {
+    let init = cx.model.register_init()?;
+    let meta = &cx.partition.meta;
+    let done = |i: usize| meta[i].complete.map(|e| e.index);
+    let mut setters: BTreeMap<ValueId, Vec<usize>> = BTreeMap::new();
+    setters.entry(init).or_default().push(usize::MAX);
+    // Completed ok reads, and completed ok reads and sets (the witnesses of a value held
+    // between two reads): (invoke, complete, value, call).
+    let mut reads: Vec<(u64, u64, ValueId, usize)> = Vec::new();
+    let mut held: Vec<(u64, u64, ValueId, usize)> = Vec::new();
+    for (i, call) in cx.partition.calls.iter().enumerate() {
+        let effect = cx.model.register_effect(call);
+        if let Some(RegisterEffect::Set(v)) = effect {
+            setters.entry(v).or_default().push(i);
+        }
+        let (Some(RegisterEffect::Read(v) | RegisterEffect::Set(v)), Outcome::Ok, Some(c)) =
+            (effect, meta[i].outcome, done(i))
+        else {
+            continue;
+        };
+        let seen = (meta[i].invoke.index, c, v, i);
+        held.push(seen);
+        if matches!(effect, Some(RegisterEffect::Read(_))) {
+            reads.push(seen);
+        }
+    }
+    held.sort_unstable();
+    // For each suffix of `reads`: the earliest return, and the earliest return of a value
+    // other than that one.
+    type Best = Option<(u64, ValueId, usize)>;
+    let mut suffix: Vec<(Best, Best)> = vec![(None, None); held.len() + 1];
+    for k in (0..held.len()).rev() {
+        let (_, c, v, i) = held[k];
+        let (mut a, mut b) = suffix[k + 1];
+        let me = Some((c, v, i));
+        if a.is_none_or(|(ac, _, _)| c < ac) {
+            if a.is_some_and(|(_, av, _)| av != v) {
+                b = a;
+            }
+            a = me;
+        } else if a.is_some_and(|(_, av, _)| av != v) && b.is_none_or(|(bc, _, _)| c < bc) {
+            b = me;
+        }
+        suffix[k] = (a, b);
+    }
+    // Another value's read or set invoked after `after` and returned before `before`.
+    let between = |v: ValueId, after: u64, before: u64| {
+        let k = held.partition_point(|r| r.0 <= after);
+        let (a, b) = suffix[k];
+        [a, b]
+            .into_iter()
+            .flatten()
+            .find(|&(c, w, _)| w != v && c < before)
+            .map(|(_, _, i)| i)
+    };
+    let mut first_done: BTreeMap<ValueId, (u64, usize)> = BTreeMap::new();
+    let mut last_invoked: BTreeMap<ValueId, (u64, usize)> = BTreeMap::new();
+    for &(inv, c, v, i) in &reads {
+        first_done
+            .entry(v)
+            .and_modify(|e| {
+                if c < e.0 {
+                    *e = (c, i);
+                }
+            })
+            .or_insert((c, i));
+        last_invoked
+            .entry(v)
+            .and_modify(|e| {
+                if inv > e.0 {
+                    *e = (inv, i);
+                }
+            })
+            .or_insert((inv, i));
+    }
+    let found = |v: ValueId, again: (u64, usize)| -> Option<Reappeared> {
+        let only = match setters.get(&v).map(Vec::as_slice) {
+            Some([only]) if *only != usize::MAX => *only,
+            _ => return None,
+        };
+        let (first_c, first) = *first_done.get(&v)?;
+        let mid = between(v, first_c, again.0)?;
+        Some(Reappeared {
+            first: cx.view(first as u32),
+            between: cx.view(mid as u32),
+            again: cx.view(again.1 as u32),
+            write: cx.view(only as u32),
+            write_running: done(only).is_none_or(|c| c > meta[mid].invoke.index),
+        })
+    };
+    let f = failing as usize;
+    if let (Some(RegisterEffect::Read(v)), Some(_)) =
+        (cx.model.register_effect(&cx.partition.calls[f]), done(f))
+    {
+        if let Some(r) = found(v, (meta[f].invoke.index, f)) {
+            return Some(r);
+        }
+    }
+    last_invoked.iter().find_map(|(&v, &again)| found(v, again))
 }
 
 /// Keep the faults of `all` in force around the calls shown and point each call at those
@@ -714,6 +861,17 @@ impl fmt::Display for Counterexample {
                 writeln!(f, "    {:>6}–{end:>6}  {}", x.start.index, x.text)?;
             }
         }
+        if let Some(r) = &self.reappeared {
+            writeln!(
+                f,
+                "  a value came back: read, another value read or written after, the first read \
+                 again, and one call alone set it -- {}:",
+                r.reading()
+            )?;
+            for c in [&r.first, &r.between, &r.again, &r.write] {
+                line(f, c, faults)?;
+            }
+        }
         writeln!(
             f,
             "  longest linearizable prefix: {} calls",
@@ -820,6 +978,105 @@ mod tests {
             // After the failing call returned: not part of the story.
             nemesis("pause", json!({"nodes": ["n1"]})),
         ]
+    }
+
+    #[test]
+    fn a_value_read_again_after_another_names_its_only_write() {
+        use OpType::*;
+        // Process 0's write of 7 takes effect, process 1 reads it, writes and reads 8, then
+        // reads 7 again: the write of 7 ran twice (or the last read was stale). The
+        // acknowledged write of 8 is the earliest witness of another value in between.
+        let cx = counterexample(vec![
+            client(0, Invoke, "write", json!(7), "n1"),
+            client(1, Invoke, "read", Value::Null, "n2"),
+            client(1, Ok, "read", json!(7), "n2"),
+            client(1, Invoke, "write", json!(8), "n2"),
+            client(1, Ok, "write", json!(8), "n2"),
+            client(1, Invoke, "read", Value::Null, "n2"),
+            client(1, Ok, "read", json!(8), "n2"),
+            client(1, Invoke, "read", Value::Null, "n2"),
+            client(1, Ok, "read", json!(7), "n2"),
+            client(0, Ok, "write", json!(7), "n1"),
+        ]);
+        let r = cx.reappeared.as_ref().expect("the value came back");
+        assert!(r.write_running);
+        assert_eq!(
+            [&r.first, &r.between, &r.again, &r.write].map(|c| (c.call.as_str(), c.invoke.index)),
+            [
+                ("read → 7", 1),
+                ("write 8", 3),
+                ("read → 7", 7),
+                ("write 7", 0)
+            ]
+        );
+        assert_eq!(r.again.invoke.index, cx.failing_call.invoke.index);
+        let text = cx.to_string();
+        assert!(text.contains("a value came back"), "{text}");
+        assert_eq!(
+            serde_json::to_value(&cx).unwrap()["reappeared"]["write"]["call"],
+            "write 7"
+        );
+    }
+
+    #[test]
+    fn a_stale_read_comes_back_too_but_a_value_written_twice_does_not() {
+        use OpType::*;
+        // A stale read: 1 read, 2 written and acknowledged, 1 read again, and the one write
+        // of 1 had returned before 2 was written.
+        let cx = counterexample(stale_read_on_the_cut_off_node());
+        let r = cx.reappeared.as_ref().expect("1 came back");
+        assert!(!r.write_running);
+        assert!(cx
+            .to_string()
+            .contains("stale state (or the write took effect again"));
+        // Nothing came back: 7 read, 8 written, 9 read (stale: 8 was acknowledged).
+        let cx = counterexample(vec![
+            client(0, Invoke, "write", json!(7), "n1"),
+            client(0, Ok, "write", json!(7), "n1"),
+            client(1, Invoke, "read", Value::Null, "n2"),
+            client(1, Ok, "read", json!(7), "n2"),
+            client(2, Invoke, "write", json!(9), "n3"),
+            client(1, Invoke, "write", json!(8), "n2"),
+            client(1, Ok, "write", json!(8), "n2"),
+            client(1, Invoke, "read", Value::Null, "n2"),
+            client(1, Ok, "read", json!(9), "n2"),
+            client(1, Invoke, "read", Value::Null, "n2"),
+            client(1, Ok, "read", json!(8), "n2"),
+        ]);
+        assert_eq!(cx.reappeared, None, "{cx}");
+        assert!(serde_json::to_value(&cx)
+            .unwrap()
+            .get("reappeared")
+            .is_none());
+        // 7 read, 8 read, 7 read again -- but 7 was written twice; then 8 again, which was
+        // written once: that is the value that came back.
+        let cx = counterexample(vec![
+            client(0, Invoke, "write", json!(7), "n1"),
+            client(0, Ok, "write", json!(7), "n1"),
+            client(1, Invoke, "read", Value::Null, "n2"),
+            client(1, Ok, "read", json!(7), "n2"),
+            client(1, Invoke, "write", json!(8), "n2"),
+            client(1, Ok, "write", json!(8), "n2"),
+            client(1, Invoke, "read", Value::Null, "n2"),
+            client(1, Ok, "read", json!(8), "n2"),
+            client(0, Invoke, "write", json!(7), "n1"),
+            client(0, Ok, "write", json!(7), "n1"),
+            client(1, Invoke, "read", Value::Null, "n2"),
+            client(1, Ok, "read", json!(7), "n2"),
+            client(1, Invoke, "read", Value::Null, "n2"),
+            client(1, Ok, "read", json!(8), "n2"),
+        ]);
+        assert_eq!(cx.failing_call.call, "read → 8");
+        let r = cx.reappeared.expect("8 came back");
+        assert_eq!(
+            [&r.first, &r.between, &r.again, &r.write].map(|c| (c.call.as_str(), c.invoke.index)),
+            [
+                ("read → 8", 6),
+                ("write 7", 8),
+                ("read → 8", 12),
+                ("write 8", 4)
+            ]
+        );
     }
 
     #[test]

@@ -170,6 +170,18 @@ fn render(cx: &Counterexample) -> Markup {
             (faults_list(cx.faults.as_deref()))
             div.cx { (diagram(&calls, failing, faults)) }
             (calls_table(&calls, Some(failing), false, faults))
+            @if let Some(r) = &cx.reappeared {
+                h3 { "A value came back" }
+                p {
+                    "Process " (r.first.process) "'s " code { (r.first.call) } ", then process "
+                    (r.between.process) "'s " code { (r.between.call) } " (ok), then process "
+                    (r.again.process) "'s " code { (r.again.call) }
+                    " again — yet one call alone ever set that value: process " (r.write.process)
+                    "'s " code { (r.write.call) } " (" (outcome_text(r.write.outcome)) "). "
+                    "These four calls alone are not linearizable: " (r.reading()) "."
+                }
+                (calls_table(&[&r.first, &r.between, &r.again, &r.write], None, false, faults))
+            }
             h3 { "Longest linearizable prefix: " (cx.prefix_len) " call" (plural(cx.prefix_len)) }
             @if cx.prefix.is_empty() {
                 p { "Not even the first call could be linearized." }
@@ -463,6 +475,24 @@ mod tests {
             json!("read → </svg><script>alert(1)</script>");
         let s = page(&c);
         assert!(!s.contains("<script>"));
+    }
+
+    #[test]
+    fn a_value_that_came_back_is_told_in_words_escaped() {
+        let mut c = check();
+        assert!(!page(&c).contains("A value came back"), "only when found");
+        c["counterexample"]["reappeared"] = json!({
+            "first": call(2, "read → <7>", 1, Some(2), "ok"),
+            "between": call(2, "write 8", 3, Some(4), "ok"),
+            "again": call(2, "read → <7>", 5, Some(6), "ok"),
+            "write": call(1, "write <7>", 0, None, "info"),
+            "write_running": true
+        });
+        let s = page(&c);
+        assert!(s.contains("<h3>A value came back</h3>"), "{s}");
+        assert!(s.contains("<code>write &lt;7&gt;</code>"));
+        assert!(!s.contains("<7>"), "values are escaped");
+        assert!(s.contains("took effect twice"));
     }
 
     #[test]

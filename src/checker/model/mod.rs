@@ -128,6 +128,19 @@ pub trait Model: Send + Sync {
         None
     }
 
+    /// What `call` did to a single register, for naming anomalies in reports: `None`
+    /// (the default) for calls that neither read nor set one value, and for every call of
+    /// a model that is not one register.
+    fn register_effect(&self, _call: &Self::Call) -> Option<RegisterEffect> {
+        None
+    }
+
+    /// The register's value before any call, for models that are one register (see
+    /// [`Model::register_effect`]).
+    fn register_init(&self) -> Option<super::value::ValueId> {
+        None
+    }
+
     /// Heap and inline bytes of a state, for the memory budget.
     fn state_bytes(&self, _state: &Self::State) -> usize {
         std::mem::size_of::<Self::State>()
@@ -144,6 +157,15 @@ pub trait Model: Send + Sync {
 }
 
 pub use crate::spec::model::ModelKind;
+
+/// A call's effect on a single register ([`Model::register_effect`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegisterEffect {
+    /// A read that returned this value.
+    Read(super::value::ValueId),
+    /// A write or compare-and-set that (may have) put this value in the register.
+    Set(super::value::ValueId),
+}
 
 /// A model with its parameters, as chosen on the command line or by a test.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

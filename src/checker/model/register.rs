@@ -3,7 +3,7 @@
 //!
 //! States are interned values ([`ValueId`]), so a step is a couple of integer compares.
 
-use super::{show, Model, Outcome, RawCall};
+use super::{show, Model, Outcome, RawCall, RegisterEffect};
 use crate::checker::search::Transitions;
 use crate::checker::value::{ValueId, Values};
 use rustc_hash::FxHashSet;
@@ -111,6 +111,20 @@ impl Model for Register {
 
     fn is_read_only(&self, call: &RegisterCall) -> bool {
         read_only(*call)
+    }
+
+    fn register_init(&self) -> Option<ValueId> {
+        Some(self.init)
+    }
+
+    fn register_effect(&self, call: &RegisterCall) -> Option<RegisterEffect> {
+        match *call {
+            RegisterCall::Read(v) => Some(RegisterEffect::Read(v)),
+            RegisterCall::Write(v) | RegisterCall::Cas { to: v, .. } => {
+                Some(RegisterEffect::Set(v))
+            }
+            RegisterCall::CasFailed { .. } => None,
+        }
     }
 
     /// A register's step compares the state only with the values reads returned and cas
