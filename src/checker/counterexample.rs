@@ -980,28 +980,44 @@ mod tests {
         ]
     }
 
+    /// Calls one after another, each invoked and then ok: (process, f, value, node); a
+    /// read's value is what it returned.
+    fn one_by_one(calls: &[(u64, &str, i64, &str)]) -> Vec<Op> {
+        calls
+            .iter()
+            .flat_map(|&(p, f, v, n)| {
+                let input = if f == "read" { Value::Null } else { json!(v) };
+                [
+                    client(p, OpType::Invoke, f, input, n),
+                    client(p, OpType::Ok, f, json!(v), n),
+                ]
+            })
+            .collect()
+    }
+
+    /// (call, invoke index) of the four calls of a value that came back.
+    fn story(r: &Reappeared) -> [(&str, u64); 4] {
+        [&r.first, &r.between, &r.again, &r.write].map(|c| (c.call.as_str(), c.invoke.index))
+    }
+
     #[test]
     fn a_value_read_again_after_another_names_its_only_write() {
-        use OpType::*;
         // Process 0's write of 7 takes effect, process 1 reads it, writes and reads 8, then
         // reads 7 again: the write of 7 ran twice (or the last read was stale). The
         // acknowledged write of 8 is the earliest witness of another value in between.
-        let cx = counterexample(vec![
-            client(0, Invoke, "write", json!(7), "n1"),
-            client(1, Invoke, "read", Value::Null, "n2"),
-            client(1, Ok, "read", json!(7), "n2"),
-            client(1, Invoke, "write", json!(8), "n2"),
-            client(1, Ok, "write", json!(8), "n2"),
-            client(1, Invoke, "read", Value::Null, "n2"),
-            client(1, Ok, "read", json!(8), "n2"),
-            client(1, Invoke, "read", Value::Null, "n2"),
-            client(1, Ok, "read", json!(7), "n2"),
-            client(0, Ok, "write", json!(7), "n1"),
-        ]);
+        let mut ops = vec![client(0, OpType::Invoke, "write", json!(7), "n1")];
+        ops.extend(one_by_one(&[
+            (1, "read", 7, "n2"),
+            (1, "write", 8, "n2"),
+            (1, "read", 8, "n2"),
+            (1, "read", 7, "n2"),
+        ]));
+        ops.push(client(0, OpType::Ok, "write", json!(7), "n1"));
+        let cx = counterexample(ops);
         let r = cx.reappeared.as_ref().expect("the value came back");
         assert!(r.write_running);
         assert_eq!(
-            [&r.first, &r.between, &r.again, &r.write].map(|c| (c.call.as_str(), c.invoke.index)),
+            story(r),
             [
                 ("read → 7", 1),
                 ("write 8", 3),
@@ -1020,7 +1036,6 @@ mod tests {
 
     #[test]
     fn a_stale_read_comes_back_too_but_a_value_written_twice_does_not() {
-        use OpType::*;
         // A stale read: 1 read, 2 written and acknowledged, 1 read again, and the one write
         // of 1 had returned before 2 was written.
         let cx = counterexample(stale_read_on_the_cut_off_node());
@@ -1029,20 +1044,15 @@ mod tests {
         assert!(cx
             .to_string()
             .contains("stale state (or the write took effect again"));
-        // Nothing came back: 7 read, 8 written, 9 read (stale: 8 was acknowledged).
-        let cx = counterexample(vec![
-            client(0, Invoke, "write", json!(7), "n1"),
-            client(0, Ok, "write", json!(7), "n1"),
-            client(1, Invoke, "read", Value::Null, "n2"),
-            client(1, Ok, "read", json!(7), "n2"),
-            client(2, Invoke, "write", json!(9), "n3"),
-            client(1, Invoke, "write", json!(8), "n2"),
-            client(1, Ok, "write", json!(8), "n2"),
-            client(1, Invoke, "read", Value::Null, "n2"),
-            client(1, Ok, "read", json!(9), "n2"),
-            client(1, Invoke, "read", Value::Null, "n2"),
-            client(1, Ok, "read", json!(8), "n2"),
-        ]);
+        // Nothing came back: 7 read, 8 written, 9 read while its write runs, 8 read (stale).
+        let mut ops = one_by_one(&[(0, "write", 7, "n1"), (1, "read", 7, "n2")]);
+        ops.push(client(2, OpType::Invoke, "write", json!(9), "n3"));
+        ops.extend(one_by_one(&[
+            (1, "write", 8, "n2"),
+            (1, "read", 9, "n2"),
+            (1, "read", 8, "n2"),
+        ]));
+        let cx = counterexample(ops);
         assert_eq!(cx.reappeared, None, "{cx}");
         assert!(serde_json::to_value(&cx)
             .unwrap()
@@ -1050,26 +1060,19 @@ mod tests {
             .is_none());
         // 7 read, 8 read, 7 read again -- but 7 was written twice; then 8 again, which was
         // written once: that is the value that came back.
-        let cx = counterexample(vec![
-            client(0, Invoke, "write", json!(7), "n1"),
-            client(0, Ok, "write", json!(7), "n1"),
-            client(1, Invoke, "read", Value::Null, "n2"),
-            client(1, Ok, "read", json!(7), "n2"),
-            client(1, Invoke, "write", json!(8), "n2"),
-            client(1, Ok, "write", json!(8), "n2"),
-            client(1, Invoke, "read", Value::Null, "n2"),
-            client(1, Ok, "read", json!(8), "n2"),
-            client(0, Invoke, "write", json!(7), "n1"),
-            client(0, Ok, "write", json!(7), "n1"),
-            client(1, Invoke, "read", Value::Null, "n2"),
-            client(1, Ok, "read", json!(7), "n2"),
-            client(1, Invoke, "read", Value::Null, "n2"),
-            client(1, Ok, "read", json!(8), "n2"),
-        ]);
+        let cx = counterexample(one_by_one(&[
+            (0, "write", 7, "n1"),
+            (1, "read", 7, "n2"),
+            (1, "write", 8, "n2"),
+            (1, "read", 8, "n2"),
+            (0, "write", 7, "n1"),
+            (1, "read", 7, "n2"),
+            (1, "read", 8, "n2"),
+        ]));
         assert_eq!(cx.failing_call.call, "read → 8");
         let r = cx.reappeared.expect("8 came back");
         assert_eq!(
-            [&r.first, &r.between, &r.again, &r.write].map(|c| (c.call.as_str(), c.invoke.index)),
+            story(&r),
             [
                 ("read → 8", 6),
                 ("write 7", 8),
