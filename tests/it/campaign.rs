@@ -170,7 +170,6 @@ fn the_ci_campaign_over_ssh_meets_its_expectations_and_writes_page_json_and_juni
         .unwrap_or_default();
     assert!(left.is_empty(), "runs left {left:?} on their hosts");
     lab.stop();
-    std::fs::remove_dir_all(&store).ok();
 }
 
 /// A campaign over an inventory with a host that cannot be reached stops before its first
@@ -210,7 +209,6 @@ fn a_campaign_with_a_bad_inventory_stops_before_its_first_run() {
         !store.join("campaigns").exists(),
         "a campaign directory was started"
     );
-    std::fs::remove_dir_all(&store).ok();
 }
 
 /// Three short runs of correct raftkv on loopback addresses (no root needed).

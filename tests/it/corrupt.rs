@@ -102,7 +102,6 @@ fn bit_flips_in_one_raftkv_node_are_journaled_and_the_node_restarts() {
         restart["value"],
         r["verdict"]
     );
-    std::fs::remove_dir_all(&store).ok();
 }
 
 #[test]

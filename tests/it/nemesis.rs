@@ -155,7 +155,6 @@ fn sigint_in_the_middle_of_every_fault_leaves_a_clean_machine() {
         .output()
         .unwrap();
     assert!(!String::from_utf8_lossy(&root.stdout).contains("faultline_"));
-    std::fs::remove_dir_all(&store).ok();
 }
 
 #[test]
@@ -214,7 +213,6 @@ fn a_timeline_partition_is_journaled_and_healed_before_the_final_reads() {
     assert!(lines[last_nemesis..]
         .iter()
         .any(|l| l.contains("\"f\":\"read\"")));
-    std::fs::remove_dir_all(&store).ok();
 }
 
 /// The README's run command (shortened): raftkv, 5 nodes, register, the default nemesis.
@@ -241,7 +239,6 @@ fn the_default_run_against_correct_raftkv_is_valid() {
     assert!(plan.contains("name: raftkv") && plan.contains("name: partition"));
     let h = std::fs::read_to_string(dir.join("history.jsonl")).unwrap();
     assert!(nemesis_ops(&h).contains(&"start-partition".to_string()));
-    std::fs::remove_dir_all(&store).ok();
 }
 
 /// A seeded bug is found: the deposed leader of `--bug stale-read` serves old values.
@@ -283,7 +280,6 @@ fn a_stale_read_bug_is_caught_under_leader_partitions() {
                 r["check"]["counterexample"]["failing_call"].is_object(),
                 "{r}"
             );
-            std::fs::remove_dir_all(&store).ok();
             return;
         }
         outcomes.push(format!(
@@ -338,7 +334,6 @@ fn primaries_minority_takes_the_leader_and_one_follower() {
         minority.contains(&first),
         "leader {first} not in {minority:?}"
     );
-    std::fs::remove_dir_all(&store).ok();
 }
 
 /// Latency in ms of the ok writes invoked in [from, to) seconds, from history lines.
@@ -429,7 +424,6 @@ fn a_delay_holds_packets_to_peers_for_its_latency_and_releases_them() {
         "median {}",
         fast[fast.len() / 2]
     );
-    std::fs::remove_dir_all(&store).ok();
 }
 
 #[test]
@@ -471,5 +465,4 @@ fn next_primaries_waits_for_the_election_and_isolates_the_winner() {
         waited > 1.3,
         "partition at {waited} s: it did not wait for the election"
     );
-    std::fs::remove_dir_all(&store).ok();
 }

@@ -363,7 +363,6 @@ fn sigint_mid_run_tears_everything_down() {
     assert_eq!(leftovers(&id, &pids), Vec::<String>::new());
     // What it recorded up to the interrupt was still checked.
     assert!(results(&dir)["verdict"].is_string());
-    std::fs::remove_dir_all(&store).ok();
 }
 
 #[test]
@@ -393,7 +392,6 @@ fn a_sigkilled_controller_leaves_a_checkable_history_and_cleanup_removes_the_res
     let out = faultline().arg("cleanup").output().unwrap();
     assert!(out.status.success());
     assert_eq!(leftovers(&id, &pids), Vec::<String>::new());
-    std::fs::remove_dir_all(&store).ok();
 }
 
 /// Live processes of the daemonkv fixture that run `id` started (their command line holds
@@ -482,7 +480,6 @@ fn a_node_that_daemonizes_is_killed_with_its_cgroup_at_teardown() {
         "daemons outlived the run"
     );
     assert!(run_cgroup(&id).is_some_and(|c| !c.exists()));
-    std::fs::remove_dir_all(&store).ok();
 }
 
 #[test]
@@ -509,7 +506,6 @@ fn daemonized_nodes_of_a_sigkilled_controller_are_removed_by_cleanup() {
     assert_eq!(daemons_of(&id), Vec::<i32>::new(), "cleanup missed: {said}");
     assert!(!cgroup.exists());
     assert!(!state_file_exists(&id));
-    std::fs::remove_dir_all(&store).ok();
 }
 
 #[test]
@@ -559,7 +555,6 @@ fn a_cluster_left_running_outlives_later_sweeps_until_cleanup_names_it() {
     );
     assert_eq!(leftovers(&id, &pids), Vec::<String>::new());
     assert!(!state_file_exists(&id));
-    std::fs::remove_dir_all(&store).ok();
 }
 
 #[test]
@@ -820,7 +815,6 @@ fn an_adapter_that_declares_leaders_but_names_none_is_refused_before_the_clients
                 .is_empty(),
         "no client started"
     );
-    std::fs::remove_dir_all(&store).ok();
 }
 
 /// A run refused before anything started: its stderr.

@@ -66,7 +66,6 @@ fn a_set_over_raftkv_under_kills_keeps_every_acknowledged_add() {
     assert!(page.contains("id=\"set\"") && page.contains("id=\"set-counts\""));
     let log = std::fs::read_to_string(dir.join("faultline.log")).unwrap();
     assert!(log.contains("set: valid:"), "{log}");
-    std::fs::remove_dir_all(&store).ok();
 }
 
 /// A target that acknowledges writes from memory and forgets them when killed (the lazykv
@@ -131,5 +130,4 @@ fn a_set_over_etcd_under_kills_keeps_every_acknowledged_add() {
     let out = set_run("etcd", "kill", "12s", &[], &store);
     assert_eq!(out.status.code(), Some(0), "{}", log_of(&out));
     assert_all_ok(&results(&run_dir_of(&out)), &out);
-    std::fs::remove_dir_all(&store).ok();
 }

@@ -203,7 +203,6 @@ fn peers_reach_the_twin_they_were_assigned_and_nothing_is_left() {
     let (_, pids) = ids_from_log(&dir);
     assert_eq!(pids.len(), 4, "three nodes and a twin started");
     assert_eq!(leftovers(&id, &pids), Vec::<String>::new());
-    std::fs::remove_dir_all(&store).ok();
 }
 
 #[test]
@@ -224,7 +223,6 @@ fn an_interrupt_while_a_twin_runs_leaves_nothing() {
         "the run and its twin should be up"
     );
     interrupt_and_expect_clean(child, &id, &pids);
-    std::fs::remove_dir_all(&store).ok();
 }
 
 #[test]
@@ -261,7 +259,6 @@ fn a_sigkilled_controller_leaves_its_twin_to_faultline_cleanup() {
     }
     assert_eq!(leftovers(&id, &pids), Vec::<String>::new());
     assert!(!state_file_exists(&id));
-    std::fs::remove_dir_all(&store).ok();
 }
 
 /// After the run in `dir`: `started` processes (`what`) were started, their pids are in
@@ -348,7 +345,6 @@ fn two_twins_at_once_each_seen_by_its_own_split_and_nothing_is_left() {
         assert!(!log.is_empty(), "{t}'s stderr is kept");
     }
     nothing_left(&dir, 6, "four nodes and two twins");
-    std::fs::remove_dir_all(&store).ok();
 }
 
 #[test]
@@ -413,7 +409,6 @@ fn a_twins_scenario_writes_its_rounds_into_the_plan_and_journals_each() {
     );
     assert!(timeline.contains("round 3: "), "each with its groups");
     nothing_left(&dir, 5, "four nodes and a twin");
-    std::fs::remove_dir_all(&store).ok();
 }
 
 #[test]
@@ -499,5 +494,4 @@ fn an_interrupt_during_a_two_twin_scenario_leaves_nothing() {
         "the run and its twins should be up"
     );
     interrupt_and_expect_clean(child, &id, &pids);
-    std::fs::remove_dir_all(&store).ok();
 }

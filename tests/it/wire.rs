@@ -117,7 +117,6 @@ fn raftkv_peer_packets_per_write_match_its_own_count_within_ten_percent() {
         (8.0..12.0).contains(&raft),
         "{raft:.2} Raft messages per write"
     );
-    std::fs::remove_dir_all(&store).ok();
 }
 
 /// An HTTP/1.0 GET to a node, its body.
@@ -235,7 +234,6 @@ fn etcd_peer_payload_bytes_match_its_own_sent_bytes_within_five_percent() {
     }
     // The leader's appends to both followers, and the followers' answers.
     assert!(compared >= 2, "too little traffic to compare");
-    std::fs::remove_dir_all(&store).ok();
 }
 
 #[test]
@@ -316,5 +314,4 @@ fn compare_makes_one_row_of_a_calm_run_and_a_run_with_a_follower_cut_off() {
             && md.contains("| raftkv | 3 | 1 crashed or cut off |"),
         "{md}"
     );
-    std::fs::remove_dir_all(&store).ok();
 }
