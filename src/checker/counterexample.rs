@@ -107,8 +107,7 @@ pub struct Counterexample {
 
 /// A value that came back: `first` read it, `between` (invoked after `first` returned)
 /// read or wrote another value and returned ok, and `again` (invoked after `between`
-/// returned) read it once more,
-/// while `write` was the only call that ever set it: these four calls alone are not
+/// returned) read it once more, while `write` was the only call that ever set it: these four calls alone are not
 /// linearizable. Either `again` was answered from a stale state, or the register held the
 /// value twice -- the one write took effect twice (a client library that re-sent it, say),
 /// which is the likelier story when the write was still running as the other value was
@@ -217,8 +216,9 @@ fn reappeared<M: Model>(cx: &Context<'_, M>, failing: u32) -> Option<Reappeared>
     let init = cx.model.register_init()?;
     let meta = &cx.partition.meta;
     let done = |i: usize| meta[i].complete.map(|e| e.index);
-    let mut setters: BTreeMap<ValueId, Vec<usize>> = BTreeMap::new();
-    setters.entry(init).or_default().push(usize::MAX);
+    // The one call that set each value; `None` once a value was set twice (the initial
+    // value counts as set before every call).
+    let mut setter: BTreeMap<ValueId, Option<usize>> = BTreeMap::from([(init, None)]);
     // Completed ok reads, and completed ok reads and sets (the witnesses of a value held
     // between two reads): (invoke, complete, value, call).
     let mut reads: Vec<(u64, u64, ValueId, usize)> = Vec::new();
@@ -226,7 +226,10 @@ fn reappeared<M: Model>(cx: &Context<'_, M>, failing: u32) -> Option<Reappeared>
     for (i, call) in cx.partition.calls.iter().enumerate() {
         let effect = cx.model.register_effect(call);
         if let Some(RegisterEffect::Set(v)) = effect {
-            setters.entry(v).or_default().push(i);
+            setter
+                .entry(v)
+                .and_modify(|only| *only = None)
+                .or_insert(Some(i));
         }
         let (Some(RegisterEffect::Read(v) | RegisterEffect::Set(v)), Outcome::Ok, Some(c)) =
             (effect, meta[i].outcome, done(i))
@@ -240,7 +243,7 @@ fn reappeared<M: Model>(cx: &Context<'_, M>, failing: u32) -> Option<Reappeared>
         }
     }
     held.sort_unstable();
-    // For each suffix of `reads`: the earliest return, and the earliest return of a value
+    // For each suffix of `held`: the earliest return, and the earliest return of a value
     // other than that one.
     type Best = Option<(u64, ValueId, usize)>;
     let mut suffix: Vec<(Best, Best)> = vec![(None, None); held.len() + 1];
@@ -289,10 +292,7 @@ fn reappeared<M: Model>(cx: &Context<'_, M>, failing: u32) -> Option<Reappeared>
             .or_insert((inv, i));
     }
     let found = |v: ValueId, again: (u64, usize)| -> Option<Reappeared> {
-        let only = match setters.get(&v).map(Vec::as_slice) {
-            Some([only]) if *only != usize::MAX => *only,
-            _ => return None,
-        };
+        let only = setter.get(&v).copied().flatten()?;
         let (first_c, first) = *first_done.get(&v)?;
         let mid = between(v, first_c, again.0)?;
         Some(Reappeared {

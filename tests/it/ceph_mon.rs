@@ -137,10 +137,10 @@ fn ceph_mon_under_partitions_is_linearizable() {
 
 /// The finding's smallest scenario (README, "Finding: librados runs a `config-key set`
 /// twice"): one monitor, two workers on one key, no fault, librados' session check every
-/// 50 ms instead of 10 s. librados 16.2 then drops healthy sessions on a keepalive
+/// 50 ms instead of once a second. librados 16.2 then drops healthy sessions on a keepalive
 /// acknowledgement dated after the check's "now" (a negative interval read as 2^32 s) and
 /// re-sends the set in flight, which the monitor runs again: in each of 10 runs of 20 s
-/// here. Whether the history also shows it depends on the other worker's timing (4 in
+/// here. Whether the history also shows it depends on the other worker's timing (2 in
 /// 10), so the verdict is not asserted; if a Ceph release fixes this, this test says so.
 #[test]
 fn ceph_mon_librados_resends_a_set_after_dropping_a_healthy_session() {
