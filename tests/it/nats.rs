@@ -188,6 +188,9 @@ fn nats_loses_acknowledged_appends_under_a_coordinated_power_failure() {
 /// may be lost. The verdict itself is not held to valid: while the removal of a running
 /// leader is still unanswered, a client's read right after its own acknowledged append
 /// can miss it (README "Testing NATS JetStream", membership; stale in 3 of 10 runs).
+/// Nor is liveness: a server started again under a removed name is not taken back, and
+/// the bucket's stream can stay `group node missing` past faultline's 30 s wait (4 of 10
+/// there; CI met it at seed 2) — accepted for that reason only.
 #[test]
 fn nats_servers_leave_the_meta_group_and_start_again_on_an_empty_store() {
     let Some((_lock, store)) = root_cluster("nats-leave") else {
@@ -208,7 +211,18 @@ fn nats_servers_leave_the_meta_group_and_start_again_on_an_empty_store() {
         .arg(&store)
         .output()
         .unwrap();
-    let (dir, log) = expect_verdict(&out);
+    let (dir, log) = if out.status.code() == Some(4) {
+        let dir = run_dir_of(&out);
+        let log = std::fs::read_to_string(dir.join("faultline.log")).unwrap_or_default();
+        assert!(
+            log.contains("the cluster did not recover") && log.contains("group node missing"),
+            "liveness failed for another reason than the stream's missing group node:\n{log}"
+        );
+        eprintln!("liveness failed as documented: the stream's group node stayed missing");
+        (dir, log)
+    } else {
+        expect_verdict(&out)
+    };
     assert!(
         log.contains("left the cluster") && log.contains("joined the cluster again"),
         "no leave and join landed:\n{log}"
