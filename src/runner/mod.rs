@@ -29,7 +29,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde::Serialize;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -1089,15 +1089,15 @@ async fn final_phase(ctx: &Arc<Ctx>, stop: &mut watch::Receiver<bool>) -> Result
         keys.len()
     );
     let budget_end = Instant::now() + FINAL_READS_BUDGET;
-    let next_key = Arc::new(AtomicUsize::new(0));
+    let queue = Arc::new(FinalQueue::new(keys.len()));
     let mut tasks = tokio::task::JoinSet::new();
     for r in 0..readers {
         let ctx = ctx.clone();
         let keys = keys.clone();
-        let next_key = next_key.clone();
+        let queue = queue.clone();
         let stop = stop.clone();
         tasks.spawn(
-            async move { final_reader(r, &ctx, &keys, &next_key, budget_end, stop).await }
+            async move { final_reader(r, &ctx, &keys, &queue, budget_end, stop).await }
                 .with_current_subscriber(),
         );
     }
@@ -1153,13 +1153,65 @@ async fn final_phase(ctx: &Arc<Ctx>, stop: &mut watch::Receiver<bool>) -> Result
     Ok(out)
 }
 
+/// Which key a final reader takes next: every key once, then a key given up after
+/// [`FINAL_READ_ATTEMPTS`] again, but only once some other key has been read since —
+/// the cluster serves again. A NATS stream whose leader was removed took 7.6 s to move
+/// (longer than a key's attempts) while the first keys' readers gave up on them, which
+/// left a run unknown with a cluster that had recovered; a cluster that never serves
+/// still ends the phase once every key has had its attempts.
+struct FinalQueue(Mutex<FinalQueueState>);
+
+struct FinalQueueState {
+    next: usize,
+    len: usize,
+    /// Keys read so far in the phase: a given-up key is stamped with it.
+    reads: u64,
+    given_up: std::collections::VecDeque<(usize, u64)>,
+}
+
+impl FinalQueue {
+    fn new(len: usize) -> Self {
+        FinalQueue(Mutex::new(FinalQueueState {
+            next: 0,
+            len,
+            reads: 0,
+            given_up: Default::default(),
+        }))
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, FinalQueueState> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn take(&self) -> Option<usize> {
+        let mut s = self.state();
+        if s.next < s.len {
+            s.next += 1;
+            return Some(s.next - 1);
+        }
+        let reads = s.reads;
+        let at = s.given_up.iter().position(|&(_, stamp)| stamp < reads)?;
+        s.given_up.remove(at).map(|(i, _)| i)
+    }
+
+    fn read(&self) {
+        self.state().reads += 1;
+    }
+
+    fn give_up(&self, i: usize) {
+        let mut s = self.state();
+        let stamp = s.reads;
+        s.given_up.push_back((i, stamp));
+    }
+}
+
 /// One reader of the final phase: takes the next unread key until none is left, the
 /// budget is spent or the run is interrupted; returns the indexes of the keys it read.
 async fn final_reader(
     r: usize,
     ctx: &Ctx,
     keys: &[String],
-    next_key: &AtomicUsize,
+    queue: &FinalQueue,
     budget_end: Instant,
     mut stop: watch::Receiver<bool>,
 ) -> Result<Vec<usize>> {
@@ -1171,13 +1223,15 @@ async fn final_reader(
     let over = |stop: &watch::Receiver<bool>| *stop.borrow() || Instant::now() >= budget_end;
     let result = async {
         while !over(&stop) {
-            let i = next_key.fetch_add(1, Ordering::Relaxed);
-            let Some(key) = keys.get(i) else { break };
+            let Some((i, key)) = queue.take().and_then(|i| Some((i, keys.get(i)?))) else {
+                break;
+            };
             let inv = Invocation {
                 f: crate::spec::workload::OpKind::Read,
                 key: key.clone(),
                 value: Value::Null,
             };
+            let mut got = false;
             for attempt in 0..FINAL_READ_ATTEMPTS {
                 if over(&stop) {
                     break;
@@ -1204,7 +1258,9 @@ async fn final_reader(
                 };
                 ctx.complete_op(process, &inv, &done, Then::Write)?;
                 if done.kind == OpType::Ok {
+                    queue.read();
                     read.push(i);
+                    got = true;
                     break;
                 }
                 if done.kind == OpType::Info {
@@ -1213,6 +1269,9 @@ async fn final_reader(
                         old.close().await;
                     }
                 }
+            }
+            if !got {
+                queue.give_up(i);
             }
         }
         Ok::<(), anyhow::Error>(())

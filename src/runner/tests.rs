@@ -510,3 +510,21 @@ async fn own_lines(l: &Lab) -> (String, String) {
         format!("started n1 (pid {pid})"),
     )
 }
+
+#[test]
+fn final_reads_retry_a_given_up_key_only_after_another_key_was_read() {
+    let q = FinalQueue::new(3);
+    assert_eq!((q.take(), q.take()), (Some(0), Some(1)));
+    // Key 0 had its attempts with nothing served yet: not taken again until a read lands.
+    q.give_up(0);
+    assert_eq!(q.take(), Some(2));
+    assert_eq!(q.take(), None, "nothing read since key 0 was given up");
+    q.read();
+    assert_eq!(q.take(), Some(0), "the cluster serves again");
+    // Given up again with no read since: a cluster that stopped serving ends the phase.
+    q.give_up(0);
+    q.give_up(1);
+    assert_eq!(q.take(), None);
+    q.read();
+    assert_eq!((q.take(), q.take(), q.take()), (Some(0), Some(1), None));
+}
