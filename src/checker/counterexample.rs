@@ -107,8 +107,8 @@ pub struct Counterexample {
 
 /// A value that came back: `first` read it, `between` (invoked after `first` returned)
 /// read or wrote another value and returned ok, and `again` (invoked after `between`
-/// returned) read it once more, while `write` was the only call that ever set it: these four calls alone are not
-/// linearizable. Either `again` was answered from a stale state, or the register held the
+/// returned) read it once more, while `write` was the only call that ever set it: these
+/// four calls alone are not linearizable. Either `again` was answered from a stale state, or the register held the
 /// value twice -- the one write took effect twice (a client library that re-sent it, say),
 /// which is the likelier story when the write was still running as the other value was
 /// seen (`write_running`).

@@ -3,7 +3,7 @@
 //! the run page and again by `report --recheck`. (NATS losing appends under a coordinated
 //! power failure is in `nats`.)
 
-use crate::run::{faultline, results, root_cluster, run_dir_of};
+use crate::run::{faultline, results, root_cluster, run_dir_and_log};
 
 /// etcd, 3 nodes, nodes killed and restarted while workers append and read: every
 /// acknowledged append is in the final read, in order, and the history is linearizable.
@@ -23,8 +23,7 @@ fn appends_to_etcd_under_kills_are_all_kept_in_order() {
         .arg(&store)
         .output()
         .unwrap();
-    let dir = run_dir_of(&out);
-    let log = std::fs::read_to_string(dir.join("faultline.log")).unwrap_or_default();
+    let (dir, log) = run_dir_and_log(&out);
     assert_eq!(out.status.code(), Some(0), "{log}");
     let r = results(&dir);
     let a = &r["append"];

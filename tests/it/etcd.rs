@@ -5,7 +5,7 @@
 //! adapter); without them they print why and pass. `.ci/run` installs both.
 
 use crate::run::{
-    faultline, ids_from_log, leftovers, refused, results, root_cluster, run_dir_of, Store,
+    faultline, ids_from_log, leftovers, refused, results, root_cluster, run_dir_and_log, Store,
 };
 use std::path::Path;
 use std::process::Output;
@@ -67,8 +67,7 @@ struct Finished {
 /// The run finished with `code`, left nothing behind, and its results say `verdict`.
 fn assert_run(out: &Output, code: i32, verdict: &str) -> Finished {
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let dir = run_dir_of(out);
-    let log = std::fs::read_to_string(dir.join("faultline.log")).unwrap_or_default();
+    let (dir, log) = run_dir_and_log(out);
     assert_eq!(
         out.status.code(),
         Some(code),

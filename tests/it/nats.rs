@@ -6,7 +6,7 @@
 
 use crate::run::{
     expect_valid, expect_verdict, faultline, ids_from_log, leftovers, refused, results,
-    root_cluster, run_dir_of, Store,
+    root_cluster, run_dir_and_log, Store,
 };
 use std::path::Path;
 use std::process::Output;
@@ -126,8 +126,7 @@ fn nats_loses_acknowledged_adds_under_a_coordinated_power_failure() {
     let Some((out, store)) = run("nats-power", "set-patient", "power-fail-all-slow", "20s") else {
         return;
     };
-    let dir = run_dir_of(&out);
-    let log = std::fs::read_to_string(dir.join("faultline.log")).unwrap_or_default();
+    let (dir, log) = run_dir_and_log(&out);
     assert_eq!(out.status.code(), Some(1), "log:\n{log}");
     let r = results(&dir);
     let set = &r["set"];
@@ -155,8 +154,7 @@ fn nats_loses_acknowledged_appends_under_a_coordinated_power_failure() {
     let Some((out, store)) = run("nats-append", "append", "power-fail-all-slow", "20s") else {
         return;
     };
-    let dir = run_dir_of(&out);
-    let log = std::fs::read_to_string(dir.join("faultline.log")).unwrap_or_default();
+    let (dir, log) = run_dir_and_log(&out);
     assert_eq!(out.status.code(), Some(1), "log:\n{log}");
     let a = &results(&dir)["append"];
     assert_eq!(a["verdict"], "invalid", "{a}");
@@ -212,8 +210,7 @@ fn nats_servers_leave_the_meta_group_and_start_again_on_an_empty_store() {
         .output()
         .unwrap();
     let (dir, log) = if out.status.code() == Some(4) {
-        let dir = run_dir_of(&out);
-        let log = std::fs::read_to_string(dir.join("faultline.log")).unwrap_or_default();
+        let (dir, log) = run_dir_and_log(&out);
         assert!(
             log.contains("the cluster did not recover") && log.contains("group node missing"),
             "liveness failed for another reason than the stream's missing group node:\n{log}"
@@ -247,8 +244,7 @@ fn nats_2_9_10_acknowledges_two_updates_from_one_revision_of_a_replicated_key() 
     let Some((out, store)) = run_on("nats-debian", "nats-cas-race", "append", "none", "10s") else {
         return;
     };
-    let dir = run_dir_of(&out);
-    let log = std::fs::read_to_string(dir.join("faultline.log")).unwrap_or_default();
+    let (dir, log) = run_dir_and_log(&out);
     assert_eq!(out.status.code(), Some(1), "log:\n{log}");
     let r = results(&dir);
     assert_eq!(r["append"]["verdict"], "invalid", "{}", r["append"]);

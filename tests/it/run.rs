@@ -84,14 +84,20 @@ const DAEMON: &str = "tests/fixtures/daemonkv/target.yaml";
 /// The run directory and faultline.log of a run that reached a verdict, valid or invalid
 /// (exit 0 or 1), for tests that look into what a third-party system did either way.
 pub fn expect_verdict(out: &Output) -> (PathBuf, String) {
-    let dir = run_dir_of(out);
-    let log = std::fs::read_to_string(dir.join("faultline.log")).unwrap_or_default();
+    let (dir, log) = run_dir_and_log(out);
     assert!(
         matches!(out.status.code(), Some(0 | 1)),
         "exit {:?}: {}\nlog:\n{log}",
         out.status.code(),
         String::from_utf8_lossy(&out.stderr)
     );
+    (dir, log)
+}
+
+/// A finished run's directory and its faultline.log (empty when there is none).
+pub fn run_dir_and_log(out: &Output) -> (PathBuf, String) {
+    let dir = run_dir_of(out);
+    let log = std::fs::read_to_string(dir.join("faultline.log")).unwrap_or_default();
     (dir, log)
 }
 
@@ -127,8 +133,7 @@ pub fn missing_install(target_dir: &str) -> Option<String> {
 /// A finished run that exited 0 with the verdict valid: its directory, results.json, its
 /// log and its history's lines.
 pub fn expect_valid(out: &Output) -> (PathBuf, Value, String, Vec<Value>) {
-    let dir = run_dir_of(out);
-    let log = std::fs::read_to_string(dir.join("faultline.log")).unwrap_or_default();
+    let (dir, log) = run_dir_and_log(out);
     assert_eq!(
         out.status.code(),
         Some(0),
